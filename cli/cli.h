@@ -1,0 +1,38 @@
+/* cli.h - shared pieces of the command-line program: the subcommands, the console log
+ * (live progress on a terminal, plain lines in a pipe), flag parsing with clear errors. */
+#ifndef LOOM_CLI_H
+#define LOOM_CLI_H
+
+#include "loom.h"
+
+int cmd_train(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_summary(int argc, char **argv);
+int cmd_models(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+
+/* Exit codes: 0 success, 1 the run failed, 2 usage error. */
+enum { EXIT_RUN = 1, EXIT_USAGE = 2 };
+
+/* Prints "loom: error: MSG" to stderr; returns the exit code for the status. */
+int cli_fail(const loom_error *err);
+int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Flag value parsers: print a usage error naming the flag and return false on bad input. */
+bool cli_int(const char *cmd, const char *flag, const char *s, int lo, int hi, int *out);
+bool cli_double(const char *cmd, const char *flag, const char *s, double lo, double hi,
+                double *out);
+bool cli_u64(const char *cmd, const char *flag, const char *s, uint64_t *out);
+
+/* The console log callback: user is NULL. Progress lines are redrawn in place on a
+ * terminal and dropped in a pipe; other lines go to stderr. */
+void cli_log(void *user, loom_log_kind kind, const char *line);
+
+/* SIGINT/SIGTERM set this flag (once); a second signal exits at once. */
+extern volatile int cli_stop_flag;
+void cli_install_signals(void);
+
+/* The command line joined with spaces (for config.txt). */
+const char *cli_command_line(int argc, char **argv);
+
+#endif

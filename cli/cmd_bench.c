@@ -1,0 +1,60 @@
+/* cmd_bench.c - `loom bench MODEL...|all`: training and inference images/s (median of repeats)
+ * and achieved GFLOP/s, one table row per model. */
+#include "cli.h"
+
+#include <getopt.h>
+#include <string.h>
+
+int cmd_bench(int argc, char **argv) {
+    static const struct option opts[] = {{"batch", 1, 0, 'b'},   {"repeats", 1, 0, 'r'},
+                                         {"seconds", 1, 0, 's'}, {"threads", 1, 0, 't'},
+                                         {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
+    int batch = 64, repeats = 5, threads = 0, c;
+    double seconds = 1.0;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'b':
+            if (!cli_int("bench", "--batch", optarg, 1, 65536, &batch))
+                return EXIT_USAGE;
+            break;
+        case 'r':
+            if (!cli_int("bench", "--repeats", optarg, 1, 100, &repeats))
+                return EXIT_USAGE;
+            break;
+        case 's':
+            if (!cli_double("bench", "--seconds", optarg, 0.01, 600, &seconds))
+                return EXIT_USAGE;
+            break;
+        case 't':
+            if (!cli_int("bench", "--threads", optarg, 0, 1024, &threads))
+                return EXIT_USAGE;
+            break;
+        case 'h':
+            printf("usage: loom bench MODEL...|all [--batch 64] [--repeats 5] [--seconds 1]\n"
+                   "       [--threads N]\nTraining (forward+backward+Adam) and inference "
+                   "throughput on random images; median of the repeats.\n");
+            return 0;
+        default: return cli_usage_error("bench", "unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind >= argc)
+        return cli_usage_error("bench", "no model given (a zoo name, a file, or 'all')");
+    loom_set_threads(threads);
+    printf("| model | batch | threads | train img/s | (min-max) | train GFLOP/s | infer img/s | "
+           "infer GFLOP/s |\n|---|---|---|---|---|---|---|---|\n");
+    bool is_all = strcmp(argv[optind], "all") == 0;
+    int n = is_all ? loom_zoo_count() : argc - optind;
+    for (int i = 0; i < n; i++) {
+        const char *name = is_all ? loom_zoo_get(i)->name : argv[optind + i];
+        loom_bench_result r;
+        loom_error err = {0};
+        if (loom_bench(name, batch, repeats, seconds, &r, &err))
+            return cli_fail(&err);
+        printf("| %s | %d | %d | %.0f | %.0f-%.0f | %.1f | %.0f | %.1f |\n", name, batch,
+               loom_get_threads(), r.train_ips, r.train_min_ips, r.train_max_ips,
+               r.train_gflops, r.infer_ips, r.infer_gflops);
+        fflush(stdout);
+    }
+    return 0;
+}

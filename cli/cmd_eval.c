@@ -1,0 +1,66 @@
+/* cmd_eval.c - `loom eval MODEL_FILE [--split test|val|train] [--images F --labels F]`:
+ * prints the classification report and confusion matrix, writes metrics.json/confusion.csv. */
+#include "cli.h"
+
+#include <getopt.h>
+#include <string.h>
+
+static void help(void) {
+    printf("usage: loom eval MODEL_FILE [options]\n\n"
+           "  --split S         test (default) | val | train (the run's own split)\n"
+           "  --images F --labels F   any IDX image/label pair instead\n"
+           "  --data DIR        data directory (default $LOOM_DATA or %s)\n"
+           "  --out DIR         write metrics.json and confusion.csv there\n"
+           "  --batch N         evaluation batch size (default 256)\n"
+           "  --threads N       worker threads\n",
+           loom_default_data_dir());
+}
+
+int cmd_eval(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"split", 1, 0, 's'}, {"images", 1, 0, 'i'}, {"labels", 1, 0, 'l'},
+        {"data", 1, 0, 'd'},  {"out", 1, 0, 'o'},    {"batch", 1, 0, 'b'},
+        {"threads", 1, 0, 't'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+    loom_eval_config ec = {0};
+    int threads = 0, c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 's': ec.split = optarg; break;
+        case 'i': ec.images = optarg; break;
+        case 'l': ec.labels = optarg; break;
+        case 'd': ec.data_dir = optarg; break;
+        case 'o': ec.out_dir = optarg; break;
+        case 'b':
+            if (!cli_int("eval", "--batch", optarg, 1, 65536, &ec.batch))
+                return EXIT_USAGE;
+            break;
+        case 't':
+            if (!cli_int("eval", "--threads", optarg, 0, 1024, &threads))
+                return EXIT_USAGE;
+            break;
+        case 'h': help(); return 0;
+        default: return cli_usage_error("eval", "unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind >= argc)
+        return cli_usage_error("eval", "no model file given");
+    if (optind + 1 < argc)
+        return cli_usage_error("eval", "unexpected argument '%s'", argv[optind + 1]);
+    ec.model_file = argv[optind];
+    loom_set_threads(threads);
+    loom_metrics mt = {0};
+    loom_dataset *ds = NULL;
+    loom_error err = {0};
+    if (loom_run_eval(&ec, &mt, &ds, &err)) {
+        loom_metrics_reset(&mt);
+        return cli_fail(&err);
+    }
+    printf("%s on %s: accuracy %.2f%%, loss %.4f, %ld images\n\n", ec.model_file,
+           ec.images ? ec.images : (ec.split ? ec.split : "test"), 100 * mt.accuracy, mt.loss,
+           mt.n);
+    loom_metrics_report(&mt, ds, stdout);
+    loom_metrics_reset(&mt);
+    loom_dataset_destroy(ds);
+    return 0;
+}

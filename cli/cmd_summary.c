@@ -1,0 +1,89 @@
+/* cmd_summary.c - `loom summary NAME|FILE|MODEL_FILE` and `loom models [-v]`. */
+#include "cli.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int cmd_summary(int argc, char **argv) {
+    if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        printf("usage: loom summary NAME|MODEL_TEXT_FILE|MODEL_FILE [--input HxWxC]\n"
+               "Prints each layer's output shape and parameter count, the totals and the\n"
+               "forward FLOPs per image. Input shape default 28x28x1.\n");
+        return 0;
+    }
+    if (argc < 2)
+        return cli_usage_error("summary", "no model given");
+    int H = 28, W = 28, C = 1;
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--input") == 0 && i + 1 < argc) {
+            if (sscanf(argv[++i], "%dx%dx%d", &H, &W, &C) != 3 || H < 1 || W < 1 || C < 1)
+                return cli_usage_error("summary", "--input expects HxWxC, got '%s'", argv[i]);
+        } else {
+            return cli_usage_error("summary", "unexpected argument '%s'", argv[i]);
+        }
+    }
+    loom_error err = {0};
+    loom_model *m = NULL;
+    char *config = NULL;
+    const char *name = argv[1];
+    size_t len = strlen(name);
+    if (len > 5 && strcmp(name + len - 5, ".loom") == 0) {
+        if (loom_model_load(&m, &config, name, &err))
+            return cli_fail(&err);
+    } else {
+        char *text = NULL;
+        const loom_zoo_entry *z = NULL;
+        if (loom_model_resolve(name, &text, &z, &err))
+            return cli_fail(&err);
+        loom_status st = loom_model_create(&m, text, name, H, W, C, &err);
+        free(text);
+        if (st)
+            return cli_fail(&err);
+        if (z)
+            printf("%s: %s\n", z->name, z->description);
+    }
+    loom_model_summary(m, stdout);
+    free(config);
+    loom_model_destroy(m);
+    return 0;
+}
+
+int cmd_models(int argc, char **argv) {
+    bool is_verbose = argc >= 2 && (strcmp(argv[1], "-v") == 0 || strcmp(argv[1], "--verbose") == 0);
+    if (argc >= 2 && !is_verbose) {
+        if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+            printf("usage: loom models [-v]\nLists the built-in models; -v adds training "
+                   "defaults and the model text.\n");
+            return 0;
+        }
+        return cli_usage_error("models", "unexpected argument '%s'", argv[1]);
+    }
+    for (int i = 0; i < loom_zoo_count(); i++) {
+        const loom_zoo_entry *z = loom_zoo_get(i);
+        loom_model *m = NULL;
+        loom_error err = {0};
+        size_t np = 0;
+        if (loom_model_create(&m, z->text, z->name, 28, 28, 1, &err) == LOOM_OK)
+            np = loom_model_n_params(m) + loom_model_n_state(m);
+        loom_model_destroy(m);
+        printf("%-14s %10zu params  %s\n", z->name, np, z->description);
+        if (is_verbose) {
+            printf("    defaults: --optimizer %s --lr %g --batch %d --epochs %d --lr-schedule %s",
+                   z->optimizer, z->lr, z->batch, z->epochs, z->lr_schedule);
+            if (z->l2 > 0)
+                printf(" --l2 %g", z->l2);
+            if (z->early_stopping > 0)
+                printf(" --early-stopping %d", z->early_stopping);
+            printf("\n");
+            if (z->published)
+                printf("    published: %s\n", z->published);
+            printf("    model: ");
+            for (const char *p = z->text; *p; p++)
+                if (*p == '\n')
+                    printf(p[1] ? ", " : "\n");
+                else
+                    putchar(*p);
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,60 @@
+/* main.c - the loom command: dispatches to one cmd_<name>.c per subcommand. */
+#include "cli.h"
+
+#include <string.h>
+
+typedef struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *help;
+} command;
+
+static const command commands[] = {
+    {"train", cmd_train, "train a model and write a run directory"},
+    {"eval", cmd_eval, "evaluate a model file (test set by default)"},
+    {"summary", cmd_summary, "layer table, parameter counts and FLOPs of a model"},
+    {"models", cmd_models, "list the built-in model zoo (-v: training defaults)"},
+    {"bench", cmd_bench, "training and inference images/s and GFLOP/s"},
+};
+#define N_COMMANDS ((int)(sizeof commands / sizeof *commands))
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: loom COMMAND [options]   (loom COMMAND --help for its options)\n\n");
+    for (int i = 0; i < N_COMMANDS; i++)
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
+    fprintf(f, "\nData: --data DIR or $LOOM_DATA (default %s).\n", loom_default_data_dir());
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
+        printf("loom %s\n", LOOM_VERSION);
+        return 0;
+    }
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "help") == 0) {
+        if (argc < 3) {
+            usage(stdout);
+            return 0;
+        }
+        for (int i = 0; i < N_COMMANDS; i++)
+            if (strcmp(argv[2], commands[i].name) == 0) {
+                char *hargv[] = {argv[2], "--help", NULL};
+                return commands[i].run(2, hargv);
+            }
+        fprintf(stderr, "loom: error: unknown command '%s' (see 'loom --help')\n", argv[2]);
+        return EXIT_USAGE;
+    }
+    for (int i = 0; i < N_COMMANDS; i++)
+        if (strcmp(cmd, commands[i].name) == 0)
+            return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "loom: error: unknown command '%s' (see 'loom --help')\n", cmd);
+    return EXIT_USAGE;
+}

@@ -1,0 +1,397 @@
+/* loom.h - the public API of libloom, a small neural-network workbench.
+ * Tensors are float32, row-major, batch first. Images are stored channels-last:
+ * a batch of images is (B, H, W, C); a batch of sequences is (B, T, N); a batch of
+ * vectors is (B, N). Every function that can fail returns a loom_status and fills the
+ * caller's loom_error with a one-line message; the library never prints or exits. */
+#ifndef LOOM_H
+#define LOOM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define LOOM_VERSION "0.1.0"
+
+/* ---- status and errors ------------------------------------------------------------------ */
+
+typedef enum {
+    LOOM_OK = 0,
+    LOOM_ERR_IO,          /* a file could not be opened, read or written */
+    LOOM_ERR_FORMAT,      /* a file or text is malformed */
+    LOOM_ERR_SHAPE,       /* tensor shapes do not fit together */
+    LOOM_ERR_NOMEM,       /* an allocation failed */
+    LOOM_ERR_ARG,         /* a bad argument or option value */
+    LOOM_ERR_NUMERIC,     /* NaN or Inf appeared */
+    LOOM_ERR_INTERRUPTED, /* stopped by a signal; state was saved */
+} loom_status;
+
+typedef struct {
+    loom_status status;
+    char msg[512]; /* one line: names the thing and the reason */
+} loom_error;
+
+/* Text for a status code ("I/O error", ...). Never NULL. */
+const char *loom_status_str(loom_status s);
+/* Fills err (may be NULL) with status s and a printf-style message; returns s. */
+loom_status loom_error_set(loom_error *err, loom_status s, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ---- random numbers (xoshiro256**, seeded through splitmix64) ----------------------------- */
+
+typedef struct {
+    uint64_t s[4];
+} loom_rng;
+
+void loom_rng_seed(loom_rng *rng, uint64_t seed);
+uint64_t loom_rng_next(loom_rng *rng);
+float loom_rng_uniform(loom_rng *rng);             /* [0, 1) */
+float loom_rng_normal(loom_rng *rng);              /* N(0, 1) */
+uint32_t loom_rng_below(loom_rng *rng, uint32_t n); /* uniform integer in [0, n) */
+/* A seed derived from a parent seed and a stream number (fold, trial, ...). */
+uint64_t loom_seed_derive(uint64_t seed, uint64_t stream);
+/* Fisher-Yates shuffle of n ints. */
+void loom_shuffle_int(int *a, int n, loom_rng *rng);
+
+/* ---- threads ----------------------------------------------------------------------------- */
+
+/* Sets the number of worker threads (0 = all cores). Results never depend on it. */
+void loom_set_threads(int n);
+int loom_get_threads(void);
+
+/* ---- datasets ------------------------------------------------------------------------------ */
+
+#define LOOM_MAX_CLASSES 256
+
+typedef struct {
+    int n;          /* number of images */
+    int H, W, C;    /* image shape; C = 1 for IDX files */
+    uint8_t *x;     /* (n, H, W, C) pixels, owned */
+    uint8_t *y;     /* (n) labels in [0, n_classes), owned */
+    int n_classes;  /* max label + 1, at least 2; 10 for Fashion-MNIST */
+    bool is_fashion;/* class names are Fashion-MNIST's */
+} loom_dataset;
+
+/* Reads an IDX image file and an IDX label file (each plain or gzip). Validates magic,
+ * dimensions, sizes against the bytes present, label range and count agreement.
+ * On success *out is a new dataset owned by the caller. */
+loom_status loom_dataset_load_idx(loom_dataset **out, const char *images_path,
+                                  const char *labels_path, loom_error *err);
+/* Loads the train or test pair from dir: {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz].
+ * which is "train" or "test". */
+loom_status loom_dataset_load_dir(loom_dataset **out, const char *dir, const char *which,
+                                  loom_error *err);
+void loom_dataset_destroy(loom_dataset *ds);
+/* The default data directory: $LOOM_DATA, else /usr/share/datasets/fashion-mnist. */
+const char *loom_default_data_dir(void);
+/* Class name for label k ("T-shirt/top" ... for Fashion-MNIST, "0".. otherwise).
+ * Returns a pointer to static storage or into buf (size >= 16). */
+const char *loom_class_name(const loom_dataset *ds, int k, char *buf);
+/* Number of examples of each class among idx[0..n) (idx NULL = all). counts has n_classes. */
+void loom_dataset_class_counts(const loom_dataset *ds, const int *idx, int n, int *counts);
+
+/* An index split of a dataset. Arrays are owned by the split. */
+typedef struct {
+    int *train; int n_train;
+    int *val;   int n_val;
+} loom_split;
+
+typedef enum { LOOM_SPLIT_STRATIFIED = 0, LOOM_SPLIT_KERAS } loom_split_mode;
+
+/* Splits ds into train/validation: stratified and seeded, or Keras-style (the last
+ * val_frac of the examples in file order, unshuffled). val_frac in [0, 1). */
+loom_status loom_split_create(loom_split *out, const loom_dataset *ds, double val_frac,
+                              loom_split_mode mode, uint64_t seed, loom_error *err);
+/* Stratified k-fold: fold k of K as validation, the rest as training. Same seed, same folds. */
+loom_status loom_split_kfold(loom_split *out, const loom_dataset *ds, int K, int k,
+                             uint64_t seed, loom_error *err);
+void loom_split_reset(loom_split *s); /* frees the arrays; accepts a zeroed split */
+
+/* Per-pixel standardisation statistics (mean, std of pixel/255 over the given examples). */
+typedef struct {
+    bool is_on;
+    float *mean; /* (H*W*C) owned */
+    float *std;  /* (H*W*C) owned, floored at 1e-3 */
+} loom_norm;
+loom_status loom_norm_fit(loom_norm *out, const loom_dataset *ds, const int *idx, int n,
+                          loom_error *err);
+void loom_norm_reset(loom_norm *nrm);
+
+/* Converts examples idx[0..n) to floats in x (n, H, W, C): pixel/255, then standardised when
+ * nrm is on (nrm may be NULL); writes their labels to y (may be NULL). No allocation. */
+void loom_batch_fill(const loom_dataset *ds, const int *idx, int n, const loom_norm *nrm,
+                     float *x, int *y);
+
+/* ---- models --------------------------------------------------------------------------------- */
+
+typedef struct loom_model loom_model;
+
+/* Parses a model text (the model language: one layer per line or comma-separated) for inputs
+ * of shape (H, W, C). source names the text in errors ("model.txt", "zoo:cnn1").
+ * The model's parameters are allocated but not initialised (see loom_model_init). */
+loom_status loom_model_create(loom_model **out, const char *text, const char *source, int H,
+                              int W, int C, loom_error *err);
+void loom_model_destroy(loom_model *m);
+/* Initialises parameters (Glorot/He as the frameworks do) and state from seed. */
+void loom_model_init(loom_model *m, uint64_t seed);
+/* Sizes the activation arena for batches of up to max_batch examples. Call before forward. */
+loom_status loom_model_prepare(loom_model *m, int max_batch, loom_error *err);
+/* Forward pass of B <= max_batch examples x (B, H, W, C); returns the logits (B, n_out), a view
+ * into the arena valid until the next forward. rng is used by dropout when is_training. */
+const float *loom_model_forward(loom_model *m, const float *x, int B, bool is_training,
+                                loom_rng *rng);
+/* Backward pass after a training forward: dlogits (B, n_out) -> adds into the gradients. */
+void loom_model_backward(loom_model *m, const float *dlogits, int B);
+void loom_model_zero_grad(loom_model *m);
+
+size_t loom_model_n_params(const loom_model *m);    /* trainable parameters */
+size_t loom_model_n_state(const loom_model *m);     /* non-trainable state (BN statistics) */
+float *loom_model_params(loom_model *m);            /* (n_params) view */
+float *loom_model_grads(loom_model *m);             /* (n_params) view */
+float *loom_model_state(loom_model *m);             /* (n_state) view */
+int loom_model_n_outputs(const loom_model *m);
+int loom_model_n_layers(const loom_model *m);
+const char *loom_model_text(const loom_model *m);   /* canonical model text */
+double loom_model_flops(const loom_model *m);       /* forward FLOPs per example */
+/* Sum over weight groups (conv, dense, recurrent kernels) of w^2, and adds 2*l2*w into grads. */
+double loom_model_l2_apply(loom_model *m, float l2, bool add_grad);
+/* Writes the Keras-style summary table (layer, output shape, parameters, totals, FLOPs). */
+void loom_model_summary(const loom_model *m, FILE *f);
+
+/* The built-in model zoo. */
+typedef struct {
+    const char *name;
+    const char *description;
+    const char *text;        /* model language */
+    const char *optimizer;   /* default training settings */
+    double lr;
+    int batch;
+    int epochs;
+    double l2;
+    const char *lr_schedule;
+    int early_stopping;      /* patience, 0 = off */
+    const char *published;   /* figure to beat, or NULL */
+} loom_zoo_entry;
+
+const loom_zoo_entry *loom_zoo_find(const char *name);
+int loom_zoo_count(void);
+const loom_zoo_entry *loom_zoo_get(int i);
+
+/* ---- model files ---------------------------------------------------------------------------- */
+
+/* Writes model text, config text (key=value lines, may be NULL), parameters and state with a
+ * CRC-32, through a temporary file renamed into place. */
+loom_status loom_model_save(const loom_model *m, const char *config, const char *path,
+                            loom_error *err);
+/* Loads a model file; *config_out (may be NULL) receives a malloc'd copy of the config text. */
+loom_status loom_model_load(loom_model **out, char **config_out, const char *path,
+                            loom_error *err);
+
+/* ---- training ------------------------------------------------------------------------------- */
+
+typedef enum { LOOM_OPT_SGD = 0, LOOM_OPT_ADAM, LOOM_OPT_ADAMW, LOOM_OPT_RMSPROP } loom_opt_kind;
+typedef enum {
+    LOOM_SCHED_CONSTANT = 0,
+    LOOM_SCHED_STEP,
+    LOOM_SCHED_EXP,
+    LOOM_SCHED_COSINE,
+    LOOM_SCHED_PLATEAU
+} loom_sched_kind;
+
+typedef struct {
+    loom_opt_kind kind;
+    float lr;
+    float momentum;     /* sgd; rmsprop */
+    bool is_nesterov;   /* sgd */
+    float beta1, beta2, eps; /* adam; rmsprop uses beta2 as rho */
+    float weight_decay; /* decoupled (adamw, or any optimizer) */
+    float l2;           /* Keras-style l2 in the loss, weight groups only */
+    float clip_norm;    /* global gradient norm clip, 0 = off */
+} loom_opt_config;
+
+typedef struct loom_optim loom_optim;
+loom_status loom_optim_create(loom_optim **out, const loom_opt_config *cfg, size_t n_params,
+                              loom_error *err);
+void loom_optim_destroy(loom_optim *o);
+/* One update of params from grads (grads are per-example means). lr overrides cfg->lr. */
+void loom_optim_step(loom_optim *o, loom_model *m, float lr);
+loom_status loom_opt_kind_parse(const char *s, loom_opt_kind *out, loom_error *err);
+const char *loom_opt_kind_str(loom_opt_kind k);
+
+typedef struct {
+    loom_sched_kind kind;
+    int step_every;     /* step: epochs between decays */
+    float gamma;        /* step/exp/plateau decay factor */
+    int warmup_epochs;  /* cosine */
+    float lr_min;       /* cosine floor; plateau floor */
+    int patience;       /* plateau */
+} loom_sched_config;
+loom_status loom_sched_parse(const char *s, loom_sched_config *out, loom_error *err);
+/* Learning rate for epoch e (0-based) of n_epochs from base lr (not plateau). */
+float loom_sched_lr(const loom_sched_config *s, float lr, int e, int n_epochs);
+
+/* Softmax + cross-entropy over logits (B, N) and labels (B). Writes dlogits = (p - onehot)/B
+ * (may be NULL); returns the summed loss (not the mean) and counts correct argmaxes. */
+double loom_softmax_xent(const float *logits, const int *y, int B, int N, float *dlogits,
+                         int *n_correct);
+
+/* One epoch's history row. */
+typedef struct {
+    int epoch;
+    double loss, acc, val_loss, val_acc, lr, seconds;
+} loom_epoch;
+
+typedef enum { LOOM_LOG_INFO = 0, LOOM_LOG_WARN, LOOM_LOG_PROGRESS, LOOM_LOG_EPOCH } loom_log_kind;
+typedef void (*loom_log_fn)(void *user, loom_log_kind kind, const char *line);
+
+typedef struct {
+    int epochs;
+    int batch;
+    loom_opt_config opt;
+    loom_sched_config sched;
+    int early_stopping;   /* patience in epochs, 0 = off; restores best weights */
+    uint64_t seed;
+    int log_every;        /* iteration lines every N steps, 0 = off */
+    bool is_progress;     /* live progress lines (LOOM_LOG_PROGRESS) */
+    loom_log_fn log;      /* may be NULL */
+    void *log_user;
+    volatile int *stop_flag; /* set non-zero (by a signal handler) to stop after this step */
+} loom_train_config;
+
+void loom_train_config_init(loom_train_config *c); /* defaults: adam 1e-3, batch 64, 10 epochs */
+
+typedef struct {
+    loom_epoch *epochs; /* (n_epochs) owned */
+    int n_epochs;
+    int best_epoch;     /* 0-based index of the best validation epoch */
+    double seconds;
+    bool is_stopped_early;
+} loom_history;
+void loom_history_reset(loom_history *h);
+
+/* Trains m on train[idx_train] and validates on val[idx_val] (val may be NULL) each epoch.
+ * m must be initialised. */
+loom_status loom_train(loom_model *m, const loom_train_config *cfg, const loom_dataset *train,
+                       const int *idx_train, int n_train, const loom_dataset *val,
+                       const int *idx_val, int n_val, const loom_norm *nrm, loom_history *hist,
+                       loom_error *err);
+
+/* ---- evaluation ----------------------------------------------------------------------------- */
+
+typedef struct {
+    int n_classes;
+    long *cm;   /* (n_classes, n_classes) counts, rows = true, columns = predicted; owned */
+    long n;
+    double loss;/* mean loss when known */
+    double accuracy;
+    double precision[LOOM_MAX_CLASSES], recall[LOOM_MAX_CLASSES], f1[LOOM_MAX_CLASSES];
+    long support[LOOM_MAX_CLASSES];
+    double macro_p, macro_r, macro_f1;
+    double weighted_p, weighted_r, weighted_f1;
+} loom_metrics;
+
+loom_status loom_metrics_init(loom_metrics *mt, int n_classes, loom_error *err);
+void loom_metrics_reset(loom_metrics *mt);
+void loom_metrics_confusion_add(loom_metrics *mt, int y_true, int y_pred);
+/* Computes accuracy, per-class and averaged P/R/F1 from the confusion matrix (0 where undefined). */
+void loom_metrics_compute(loom_metrics *mt);
+/* Runs m over ds[idx] (idx NULL = all) in batches; fills mt (initialised here) and, if pred is not
+ * NULL, pred (n) predicted labels and prob (n) their probabilities (may be NULL). */
+loom_status loom_evaluate(loom_model *m, const loom_dataset *ds, const int *idx, int n,
+                          const loom_norm *nrm, int batch, loom_metrics *mt, int *pred,
+                          float *prob, loom_error *err);
+/* scikit-learn-style classification report. */
+void loom_metrics_report(const loom_metrics *mt, const loom_dataset *ds, FILE *f);
+/* Writes metrics.json-style JSON / confusion CSV (via temp file + rename). */
+loom_status loom_metrics_write_json(const loom_metrics *mt, const loom_dataset *ds,
+                                    const char *path, loom_error *err);
+loom_status loom_metrics_write_confusion_csv(const loom_metrics *mt, const loom_dataset *ds,
+                                             const char *path, loom_error *err);
+
+/* ---- files ---------------------------------------------------------------------------------- */
+
+/* Writes len bytes to path atomically: path.tmp.PID, fsync, rename. */
+loom_status loom_file_write_atomic(const char *path, const void *data, size_t len,
+                                   loom_error *err);
+/* Reads a whole file (malloc'd, NUL-terminated); *len_out may be NULL. */
+loom_status loom_file_read_all(const char *path, char **out, size_t *len_out, loom_error *err);
+
+
+/* ---- runs: what `loom train` / `loom eval` do, as library calls ------------------------------ */
+
+/* Resolves a model name: a zoo name, or a file holding model text. *text_out is malloc'd;
+ * *zoo_out (may be NULL) is set for zoo names, else NULL. */
+loom_status loom_model_resolve(const char *name, char **text_out, const loom_zoo_entry **zoo_out,
+                               loom_error *err);
+
+typedef struct {
+    const char *model;       /* zoo name or model-text file */
+    const char *data_dir;    /* NULL = loom_default_data_dir() */
+    const char *out_dir;     /* run directory; NULL = runs/<model> */
+    double val_split;        /* fraction held out for validation, default 0.2 */
+    loom_split_mode split_mode;
+    bool is_standardize;     /* per-pixel standardisation (statistics saved in the model) */
+    int subset;              /* use only this many training examples (stratified), 0 = all */
+    int test_subset;         /* evaluate on the first N test examples, 0 = all */
+    bool is_force;           /* overwrite an existing run directory */
+    bool is_skip_test;       /* do not evaluate on the test set at the end */
+    const char *lr_schedule; /* text form, parsed into train.sched; NULL = constant */
+    loom_train_config train;
+    const char *command_line;/* recorded in config.txt */
+} loom_run_config;
+
+/* Defaults for rc; if model names a zoo entry its training defaults are applied. */
+void loom_run_config_init(loom_run_config *rc);
+loom_status loom_run_apply_zoo_defaults(loom_run_config *rc, loom_error *err);
+
+typedef struct {
+    loom_history hist;
+    loom_metrics test;       /* valid when has_test */
+    bool has_test;
+    size_t n_params;
+    char run_dir[1024];
+} loom_run_result;
+void loom_run_result_reset(loom_run_result *r);
+
+/* Trains rc->model and writes the run directory: model.loom, config.txt, history.csv,
+ * train.log (every log line), metrics.json and confusion.csv (test set), summary.txt. */
+loom_status loom_run_train(const loom_run_config *rc, loom_run_result *res, loom_error *err);
+
+typedef struct {
+    const char *model_file;
+    const char *data_dir;       /* NULL = default */
+    const char *split;          /* "test" (default), "train", "val" (the run's validation split) */
+    const char *images, *labels;/* any IDX pair instead of data_dir/split */
+    const char *out_dir;        /* where metrics.json / confusion.csv go; NULL = don't write */
+    int batch;
+} loom_eval_config;
+/* Evaluates a model file; fills mt (caller resets it). ds_out (may be NULL) receives the dataset
+ * used (caller destroys) so that class names can be printed. */
+loom_status loom_run_eval(const loom_eval_config *ec, loom_metrics *mt, loom_dataset **ds_out,
+                          loom_error *err);
+
+/* Config text helpers: value of key in "key=value" lines (copied into buf), or NULL. */
+const char *loom_config_get(const char *config, const char *key, char *buf, size_t n);
+
+/* ---- benchmark ------------------------------------------------------------------------------ */
+
+typedef struct {
+    double train_ips, infer_ips;       /* images per second, median of the repeats */
+    double train_gflops, infer_gflops; /* achieved, counting a training step as 3x forward */
+    double train_min_ips, train_max_ips;
+    int repeats, steps, batch;
+} loom_bench_result;
+
+/* Times training steps (forward, backward, Adam update) and inference batches of model (zoo
+ * name or model-text file) on random 28x28x1 images, median of repeats after one warm-up. */
+loom_status loom_bench(const char *model, int batch, int repeats, double seconds_per_repeat,
+                       loom_bench_result *r, loom_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,57 @@
+/* core.h - internal helpers shared by every module: shapes, the arena, matrix products
+ * through CBLAS, deterministic parallel chunking, small utilities. Not installed. */
+#ifndef LOOM_CORE_H
+#define LOOM_CORE_H
+
+#include "loom.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Per-example shape, batch excluded. rank 1: (N); rank 2: (T, N); rank 3: (H, W, C). */
+typedef struct {
+    int rank;
+    int d[3];
+} loom_shape;
+
+static inline size_t shape_size(loom_shape s) {
+    size_t n = 1;
+    for (int i = 0; i < s.rank; i++)
+        n *= (size_t)s.d[i];
+    return n;
+}
+static inline loom_shape shape1(int n) { return (loom_shape){1, {n, 1, 1}}; }
+static inline loom_shape shape2(int t, int n) { return (loom_shape){2, {t, n, 1}}; }
+static inline loom_shape shape3(int h, int w, int c) { return (loom_shape){3, {h, w, c}}; }
+/* "(26, 26, 32)" */
+void shape_format(loom_shape s, char *buf, size_t n);
+
+/* ---- arena: one block, bump allocation, 64-byte aligned, reset not freed ---- */
+typedef struct {
+    char *base;
+    size_t size, used;
+} arena;
+loom_status arena_init(arena *a, size_t bytes, loom_error *err);
+void arena_free(arena *a);
+/* n floats from the arena (zeroed at init only); NULL when it does not fit (a sizing bug). */
+float *arena_floats(arena *a, size_t n);
+static inline size_t arena_round(size_t bytes) { return (bytes + 63) & ~(size_t)63; }
+
+/* ---- matrix products (row-major CBLAS, single-threaded BLAS per call) ---- */
+/* C(M,N) = alpha * op(A) op(B) + beta * C, row-major, op = transpose when ta/tb. */
+void gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda,
+          const float *B, int ldb, float beta, float *C, int ldc);
+/* Same, with the M rows of C split into fixed chunks run on the worker threads. The chunking
+ * depends only on M, never on the thread count, so the result is bitwise reproducible. */
+void gemm_par(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda,
+              const float *B, int ldb, float beta, float *C, int ldc);
+/* Fixed chunking: number of chunks for n items with at least min_chunk per chunk (max 64). */
+int par_n_chunks(long n, long min_chunk);
+static inline long par_chunk_lo(long n, int nc, int c) { return n * c / nc; }
+
+/* ---- misc ---- */
+uint32_t loom_crc32(uint32_t crc, const void *data, size_t len);
+double loom_now(void); /* monotonic seconds */
+void *loom_xalloc(size_t bytes);  /* 64-byte aligned, zeroed; NULL on failure */
+
+#endif

@@ -1,0 +1,99 @@
+/* files.c - whole-file reads and atomic writes (temporary file, fsync, rename, fsync dir). */
+#define _POSIX_C_SOURCE 200809L
+#include "core.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+loom_status loom_file_write_atomic(const char *path, const void *data, size_t len,
+                                   loom_error *err) {
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
+        return loom_error_set(err, LOOM_ERR_ARG, "%s: path too long", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0)
+        return loom_error_set(err, LOOM_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+    const char *p = data;
+    size_t left = len;
+    while (left > 0) {
+        ssize_t w = write(fd, p, left);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            int e = errno;
+            close(fd);
+            unlink(tmp);
+            return loom_error_set(err, LOOM_ERR_IO, "%s: write failed: %s", path,
+                                  strerror(w < 0 ? e : ENOSPC));
+        }
+        p += w;
+        left -= (size_t)w;
+    }
+    if (fsync(fd) != 0 || close(fd) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return loom_error_set(err, LOOM_ERR_IO, "%s: write failed: %s", path, strerror(e));
+    }
+    if (rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return loom_error_set(err, LOOM_ERR_IO, "%s: cannot rename into place: %s", path,
+                              strerror(e));
+    }
+    char dirbuf[4096];
+    snprintf(dirbuf, sizeof dirbuf, "%s", path);
+    int dfd = open(dirname(dirbuf), O_RDONLY | O_DIRECTORY);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+    return LOOM_OK;
+}
+
+loom_status loom_file_read_all(const char *path, char **out, size_t *len_out, loom_error *err) {
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return loom_error_set(err, LOOM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || S_ISDIR(st.st_mode)) {
+        fclose(f);
+        return loom_error_set(err, LOOM_ERR_IO, "%s: is a directory, expected a file", path);
+    }
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    if (!buf) {
+        fclose(f);
+        return loom_error_set(err, LOOM_ERR_NOMEM, "%s: out of memory", path);
+    }
+    for (;;) {
+        if (len + 1 >= cap) {
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) {
+                free(buf);
+                fclose(f);
+                return loom_error_set(err, LOOM_ERR_NOMEM, "%s: out of memory", path);
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        size_t r = fread(buf + len, 1, cap - 1 - len, f);
+        len += r;
+        if (r == 0)
+            break;
+    }
+    bool bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        free(buf);
+        return loom_error_set(err, LOOM_ERR_IO, "%s: read failed", path);
+    }
+    buf[len] = '\0';
+    *out = buf;
+    if (len_out)
+        *len_out = len;
+    return LOOM_OK;
+}

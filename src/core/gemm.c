@@ -1,0 +1,77 @@
+/* gemm.c - matrix products through CBLAS and the deterministic parallel split.
+ * All products are row-major. The BLAS itself runs single-threaded; parallelism comes from
+ * fixed chunks of rows handed to OpenMP threads, so results never depend on the thread count. */
+#include "core.h"
+
+#include <cblas.h>
+#include <omp.h>
+
+static int g_threads = 0;
+
+void loom_set_threads(int n) {
+    if (n <= 0)
+        n = omp_get_num_procs();
+    g_threads = n;
+    omp_set_num_threads(n);
+#ifndef LOOM_BLAS_BLIS
+    openblas_set_num_threads(1);
+#endif
+}
+
+int loom_get_threads(void) {
+    if (g_threads == 0)
+        loom_set_threads(0);
+    return g_threads;
+}
+
+void gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda,
+          const float *B, int ldb, float beta, float *C, int ldc) {
+    if (M <= 0 || N <= 0)
+        return;
+    if (K <= 0) {
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++)
+                C[(size_t)i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[(size_t)i * ldc + j];
+        return;
+    }
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+int par_n_chunks(long n, long min_chunk) {
+    if (min_chunk < 1)
+        min_chunk = 1;
+    long nc = n / min_chunk;
+    if (nc < 1)
+        nc = 1;
+    if (nc > 64)
+        nc = 64;
+    return (int)nc;
+}
+
+void gemm_par(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda,
+              const float *B, int ldb, float beta, float *C, int ldc) {
+    /* Chunks of >= 32 rows, and enough work per chunk (about 2 MFLOP) to pay for a task. */
+    long work_per_row = 2L * N * (K > 0 ? K : 1);
+    long min_rows = 32;
+    if (work_per_row * min_rows < 2000000L)
+        min_rows = 2000000L / (work_per_row > 0 ? work_per_row : 1);
+    int nc = par_n_chunks(M, min_rows);
+    if (nc > 16)
+        nc = 16;
+    if (nc == 1 || loom_get_threads() == 1) {
+        /* Same chunks, run in order: identical numbers whatever the thread count. */
+        for (int c = 0; c < nc; c++) {
+            int lo = (int)par_chunk_lo(M, nc, c), hi = (int)par_chunk_lo(M, nc, c + 1);
+            const float *Ac = ta ? A + lo : A + (size_t)lo * lda;
+            gemm(ta, tb, hi - lo, N, K, alpha, Ac, lda, B, ldb, beta, C + (size_t)lo * ldc, ldc);
+        }
+        return;
+    }
+#pragma omp parallel for schedule(static)
+    for (int c = 0; c < nc; c++) {
+        int lo = (int)par_chunk_lo(M, nc, c), hi = (int)par_chunk_lo(M, nc, c + 1);
+        const float *Ac = ta ? A + lo : A + (size_t)lo * lda;
+        gemm(ta, tb, hi - lo, N, K, alpha, Ac, lda, B, ldb, beta, C + (size_t)lo * ldc, ldc);
+    }
+}

@@ -1,0 +1,99 @@
+/* layer.h - the layer interface. Each kind is one file in src/layers/ that defines one
+ * `const layer_ops` table and a parser for its line of the model language.
+ * Batches are row-major with the batch first: x (B, in), y (B, out), per-example shapes in
+ * l->in / l->out (images channels-last (H, W, C), sequences (T, N), vectors (N)). */
+#ifndef LOOM_LAYER_H
+#define LOOM_LAYER_H
+
+#include "../core/core.h"
+
+typedef enum {
+    GROUP_WEIGHT = 0, /* conv/dense/recurrent kernels: L2 applies */
+    GROUP_BIAS,
+    GROUP_BN_GAMMA,
+    GROUP_BN_BETA,
+    GROUP_RECURRENT,  /* recurrent kernels: L2 applies */
+} group_kind;
+
+typedef struct {
+    size_t off, len; /* within the layer's parameters */
+    group_kind kind;
+    int fan_in, fan_out; /* for initialisation */
+} param_group;
+
+#define LAYER_MAX_GROUPS 12
+
+typedef struct {
+    bool is_training;
+    loom_rng *rng;  /* dropout masks; used on the calling thread only */
+} fwd_ctx;
+
+typedef struct layer layer;
+
+typedef struct {
+    const char *kind;  /* "dense", "conv", ... as in the model language */
+    /* l->in and the layer's private cfg are set; set l->out, n_params, n_state, groups,
+     * scratch_per_example (floats per example kept from forward to backward or used as
+     * workspace), scratch_fixed (floats regardless of batch), flops (forward, per example).
+     * Shape mismatch: return LOOM_ERR_SHAPE with a message naming the layer. */
+    loom_status (*init)(layer *l, loom_error *err);
+    /* Initialise l->w (n_params) and l->state (n_state). Default: Glorot-uniform weights,
+     * zero biases (when NULL). */
+    void (*init_params)(layer *l, loom_rng *rng);
+    /* x (B, in) -> y (B, out). l->scratch has scratch_per_example * max_batch + scratch_fixed. */
+    void (*forward)(layer *l, const fwd_ctx *ctx, const float *x, float *y, int B);
+    /* Given x, y from the last forward and dy = dL/dy, write dx = dL/dx (dx NULL when the layer
+     * is first) and ADD dL/dparams into l->dw. dy may be overwritten. */
+    void (*backward)(layer *l, const float *x, const float *y, float *dy, float *dx, int B);
+    /* The layer's line in the model language, e.g. "conv 32 3x3 same relu". */
+    void (*describe)(const layer *l, char *buf, size_t n);
+    void (*destroy)(layer *l); /* frees cfg; may be NULL (then free(cfg)) */
+} layer_ops;
+
+struct layer {
+    const layer_ops *ops;
+    void *cfg;            /* kind's private settings */
+    loom_shape in, out;   /* per-example */
+    size_t n_params, n_state;
+    param_group groups[LAYER_MAX_GROUPS];
+    int n_groups;
+    float *w, *dw;        /* (n_params) views into the model's buffers */
+    float *state;         /* (n_state) view */
+    size_t scratch_per_example, scratch_fixed;
+    float *scratch;       /* arena view */
+    int max_batch;
+    double flops;         /* forward FLOPs per example */
+    bool is_inplace_ok;   /* reserved */
+};
+
+/* Activation functions shared by dense/conv (fused) and the standalone activation layers. */
+typedef enum { ACT_NONE = 0, ACT_RELU, ACT_LEAKY_RELU, ACT_ELU, ACT_TANH, ACT_SIGMOID } act_kind;
+const char *act_name(act_kind a);
+bool act_parse(const char *s, act_kind *out);
+/* y = f(x) in place over n values (alpha: leaky slope / elu alpha). */
+void act_forward(act_kind a, float alpha, float *y, size_t n);
+/* dy *= f'(.) given the activation output y (all supported f have f' expressible in y). */
+void act_backward(act_kind a, float alpha, const float *y, float *dy, size_t n);
+
+/* Model-language parsing: a layer line split into words. Each kind provides
+ * `loom_status <kind>_parse(layer *l, int argc, char **argv, loom_error *err)` that sets
+ * l->ops and l->cfg; the table of kinds lives in src/layers/registry.c. Errors name the word;
+ * the caller prefixes "source:line:". */
+typedef loom_status (*layer_parse_fn)(layer *l, int argc, char **argv, loom_error *err);
+typedef struct {
+    const char *word;
+    layer_parse_fn parse;
+} layer_kind_entry;
+extern const layer_kind_entry loom_layer_kinds[];
+
+/* Helpers for parsers. */
+bool parse_int(const char *s, int *out);     /* whole string, decimal */
+bool parse_float(const char *s, float *out); /* whole string */
+bool parse_kernel(const char *s, int *kh, int *kw); /* "3x3" or "3" */
+
+/* Glorot-uniform fill of n values with given fans. */
+void init_glorot_uniform(float *w, size_t n, int fan_in, int fan_out, loom_rng *rng);
+void init_he_normal(float *w, size_t n, int fan_in, loom_rng *rng);
+void init_orthogonal(float *w, int rows, int cols, loom_rng *rng);
+
+#endif

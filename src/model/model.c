@@ -1,0 +1,395 @@
+/* model.c - the model container: parse the model language into layers, chain their shapes,
+ * lay out one parameter buffer (+ gradients, + state), size the activation arena once per
+ * maximum batch, run forward and backward over the whole batch, print the summary.
+ * Activations: acts[i] is layer i's output (max_batch, out_i). */
+#include "model.h"
+
+#include <ctype.h>
+#include <math.h>
+
+bool dense_is_softmax(const layer *l);
+
+/* ---- parsing ---- */
+
+/* Splits one layer description into words (in place); "key=value" is kept whole. */
+static int split_words(char *s, char **argv, int max) {
+    int argc = 0;
+    for (char *p = s; *p;) {
+        while (*p && isspace((unsigned char)*p))
+            p++;
+        if (!*p)
+            break;
+        if (argc == max)
+            return -1;
+        argv[argc++] = p;
+        while (*p && !isspace((unsigned char)*p))
+            p++;
+        if (*p)
+            *p++ = '\0';
+    }
+    return argc;
+}
+
+static void layer_release(layer *l) {
+    if (l->ops && l->ops->destroy)
+        l->ops->destroy(l);
+    else
+        free(l->cfg);
+    l->cfg = NULL;
+}
+
+/* Parses text into m->layers (ops + cfg only). Items are separated by newlines, commas or
+ * " + "; '#' starts a comment. Errors: "source:line: message". */
+loom_status model_parse(loom_model *m, const char *text, const char *source, loom_error *err) {
+    size_t len = strlen(text);
+    char *buf = malloc(len + 1);
+    if (!buf)
+        return loom_error_set(err, LOOM_ERR_NOMEM, "%s: out of memory", source);
+    memcpy(buf, text, len + 1);
+    loom_status st = LOOM_OK;
+    int line = 1;
+    char *p = buf;
+    while (*p && st == LOOM_OK) {
+        char *eol = p + strcspn(p, "\n");
+        bool at_end = *eol == '\0';
+        *eol = '\0';
+        char *hash = strchr(p, '#');
+        if (hash)
+            *hash = '\0';
+        /* items on this line: split at ',' and '+' */
+        char *item = p;
+        while (item && st == LOOM_OK) {
+            char *sep = item + strcspn(item, ",+");
+            char *next = *sep ? sep + 1 : NULL;
+            *sep = '\0';
+            char *argv[16];
+            int argc = split_words(item, argv, 16);
+            if (argc < 0) {
+                st = loom_error_set(err, LOOM_ERR_FORMAT, "%s:%d: too many words in one layer",
+                                    source, line);
+                break;
+            }
+            if (argc > 0) {
+                for (int i = 0; i < argc; i++)
+                    for (char *c = argv[i]; *c; c++)
+                        *c = (char)tolower((unsigned char)*c);
+                const layer_kind_entry *k = loom_layer_kinds;
+                while (k->word && strcmp(k->word, argv[0]) != 0)
+                    k++;
+                if (!k->word || !k->parse) {
+                    st = loom_error_set(err, LOOM_ERR_FORMAT,
+                                        "%s:%d: unknown layer kind '%s' (see 'loom help models')",
+                                        source, line, argv[0]);
+                    break;
+                }
+                if (m->n_layers == MODEL_MAX_LAYERS) {
+                    st = loom_error_set(err, LOOM_ERR_FORMAT, "%s:%d: more than %d layers",
+                                        source, line, MODEL_MAX_LAYERS);
+                    break;
+                }
+                layer *l = &m->layers[m->n_layers];
+                memset(l, 0, sizeof *l);
+                loom_error e2 = {0};
+                st = k->parse(l, argc, argv, &e2);
+                if (st) {
+                    loom_error_set(err, st, "%s:%d: %s", source, line, e2.msg);
+                    break;
+                }
+                m->n_layers++;
+            }
+            item = next;
+        }
+        p = at_end ? eol : eol + 1;
+        line++;
+    }
+    free(buf);
+    if (st == LOOM_OK && m->n_layers == 0)
+        st = loom_error_set(err, LOOM_ERR_FORMAT, "%s: no layers", source);
+    return st;
+}
+
+/* ---- creation ---- */
+
+static loom_status build_text(loom_model *m, loom_error *err) {
+    size_t cap = 64 * (size_t)m->n_layers + 64, used = 0;
+    m->text = malloc(cap);
+    if (!m->text)
+        return loom_error_set(err, LOOM_ERR_NOMEM, "model text: out of memory");
+    m->text[0] = '\0';
+    for (int i = 0; i < m->n_layers; i++) {
+        char line[256];
+        m->layers[i].ops->describe(&m->layers[i], line, sizeof line);
+        size_t n = strlen(line);
+        if (used + n + 2 > cap) {
+            cap = 2 * (cap + n);
+            char *t = realloc(m->text, cap);
+            if (!t)
+                return loom_error_set(err, LOOM_ERR_NOMEM, "model text: out of memory");
+            m->text = t;
+        }
+        memcpy(m->text + used, line, n);
+        used += n;
+        m->text[used++] = '\n';
+        m->text[used] = '\0';
+    }
+    return LOOM_OK;
+}
+
+loom_status loom_model_create(loom_model **out, const char *text, const char *source, int H,
+                              int W, int C, loom_error *err) {
+    *out = NULL;
+    if (H < 1 || W < 1 || C < 1)
+        return loom_error_set(err, LOOM_ERR_ARG, "%s: bad input shape %dx%dx%d", source, H, W,
+                              C);
+    loom_model *m = calloc(1, sizeof *m);
+    if (!m)
+        return loom_error_set(err, LOOM_ERR_NOMEM, "%s: out of memory", source);
+    m->in = shape3(H, W, C);
+    loom_status st = model_parse(m, text, source, err);
+    if (st)
+        goto fail;
+    loom_shape s = m->in;
+    int n_groups = 0;
+    for (int i = 0; i < m->n_layers; i++) {
+        layer *l = &m->layers[i];
+        l->in = s;
+        loom_error e2 = {0};
+        st = l->ops->init(l, &e2);
+        if (st) {
+            loom_error_set(err, st, "%s: layer %d (%s): %s", source, i + 1, l->ops->kind,
+                           e2.msg);
+            goto fail;
+        }
+        if (dense_is_softmax(l) && i != m->n_layers - 1) {
+            st = loom_error_set(err, LOOM_ERR_FORMAT,
+                                "%s: layer %d: softmax is only allowed on the last layer",
+                                source, i + 1);
+            goto fail;
+        }
+        if (shape_size(l->out) == 0) {
+            st = loom_error_set(err, LOOM_ERR_SHAPE, "%s: layer %d (%s): output is empty",
+                                source, i + 1, l->ops->kind);
+            goto fail;
+        }
+        m->n_params += l->n_params;
+        m->n_state += l->n_state;
+        n_groups += l->n_groups;
+        s = l->out;
+    }
+    if (s.rank != 1) {
+        char sb[64];
+        shape_format(s, sb, sizeof sb);
+        st = loom_error_set(err, LOOM_ERR_SHAPE,
+                            "%s: the last layer's output is %s; end with 'flatten' and 'dense'",
+                            source, sb);
+        goto fail;
+    }
+    m->params = loom_xalloc(sizeof(float) * m->n_params);
+    m->grads = loom_xalloc(sizeof(float) * m->n_params);
+    m->state = loom_xalloc(sizeof(float) * m->n_state);
+    m->groups = calloc((size_t)n_groups + 1, sizeof *m->groups);
+    if (!m->params || !m->grads || !m->state || !m->groups) {
+        st = loom_error_set(err, LOOM_ERR_NOMEM, "%s: cannot allocate %zu parameters", source,
+                            m->n_params);
+        goto fail;
+    }
+    size_t po = 0, so = 0;
+    for (int i = 0; i < m->n_layers; i++) {
+        layer *l = &m->layers[i];
+        l->w = m->params + po;
+        l->dw = m->grads + po;
+        l->state = m->state + so;
+        for (int g = 0; g < l->n_groups; g++)
+            m->groups[m->n_groups++] =
+                (model_group){po + l->groups[g].off, l->groups[g].len, l->groups[g].kind, i};
+        po += l->n_params;
+        so += l->n_state;
+    }
+    st = build_text(m, err);
+    if (st)
+        goto fail;
+    *out = m;
+    return LOOM_OK;
+fail:
+    loom_model_destroy(m);
+    return st;
+}
+
+void loom_model_destroy(loom_model *m) {
+    if (!m)
+        return;
+    for (int i = 0; i < m->n_layers; i++)
+        layer_release(&m->layers[i]);
+    free(m->params);
+    free(m->grads);
+    free(m->state);
+    free(m->groups);
+    free(m->text);
+    arena_free(&m->mem);
+    free(m);
+}
+
+void loom_model_init(loom_model *m, uint64_t seed) {
+    loom_rng rng;
+    for (int i = 0; i < m->n_layers; i++) {
+        layer *l = &m->layers[i];
+        /* each layer its own stream: inserting a layer does not reshuffle the others */
+        loom_rng_seed(&rng, loom_seed_derive(seed, (uint64_t)i));
+        if (l->ops->init_params) {
+            l->ops->init_params(l, &rng);
+            continue;
+        }
+        for (int g = 0; g < l->n_groups; g++) {
+            param_group *pg = &l->groups[g];
+            float *w = l->w + pg->off;
+            if (pg->kind == GROUP_WEIGHT)
+                init_glorot_uniform(w, pg->len, pg->fan_in, pg->fan_out, &rng);
+            else if (pg->kind == GROUP_BN_GAMMA)
+                for (size_t j = 0; j < pg->len; j++)
+                    w[j] = 1.0f;
+            else
+                memset(w, 0, sizeof(float) * pg->len);
+        }
+    }
+}
+
+loom_status loom_model_prepare(loom_model *m, int max_batch, loom_error *err) {
+    if (max_batch < 1)
+        return loom_error_set(err, LOOM_ERR_ARG, "batch size must be >= 1, got %d", max_batch);
+    if (m->mem.base && m->max_batch >= max_batch)
+        return LOOM_OK;
+    arena_free(&m->mem);
+    size_t bytes = 0, max_act = shape_size(m->in);
+    for (int i = 0; i < m->n_layers; i++) {
+        layer *l = &m->layers[i];
+        size_t a = shape_size(l->out);
+        if (a > max_act)
+            max_act = a;
+        bytes += arena_round(sizeof(float) * a * (size_t)max_batch);
+        bytes += arena_round(sizeof(float) *
+                             (l->scratch_per_example * (size_t)max_batch + l->scratch_fixed));
+    }
+    bytes += 2 * arena_round(sizeof(float) * max_act * (size_t)max_batch);
+    loom_status st = arena_init(&m->mem, bytes, err);
+    if (st)
+        return st;
+    for (int i = 0; i < m->n_layers; i++) {
+        layer *l = &m->layers[i];
+        m->acts[i] = arena_floats(&m->mem, shape_size(l->out) * (size_t)max_batch);
+        l->scratch = arena_floats(&m->mem, l->scratch_per_example * (size_t)max_batch +
+                                               l->scratch_fixed);
+        l->max_batch = max_batch;
+    }
+    m->dbuf[0] = arena_floats(&m->mem, max_act * (size_t)max_batch);
+    m->dbuf[1] = arena_floats(&m->mem, max_act * (size_t)max_batch);
+    m->max_batch = max_batch;
+    return LOOM_OK;
+}
+
+const float *loom_model_forward(loom_model *m, const float *x, int B, bool is_training,
+                                loom_rng *rng) {
+    fwd_ctx ctx = {is_training, rng};
+    m->x_in = x;
+    m->last_B = B;
+    const float *cur = x;
+    for (int i = 0; i < m->n_layers; i++) {
+        layer *l = &m->layers[i];
+        l->ops->forward(l, &ctx, cur, m->acts[i], B);
+        cur = m->acts[i];
+    }
+    return cur;
+}
+
+void loom_model_backward(loom_model *m, const float *dlogits, int B) {
+    int n = m->n_layers;
+    float *cur = m->dbuf[0], *nxt = m->dbuf[1];
+    memcpy(cur, dlogits, sizeof(float) * shape_size(m->layers[n - 1].out) * (size_t)B);
+    for (int i = n - 1; i >= 0; i--) {
+        layer *l = &m->layers[i];
+        const float *x = i == 0 ? m->x_in : m->acts[i - 1];
+        l->ops->backward(l, x, m->acts[i], cur, i > 0 ? nxt : NULL, B);
+        float *t = cur;
+        cur = nxt;
+        nxt = t;
+    }
+}
+
+void loom_model_zero_grad(loom_model *m) { memset(m->grads, 0, sizeof(float) * m->n_params); }
+
+size_t loom_model_n_params(const loom_model *m) { return m->n_params; }
+size_t loom_model_n_state(const loom_model *m) { return m->n_state; }
+float *loom_model_params(loom_model *m) { return m->params; }
+float *loom_model_grads(loom_model *m) { return m->grads; }
+float *loom_model_state(loom_model *m) { return m->state; }
+int loom_model_n_layers(const loom_model *m) { return m->n_layers; }
+const char *loom_model_text(const loom_model *m) { return m->text; }
+
+int loom_model_n_outputs(const loom_model *m) {
+    return (int)shape_size(m->layers[m->n_layers - 1].out);
+}
+
+double loom_model_flops(const loom_model *m) {
+    double f = 0;
+    for (int i = 0; i < m->n_layers; i++)
+        f += m->layers[i].flops;
+    return f;
+}
+
+double loom_model_l2_apply(loom_model *m, float l2, bool add_grad) {
+    double sum = 0;
+    for (int g = 0; g < m->n_groups; g++) {
+        const model_group *mg = &m->groups[g];
+        if (mg->kind != GROUP_WEIGHT && mg->kind != GROUP_RECURRENT)
+            continue;
+        const float *w = m->params + mg->off;
+        float *dw = m->grads + mg->off;
+        double s = 0;
+        for (size_t i = 0; i < mg->len; i++)
+            s += (double)w[i] * w[i];
+        sum += s;
+        if (add_grad)
+            for (size_t i = 0; i < mg->len; i++)
+                dw[i] += 2.0f * l2 * w[i];
+    }
+    return sum;
+}
+
+static void fmt_count(double v, char *buf, size_t n) {
+    char raw[32], out[48];
+    snprintf(raw, sizeof raw, "%.0f", v);
+    int len = (int)strlen(raw), j = 0;
+    for (int i = 0; i < len; i++) {
+        if (i > 0 && (len - i) % 3 == 0)
+            out[j++] = ',';
+        out[j++] = raw[i];
+    }
+    out[j] = '\0';
+    snprintf(buf, n, "%s", out);
+}
+
+void loom_model_summary(const loom_model *m, FILE *f) {
+    char shp[64], cnt[48], desc[256];
+    const char *rule = "-----------------------------------------------------------------------"
+                       "---------";
+    fprintf(f, "%-44s %-18s %12s\n", "Layer", "Output shape", "Params");
+    fprintf(f, "%s\n", rule);
+    shape_format(m->in, shp, sizeof shp);
+    fprintf(f, "%-44s %-18s %12s\n", "input", shp, "0");
+    for (int i = 0; i < m->n_layers; i++) {
+        const layer *l = &m->layers[i];
+        l->ops->describe(l, desc, sizeof desc);
+        shape_format(l->out, shp, sizeof shp);
+        fmt_count((double)(l->n_params + l->n_state), cnt, sizeof cnt);
+        fprintf(f, "%-44.44s %-18s %12s\n", desc, shp, cnt);
+    }
+    fprintf(f, "%s\n", rule);
+    fmt_count((double)(m->n_params + m->n_state), cnt, sizeof cnt);
+    fprintf(f, "Total params: %s\n", cnt);
+    fmt_count((double)m->n_params, cnt, sizeof cnt);
+    fprintf(f, "Trainable params: %s\n", cnt);
+    fmt_count((double)m->n_state, cnt, sizeof cnt);
+    fprintf(f, "Non-trainable params: %s\n", cnt);
+    double fl = loom_model_flops(m);
+    fprintf(f, "Forward FLOPs per image: %.2f M (training step about %.2f M)\n", fl / 1e6,
+            3 * fl / 1e6);
+}

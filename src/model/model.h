@@ -1,0 +1,40 @@
+/* model.h - the model container (internal): an ordered list of layers, one contiguous
+ * parameter buffer with a gradient buffer of the same layout, a state buffer (batch-norm
+ * running statistics), and one activation arena sized for a maximum batch. */
+#ifndef LOOM_MODEL_H
+#define LOOM_MODEL_H
+
+#include "../layers/layer.h"
+
+#define MODEL_MAX_LAYERS 64
+
+typedef struct {
+    size_t off, len; /* into params */
+    group_kind kind;
+    int layer;
+} model_group;
+
+struct loom_model {
+    layer layers[MODEL_MAX_LAYERS];
+    int n_layers;
+    loom_shape in;             /* per-example input shape (H, W, C) */
+    char *text;                /* canonical model text, one layer per line, owned */
+    float *params, *grads;     /* (n_params) owned */
+    float *state;              /* (n_state) owned */
+    size_t n_params, n_state;
+    model_group *groups;       /* (n_groups) owned */
+    int n_groups;
+    /* arena: acts[i] (max_batch, out_i) for every layer, two gradient buffers of the largest
+     * activation, then each layer's scratch */
+    arena mem;
+    int max_batch;
+    float *acts[MODEL_MAX_LAYERS];
+    float *dbuf[2];
+    const float *x_in;         /* the input of the last forward (caller's memory) */
+    int last_B;
+};
+
+/* Builds layers from parsed text without allocating parameters (used by create and tests). */
+loom_status model_parse(loom_model *m, const char *text, const char *source, loom_error *err);
+
+#endif

@@ -1,0 +1,204 @@
+/* optim.c - optimizers over the model's one parameter buffer: SGD (momentum, Nesterov), Adam,
+ * AdamW, RMSprop; decoupled weight decay, global-norm gradient clipping (after the trainer has
+ * added the L2 term's gradient); learning-rate schedules. Moments are buffers of n_params. */
+#include "../model/model.h"
+
+#include <math.h>
+
+struct loom_optim {
+    loom_opt_config cfg;
+    size_t n;
+    float *m, *v; /* (n) first / second moments (sgd: velocity in m) */
+    long t;       /* steps taken */
+};
+
+loom_status loom_optim_create(loom_optim **out, const loom_opt_config *cfg, size_t n_params,
+                              loom_error *err) {
+    *out = NULL;
+    if (!(cfg->lr > 0.0f) || !isfinite(cfg->lr))
+        return loom_error_set(err, LOOM_ERR_ARG, "learning rate must be > 0, got %g", cfg->lr);
+    loom_optim *o = calloc(1, sizeof *o);
+    if (!o)
+        return loom_error_set(err, LOOM_ERR_NOMEM, "optimizer: out of memory");
+    o->cfg = *cfg;
+    o->n = n_params;
+    o->m = loom_xalloc(sizeof(float) * n_params);
+    o->v = loom_xalloc(sizeof(float) * n_params);
+    if (!o->m || !o->v) {
+        loom_optim_destroy(o);
+        return loom_error_set(err, LOOM_ERR_NOMEM, "optimizer: cannot allocate moments");
+    }
+    *out = o;
+    return LOOM_OK;
+}
+
+void loom_optim_destroy(loom_optim *o) {
+    if (!o)
+        return;
+    free(o->m);
+    free(o->v);
+    free(o);
+}
+
+static const char *const opt_names[] = {"sgd", "adam", "adamw", "rmsprop"};
+
+const char *loom_opt_kind_str(loom_opt_kind k) { return opt_names[k]; }
+
+loom_status loom_opt_kind_parse(const char *s, loom_opt_kind *out, loom_error *err) {
+    for (int i = 0; i < 4; i++)
+        if (strcmp(s, opt_names[i]) == 0) {
+            *out = (loom_opt_kind)i;
+            return LOOM_OK;
+        }
+    return loom_error_set(err, LOOM_ERR_ARG,
+                          "unknown optimizer '%s': use sgd, adam, adamw or rmsprop", s);
+}
+
+void loom_optim_step(loom_optim *o, loom_model *mdl, float lr) {
+    const loom_opt_config *c = &o->cfg;
+    float *w = mdl->params, *g = mdl->grads;
+    size_t n = o->n;
+    if (c->clip_norm > 0.0f) {
+        double s = 0;
+        for (size_t i = 0; i < n; i++)
+            s += (double)g[i] * g[i];
+        double nrm = sqrt(s);
+        if (nrm > c->clip_norm) {
+            float k = (float)(c->clip_norm / nrm);
+            for (size_t i = 0; i < n; i++)
+                g[i] *= k;
+        }
+    }
+    o->t++;
+    float wd = c->weight_decay > 0.0f ? lr * c->weight_decay : 0.0f;
+    float *m = o->m, *v = o->v;
+    switch (c->kind) {
+    case LOOM_OPT_SGD: {
+        float mu = c->momentum;
+        if (mu == 0.0f) {
+#pragma omp simd
+            for (size_t i = 0; i < n; i++)
+                w[i] -= lr * g[i] + wd * w[i];
+        } else if (c->is_nesterov) { /* Keras: v = mu v - lr g; w += mu v - lr g */
+#pragma omp simd
+            for (size_t i = 0; i < n; i++) {
+                m[i] = mu * m[i] - lr * g[i];
+                w[i] += mu * m[i] - lr * g[i] - wd * w[i];
+            }
+        } else {
+#pragma omp simd
+            for (size_t i = 0; i < n; i++) {
+                m[i] = mu * m[i] - lr * g[i];
+                w[i] += m[i] - wd * w[i];
+            }
+        }
+        break;
+    }
+    case LOOM_OPT_ADAM:
+    case LOOM_OPT_ADAMW: {
+        float b1 = c->beta1, b2 = c->beta2, eps = c->eps;
+        double bc1 = 1.0 - pow(b1, (double)o->t), bc2 = 1.0 - pow(b2, (double)o->t);
+        float a = (float)(lr * sqrt(bc2) / bc1); /* Keras/TF form: eps added to sqrt(v_hat) */
+        float e = (float)(eps * sqrt(bc2));
+        if (c->kind == LOOM_OPT_ADAMW && wd == 0.0f)
+            wd = lr * 0.01f; /* AdamW without --weight-decay: the usual 0.01 */
+#pragma omp simd
+        for (size_t i = 0; i < n; i++) {
+            m[i] = b1 * m[i] + (1.0f - b1) * g[i];
+            v[i] = b2 * v[i] + (1.0f - b2) * g[i] * g[i];
+            w[i] -= a * m[i] / (sqrtf(v[i]) + e) + wd * w[i];
+        }
+        break;
+    }
+    case LOOM_OPT_RMSPROP: {
+        float rho = c->beta2, eps = c->eps, mu = c->momentum;
+#pragma omp simd
+        for (size_t i = 0; i < n; i++) {
+            v[i] = rho * v[i] + (1.0f - rho) * g[i] * g[i];
+            float step = lr * g[i] / (sqrtf(v[i]) + eps);
+            if (mu > 0.0f) {
+                m[i] = mu * m[i] + step;
+                step = m[i];
+            }
+            w[i] -= step + wd * w[i];
+        }
+        break;
+    }
+    }
+}
+
+/* "constant" | "step[:EVERY[:GAMMA]]" | "exp[:GAMMA]" | "cosine[:WARMUP[:LR_MIN]]" |
+ * "plateau[:PATIENCE[:GAMMA]]" */
+loom_status loom_sched_parse(const char *s, loom_sched_config *out, loom_error *err) {
+    loom_sched_config c = {LOOM_SCHED_CONSTANT, 10, 0.1f, 0, 0.0f, 3};
+    char name[32] = {0};
+    double a = NAN, b = NAN;
+    char tail[64] = {0};
+    int n = sscanf(s, "%31[a-z]:%lf:%lf%63s", name, &a, &b, tail);
+    if (n < 1 || tail[0])
+        goto bad;
+    if (strcmp(name, "constant") == 0) {
+        if (n > 1)
+            goto bad;
+    } else if (strcmp(name, "step") == 0) {
+        c.kind = LOOM_SCHED_STEP;
+        if (n >= 2)
+            c.step_every = (int)a;
+        if (n >= 3)
+            c.gamma = (float)b;
+        if (c.step_every < 1 || !(c.gamma > 0 && c.gamma <= 1))
+            goto bad;
+    } else if (strcmp(name, "exp") == 0) {
+        c.kind = LOOM_SCHED_EXP;
+        c.gamma = 0.9f;
+        if (n >= 2)
+            c.gamma = (float)a;
+        if (n >= 3 || !(c.gamma > 0 && c.gamma <= 1))
+            goto bad;
+    } else if (strcmp(name, "cosine") == 0) {
+        c.kind = LOOM_SCHED_COSINE;
+        if (n >= 2)
+            c.warmup_epochs = (int)a;
+        if (n >= 3)
+            c.lr_min = (float)b;
+        if (c.warmup_epochs < 0 || c.lr_min < 0)
+            goto bad;
+    } else if (strcmp(name, "plateau") == 0) {
+        c.kind = LOOM_SCHED_PLATEAU;
+        c.patience = 2;
+        c.gamma = 0.5f;
+        c.lr_min = 1e-6f;
+        if (n >= 2)
+            c.patience = (int)a;
+        if (n >= 3)
+            c.gamma = (float)b;
+        if (c.patience < 1 || !(c.gamma > 0 && c.gamma < 1))
+            goto bad;
+    } else {
+        goto bad;
+    }
+    *out = c;
+    return LOOM_OK;
+bad:
+    return loom_error_set(err, LOOM_ERR_ARG,
+                          "bad --lr-schedule '%s': use constant, step[:EVERY[:GAMMA]], "
+                          "exp[:GAMMA], cosine[:WARMUP[:LR_MIN]] or plateau[:PATIENCE[:GAMMA]]",
+                          s);
+}
+
+float loom_sched_lr(const loom_sched_config *s, float lr, int e, int n_epochs) {
+    switch (s->kind) {
+    case LOOM_SCHED_CONSTANT:
+    case LOOM_SCHED_PLATEAU: return lr;
+    case LOOM_SCHED_STEP: return lr * powf(s->gamma, (float)(e / s->step_every));
+    case LOOM_SCHED_EXP: return lr * powf(s->gamma, (float)e);
+    case LOOM_SCHED_COSINE: {
+        if (e < s->warmup_epochs)
+            return lr * (float)(e + 1) / (float)(s->warmup_epochs + 1);
+        int span = n_epochs - s->warmup_epochs;
+        double p = span > 0 ? (double)(e - s->warmup_epochs) / span : 0.0; /* last > lr_min */
+        return (float)(s->lr_min + 0.5 * (lr - s->lr_min) * (1.0 + cos(M_PI * p)));
+    }
+    }
+    return lr;
+}

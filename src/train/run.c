@@ -1,0 +1,451 @@
+/* run.c - a training run as one library call: resolve the model, load and split the data,
+ * train, save the model file and write the run directory (config, history, log, metrics);
+ * and the evaluation of a saved model on any split. The CLI only fills the configs. */
+#include "../model/model.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <sys/stat.h>
+
+loom_status loom_model_resolve(const char *name, char **text_out, const loom_zoo_entry **zoo_out,
+                               loom_error *err) {
+    *text_out = NULL;
+    if (zoo_out)
+        *zoo_out = NULL;
+    const loom_zoo_entry *z = loom_zoo_find(name);
+    if (z) {
+        *text_out = strdup(z->text);
+        if (zoo_out)
+            *zoo_out = z;
+        return *text_out ? LOOM_OK : loom_error_set(err, LOOM_ERR_NOMEM, "out of memory");
+    }
+    struct stat st;
+    if (stat(name, &st) != 0)
+        return loom_error_set(err, LOOM_ERR_ARG,
+                              "unknown model '%s': not a zoo name (see 'loom models') and no "
+                              "such file",
+                              name);
+    return loom_file_read_all(name, text_out, NULL, err);
+}
+
+void loom_run_config_init(loom_run_config *rc) {
+    memset(rc, 0, sizeof *rc);
+    rc->val_split = 0.2;
+    rc->split_mode = LOOM_SPLIT_STRATIFIED;
+    loom_train_config_init(&rc->train);
+}
+
+loom_status loom_run_apply_zoo_defaults(loom_run_config *rc, loom_error *err) {
+    const loom_zoo_entry *z = rc->model ? loom_zoo_find(rc->model) : NULL;
+    if (!z)
+        return LOOM_OK;
+    loom_status st = loom_opt_kind_parse(z->optimizer, &rc->train.opt.kind, err);
+    if (st)
+        return st;
+    rc->train.opt.lr = (float)z->lr;
+    rc->train.batch = z->batch;
+    rc->train.epochs = z->epochs;
+    rc->train.opt.l2 = (float)z->l2;
+    rc->train.early_stopping = z->early_stopping;
+    rc->lr_schedule = z->lr_schedule;
+    return LOOM_OK;
+}
+
+void loom_run_result_reset(loom_run_result *r) {
+    loom_history_reset(&r->hist);
+    loom_metrics_reset(&r->test);
+    memset(r, 0, sizeof *r);
+}
+
+const char *loom_config_get(const char *config, const char *key, char *buf, size_t n) {
+    size_t kl = strlen(key);
+    for (const char *p = config; p && *p;) {
+        const char *eol = strchr(p, '\n');
+        size_t len = eol ? (size_t)(eol - p) : strlen(p);
+        if (len > kl && strncmp(p, key, kl) == 0 && p[kl] == '=') {
+            size_t vl = len - kl - 1;
+            if (vl >= n)
+                vl = n - 1;
+            memcpy(buf, p + kl + 1, vl);
+            buf[vl] = '\0';
+            return buf;
+        }
+        p = eol ? eol + 1 : NULL;
+    }
+    return NULL;
+}
+
+/* ---- the run's log: every line to train.log, and on to the caller's callback ---- */
+
+typedef struct {
+    FILE *f;
+    loom_log_fn fn;
+    void *user;
+} tee_log;
+
+static void tee(void *user, loom_log_kind k, const char *line) {
+    tee_log *t = user;
+    if (t->f && k != LOOM_LOG_PROGRESS) {
+        fprintf(t->f, "%s\n", line);
+        fflush(t->f);
+    }
+    if (t->fn)
+        t->fn(t->user, k, line);
+}
+
+static void say(tee_log *t, loom_log_kind k, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void say(tee_log *t, loom_log_kind k, const char *fmt, ...) {
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    tee(t, k, line);
+}
+
+/* ---- growable text buffer for the files we write ---- */
+
+typedef struct {
+    char *s;
+    size_t len, cap;
+    bool is_oom;
+} sbuf;
+
+static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_printf(sbuf *b, const char *fmt, ...) {
+    if (b->is_oom)
+        return;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(b->s ? b->s + b->len : NULL, b->s ? b->cap - b->len : 0, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            b->is_oom = true;
+            return;
+        }
+        if (b->s && b->len + (size_t)n < b->cap) {
+            b->len += (size_t)n;
+            return;
+        }
+        size_t cap = (b->cap + (size_t)n + 256) * 2;
+        char *t = realloc(b->s, cap);
+        if (!t) {
+            b->is_oom = true;
+            return;
+        }
+        b->s = t;
+        b->cap = cap;
+    }
+}
+
+static loom_status sb_write(sbuf *b, const char *dir, const char *name, loom_error *err) {
+    char path[2048];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    if (b->is_oom)
+        return loom_error_set(err, LOOM_ERR_NOMEM, "%s: out of memory", path);
+    return loom_file_write_atomic(path, b->s ? b->s : "", b->len, err);
+}
+
+static const char *split_mode_str(loom_split_mode m) {
+    return m == LOOM_SPLIT_KERAS ? "keras" : "stratified";
+}
+
+static void config_text(const loom_run_config *rc, const char *data_dir, sbuf *b) {
+    const loom_train_config *t = &rc->train;
+    sb_printf(b, "loom_version=%s\nmodel=%s\ndata_dir=%s\nseed=%llu\nepochs=%d\nbatch=%d\n",
+              LOOM_VERSION, rc->model, data_dir, (unsigned long long)t->seed, t->epochs,
+              t->batch);
+    sb_printf(b, "optimizer=%s\nlr=%g\nmomentum=%g\nnesterov=%d\nl2=%g\nweight_decay=%g\n",
+              loom_opt_kind_str(t->opt.kind), (double)t->opt.lr, (double)t->opt.momentum,
+              t->opt.is_nesterov, (double)t->opt.l2, (double)t->opt.weight_decay);
+    sb_printf(b, "clip_norm=%g\nlr_schedule=%s\nearly_stopping=%d\nval_split=%g\n",
+              (double)t->opt.clip_norm, rc->lr_schedule ? rc->lr_schedule : "constant",
+              t->early_stopping, rc->val_split);
+    sb_printf(b, "split_mode=%s\nstandardize=%d\nsubset=%d\nthreads=%d\n",
+              split_mode_str(rc->split_mode), rc->is_standardize, rc->subset,
+              loom_get_threads());
+    if (rc->command_line)
+        sb_printf(b, "command=%s\n", rc->command_line);
+}
+
+/* The training examples a run uses: all, or a stratified subset; then the train/val split. */
+static loom_status make_split(const loom_dataset *ds, int subset, double val_split,
+                              loom_split_mode mode, uint64_t seed, loom_split *out,
+                              loom_error *err) {
+    memset(out, 0, sizeof *out);
+    if (subset <= 0 || subset >= ds->n)
+        return loom_split_create(out, ds, val_split, mode, seed, err);
+    loom_split pick = {0};
+    loom_status st = loom_split_create(&pick, ds, 1.0 - (double)subset / ds->n,
+                                       LOOM_SPLIT_STRATIFIED, loom_seed_derive(seed, 77), err);
+    if (st)
+        return st;
+    /* pick.val is the stratified subset; split it again into train / validation */
+    int nv = (int)lround(val_split * pick.n_val);
+    out->train = malloc(sizeof(int) * (size_t)(pick.n_val - nv + 1));
+    out->val = malloc(sizeof(int) * (size_t)(nv + 1));
+    if (!out->train || !out->val) {
+        loom_split_reset(&pick);
+        loom_split_reset(out);
+        return loom_error_set(err, LOOM_ERR_NOMEM, "split: out of memory");
+    }
+    out->n_train = pick.n_val - nv;
+    out->n_val = nv;
+    memcpy(out->train, pick.val, sizeof(int) * (size_t)out->n_train);
+    memcpy(out->val, pick.val + out->n_train, sizeof(int) * (size_t)nv);
+    loom_split_reset(&pick);
+    return LOOM_OK;
+}
+
+static loom_status ensure_dir(const char *dir, bool is_force, loom_error *err) {
+    struct stat st;
+    if (stat(dir, &st) == 0) {
+        if (!S_ISDIR(st.st_mode))
+            return loom_error_set(err, LOOM_ERR_IO, "%s: exists and is not a directory", dir);
+        char p[2048];
+        snprintf(p, sizeof p, "%s/model.loom", dir);
+        if (!is_force && stat(p, &st) == 0)
+            return loom_error_set(err, LOOM_ERR_ARG,
+                                  "%s: a run already exists there: pass --force to overwrite "
+                                  "it or --out DIR for a new one",
+                                  dir);
+        return LOOM_OK;
+    }
+    /* mkdir -p */
+    char p[2048];
+    snprintf(p, sizeof p, "%s", dir);
+    for (char *s = p + 1; *s; s++) {
+        if (*s != '/')
+            continue;
+        *s = '\0';
+        mkdir(p, 0755);
+        *s = '/';
+    }
+    if (mkdir(p, 0755) != 0 && errno != EEXIST)
+        return loom_error_set(err, LOOM_ERR_IO, "%s: cannot create directory: %s", dir,
+                              strerror(errno));
+    return LOOM_OK;
+}
+
+loom_status loom_run_train(const loom_run_config *rc, loom_run_result *res, loom_error *err) {
+    memset(res, 0, sizeof *res);
+    loom_status st = LOOM_OK;
+    char *text = NULL, *full_text = NULL;
+    loom_dataset *train = NULL, *test = NULL;
+    loom_model *m = NULL;
+    loom_split sp = {0};
+    loom_norm nrm = {0};
+    sbuf cfg = {0}, hist = {0};
+    tee_log tl = {NULL, rc->train.log, rc->train.log_user};
+    loom_train_config tc = rc->train;
+    const char *data_dir = rc->data_dir ? rc->data_dir : loom_default_data_dir();
+
+    if (!rc->model)
+        return loom_error_set(err, LOOM_ERR_ARG, "no model given");
+    if (rc->lr_schedule && (st = loom_sched_parse(rc->lr_schedule, &tc.sched, err)))
+        return st;
+    if (!(rc->val_split >= 0.0 && rc->val_split < 1.0))
+        return loom_error_set(err, LOOM_ERR_ARG, "--val-split must be in [0, 1), got %g",
+                              rc->val_split);
+    if ((st = loom_model_resolve(rc->model, &text, NULL, err)))
+        return st;
+    if (rc->out_dir)
+        snprintf(res->run_dir, sizeof res->run_dir, "%s", rc->out_dir);
+    else
+        snprintf(res->run_dir, sizeof res->run_dir, "runs/%s", rc->model);
+    for (char *p = res->run_dir + 5; !rc->out_dir && *p; p++)
+        if (*p == '/')
+            *p = '_';
+    if ((st = loom_dataset_load_dir(&train, data_dir, "train", err)))
+        goto done;
+    if (!rc->is_skip_test && (st = loom_dataset_load_dir(&test, data_dir, "test", err)))
+        goto done;
+    if ((st = ensure_dir(res->run_dir, rc->is_force, err)))
+        goto done;
+    char path[2048];
+    snprintf(path, sizeof path, "%s/train.log", res->run_dir);
+    tl.f = fopen(path, "w");
+    if (!tl.f) {
+        st = loom_error_set(err, LOOM_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+        goto done;
+    }
+    tc.log = tee;
+    tc.log_user = &tl;
+
+    if ((st = make_split(train, rc->subset, rc->val_split, rc->split_mode, tc.seed, &sp, err)))
+        goto done;
+    size_t tl_len = strlen(text) + 16;
+    full_text = malloc(tl_len);
+    if (!full_text) {
+        st = loom_error_set(err, LOOM_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    snprintf(full_text, tl_len, "%s%s", rc->is_standardize ? "standardize\n" : "", text);
+    if ((st = loom_model_create(&m, full_text, rc->model, train->H, train->W, train->C, err)))
+        goto done;
+    loom_model_init(m, tc.seed);
+    if (rc->is_standardize) {
+        if ((st = loom_norm_fit(&nrm, train, sp.train, sp.n_train, err)))
+            goto done;
+        size_t D = (size_t)train->H * train->W * train->C;
+        memcpy(m->layers[0].state, nrm.mean, sizeof(float) * D);
+        memcpy(m->layers[0].state + D, nrm.std, sizeof(float) * D);
+    }
+    res->n_params = m->n_params;
+    config_text(rc, data_dir, &cfg);
+    if ((st = sb_write(&cfg, res->run_dir, "config.txt", err)))
+        goto done;
+    {
+        char *sum = NULL;
+        size_t sum_len = 0;
+        FILE *mf = open_memstream(&sum, &sum_len);
+        if (mf) {
+            loom_model_summary(m, mf);
+            fclose(mf);
+            sbuf sb = {sum, sum_len, sum_len + 1, false};
+            st = sb_write(&sb, res->run_dir, "summary.txt", err);
+            free(sum);
+            if (st)
+                goto done;
+        }
+    }
+    say(&tl, LOOM_LOG_INFO,
+        "loom %s: training %s (%zu parameters) on %d examples, validating on %d; "
+        "%s lr %g, batch %d, %d epochs, seed %llu, %d threads",
+        LOOM_VERSION, rc->model, m->n_params, sp.n_train, sp.n_val,
+        loom_opt_kind_str(tc.opt.kind), (double)tc.opt.lr, tc.batch, tc.epochs,
+        (unsigned long long)tc.seed, loom_get_threads());
+    st = loom_train(m, &tc, train, sp.train, sp.n_train, train, sp.val, sp.n_val, NULL,
+                    &res->hist, err);
+    if (st == LOOM_ERR_NUMERIC || st == LOOM_ERR_INTERRUPTED) {
+        /* keep what was learned: the trainer rolled back to the last good weights */
+        loom_error e2 = {0};
+        char mp[2048];
+        snprintf(mp, sizeof mp, "%s/model.loom", res->run_dir);
+        if (loom_model_save(m, cfg.s, mp, &e2) == LOOM_OK)
+            say(&tl, LOOM_LOG_WARN, "the last good weights are in %s", mp);
+    }
+    if (st)
+        goto done;
+    sb_printf(&hist, "epoch,loss,acc,val_loss,val_acc,lr,seconds\n");
+    for (int i = 0; i < res->hist.n_epochs; i++) {
+        const loom_epoch *h = &res->hist.epochs[i];
+        sb_printf(&hist, "%d,%.6f,%.6f,%.6f,%.6f,%.6g,%.3f\n", h->epoch, h->loss, h->acc,
+                  h->val_loss, h->val_acc, h->lr, h->seconds);
+    }
+    if ((st = sb_write(&hist, res->run_dir, "history.csv", err)))
+        goto done;
+    snprintf(path, sizeof path, "%s/model.loom", res->run_dir);
+    if ((st = loom_model_save(m, cfg.s, path, err)))
+        goto done;
+    say(&tl, LOOM_LOG_INFO, "saved %s (%.1f s of training)", path, res->hist.seconds);
+    if (!rc->is_skip_test) {
+        int nt = rc->test_subset > 0 && rc->test_subset < test->n ? rc->test_subset : test->n;
+        if ((st = loom_evaluate(m, test, NULL, nt, NULL, tc.batch, &res->test, NULL, NULL,
+                                err)))
+            goto done;
+        res->has_test = true;
+        say(&tl, LOOM_LOG_INFO, "test: accuracy %.2f%%, macro F1 %.2f%%, loss %.4f (%ld images)",
+            100 * res->test.accuracy, 100 * res->test.macro_f1, res->test.loss, res->test.n);
+        snprintf(path, sizeof path, "%s/metrics.json", res->run_dir);
+        if ((st = loom_metrics_write_json(&res->test, test, path, err)))
+            goto done;
+        snprintf(path, sizeof path, "%s/confusion.csv", res->run_dir);
+        if ((st = loom_metrics_write_confusion_csv(&res->test, test, path, err)))
+            goto done;
+    }
+done:
+    if (tl.f)
+        fclose(tl.f);
+    free(cfg.s);
+    free(hist.s);
+    free(text);
+    free(full_text);
+    loom_split_reset(&sp);
+    loom_norm_reset(&nrm);
+    loom_model_destroy(m);
+    loom_dataset_destroy(train);
+    loom_dataset_destroy(test);
+    return st;
+}
+
+loom_status loom_run_eval(const loom_eval_config *ec, loom_metrics *mt, loom_dataset **ds_out,
+                          loom_error *err) {
+    if (ds_out)
+        *ds_out = NULL;
+    loom_model *m = NULL;
+    char *config = NULL;
+    loom_dataset *ds = NULL;
+    loom_split sp = {0};
+    loom_status st = loom_model_load(&m, &config, ec->model_file, err);
+    if (st)
+        return st;
+    const char *split = ec->split ? ec->split : "test";
+    const char *dir = ec->data_dir ? ec->data_dir : loom_default_data_dir();
+    const int *idx = NULL;
+    int n = 0;
+    if (ec->images || ec->labels) {
+        if (!ec->images || !ec->labels) {
+            st = loom_error_set(err, LOOM_ERR_ARG, "--images and --labels go together");
+            goto done;
+        }
+        st = loom_dataset_load_idx(&ds, ec->images, ec->labels, err);
+    } else if (strcmp(split, "test") == 0) {
+        st = loom_dataset_load_dir(&ds, dir, "test", err);
+    } else if (strcmp(split, "train") == 0 || strcmp(split, "val") == 0) {
+        st = loom_dataset_load_dir(&ds, dir, "train", err);
+        if (st)
+            goto done;
+        /* rebuild the run's split from the configuration stored in the model file */
+        char b[64];
+        uint64_t seed = strtoull(loom_config_get(config, "seed", b, sizeof b) ?: "42", NULL, 10);
+        double vs = atof(loom_config_get(config, "val_split", b, sizeof b) ?: "0.2");
+        int subset = atoi(loom_config_get(config, "subset", b, sizeof b) ?: "0");
+        const char *mode = loom_config_get(config, "split_mode", b, sizeof b) ?: "stratified";
+        st = make_split(ds, subset, vs,
+                        strcmp(mode, "keras") == 0 ? LOOM_SPLIT_KERAS : LOOM_SPLIT_STRATIFIED,
+                        seed, &sp, err);
+        bool is_val = strcmp(split, "val") == 0;
+        idx = is_val ? sp.val : sp.train;
+        n = is_val ? sp.n_val : sp.n_train;
+    } else {
+        st = loom_error_set(err, LOOM_ERR_ARG, "--split must be test, train or val, got '%s'",
+                            split);
+    }
+    if (st)
+        goto done;
+    if (!idx)
+        n = ds->n;
+    if (ds->H != m->in.d[0] || ds->W != m->in.d[1] || ds->C != m->in.d[2]) {
+        st = loom_error_set(err, LOOM_ERR_SHAPE,
+                            "%s expects %dx%dx%d images, the data has %dx%dx%d", ec->model_file,
+                            m->in.d[0], m->in.d[1], m->in.d[2], ds->H, ds->W, ds->C);
+        goto done;
+    }
+    st = loom_evaluate(m, ds, idx, n, NULL, ec->batch > 0 ? ec->batch : 256, mt, NULL, NULL,
+                       err);
+    if (st)
+        goto done;
+    if (ec->out_dir) {
+        char path[2048];
+        snprintf(path, sizeof path, "%s/metrics.json", ec->out_dir);
+        if ((st = loom_metrics_write_json(mt, ds, path, err)))
+            goto done;
+        snprintf(path, sizeof path, "%s/confusion.csv", ec->out_dir);
+        if ((st = loom_metrics_write_confusion_csv(mt, ds, path, err)))
+            goto done;
+    }
+done:
+    if (st == LOOM_OK && ds_out) {
+        *ds_out = ds;
+        ds = NULL;
+    }
+    loom_split_reset(&sp);
+    loom_dataset_destroy(ds);
+    loom_model_destroy(m);
+    free(config);
+    return st;
+}

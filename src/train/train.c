@@ -1,0 +1,225 @@
+/* train.c - the training loop: seeded shuffling, mini-batches filled into buffers allocated
+ * once, forward/backward/update, per-epoch validation, history, schedules, early stopping
+ * with best-weight restore, NaN/Inf detection with rollback to the epoch's starting weights. */
+#include "../model/model.h"
+
+#include <math.h>
+#include <stdarg.h>
+
+void loom_train_config_init(loom_train_config *c) {
+    memset(c, 0, sizeof *c);
+    c->epochs = 10;
+    c->batch = 64;
+    c->opt = (loom_opt_config){.kind = LOOM_OPT_ADAM,
+                               .lr = 1e-3f,
+                               .momentum = 0.0f,
+                               .beta1 = 0.9f,
+                               .beta2 = 0.999f,
+                               .eps = 1e-7f};
+    c->sched.kind = LOOM_SCHED_CONSTANT;
+    c->seed = 42;
+}
+
+void loom_history_reset(loom_history *h) {
+    free(h->epochs);
+    memset(h, 0, sizeof *h);
+}
+
+static void logf_(const loom_train_config *c, loom_log_kind k, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void logf_(const loom_train_config *c, loom_log_kind k, const char *fmt, ...) {
+    if (!c->log)
+        return;
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    c->log(c->log_user, k, line);
+}
+
+static void fmt_eta(double s, char *buf, size_t n) {
+    if (s >= 3600)
+        snprintf(buf, n, "%dh%02dm", (int)(s / 3600), (int)fmod(s / 60, 60));
+    else if (s >= 60)
+        snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
+    else
+        snprintf(buf, n, "%.0fs", s);
+}
+
+loom_status loom_train(loom_model *m, const loom_train_config *cfg, const loom_dataset *train,
+                       const int *idx_train, int n_train, const loom_dataset *val,
+                       const int *idx_val, int n_val, const loom_norm *nrm, loom_history *hist,
+                       loom_error *err) {
+    memset(hist, 0, sizeof *hist);
+    double t_start = loom_now();
+    if (cfg->epochs < 1 || cfg->batch < 1)
+        return loom_error_set(err, LOOM_ERR_ARG, "epochs and batch size must be >= 1");
+    if (n_train < 1)
+        return loom_error_set(err, LOOM_ERR_ARG, "no training examples");
+    int K = loom_model_n_outputs(m);
+    if (train->n_classes > K)
+        return loom_error_set(err, LOOM_ERR_SHAPE,
+                              "the model has %d outputs but the data has %d classes", K,
+                              train->n_classes);
+    if (train->H != m->in.d[0] || train->W != m->in.d[1] || train->C != m->in.d[2])
+        return loom_error_set(err, LOOM_ERR_SHAPE,
+                              "the model expects %dx%dx%d images, the data has %dx%dx%d",
+                              m->in.d[0], m->in.d[1], m->in.d[2], train->H, train->W,
+                              train->C);
+    int bs = cfg->batch < n_train ? cfg->batch : n_train;
+    loom_status st = loom_model_prepare(m, bs, err);
+    if (st)
+        return st;
+    size_t D = (size_t)train->H * train->W * train->C;
+    size_t np = m->n_params, ns = m->n_state;
+    float *x = loom_xalloc(sizeof(float) * D * bs);          /* (bs, H, W, C) */
+    int *y = malloc(sizeof(int) * (size_t)bs);                /* (bs) */
+    float *dlogits = loom_xalloc(sizeof(float) * (size_t)K * bs); /* (bs, K) */
+    int *order = malloc(sizeof(int) * (size_t)n_train);
+    float *good = loom_xalloc(sizeof(float) * (np + ns));     /* weights at epoch start */
+    float *best = loom_xalloc(sizeof(float) * (np + ns));     /* best validation weights */
+    hist->epochs = calloc((size_t)cfg->epochs, sizeof *hist->epochs);
+    loom_optim *opt = NULL;
+    if (!x || !y || !dlogits || !order || !good || !best || !hist->epochs) {
+        st = loom_error_set(err, LOOM_ERR_NOMEM, "training buffers: out of memory");
+        goto done;
+    }
+    st = loom_optim_create(&opt, &cfg->opt, np, err);
+    if (st)
+        goto done;
+    memcpy(order, idx_train, sizeof(int) * (size_t)n_train);
+    loom_rng rng_shuffle, rng_drop;
+    loom_rng_seed(&rng_shuffle, loom_seed_derive(cfg->seed, 1001));
+    loom_rng_seed(&rng_drop, loom_seed_derive(cfg->seed, 1002));
+
+    int steps = (n_train + bs - 1) / bs;
+    double best_score = INFINITY;
+    float lr_plateau = cfg->opt.lr;
+    int since_best = 0, plateau_wait = 0;
+    hist->best_epoch = -1;
+    for (int e = 0; e < cfg->epochs; e++) {
+        double t0 = loom_now(), t_last = t0;
+        float lr = cfg->sched.kind == LOOM_SCHED_PLATEAU
+                       ? lr_plateau
+                       : loom_sched_lr(&cfg->sched, cfg->opt.lr, e, cfg->epochs);
+        memcpy(good, m->params, sizeof(float) * np);
+        memcpy(good + np, m->state, sizeof(float) * ns);
+        loom_shuffle_int(order, n_train, &rng_shuffle);
+        double loss_sum = 0, pen_sum = 0;
+        long seen = 0, correct = 0;
+        for (int s = 0; s < steps; s++) {
+            int lo = s * bs, B = n_train - lo < bs ? n_train - lo : bs;
+            loom_batch_fill(train, order + lo, B, nrm, x, y);
+            loom_model_zero_grad(m);
+            const float *logits = loom_model_forward(m, x, B, true, &rng_drop);
+            int nc = 0;
+            double L = loom_softmax_xent(logits, y, B, K, dlogits, &nc);
+            if (!isfinite(L)) {
+                memcpy(m->params, good, sizeof(float) * np);
+                memcpy(m->state, good + np, sizeof(float) * ns);
+                st = loom_error_set(err, LOOM_ERR_NUMERIC,
+                                    "loss became %s at epoch %d, step %d; weights rolled back "
+                                    "to the start of the epoch: lower --lr or set --clip-norm",
+                                    isnan(L) ? "NaN" : "Inf", e + 1, s + 1);
+                goto done;
+            }
+            loom_model_backward(m, dlogits, B);
+            if (cfg->opt.l2 > 0.0f)
+                pen_sum += cfg->opt.l2 * loom_model_l2_apply(m, cfg->opt.l2, true) * B;
+            loom_optim_step(opt, m, lr);
+            loss_sum += L;
+            correct += nc;
+            seen += B;
+            double now = loom_now();
+            if (cfg->log_every > 0 && (s + 1) % cfg->log_every == 0)
+                logf_(cfg, LOOM_LOG_INFO, "Iteration: %d. Loss: %.4f. Accuracy: %.2f",
+                      e * steps + s + 1, L / B, 100.0 * nc / B);
+            if (cfg->is_progress && (now - t_last > 0.25 || s + 1 == steps)) {
+                t_last = now;
+                char eta[32], bar[31];
+                fmt_eta((now - t0) / (s + 1) * (steps - s - 1), eta, sizeof eta);
+                int fill = (int)(30.0 * (s + 1) / steps);
+                for (int i = 0; i < 30; i++)
+                    bar[i] = i < fill ? '=' : i == fill ? '>' : '.';
+                bar[30] = '\0';
+                logf_(cfg, LOOM_LOG_PROGRESS,
+                      "Epoch %d/%d %5d/%d [%s] - ETA: %s - loss: %.4f - acc: %.4f", e + 1,
+                      cfg->epochs, s + 1, steps, bar, eta, (loss_sum + pen_sum) / seen,
+                      (double)correct / seen);
+            }
+            if (cfg->stop_flag && *cfg->stop_flag) {
+                st = loom_error_set(err, LOOM_ERR_INTERRUPTED,
+                                    "interrupted at epoch %d, step %d", e + 1, s + 1);
+                goto done;
+            }
+        }
+        loom_epoch *h = &hist->epochs[hist->n_epochs++];
+        h->epoch = e + 1;
+        h->loss = (loss_sum + pen_sum) / seen;
+        h->acc = (double)correct / seen;
+        h->lr = lr;
+        h->val_loss = h->val_acc = NAN;
+        if (val && n_val > 0) {
+            loom_metrics mt = {0};
+            st = loom_evaluate(m, val, idx_val, n_val, nrm, bs, &mt, NULL, NULL, err);
+            if (st)
+                goto done;
+            h->val_loss = mt.loss;
+            h->val_acc = mt.accuracy;
+            loom_metrics_reset(&mt);
+        }
+        h->seconds = loom_now() - t0;
+        char tail[160] = "";
+        if (val && n_val > 0)
+            snprintf(tail, sizeof tail, " - val_loss: %.4f - val_acc: %.4f", h->val_loss,
+                     h->val_acc);
+        logf_(cfg, LOOM_LOG_EPOCH, "Epoch %d/%d - %.1fs - loss: %.4f - acc: %.4f%s - lr: %.3g",
+              e + 1, cfg->epochs, h->seconds, h->loss, h->acc, tail, (double)lr);
+        if (fabs(h->loss - log((double)K)) < 0.02 && h->acc < 1.5 / K)
+            logf_(cfg, LOOM_LOG_WARN,
+                  "warning: the training loss stayed at ln(%d) = %.2f for epoch %d: the model is "
+                  "not learning; check the learning rate and optimizer",
+                  K, log((double)K), e + 1);
+        /* monitor: validation loss when there is validation data, else training loss */
+        double score = isnan(h->val_loss) ? h->loss : h->val_loss;
+        if (score < best_score) {
+            best_score = score;
+            hist->best_epoch = e;
+            since_best = 0;
+            plateau_wait = 0;
+            if (cfg->early_stopping > 0) {
+                memcpy(best, m->params, sizeof(float) * np);
+                memcpy(best + np, m->state, sizeof(float) * ns);
+            }
+        } else {
+            since_best++;
+            if (cfg->sched.kind == LOOM_SCHED_PLATEAU && ++plateau_wait >= cfg->sched.patience) {
+                lr_plateau = fmaxf(lr_plateau * cfg->sched.gamma, cfg->sched.lr_min);
+                plateau_wait = 0;
+            }
+            if (cfg->early_stopping > 0 && since_best >= cfg->early_stopping) {
+                hist->is_stopped_early = true;
+                logf_(cfg, LOOM_LOG_INFO,
+                      "early stopping: no improvement for %d epochs; restoring epoch %d",
+                      since_best, hist->best_epoch + 1);
+                break;
+            }
+        }
+    }
+    if (cfg->early_stopping > 0 && hist->best_epoch >= 0 &&
+        hist->best_epoch != hist->n_epochs - 1) {
+        memcpy(m->params, best, sizeof(float) * np);
+        memcpy(m->state, best + np, sizeof(float) * ns);
+    }
+done:
+    hist->seconds = loom_now() - t_start;
+    loom_optim_destroy(opt);
+    free(x);
+    free(y);
+    free(dlogits);
+    free(order);
+    free(good);
+    free(best);
+    return st;
+}

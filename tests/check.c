@@ -1,0 +1,26 @@
+/* check.c - counters and helpers for check.h. */
+#include "check.h"
+
+#include <stdlib.h>
+#include <unistd.h>
+#include <string.h>
+
+int check_passed, check_failed;
+
+int check_report(void) {
+    printf("%d passed, %d failed\n", check_passed, check_failed);
+    return check_failed ? 1 : 0;
+}
+
+const char *check_tmpdir(void) {
+    static char dir[256];
+    if (!dir[0]) {
+        const char *t = getenv("TMPDIR");
+        snprintf(dir, sizeof dir, "%s/loomtest.XXXXXX", t && *t ? t : "/tmp");
+        if (!mkdtemp(dir)) {
+            perror("mkdtemp");
+            exit(2);
+        }
+    }
+    return dir;
+}

@@ -1,0 +1,75 @@
+/* test_grad_core.c - finite-difference checks of dense, the activations, dropout, flatten,
+ * and the softmax cross-entropy loss. */
+#include "check.h"
+#include "gradcheck.h"
+
+#include <stdlib.h>
+
+static void test_dense(void) {
+    gradcheck_expect("flatten, dense 7", 3, 2, 2, 4);
+    gradcheck_expect("flatten, dense 6 relu, dense 5", 3, 3, 1, 5);
+    gradcheck_expect("flatten, dense 6 tanh, dense 3 softmax", 2, 2, 3, 3);
+}
+
+static void test_activations(void) {
+    gradcheck_expect("flatten, dense 8, sigmoid, dense 4", 2, 3, 1, 3);
+    gradcheck_expect("flatten, dense 8, elu, dense 4", 2, 3, 1, 3);
+    gradcheck_expect("flatten, dense 8, elu 0.5, dense 4", 2, 3, 1, 3);
+    gradcheck_expect("flatten, dense 8, leaky_relu 0.1, dense 4", 2, 3, 1, 3);
+    gradcheck_expect("flatten, dense 8 leaky_relu, dense 4 sigmoid", 2, 3, 1, 3);
+    gradcheck_expect("flatten, tanh, dense 4 elu", 2, 3, 1, 3);
+}
+
+static void test_dropout(void) {
+    gradcheck_expect("flatten, dropout 0.5, dense 6 relu, dropout 0.3, dense 3", 2, 4, 1, 4);
+}
+
+/* The loss: analytic dlogits against central differences of the mean cross-entropy. */
+static void test_softmax_xent(void) {
+    enum { B = 3, N = 5 };
+    float z[B * N], dz[B * N];
+    int y[B] = {0, 3, 4};
+    loom_rng rng;
+    loom_rng_seed(&rng, 7);
+    for (int i = 0; i < B * N; i++)
+        z[i] = 4.0f * loom_rng_uniform(&rng) - 2.0f;
+    int correct;
+    double L = loom_softmax_xent(z, y, B, N, dz, &correct);
+    CHECK(L > 0);
+    for (int i = 0; i < B * N; i++) {
+        float old = z[i];
+        z[i] = old + 1e-3f;
+        double lp = loom_softmax_xent(z, y, B, N, NULL, &correct) / B;
+        z[i] = old - 1e-3f;
+        double lm = loom_softmax_xent(z, y, B, N, NULL, &correct) / B;
+        z[i] = old;
+        CHECK_NEAR(dz[i], (lp - lm) / 2e-3, 2e-3);
+    }
+    /* hand-worked: logits (0, ln 3) with label 1 -> p = (1/4, 3/4), loss = -ln(3/4) */
+    float z2[2] = {0.0f, logf(3.0f)};
+    int y2[1] = {1};
+    float d2[2];
+    CHECK_NEAR(loom_softmax_xent(z2, y2, 1, 2, d2, &correct), -log(0.75), 1e-6);
+    CHECK_NEAR(d2[0], 0.25, 1e-6);
+    CHECK_NEAR(d2[1], -0.25, 1e-6);
+    CHECK(correct == 1);
+}
+
+/* The checker itself must fail on a wrong gradient: a sanity check of the test. */
+static void test_checker_detects_errors(void) {
+    gradcheck_result r = gradcheck_model("flatten, dense 4", 2, 2, 1, 2, 1, 50, false);
+    CHECK(r.n_bad == 0 && r.n_checked > 0);
+    gradcheck_corrupt_scale = 1.1f;
+    r = gradcheck_model("flatten, dense 4", 2, 2, 1, 2, 1, 50, false);
+    gradcheck_corrupt_scale = 1.0f;
+    CHECK(r.n_bad > r.n_checked / 2);
+}
+
+int main(void) {
+    RUN(test_dense);
+    RUN(test_activations);
+    RUN(test_dropout);
+    RUN(test_softmax_xent);
+    RUN(test_checker_detects_errors);
+    return check_report();
+}
