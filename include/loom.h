@@ -358,7 +358,8 @@ typedef struct {
 void loom_run_result_reset(loom_run_result *r);
 
 /* Trains rc->model and writes the run directory: model.loom, config.txt, history.csv,
- * train.log (every log line), metrics.json and confusion.csv (test set), summary.txt. */
+ * train.log (every log line), summary.txt, and for the test set metrics.json, confusion.csv and
+ * predictions.csv (index,true,pred,prob per test image). */
 loom_status loom_run_train(const loom_run_config *rc, loom_run_result *res, loom_error *err);
 
 typedef struct {

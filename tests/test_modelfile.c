@@ -367,7 +367,8 @@ static void test_inconsistent(void) {
     /* "flatten, dense 3" on 2x2x1 has 4*3+3 = 15 parameters */
     unsigned char *b = build_file(&len, 1, 2, 2, 1, "flatten\ndense 3\n", "", p, 12, NULL, 0);
     CHECK(b && write_bytes(path, b, len));
-    expect_load_error(path, LOOM_ERR_FORMAT, "parameter count 12 does not match the model text (15)");
+    expect_load_error(path, LOOM_ERR_FORMAT,
+                      "parameter count 12 does not match the model text (15)");
     free(b);
 
     b = build_file(&len, 1, 2, 2, 1, "flatten\ndense 3\n", "", p, 15, p, 2);

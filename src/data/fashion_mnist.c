@@ -297,20 +297,22 @@ cleanup:
     return st;
 }
 
-/* Writes dir/name[.gz] into path, preferring the gzip file; false when neither exists. */
+/* Writes dir/name.gz into path if it exists, else dir/name; false when neither exists. */
 static bool find_file(char *path, size_t size, const char *dir, const char *name) {
-    struct stat sb;
-    snprintf(path, size, "%s/%s.gz", dir, name);
-    if (stat(path, &sb) == 0)
-        return true;
-    snprintf(path, size, "%s/%s", dir, name);
-    return stat(path, &sb) == 0;
+    static const char *const suffixes[2] = {".gz", ""};
+    for (int i = 0; i < 2; i++) {
+        struct stat sb;
+        int len = snprintf(path, size, "%s/%s%s", dir, name, suffixes[i]);
+        if (len > 0 && (size_t)len < size && stat(path, &sb) == 0)
+            return true;
+    }
+    return false;
 }
 
 loom_status loom_dataset_load_dir(loom_dataset **out, const char *dir, const char *which,
                                   loom_error *err) {
     char images[4096], labels[4096];
-    char name_x[64], name_y[64];
+    char name_x[32], name_y[32];
     const char *prefix;
 
     if (!out)
@@ -330,9 +332,11 @@ loom_status loom_dataset_load_dir(loom_dataset **out, const char *dir, const cha
                               strlen(dir));
     snprintf(name_x, sizeof name_x, "%s-images-idx3-ubyte", prefix);
     snprintf(name_y, sizeof name_y, "%s-labels-idx1-ubyte", prefix);
-    const char *missing = !find_file(images, sizeof images, dir, name_x)   ? name_x
-                          : !find_file(labels, sizeof labels, dir, name_y) ? name_y
-                                                                           : NULL;
+    const char *missing = NULL;
+    if (!find_file(images, sizeof images, dir, name_x))
+        missing = name_x;
+    else if (!find_file(labels, sizeof labels, dir, name_y))
+        missing = name_y;
     if (missing)
         return loom_error_set(err, LOOM_ERR_IO,
                               "%s/%s[.gz]: not found; install dataset-fashion-mnist or pass "

@@ -23,8 +23,8 @@ static const char *class_name(const loom_dataset *ds, int k, char *buf) {
 loom_status loom_metrics_init(loom_metrics *mt, int n_classes, loom_error *err) {
     memset(mt, 0, sizeof *mt);
     if (n_classes < 1 || n_classes > LOOM_MAX_CLASSES)
-        return loom_error_set(err, LOOM_ERR_ARG, "metrics: %d classes, expected 1 to %d",
-                              n_classes, LOOM_MAX_CLASSES);
+        return loom_error_set(err, LOOM_ERR_ARG, "metrics: %d classes, expected 1 to %d", n_classes,
+                              LOOM_MAX_CLASSES);
     mt->cm = calloc((size_t)n_classes * (size_t)n_classes, sizeof *mt->cm);
     if (!mt->cm)
         return loom_error_set(err, LOOM_ERR_NOMEM, "metrics: out of memory");
@@ -96,11 +96,11 @@ void loom_metrics_compute(loom_metrics *mt) {
 /* ---- evaluation of a model ---- */
 
 loom_status loom_evaluate(loom_model *m, const loom_dataset *ds, const int *idx, int n,
-                          const loom_norm *nrm, int batch, loom_metrics *mt, int *pred,
-                          float *prob, loom_error *err) {
-    float *x = NULL;   /* (batch, H, W, C) */
-    int *y = NULL;     /* (batch) labels */
-    int *ibuf = NULL;  /* (batch) example indices when idx is NULL */
+                          const loom_norm *nrm, int batch, loom_metrics *mt, int *pred, float *prob,
+                          loom_error *err) {
+    float *x = NULL;  /* (batch, H, W, C) */
+    int *y = NULL;    /* (batch) labels */
+    int *ibuf = NULL; /* (batch) example indices when idx is NULL */
     double loss_sum = 0;
     memset(mt, 0, sizeof *mt);
     if (!idx)
@@ -126,8 +126,7 @@ loom_status loom_evaluate(loom_model *m, const loom_dataset *ds, const int *idx,
     y = malloc(sizeof(int) * (size_t)batch);
     ibuf = malloc(sizeof(int) * (size_t)batch);
     if (!x || !y || !ibuf) {
-        st = loom_error_set(err, LOOM_ERR_NOMEM, "evaluate: cannot allocate a batch of %d",
-                            batch);
+        st = loom_error_set(err, LOOM_ERR_NOMEM, "evaluate: cannot allocate a batch of %d", batch);
         goto done;
     }
     for (int i0 = 0; i0 < n; i0 += batch) {
@@ -230,8 +229,7 @@ void loom_metrics_report(const loom_metrics *mt, const loom_dataset *ds, FILE *f
     int w = name_width(mt, ds);
     char buf[16];
     /* scikit-learn's layout: name right-aligned to w, then 9-wide columns, 2 decimals */
-    fprintf(f, "%*s  %9s %9s %9s %9s\n\n", w, "", "precision", "recall", "f1-score",
-            "support");
+    fprintf(f, "%*s  %9s %9s %9s %9s\n\n", w, "", "precision", "recall", "f1-score", "support");
     for (int k = 0; k < mt->n_classes; k++)
         fprintf(f, "%*s  %9.2f %9.2f %9.2f %9ld\n", w, class_name(ds, k, buf), mt->precision[k],
                 mt->recall[k], mt->f1[k], mt->support[k]);
@@ -239,8 +237,8 @@ void loom_metrics_report(const loom_metrics *mt, const loom_dataset *ds, FILE *f
     fprintf(f, "%*s  %9s %9s %9.2f %9ld\n", w, "accuracy", "", "", mt->accuracy, mt->n);
     fprintf(f, "%*s  %9.2f %9.2f %9.2f %9ld\n", w, "macro avg", mt->macro_p, mt->macro_r,
             mt->macro_f1, mt->n);
-    fprintf(f, "%*s  %9.2f %9.2f %9.2f %9ld\n", w, "weighted avg", mt->weighted_p,
-            mt->weighted_r, mt->weighted_f1, mt->n);
+    fprintf(f, "%*s  %9.2f %9.2f %9.2f %9ld\n", w, "weighted avg", mt->weighted_p, mt->weighted_r,
+            mt->weighted_f1, mt->n);
     fprintf(f, "\nConfusion matrix (rows = true class, columns = predicted), counts:\n");
     report_confusion(mt, ds, f, false);
     fprintf(f, "\nConfusion matrix, each row divided by the class's support:\n");

@@ -110,8 +110,8 @@ static loom_status read_text(reader *r, const char *what, const char *path, char
     r->p += 4;
     if (n > remaining(r))
         return loom_error_set(err, LOOM_ERR_FORMAT,
-                              "%s: %s length %" PRIu32 " exceeds the %zu bytes that remain",
-                              path, what, n, remaining(r));
+                              "%s: %s length %" PRIu32 " exceeds the %zu bytes that remain", path,
+                              what, n, remaining(r));
     if (memchr(r->p, '\0', n))
         return loom_error_set(err, LOOM_ERR_FORMAT, "%s: %s contains a NUL byte", path, what);
     *out = malloc((size_t)n + 1);
@@ -158,8 +158,8 @@ static loom_status check_header(const unsigned char *buf, size_t len, const char
     }
     if (len < MODEL_MIN_SIZE)
         return loom_error_set(err, LOOM_ERR_FORMAT,
-                              "%s: file too short (%zu bytes, a model file has at least %d)",
-                              path, len, MODEL_MIN_SIZE);
+                              "%s: file too short (%zu bytes, a model file has at least %d)", path,
+                              len, MODEL_MIN_SIZE);
     uint32_t version = get_u32(buf + MODEL_MAGIC_LEN);
     if (version != MODEL_VERSION)
         return loom_error_set(err, LOOM_ERR_FORMAT,
@@ -200,8 +200,8 @@ loom_status loom_model_load(loom_model **out, char **config_out, const char *pat
         r.p += 4;
         if (dims[i] < 1 || dims[i] > MODEL_MAX_DIM) {
             st = loom_error_set(err, LOOM_ERR_FORMAT,
-                                "%s: input dimension %" PRIu32 " is outside 1..%u", path,
-                                dims[i], MODEL_MAX_DIM);
+                                "%s: input dimension %" PRIu32 " is outside 1..%u", path, dims[i],
+                                MODEL_MAX_DIM);
             goto done;
         }
     }
@@ -220,8 +220,8 @@ loom_status loom_model_load(loom_model **out, char **config_out, const char *pat
     if (st)
         goto done;
     if (remaining(&r) != 0) {
-        st = loom_error_set(err, LOOM_ERR_FORMAT, "%s: %zu unexpected bytes after the state",
-                            path, remaining(&r));
+        st = loom_error_set(err, LOOM_ERR_FORMAT, "%s: %zu unexpected bytes after the state", path,
+                            remaining(&r));
         goto done;
     }
     /* errors from create already start with the path, which is the source name */

@@ -239,6 +239,8 @@ loom_status loom_run_train(const loom_run_config *rc, loom_run_result *res, loom
     loom_split sp = {0};
     loom_norm nrm = {0};
     sbuf cfg = {0}, hist = {0};
+    int *pred = NULL;
+    float *prob = NULL;
     tee_log tl = {NULL, rc->train.log, rc->train.log_user};
     loom_train_config tc = rc->train;
     const char *data_dir = rc->data_dir ? rc->data_dir : loom_default_data_dir();
@@ -344,8 +346,22 @@ loom_status loom_run_train(const loom_run_config *rc, loom_run_result *res, loom
     say(&tl, LOOM_LOG_INFO, "saved %s (%.1f s of training)", path, res->hist.seconds);
     if (!rc->is_skip_test) {
         int nt = rc->test_subset > 0 && rc->test_subset < test->n ? rc->test_subset : test->n;
-        if ((st = loom_evaluate(m, test, NULL, nt, NULL, tc.batch, &res->test, NULL, NULL,
+        pred = malloc(sizeof(int) * (size_t)nt);
+        prob = malloc(sizeof(float) * (size_t)nt);
+        if (!pred || !prob) {
+            st = loom_error_set(err, LOOM_ERR_NOMEM, "out of memory");
+            goto done;
+        }
+        if ((st = loom_evaluate(m, test, NULL, nt, NULL, tc.batch, &res->test, pred, prob,
                                 err)))
+            goto done;
+        sbuf pb = {0};
+        sb_printf(&pb, "index,true,pred,prob\n");
+        for (int i = 0; i < nt; i++)
+            sb_printf(&pb, "%d,%d,%d,%.5f\n", i, test->y[i], pred[i], (double)prob[i]);
+        st = sb_write(&pb, res->run_dir, "predictions.csv", err);
+        free(pb.s);
+        if (st)
             goto done;
         res->has_test = true;
         say(&tl, LOOM_LOG_INFO, "test: accuracy %.2f%%, macro F1 %.2f%%, loss %.4f (%ld images)",
@@ -360,6 +376,8 @@ loom_status loom_run_train(const loom_run_config *rc, loom_run_result *res, loom
 done:
     if (tl.f)
         fclose(tl.f);
+    free(pred);
+    free(prob);
     free(cfg.s);
     free(hist.s);
     free(text);

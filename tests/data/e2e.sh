@@ -1,0 +1,70 @@
+#!/bin/sh
+# End to end on the real Fashion-MNIST files (the "real data" test group): train a zoo CNN on
+# a stratified subset for one epoch through the CLI, require a clear test accuracy, check that
+# `loom eval` of the saved file reproduces it, and that bad input fails with one line, exit != 0.
+LOOM=${LOOM:-build/loom}
+DATA=${LOOM_DATA:-/usr/share/datasets/fashion-mnist}
+pass=0; fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAILED: $*"; }
+check() { if eval "$1"; then ok; else bad "$1"; fi; }
+
+if [ ! -f "$DATA/train-images-idx3-ubyte.gz" ] && [ ! -f "$DATA/train-images-idx3-ubyte" ]; then
+    echo "no Fashion-MNIST at $DATA (install dataset-fashion-mnist): real-data group not run"
+    echo "0 passed, 1 failed"; exit 1
+fi
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+
+# 1. train conv-maxpool on 6000 images for one epoch
+$LOOM train conv-maxpool --subset 6000 --epochs 1 --out "$T/run" --seed 1 >"$T/out" 2>"$T/err"
+check '[ $? -eq 0 ]'
+cat "$T/out"
+for f in model.loom config.txt history.csv train.log metrics.json confusion.csv summary.txt; do
+    check "[ -s '$T/run/$f' ]"
+done
+acc=$(sed -n 's/.*test accuracy \([0-9.]*\)%.*/\1/p' "$T/out")
+check "[ -n '$acc' ] && awk 'BEGIN{exit !($acc >= 75)}'"
+check "grep -q '^Epoch 1/1 - .* loss: .* - acc: .* - val_loss: .* - val_acc: ' '$T/err'"
+check "[ \$(wc -l < '$T/run/history.csv') -eq 2 ]"
+
+# 2. eval of the saved file reproduces the accuracy to the digit
+$LOOM eval "$T/run/model.loom" --out "$T" >"$T/eval" 2>&1
+check '[ $? -eq 0 ]'
+acc2=$(sed -n 's/.*accuracy \([0-9.]*\)%.*/\1/p' "$T/eval" | head -n 1)
+check "[ '$acc' = '$acc2' ]"
+check "grep -q 'Ankle boot' '$T/eval'"
+check "grep -q 'macro avg' '$T/eval'"
+check "[ -s '$T/metrics.json' ] && [ -s '$T/confusion.csv' ]"
+$LOOM eval "$T/run/model.loom" --split val >"$T/evalv" 2>&1
+check '[ $? -eq 0 ]'
+
+# 3. bad input: one line on stderr, non-zero exit, nothing overwritten
+expect_fail() { # code, command...
+    code=$1; shift
+    "$@" >"$T/o" 2>"$T/e"; rc=$?
+    if [ "$rc" -eq "$code" ] && [ "$(wc -l < "$T/e")" -eq 1 ] && grep -q '^loom: error: ' "$T/e"; then
+        ok
+    else
+        bad "expected exit $code and one error line from: $* (got $rc: $(cat "$T/e"))"
+    fi
+}
+expect_fail 2 $LOOM train no-such-model
+expect_fail 2 $LOOM train mlp --epochs zero
+expect_fail 2 $LOOM train mlp --lr -1
+expect_fail 2 $LOOM train mlp --optimizer adamax
+expect_fail 2 $LOOM train mlp --bogus-flag
+expect_fail 1 $LOOM train mlp --data "$T/nowhere" --out "$T/r2"
+expect_fail 2 $LOOM train conv-maxpool --out "$T/run"      # exists: needs --force
+expect_fail 1 $LOOM eval "$T/nothing.loom"
+printf 'garbage' > "$T/bad.loom"
+expect_fail 1 $LOOM eval "$T/bad.loom"
+cp "$T/run/model.loom" "$T/flip.loom"
+printf '\377' | dd of="$T/flip.loom" bs=1 seek=2000 conv=notrunc 2>/dev/null
+expect_fail 1 $LOOM eval "$T/flip.loom"
+printf 'flatten\ndense ten\n' > "$T/spec.txt"
+expect_fail 1 $LOOM summary "$T/spec.txt"
+expect_fail 2 $LOOM nosuchcommand
+check "[ -s '$T/run/model.loom' ]"
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]

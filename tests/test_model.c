@@ -1,0 +1,301 @@
+/* test_model.c - the model container and trainer: zoo parameter counts (against the seed
+ * table and independent formulas), model-language errors, canonical text, optimizers and
+ * schedules, determinism (same seed, 1 vs 2 threads), learning a synthetic task, NaN stop. */
+#include "check.h"
+#include "loom.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static size_t count_of(const char *name) {
+    const loom_zoo_entry *z = loom_zoo_find(name);
+    if (!z)
+        return 0;
+    loom_model *m = NULL;
+    loom_error err = {0};
+    if (loom_model_create(&m, z->text, name, 28, 28, 1, &err)) {
+        fprintf(stderr, "    %s\n", err.msg);
+        return 0;
+    }
+    size_t n = loom_model_n_params(m) + loom_model_n_state(m);
+    loom_model_destroy(m);
+    return n;
+}
+
+static size_t conv(int c, int k, int r) { return (size_t)k * c * r * r + k; }
+static size_t dense(int i, int o) { return (size_t)i * o + o; }
+
+static void test_zoo_counts(void) {
+    /* the five figures given in SEED-MODELS.md, to the digit */
+    CHECK(count_of("mlp") == 244522);
+    CHECK(count_of("conv-maxpool") == 225034);
+    CHECK(count_of("cnn1") == 173738);
+    CHECK(count_of("cnn2") == 515146);
+    CHECK(count_of("cnn3") == 1421194);
+    /* the others from the layer list (Keras conventions), spatial sizes worked by hand:
+     * strided-conv 28 -> 26 -> 12 -> 10 -> 4; small-conv the same; keras-v1 28->26->24->22;
+     * keras-v2 28 -> 13 -> 6 -> 2; drop-norm-l2 keeps 28, pools to 14 and 7 */
+    CHECK(count_of("strided-conv") ==
+          conv(1, 32, 3) + conv(32, 32, 3) + conv(32, 64, 3) + conv(64, 64, 3) +
+              dense(4 * 4 * 64, 128) + dense(128, 10));
+    CHECK(count_of("small-conv") == conv(1, 16, 3) + conv(16, 16, 3) + conv(16, 32, 3) +
+                                        conv(32, 32, 3) + dense(4 * 4 * 32, 64) + dense(64, 10));
+    CHECK(count_of("keras-v1") == conv(1, 8, 3) + conv(8, 24, 3) + conv(24, 48, 3) +
+                                      dense(22 * 22 * 48, 100) + dense(100, 10));
+    CHECK(count_of("keras-v2") == conv(1, 16, 3) + conv(16, 48, 3) + conv(48, 96, 3) +
+                                      dense(2 * 2 * 96, 100) + dense(100, 10));
+    /* batchnorm: 2 trainable + 2 running statistics per channel (Keras's total) */
+    CHECK(count_of("drop-norm-l2") == conv(1, 32, 3) + 4 * 32 + conv(32, 32, 3) + 4 * 32 +
+                                          conv(32, 64, 3) + 4 * 64 + conv(64, 64, 3) + 4 * 64 +
+                                          dense(7 * 7 * 64, 256) + 4 * 256 + dense(256, 10));
+}
+
+static void test_parse_errors(void) {
+    const char *bad[] = {
+        "flatten\ndense ten", "flatten\nbogus 3", "flatten\ndense 0", "flatten\ndense -4",
+        "flatten\ndropout 1.5", "flatten\ndense 10 softmax\ndense 10", "dense 10",
+        "flatten\ndense 10 relu extra", "", "# only a comment\n", "flatten\ndense 10 softmax,",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        loom_model *m = NULL;
+        loom_error err = {0};
+        loom_status st = loom_model_create(&m, bad[i], "spec.txt", 28, 28, 1, &err);
+        if (i == sizeof bad / sizeof *bad - 1) { /* trailing comma is harmless */
+            CHECK(st == LOOM_OK);
+            loom_model_destroy(m);
+            continue;
+        }
+        CHECK_MSG(st != LOOM_OK && m == NULL, "accepted: %s", bad[i]);
+        CHECK_MSG(strncmp(err.msg, "spec.txt", 8) == 0, "message: %s", err.msg);
+    }
+    loom_model *m = NULL;
+    loom_error err = {0};
+    loom_model_create(&m, "flatten\n\ndense 7 relu\nwat 3\n", "f.txt", 28, 28, 1, &err);
+    CHECK_MSG(strstr(err.msg, "f.txt:4") && strstr(err.msg, "wat"), "%s", err.msg);
+    loom_model_create(&m, "flatten, dense 7 relu, dense x", "g.txt", 28, 28, 1, &err);
+    CHECK_MSG(strstr(err.msg, "g.txt:1") && strstr(err.msg, "'x'"), "%s", err.msg);
+}
+
+static void test_canonical_text(void) {
+    loom_model *m = NULL, *m2 = NULL;
+    loom_error err = {0};
+    CHECK(loom_model_create(&m, "FLATTEN , Dropout 0.2 + dense 12 RELU # hidden\n"
+                                "dense 5 leaky_relu 0.2\nelu\ndense 3 softmax",
+                            "t", 4, 4, 1, &err) == LOOM_OK);
+    if (!m)
+        return;
+    const char *t = loom_model_text(m);
+    CHECK(strcmp(t, "flatten\ndropout 0.2\ndense 12 relu\ndense 5 leaky_relu 0.2\nelu 1\n"
+                    "dense 3 softmax\n") == 0);
+    CHECK(loom_model_create(&m2, t, "t2", 4, 4, 1, &err) == LOOM_OK);
+    if (m2)
+        CHECK(strcmp(loom_model_text(m2), t) == 0);
+    loom_model_destroy(m);
+    loom_model_destroy(m2);
+}
+
+/* A synthetic 4-class dataset of 8x8 images: class k lights up quadrant k, plus noise. */
+static loom_dataset *make_data(int n, uint64_t seed) {
+    loom_dataset *ds = calloc(1, sizeof *ds);
+    ds->n = n;
+    ds->H = ds->W = 8;
+    ds->C = 1;
+    ds->n_classes = 4;
+    ds->x = malloc((size_t)n * 64);
+    ds->y = malloc((size_t)n);
+    loom_rng rng;
+    loom_rng_seed(&rng, seed);
+    for (int i = 0; i < n; i++) {
+        int k = (int)loom_rng_below(&rng, 4);
+        ds->y[i] = (uint8_t)k;
+        for (int r = 0; r < 8; r++)
+            for (int c = 0; c < 8; c++) {
+                int q = (r >= 4) * 2 + (c >= 4);
+                int v = (int)loom_rng_below(&rng, 120) + (q == k ? 100 : 0);
+                ds->x[i * 64 + r * 8 + c] = (uint8_t)v;
+            }
+    }
+    return ds;
+}
+
+#define SMALL_MODEL "flatten, dense 32 relu, dropout 0.2, dense 4 softmax"
+
+static loom_status train_text(const char *text, loom_model **mo, loom_history *h,
+                              loom_opt_kind opt, float lr, int threads, uint64_t seed,
+                              const char *sched) {
+    loom_set_threads(threads);
+    loom_dataset *ds = make_data(600, 3);
+    int idx[600];
+    for (int i = 0; i < 600; i++)
+        idx[i] = i;
+    loom_model *m = NULL;
+    loom_error err = {0};
+    loom_status st = loom_model_create(&m, text, "small", 8, 8, 1, &err);
+    if (st == LOOM_OK) {
+        loom_model_init(m, seed);
+        loom_train_config c;
+        loom_train_config_init(&c);
+        c.epochs = 4;
+        c.batch = 32;
+        c.seed = seed;
+        c.opt.kind = opt;
+        c.opt.lr = lr;
+        if (opt == LOOM_OPT_SGD)
+            c.opt.momentum = 0.9f;
+        if (opt == LOOM_OPT_RMSPROP)
+            c.opt.beta2 = 0.9f;
+        if (sched)
+            loom_sched_parse(sched, &c.sched, &err);
+        st = loom_train(m, &c, ds, idx, 500, ds, idx + 500, 100, NULL, h, &err);
+        if (st)
+            fprintf(stderr, "    train: %s\n", err.msg);
+    }
+    loom_dataset_destroy(ds);
+    *mo = m;
+    return st;
+}
+
+static loom_status train_small(loom_model **mo, loom_history *h, loom_opt_kind opt, float lr,
+                               int threads, uint64_t seed, const char *sched) {
+    return train_text(SMALL_MODEL, mo, h, opt, lr, threads, seed, sched);
+}
+
+static void test_optimizers_learn(void) {
+    loom_opt_kind kinds[] = {LOOM_OPT_SGD, LOOM_OPT_ADAM, LOOM_OPT_ADAMW, LOOM_OPT_RMSPROP};
+    float lrs[] = {0.05f, 3e-3f, 3e-3f, 1e-3f};
+    for (int i = 0; i < 4; i++) {
+        loom_model *m = NULL;
+        loom_history h = {0};
+        CHECK(train_small(&m, &h, kinds[i], lrs[i], 2, 5, NULL) == LOOM_OK);
+        if (h.n_epochs == 4) {
+            CHECK_MSG(h.epochs[3].val_acc > 0.95, "%s: val_acc %.3f", loom_opt_kind_str(kinds[i]),
+                      h.epochs[3].val_acc);
+            CHECK(h.epochs[3].loss < h.epochs[0].loss);
+        }
+        loom_history_reset(&h);
+        loom_model_destroy(m);
+    }
+}
+
+static void test_determinism(void) {
+    loom_model *a = NULL, *b = NULL, *c = NULL;
+    loom_history ha = {0}, hb = {0}, hc = {0};
+    train_small(&a, &ha, LOOM_OPT_ADAM, 3e-3f, 2, 9, "cosine");
+    train_small(&b, &hb, LOOM_OPT_ADAM, 3e-3f, 2, 9, "cosine");
+    train_small(&c, &hc, LOOM_OPT_ADAM, 3e-3f, 1, 9, "cosine");
+    if (a && b && c) {
+        size_t n = loom_model_n_params(a) * sizeof(float);
+        CHECK(memcmp(loom_model_params(a), loom_model_params(b), n) == 0);
+        CHECK(memcmp(loom_model_params(a), loom_model_params(c), n) == 0); /* 1 vs 2 threads */
+        for (int e = 0; e < ha.n_epochs; e++) {
+            CHECK(ha.epochs[e].loss == hb.epochs[e].loss);
+            CHECK(ha.epochs[e].loss == hc.epochs[e].loss);
+        }
+    }
+    loom_model *d = NULL;
+    loom_history hd = {0};
+    train_small(&d, &hd, LOOM_OPT_ADAM, 3e-3f, 2, 10, "cosine"); /* another seed differs */
+    if (a && d)
+        CHECK(memcmp(loom_model_params(a), loom_model_params(d),
+                     loom_model_n_params(a) * sizeof(float)) != 0);
+    loom_model_destroy(a);
+    loom_model_destroy(b);
+    loom_model_destroy(c);
+    loom_model_destroy(d);
+    loom_history_reset(&ha);
+    loom_history_reset(&hb);
+    loom_history_reset(&hc);
+    loom_history_reset(&hd);
+    loom_set_threads(0);
+}
+
+static void test_nan_stops(void) {
+    loom_model *m = NULL;
+    loom_history h = {0};
+    /* a linear model with an absurd learning rate: logits overflow to Inf, the loss to NaN */
+    loom_status st = train_text("flatten, dense 4 softmax", &m, &h, LOOM_OPT_SGD, 1e38f, 2, 5,
+                                NULL);
+    CHECK(st == LOOM_ERR_NUMERIC);
+    if (m) { /* rolled back to finite weights */
+        const float *w = loom_model_params(m);
+        bool finite = true;
+        for (size_t i = 0; i < loom_model_n_params(m); i++)
+            finite = finite && isfinite(w[i]);
+        CHECK(finite);
+    }
+    loom_history_reset(&h);
+    loom_model_destroy(m);
+}
+
+static void test_adam_first_step(void) {
+    /* First Adam step: m = (1-b1) g, v = (1-b2) g^2, so the update is lr * g/|g| (eps aside) */
+    loom_model *m = NULL;
+    loom_error err = {0};
+    CHECK(loom_model_create(&m, "flatten, dense 2", "a", 1, 1, 1, &err) == LOOM_OK);
+    if (!m)
+        return;
+    float *w = loom_model_params(m), *g = loom_model_grads(m);
+    w[0] = 1.0f, w[1] = -2.0f, w[2] = 0.5f, w[3] = 0.0f;
+    g[0] = 0.3f, g[1] = -4.0f, g[2] = 0.0f, g[3] = 1e-3f;
+    loom_opt_config oc = {.kind = LOOM_OPT_ADAM, .lr = 0.1f, .beta1 = 0.9f, .beta2 = 0.999f,
+                          .eps = 1e-7f};
+    loom_optim *o = NULL;
+    CHECK(loom_optim_create(&o, &oc, 4, &err) == LOOM_OK);
+    loom_optim_step(o, m, 0.1f);
+    CHECK_NEAR(w[0], 0.9, 1e-5);
+    CHECK_NEAR(w[1], -1.9, 1e-5);
+    CHECK_NEAR(w[2], 0.5, 1e-6);
+    CHECK_NEAR(w[3], -0.1, 1e-3);
+    loom_optim_destroy(o);
+    /* SGD with momentum 0.9: v1 = -lr g, v2 = 0.9 v1 - lr g */
+    oc = (loom_opt_config){.kind = LOOM_OPT_SGD, .lr = 0.1f, .momentum = 0.9f};
+    CHECK(loom_optim_create(&o, &oc, 4, &err) == LOOM_OK);
+    w[0] = 1.0f, g[0] = 1.0f;
+    loom_optim_step(o, m, 0.1f);
+    loom_optim_step(o, m, 0.1f);
+    CHECK_NEAR(w[0], 1.0 - 0.1 - (0.09 + 0.1), 1e-6);
+    loom_optim_destroy(o);
+    /* L2 (Keras): the gradient gains 2*l2*w on weights only, not on biases */
+    memset(g, 0, 4 * sizeof(float));
+    w[0] = 1.0f, w[1] = 2.0f, w[2] = 3.0f, w[3] = 4.0f; /* kernel (1x2), bias (2) */
+    double s = loom_model_l2_apply(m, 0.5f, true);
+    CHECK_NEAR(s, 1.0 + 4.0, 1e-9);
+    CHECK_NEAR(g[0], 1.0, 1e-6);
+    CHECK_NEAR(g[1], 2.0, 1e-6);
+    CHECK(g[2] == 0.0f && g[3] == 0.0f);
+    loom_model_destroy(m);
+}
+
+static void test_schedules(void) {
+    loom_sched_config s;
+    loom_error err = {0};
+    CHECK(loom_sched_parse("step:2:0.5", &s, &err) == LOOM_OK);
+    CHECK_NEAR(loom_sched_lr(&s, 1.0f, 0, 10), 1.0, 1e-7);
+    CHECK_NEAR(loom_sched_lr(&s, 1.0f, 3, 10), 0.5, 1e-7);
+    CHECK_NEAR(loom_sched_lr(&s, 1.0f, 4, 10), 0.25, 1e-7);
+    CHECK(loom_sched_parse("exp:0.9", &s, &err) == LOOM_OK);
+    CHECK_NEAR(loom_sched_lr(&s, 1.0f, 2, 10), 0.81, 1e-6);
+    CHECK(loom_sched_parse("cosine", &s, &err) == LOOM_OK);
+    CHECK_NEAR(loom_sched_lr(&s, 1.0f, 0, 10), 1.0, 1e-7);
+    CHECK_NEAR(loom_sched_lr(&s, 1.0f, 5, 10), 0.5, 1e-6);
+    CHECK(loom_sched_lr(&s, 1.0f, 9, 10) > 0.0f);
+    CHECK(loom_sched_parse("cosine:2", &s, &err) == LOOM_OK);
+    CHECK_NEAR(loom_sched_lr(&s, 1.0f, 0, 10), 1.0 / 3, 1e-6);
+    CHECK(loom_sched_parse("plateau:3:0.5", &s, &err) == LOOM_OK && s.patience == 3);
+    CHECK(loom_sched_parse("bogus", &s, &err) == LOOM_ERR_ARG);
+    CHECK(loom_sched_parse("step:0", &s, &err) == LOOM_ERR_ARG);
+    CHECK(loom_sched_parse("exp:2", &s, &err) == LOOM_ERR_ARG);
+}
+
+int main(void) {
+    RUN(test_zoo_counts);
+    RUN(test_parse_errors);
+    RUN(test_canonical_text);
+    RUN(test_adam_first_step);
+    RUN(test_schedules);
+    RUN(test_optimizers_learn);
+    RUN(test_determinism);
+    RUN(test_nan_stops);
+    return check_report();
+}
