@@ -7,14 +7,11 @@ loom_status flatten_parse(layer *l, int argc, char **argv, loom_error *err);
 loom_status dropout_parse(layer *l, int argc, char **argv, loom_error *err);
 loom_status activation_parse(layer *l, int argc, char **argv, loom_error *err);
 loom_status standardize_parse(layer *l, int argc, char **argv, loom_error *err);
-loom_status conv_parse(layer *l, int argc, char **argv, loom_error *err) __attribute__((weak));
-loom_status pool_parse(layer *l, int argc, char **argv, loom_error *err) __attribute__((weak));
-loom_status batchnorm_parse(layer *l, int argc, char **argv, loom_error *err)
-    __attribute__((weak));
-loom_status recurrent_parse(layer *l, int argc, char **argv, loom_error *err)
-    __attribute__((weak));
-loom_status sequence_parse(layer *l, int argc, char **argv, loom_error *err)
-    __attribute__((weak));
+loom_status conv_parse(layer *l, int argc, char **argv, loom_error *err);
+loom_status pool_parse(layer *l, int argc, char **argv, loom_error *err);
+loom_status batchnorm_parse(layer *l, int argc, char **argv, loom_error *err);
+loom_status recurrent_parse(layer *l, int argc, char **argv, loom_error *err);
+loom_status sequence_parse(layer *l, int argc, char **argv, loom_error *err);
 
 const layer_kind_entry loom_layer_kinds[] = {
     {"dense", dense_parse},
