@@ -3,6 +3,7 @@
 #include "cli.h"
 
 #include <getopt.h>
+#include <sys/resource.h>
 #include <string.h>
 
 int cmd_bench(int argc, char **argv) {
@@ -42,7 +43,7 @@ int cmd_bench(int argc, char **argv) {
         return cli_usage_error("bench", "no model given (a zoo name, a file, or 'all')");
     loom_set_threads(threads);
     printf("| model | batch | threads | train img/s | (min-max) | train GFLOP/s | infer img/s | "
-           "infer GFLOP/s |\n|---|---|---|---|---|---|---|---|\n");
+           "infer GFLOP/s | peak RSS MiB |\n|---|---|---|---|---|---|---|---|---|\n");
     bool is_all = strcmp(argv[optind], "all") == 0;
     int n = is_all ? loom_zoo_count() : argc - optind;
     for (int i = 0; i < n; i++) {
@@ -51,9 +52,11 @@ int cmd_bench(int argc, char **argv) {
         loom_error err = {0};
         if (loom_bench(name, batch, repeats, seconds, &r, &err))
             return cli_fail(&err);
-        printf("| %s | %d | %d | %.0f | %.0f-%.0f | %.1f | %.0f | %.1f |\n", name, batch,
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        printf("| %s | %d | %d | %.0f | %.0f-%.0f | %.1f | %.0f | %.1f | %.0f |\n", name, batch,
                loom_get_threads(), r.train_ips, r.train_min_ips, r.train_max_ips,
-               r.train_gflops, r.infer_ips, r.infer_gflops);
+               r.train_gflops, r.infer_ips, r.infer_gflops, ru.ru_maxrss / 1024.0);
         fflush(stdout);
     }
     return 0;

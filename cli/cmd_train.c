@@ -60,6 +60,7 @@ static const struct option opts[] = {
 
 int cmd_train(int argc, char **argv) {
     /* pass 1: find the model so that its zoo defaults come before the flags */
+    const char *cmdline = cli_command_line(argc + 1, argv - 1); /* before getopt permutes */
     const char *model = NULL;
     int threads = 0;
     optind = 1;
@@ -193,7 +194,7 @@ int cmd_train(int argc, char **argv) {
     loom_set_threads(threads);
     t->log = cli_log;
     t->stop_flag = &cli_stop_flag;
-    rc.command_line = cli_command_line(argc + 1, argv - 1);
+    rc.command_line = cmdline;
     cli_install_signals();
 
     loom_run_result res;
