@@ -3,6 +3,7 @@
 #include "cli.h"
 
 #include <getopt.h>
+#include <stdlib.h>
 #include <string.h>
 
 static void help(void) {
@@ -32,14 +33,18 @@ static void help(void) {
            "  --test-subset N       evaluate on the first N test images\n"
            "  --no-test             skip the test-set evaluation at the end\n"
            "  --log-every N         print an iteration line every N steps\n"
-           "  --quiet               no progress bar\n",
+           "  --quiet               no progress bar\n"
+           "  --checkpoint-every N  write RUN/checkpoint.loomck every N epochs (default 1)\n"
+           "  --checkpoint-steps N  also every N steps inside an epoch\n"
+           "  --resume RUN_DIR      continue an interrupted run exactly where it stopped\n"
+           "                        (usage: loom train --resume RUN_DIR)\n",
            loom_default_data_dir());
 }
 
 enum {
     O_EPOCHS = 256, O_BATCH, O_OPT, O_LR, O_MOM, O_NEST, O_L2, O_WD, O_CLIP, O_SCHED, O_ES,
     O_SEED, O_THREADS, O_OUT, O_FORCE, O_DATA, O_VAL, O_SPLITMODE, O_STD, O_SUBSET, O_TSUB,
-    O_NOTEST, O_LOGEVERY, O_QUIET, O_HELP
+    O_NOTEST, O_LOGEVERY, O_QUIET, O_HELP, O_CKE, O_CKS, O_RESUME
 };
 
 static const struct option opts[] = {
@@ -55,35 +60,48 @@ static const struct option opts[] = {
     {"standardize", 0, 0, O_STD},   {"subset", 1, 0, O_SUBSET},
     {"test-subset", 1, 0, O_TSUB},  {"no-test", 0, 0, O_NOTEST},
     {"log-every", 1, 0, O_LOGEVERY},{"quiet", 0, 0, O_QUIET},
-    {"help", 0, 0, O_HELP},         {0, 0, 0, 0},
+    {"help", 0, 0, O_HELP},         {"checkpoint-every", 1, 0, O_CKE},
+    {"checkpoint-steps", 1, 0, O_CKS}, {"resume", 1, 0, O_RESUME},
+    {0, 0, 0, 0},
 };
 
 int cmd_train(int argc, char **argv) {
     /* pass 1: find the model so that its zoo defaults come before the flags */
     const char *cmdline = cli_command_line(argc + 1, argv - 1); /* before getopt permutes */
-    const char *model = NULL;
+    const char *model = NULL, *resume = NULL;
     int threads = 0;
     optind = 1;
     opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1)
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         if (c == O_HELP) {
             help();
             return 0;
         }
+        if (c == O_RESUME)
+            resume = optarg;
+    }
     if (optind < argc)
         model = argv[optind];
-    if (!model)
+    if (!model && !resume)
         return cli_usage_error("train", "no model given");
-    if (optind + 1 < argc)
+    if (optind + (model ? 1 : 0) < argc)
         return cli_usage_error("train", "unexpected argument '%s'", argv[optind + 1]);
 
     loom_run_config rc;
-    loom_run_config_init(&rc);
-    rc.model = model;
     loom_error err = {0};
-    if (loom_run_apply_zoo_defaults(&rc, &err))
-        return cli_fail(&err);
+    char *owner = NULL;
+    if (resume) {
+        /* the run's own configuration; flags given below still apply */
+        if (loom_run_config_load(&rc, resume, &owner, &err))
+            return cli_fail(&err);
+        cmdline = rc.command_line;
+    } else {
+        loom_run_config_init(&rc);
+        rc.model = model;
+        if (loom_run_apply_zoo_defaults(&rc, &err))
+            return cli_fail(&err);
+    }
     loom_train_config *t = &rc.train;
     t->is_progress = true;
     bool has_momentum = false;
@@ -183,10 +201,22 @@ int cmd_train(int argc, char **argv) {
             t->log_every = i;
             break;
         case O_QUIET: t->is_progress = false; break;
+        case O_RESUME: break;
+        case O_CKE:
+            if (!cli_int("train", "--checkpoint-every", optarg, 1, 100000, &t->checkpoint_every))
+                return EXIT_USAGE;
+            break;
+        case O_CKS:
+            if (!cli_int("train", "--checkpoint-steps", optarg, 1, 100000000,
+                         &t->checkpoint_steps))
+                return EXIT_USAGE;
+            break;
         default: return cli_usage_error("train", "unknown option '%s'", argv[optind - 1]);
         }
     }
-    if (t->opt.kind == LOOM_OPT_SGD && !has_momentum)
+    if (resume && (model || optind < argc))
+        return cli_usage_error("train", "--resume RUN_DIR takes no model: the run names it");
+    if (t->opt.kind == LOOM_OPT_SGD && !has_momentum && !resume)
         t->opt.momentum = 0.9f;
     if (t->opt.kind == LOOM_OPT_RMSPROP) {
         t->opt.beta2 = 0.9f;
@@ -201,6 +231,7 @@ int cmd_train(int argc, char **argv) {
     loom_status st = loom_run_train(&rc, &res, &err);
     if (st) {
         loom_run_result_reset(&res);
+        free(owner);
         return cli_fail(&err);
     }
     if (res.has_test) {
@@ -212,5 +243,6 @@ int cmd_train(int argc, char **argv) {
                res.hist.seconds, res.run_dir);
     }
     loom_run_result_reset(&res);
+    free(owner);
     return 0;
 }

@@ -154,6 +154,7 @@ float *loom_model_params(loom_model *m);            /* (n_params) view */
 float *loom_model_grads(loom_model *m);             /* (n_params) view */
 float *loom_model_state(loom_model *m);             /* (n_state) view */
 int loom_model_n_outputs(const loom_model *m);
+void loom_model_input_shape(const loom_model *m, int *H, int *W, int *C);
 int loom_model_n_layers(const loom_model *m);
 const char *loom_model_text(const loom_model *m);   /* canonical model text */
 double loom_model_flops(const loom_model *m);       /* forward FLOPs per example */
@@ -260,6 +261,10 @@ typedef struct {
     loom_log_fn log;      /* may be NULL */
     void *log_user;
     volatile int *stop_flag; /* set non-zero (by a signal handler) to stop after this step */
+    const char *checkpoint_path; /* NULL = no checkpoints; else written atomically there */
+    int checkpoint_every;    /* epochs between checkpoints (0 = 1) */
+    int checkpoint_steps;    /* also every N steps inside an epoch, 0 = off */
+    bool is_resume;          /* continue from checkpoint_path (bit-identical to no interruption) */
 } loom_train_config;
 
 void loom_train_config_init(loom_train_config *c); /* defaults: adam 1e-3, batch 64, 10 epochs */
@@ -299,7 +304,7 @@ void loom_metrics_reset(loom_metrics *mt);
 void loom_metrics_confusion_add(loom_metrics *mt, int y_true, int y_pred);
 /* Computes accuracy, per-class and averaged P/R/F1 from the confusion matrix (0 where undefined). */
 void loom_metrics_compute(loom_metrics *mt);
-/* Runs m over ds[idx] (idx NULL = all) in batches; fills mt (initialised here) and, if pred is not
+/* Runs m over ds[idx] (idx NULL = the first n examples; all when n <= 0) in batches; fills mt (initialised here) and, if pred is not
  * NULL, pred (n) predicted labels and prob (n) their probabilities (may be NULL). */
 loom_status loom_evaluate(loom_model *m, const loom_dataset *ds, const int *idx, int n,
                           const loom_norm *nrm, int batch, loom_metrics *mt, int *pred,
@@ -339,10 +344,16 @@ typedef struct {
     int test_subset;         /* evaluate on the first N test examples, 0 = all */
     bool is_force;           /* overwrite an existing run directory */
     bool is_skip_test;       /* do not evaluate on the test set at the end */
+    bool is_resume;          /* continue the run in out_dir from its checkpoint */
     const char *lr_schedule; /* text form, parsed into train.sched; NULL = constant */
     loom_train_config train;
     const char *command_line;/* recorded in config.txt */
 } loom_run_config;
+
+/* Reads RUN_DIR/config.txt back into rc (for --resume). Strings in rc point into *owner,
+ * which the caller frees after the run. */
+loom_status loom_run_config_load(loom_run_config *rc, const char *run_dir, char **owner,
+                                 loom_error *err);
 
 /* Defaults for rc; if model names a zoo entry its training defaults are applied. */
 void loom_run_config_init(loom_run_config *rc);
@@ -358,6 +369,7 @@ typedef struct {
 void loom_run_result_reset(loom_run_result *r);
 
 /* Trains rc->model and writes the run directory: model.loom, config.txt, history.csv,
+ * checkpoint.loomck (every epoch, and every train.checkpoint_steps steps; on SIGINT/SIGTERM),
  * train.log (every log line), summary.txt, and for the test set metrics.json, confusion.csv and
  * predictions.csv (index,true,pred,prob per test image). */
 loom_status loom_run_train(const loom_run_config *rc, loom_run_result *res, loom_error *err);

@@ -14,8 +14,8 @@
 #define IDX_MAGIC_IMAGES 0x00000803u /* 2051: unsigned byte, 3 dimensions */
 #define IDX_MAGIC_LABELS 0x00000801u /* 2049: unsigned byte, 1 dimension */
 #define IDX_TYPE_UBYTE 0x08
-#define IDX_MAX_SIDE 65535u           /* H and W; keeps H*W*C well inside an int */
-#define READ_CHUNK (1u << 20)         /* first buffer size and largest single gzread */
+#define IDX_MAX_SIDE 65535u   /* H and W; keeps H*W*C well inside an int */
+#define READ_CHUNK (1u << 20) /* first buffer size and largest single gzread */
 
 /* What one IDX file must look like. */
 typedef struct {
@@ -41,13 +41,15 @@ static loom_status gz_fail(gzFile gz, const char *path, int saved_errno, loom_er
     int code = Z_OK;
     const char *text = gzerror(gz, &code);
     if (code == Z_ERRNO)
-        return loom_error_set(err, LOOM_ERR_IO, "%s: read failed: %s", path,
-                              strerror(saved_errno));
+        return loom_error_set(err, LOOM_ERR_IO, "%s: read failed: %s", path, strerror(saved_errno));
     if (code == Z_MEM_ERROR)
-        return loom_error_set(err, LOOM_ERR_NOMEM, "%s: out of memory while decompressing",
-                              path);
-    return loom_error_set(err, LOOM_ERR_FORMAT, "%s: corrupt gzip data: %s", path,
-                          text && *text ? text : "unknown zlib error");
+        return loom_error_set(err, LOOM_ERR_NOMEM, "%s: out of memory while decompressing", path);
+    if (!text || !*text)
+        text = "unknown zlib error";
+    size_t n = strlen(path); /* zlib's text starts "path: " */
+    if (strncmp(text, path, n) == 0 && strncmp(text + n, ": ", 2) == 0)
+        text += n + 2;
+    return loom_error_set(err, LOOM_ERR_FORMAT, "%s: corrupt gzip data: %s", path, text);
 }
 
 /* Reads up to len bytes, stopping early only at the end of the data; *got is the count.
@@ -99,9 +101,8 @@ static loom_status check_magic(const unsigned char *h, const idx_kind *kind, con
                               "unsigned byte (0x08)",
                               path, (unsigned)kind->magic, kind->what, (unsigned)magic, h[2]);
     return loom_error_set(err, LOOM_ERR_FORMAT,
-                          "%s: expected magic %u (%s), found %u: %d dimensions, expected %d",
-                          path, (unsigned)kind->magic, kind->what, (unsigned)magic, h[3],
-                          kind->n_dims);
+                          "%s: expected magic %u (%s), found %u: %d dimensions, expected %d", path,
+                          (unsigned)kind->magic, kind->what, (unsigned)magic, h[3], kind->n_dims);
 }
 
 /* Reads the payload of exactly `expect` bytes. The buffer doubles as data arrives, capped at
@@ -145,8 +146,8 @@ static loom_status read_payload(gzFile gz, const char *path, const idx_kind *kin
     if (have != expect) {
         st = loom_error_set(err, LOOM_ERR_FORMAT,
                             "%s: %s: header says %u %s (%llu bytes), file holds %zu bytes", path,
-                            have < expect ? "truncated" : "trailing data", (unsigned)n,
-                            kind->what, (unsigned long long)expect, have);
+                            have < expect ? "truncated" : "trailing data", (unsigned)n, kind->what,
+                            (unsigned long long)expect, have);
         goto cleanup;
     }
     *out = buf;
@@ -157,8 +158,8 @@ cleanup:
 }
 
 /* Reads one IDX file of the given kind: dims (n_dims) and a malloc'd payload of their product. */
-static loom_status read_idx(const char *path, const idx_kind *kind, uint32_t *dims,
-                            uint8_t **data, loom_error *err) {
+static loom_status read_idx(const char *path, const idx_kind *kind, uint32_t *dims, uint8_t **data,
+                            loom_error *err) {
     loom_status st = LOOM_OK;
     gzFile gz = NULL;
     unsigned char head[4 + 4 * 3];
@@ -168,8 +169,8 @@ static loom_status read_idx(const char *path, const idx_kind *kind, uint32_t *di
 
     *data = NULL;
     if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
-        return loom_error_set(err, LOOM_ERR_IO, "%s: is a directory, expected an IDX %s file",
-                              path, kind->what);
+        return loom_error_set(err, LOOM_ERR_IO, "%s: is a directory, expected an IDX %s file", path,
+                              kind->what);
     errno = 0;
     gz = gzopen(path, "rb");
     if (!gz) {
@@ -201,8 +202,8 @@ static loom_status read_idx(const char *path, const idx_kind *kind, uint32_t *di
     for (int i = 0; i < kind->n_dims; i++)
         dims[i] = be32(head + 4 + 4 * i);
     if (dims[0] == 0 || dims[0] > INT_MAX) {
-        st = loom_error_set(err, LOOM_ERR_FORMAT, "%s: header says %u %s (allowed 1 to %d)",
-                            path, (unsigned)dims[0], kind->what, INT_MAX);
+        st = loom_error_set(err, LOOM_ERR_FORMAT, "%s: header says %u %s (allowed 1 to %d)", path,
+                            (unsigned)dims[0], kind->what, INT_MAX);
         goto cleanup;
     }
     if (kind->n_dims == 3 &&
@@ -226,9 +227,9 @@ cleanup:
     if (gz) {
         int rc = gzclose(gz);
         if (st == LOOM_OK && rc != Z_OK) {
-            st = rc == Z_BUF_ERROR ? loom_error_set(err, LOOM_ERR_FORMAT,
-                                                    "%s: gzip stream is truncated", path)
-                                   : loom_error_set(err, LOOM_ERR_IO, "%s: close failed", path);
+            st = rc == Z_BUF_ERROR
+                     ? loom_error_set(err, LOOM_ERR_FORMAT, "%s: gzip stream is truncated", path)
+                     : loom_error_set(err, LOOM_ERR_IO, "%s: close failed", path);
         }
     }
     if (st != LOOM_OK) {

@@ -70,9 +70,9 @@ static loom_status alloc_split(loom_split *s, int n_train, int n_val, loom_error
 loom_status loom_split_create(loom_split *out, const loom_dataset *ds, double val_frac,
                               loom_split_mode mode, uint64_t seed, loom_error *err) {
     loom_status st = LOOM_OK;
-    int *order = NULL;                 /* (n) examples grouped by class, shuffled per class */
-    int start[LOOM_MAX_CLASSES + 1];   /* (n_classes + 1) class run boundaries in order */
-    int n_val_of[LOOM_MAX_CLASSES];    /* (n_classes) validation examples taken per class */
+    int *order = NULL;               /* (n) examples grouped by class, shuffled per class */
+    int start[LOOM_MAX_CLASSES + 1]; /* (n_classes + 1) class run boundaries in order */
+    int n_val_of[LOOM_MAX_CLASSES];  /* (n_classes) validation examples taken per class */
     loom_split s = {0};
 
     if (!out)
@@ -143,8 +143,8 @@ cleanup:
     return st;
 }
 
-loom_status loom_split_kfold(loom_split *out, const loom_dataset *ds, int K, int k,
-                             uint64_t seed, loom_error *err) {
+loom_status loom_split_kfold(loom_split *out, const loom_dataset *ds, int K, int k, uint64_t seed,
+                             loom_error *err) {
     loom_status st = LOOM_OK;
     int *order = NULL;               /* (n) examples grouped by class, shuffled per class */
     int *fold_of = NULL;             /* (n) fold of each example */
@@ -211,7 +211,7 @@ loom_status loom_norm_fit(loom_norm *out, const loom_dataset *ds, const int *idx
                           loom_error *err) {
     loom_status st = LOOM_OK;
     loom_norm nrm = {0};
-    uint64_t *sum = NULL;   /* (D) sum of pixels, exact */
+    uint64_t *sum = NULL;    /* (D) sum of pixels, exact */
     uint64_t *sum_sq = NULL; /* (D) sum of squared pixels, exact */
 
     if (!out)
@@ -229,15 +229,14 @@ loom_status loom_norm_fit(loom_norm *out, const loom_dataset *ds, const int *idx
     nrm.mean = malloc(D * sizeof *nrm.mean);
     nrm.std = malloc(D * sizeof *nrm.std);
     if (!sum || !sum_sq || !nrm.mean || !nrm.std) {
-        st = loom_error_set(err, LOOM_ERR_NOMEM, "standardisation: cannot allocate %zu pixels",
-                            D);
+        st = loom_error_set(err, LOOM_ERR_NOMEM, "standardisation: cannot allocate %zu pixels", D);
         goto cleanup;
     }
     for (int i = 0; i < n; i++) {
         int e = idx ? idx[i] : i;
         if (e < 0 || e >= ds->n) {
-            st = loom_error_set(err, LOOM_ERR_ARG, "standardisation: example %d out of 0..%d",
-                                e, ds->n - 1);
+            st = loom_error_set(err, LOOM_ERR_ARG, "standardisation: example %d out of 0..%d", e,
+                                ds->n - 1);
             goto cleanup;
         }
         const uint8_t *px = ds->x + (size_t)e * D; /* (H, W, C) */
@@ -273,15 +272,15 @@ void loom_norm_reset(loom_norm *nrm) {
     *nrm = (loom_norm){0};
 }
 
-void loom_batch_fill(const loom_dataset *ds, const int *idx, int n, const loom_norm *nrm,
-                     float *x, int *y) {
+void loom_batch_fill(const loom_dataset *ds, const int *idx, int n, const loom_norm *nrm, float *x,
+                     int *y) {
     size_t D = (size_t)ds->H * (size_t)ds->W * (size_t)ds->C;
     bool is_std = nrm && nrm->is_on && nrm->mean && nrm->std;
     for (int i = 0; i < n; i++) {
         int e = idx ? idx[i] : i;
         assert(e >= 0 && e < ds->n);
         const uint8_t *px = ds->x + (size_t)e * D; /* (H, W, C) */
-        float *row = x + (size_t)i * D;             /* (H, W, C) */
+        float *row = x + (size_t)i * D;            /* (H, W, C) */
         if (is_std) {
             for (size_t j = 0; j < D; j++)
                 row[j] = (pixel_scale[px[j]] - nrm->mean[j]) / nrm->std[j];

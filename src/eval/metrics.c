@@ -103,8 +103,8 @@ loom_status loom_evaluate(loom_model *m, const loom_dataset *ds, const int *idx,
     int *ibuf = NULL; /* (batch) example indices when idx is NULL */
     double loss_sum = 0;
     memset(mt, 0, sizeof *mt);
-    if (!idx)
-        n = ds->n;
+    if (!idx && (n <= 0 || n > ds->n))
+        n = ds->n; /* idx NULL: the first n examples (all when n is out of range) */
     if (n < 0)
         return loom_error_set(err, LOOM_ERR_ARG, "evaluate: negative example count %d", n);
     if (batch < 1)
@@ -115,6 +115,12 @@ loom_status loom_evaluate(loom_model *m, const loom_dataset *ds, const int *idx,
         return loom_error_set(err, LOOM_ERR_SHAPE,
                               "model has %d outputs but the dataset has %d classes", K,
                               ds->n_classes);
+    int H, W, C;
+    loom_model_input_shape(m, &H, &W, &C);
+    if (H != ds->H || W != ds->W || C != ds->C)
+        return loom_error_set(err, LOOM_ERR_SHAPE,
+                              "the model expects %dx%dx%d images, the data has %dx%dx%d", H, W, C,
+                              ds->H, ds->W, ds->C);
     loom_status st = loom_metrics_init(mt, K, err);
     if (st)
         return st;

@@ -11,9 +11,9 @@ typedef struct {
     act_kind act;
     float alpha; /* leaky-relu slope / elu alpha */
     /* set by init */
-    int H, W, C, Ho, Wo;    /* input (H, W, C), output (Ho, Wo, K) */
-    int pad_top, pad_left;  /* zero rows above / columns left of the input */
-    bool is_pointwise;      /* 1x1 stride 1: col is x itself, no im2col */
+    int H, W, C, Ho, Wo;   /* input (H, W, C), output (Ho, Wo, K) */
+    int pad_top, pad_left; /* zero rows above / columns left of the input */
+    bool is_pointwise;     /* 1x1 stride 1: col is x itself, no im2col */
 } conv_cfg;
 
 /* Maximum number of row chunks (par_n_chunks never returns more). */
@@ -30,8 +30,8 @@ static loom_status conv_init(layer *l, loom_error *err) {
     shape_format(l->in, s, sizeof s);
     if (l->in.rank != 3)
         return loom_error_set(err, LOOM_ERR_SHAPE,
-                              "conv %d %dx%d: input is %s; conv needs images (H, W, C)", c->K,
-                              c->R, c->S, s);
+                              "conv %d %dx%d: input is %s; conv needs images (H, W, C)", c->K, c->R,
+                              c->S, s);
     c->H = l->in.d[0];
     c->W = l->in.d[1];
     c->C = l->in.d[2];
@@ -185,14 +185,34 @@ static void conv_forward(layer *l, const fwd_ctx *ctx, const float *x, float *y,
     }
 }
 
+/* dW (RSC, K) += col^T (RSC, M) dz (M, K). The product is tiled over the rows and columns
+ * of dW (never over M), so the sum over the batch stays inside one BLAS call per tile and the
+ * tiling depends only on the sizes: bitwise identical for any thread count. Column tiles help
+ * when RSC is small (a first layer has R*S*C = 9 rows). */
+static void dw_accumulate(int RSC, int K, long M, const float *col, const float *dz, float *dW) {
+    int nr = par_n_chunks(RSC, 32);
+    while (nr & (nr - 1)) /* a power of two: even shares on 2, 4, 8 threads */
+        nr &= nr - 1;
+    int nk = nr >= 4 ? 1 : imin(imax(K / 16, 1), 4);
+    if (2.0 * RSC * K * M < 4e6) /* too small to share */
+        nr = nk = 1;
+#pragma omp parallel for schedule(static) if (nr * nk > 1)
+    for (int t = 0; t < nr * nk; t++) {
+        int r0 = (int)par_chunk_lo(RSC, nr, t / nk), r1 = (int)par_chunk_lo(RSC, nr, t / nk + 1);
+        int k0 = (int)par_chunk_lo(K, nk, t % nk), k1 = (int)par_chunk_lo(K, nk, t % nk + 1);
+        gemm(true, false, r1 - r0, k1 - k0, (int)M, 1.0f, col + r0, RSC, dz + k0, K, 1.0f,
+             dW + (size_t)r0 * K + k0, K);
+    }
+}
+
 /* Overwrites the im2col buffer with dcol: backward is the last use of col from the forward. */
 static void conv_backward(layer *l, const float *x, const float *y, float *dy, float *dx, int B) {
     conv_cfg *c = l->cfg;
     int RSC = c->R * c->S * c->C, K = c->K;
     long M = (long)B * c->Ho * c->Wo;
-    float *dW = l->dw, *db = l->dw + (size_t)RSC * K; /* (RSC, K), (K) */
+    float *dW = l->dw, *db = l->dw + (size_t)RSC * K;                         /* (RSC, K), (K) */
     float *part = l->scratch + l->scratch_per_example * (size_t)l->max_batch; /* (nc, K) */
-    float *col = c->is_pointwise ? NULL : l->scratch; /* (M, RSC) */
+    float *col = c->is_pointwise ? NULL : l->scratch;                         /* (M, RSC) */
 
     /* dz = dy * f'(y) in place, and per-chunk column sums of dz, added in chunk order */
     int nc = row_chunks(M, K);
@@ -214,10 +234,7 @@ static void conv_backward(layer *l, const float *x, const float *y, float *dy, f
         for (int j = 0; j < K; j++)
             db[j] += part[(size_t)k * K + j];
 
-    /* dW (RSC, K) += col^T (RSC, M) dz (M, K): gemm_par splits the RSC rows, so the sum over
-     * the batch stays inside one BLAS call per row block. */
-    gemm_par(true, false, RSC, K, (int)M, 1.0f, c->is_pointwise ? x : col, RSC, dy, K, 1.0f, dW,
-             K);
+    dw_accumulate(RSC, K, M, c->is_pointwise ? x : col, dy, dW);
     if (!dx)
         return;
     if (c->is_pointwise) {
@@ -274,8 +291,7 @@ loom_status conv_parse(layer *l, int argc, char **argv, loom_error *err) {
         const char *w = argv[i];
         if (strcmp(w, "same") == 0 || strcmp(w, "valid") == 0) {
             if (has_padding)
-                return loom_error_set(err, LOOM_ERR_FORMAT, "conv: padding given twice ('%s')",
-                                      w);
+                return loom_error_set(err, LOOM_ERR_FORMAT, "conv: padding given twice ('%s')", w);
             has_padding = true;
             c.is_same = w[0] == 's';
             i++;
@@ -285,8 +301,7 @@ loom_status conv_parse(layer *l, int argc, char **argv, loom_error *err) {
         if (is_short || strcmp(w, "stride") == 0) {
             const char *num = is_short ? w + 1 : i + 1 < argc ? argv[i + 1] : "";
             if (has_stride)
-                return loom_error_set(err, LOOM_ERR_FORMAT, "conv: stride given twice ('%s')",
-                                      w);
+                return loom_error_set(err, LOOM_ERR_FORMAT, "conv: stride given twice ('%s')", w);
             if (!parse_int(num, &c.stride) || c.stride < 1)
                 return loom_error_set(err, LOOM_ERR_FORMAT,
                                       "conv: expected a positive stride, found '%s'",

@@ -30,8 +30,7 @@ static void to_columns(const float *src, float *dst, int B, int H, int W, int C)
         float *d = dst + (size_t)b * D;
         for (int h = 0; h < H; h++)
             for (int w = 0; w < W; w++)
-                memcpy(d + ((size_t)w * H + h) * C, s + ((size_t)h * W + w) * C,
-                       sizeof(float) * C);
+                memcpy(d + ((size_t)w * H + h) * C, s + ((size_t)h * W + w) * C, sizeof(float) * C);
     }
 }
 
@@ -43,8 +42,7 @@ static void from_columns(const float *src, float *dst, int B, int H, int W, int 
         float *d = dst + (size_t)b * D;
         for (int h = 0; h < H; h++)
             for (int w = 0; w < W; w++)
-                memcpy(d + ((size_t)h * W + w) * C, s + ((size_t)w * H + h) * C,
-                       sizeof(float) * C);
+                memcpy(d + ((size_t)h * W + w) * C, s + ((size_t)w * H + h) * C, sizeof(float) * C);
     }
 }
 

@@ -328,6 +328,12 @@ int loom_model_n_outputs(const loom_model *m) {
     return (int)shape_size(m->layers[m->n_layers - 1].out);
 }
 
+void loom_model_input_shape(const loom_model *m, int *H, int *W, int *C) {
+    *H = m->in.d[0];
+    *W = m->in.d[1];
+    *C = m->in.d[2];
+}
+
 double loom_model_flops(const loom_model *m) {
     double f = 0;
     for (int i = 0; i < m->n_layers; i++)

@@ -1,7 +1,8 @@
 /* modelfile.c - saving and loading models: one versioned little-endian binary file holding
  * the input shape, the model text, the config text, the parameters and the state (float32),
  * closed by a CRC-32 of everything before it. The layout is in docs/FORMATS.md.
- * Loading trusts nothing: every length is bounded by the bytes that remain. */
+ * Loading trusts nothing: the version is checked before the CRC (a newer file is reported as
+ * newer, not corrupt), and every length is bounded by the bytes that remain before allocating. */
 #include "model.h"
 
 #include <assert.h>

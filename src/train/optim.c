@@ -32,6 +32,14 @@ loom_status loom_optim_create(loom_optim **out, const loom_opt_config *cfg, size
     return LOOM_OK;
 }
 
+/* Checkpoint access: the moments (n each) and the step count. */
+void optim_state(loom_optim *o, float **m, float **v, long **t);
+void optim_state(loom_optim *o, float **m, float **v, long **t) {
+    *m = o->m;
+    *v = o->v;
+    *t = &o->t;
+}
+
 void loom_optim_destroy(loom_optim *o) {
     if (!o)
         return;

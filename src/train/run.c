@@ -29,6 +29,91 @@ loom_status loom_model_resolve(const char *name, char **text_out, const loom_zoo
     return loom_file_read_all(name, text_out, NULL, err);
 }
 
+loom_status loom_run_config_load(loom_run_config *rc, const char *run_dir, char **owner,
+                                 loom_error *err) {
+    char path[2048];
+    snprintf(path, sizeof path, "%s/config.txt", run_dir);
+    *owner = NULL;
+    char *text = NULL;
+    loom_status st = loom_file_read_all(path, &text, NULL, err);
+    if (st)
+        return st;
+    loom_run_config_init(rc);
+    /* split the text into NUL-terminated values in place: strings point into it */
+    for (char *p = text; *p;) {
+        char *eol = strchr(p, '\n');
+        if (eol)
+            *eol = '\0';
+        char *eq = strchr(p, '=');
+        if (eq) {
+            *eq = '\0';
+            const char *k = p, *v = eq + 1;
+            loom_train_config *t = &rc->train;
+            if (!strcmp(k, "model"))
+                rc->model = v;
+            else if (!strcmp(k, "data_dir"))
+                rc->data_dir = v;
+            else if (!strcmp(k, "seed"))
+                t->seed = strtoull(v, NULL, 10);
+            else if (!strcmp(k, "epochs"))
+                t->epochs = atoi(v);
+            else if (!strcmp(k, "batch"))
+                t->batch = atoi(v);
+            else if (!strcmp(k, "optimizer"))
+                st = loom_opt_kind_parse(v, &t->opt.kind, err);
+            else if (!strcmp(k, "lr"))
+                t->opt.lr = strtof(v, NULL);
+            else if (!strcmp(k, "momentum"))
+                t->opt.momentum = strtof(v, NULL);
+            else if (!strcmp(k, "nesterov"))
+                t->opt.is_nesterov = atoi(v) != 0;
+            else if (!strcmp(k, "l2"))
+                t->opt.l2 = strtof(v, NULL);
+            else if (!strcmp(k, "weight_decay"))
+                t->opt.weight_decay = strtof(v, NULL);
+            else if (!strcmp(k, "clip_norm"))
+                t->opt.clip_norm = strtof(v, NULL);
+            else if (!strcmp(k, "lr_schedule"))
+                rc->lr_schedule = v;
+            else if (!strcmp(k, "early_stopping"))
+                t->early_stopping = atoi(v);
+            else if (!strcmp(k, "val_split"))
+                rc->val_split = atof(v);
+            else if (!strcmp(k, "split_mode"))
+                rc->split_mode = strcmp(v, "keras") == 0 ? LOOM_SPLIT_KERAS : LOOM_SPLIT_STRATIFIED;
+            else if (!strcmp(k, "standardize"))
+                rc->is_standardize = atoi(v) != 0;
+            else if (!strcmp(k, "subset"))
+                rc->subset = atoi(v);
+            else if (!strcmp(k, "test_subset"))
+                rc->test_subset = atoi(v);
+            else if (!strcmp(k, "no_test"))
+                rc->is_skip_test = atoi(v) != 0;
+            else if (!strcmp(k, "checkpoint_every"))
+                t->checkpoint_every = atoi(v);
+            else if (!strcmp(k, "checkpoint_steps"))
+                t->checkpoint_steps = atoi(v);
+            else if (!strcmp(k, "command"))
+                rc->command_line = v;
+        }
+        if (!eol || st)
+            break;
+        p = eol + 1;
+    }
+    if (!st && !rc->model)
+        st = loom_error_set(err, LOOM_ERR_FORMAT, "%s: no model= line", path);
+    if (!st && rc->train.opt.kind == LOOM_OPT_RMSPROP)
+        rc->train.opt.beta2 = 0.9f;
+    if (st) {
+        free(text);
+        return st;
+    }
+    rc->out_dir = run_dir;
+    rc->is_resume = true;
+    *owner = text;
+    return LOOM_OK;
+}
+
 void loom_run_config_init(loom_run_config *rc) {
     memset(rc, 0, sizeof *rc);
     rc->val_split = 0.2;
@@ -164,9 +249,11 @@ static void config_text(const loom_run_config *rc, const char *data_dir, sbuf *b
     sb_printf(b, "clip_norm=%g\nlr_schedule=%s\nearly_stopping=%d\nval_split=%g\n",
               (double)t->opt.clip_norm, rc->lr_schedule ? rc->lr_schedule : "constant",
               t->early_stopping, rc->val_split);
-    sb_printf(b, "split_mode=%s\nstandardize=%d\nsubset=%d\nthreads=%d\n",
-              split_mode_str(rc->split_mode), rc->is_standardize, rc->subset,
-              loom_get_threads());
+    sb_printf(b, "split_mode=%s\nstandardize=%d\nsubset=%d\ntest_subset=%d\nno_test=%d\n",
+              split_mode_str(rc->split_mode), rc->is_standardize, rc->subset, rc->test_subset,
+              rc->is_skip_test);
+    sb_printf(b, "checkpoint_every=%d\ncheckpoint_steps=%d\nthreads=%d\n", t->checkpoint_every,
+              t->checkpoint_steps, loom_get_threads());
     if (rc->command_line)
         sb_printf(b, "command=%s\n", rc->command_line);
 }
@@ -179,7 +266,7 @@ static loom_status make_split(const loom_dataset *ds, int subset, double val_spl
     if (subset <= 0 || subset >= ds->n)
         return loom_split_create(out, ds, val_split, mode, seed, err);
     loom_split pick = {0};
-    loom_status st = loom_split_create(&pick, ds, 1.0 - (double)subset / ds->n,
+    loom_status st = loom_split_create(&pick, ds, (double)subset / ds->n,
                                        LOOM_SPLIT_STRATIFIED, loom_seed_derive(seed, 77), err);
     if (st)
         return st;
@@ -203,6 +290,8 @@ static loom_status make_split(const loom_dataset *ds, int subset, double val_spl
 static loom_status ensure_dir(const char *dir, bool is_force, loom_error *err) {
     struct stat st;
     if (stat(dir, &st) == 0) {
+        if (is_force)
+            return LOOM_OK;
         if (!S_ISDIR(st.st_mode))
             return loom_error_set(err, LOOM_ERR_IO, "%s: exists and is not a directory", dir);
         char p[2048];
@@ -265,11 +354,14 @@ loom_status loom_run_train(const loom_run_config *rc, loom_run_result *res, loom
         goto done;
     if (!rc->is_skip_test && (st = loom_dataset_load_dir(&test, data_dir, "test", err)))
         goto done;
-    if ((st = ensure_dir(res->run_dir, rc->is_force, err)))
+    if ((st = ensure_dir(res->run_dir, rc->is_force || rc->is_resume, err)))
         goto done;
-    char path[2048];
+    char path[2048], ck_path[2048];
+    snprintf(ck_path, sizeof ck_path, "%s/checkpoint.loomck", res->run_dir);
+    tc.checkpoint_path = ck_path;
+    tc.is_resume = rc->is_resume;
     snprintf(path, sizeof path, "%s/train.log", res->run_dir);
-    tl.f = fopen(path, "w");
+    tl.f = fopen(path, rc->is_resume ? "a" : "w");
     if (!tl.f) {
         st = loom_error_set(err, LOOM_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
         goto done;
@@ -322,6 +414,9 @@ loom_status loom_run_train(const loom_run_config *rc, loom_run_result *res, loom
         (unsigned long long)tc.seed, loom_get_threads());
     st = loom_train(m, &tc, train, sp.train, sp.n_train, train, sp.val, sp.n_val, NULL,
                     &res->hist, err);
+    if (st == LOOM_ERR_INTERRUPTED)
+        say(&tl, LOOM_LOG_WARN, "checkpoint saved: continue with 'loom train --resume %s'",
+            res->run_dir);
     if (st == LOOM_ERR_NUMERIC || st == LOOM_ERR_INTERRUPTED) {
         /* keep what was learned: the trainer rolled back to the last good weights */
         loom_error e2 = {0};
@@ -344,6 +439,12 @@ loom_status loom_run_train(const loom_run_config *rc, loom_run_result *res, loom
     if ((st = loom_model_save(m, cfg.s, path, err)))
         goto done;
     say(&tl, LOOM_LOG_INFO, "saved %s (%.1f s of training)", path, res->hist.seconds);
+    remove(ck_path); /* finished: the model file supersedes the checkpoint */
+    {
+        char prev[2100];
+        snprintf(prev, sizeof prev, "%s.prev", ck_path);
+        remove(prev);
+    }
     if (!rc->is_skip_test) {
         int nt = rc->test_subset > 0 && rc->test_subset < test->n ? rc->test_subset : test->n;
         pred = malloc(sizeof(int) * (size_t)nt);

@@ -2,6 +2,7 @@
  * once, forward/backward/update, per-epoch validation, history, schedules, early stopping
  * with best-weight restore, NaN/Inf detection with rollback to the epoch's starting weights. */
 #include "../model/model.h"
+#include "checkpoint.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -47,6 +48,8 @@ static void fmt_eta(double s, char *buf, size_t n) {
         snprintf(buf, n, "%.0fs", s);
 }
 
+void optim_state(loom_optim *o, float **m, float **v, long **t);
+
 loom_status loom_train(loom_model *m, const loom_train_config *cfg, const loom_dataset *train,
                        const int *idx_train, int n_train, const loom_dataset *val,
                        const int *idx_val, int n_val, const loom_norm *nrm, loom_history *hist,
@@ -73,12 +76,12 @@ loom_status loom_train(loom_model *m, const loom_train_config *cfg, const loom_d
         return st;
     size_t D = (size_t)train->H * train->W * train->C;
     size_t np = m->n_params, ns = m->n_state;
-    float *x = loom_xalloc(sizeof(float) * D * bs);          /* (bs, H, W, C) */
-    int *y = malloc(sizeof(int) * (size_t)bs);                /* (bs) */
+    float *x = loom_xalloc(sizeof(float) * D * bs);              /* (bs, H, W, C) */
+    int *y = malloc(sizeof(int) * (size_t)bs);                    /* (bs) */
     float *dlogits = loom_xalloc(sizeof(float) * (size_t)K * bs); /* (bs, K) */
-    int *order = malloc(sizeof(int) * (size_t)n_train);
-    float *good = loom_xalloc(sizeof(float) * (np + ns));     /* weights at epoch start */
-    float *best = loom_xalloc(sizeof(float) * (np + ns));     /* best validation weights */
+    int *order = malloc(sizeof(int) * (size_t)n_train);           /* (n_train) */
+    float *good = loom_xalloc(sizeof(float) * (np + ns)); /* weights at epoch start */
+    float *best = loom_xalloc(sizeof(float) * (np + ns)); /* best validation weights */
     hist->epochs = calloc((size_t)cfg->epochs, sizeof *hist->epochs);
     loom_optim *opt = NULL;
     if (!x || !y || !dlogits || !order || !good || !best || !hist->epochs) {
@@ -89,30 +92,52 @@ loom_status loom_train(loom_model *m, const loom_train_config *cfg, const loom_d
     if (st)
         goto done;
     memcpy(order, idx_train, sizeof(int) * (size_t)n_train);
-    loom_rng rng_shuffle, rng_drop;
-    loom_rng_seed(&rng_shuffle, loom_seed_derive(cfg->seed, 1001));
-    loom_rng_seed(&rng_drop, loom_seed_derive(cfg->seed, 1002));
+
+    /* everything that a checkpoint must carry lives in ck.pos or behind ck's pointers */
+    ckpt_state ck = {.sizes = {np, ns, n_train, bs, cfg->epochs, 0},
+                     .order = order, .params = m->params, .state = m->state,
+                     .best = best, .good = good, .hist = hist->epochs};
+    long *opt_t;
+    optim_state(opt, &ck.opt_m, &ck.opt_v, &opt_t);
+    ckpt_pos *p = &ck.pos;
+    loom_rng_seed(&p->rng_shuffle, loom_seed_derive(cfg->seed, 1001));
+    loom_rng_seed(&p->rng_drop, loom_seed_derive(cfg->seed, 1002));
+    p->best_score = INFINITY;
+    p->best_epoch = -1;
+    p->lr_plateau = cfg->opt.lr;
+    if (cfg->is_resume && cfg->checkpoint_path) {
+        char warning[1200];
+        if ((st = ckpt_load(cfg->checkpoint_path, &ck, warning, sizeof warning, err)))
+            goto done;
+        if (warning[0])
+            logf_(cfg, LOOM_LOG_WARN, "%s", warning);
+        *opt_t = p->opt_t;
+        hist->n_epochs = p->n_hist;
+        logf_(cfg, LOOM_LOG_INFO, "resuming at epoch %d, step %d", p->epoch + 1, p->step + 1);
+    }
+    int ck_every = cfg->checkpoint_every > 0 ? cfg->checkpoint_every : 1;
 
     int steps = (n_train + bs - 1) / bs;
-    double best_score = INFINITY;
-    float lr_plateau = cfg->opt.lr;
-    int since_best = 0, plateau_wait = 0;
-    hist->best_epoch = -1;
-    for (int e = 0; e < cfg->epochs; e++) {
+    for (; p->epoch < cfg->epochs; p->epoch++, p->step = 0) {
+        int e = p->epoch;
         double t0 = loom_now(), t_last = t0;
-        float lr = cfg->sched.kind == LOOM_SCHED_PLATEAU
-                       ? lr_plateau
-                       : loom_sched_lr(&cfg->sched, cfg->opt.lr, e, cfg->epochs);
-        memcpy(good, m->params, sizeof(float) * np);
-        memcpy(good + np, m->state, sizeof(float) * ns);
-        loom_shuffle_int(order, n_train, &rng_shuffle);
-        double loss_sum = 0, pen_sum = 0;
-        long seen = 0, correct = 0;
-        for (int s = 0; s < steps; s++) {
+        if (p->step == 0) { /* a fresh epoch (not one resumed in its middle) */
+            p->lr_epoch = cfg->sched.kind == LOOM_SCHED_PLATEAU
+                              ? p->lr_plateau
+                              : loom_sched_lr(&cfg->sched, cfg->opt.lr, e, cfg->epochs);
+            memcpy(good, m->params, sizeof(float) * np);
+            memcpy(good + np, m->state, sizeof(float) * ns);
+            loom_shuffle_int(order, n_train, &p->rng_shuffle);
+            p->loss_sum = p->pen_sum = 0;
+            p->seen = p->correct = 0;
+        }
+        float lr = p->lr_epoch;
+        for (; p->step < steps; p->step++) {
+            int s = p->step;
             int lo = s * bs, B = n_train - lo < bs ? n_train - lo : bs;
             loom_batch_fill(train, order + lo, B, nrm, x, y);
             loom_model_zero_grad(m);
-            const float *logits = loom_model_forward(m, x, B, true, &rng_drop);
+            const float *logits = loom_model_forward(m, x, B, true, &p->rng_drop);
             int nc = 0;
             double L = loom_softmax_xent(logits, y, B, K, dlogits, &nc);
             if (!isfinite(L)) {
@@ -126,11 +151,11 @@ loom_status loom_train(loom_model *m, const loom_train_config *cfg, const loom_d
             }
             loom_model_backward(m, dlogits, B);
             if (cfg->opt.l2 > 0.0f)
-                pen_sum += cfg->opt.l2 * loom_model_l2_apply(m, cfg->opt.l2, true) * B;
+                p->pen_sum += cfg->opt.l2 * loom_model_l2_apply(m, cfg->opt.l2, true) * B;
             loom_optim_step(opt, m, lr);
-            loss_sum += L;
-            correct += nc;
-            seen += B;
+            p->loss_sum += L;
+            p->correct += nc;
+            p->seen += B;
             double now = loom_now();
             if (cfg->log_every > 0 && (s + 1) % cfg->log_every == 0)
                 logf_(cfg, LOOM_LOG_INFO, "Iteration: %d. Loss: %.4f. Accuracy: %.2f",
@@ -145,19 +170,31 @@ loom_status loom_train(loom_model *m, const loom_train_config *cfg, const loom_d
                 bar[30] = '\0';
                 logf_(cfg, LOOM_LOG_PROGRESS,
                       "Epoch %d/%d %5d/%d [%s] - ETA: %s - loss: %.4f - acc: %.4f", e + 1,
-                      cfg->epochs, s + 1, steps, bar, eta, (loss_sum + pen_sum) / seen,
-                      (double)correct / seen);
+                      cfg->epochs, s + 1, steps, bar, eta, (p->loss_sum + p->pen_sum) / p->seen,
+                      (double)p->correct / p->seen);
             }
-            if (cfg->stop_flag && *cfg->stop_flag) {
+            bool is_stop = cfg->stop_flag && *cfg->stop_flag;
+            bool is_ck_step = cfg->checkpoint_steps > 0 && (s + 1) % cfg->checkpoint_steps == 0 &&
+                              s + 1 < steps;
+            if (cfg->checkpoint_path && (is_stop || is_ck_step)) {
+                p->step = s + 1;
+                p->opt_t = *opt_t;
+                p->n_hist = hist->n_epochs;
+                if ((st = ckpt_save(cfg->checkpoint_path, &ck, err)))
+                    goto done;
+                p->step = s;
+            }
+            if (is_stop) {
                 st = loom_error_set(err, LOOM_ERR_INTERRUPTED,
-                                    "interrupted at epoch %d, step %d", e + 1, s + 1);
+                                    "interrupted at epoch %d, step %d%s", e + 1, s + 1,
+                                    cfg->checkpoint_path ? "; checkpoint saved" : "");
                 goto done;
             }
         }
         loom_epoch *h = &hist->epochs[hist->n_epochs++];
         h->epoch = e + 1;
-        h->loss = (loss_sum + pen_sum) / seen;
-        h->acc = (double)correct / seen;
+        h->loss = (p->loss_sum + p->pen_sum) / p->seen;
+        h->acc = (double)p->correct / p->seen;
         h->lr = lr;
         h->val_loss = h->val_acc = NAN;
         if (val && n_val > 0) {
@@ -183,32 +220,47 @@ loom_status loom_train(loom_model *m, const loom_train_config *cfg, const loom_d
                   K, log((double)K), e + 1);
         /* monitor: validation loss when there is validation data, else training loss */
         double score = isnan(h->val_loss) ? h->loss : h->val_loss;
-        if (score < best_score) {
-            best_score = score;
-            hist->best_epoch = e;
-            since_best = 0;
-            plateau_wait = 0;
+        bool is_last = false;
+        if (score < p->best_score) {
+            p->best_score = score;
+            p->best_epoch = e;
+            p->since_best = 0;
+            p->plateau_wait = 0;
             if (cfg->early_stopping > 0) {
                 memcpy(best, m->params, sizeof(float) * np);
                 memcpy(best + np, m->state, sizeof(float) * ns);
             }
         } else {
-            since_best++;
-            if (cfg->sched.kind == LOOM_SCHED_PLATEAU && ++plateau_wait >= cfg->sched.patience) {
-                lr_plateau = fmaxf(lr_plateau * cfg->sched.gamma, cfg->sched.lr_min);
-                plateau_wait = 0;
+            p->since_best++;
+            if (cfg->sched.kind == LOOM_SCHED_PLATEAU &&
+                ++p->plateau_wait >= cfg->sched.patience) {
+                p->lr_plateau = fmaxf(p->lr_plateau * cfg->sched.gamma, cfg->sched.lr_min);
+                p->plateau_wait = 0;
             }
-            if (cfg->early_stopping > 0 && since_best >= cfg->early_stopping) {
+            if (cfg->early_stopping > 0 && p->since_best >= cfg->early_stopping) {
                 hist->is_stopped_early = true;
                 logf_(cfg, LOOM_LOG_INFO,
                       "early stopping: no improvement for %d epochs; restoring epoch %d",
-                      since_best, hist->best_epoch + 1);
-                break;
+                      p->since_best, p->best_epoch + 1);
+                is_last = true;
             }
         }
+        if (cfg->checkpoint_path && !is_last && e + 1 < cfg->epochs && (e + 1) % ck_every == 0) {
+            ckpt_pos saved = *p;
+            p->epoch = e + 1;
+            p->step = 0;
+            p->opt_t = *opt_t;
+            p->n_hist = hist->n_epochs;
+            st = ckpt_save(cfg->checkpoint_path, &ck, err);
+            *p = saved;
+            if (st)
+                goto done;
+        }
+        if (is_last)
+            break;
     }
-    if (cfg->early_stopping > 0 && hist->best_epoch >= 0 &&
-        hist->best_epoch != hist->n_epochs - 1) {
+    hist->best_epoch = p->best_epoch;
+    if (cfg->early_stopping > 0 && p->best_epoch >= 0 && p->best_epoch != hist->n_epochs - 1) {
         memcpy(m->params, best, sizeof(float) * np);
         memcpy(m->state, best + np, sizeof(float) * ns);
     }

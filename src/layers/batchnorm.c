@@ -1,0 +1,307 @@
+/* batchnorm.c - batch normalisation over the last axis (channels after conv, features after
+ * dense, N of a sequence). x viewed as (M, C) with M = B*H*W (or B*T, or B) rows:
+ * y = gamma * (x - mean) / sqrt(var + eps) + beta, per channel. Training: batch statistics;
+ * evaluation: the running statistics. gamma, beta (C) are parameters; running mean and
+ * variance (C each) are state. Backward: docs/derivations/batchnorm.md. */
+#include "layer.h"
+
+#include <math.h>
+
+typedef struct {
+    float momentum; /* running = momentum * running + (1 - momentum) * batch (Keras) */
+    float eps;
+    int C; /* channels: the last axis of the input; set by init */
+} bn_cfg;
+
+/* Maximum number of row chunks (par_n_chunks never returns more). */
+#define BN_MAX_CHUNKS 64
+
+/* Views into the layer's scratch. Fixed part first (so the doubles are aligned), then xhat. */
+typedef struct {
+    double *part;        /* (BN_MAX_CHUNKS, 2, C) per-chunk partial sums */
+    double *s0, *s1;     /* (C) each: the two sums of the current pass, over all rows */
+    float *inv_std;      /* (C) 1 / sqrt(var + eps) of the last training forward */
+    float *t0, *t1, *t2; /* (C) each: per-channel coefficients of the current pass */
+    float *xhat;         /* (M, C) normalised input of the last training forward */
+} bn_views;
+
+static size_t bn_fixed_floats(int C) {
+    return 2 * ((size_t)2 * BN_MAX_CHUNKS * C + 2 * (size_t)C) + 4 * (size_t)C;
+}
+
+static bn_views bn_scratch(const layer *l, int C) {
+    bn_views v;
+    v.part = (double *)l->scratch;
+    v.s0 = v.part + (size_t)2 * BN_MAX_CHUNKS * C;
+    v.s1 = v.s0 + C;
+    v.inv_std = (float *)(v.s1 + C);
+    v.t0 = v.inv_std + C;
+    v.t1 = v.t0 + C;
+    v.t2 = v.t1 + C;
+    v.xhat = l->scratch + bn_fixed_floats(C);
+    return v;
+}
+
+static loom_status bn_init(layer *l, loom_error *err) {
+    bn_cfg *c = l->cfg;
+    if (l->in.rank < 1 || l->in.rank > 3) {
+        return loom_error_set(err, LOOM_ERR_SHAPE, "batchnorm: unsupported input rank %d",
+                              l->in.rank);
+    }
+    int C = l->in.d[l->in.rank - 1];
+    c->C = C;
+    l->out = l->in;
+    l->n_params = 2 * (size_t)C;
+    l->n_state = 2 * (size_t)C; /* running mean (C), running variance (C) */
+    l->groups[0] = (param_group){0, (size_t)C, GROUP_BN_GAMMA, C, C};
+    l->groups[1] = (param_group){(size_t)C, (size_t)C, GROUP_BN_BETA, C, C};
+    l->n_groups = 2;
+    l->scratch_per_example = shape_size(l->in); /* xhat */
+    l->scratch_fixed = bn_fixed_floats(C);
+    l->flops = 2.0 * (double)shape_size(l->in); /* y = a x + b at inference */
+    return LOOM_OK;
+}
+
+static void bn_init_params(layer *l, loom_rng *rng) {
+    (void)rng;
+    int C = ((const bn_cfg *)l->cfg)->C;
+    for (int k = 0; k < C; k++) {
+        l->w[k] = 1.0f;         /* gamma */
+        l->w[C + k] = 0.0f;     /* beta */
+        l->state[k] = 0.0f;     /* running mean */
+        l->state[C + k] = 1.0f; /* running variance */
+    }
+}
+
+/* Row chunks: at least 4k values each, at most BN_MAX_CHUNKS; depends on sizes only. */
+static int bn_chunks(long M, int C) { return par_n_chunks(M, 4096 / C + 1); }
+
+/* s (C) = the sum over the nc chunks of half h (0 or 1) of their (2, C) partial blocks,
+ * added in chunk order. */
+static void sum_parts(const double *part, int nc, int C, int h, double *s) {
+    for (int k = 0; k < C; k++)
+        s[k] = 0.0;
+    for (int q = 0; q < nc; q++) {
+        const double *p = part + ((size_t)q * 2 + h) * C;
+        for (int k = 0; k < C; k++)
+            s[k] += p[k];
+    }
+}
+
+static void bn_forward(layer *l, const fwd_ctx *ctx, const float *x, float *y, int B) {
+    const bn_cfg *c = l->cfg;
+    int C = c->C;
+    long M = (long)B * (long)(shape_size(l->in) / (size_t)C);
+    const float *gamma = l->w, *beta = l->w + C;
+    float *run_mean = l->state, *run_var = l->state + C;
+    bn_views v = bn_scratch(l, C);
+    int nc = bn_chunks(M, C);
+
+    if (!ctx->is_training) {
+        /* y = a x + b with a = gamma / sqrt(running var + eps), b = beta - running mean * a */
+        float *a = v.t0, *b = v.t1;
+        for (int k = 0; k < C; k++) {
+            double ak = gamma[k] / sqrt((double)run_var[k] + c->eps);
+            a[k] = (float)ak;
+            b[k] = (float)(beta[k] - run_mean[k] * ak);
+        }
+#pragma omp parallel for schedule(static) if (nc > 1)
+        for (int q = 0; q < nc; q++)
+            for (long i = par_chunk_lo(M, nc, q); i < par_chunk_lo(M, nc, q + 1); i++) {
+                const float *xi = x + i * C;
+                float *yi = y + i * C;
+#pragma omp simd
+                for (int k = 0; k < C; k++)
+                    yi[k] = a[k] * xi[k] + b[k];
+            }
+        return;
+    }
+
+    /* pass 1: mean = sum(x) / M, from per-chunk sums in double added in chunk order */
+#pragma omp parallel for schedule(static) if (nc > 1)
+    for (int q = 0; q < nc; q++) {
+        double *p0 = v.part + (size_t)q * 2 * C;
+        for (int k = 0; k < C; k++)
+            p0[k] = 0.0;
+        for (long i = par_chunk_lo(M, nc, q); i < par_chunk_lo(M, nc, q + 1); i++) {
+            const float *xi = x + i * C;
+#pragma omp simd
+            for (int k = 0; k < C; k++)
+                p0[k] += xi[k];
+        }
+    }
+    sum_parts(v.part, nc, C, 0, v.s0);
+    double *mean = v.s0; /* (C) */
+    for (int k = 0; k < C; k++) {
+        mean[k] /= (double)M;
+    }
+
+    /* pass 2: biased variance = sum((x - mean)^2) / M (two passes, for accuracy) */
+#pragma omp parallel for schedule(static) if (nc > 1)
+    for (int q = 0; q < nc; q++) {
+        double *p0 = v.part + (size_t)q * 2 * C;
+        for (int k = 0; k < C; k++)
+            p0[k] = 0.0;
+        for (long i = par_chunk_lo(M, nc, q); i < par_chunk_lo(M, nc, q + 1); i++) {
+            const float *xi = x + i * C;
+#pragma omp simd
+            for (int k = 0; k < C; k++) {
+                double d = xi[k] - mean[k];
+                p0[k] += d * d;
+            }
+        }
+    }
+    double *var = v.s1; /* (C) */
+    sum_parts(v.part, nc, C, 0, var);
+    /* Keras (tf.nn.moments, keras.ops.moments) normalises with the biased batch variance and
+     * feeds the same biased variance to the moving average; so do we. (tf.keras with
+     * fused=True scaled the moving-average input by M/(M-1), tensorflow#55545: negligible at
+     * M = B*H*W.) */
+    double mo = c->momentum;
+    for (int k = 0; k < C; k++) {
+        var[k] /= (double)M;
+        v.inv_std[k] = (float)(1.0 / sqrt(var[k] + c->eps));
+        v.t0[k] = (float)mean[k];
+        run_mean[k] = (float)(mo * run_mean[k] + (1.0 - mo) * mean[k]);
+        run_var[k] = (float)(mo * run_var[k] + (1.0 - mo) * var[k]);
+    }
+
+    /* pass 3: xhat = (x - mean) * inv_std (kept for backward), y = gamma * xhat + beta */
+    const float *mean_f = v.t0, *inv_std = v.inv_std;
+    float *xhat = v.xhat; /* (M, C) */
+#pragma omp parallel for schedule(static) if (nc > 1)
+    for (int q = 0; q < nc; q++)
+        for (long i = par_chunk_lo(M, nc, q); i < par_chunk_lo(M, nc, q + 1); i++) {
+            const float *xi = x + i * C;
+            float *hi = xhat + i * C, *yi = y + i * C;
+#pragma omp simd
+            for (int k = 0; k < C; k++) {
+                hi[k] = (xi[k] - mean_f[k]) * inv_std[k];
+                yi[k] = gamma[k] * hi[k] + beta[k];
+            }
+        }
+}
+
+/* Training-mode backward (docs/derivations/batchnorm.md), per channel over the M rows:
+ *   dbeta += sum(dy); dgamma += sum(dy * xhat);
+ *   dx = (gamma * inv_std / M) * (M * dy - sum(dy) - xhat * sum(dy * xhat)).
+ * The sums are per-chunk partials in double, added in chunk order. */
+static void bn_backward(layer *l, const float *x, const float *y, float *dy, float *dx, int B) {
+    (void)x, (void)y;
+    const bn_cfg *c = l->cfg;
+    int C = c->C;
+    long M = (long)B * (long)(shape_size(l->in) / (size_t)C);
+    const float *gamma = l->w;
+    float *dgamma = l->dw, *dbeta = l->dw + C;
+    bn_views v = bn_scratch(l, C);
+    const float *xhat = v.xhat; /* (M, C) */
+    int nc = bn_chunks(M, C);
+
+#pragma omp parallel for schedule(static) if (nc > 1)
+    for (int q = 0; q < nc; q++) {
+        double *p0 = v.part + (size_t)q * 2 * C, *p1 = p0 + C;
+        for (int k = 0; k < C; k++)
+            p0[k] = p1[k] = 0.0;
+        for (long i = par_chunk_lo(M, nc, q); i < par_chunk_lo(M, nc, q + 1); i++) {
+            const float *di = dy + i * C, *hi = xhat + i * C;
+#pragma omp simd
+            for (int k = 0; k < C; k++) {
+                p0[k] += di[k];
+                p1[k] += (double)di[k] * hi[k];
+            }
+        }
+    }
+    double *sdy = v.s0, *sdyx = v.s1; /* (C) each */
+    sum_parts(v.part, nc, C, 0, sdy);
+    sum_parts(v.part, nc, C, 1, sdyx);
+    for (int k = 0; k < C; k++) {
+        dbeta[k] += (float)sdy[k];
+        dgamma[k] += (float)sdyx[k];
+    }
+    if (!dx)
+        return;
+    /* dx = g * (dy - m1 - xhat * m2): g = gamma * inv_std, m1 = sum(dy) / M,
+     * m2 = sum(dy * xhat) / M */
+    float *g = v.t0, *m1 = v.t1, *m2 = v.t2;
+    for (int k = 0; k < C; k++) {
+        g[k] = gamma[k] * v.inv_std[k];
+        m1[k] = (float)(sdy[k] / (double)M);
+        m2[k] = (float)(sdyx[k] / (double)M);
+    }
+#pragma omp parallel for schedule(static) if (nc > 1)
+    for (int q = 0; q < nc; q++)
+        for (long i = par_chunk_lo(M, nc, q); i < par_chunk_lo(M, nc, q + 1); i++) {
+            const float *di = dy + i * C, *hi = xhat + i * C;
+            float *xi = dx + i * C;
+#pragma omp simd
+            for (int k = 0; k < C; k++)
+                xi[k] = g[k] * (di[k] - m1[k] - hi[k] * m2[k]);
+        }
+}
+
+/* Shortest "%g"-style text of f that reads back as the same float. */
+static void fmt_float(char *buf, size_t n, float f) {
+    for (int prec = 6; prec <= 9; prec++) {
+        snprintf(buf, n, "%.*g", prec, f);
+        if (strtof(buf, NULL) == f)
+            return;
+    }
+}
+
+#define BN_MOMENTUM_DEFAULT 0.99f
+#define BN_EPS_DEFAULT 1e-3f
+
+static void bn_describe(const layer *l, char *buf, size_t n) {
+    const bn_cfg *c = l->cfg;
+    char mo[48] = "", ep[48] = "", t[24];
+    if (c->momentum != BN_MOMENTUM_DEFAULT) {
+        fmt_float(t, sizeof t, c->momentum);
+        snprintf(mo, sizeof mo, " momentum %s", t);
+    }
+    if (c->eps != BN_EPS_DEFAULT) {
+        fmt_float(t, sizeof t, c->eps);
+        snprintf(ep, sizeof ep, " eps %s", t);
+    }
+    snprintf(buf, n, "batchnorm%s%s", mo, ep);
+}
+
+static const layer_ops bn_ops = {
+    .kind = "batchnorm",
+    .init = bn_init,
+    .init_params = bn_init_params,
+    .forward = bn_forward,
+    .backward = bn_backward,
+    .describe = bn_describe,
+};
+
+/* batchnorm [momentum M] [eps E]; also "momentum=M", "eps=E" ("epsilon" for "eps"). */
+loom_status batchnorm_parse(layer *l, int argc, char **argv, loom_error *err);
+loom_status batchnorm_parse(layer *l, int argc, char **argv, loom_error *err) {
+    bn_cfg c = {.momentum = BN_MOMENTUM_DEFAULT, .eps = BN_EPS_DEFAULT};
+    for (int i = 1; i < argc;) {
+        char key[16];
+        const char *w = argv[i], *val, *eq = strchr(w, '=');
+        size_t klen = eq ? (size_t)(eq - w) : strlen(w);
+        if (klen >= sizeof key)
+            return loom_error_set(err, LOOM_ERR_FORMAT, "batchnorm: unexpected word '%s'", w);
+        memcpy(key, w, klen);
+        key[klen] = '\0';
+        bool is_momentum = strcmp(key, "momentum") == 0;
+        if (!is_momentum && strcmp(key, "eps") != 0 && strcmp(key, "epsilon") != 0)
+            return loom_error_set(err, LOOM_ERR_FORMAT, "batchnorm: unexpected word '%s'", w);
+        val = eq ? eq + 1 : i + 1 < argc ? argv[i + 1] : "";
+        float f;
+        if (!parse_float(val, &f) || (is_momentum ? !(f >= 0.0f && f < 1.0f) : !(f > 0.0f)))
+            return loom_error_set(err, LOOM_ERR_FORMAT, "batchnorm: %s must be %s, found '%s'", key,
+                                  is_momentum ? "in [0, 1)" : "> 0", val);
+        *(is_momentum ? &c.momentum : &c.eps) = f;
+        i += eq ? 1 : 2;
+    }
+    bn_cfg *p = malloc(sizeof *p);
+    if (!p)
+        return loom_error_set(err, LOOM_ERR_NOMEM, "batchnorm: out of memory");
+    *p = c;
+    l->ops = &bn_ops;
+    l->cfg = p;
+    return LOOM_OK;
+}
