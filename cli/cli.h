@@ -18,6 +18,9 @@ enum { EXIT_RUN = 1, EXIT_USAGE = 2 };
 int cli_fail(const loom_error *err);
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* After getopt_long returned '?': names the unknown option or the missing value. */
+int cli_bad_option(const char *cmd, char **argv);
+
 /* Flag value parsers: print a usage error naming the flag and return false on bad input. */
 bool cli_int(const char *cmd, const char *flag, const char *s, int lo, int hi, int *out);
 bool cli_double(const char *cmd, const char *flag, const char *s, double lo, double hi,

@@ -13,6 +13,7 @@ int cmd_bench(int argc, char **argv) {
     int batch = 64, repeats = 5, threads = 0, c;
     double seconds = 1.0;
     optind = 1;
+    opterr = 0;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
         case 'b':
@@ -36,7 +37,7 @@ int cmd_bench(int argc, char **argv) {
                    "       [--threads N]\nTraining (forward+backward+Adam) and inference "
                    "throughput on random images; median of the repeats.\n");
             return 0;
-        default: return cli_usage_error("bench", "unknown option '%s'", argv[optind - 1]);
+        default: return cli_bad_option("bench", argv);
         }
     }
     if (optind >= argc)

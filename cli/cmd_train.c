@@ -109,7 +109,7 @@ int cmd_train(int argc, char **argv) {
     int i;
 
     optind = 1;
-    opterr = 1;
+    opterr = 0;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
         case O_EPOCHS:
@@ -211,7 +211,7 @@ int cmd_train(int argc, char **argv) {
                          &t->checkpoint_steps))
                 return EXIT_USAGE;
             break;
-        default: return cli_usage_error("train", "unknown option '%s'", argv[optind - 1]);
+        default: return cli_bad_option("train", argv);
         }
     }
     if (resume && (model || optind < argc))

@@ -2,6 +2,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -114,4 +115,11 @@ const char *cli_command_line(int argc, char **argv) {
     if (used >= sizeof buf)
         buf[sizeof buf - 1] = '\0';
     return buf;
+}
+
+int cli_bad_option(const char *cmd, char **argv) {
+    const char *opt = argv[optind - 1];
+    if (optopt != 0) /* a known option without its value */
+        return cli_usage_error(cmd, "option '%s' needs a value", opt);
+    return cli_usage_error(cmd, "unknown option '%s'", opt);
 }

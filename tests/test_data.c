@@ -81,8 +81,8 @@ static unsigned char *make_labels(uint32_t magic, uint32_t n, const uint8_t *y, 
     return b;
 }
 
-static void write_images(const char *path, uint32_t magic, uint32_t n, int H, int W,
-                         int n_present, bool is_gz) {
+static void write_images(const char *path, uint32_t magic, uint32_t n, int H, int W, int n_present,
+                         bool is_gz) {
     size_t len;
     unsigned char *b = make_images(magic, n, H, W, n_present, &len);
     write_file(path, b, len, is_gz);
@@ -106,8 +106,8 @@ static const char *base_name(const char *path) {
 }
 
 /* Loads and expects failure with status want and a message naming name and containing what. */
-static void expect_fail(const char *images, const char *labels, loom_status want,
-                        const char *name, const char *what) {
+static void expect_fail(const char *images, const char *labels, loom_status want, const char *name,
+                        const char *what) {
     static loom_dataset sentinel;
     loom_dataset *ds = &sentinel; /* must be reset to NULL */
     loom_error err = {0};

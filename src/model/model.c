@@ -302,12 +302,17 @@ const float *loom_model_forward(loom_model *m, const float *x, int B, bool is_tr
 
 void loom_model_backward(loom_model *m, const float *dlogits, int B) {
     int n = m->n_layers;
+    /* Layers before the first one with parameters need no gradient: stop there, and do not
+     * ask that layer for dL/dx. */
+    int first = 0;
+    while (first < n - 1 && m->layers[first].n_params == 0)
+        first++;
     float *cur = m->dbuf[0], *nxt = m->dbuf[1];
     memcpy(cur, dlogits, sizeof(float) * shape_size(m->layers[n - 1].out) * (size_t)B);
-    for (int i = n - 1; i >= 0; i--) {
+    for (int i = n - 1; i >= first; i--) {
         layer *l = &m->layers[i];
         const float *x = i == 0 ? m->x_in : m->acts[i - 1];
-        l->ops->backward(l, x, m->acts[i], cur, i > 0 ? nxt : NULL, B);
+        l->ops->backward(l, x, m->acts[i], cur, i > first ? nxt : NULL, B);
         float *t = cur;
         cur = nxt;
         nxt = t;

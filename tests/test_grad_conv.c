@@ -1,0 +1,82 @@
+/* test_grad_conv.c - finite-difference checks of conv (valid/same, strides, non-square and 1x1
+ * kernels, every fused activation), the pooling kinds and batchnorm (training mode, after conv
+ * and after dense), and a small full CNN. Inputs are (B, H, W, C) with H, W 6..9, C 1..3. */
+#include "check.h"
+#include "gradcheck.h"
+
+static void test_conv_valid(void) {
+    gradcheck_expect("conv 3 3x3, flatten, dense 4", 6, 6, 2, 2);
+    gradcheck_expect("conv 2 3x3, flatten", 5, 7, 3, 3);
+}
+
+static void test_conv_stride(void) {
+    gradcheck_expect("conv 3 3x3 s2, flatten, dense 4", 7, 7, 2, 2);
+    gradcheck_expect("conv 2 3x3 stride 2, flatten", 8, 8, 1, 3); /* floor: (8-3)/2+1 = 3 */
+    gradcheck_expect("conv 2 2x2 s3, flatten", 8, 7, 2, 2);
+}
+
+static void test_conv_same(void) {
+    gradcheck_expect("conv 3 3x3 same, flatten, dense 4", 7, 7, 2, 2); /* odd, stride 1 */
+    gradcheck_expect("conv 3 3x3 same, flatten, dense 4", 6, 6, 2, 2); /* even, stride 1 */
+    gradcheck_expect("conv 2 3x3 s2 same, flatten", 7, 7, 2, 2);       /* odd, stride 2 */
+    gradcheck_expect("conv 2 3x3 s2 same, flatten", 8, 6, 2, 3);       /* even, stride 2 */
+    gradcheck_expect("conv 2 4x4 same, flatten", 6, 7, 1, 2);          /* even kernel */
+    gradcheck_expect("conv 2 5x5 s2 same, flatten", 6, 6, 2, 2);
+}
+
+static void test_conv_kernels(void) {
+    gradcheck_expect("conv 3 2x3, flatten, dense 3", 6, 7, 2, 2);
+    gradcheck_expect("conv 2 3x1 same, flatten", 6, 6, 3, 2);
+    gradcheck_expect("conv 4 1x1, flatten", 6, 6, 3, 2); /* no im2col */
+    gradcheck_expect("conv 4 1, flatten, dense 3", 6, 6, 3, 2);
+    gradcheck_expect("conv 3 1x1 s2, flatten", 7, 7, 2, 2);
+    gradcheck_expect("conv 3 6x6, flatten", 6, 6, 2, 3); /* kernel = input: (1, 1, 3) */
+}
+
+static void test_conv_activations(void) {
+    gradcheck_expect("conv 3 3x3 relu, flatten", 6, 6, 2, 2);
+    gradcheck_expect("conv 3 3x3 leaky_relu 0.2, flatten", 6, 6, 2, 2);
+    gradcheck_expect("conv 3 3x3 elu, flatten", 6, 6, 2, 2);
+    gradcheck_expect("conv 3 3x3 same tanh, flatten", 6, 6, 2, 2);
+    gradcheck_expect("conv 3 3x3 s2 sigmoid, flatten", 7, 7, 2, 2);
+    gradcheck_expect("conv 3 1x1 relu, flatten", 6, 6, 2, 2);
+}
+
+static void test_pool(void) {
+    gradcheck_expect("maxpool 2, flatten", 6, 6, 2, 2);
+    gradcheck_expect("maxpool 2, flatten", 7, 7, 3, 2); /* floor drops the last row/column */
+    gradcheck_expect("maxpool 3 stride 2, flatten", 7, 7, 2, 2); /* overlapping windows */
+    gradcheck_expect("maxpool 2x3 s1, flatten", 6, 6, 1, 2);
+    gradcheck_expect("avgpool 2, flatten", 6, 6, 2, 2);
+    gradcheck_expect("avgpool 3 stride 2, flatten", 7, 7, 2, 2);
+    gradcheck_expect("globalavgpool", 6, 6, 3, 2);
+    gradcheck_expect("conv 4 3x3, globalavgpool, dense 3", 7, 7, 2, 2);
+}
+
+static void test_batchnorm(void) {
+    gradcheck_expect("conv 3 3x3, batchnorm, flatten", 6, 6, 2, 3);
+    gradcheck_expect("conv 3 3x3 same, batchnorm momentum 0.9 eps 1e-2, flatten, dense 4", 6, 6, 2,
+                     2);
+    gradcheck_expect("flatten, dense 5, batchnorm, dense 3", 6, 6, 1, 4);
+    gradcheck_expect("batchnorm, flatten", 6, 6, 3, 2);
+}
+
+static void test_cnn(void) {
+    gradcheck_expect("conv 4 3x3 relu, maxpool 2, conv 6 3x3 same, batchnorm, relu, "
+                     "dropout 0.25, flatten, dense 10 softmax",
+                     9, 9, 1, 3);
+    gradcheck_expect("conv 4 3x3 same relu, conv 4 3x3 s2 elu, avgpool 2, flatten, dense 5", 9, 9,
+                     2, 2);
+}
+
+int main(void) {
+    RUN(test_conv_valid);
+    RUN(test_conv_stride);
+    RUN(test_conv_same);
+    RUN(test_conv_kernels);
+    RUN(test_conv_activations);
+    RUN(test_pool);
+    RUN(test_batchnorm);
+    RUN(test_cnn);
+    return check_report();
+}

@@ -1,0 +1,508 @@
+/* test_layers.c - forward checks of conv, pooling and batchnorm against hand-computed values
+ * (weights set through loom_model_params; conv W is (R*S*C, K), rows ordered (r, s, c)),
+ * parser and shape errors, canonical model text, and bitwise-identical results for 1 and 2
+ * threads. Inputs are (B, H, W, C) channels-last. */
+#include "check.h"
+
+#include "../src/model/model.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Creates and prepares a model (for batches up to B) or returns NULL after a failed CHECK. */
+static loom_model *make(const char *text, int H, int W, int C, int B) {
+    loom_model *m = NULL;
+    loom_error err = {0};
+    loom_status st = loom_model_create(&m, text, "test", H, W, C, &err);
+    CHECK_MSG(st == LOOM_OK, "%s: %s", text, err.msg);
+    if (st)
+        return NULL;
+    st = loom_model_prepare(m, B, &err);
+    CHECK_MSG(st == LOOM_OK, "%s: %s", text, err.msg);
+    if (st) {
+        loom_model_destroy(m);
+        return NULL;
+    }
+    return m;
+}
+
+/* The 4x4 image 1..16 in row-major order, one channel. */
+static void ramp16(float *x) {
+    for (int i = 0; i < 16; i++)
+        x[i] = (float)(i + 1);
+}
+
+/* 3x3 valid conv of the 4x4 ramp, two filters: all ones (+0.5), and w[r][s] = 3r + s (-1). */
+static void test_conv_known_weights(void) {
+    loom_model *m = make("conv 2 3x3, flatten", 4, 4, 1, 1);
+    if (!m)
+        return;
+    CHECK(loom_model_n_params(m) == 9 * 2 + 2);
+    float *p = loom_model_params(m); /* W (9, 2), b (2) */
+    for (int r = 0; r < 3; r++)
+        for (int s = 0; s < 3; s++) {
+            p[(r * 3 + s) * 2 + 0] = 1.0f;
+            p[(r * 3 + s) * 2 + 1] = (float)(3 * r + s);
+        }
+    p[18] = 0.5f;
+    p[19] = -1.0f;
+    float x[16];
+    ramp16(x);
+    const float *y = loom_model_forward(m, x, 1, false, NULL); /* (2, 2, 2) */
+    /* window sums 54, 63, 90, 99; weighted: 294 at (0,0), +36 per column, +144 per row */
+    const float want[8] = {54.5f, 293.0f, 63.5f, 329.0f, 90.5f, 437.0f, 99.5f, 473.0f};
+    CHECK(loom_model_n_outputs(m) == 8);
+    for (int i = 0; i < 8; i++)
+        CHECK_NEAR(y[i], want[i], 1e-4);
+    loom_model_destroy(m);
+}
+
+/* The im2col column order (r, s, c) matches the input's (h, w, c): with W[i] = i and a 3x3x2
+ * input x[i] = i, the single output is sum i^2 over i < 18 = 1785. */
+static void test_conv_channel_order(void) {
+    loom_model *m = make("conv 1 3x3, flatten", 3, 3, 2, 2);
+    if (!m)
+        return;
+    float *p = loom_model_params(m);
+    for (int i = 0; i < 18; i++)
+        p[i] = (float)i;
+    p[18] = 0.0f;
+    float x[36];
+    for (int i = 0; i < 18; i++) {
+        x[i] = (float)i;
+        x[18 + i] = 1.0f; /* second example: sum of the weights, 153 */
+    }
+    const float *y = loom_model_forward(m, x, 2, false, NULL);
+    CHECK_NEAR(y[0], 1785.0, 1e-3);
+    CHECK_NEAR(y[1], 153.0, 1e-3);
+    loom_model_destroy(m);
+}
+
+/* One filter of ones, bias 0, over the 4x4 ramp with the given padding; returns the output
+ * (copied into out, n values). */
+static void conv_ones(const char *text, int K2, float *out, int n) {
+    loom_model *m = make(text, 4, 4, 1, 1);
+    if (!m)
+        return;
+    CHECK(loom_model_n_outputs(m) == n);
+    float *p = loom_model_params(m);
+    for (int i = 0; i < K2; i++)
+        p[i] = 1.0f;
+    p[K2] = 0.0f;
+    float x[16];
+    ramp16(x);
+    memcpy(out, loom_model_forward(m, x, 1, false, NULL), sizeof(float) * n);
+    loom_model_destroy(m);
+}
+
+static void test_conv_same_padding(void) {
+    float y[16];
+    /* stride 1: 4x4 output, zero padding of one on every side */
+    conv_ones("conv 1 3x3 same, flatten", 9, y, 16);
+    CHECK_NEAR(y[0], 1 + 2 + 5 + 6, 1e-4);          /* corner */
+    CHECK_NEAR(y[1], 1 + 2 + 3 + 5 + 6 + 7, 1e-4);  /* top edge */
+    CHECK_NEAR(y[4], 1 + 2 + 5 + 6 + 9 + 10, 1e-4); /* left edge */
+    CHECK_NEAR(y[5], 54, 1e-4);                     /* interior */
+    CHECK_NEAR(y[15], 11 + 12 + 15 + 16, 1e-4);     /* bottom-right corner */
+    /* stride 2: out = ceil(4/2) = 2, pad_total = 1 -> none on top/left, one row/column at the
+     * bottom/right (TensorFlow's split) */
+    conv_ones("conv 1 3x3 s2 same, flatten", 9, y, 4);
+    CHECK_NEAR(y[0], 54, 1e-4);
+    CHECK_NEAR(y[1], 3 + 4 + 7 + 8 + 11 + 12, 1e-4);
+    CHECK_NEAR(y[2], 9 + 10 + 11 + 13 + 14 + 15, 1e-4);
+    CHECK_NEAR(y[3], 11 + 12 + 15 + 16, 1e-4);
+    /* even kernel, stride 1: pad_total = 1, all of it at the bottom/right */
+    conv_ones("conv 1 2x2 same, flatten", 4, y, 16);
+    CHECK_NEAR(y[0], 1 + 2 + 5 + 6, 1e-4);
+    CHECK_NEAR(y[3], 4 + 8, 1e-4);
+    CHECK_NEAR(y[12], 13 + 14, 1e-4);
+    CHECK_NEAR(y[15], 16, 1e-4);
+    /* 4x4 kernel: pad_total = 3 -> 1 on top/left, 2 at the bottom/right */
+    conv_ones("conv 1 4x4 same, flatten", 16, y, 16);
+    CHECK_NEAR(y[0], 1 + 2 + 3 + 5 + 6 + 7 + 9 + 10 + 11, 1e-4); /* rows/columns -1..2 */
+    CHECK_NEAR(y[15], 11 + 12 + 15 + 16, 1e-4);                  /* rows/columns 2..5 */
+}
+
+static void test_conv_shapes(void) {
+    struct {
+        const char *text;
+        int H, W, C, n_out;
+        size_t n_params;
+    } cases[] = {
+        {"conv 32 3x3, flatten", 28, 28, 1, 26 * 26 * 32, 320},
+        {"conv 64 3x3, flatten", 13, 13, 32, 11 * 11 * 64, 18496},
+        {"conv 32 3x3 s2, flatten", 26, 26, 32, 12 * 12 * 32, 9248},
+        {"conv 8 3x3 same, flatten", 7, 7, 1, 7 * 7 * 8, 80},
+        {"conv 8 3x3 s2 same, flatten", 7, 7, 1, 4 * 4 * 8, 80},
+        {"conv 8 3x3 s2 same, flatten", 8, 8, 1, 4 * 4 * 8, 80},
+        {"conv 4 5x5 stride 2 valid tanh, flatten", 9, 9, 3, 3 * 3 * 4, 5 * 5 * 3 * 4 + 4},
+        {"conv 4 1x3, flatten", 5, 5, 2, 5 * 3 * 4, 1 * 3 * 2 * 4 + 4},
+        {"maxpool 2, flatten", 26, 26, 32, 13 * 13 * 32, 0},
+        {"maxpool 2, flatten", 11, 11, 64, 5 * 5 * 64, 0},
+        {"maxpool 3 stride 2, flatten", 7, 7, 2, 3 * 3 * 2, 0},
+        {"avgpool 2 s1, flatten", 4, 4, 3, 3 * 3 * 3, 0},
+        {"globalavgpool", 5, 5, 7, 7, 0},
+        {"batchnorm, flatten", 5, 5, 7, 5 * 5 * 7, 14},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        loom_model *m = make(cases[i].text, cases[i].H, cases[i].W, cases[i].C, 1);
+        if (!m)
+            continue;
+        CHECK_MSG(loom_model_n_outputs(m) == cases[i].n_out, "%s: %d outputs", cases[i].text,
+                  loom_model_n_outputs(m));
+        CHECK_MSG(loom_model_n_params(m) == cases[i].n_params, "%s: %zu params", cases[i].text,
+                  loom_model_n_params(m));
+        loom_model_destroy(m);
+    }
+    loom_model *m = make("conv 32 3x3, flatten", 28, 28, 1, 1);
+    if (m) { /* 2 H'W' K R S C + H'W' K */
+        CHECK_NEAR(loom_model_flops(m), 2.0 * 676 * 32 * 9 + 676 * 32, 0.5);
+        loom_model_destroy(m);
+    }
+}
+
+static void test_maxpool(void) {
+    /* two channels: channel 0 the ramp, channel 1 its negative */
+    loom_model *m = make("maxpool 2, flatten", 4, 4, 2, 1);
+    if (!m)
+        return;
+    float x[32];
+    for (int i = 0; i < 16; i++) {
+        x[2 * i] = (float)(i + 1);
+        x[2 * i + 1] = -(float)(i + 1);
+    }
+    const float *y = loom_model_forward(m, x, 1, false, NULL); /* (2, 2, 2) */
+    const float want[8] = {6, -1, 8, -3, 14, -9, 16, -11};
+    for (int i = 0; i < 8; i++)
+        CHECK_NEAR(y[i], want[i], 0);
+    loom_model_destroy(m);
+
+    /* overlapping windows: 3x3 stride 2 over a 5x5 ramp -> maxima at (2,2), (2,4), ... */
+    m = make("maxpool 3 stride 2, flatten", 5, 5, 1, 1);
+    if (!m)
+        return;
+    float x5[25];
+    for (int i = 0; i < 25; i++)
+        x5[i] = (float)((i * 7) % 25); /* a permutation of 0..24 */
+    y = loom_model_forward(m, x5, 1, false, NULL);
+    for (int oh = 0; oh < 2; oh++)
+        for (int ow = 0; ow < 2; ow++) {
+            float best = -1;
+            for (int p = 0; p < 3; p++)
+                for (int q = 0; q < 3; q++) {
+                    float v = x5[(oh * 2 + p) * 5 + ow * 2 + q];
+                    best = v > best ? v : best;
+                }
+            CHECK_NEAR(y[oh * 2 + ow], best, 0);
+        }
+    loom_model_destroy(m);
+
+    /* ties: the gradient goes to the first maximum in window order only */
+    m = make("maxpool 2, flatten", 2, 2, 1, 1);
+    if (!m)
+        return;
+    float xt[4] = {1, 3, 3, 3}, dy[1] = {2.0f}, dx[4];
+    y = loom_model_forward(m, xt, 1, true, NULL);
+    CHECK_NEAR(y[0], 3, 0);
+    layer *l = &m->layers[0];
+    l->ops->backward(l, xt, m->acts[0], dy, dx, 1);
+    CHECK(dx[0] == 0 && dx[1] == 2 && dx[2] == 0 && dx[3] == 0);
+    loom_model_destroy(m);
+}
+
+static void test_avgpool(void) {
+    loom_model *m = make("avgpool 2, flatten", 4, 4, 1, 1);
+    if (!m)
+        return;
+    float x[16];
+    ramp16(x);
+    const float *y = loom_model_forward(m, x, 1, false, NULL);
+    const float want[4] = {3.5f, 5.5f, 11.5f, 13.5f};
+    for (int i = 0; i < 4; i++)
+        CHECK_NEAR(y[i], want[i], 1e-6);
+    loom_model_destroy(m);
+
+    m = make("globalavgpool", 4, 4, 2, 2);
+    if (!m)
+        return;
+    float x2[64];
+    for (int b = 0; b < 2; b++)
+        for (int i = 0; i < 16; i++) {
+            x2[b * 32 + 2 * i] = (float)(i + 1) * (b + 1);
+            x2[b * 32 + 2 * i + 1] = 5.0f;
+        }
+    y = loom_model_forward(m, x2, 2, false, NULL); /* (2, 2) */
+    CHECK_NEAR(y[0], 8.5, 1e-6);
+    CHECK_NEAR(y[1], 5.0, 1e-6);
+    CHECK_NEAR(y[2], 17.0, 1e-6);
+    CHECK_NEAR(y[3], 5.0, 1e-6);
+    loom_model_destroy(m);
+}
+
+/* Evaluation: y = gamma (x - running_mean) / sqrt(running_var + eps) + beta. */
+static void test_batchnorm_eval(void) {
+    loom_model *m = make("batchnorm, flatten", 2, 2, 2, 1);
+    if (!m)
+        return;
+    CHECK(loom_model_n_params(m) == 4 && loom_model_n_state(m) == 4);
+    loom_model_init(m, 1);
+    float *p = loom_model_params(m), *s = loom_model_state(m);
+    CHECK(p[0] == 1 && p[1] == 1 && p[2] == 0 && p[3] == 0); /* gamma 1, beta 0 */
+    CHECK(s[0] == 0 && s[1] == 0 && s[2] == 1 && s[3] == 1); /* mean 0, var 1 */
+    const float gamma[2] = {2, 1}, beta[2] = {0.5f, 0}, mean[2] = {1, -2}, var[2] = {4, 0.25f};
+    memcpy(p, gamma, sizeof gamma);
+    memcpy(p + 2, beta, sizeof beta);
+    memcpy(s, mean, sizeof mean);
+    memcpy(s + 2, var, sizeof var);
+    float x[8] = {0, 1, 2, 3, -1, -2, 5, 0.5f};
+    const float *y = loom_model_forward(m, x, 1, false, NULL);
+    for (int i = 0; i < 8; i++) {
+        int k = i % 2;
+        double want = gamma[k] * (x[i] - mean[k]) / sqrt(var[k] + 1e-3) + beta[k];
+        CHECK_NEAR(y[i], want, 1e-5);
+    }
+    CHECK_NEAR(y[0], 2 * (0 - 1) / sqrt(4.001) + 0.5, 1e-5);
+    CHECK(s[0] == 1 && s[2] == 4); /* evaluation leaves the statistics alone */
+    loom_model_destroy(m);
+}
+
+/* Training: per-channel output mean 0 and variance var/(var+eps) ~ 1; running statistics move
+ * by (1 - momentum) towards the batch's biased statistics. */
+static void test_batchnorm_train(void) {
+    enum { B = 4, H = 3, W = 3, C = 3, M = B * H * W };
+    loom_model *m = make("conv 3 1x1, batchnorm, flatten", H, W, C, B);
+    if (!m)
+        return;
+    loom_model_init(m, 3);
+    loom_rng rng;
+    loom_rng_seed(&rng, 11);
+    float x[M * C];
+    for (int i = 0; i < M * C; i++)
+        x[i] = 3.0f * loom_rng_normal(&rng) + (float)(i % C);
+    float *p = loom_model_params(m);
+    memset(p, 0, sizeof(float) * 12); /* conv: identity, bias (1, 2, 3) */
+    for (int k = 0; k < 3; k++) {
+        p[k * 3 + k] = 1.0f;
+        p[9 + k] = (float)(k + 1);
+    }
+    const float *y = loom_model_forward(m, x, B, true, &rng);
+    const float *s = loom_model_state(m);
+    for (int k = 0; k < C; k++) {
+        double mx = 0, vx = 0, my = 0, vy = 0;
+        for (int i = 0; i < M; i++) {
+            mx += x[i * C + k] + (k + 1);
+            my += y[i * C + k];
+        }
+        mx /= M;
+        my /= M;
+        for (int i = 0; i < M; i++) {
+            double dx = x[i * C + k] + (k + 1) - mx, dy = y[i * C + k] - my;
+            vx += dx * dx;
+            vy += dy * dy;
+        }
+        vx /= M;
+        vy /= M;
+        CHECK_NEAR(my, 0, 1e-5);
+        CHECK_NEAR(vy, vx / (vx + 1e-3), 1e-4);
+        CHECK_NEAR(vy, 1, 1e-3);
+        CHECK_NEAR(s[k], 0.01 * mx, 1e-5);            /* running mean */
+        CHECK_NEAR(s[C + k], 0.99 + 0.01 * vx, 1e-5); /* running (biased) variance */
+    }
+    loom_model_destroy(m);
+
+    /* after dense: per feature over the batch */
+    m = make("flatten, dense 4, batchnorm momentum 0.5", 2, 2, 1, 5);
+    if (!m)
+        return;
+    loom_model_init(m, 5);
+    float xd[20];
+    for (int i = 0; i < 20; i++)
+        xd[i] = loom_rng_normal(&rng);
+    y = loom_model_forward(m, xd, 5, true, &rng);
+    for (int k = 0; k < 4; k++) {
+        double my = 0, vy = 0;
+        for (int b = 0; b < 5; b++)
+            my += y[b * 4 + k];
+        my /= 5;
+        for (int b = 0; b < 5; b++)
+            vy += (y[b * 4 + k] - my) * (y[b * 4 + k] - my);
+        CHECK_NEAR(my, 0, 1e-5);
+        CHECK_NEAR(vy / 5, 1, 0.05); /* var/(var+eps) with var of order 0.1..1 */
+    }
+    loom_model_destroy(m);
+}
+
+static void test_bad_lines(void) {
+    const char *bad[] = {
+        "conv 0 3x3",
+        "conv 32 3x3 s0",
+        "conv 32 axb",
+        "maxpool 0",
+        "conv 32 3x3 bogus",
+        "conv",
+        "conv 32",
+        "conv -4 3x3",
+        "conv 32 0x3",
+        "conv 32 3x3 stride",
+        "conv 32 3x3 stride x",
+        "conv 32 3x3 same valid",
+        "conv 32 3x3 s2 s2",
+        "conv 32 3x3 relu tanh",
+        "conv 32 3x3 softmax",
+        "conv 32 3x",
+        "maxpool",
+        "maxpool 2 stride 0",
+        "maxpool 2 3",
+        "maxpool 2 stride",
+        "avgpool x",
+        "globalavgpool 2",
+        "batchnorm momentum 1.5",
+        "batchnorm eps 0",
+        "batchnorm foo",
+        "batchnorm momentum",
+        "batchnorm eps=-1",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        char text[128];
+        snprintf(text, sizeof text, "%s, flatten, dense 2", bad[i]);
+        loom_model *m = NULL;
+        loom_error err = {0};
+        loom_status st = loom_model_create(&m, text, "bad", 8, 8, 1, &err);
+        CHECK_MSG(st == LOOM_ERR_FORMAT, "'%s' gave status %d: %s", bad[i], (int)st, err.msg);
+        CHECK(m == NULL);
+        loom_model_destroy(m);
+    }
+    /* the message names the offending word */
+    loom_model *m = NULL;
+    loom_error err = {0};
+    loom_model_create(&m, "conv 32 3x3 bogus, flatten", "spec.txt", 8, 8, 1, &err);
+    CHECK_MSG(strstr(err.msg, "'bogus'") && strstr(err.msg, "spec.txt:1"), "%s", err.msg);
+    loom_model_create(&m, "conv 32 axb, flatten", "spec.txt", 8, 8, 1, &err);
+    CHECK_MSG(strstr(err.msg, "'axb'"), "%s", err.msg);
+}
+
+static void test_shape_errors(void) {
+    const char *bad[] = {
+        "conv 4 5x5, flatten",             /* kernel larger than the 4x4 input */
+        "conv 4 3x5, flatten",             /* wider than the input */
+        "conv 4 3x3, conv 4 3x3, flatten", /* second conv sees 2x2 */
+        "maxpool 5, flatten",              /* window larger than the input */
+        "flatten, conv 4 1x1, flatten",    /* conv needs images */
+        "flatten, maxpool 2, flatten",
+        "flatten, globalavgpool",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        loom_model *m = NULL;
+        loom_error err = {0};
+        loom_status st = loom_model_create(&m, bad[i], "bad", 4, 4, 1, &err);
+        CHECK_MSG(st == LOOM_ERR_SHAPE, "'%s' gave status %d: %s", bad[i], (int)st, err.msg);
+        loom_model_destroy(m);
+    }
+    /* same padding accepts a kernel larger than the input, as TensorFlow does */
+    loom_model *m = make("conv 2 5x5 same, flatten", 4, 4, 1, 1);
+    if (m) {
+        CHECK(loom_model_n_outputs(m) == 32);
+        loom_model_destroy(m);
+    }
+}
+
+/* Canonical text reads back to itself. */
+static void test_describe(void) {
+    const char *text = "conv 32 3x3 s2 same leaky_relu 0.2\n"
+                       "conv 16 5x3 elu 0.5\n"
+                       "conv 8 1x1 relu\n"
+                       "batchnorm momentum 0.9 eps 1e-05\n"
+                       "maxpool 3 stride 2\n"
+                       "avgpool 2x3\n"
+                       "batchnorm\n"
+                       "globalavgpool\n"
+                       "dense 10 softmax\n";
+    loom_model *m = make("conv 32 3 stride 2 leaky_relu 0.2 same, conv 16 5x3 elu 0.5,"
+                         "conv 8 1x1 valid relu, batchnorm eps=1e-5 momentum=0.9,"
+                         "maxpool 3 s2, avgpool 2x3, batchnorm momentum 0.99,"
+                         "globalavgpool, dense 10 softmax",
+                         40, 40, 3, 1);
+    if (!m)
+        return;
+    CHECK_MSG(strcmp(loom_model_text(m), text) == 0, "\n%s", loom_model_text(m));
+    loom_model *m2 = make(loom_model_text(m), 40, 40, 3, 1);
+    if (m2) {
+        CHECK(strcmp(loom_model_text(m2), text) == 0);
+        CHECK(loom_model_n_params(m2) == loom_model_n_params(m));
+        loom_model_destroy(m2);
+    }
+    loom_model_destroy(m);
+}
+
+/* Forward and backward of a CNN over 64 examples: bitwise the same with 1 and 2 threads. */
+static void run_cnn(const char *text, int threads, float *out, float *grads, float *state) {
+    loom_set_threads(threads);
+    enum { B = 64 };
+    loom_model *m = make(text, 28, 28, 1, B);
+    if (!m)
+        return;
+    loom_model_init(m, 42);
+    float *x = malloc(sizeof(float) * B * 784), *d = malloc(sizeof(float) * B * 10);
+    loom_rng rng;
+    loom_rng_seed(&rng, 9);
+    for (int i = 0; i < B * 784; i++)
+        x[i] = loom_rng_uniform(&rng);
+    for (int i = 0; i < B * 10; i++)
+        d[i] = loom_rng_uniform(&rng) - 0.5f;
+    loom_model_zero_grad(m);
+    const float *y = loom_model_forward(m, x, B, true, &rng);
+    memcpy(out, y, sizeof(float) * B * 10);
+    loom_model_backward(m, d, B);
+    memcpy(grads, loom_model_grads(m), sizeof(float) * loom_model_n_params(m));
+    memcpy(state, loom_model_state(m), sizeof(float) * loom_model_n_state(m));
+    free(x);
+    free(d);
+    loom_model_destroy(m);
+}
+
+static void test_thread_determinism(void) {
+    const char *texts[] = {
+        "conv 32 3x3 relu, maxpool 2, conv 64 3x3 relu, maxpool 2, flatten, dense 128 relu, "
+        "dense 10",
+        "conv 16 3x3 same relu, batchnorm, conv 16 3x3 s2 same, batchnorm, relu, avgpool 2, "
+        "conv 8 1x1, globalavgpool, dense 10",
+    };
+    for (int t = 0; t < 2; t++) {
+        loom_model *m = make(texts[t], 28, 28, 1, 1);
+        if (!m)
+            return;
+        size_t np = loom_model_n_params(m), ns = loom_model_n_state(m) + 1;
+        loom_model_destroy(m);
+        float *o1 = calloc(640, sizeof(float)), *o2 = calloc(640, sizeof(float));
+        float *g1 = calloc(np, sizeof(float)), *g2 = calloc(np, sizeof(float));
+        float *s1 = calloc(ns, sizeof(float)), *s2 = calloc(ns, sizeof(float));
+        run_cnn(texts[t], 1, o1, g1, s1);
+        run_cnn(texts[t], 2, o2, g2, s2);
+        CHECK_MSG(memcmp(o1, o2, sizeof(float) * 640) == 0, "model %d: outputs differ", t);
+        CHECK_MSG(memcmp(g1, g2, sizeof(float) * np) == 0, "model %d: gradients differ", t);
+        CHECK_MSG(memcmp(s1, s2, sizeof(float) * ns) == 0, "model %d: state differs", t);
+        double gsum = 0;
+        for (size_t i = 0; i < np; i++)
+            gsum += fabs(g1[i]);
+        CHECK(gsum > 0);
+        free(o1), free(o2), free(g1), free(g2), free(s1), free(s2);
+    }
+    loom_set_threads(0);
+}
+
+int main(void) {
+    RUN(test_conv_known_weights);
+    RUN(test_conv_channel_order);
+    RUN(test_conv_same_padding);
+    RUN(test_conv_shapes);
+    RUN(test_maxpool);
+    RUN(test_avgpool);
+    RUN(test_batchnorm_eval);
+    RUN(test_batchnorm_train);
+    RUN(test_bad_lines);
+    RUN(test_shape_errors);
+    RUN(test_describe);
+    RUN(test_thread_determinism);
+    return check_report();
+}
