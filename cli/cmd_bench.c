@@ -56,8 +56,8 @@ int cmd_bench(int argc, char **argv) {
         struct rusage ru;
         getrusage(RUSAGE_SELF, &ru);
         printf("| %s | %d | %d | %.0f | %.0f-%.0f | %.1f | %.0f | %.1f | %.0f |\n", name, batch,
-               loom_get_threads(), r.train_ips, r.train_min_ips, r.train_max_ips,
-               r.train_gflops, r.infer_ips, r.infer_gflops, ru.ru_maxrss / 1024.0);
+               loom_get_threads(), r.train_ips, r.train_min_ips, r.train_max_ips, r.train_gflops,
+               r.infer_ips, r.infer_gflops, ru.ru_maxrss / 1024.0);
         fflush(stdout);
     }
     return 0;

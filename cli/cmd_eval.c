@@ -18,9 +18,9 @@ static void help(void) {
 
 int cmd_eval(int argc, char **argv) {
     static const struct option opts[] = {
-        {"split", 1, 0, 's'}, {"images", 1, 0, 'i'}, {"labels", 1, 0, 'l'},
-        {"data", 1, 0, 'd'},  {"out", 1, 0, 'o'},    {"batch", 1, 0, 'b'},
-        {"threads", 1, 0, 't'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+        {"split", 1, 0, 's'},   {"images", 1, 0, 'i'}, {"labels", 1, 0, 'l'},
+        {"data", 1, 0, 'd'},    {"out", 1, 0, 'o'},    {"batch", 1, 0, 'b'},
+        {"threads", 1, 0, 't'}, {"help", 0, 0, 'h'},   {0, 0, 0, 0}};
     loom_eval_config ec = {0};
     int threads = 0, c;
     optind = 1;

@@ -49,7 +49,8 @@ int cmd_summary(int argc, char **argv) {
 }
 
 int cmd_models(int argc, char **argv) {
-    bool is_verbose = argc >= 2 && (strcmp(argv[1], "-v") == 0 || strcmp(argv[1], "--verbose") == 0);
+    bool is_verbose =
+        argc >= 2 && (strcmp(argv[1], "-v") == 0 || strcmp(argv[1], "--verbose") == 0);
     if (argc >= 2 && !is_verbose) {
         if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
             printf("usage: loom models [-v]\nLists the built-in models; -v adds training "

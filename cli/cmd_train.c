@@ -42,26 +42,65 @@ static void help(void) {
 }
 
 enum {
-    O_EPOCHS = 256, O_BATCH, O_OPT, O_LR, O_MOM, O_NEST, O_L2, O_WD, O_CLIP, O_SCHED, O_ES,
-    O_SEED, O_THREADS, O_OUT, O_FORCE, O_DATA, O_VAL, O_SPLITMODE, O_STD, O_SUBSET, O_TSUB,
-    O_NOTEST, O_LOGEVERY, O_QUIET, O_HELP, O_CKE, O_CKS, O_RESUME
+    O_EPOCHS = 256,
+    O_BATCH,
+    O_OPT,
+    O_LR,
+    O_MOM,
+    O_NEST,
+    O_L2,
+    O_WD,
+    O_CLIP,
+    O_SCHED,
+    O_ES,
+    O_SEED,
+    O_THREADS,
+    O_OUT,
+    O_FORCE,
+    O_DATA,
+    O_VAL,
+    O_SPLITMODE,
+    O_STD,
+    O_SUBSET,
+    O_TSUB,
+    O_NOTEST,
+    O_LOGEVERY,
+    O_QUIET,
+    O_HELP,
+    O_CKE,
+    O_CKS,
+    O_RESUME
 };
 
 static const struct option opts[] = {
-    {"epochs", 1, 0, O_EPOCHS},     {"batch", 1, 0, O_BATCH},
-    {"optimizer", 1, 0, O_OPT},     {"lr", 1, 0, O_LR},
-    {"momentum", 1, 0, O_MOM},      {"nesterov", 0, 0, O_NEST},
-    {"l2", 1, 0, O_L2},             {"weight-decay", 1, 0, O_WD},
-    {"clip-norm", 1, 0, O_CLIP},    {"lr-schedule", 1, 0, O_SCHED},
-    {"early-stopping", 1, 0, O_ES}, {"seed", 1, 0, O_SEED},
-    {"threads", 1, 0, O_THREADS},   {"out", 1, 0, O_OUT},
-    {"force", 0, 0, O_FORCE},       {"data", 1, 0, O_DATA},
-    {"val-split", 1, 0, O_VAL},     {"split-mode", 1, 0, O_SPLITMODE},
-    {"standardize", 0, 0, O_STD},   {"subset", 1, 0, O_SUBSET},
-    {"test-subset", 1, 0, O_TSUB},  {"no-test", 0, 0, O_NOTEST},
-    {"log-every", 1, 0, O_LOGEVERY},{"quiet", 0, 0, O_QUIET},
-    {"help", 0, 0, O_HELP},         {"checkpoint-every", 1, 0, O_CKE},
-    {"checkpoint-steps", 1, 0, O_CKS}, {"resume", 1, 0, O_RESUME},
+    {"epochs", 1, 0, O_EPOCHS},
+    {"batch", 1, 0, O_BATCH},
+    {"optimizer", 1, 0, O_OPT},
+    {"lr", 1, 0, O_LR},
+    {"momentum", 1, 0, O_MOM},
+    {"nesterov", 0, 0, O_NEST},
+    {"l2", 1, 0, O_L2},
+    {"weight-decay", 1, 0, O_WD},
+    {"clip-norm", 1, 0, O_CLIP},
+    {"lr-schedule", 1, 0, O_SCHED},
+    {"early-stopping", 1, 0, O_ES},
+    {"seed", 1, 0, O_SEED},
+    {"threads", 1, 0, O_THREADS},
+    {"out", 1, 0, O_OUT},
+    {"force", 0, 0, O_FORCE},
+    {"data", 1, 0, O_DATA},
+    {"val-split", 1, 0, O_VAL},
+    {"split-mode", 1, 0, O_SPLITMODE},
+    {"standardize", 0, 0, O_STD},
+    {"subset", 1, 0, O_SUBSET},
+    {"test-subset", 1, 0, O_TSUB},
+    {"no-test", 0, 0, O_NOTEST},
+    {"log-every", 1, 0, O_LOGEVERY},
+    {"quiet", 0, 0, O_QUIET},
+    {"help", 0, 0, O_HELP},
+    {"checkpoint-every", 1, 0, O_CKE},
+    {"checkpoint-steps", 1, 0, O_CKS},
+    {"resume", 1, 0, O_RESUME},
     {0, 0, 0, 0},
 };
 
@@ -207,8 +246,7 @@ int cmd_train(int argc, char **argv) {
                 return EXIT_USAGE;
             break;
         case O_CKS:
-            if (!cli_int("train", "--checkpoint-steps", optarg, 1, 100000000,
-                         &t->checkpoint_steps))
+            if (!cli_int("train", "--checkpoint-steps", optarg, 1, 100000000, &t->checkpoint_steps))
                 return EXIT_USAGE;
             break;
         default: return cli_bad_option("train", argv);
@@ -235,8 +273,8 @@ int cmd_train(int argc, char **argv) {
         return cli_fail(&err);
     }
     if (res.has_test) {
-        printf("%s: test accuracy %.2f%%, macro F1 %.2f%% (%d epochs, %.1f s) -> %s\n",
-               rc.model, 100 * res.test.accuracy, 100 * res.test.macro_f1, res.hist.n_epochs,
+        printf("%s: test accuracy %.2f%%, macro F1 %.2f%% (%d epochs, %.1f s) -> %s\n", rc.model,
+               100 * res.test.accuracy, 100 * res.test.macro_f1, res.hist.n_epochs,
                res.hist.seconds, res.run_dir);
     } else {
         printf("%s: trained %d epochs in %.1f s -> %s\n", rc.model, res.hist.n_epochs,

@@ -58,8 +58,7 @@ bool cli_u64(const char *cmd, const char *flag, const char *s, uint64_t *out) {
     errno = 0;
     unsigned long long v = s ? strtoull(s, &end, 10) : 0;
     if (!s || !*s || *end || errno || s[0] == '-') {
-        cli_usage_error(cmd, "%s expects a non-negative whole number, got '%s'", flag,
-                        s ? s : "");
+        cli_usage_error(cmd, "%s expects a non-negative whole number, got '%s'", flag, s ? s : "");
         return false;
     }
     *out = v;

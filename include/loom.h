@@ -49,8 +49,8 @@ typedef struct {
 
 void loom_rng_seed(loom_rng *rng, uint64_t seed);
 uint64_t loom_rng_next(loom_rng *rng);
-float loom_rng_uniform(loom_rng *rng);             /* [0, 1) */
-float loom_rng_normal(loom_rng *rng);              /* N(0, 1) */
+float loom_rng_uniform(loom_rng *rng);              /* [0, 1) */
+float loom_rng_normal(loom_rng *rng);               /* N(0, 1) */
 uint32_t loom_rng_below(loom_rng *rng, uint32_t n); /* uniform integer in [0, n) */
 /* A seed derived from a parent seed and a stream number (fold, trial, ...). */
 uint64_t loom_seed_derive(uint64_t seed, uint64_t stream);
@@ -68,12 +68,12 @@ int loom_get_threads(void);
 #define LOOM_MAX_CLASSES 256
 
 typedef struct {
-    int n;          /* number of images */
-    int H, W, C;    /* image shape; C = 1 for IDX files */
-    uint8_t *x;     /* (n, H, W, C) pixels, owned */
-    uint8_t *y;     /* (n) labels in [0, n_classes), owned */
-    int n_classes;  /* max label + 1, at least 2; 10 for Fashion-MNIST */
-    bool is_fashion;/* class names are Fashion-MNIST's */
+    int n;           /* number of images */
+    int H, W, C;     /* image shape; C = 1 for IDX files */
+    uint8_t *x;      /* (n, H, W, C) pixels, owned */
+    uint8_t *y;      /* (n) labels in [0, n_classes), owned */
+    int n_classes;   /* max label + 1, at least 2; 10 for Fashion-MNIST */
+    bool is_fashion; /* class names are Fashion-MNIST's */
 } loom_dataset;
 
 /* Reads an IDX image file and an IDX label file (each plain or gzip). Validates magic,
@@ -96,8 +96,10 @@ void loom_dataset_class_counts(const loom_dataset *ds, const int *idx, int n, in
 
 /* An index split of a dataset. Arrays are owned by the split. */
 typedef struct {
-    int *train; int n_train;
-    int *val;   int n_val;
+    int *train;
+    int n_train;
+    int *val;
+    int n_val;
 } loom_split;
 
 typedef enum { LOOM_SPLIT_STRATIFIED = 0, LOOM_SPLIT_KERAS } loom_split_mode;
@@ -107,8 +109,8 @@ typedef enum { LOOM_SPLIT_STRATIFIED = 0, LOOM_SPLIT_KERAS } loom_split_mode;
 loom_status loom_split_create(loom_split *out, const loom_dataset *ds, double val_frac,
                               loom_split_mode mode, uint64_t seed, loom_error *err);
 /* Stratified k-fold: fold k of K as validation, the rest as training. Same seed, same folds. */
-loom_status loom_split_kfold(loom_split *out, const loom_dataset *ds, int K, int k,
-                             uint64_t seed, loom_error *err);
+loom_status loom_split_kfold(loom_split *out, const loom_dataset *ds, int K, int k, uint64_t seed,
+                             loom_error *err);
 void loom_split_reset(loom_split *s); /* frees the arrays; accepts a zeroed split */
 
 /* Per-pixel standardisation statistics (mean, std of pixel/255 over the given examples). */
@@ -123,8 +125,8 @@ void loom_norm_reset(loom_norm *nrm);
 
 /* Converts examples idx[0..n) to floats in x (n, H, W, C): pixel/255, then standardised when
  * nrm is on (nrm may be NULL); writes their labels to y (may be NULL). No allocation. */
-void loom_batch_fill(const loom_dataset *ds, const int *idx, int n, const loom_norm *nrm,
-                     float *x, int *y);
+void loom_batch_fill(const loom_dataset *ds, const int *idx, int n, const loom_norm *nrm, float *x,
+                     int *y);
 
 /* ---- models --------------------------------------------------------------------------------- */
 
@@ -133,8 +135,8 @@ typedef struct loom_model loom_model;
 /* Parses a model text (the model language: one layer per line or comma-separated) for inputs
  * of shape (H, W, C). source names the text in errors ("model.txt", "zoo:cnn1").
  * The model's parameters are allocated but not initialised (see loom_model_init). */
-loom_status loom_model_create(loom_model **out, const char *text, const char *source, int H,
-                              int W, int C, loom_error *err);
+loom_status loom_model_create(loom_model **out, const char *text, const char *source, int H, int W,
+                              int C, loom_error *err);
 void loom_model_destroy(loom_model *m);
 /* Initialises parameters (Glorot/He as the frameworks do) and state from seed. */
 void loom_model_init(loom_model *m, uint64_t seed);
@@ -148,16 +150,16 @@ const float *loom_model_forward(loom_model *m, const float *x, int B, bool is_tr
 void loom_model_backward(loom_model *m, const float *dlogits, int B);
 void loom_model_zero_grad(loom_model *m);
 
-size_t loom_model_n_params(const loom_model *m);    /* trainable parameters */
-size_t loom_model_n_state(const loom_model *m);     /* non-trainable state (BN statistics) */
-float *loom_model_params(loom_model *m);            /* (n_params) view */
-float *loom_model_grads(loom_model *m);             /* (n_params) view */
-float *loom_model_state(loom_model *m);             /* (n_state) view */
+size_t loom_model_n_params(const loom_model *m); /* trainable parameters */
+size_t loom_model_n_state(const loom_model *m);  /* non-trainable state (BN statistics) */
+float *loom_model_params(loom_model *m);         /* (n_params) view */
+float *loom_model_grads(loom_model *m);          /* (n_params) view */
+float *loom_model_state(loom_model *m);          /* (n_state) view */
 int loom_model_n_outputs(const loom_model *m);
 void loom_model_input_shape(const loom_model *m, int *H, int *W, int *C);
 int loom_model_n_layers(const loom_model *m);
-const char *loom_model_text(const loom_model *m);   /* canonical model text */
-double loom_model_flops(const loom_model *m);       /* forward FLOPs per example */
+const char *loom_model_text(const loom_model *m); /* canonical model text */
+double loom_model_flops(const loom_model *m);     /* forward FLOPs per example */
 /* Sum over weight groups (conv, dense, recurrent kernels) of w^2, and adds 2*l2*w into grads. */
 double loom_model_l2_apply(loom_model *m, float l2, bool add_grad);
 /* Writes the Keras-style summary table (layer, output shape, parameters, totals, FLOPs). */
@@ -167,15 +169,15 @@ void loom_model_summary(const loom_model *m, FILE *f);
 typedef struct {
     const char *name;
     const char *description;
-    const char *text;        /* model language */
-    const char *optimizer;   /* default training settings */
+    const char *text;      /* model language */
+    const char *optimizer; /* default training settings */
     double lr;
     int batch;
     int epochs;
     double l2;
     const char *lr_schedule;
-    int early_stopping;      /* patience, 0 = off */
-    const char *published;   /* figure to beat, or NULL */
+    int early_stopping;    /* patience, 0 = off */
+    const char *published; /* figure to beat, or NULL */
 } loom_zoo_entry;
 
 const loom_zoo_entry *loom_zoo_find(const char *name);
@@ -189,8 +191,7 @@ const loom_zoo_entry *loom_zoo_get(int i);
 loom_status loom_model_save(const loom_model *m, const char *config, const char *path,
                             loom_error *err);
 /* Loads a model file; *config_out (may be NULL) receives a malloc'd copy of the config text. */
-loom_status loom_model_load(loom_model **out, char **config_out, const char *path,
-                            loom_error *err);
+loom_status loom_model_load(loom_model **out, char **config_out, const char *path, loom_error *err);
 
 /* ---- training ------------------------------------------------------------------------------- */
 
@@ -206,12 +207,12 @@ typedef enum {
 typedef struct {
     loom_opt_kind kind;
     float lr;
-    float momentum;     /* sgd; rmsprop */
-    bool is_nesterov;   /* sgd */
+    float momentum;          /* sgd; rmsprop */
+    bool is_nesterov;        /* sgd */
     float beta1, beta2, eps; /* adam; rmsprop uses beta2 as rho */
-    float weight_decay; /* decoupled (adamw, or any optimizer) */
-    float l2;           /* Keras-style l2 in the loss, weight groups only */
-    float clip_norm;    /* global gradient norm clip, 0 = off */
+    float weight_decay;      /* decoupled (adamw, or any optimizer) */
+    float l2;                /* Keras-style l2 in the loss, weight groups only */
+    float clip_norm;         /* global gradient norm clip, 0 = off */
 } loom_opt_config;
 
 typedef struct loom_optim loom_optim;
@@ -225,11 +226,11 @@ const char *loom_opt_kind_str(loom_opt_kind k);
 
 typedef struct {
     loom_sched_kind kind;
-    int step_every;     /* step: epochs between decays */
-    float gamma;        /* step/exp/plateau decay factor */
-    int warmup_epochs;  /* cosine */
-    float lr_min;       /* cosine floor; plateau floor */
-    int patience;       /* plateau */
+    int step_every;    /* step: epochs between decays */
+    float gamma;       /* step/exp/plateau decay factor */
+    int warmup_epochs; /* cosine */
+    float lr_min;      /* cosine floor; plateau floor */
+    int patience;      /* plateau */
 } loom_sched_config;
 loom_status loom_sched_parse(const char *s, loom_sched_config *out, loom_error *err);
 /* Learning rate for epoch e (0-based) of n_epochs from base lr (not plateau). */
@@ -254,17 +255,17 @@ typedef struct {
     int batch;
     loom_opt_config opt;
     loom_sched_config sched;
-    int early_stopping;   /* patience in epochs, 0 = off; restores best weights */
+    int early_stopping; /* patience in epochs, 0 = off; restores best weights */
     uint64_t seed;
-    int log_every;        /* iteration lines every N steps, 0 = off */
-    bool is_progress;     /* live progress lines (LOOM_LOG_PROGRESS) */
-    loom_log_fn log;      /* may be NULL */
+    int log_every;    /* iteration lines every N steps, 0 = off */
+    bool is_progress; /* live progress lines (LOOM_LOG_PROGRESS) */
+    loom_log_fn log;  /* may be NULL */
     void *log_user;
-    volatile int *stop_flag; /* set non-zero (by a signal handler) to stop after this step */
+    volatile int *stop_flag;     /* set non-zero (by a signal handler) to stop after this step */
     const char *checkpoint_path; /* NULL = no checkpoints; else written atomically there */
-    int checkpoint_every;    /* epochs between checkpoints (0 = 1) */
-    int checkpoint_steps;    /* also every N steps inside an epoch, 0 = off */
-    bool is_resume;          /* continue from checkpoint_path (bit-identical to no interruption) */
+    int checkpoint_every;        /* epochs between checkpoints (0 = 1) */
+    int checkpoint_steps;        /* also every N steps inside an epoch, 0 = off */
+    bool is_resume; /* continue from checkpoint_path (bit-identical to no interruption) */
 } loom_train_config;
 
 void loom_train_config_init(loom_train_config *c); /* defaults: adam 1e-3, batch 64, 10 epochs */
@@ -272,7 +273,7 @@ void loom_train_config_init(loom_train_config *c); /* defaults: adam 1e-3, batch
 typedef struct {
     loom_epoch *epochs; /* (n_epochs) owned */
     int n_epochs;
-    int best_epoch;     /* 0-based index of the best validation epoch */
+    int best_epoch; /* 0-based index of the best validation epoch */
     double seconds;
     bool is_stopped_early;
 } loom_history;
@@ -289,9 +290,9 @@ loom_status loom_train(loom_model *m, const loom_train_config *cfg, const loom_d
 
 typedef struct {
     int n_classes;
-    long *cm;   /* (n_classes, n_classes) counts, rows = true, columns = predicted; owned */
+    long *cm; /* (n_classes, n_classes) counts, rows = true, columns = predicted; owned */
     long n;
-    double loss;/* mean loss when known */
+    double loss; /* mean loss when known */
     double accuracy;
     double precision[LOOM_MAX_CLASSES], recall[LOOM_MAX_CLASSES], f1[LOOM_MAX_CLASSES];
     long support[LOOM_MAX_CLASSES];
@@ -302,13 +303,15 @@ typedef struct {
 loom_status loom_metrics_init(loom_metrics *mt, int n_classes, loom_error *err);
 void loom_metrics_reset(loom_metrics *mt);
 void loom_metrics_confusion_add(loom_metrics *mt, int y_true, int y_pred);
-/* Computes accuracy, per-class and averaged P/R/F1 from the confusion matrix (0 where undefined). */
+/* Computes accuracy, per-class and averaged P/R/F1 from the confusion matrix (0 where undefined).
+ */
 void loom_metrics_compute(loom_metrics *mt);
-/* Runs m over ds[idx] (idx NULL = the first n examples; all when n <= 0) in batches; fills mt (initialised here) and, if pred is not
- * NULL, pred (n) predicted labels and prob (n) their probabilities (may be NULL). */
+/* Runs m over ds[idx] (idx NULL = the first n examples; all when n <= 0) in batches; fills mt
+ * (initialised here) and, if pred is not NULL, pred (n) predicted labels and prob (n) their
+ * probabilities (may be NULL). */
 loom_status loom_evaluate(loom_model *m, const loom_dataset *ds, const int *idx, int n,
-                          const loom_norm *nrm, int batch, loom_metrics *mt, int *pred,
-                          float *prob, loom_error *err);
+                          const loom_norm *nrm, int batch, loom_metrics *mt, int *pred, float *prob,
+                          loom_error *err);
 /* scikit-learn-style classification report. */
 void loom_metrics_report(const loom_metrics *mt, const loom_dataset *ds, FILE *f);
 /* Writes metrics.json-style JSON / confusion CSV (via temp file + rename). */
@@ -320,11 +323,267 @@ loom_status loom_metrics_write_confusion_csv(const loom_metrics *mt, const loom_
 /* ---- files ---------------------------------------------------------------------------------- */
 
 /* Writes len bytes to path atomically: path.tmp.PID, fsync, rename. */
-loom_status loom_file_write_atomic(const char *path, const void *data, size_t len,
-                                   loom_error *err);
+loom_status loom_file_write_atomic(const char *path, const void *data, size_t len, loom_error *err);
 /* Reads a whole file (malloc'd, NUL-terminated); *len_out may be NULL. */
 loom_status loom_file_read_all(const char *path, char **out, size_t *len_out, loom_error *err);
 
+/* ---- plots: PNG or SVG through PLplot's cairo driver --------------------------------------- */
+/* Every plot writes out (".svg": SVG, else PNG) through out.tmp.PID renamed into place, never
+ * prints, and returns LOOM_ERR_IO for missing or unwritable files, LOOM_ERR_FORMAT for malformed
+ * ones. Calls are serialised inside (PLplot keeps global state); any thread may call them. */
+
+/* One curve: n points (x[i], y[i]); std (n) or NULL draws a y +- std band; NaN breaks a line. */
+typedef struct {
+    const char *label; /* legend text */
+    const double *x, *y, *std;
+    int n;
+} loom_plot_series;
+
+/* Up to 10 series on one plot, legend to the right. The arrays stay the caller's. */
+loom_status loom_plot_overlay(const char *out, const char *title, const char *x_label,
+                              const char *y_label, const loom_plot_series *series, int n_series,
+                              loom_error *err);
+/* One column of history.csv ("val_acc" when NULL; "acc", "loss", "val_loss") per epoch of up
+ * to 10 runs, labelled by their model names (config.txt model=). A directory without a
+ * history.csv whose subdirectories hold one (the folds of a CV run) is drawn as the mean with
+ * a +-std band. */
+loom_status loom_plot_overlay_runs(const char *out, const char *const *run_dirs, int n_runs,
+                                   const char *column, loom_error *err);
+/* Loss and accuracy per epoch, training vs validation, in two panels. src is a history.csv, a
+ * run directory, or a directory of fold runs (mean +- std). */
+loom_status loom_plot_history(const char *src, const char *out, loom_error *err);
+/* Heatmap of a confusion.csv (header "true\pred,<class names>", one row of counts per true
+ * class): counts, or row-normalised ratios when is_normalized; a colour bar and every value. */
+loom_status loom_plot_confusion(const char *confusion_csv, bool is_normalized, const char *out,
+                                loom_error *err);
+/* per_class (1..16) images of every class of ds, one row per class named on the left. */
+loom_status loom_plot_samples(const loom_dataset *ds, int per_class, const char *out,
+                              loom_error *err);
+/* Up to max_images (1..64) of the most confident mistakes in predictions_csv ("index,true,pred,
+ * prob", index into ds, the test set), captioned "true → pred (confidence)". */
+loom_status loom_plot_misclassified(const loom_dataset *ds, const char *predictions_csv,
+                                    int max_images, const char *out, loom_error *err);
+/* One box per layer (its text, output shape, parameters) from summary.txt, a run directory
+ * holding one, or any file with loom_model_summary's table. */
+loom_status loom_plot_architecture(const char *src, const char *out, loom_error *err);
+/* Score against each hyperparameter of a trials.csv (columns trial, score, then one per
+ * hyperparameter; numeric or categorical), one panel each, the best trial marked. */
+loom_status loom_plot_trials(const char *trials_csv, const char *out, loom_error *err);
+/* Every plot run_dir's files allow: learning_curves, confusion, confusion_norm, architecture,
+ * trials, samples and misclassified (.png, and .svg too when is_svg). Logs each file written
+ * (LOOM_LOG_INFO, the path) and each plot skipped (LOOM_LOG_WARN); a corrupt file does not stop
+ * the others, and the first error is returned. */
+loom_status loom_plot_run(const char *run_dir, bool is_svg, loom_log_fn log, void *user,
+                          loom_error *err);
+
+/* ---- experiments: k-fold cross-validation, hyperparameter search, comparing runs ------------ */
+/* Seeds: folds come from train.seed, fold k trains with loom_seed_derive(seed, k); trial t of a
+ * search draws its point and its executions' seeds from streams derived from the search seed.
+ * The same seed gives the same folds, trials and numbers for any thread count. */
+
+/* Pieces of a training run (src/train/run.c) shared with cross-validation and the search. */
+
+/* Creates model text for ds's image shape, initialised from seed; with is_standardize a
+ * standardize layer goes first, fitted on ds[idx[0..n)]. *out is the caller's to destroy. */
+loom_status loom_model_build(loom_model **out, const char *text, const char *source,
+                             const loom_dataset *ds, const int *idx, int n, bool is_standardize,
+                             uint64_t seed, loom_error *err);
+/* Writes h as CSV (epoch,loss,acc,val_loss,val_acc,lr,seconds) through a temp file + rename. */
+loom_status loom_history_write_csv(const loom_history *h, const char *path, loom_error *err);
+/* Creates dir and its parents; refuses an existing dir holding model.loom unless is_force. */
+loom_status loom_run_create_dir(const char *dir, bool is_force, loom_error *err);
+/* Evaluates m on the first n images of test (all when n <= 0), fills mt (the caller resets it)
+ * and writes dir/predictions.csv (index,true,pred,prob), dir/metrics.json, dir/confusion.csv. */
+loom_status loom_run_write_test(loom_model *m, const loom_dataset *test, int n, int batch,
+                                const char *dir, loom_metrics *mt, loom_error *err);
+/* A stratified, seeded subset of n examples of ds as a new dataset owned by the caller (a copy
+ * of all of ds when n <= 0 or n >= ds->n). */
+loom_status loom_dataset_subset(loom_dataset **out, const loom_dataset *ds, int n, uint64_t seed,
+                                loom_error *err);
+/* Sets one training setting by the name config.txt and search-space files use: lr, batch,
+ * epochs, optimizer, momentum, nesterov, l2, weight_decay, clip_norm, lr_schedule,
+ * early_stopping, seed. Checks the value (LOOM_ERR_ARG naming it). Choosing sgd sets momentum
+ * 0.9 if it is 0, rmsprop sets rho (beta2) 0.9. *lr_schedule (may be NULL) is pointed at value
+ * for lr_schedule, which is also parsed into c->sched: keep value alive. */
+loom_status loom_train_config_set(loom_train_config *c, const char **lr_schedule, const char *key,
+                                  const char *value, loom_error *err);
+
+/* Mean and sample standard deviation (n - 1 in the denominator; 0 for one value) of the finite
+ * values among x[0..n); both NaN when there are none. */
+void loom_mean_std(const double *x, int n, double *mean, double *sd);
+
+typedef struct {
+    long b, c;      /* discordant pairs: b = A right and B wrong, c = A wrong and B right */
+    double chi2;    /* (|b - c| - 1)^2 / (b + c), continuity-corrected; 0 when b + c = 0 */
+    double p_chi2;  /* P(chi-square with 1 dof >= chi2) = erfc(sqrt(chi2 / 2)) */
+    double p_exact; /* two-sided exact binomial: min(1, 2 P(X <= min(b, c))), X ~ Bin(b + c, 1/2) */
+    double p;       /* p_exact when b + c < 25, else p_chi2 */
+    bool is_exact;
+} loom_mcnemar;
+/* McNemar's test of two classifiers scored on the same examples. */
+loom_mcnemar loom_mcnemar_test(long b, long c);
+
+/* Cross-validation: `loom cv`. */
+typedef struct {
+    const char *model;        /* zoo name or model-text file */
+    const char *data_dir;     /* NULL = loom_default_data_dir() (loom_cv only) */
+    const char *out_dir;      /* NULL = runs/cv-<model> */
+    int folds;                /* K >= 2, default 5 */
+    int subset;               /* cross-validate a stratified subset of N training images, 0 = all */
+    int test_subset;          /* test on the first N test images, 0 = all */
+    bool is_test;             /* evaluate every fold's model on the test set */
+    bool is_standardize;      /* per-pixel standardisation, fitted on each fold's training part */
+    bool is_force;            /* overwrite an existing run directory */
+    const char *lr_schedule;  /* text form, NULL = constant */
+    loom_train_config train;  /* train.seed makes the folds; fold k trains with derive(seed, k) */
+    const char *command_line; /* recorded in config.txt */
+} loom_cv_config;
+
+/* 5 folds, loom_train_config_init's settings; then, when model is a zoo name, its defaults. */
+void loom_cv_config_init(loom_cv_config *cc);
+loom_status loom_cv_apply_zoo_defaults(loom_cv_config *cc, loom_error *err);
+
+typedef struct {
+    loom_history hist;
+    double val_acc, val_f1, val_loss; /* the fold's final model on its validation part */
+    double test_acc, test_f1;         /* on the test set, NaN when not tested */
+    double seconds;
+} loom_cv_fold;
+
+typedef struct {
+    loom_cv_fold *folds; /* (n_folds) owned */
+    int n_folds;
+    int best_fold; /* 0-based: highest validation accuracy, the first on ties */
+    double val_acc_mean, val_acc_sd, val_f1_mean, val_f1_sd, val_loss_mean, val_loss_sd;
+    double test_acc_mean, test_acc_sd, test_f1_mean, test_f1_sd; /* NaN when not tested */
+    size_t n_params;
+    char run_dir[1024];
+} loom_cv_result;
+void loom_cv_result_reset(loom_cv_result *r);
+
+/* Stratified K-fold cross-validation of cc->model over train (test: the test set, needed when
+ * cc->is_test, else may be NULL), each fold trained from scratch. Writes the run directory:
+ * fold_<k>/history.csv (k from 1; and the fold's test files when tested), cv.csv, cv.json,
+ * history_mean.csv, config.txt and the best fold's model.loom (and its test files). */
+loom_status loom_cv_run(const loom_cv_config *cc, const loom_dataset *train,
+                        const loom_dataset *test, loom_cv_result *res, loom_error *err);
+/* What `loom cv` does: loads the data from cc->data_dir, then loom_cv_run. */
+loom_status loom_cv(const loom_cv_config *cc, loom_cv_result *res, loom_error *err);
+
+/* Search spaces (docs/SEARCH-SPACE.md): the model language with {ranges} and {choices}, repeat
+ * blocks and training settings. */
+typedef struct loom_space loom_space;
+/* Parses a space; errors (LOOM_ERR_FORMAT) read "source:line: 'token': reason". */
+loom_status loom_space_parse(loom_space **out, const char *text, const char *source,
+                             loom_error *err);
+void loom_space_destroy(loom_space *s);
+int loom_space_n_hp(const loom_space *s);                   /* hyperparameters */
+const char *loom_space_hp_name(const loom_space *s, int i); /* "dense_1_units", or name= */
+/* "int 1..4", "float 0..0.3 step 0.1", "float 0.0001..0.01 log", "choice 512|256|128". */
+void loom_space_hp_describe(const loom_space *s, int i, char *buf, size_t n);
+
+typedef struct {
+    char **values; /* (n_values = n_hp) values as text; NULL when inactive (a repetition
+                    * beyond the drawn count) */
+    int n_values;
+    char *model_text; /* the model, one layer per line */
+    char *train_text; /* training settings, "key=value" lines */
+} loom_space_point;
+/* Draws one point from seed. Every hyperparameter is drawn, in order, active or not, so a seed
+ * always gives the same point. */
+loom_status loom_space_sample(const loom_space *s, uint64_t seed, loom_space_point *out,
+                              loom_error *err);
+void loom_space_point_reset(loom_space_point *p);
+
+/* The search: `loom tune`. */
+typedef enum { LOOM_TUNE_RANDOM = 0, LOOM_TUNE_HYPERBAND } loom_tune_algorithm;
+typedef enum {
+    LOOM_OBJECTIVE_VAL_ACC = 0, /* best epoch's validation accuracy, maximised */
+    LOOM_OBJECTIVE_VAL_LOSS,    /* best epoch's validation loss, minimised */
+    LOOM_OBJECTIVE_VAL_F1       /* the final model's validation macro F1, maximised */
+} loom_objective;
+loom_status loom_objective_parse(const char *s, loom_objective *out, loom_error *err);
+const char *loom_objective_str(loom_objective o);
+
+typedef struct {
+    const char *space_file; /* the search-space file */
+    const char *space_text; /* or its text (space_file then only names it), may be NULL */
+    const char *data_dir;   /* NULL = loom_default_data_dir() (loom_tune only) */
+    const char *out_dir;    /* NULL = runs/tune-<space file name without extension> */
+    loom_tune_algorithm algorithm;
+    loom_objective objective;
+    int trials;            /* random: trials (10); hyperband: points in the first round */
+    int executions;        /* trainings per trial (1); the score is their mean */
+    int eta;               /* hyperband: keep the best 1/eta with eta x the epochs (3) */
+    int cv_folds;          /* score each execution by K-fold CV; 0 = one validation split */
+    double val_split;      /* validation fraction without cv (0.2) */
+    double budget_minutes; /* start no trial after this long (this session), 0 = none */
+    int subset;            /* search on a stratified subset of the training set, 0 = all */
+    int test_subset;       /* test the best on the first N test images, 0 = all */
+    bool is_standardize;
+    bool is_resume;              /* continue the search recorded in out_dir */
+    bool is_force;               /* start over in an out_dir that holds a search */
+    bool is_skip_best;           /* do not retrain and test the best trial */
+    bool is_verbose;             /* log every training epoch */
+    loom_train_config train;     /* every trial's defaults; train.seed seeds the search */
+    const char *train_overrides; /* "key=value" lines applied after the space's (command line) */
+    int stop_after;              /* tests: stop as if killed after N new executions, 0 = off */
+    const char *command_line;    /* recorded in tune.txt */
+} loom_tune_config;
+void loom_tune_config_init(loom_tune_config *tc);
+
+typedef struct {
+    int trial; /* 0-based point number */
+    int rung;  /* hyperband round, 0-based (0 in random search) */
+    int epochs;
+    double score;   /* mean over executions of each one's objective */
+    double seconds; /* training time, summed over executions */
+    char **values;  /* (n_hp) NULL when inactive; owned */
+} loom_tune_trial;
+
+typedef struct {
+    int n_hp;
+    char **hp_names;         /* (n_hp) owned */
+    loom_tune_trial *trials; /* (n_trials) in the order they finished, owned */
+    int n_trials;
+    int best;          /* index into trials, -1 when none finished */
+    loom_metrics test; /* the best trial retrained, on the test set, when has_test */
+    bool has_test;
+    bool is_budget_reached;
+    char *summary; /* the results table (Markdown), best first, owned */
+    char out_dir[1024];
+} loom_tune_result;
+void loom_tune_result_reset(loom_tune_result *r);
+
+/* Searches tc's space on train and writes out_dir: tune.txt (settings), executions.csv (one line
+ * appended and synced per finished execution), trials.csv, trials.json, summary.md, tune.log,
+ * and best/ (the best trial retrained: model.loom, model.txt, config.txt, history.csv, and
+ * tested on test when test is not NULL). LOOM_ERR_INTERRUPTED when stopped: rerun with
+ * is_resume to continue; finished executions are kept and the result is the same. */
+loom_status loom_tune_run(const loom_tune_config *tc, const loom_dataset *train,
+                          const loom_dataset *test, loom_tune_result *res, loom_error *err);
+/* What `loom tune` does: reads the space file, loads the data, then loom_tune_run. */
+loom_status loom_tune(const loom_tune_config *tc, loom_tune_result *res, loom_error *err);
+
+/* Comparing runs: `loom compare`. */
+typedef struct {
+    const char *const *run_dirs; /* (n_runs) train, cv or tune (its best/) directories */
+    int n_runs;
+    const char *out_dir; /* compare.md, compare.csv, compare.json; NULL = none */
+    double alpha;        /* significance level of McNemar's test, 0.05 */
+} loom_compare_config;
+
+typedef struct {
+    char *markdown; /* the tables, owned */
+    int n_runs;
+    int n_pairs;         /* pairs tested with McNemar's test */
+    loom_mcnemar *tests; /* (n_pairs) owned */
+    int (*pairs)[2];     /* (n_pairs) run indices, owned */
+} loom_compare_result;
+void loom_compare_result_reset(loom_compare_result *r);
+/* Reads each run's config.txt, history.csv, metrics.json (cv.json for cross-validation) and
+ * predictions.csv; tests every pair with predictions of the same test set. */
+loom_status loom_compare(const loom_compare_config *cc, loom_compare_result *res, loom_error *err);
 
 /* ---- runs: what `loom train` / `loom eval` do, as library calls ------------------------------ */
 
@@ -334,10 +593,10 @@ loom_status loom_model_resolve(const char *name, char **text_out, const loom_zoo
                                loom_error *err);
 
 typedef struct {
-    const char *model;       /* zoo name or model-text file */
-    const char *data_dir;    /* NULL = loom_default_data_dir() */
-    const char *out_dir;     /* run directory; NULL = runs/<model> */
-    double val_split;        /* fraction held out for validation, default 0.2 */
+    const char *model;    /* zoo name or model-text file */
+    const char *data_dir; /* NULL = loom_default_data_dir() */
+    const char *out_dir;  /* run directory; NULL = runs/<model> */
+    double val_split;     /* fraction held out for validation, default 0.2 */
     loom_split_mode split_mode;
     bool is_standardize;     /* per-pixel standardisation (statistics saved in the model) */
     int subset;              /* use only this many training examples (stratified), 0 = all */
@@ -347,7 +606,7 @@ typedef struct {
     bool is_resume;          /* continue the run in out_dir from its checkpoint */
     const char *lr_schedule; /* text form, parsed into train.sched; NULL = constant */
     loom_train_config train;
-    const char *command_line;/* recorded in config.txt */
+    const char *command_line; /* recorded in config.txt */
 } loom_run_config;
 
 /* Reads RUN_DIR/config.txt back into rc (for --resume). Strings in rc point into *owner,
@@ -361,7 +620,7 @@ loom_status loom_run_apply_zoo_defaults(loom_run_config *rc, loom_error *err);
 
 typedef struct {
     loom_history hist;
-    loom_metrics test;       /* valid when has_test */
+    loom_metrics test; /* valid when has_test */
     bool has_test;
     size_t n_params;
     char run_dir[1024];
@@ -376,10 +635,10 @@ loom_status loom_run_train(const loom_run_config *rc, loom_run_result *res, loom
 
 typedef struct {
     const char *model_file;
-    const char *data_dir;       /* NULL = default */
-    const char *split;          /* "test" (default), "train", "val" (the run's validation split) */
-    const char *images, *labels;/* any IDX pair instead of data_dir/split */
-    const char *out_dir;        /* where metrics.json / confusion.csv go; NULL = don't write */
+    const char *data_dir;        /* NULL = default */
+    const char *split;           /* "test" (default), "train", "val" (the run's validation split) */
+    const char *images, *labels; /* any IDX pair instead of data_dir/split */
+    const char *out_dir;         /* where metrics.json / confusion.csv go; NULL = don't write */
     int batch;
 } loom_eval_config;
 /* Evaluates a model file; fills mt (caller resets it). ds_out (may be NULL) receives the dataset
@@ -389,6 +648,8 @@ loom_status loom_run_eval(const loom_eval_config *ec, loom_metrics *mt, loom_dat
 
 /* Config text helpers: value of key in "key=value" lines (copied into buf), or NULL. */
 const char *loom_config_get(const char *config, const char *key, char *buf, size_t n);
+/* The config.txt text of a run of rc (malloc'd; NULL when out of memory). */
+char *loom_run_config_text(const loom_run_config *rc);
 
 /* ---- benchmark ------------------------------------------------------------------------------ */
 

@@ -8,37 +8,37 @@
 
 extern int check_passed, check_failed;
 
-#define CHECK(expr)                                                                            \
-    do {                                                                                       \
-        if (expr) {                                                                            \
-            check_passed++;                                                                    \
-        } else {                                                                               \
-            check_failed++;                                                                    \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #expr);           \
-        }                                                                                      \
+#define CHECK(expr)                                                                                \
+    do {                                                                                           \
+        if (expr) {                                                                                \
+            check_passed++;                                                                        \
+        } else {                                                                                   \
+            check_failed++;                                                                        \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #expr);               \
+        }                                                                                          \
     } while (0)
 
-#define CHECK_MSG(expr, ...)                                                                   \
-    do {                                                                                       \
-        if (expr) {                                                                            \
-            check_passed++;                                                                    \
-        } else {                                                                               \
-            check_failed++;                                                                    \
-            fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #expr);           \
-            fprintf(stderr, __VA_ARGS__);                                                      \
-            fputc('\n', stderr);                                                               \
-        }                                                                                      \
+#define CHECK_MSG(expr, ...)                                                                       \
+    do {                                                                                           \
+        if (expr) {                                                                                \
+            check_passed++;                                                                        \
+        } else {                                                                                   \
+            check_failed++;                                                                        \
+            fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #expr);               \
+            fprintf(stderr, __VA_ARGS__);                                                          \
+            fputc('\n', stderr);                                                                   \
+        }                                                                                          \
     } while (0)
 
-#define CHECK_NEAR(a, b, tol)                                                                  \
+#define CHECK_NEAR(a, b, tol)                                                                      \
     CHECK_MSG(fabs((double)(a) - (double)(b)) <= (tol), "%.9g vs %.9g", (double)(a), (double)(b))
 
 /* Runs a test function, printing its name. */
-#define RUN(fn)                                                                                \
-    do {                                                                                       \
-        int f0_ = check_failed;                                                                \
-        fn();                                                                                  \
-        fprintf(stderr, "  %-40s %s\n", #fn, check_failed == f0_ ? "ok" : "FAILED");           \
+#define RUN(fn)                                                                                    \
+    do {                                                                                           \
+        int f0_ = check_failed;                                                                    \
+        fn();                                                                                      \
+        fprintf(stderr, "  %-40s %s\n", #fn, check_failed == f0_ ? "ok" : "FAILED");               \
     } while (0)
 
 /* Prints the closing line; returns the exit code. */

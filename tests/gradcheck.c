@@ -67,8 +67,7 @@ gradcheck_result gradcheck_model(const char *text, int H, int W, int C, int B, u
     gradcheck_result res = {0};
     loom_model *m = NULL;
     loom_error err = {0};
-    if (loom_model_create(&m, text, "gradcheck", H, W, C, &err) ||
-        loom_model_prepare(m, B, &err)) {
+    if (loom_model_create(&m, text, "gradcheck", H, W, C, &err) || loom_model_prepare(m, B, &err)) {
         fprintf(stderr, "    gradcheck: %s\n", err.msg);
         loom_model_destroy(m);
         res.n_bad = 1;

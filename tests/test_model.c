@@ -36,9 +36,9 @@ static void test_zoo_counts(void) {
     /* the others from the layer list (Keras conventions), spatial sizes worked by hand:
      * strided-conv 28 -> 26 -> 12 -> 10 -> 4; small-conv the same; keras-v1 28->26->24->22;
      * keras-v2 28 -> 13 -> 6 -> 2; drop-norm-l2 keeps 28, pools to 14 and 7 */
-    CHECK(count_of("strided-conv") ==
-          conv(1, 32, 3) + conv(32, 32, 3) + conv(32, 64, 3) + conv(64, 64, 3) +
-              dense(4 * 4 * 64, 128) + dense(128, 10));
+    CHECK(count_of("strided-conv") == conv(1, 32, 3) + conv(32, 32, 3) + conv(32, 64, 3) +
+                                          conv(64, 64, 3) + dense(4 * 4 * 64, 128) +
+                                          dense(128, 10));
     CHECK(count_of("small-conv") == conv(1, 16, 3) + conv(16, 16, 3) + conv(16, 32, 3) +
                                         conv(32, 32, 3) + dense(4 * 4 * 32, 64) + dense(64, 10));
     CHECK(count_of("keras-v1") == conv(1, 8, 3) + conv(8, 24, 3) + conv(24, 48, 3) +
@@ -53,9 +53,17 @@ static void test_zoo_counts(void) {
 
 static void test_parse_errors(void) {
     const char *bad[] = {
-        "flatten\ndense ten", "flatten\nbogus 3", "flatten\ndense 0", "flatten\ndense -4",
-        "flatten\ndropout 1.5", "flatten\ndense 10 softmax\ndense 10", "dense 10",
-        "flatten\ndense 10 relu extra", "", "# only a comment\n", "flatten\ndense 10 softmax,",
+        "flatten\ndense ten",
+        "flatten\nbogus 3",
+        "flatten\ndense 0",
+        "flatten\ndense -4",
+        "flatten\ndropout 1.5",
+        "flatten\ndense 10 softmax\ndense 10",
+        "dense 10",
+        "flatten\ndense 10 relu extra",
+        "",
+        "# only a comment\n",
+        "flatten\ndense 10 softmax,",
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         loom_model *m = NULL;
@@ -80,8 +88,9 @@ static void test_parse_errors(void) {
 static void test_canonical_text(void) {
     loom_model *m = NULL, *m2 = NULL;
     loom_error err = {0};
-    CHECK(loom_model_create(&m, "FLATTEN , Dropout 0.2 + dense 12 RELU # hidden\n"
-                                "dense 5 leaky_relu 0.2\nelu\ndense 3 softmax",
+    CHECK(loom_model_create(&m,
+                            "FLATTEN , Dropout 0.2 + dense 12 RELU # hidden\n"
+                            "dense 5 leaky_relu 0.2\nelu\ndense 3 softmax",
                             "t", 4, 4, 1, &err) == LOOM_OK);
     if (!m)
         return;
@@ -121,9 +130,8 @@ static loom_dataset *make_data(int n, uint64_t seed) {
 
 #define SMALL_MODEL "flatten, dense 32 relu, dropout 0.2, dense 4 softmax"
 
-static loom_status train_text(const char *text, loom_model **mo, loom_history *h,
-                              loom_opt_kind opt, float lr, int threads, uint64_t seed,
-                              const char *sched) {
+static loom_status train_text(const char *text, loom_model **mo, loom_history *h, loom_opt_kind opt,
+                              float lr, int threads, uint64_t seed, const char *sched) {
     loom_set_threads(threads);
     loom_dataset *ds = make_data(600, 3);
     int idx[600];
@@ -214,8 +222,8 @@ static void test_nan_stops(void) {
     loom_model *m = NULL;
     loom_history h = {0};
     /* a linear model with an absurd learning rate: logits overflow to Inf, the loss to NaN */
-    loom_status st = train_text("flatten, dense 4 softmax", &m, &h, LOOM_OPT_SGD, 1e38f, 2, 5,
-                                NULL);
+    loom_status st =
+        train_text("flatten, dense 4 softmax", &m, &h, LOOM_OPT_SGD, 1e38f, 2, 5, NULL);
     CHECK(st == LOOM_ERR_NUMERIC);
     if (m) { /* rolled back to finite weights */
         const float *w = loom_model_params(m);
@@ -238,8 +246,8 @@ static void test_adam_first_step(void) {
     float *w = loom_model_params(m), *g = loom_model_grads(m);
     w[0] = 1.0f, w[1] = -2.0f, w[2] = 0.5f, w[3] = 0.0f;
     g[0] = 0.3f, g[1] = -4.0f, g[2] = 0.0f, g[3] = 1e-3f;
-    loom_opt_config oc = {.kind = LOOM_OPT_ADAM, .lr = 0.1f, .beta1 = 0.9f, .beta2 = 0.999f,
-                          .eps = 1e-7f};
+    loom_opt_config oc = {
+        .kind = LOOM_OPT_ADAM, .lr = 0.1f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-7f};
     loom_optim *o = NULL;
     CHECK(loom_optim_create(&o, &oc, 4, &err) == LOOM_OK);
     loom_optim_step(o, m, 0.1f);

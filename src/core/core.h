@@ -51,7 +51,7 @@ static inline long par_chunk_lo(long n, int nc, int c) { return n * c / nc; }
 
 /* ---- misc ---- */
 uint32_t loom_crc32(uint32_t crc, const void *data, size_t len);
-double loom_now(void); /* monotonic seconds */
-void *loom_xalloc(size_t bytes);  /* 64-byte aligned, zeroed; NULL on failure */
+double loom_now(void);           /* monotonic seconds */
+void *loom_xalloc(size_t bytes); /* 64-byte aligned, zeroed; NULL on failure */
 
 #endif

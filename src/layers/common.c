@@ -7,8 +7,7 @@
 #include <errno.h>
 #include <math.h>
 
-static const char *const act_names[] = {"linear", "relu", "leaky_relu", "elu", "tanh",
-                                        "sigmoid"};
+static const char *const act_names[] = {"linear", "relu", "leaky_relu", "elu", "tanh", "sigmoid"};
 
 const char *act_name(act_kind a) { return act_names[a]; }
 

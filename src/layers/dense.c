@@ -6,8 +6,8 @@
 typedef struct {
     int units;
     act_kind act;
-    float alpha;      /* leaky-relu slope / elu alpha */
-    bool is_softmax;  /* last layer: logits feed softmax + cross-entropy */
+    float alpha;     /* leaky-relu slope / elu alpha */
+    bool is_softmax; /* last layer: logits feed softmax + cross-entropy */
 } dense_cfg;
 
 static loom_status dense_init(layer *l, loom_error *err) {
@@ -15,8 +15,8 @@ static loom_status dense_init(layer *l, loom_error *err) {
     if (l->in.rank != 1) {
         char s[64];
         shape_format(l->in, s, sizeof s);
-        return loom_error_set(err, LOOM_ERR_SHAPE,
-                              "dense %d: input is %s; put 'flatten' before it", c->units, s);
+        return loom_error_set(err, LOOM_ERR_SHAPE, "dense %d: input is %s; put 'flatten' before it",
+                              c->units, s);
     }
     int N = l->in.d[0], K = c->units;
     l->out = shape1(K);
@@ -39,8 +39,7 @@ static void dense_forward(layer *l, const fwd_ctx *ctx, const float *x, float *y
     act_forward(c->act, c->alpha, y, (size_t)B * K);
 }
 
-static void dense_backward(layer *l, const float *x, const float *y, float *dy, float *dx,
-                           int B) {
+static void dense_backward(layer *l, const float *x, const float *y, float *dy, float *dx, int B) {
     dense_cfg *c = l->cfg;
     int N = l->in.d[0], K = c->units;
     act_backward(c->act, c->alpha, y, dy, (size_t)B * K);

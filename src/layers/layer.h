@@ -12,7 +12,7 @@ typedef enum {
     GROUP_BIAS,
     GROUP_BN_GAMMA,
     GROUP_BN_BETA,
-    GROUP_RECURRENT,  /* recurrent kernels: L2 applies */
+    GROUP_RECURRENT, /* recurrent kernels: L2 applies */
 } group_kind;
 
 typedef struct {
@@ -25,13 +25,13 @@ typedef struct {
 
 typedef struct {
     bool is_training;
-    loom_rng *rng;  /* dropout masks; used on the calling thread only */
+    loom_rng *rng; /* dropout masks; used on the calling thread only */
 } fwd_ctx;
 
 typedef struct layer layer;
 
 typedef struct {
-    const char *kind;  /* "dense", "conv", ... as in the model language */
+    const char *kind; /* "dense", "conv", ... as in the model language */
     /* l->in and the layer's private cfg are set; set l->out, n_params, n_state, groups,
      * scratch_per_example (floats per example kept from forward to backward or used as
      * workspace), scratch_fixed (floats regardless of batch), flops (forward, per example).
@@ -52,18 +52,18 @@ typedef struct {
 
 struct layer {
     const layer_ops *ops;
-    void *cfg;            /* kind's private settings */
-    loom_shape in, out;   /* per-example */
+    void *cfg;          /* kind's private settings */
+    loom_shape in, out; /* per-example */
     size_t n_params, n_state;
     param_group groups[LAYER_MAX_GROUPS];
     int n_groups;
-    float *w, *dw;        /* (n_params) views into the model's buffers */
-    float *state;         /* (n_state) view */
+    float *w, *dw; /* (n_params) views into the model's buffers */
+    float *state;  /* (n_state) view */
     size_t scratch_per_example, scratch_fixed;
-    float *scratch;       /* arena view */
+    float *scratch; /* arena view */
     int max_batch;
-    double flops;         /* forward FLOPs per example */
-    bool is_inplace_ok;   /* reserved */
+    double flops;       /* forward FLOPs per example */
+    bool is_inplace_ok; /* reserved */
 };
 
 /* Activation functions shared by dense/conv (fused) and the standalone activation layers. */
@@ -87,8 +87,8 @@ typedef struct {
 extern const layer_kind_entry loom_layer_kinds[];
 
 /* Helpers for parsers. */
-bool parse_int(const char *s, int *out);     /* whole string, decimal */
-bool parse_float(const char *s, float *out); /* whole string */
+bool parse_int(const char *s, int *out);            /* whole string, decimal */
+bool parse_float(const char *s, float *out);        /* whole string */
 bool parse_kernel(const char *s, int *kh, int *kw); /* "3x3" or "3" */
 
 /* Glorot-uniform fill of n values with given fans. */

@@ -171,8 +171,7 @@ loom_status activation_parse(layer *l, int argc, char **argv, loom_error *err) {
         }
     }
     if (i < argc)
-        return loom_error_set(err, LOOM_ERR_FORMAT, "%s: unexpected word '%s'", argv[0],
-                              argv[i]);
+        return loom_error_set(err, LOOM_ERR_FORMAT, "%s: unexpected word '%s'", argv[0], argv[i]);
     act_cfg *p = malloc(sizeof *p);
     if (!p)
         return loom_error_set(err, LOOM_ERR_NOMEM, "activation: out of memory");
@@ -237,8 +236,7 @@ static const layer_ops std_ops = {.kind = "standardize",
 loom_status standardize_parse(layer *l, int argc, char **argv, loom_error *err);
 loom_status standardize_parse(layer *l, int argc, char **argv, loom_error *err) {
     if (argc > 1)
-        return loom_error_set(err, LOOM_ERR_FORMAT, "standardize: unexpected word '%s'",
-                              argv[1]);
+        return loom_error_set(err, LOOM_ERR_FORMAT, "standardize: unexpected word '%s'", argv[1]);
     l->ops = &std_ops;
     l->cfg = NULL;
     return LOOM_OK;

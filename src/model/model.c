@@ -83,8 +83,8 @@ loom_status model_parse(loom_model *m, const char *text, const char *source, loo
                     break;
                 }
                 if (m->n_layers == MODEL_MAX_LAYERS) {
-                    st = loom_error_set(err, LOOM_ERR_FORMAT, "%s:%d: more than %d layers",
-                                        source, line, MODEL_MAX_LAYERS);
+                    st = loom_error_set(err, LOOM_ERR_FORMAT, "%s:%d: more than %d layers", source,
+                                        line, MODEL_MAX_LAYERS);
                     break;
                 }
                 layer *l = &m->layers[m->n_layers];
@@ -135,12 +135,11 @@ static loom_status build_text(loom_model *m, loom_error *err) {
     return LOOM_OK;
 }
 
-loom_status loom_model_create(loom_model **out, const char *text, const char *source, int H,
-                              int W, int C, loom_error *err) {
+loom_status loom_model_create(loom_model **out, const char *text, const char *source, int H, int W,
+                              int C, loom_error *err) {
     *out = NULL;
     if (H < 1 || W < 1 || C < 1)
-        return loom_error_set(err, LOOM_ERR_ARG, "%s: bad input shape %dx%dx%d", source, H, W,
-                              C);
+        return loom_error_set(err, LOOM_ERR_ARG, "%s: bad input shape %dx%dx%d", source, H, W, C);
     loom_model *m = calloc(1, sizeof *m);
     if (!m)
         return loom_error_set(err, LOOM_ERR_NOMEM, "%s: out of memory", source);
@@ -156,19 +155,18 @@ loom_status loom_model_create(loom_model **out, const char *text, const char *so
         loom_error e2 = {0};
         st = l->ops->init(l, &e2);
         if (st) {
-            loom_error_set(err, st, "%s: layer %d (%s): %s", source, i + 1, l->ops->kind,
-                           e2.msg);
+            loom_error_set(err, st, "%s: layer %d (%s): %s", source, i + 1, l->ops->kind, e2.msg);
             goto fail;
         }
         if (dense_is_softmax(l) && i != m->n_layers - 1) {
             st = loom_error_set(err, LOOM_ERR_FORMAT,
-                                "%s: layer %d: softmax is only allowed on the last layer",
-                                source, i + 1);
+                                "%s: layer %d: softmax is only allowed on the last layer", source,
+                                i + 1);
             goto fail;
         }
         if (shape_size(l->out) == 0) {
-            st = loom_error_set(err, LOOM_ERR_SHAPE, "%s: layer %d (%s): output is empty",
-                                source, i + 1, l->ops->kind);
+            st = loom_error_set(err, LOOM_ERR_SHAPE, "%s: layer %d (%s): output is empty", source,
+                                i + 1, l->ops->kind);
             goto fail;
         }
         m->n_params += l->n_params;
@@ -276,8 +274,8 @@ loom_status loom_model_prepare(loom_model *m, int max_batch, loom_error *err) {
     for (int i = 0; i < m->n_layers; i++) {
         layer *l = &m->layers[i];
         m->acts[i] = arena_floats(&m->mem, shape_size(l->out) * (size_t)max_batch);
-        l->scratch = arena_floats(&m->mem, l->scratch_per_example * (size_t)max_batch +
-                                               l->scratch_fixed);
+        l->scratch =
+            arena_floats(&m->mem, l->scratch_per_example * (size_t)max_batch + l->scratch_fixed);
         l->max_batch = max_batch;
     }
     m->dbuf[0] = arena_floats(&m->mem, max_act * (size_t)max_batch);
@@ -403,4 +401,44 @@ void loom_model_summary(const loom_model *m, FILE *f) {
     double fl = loom_model_flops(m);
     fprintf(f, "Forward FLOPs per image: %.2f M (training step about %.2f M)\n", fl / 1e6,
             3 * fl / 1e6);
+}
+
+/* Inference forward pass with caller-owned memory, so that several threads can run one model at
+ * once: the model is only read. ws (n_ws floats, 64-byte aligned) holds two ping-pong activation
+ * buffers (B, largest activation) and each layer's scratch for B examples, in that order. Each
+ * layer runs on a copy of its struct whose scratch points into ws. *n_need (may be NULL) receives
+ * the floats needed for B; returns the logits (B, n_out) inside ws, or NULL when n_ws is short. */
+const float *loom_model_forward_ws(const loom_model *m, const float *x, int B, float *ws,
+                                   size_t n_ws, size_t *n_need);
+const float *loom_model_forward_ws(const loom_model *m, const float *x, int B, float *ws,
+                                   size_t n_ws, size_t *n_need) {
+    const size_t align = 16; /* floats: keeps every region 64-byte aligned */
+    size_t max_act = shape_size(m->in), need = 0;
+    for (int i = 0; i < m->n_layers; i++)
+        if (shape_size(m->layers[i].out) > max_act)
+            max_act = shape_size(m->layers[i].out);
+    size_t act = (max_act * (size_t)B + align - 1) / align * align;
+    need = 2 * act;
+    for (int i = 0; i < m->n_layers; i++) {
+        const layer *l = &m->layers[i];
+        size_t s = l->scratch_per_example * (size_t)B + l->scratch_fixed;
+        need += (s + align - 1) / align * align;
+    }
+    if (n_need)
+        *n_need = need;
+    if (!ws || n_ws < need || B < 1)
+        return NULL;
+    fwd_ctx ctx = {false, NULL};
+    float *buf[2] = {ws, ws + act}, *scratch = ws + 2 * act;
+    const float *cur = x;
+    for (int i = 0; i < m->n_layers; i++) {
+        layer l = m->layers[i];
+        l.scratch = scratch;
+        l.max_batch = B;
+        size_t s = l.scratch_per_example * (size_t)B + l.scratch_fixed;
+        scratch += (s + align - 1) / align * align;
+        l.ops->forward(&l, &ctx, cur, buf[i % 2], B);
+        cur = buf[i % 2];
+    }
+    return cur;
 }

@@ -17,12 +17,12 @@ typedef struct {
 struct loom_model {
     layer layers[MODEL_MAX_LAYERS];
     int n_layers;
-    loom_shape in;             /* per-example input shape (H, W, C) */
-    char *text;                /* canonical model text, one layer per line, owned */
-    float *params, *grads;     /* (n_params) owned */
-    float *state;              /* (n_state) owned */
+    loom_shape in;         /* per-example input shape (H, W, C) */
+    char *text;            /* canonical model text, one layer per line, owned */
+    float *params, *grads; /* (n_params) owned */
+    float *state;          /* (n_state) owned */
     size_t n_params, n_state;
-    model_group *groups;       /* (n_groups) owned */
+    model_group *groups; /* (n_groups) owned */
     int n_groups;
     /* arena: acts[i] (max_batch, out_i) for every layer, two gradient buffers of the largest
      * activation, then each layer's scratch */
@@ -30,7 +30,7 @@ struct loom_model {
     int max_batch;
     float *acts[MODEL_MAX_LAYERS];
     float *dbuf[2];
-    const float *x_in;         /* the input of the last forward (caller's memory) */
+    const float *x_in; /* the input of the last forward (caller's memory) */
     int last_B;
 };
 

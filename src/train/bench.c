@@ -39,8 +39,8 @@ loom_status loom_bench(const char *model, int batch, int repeats, double seconds
     loom_model_init(m, 1);
     int K = loom_model_n_outputs(m);
     dl = loom_xalloc(sizeof(float) * (size_t)K * batch);
-    loom_opt_config oc = {.kind = LOOM_OPT_ADAM, .lr = 1e-4f, .beta1 = 0.9f, .beta2 = 0.999f,
-                          .eps = 1e-7f};
+    loom_opt_config oc = {
+        .kind = LOOM_OPT_ADAM, .lr = 1e-4f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-7f};
     if (!dl || (st = loom_optim_create(&opt, &oc, m->n_params, err)))
         goto done;
     loom_rng rng;
@@ -49,8 +49,8 @@ loom_status loom_bench(const char *model, int batch, int repeats, double seconds
         pix[i] = (uint8_t)loom_rng_below(&rng, 256);
     for (int i = 0; i < batch * NB; i++)
         lab[i] = (uint8_t)loom_rng_below(&rng, (uint32_t)K);
-    loom_dataset ds = {.n = batch * NB, .H = 28, .W = 28, .C = 1, .x = pix, .y = lab,
-                       .n_classes = K};
+    loom_dataset ds = {
+        .n = batch * NB, .H = 28, .W = 28, .C = 1, .x = pix, .y = lab, .n_classes = K};
     int *idx = malloc(sizeof(int) * (size_t)batch * NB);
     if (!idx) {
         st = loom_error_set(err, LOOM_ERR_NOMEM, "bench: out of memory");

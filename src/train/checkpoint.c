@@ -100,8 +100,8 @@ static loom_status load_one(const char *path, ckpt_state *s, loom_error *err) {
     }
     if (ver != CKPT_VERSION) {
         st = loom_error_set(err, LOOM_ERR_FORMAT,
-                            "%s: checkpoint format %u, this loom reads %u: start a new run",
-                            path, ver, CKPT_VERSION);
+                            "%s: checkpoint format %u, this loom reads %u: start a new run", path,
+                            ver, CKPT_VERSION);
         goto done;
     }
     memcpy(&crc, data + len - 4, 4);

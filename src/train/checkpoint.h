@@ -9,8 +9,8 @@ typedef struct { /* must match on resume */
     int32_t n_train, batch, max_epochs, pad;
 } ckpt_sizes;
 
-typedef struct { /* where the trainer stands */
-    int32_t epoch, step;  /* next step to run: epoch (0-based) and step within it */
+typedef struct {         /* where the trainer stands */
+    int32_t epoch, step; /* next step to run: epoch (0-based) and step within it */
     int32_t n_hist, best_epoch, since_best, plateau_wait;
     double loss_sum, pen_sum, best_score;
     int64_t seen, correct, opt_t;
@@ -21,11 +21,11 @@ typedef struct { /* where the trainer stands */
 typedef struct {
     ckpt_sizes sizes;
     ckpt_pos pos;
-    int *order;             /* (n_train) the current epoch's order */
-    float *params, *state;  /* (n_params), (n_state) */
-    float *opt_m, *opt_v;   /* (n_params) each */
-    float *best, *good;     /* (n_params + n_state) each */
-    loom_epoch *hist;       /* (n_hist) */
+    int *order;            /* (n_train) the current epoch's order */
+    float *params, *state; /* (n_params), (n_state) */
+    float *opt_m, *opt_v;  /* (n_params) each */
+    float *best, *good;    /* (n_params + n_state) each */
+    loom_epoch *hist;      /* (n_hist) */
 } ckpt_state;
 
 loom_status ckpt_save(const char *path, const ckpt_state *s, loom_error *err);

@@ -241,8 +241,7 @@ static const char *split_mode_str(loom_split_mode m) {
 static void config_text(const loom_run_config *rc, const char *data_dir, sbuf *b) {
     const loom_train_config *t = &rc->train;
     sb_printf(b, "loom_version=%s\nmodel=%s\ndata_dir=%s\nseed=%llu\nepochs=%d\nbatch=%d\n",
-              LOOM_VERSION, rc->model, data_dir, (unsigned long long)t->seed, t->epochs,
-              t->batch);
+              LOOM_VERSION, rc->model, data_dir, (unsigned long long)t->seed, t->epochs, t->batch);
     sb_printf(b, "optimizer=%s\nlr=%g\nmomentum=%g\nnesterov=%d\nl2=%g\nweight_decay=%g\n",
               loom_opt_kind_str(t->opt.kind), (double)t->opt.lr, (double)t->opt.momentum,
               t->opt.is_nesterov, (double)t->opt.l2, (double)t->opt.weight_decay);
@@ -266,8 +265,8 @@ static loom_status make_split(const loom_dataset *ds, int subset, double val_spl
     if (subset <= 0 || subset >= ds->n)
         return loom_split_create(out, ds, val_split, mode, seed, err);
     loom_split pick = {0};
-    loom_status st = loom_split_create(&pick, ds, (double)subset / ds->n,
-                                       LOOM_SPLIT_STRATIFIED, loom_seed_derive(seed, 77), err);
+    loom_status st = loom_split_create(&pick, ds, (double)subset / ds->n, LOOM_SPLIT_STRATIFIED,
+                                       loom_seed_derive(seed, 77), err);
     if (st)
         return st;
     /* pick.val is the stratified subset; split it again into train / validation */
@@ -319,17 +318,106 @@ static loom_status ensure_dir(const char *dir, bool is_force, loom_error *err) {
     return LOOM_OK;
 }
 
+/* ---- pieces of a run that cross-validation and the search (src/tune/) reuse ---- */
+
+loom_status loom_run_create_dir(const char *dir, bool is_force, loom_error *err) {
+    return ensure_dir(dir, is_force, err);
+}
+
+char *loom_run_config_text(const loom_run_config *rc) {
+    sbuf b = {0};
+    config_text(rc, rc->data_dir ? rc->data_dir : loom_default_data_dir(), &b);
+    if (b.is_oom) {
+        free(b.s);
+        return NULL;
+    }
+    return b.s ? b.s : strdup("");
+}
+
+loom_status loom_model_build(loom_model **out, const char *text, const char *source,
+                             const loom_dataset *ds, const int *idx, int n, bool is_standardize,
+                             uint64_t seed, loom_error *err) {
+    *out = NULL;
+    size_t len = strlen(text) + 16;
+    char *full = malloc(len);
+    if (!full)
+        return loom_error_set(err, LOOM_ERR_NOMEM, "%s: out of memory", source);
+    snprintf(full, len, "%s%s", is_standardize ? "standardize\n" : "", text);
+    loom_model *m = NULL;
+    loom_status st = loom_model_create(&m, full, source, ds->H, ds->W, ds->C, err);
+    free(full);
+    if (st)
+        return st;
+    loom_model_init(m, seed);
+    if (is_standardize) {
+        loom_norm nrm = {0};
+        if ((st = loom_norm_fit(&nrm, ds, idx, n, err))) {
+            loom_model_destroy(m);
+            return st;
+        }
+        /* the standardize layer's state: mean (D) then std (D) */
+        size_t D = (size_t)ds->H * ds->W * ds->C;
+        memcpy(m->layers[0].state, nrm.mean, sizeof(float) * D);
+        memcpy(m->layers[0].state + D, nrm.std, sizeof(float) * D);
+        loom_norm_reset(&nrm);
+    }
+    *out = m;
+    return LOOM_OK;
+}
+
+loom_status loom_history_write_csv(const loom_history *h, const char *path, loom_error *err) {
+    sbuf b = {0};
+    sb_printf(&b, "epoch,loss,acc,val_loss,val_acc,lr,seconds\n");
+    for (int i = 0; i < h->n_epochs; i++) {
+        const loom_epoch *e = &h->epochs[i];
+        sb_printf(&b, "%d,%.6f,%.6f,%.6f,%.6f,%.6g,%.3f\n", e->epoch, e->loss, e->acc, e->val_loss,
+                  e->val_acc, e->lr, e->seconds);
+    }
+    loom_status st = b.is_oom ? loom_error_set(err, LOOM_ERR_NOMEM, "%s: out of memory", path)
+                              : loom_file_write_atomic(path, b.s ? b.s : "", b.len, err);
+    free(b.s);
+    return st;
+}
+
+loom_status loom_run_write_test(loom_model *m, const loom_dataset *test, int n, int batch,
+                                const char *dir, loom_metrics *mt, loom_error *err) {
+    int nt = n > 0 && n < test->n ? n : test->n;
+    int *pred = malloc(sizeof(int) * (size_t)nt);     /* (nt) */
+    float *prob = malloc(sizeof(float) * (size_t)nt); /* (nt) */
+    sbuf pb = {0};
+    char path[2048];
+    loom_status st = LOOM_OK;
+    if (!pred || !prob) {
+        st = loom_error_set(err, LOOM_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    if ((st = loom_evaluate(m, test, NULL, nt, NULL, batch, mt, pred, prob, err)))
+        goto done;
+    sb_printf(&pb, "index,true,pred,prob\n");
+    for (int i = 0; i < nt; i++)
+        sb_printf(&pb, "%d,%d,%d,%.5f\n", i, test->y[i], pred[i], (double)prob[i]);
+    if ((st = sb_write(&pb, dir, "predictions.csv", err)))
+        goto done;
+    snprintf(path, sizeof path, "%s/metrics.json", dir);
+    if ((st = loom_metrics_write_json(mt, test, path, err)))
+        goto done;
+    snprintf(path, sizeof path, "%s/confusion.csv", dir);
+    st = loom_metrics_write_confusion_csv(mt, test, path, err);
+done:
+    free(pred);
+    free(prob);
+    free(pb.s);
+    return st;
+}
+
 loom_status loom_run_train(const loom_run_config *rc, loom_run_result *res, loom_error *err) {
     memset(res, 0, sizeof *res);
     loom_status st = LOOM_OK;
-    char *text = NULL, *full_text = NULL;
+    char *text = NULL;
     loom_dataset *train = NULL, *test = NULL;
     loom_model *m = NULL;
     loom_split sp = {0};
-    loom_norm nrm = {0};
-    sbuf cfg = {0}, hist = {0};
-    int *pred = NULL;
-    float *prob = NULL;
+    sbuf cfg = {0};
     tee_log tl = {NULL, rc->train.log, rc->train.log_user};
     loom_train_config tc = rc->train;
     const char *data_dir = rc->data_dir ? rc->data_dir : loom_default_data_dir();
@@ -371,23 +459,9 @@ loom_status loom_run_train(const loom_run_config *rc, loom_run_result *res, loom
 
     if ((st = make_split(train, rc->subset, rc->val_split, rc->split_mode, tc.seed, &sp, err)))
         goto done;
-    size_t tl_len = strlen(text) + 16;
-    full_text = malloc(tl_len);
-    if (!full_text) {
-        st = loom_error_set(err, LOOM_ERR_NOMEM, "out of memory");
+    if ((st = loom_model_build(&m, text, rc->model, train, sp.train, sp.n_train, rc->is_standardize,
+                               tc.seed, err)))
         goto done;
-    }
-    snprintf(full_text, tl_len, "%s%s", rc->is_standardize ? "standardize\n" : "", text);
-    if ((st = loom_model_create(&m, full_text, rc->model, train->H, train->W, train->C, err)))
-        goto done;
-    loom_model_init(m, tc.seed);
-    if (rc->is_standardize) {
-        if ((st = loom_norm_fit(&nrm, train, sp.train, sp.n_train, err)))
-            goto done;
-        size_t D = (size_t)train->H * train->W * train->C;
-        memcpy(m->layers[0].state, nrm.mean, sizeof(float) * D);
-        memcpy(m->layers[0].state + D, nrm.std, sizeof(float) * D);
-    }
     res->n_params = m->n_params;
     config_text(rc, data_dir, &cfg);
     if ((st = sb_write(&cfg, res->run_dir, "config.txt", err)))
@@ -409,11 +483,10 @@ loom_status loom_run_train(const loom_run_config *rc, loom_run_result *res, loom
     say(&tl, LOOM_LOG_INFO,
         "loom %s: training %s (%zu parameters) on %d examples, validating on %d; "
         "%s lr %g, batch %d, %d epochs, seed %llu, %d threads",
-        LOOM_VERSION, rc->model, m->n_params, sp.n_train, sp.n_val,
-        loom_opt_kind_str(tc.opt.kind), (double)tc.opt.lr, tc.batch, tc.epochs,
-        (unsigned long long)tc.seed, loom_get_threads());
-    st = loom_train(m, &tc, train, sp.train, sp.n_train, train, sp.val, sp.n_val, NULL,
-                    &res->hist, err);
+        LOOM_VERSION, rc->model, m->n_params, sp.n_train, sp.n_val, loom_opt_kind_str(tc.opt.kind),
+        (double)tc.opt.lr, tc.batch, tc.epochs, (unsigned long long)tc.seed, loom_get_threads());
+    st = loom_train(m, &tc, train, sp.train, sp.n_train, train, sp.val, sp.n_val, NULL, &res->hist,
+                    err);
     if (st == LOOM_ERR_INTERRUPTED)
         say(&tl, LOOM_LOG_WARN, "checkpoint saved: continue with 'loom train --resume %s'",
             res->run_dir);
@@ -427,13 +500,8 @@ loom_status loom_run_train(const loom_run_config *rc, loom_run_result *res, loom
     }
     if (st)
         goto done;
-    sb_printf(&hist, "epoch,loss,acc,val_loss,val_acc,lr,seconds\n");
-    for (int i = 0; i < res->hist.n_epochs; i++) {
-        const loom_epoch *h = &res->hist.epochs[i];
-        sb_printf(&hist, "%d,%.6f,%.6f,%.6f,%.6f,%.6g,%.3f\n", h->epoch, h->loss, h->acc,
-                  h->val_loss, h->val_acc, h->lr, h->seconds);
-    }
-    if ((st = sb_write(&hist, res->run_dir, "history.csv", err)))
+    snprintf(path, sizeof path, "%s/history.csv", res->run_dir);
+    if ((st = loom_history_write_csv(&res->hist, path, err)))
         goto done;
     snprintf(path, sizeof path, "%s/model.loom", res->run_dir);
     if ((st = loom_model_save(m, cfg.s, path, err)))
@@ -446,45 +514,19 @@ loom_status loom_run_train(const loom_run_config *rc, loom_run_result *res, loom
         remove(prev);
     }
     if (!rc->is_skip_test) {
-        int nt = rc->test_subset > 0 && rc->test_subset < test->n ? rc->test_subset : test->n;
-        pred = malloc(sizeof(int) * (size_t)nt);
-        prob = malloc(sizeof(float) * (size_t)nt);
-        if (!pred || !prob) {
-            st = loom_error_set(err, LOOM_ERR_NOMEM, "out of memory");
-            goto done;
-        }
-        if ((st = loom_evaluate(m, test, NULL, nt, NULL, tc.batch, &res->test, pred, prob,
-                                err)))
-            goto done;
-        sbuf pb = {0};
-        sb_printf(&pb, "index,true,pred,prob\n");
-        for (int i = 0; i < nt; i++)
-            sb_printf(&pb, "%d,%d,%d,%.5f\n", i, test->y[i], pred[i], (double)prob[i]);
-        st = sb_write(&pb, res->run_dir, "predictions.csv", err);
-        free(pb.s);
-        if (st)
+        if ((st = loom_run_write_test(m, test, rc->test_subset, tc.batch, res->run_dir, &res->test,
+                                      err)))
             goto done;
         res->has_test = true;
         say(&tl, LOOM_LOG_INFO, "test: accuracy %.2f%%, macro F1 %.2f%%, loss %.4f (%ld images)",
             100 * res->test.accuracy, 100 * res->test.macro_f1, res->test.loss, res->test.n);
-        snprintf(path, sizeof path, "%s/metrics.json", res->run_dir);
-        if ((st = loom_metrics_write_json(&res->test, test, path, err)))
-            goto done;
-        snprintf(path, sizeof path, "%s/confusion.csv", res->run_dir);
-        if ((st = loom_metrics_write_confusion_csv(&res->test, test, path, err)))
-            goto done;
     }
 done:
     if (tl.f)
         fclose(tl.f);
-    free(pred);
-    free(prob);
     free(cfg.s);
-    free(hist.s);
     free(text);
-    free(full_text);
     loom_split_reset(&sp);
-    loom_norm_reset(&nrm);
     loom_model_destroy(m);
     loom_dataset_destroy(train);
     loom_dataset_destroy(test);
@@ -525,8 +567,8 @@ loom_status loom_run_eval(const loom_eval_config *ec, loom_metrics *mt, loom_dat
         int subset = atoi(loom_config_get(config, "subset", b, sizeof b) ?: "0");
         const char *mode = loom_config_get(config, "split_mode", b, sizeof b) ?: "stratified";
         st = make_split(ds, subset, vs,
-                        strcmp(mode, "keras") == 0 ? LOOM_SPLIT_KERAS : LOOM_SPLIT_STRATIFIED,
-                        seed, &sp, err);
+                        strcmp(mode, "keras") == 0 ? LOOM_SPLIT_KERAS : LOOM_SPLIT_STRATIFIED, seed,
+                        &sp, err);
         bool is_val = strcmp(split, "val") == 0;
         idx = is_val ? sp.val : sp.train;
         n = is_val ? sp.n_val : sp.n_train;
@@ -539,13 +581,12 @@ loom_status loom_run_eval(const loom_eval_config *ec, loom_metrics *mt, loom_dat
     if (!idx)
         n = ds->n;
     if (ds->H != m->in.d[0] || ds->W != m->in.d[1] || ds->C != m->in.d[2]) {
-        st = loom_error_set(err, LOOM_ERR_SHAPE,
-                            "%s expects %dx%dx%d images, the data has %dx%dx%d", ec->model_file,
-                            m->in.d[0], m->in.d[1], m->in.d[2], ds->H, ds->W, ds->C);
+        st =
+            loom_error_set(err, LOOM_ERR_SHAPE, "%s expects %dx%dx%d images, the data has %dx%dx%d",
+                           ec->model_file, m->in.d[0], m->in.d[1], m->in.d[2], ds->H, ds->W, ds->C);
         goto done;
     }
-    st = loom_evaluate(m, ds, idx, n, NULL, ec->batch > 0 ? ec->batch : 256, mt, NULL, NULL,
-                       err);
+    st = loom_evaluate(m, ds, idx, n, NULL, ec->batch > 0 ? ec->batch : 256, mt, NULL, NULL, err);
     if (st)
         goto done;
     if (ec->out_dir) {

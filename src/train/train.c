@@ -68,20 +68,19 @@ loom_status loom_train(loom_model *m, const loom_train_config *cfg, const loom_d
     if (train->H != m->in.d[0] || train->W != m->in.d[1] || train->C != m->in.d[2])
         return loom_error_set(err, LOOM_ERR_SHAPE,
                               "the model expects %dx%dx%d images, the data has %dx%dx%d",
-                              m->in.d[0], m->in.d[1], m->in.d[2], train->H, train->W,
-                              train->C);
+                              m->in.d[0], m->in.d[1], m->in.d[2], train->H, train->W, train->C);
     int bs = cfg->batch < n_train ? cfg->batch : n_train;
     loom_status st = loom_model_prepare(m, bs, err);
     if (st)
         return st;
     size_t D = (size_t)train->H * train->W * train->C;
     size_t np = m->n_params, ns = m->n_state;
-    float *x = loom_xalloc(sizeof(float) * D * bs);              /* (bs, H, W, C) */
+    float *x = loom_xalloc(sizeof(float) * D * bs);               /* (bs, H, W, C) */
     int *y = malloc(sizeof(int) * (size_t)bs);                    /* (bs) */
     float *dlogits = loom_xalloc(sizeof(float) * (size_t)K * bs); /* (bs, K) */
     int *order = malloc(sizeof(int) * (size_t)n_train);           /* (n_train) */
-    float *good = loom_xalloc(sizeof(float) * (np + ns)); /* weights at epoch start */
-    float *best = loom_xalloc(sizeof(float) * (np + ns)); /* best validation weights */
+    float *good = loom_xalloc(sizeof(float) * (np + ns));         /* weights at epoch start */
+    float *best = loom_xalloc(sizeof(float) * (np + ns));         /* best validation weights */
     hist->epochs = calloc((size_t)cfg->epochs, sizeof *hist->epochs);
     loom_optim *opt = NULL;
     if (!x || !y || !dlogits || !order || !good || !best || !hist->epochs) {
@@ -95,8 +94,12 @@ loom_status loom_train(loom_model *m, const loom_train_config *cfg, const loom_d
 
     /* everything that a checkpoint must carry lives in ck.pos or behind ck's pointers */
     ckpt_state ck = {.sizes = {np, ns, n_train, bs, cfg->epochs, 0},
-                     .order = order, .params = m->params, .state = m->state,
-                     .best = best, .good = good, .hist = hist->epochs};
+                     .order = order,
+                     .params = m->params,
+                     .state = m->state,
+                     .best = best,
+                     .good = good,
+                     .hist = hist->epochs};
     long *opt_t;
     optim_state(opt, &ck.opt_m, &ck.opt_v, &opt_t);
     ckpt_pos *p = &ck.pos;
@@ -174,8 +177,8 @@ loom_status loom_train(loom_model *m, const loom_train_config *cfg, const loom_d
                       (double)p->correct / p->seen);
             }
             bool is_stop = cfg->stop_flag && *cfg->stop_flag;
-            bool is_ck_step = cfg->checkpoint_steps > 0 && (s + 1) % cfg->checkpoint_steps == 0 &&
-                              s + 1 < steps;
+            bool is_ck_step =
+                cfg->checkpoint_steps > 0 && (s + 1) % cfg->checkpoint_steps == 0 && s + 1 < steps;
             if (cfg->checkpoint_path && (is_stop || is_ck_step)) {
                 p->step = s + 1;
                 p->opt_t = *opt_t;
@@ -185,9 +188,8 @@ loom_status loom_train(loom_model *m, const loom_train_config *cfg, const loom_d
                 p->step = s;
             }
             if (is_stop) {
-                st = loom_error_set(err, LOOM_ERR_INTERRUPTED,
-                                    "interrupted at epoch %d, step %d%s", e + 1, s + 1,
-                                    cfg->checkpoint_path ? "; checkpoint saved" : "");
+                st = loom_error_set(err, LOOM_ERR_INTERRUPTED, "interrupted at epoch %d, step %d%s",
+                                    e + 1, s + 1, cfg->checkpoint_path ? "; checkpoint saved" : "");
                 goto done;
             }
         }
@@ -232,8 +234,7 @@ loom_status loom_train(loom_model *m, const loom_train_config *cfg, const loom_d
             }
         } else {
             p->since_best++;
-            if (cfg->sched.kind == LOOM_SCHED_PLATEAU &&
-                ++p->plateau_wait >= cfg->sched.patience) {
+            if (cfg->sched.kind == LOOM_SCHED_PLATEAU && ++p->plateau_wait >= cfg->sched.patience) {
                 p->lr_plateau = fmaxf(p->lr_plateau * cfg->sched.gamma, cfg->sched.lr_min);
                 p->plateau_wait = 0;
             }
