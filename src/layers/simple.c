@@ -2,6 +2,8 @@
  * (relu, leaky_relu, elu, tanh, sigmoid). Shapes: x (B, in) -> y (B, out), same size. */
 #include "layer.h"
 
+#include <math.h>
+
 /* ---- flatten: (H, W, C) or (T, N) -> (H*W*C); a copy, the memory order is unchanged ---- */
 
 static loom_status flatten_init(layer *l, loom_error *err) {
@@ -62,16 +64,24 @@ static void dropout_forward(layer *l, const fwd_ctx *ctx, const float *x, float 
         return;
     }
     float keep = 1.0f - c->rate, scale = 1.0f / keep;
-    /* 24-bit uniforms, two per 64-bit draw: the mask is a pure function of the RNG stream. */
-    uint32_t thresh = (uint32_t)(keep * 16777216.0f);
-    size_t i = 0;
-    for (; i + 1 < n; i += 2) {
-        uint64_t r = loom_rng_next(ctx->rng);
-        mask[i] = (uint32_t)(r >> 40) < thresh ? scale : 0.0f;
-        mask[i + 1] = (uint32_t)((r >> 8) & 0xffffff) < thresh ? scale : 0.0f;
+    /* 16-bit uniforms, four per 64-bit draw, from one stream per fixed chunk: the chunk
+     * streams derive from one draw of the layer's RNG, so the mask is a pure function of the
+     * RNG state whatever the thread count. */
+    uint32_t thresh = (uint32_t)lroundf(keep * 65536.0f);
+    uint64_t base = loom_rng_next(ctx->rng);
+    int nc = par_n_chunks((long)n, 16384);
+#pragma omp parallel for schedule(static) if (nc > 1)
+    for (int ch = 0; ch < nc; ch++) {
+        size_t lo = (size_t)par_chunk_lo((long)n, nc, ch);
+        size_t hi = (size_t)par_chunk_lo((long)n, nc, ch + 1);
+        loom_rng r;
+        loom_rng_seed(&r, loom_seed_derive(base, (uint64_t)ch));
+        for (size_t i = lo; i < hi; i += 4) {
+            uint64_t bits = loom_rng_next(&r);
+            for (size_t k = 0; k < 4 && i + k < hi; k++)
+                mask[i + k] = (uint32_t)((bits >> (16 * k)) & 0xffff) < thresh ? scale : 0.0f;
+        }
     }
-    if (i < n)
-        mask[i] = (uint32_t)(loom_rng_next(ctx->rng) >> 40) < thresh ? scale : 0.0f;
 #pragma omp simd
     for (size_t j = 0; j < n; j++)
         y[j] = x[j] * mask[j];

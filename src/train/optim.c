@@ -62,40 +62,33 @@ loom_status loom_opt_kind_parse(const char *s, loom_opt_kind *out, loom_error *e
                           "unknown optimizer '%s': use sgd, adam, adamw or rmsprop", s);
 }
 
-void loom_optim_step(loom_optim *o, loom_model *mdl, float lr) {
-    const loom_opt_config *c = &o->cfg;
-    float *w = mdl->params, *g = mdl->grads;
-    size_t n = o->n;
-    if (c->clip_norm > 0.0f) {
-        double s = 0;
-        for (size_t i = 0; i < n; i++)
-            s += (double)g[i] * g[i];
-        double nrm = sqrt(s);
-        if (nrm > c->clip_norm) {
-            float k = (float)(c->clip_norm / nrm);
-            for (size_t i = 0; i < n; i++)
-                g[i] *= k;
-        }
-    }
-    o->t++;
-    float wd = c->weight_decay > 0.0f ? lr * c->weight_decay : 0.0f;
-    float *m = o->m, *v = o->v;
+/* Step-wide scalars shared by every chunk of the update. */
+typedef struct {
+    float lr, wd;    /* learning rate; decoupled decay already multiplied by lr */
+    float a, e;      /* adam: bias-corrected step size and epsilon */
+} step_scalars;
+
+/* The update of elements [lo, hi): elementwise, so any split gives the same numbers. */
+static void update_range(const loom_opt_config *c, const step_scalars *k, float *restrict w,
+                         const float *restrict g, float *restrict m, float *restrict v,
+                         size_t lo, size_t hi) {
+    float lr = k->lr, wd = k->wd;
     switch (c->kind) {
     case LOOM_OPT_SGD: {
         float mu = c->momentum;
         if (mu == 0.0f) {
 #pragma omp simd
-            for (size_t i = 0; i < n; i++)
+            for (size_t i = lo; i < hi; i++)
                 w[i] -= lr * g[i] + wd * w[i];
         } else if (c->is_nesterov) { /* Keras: v = mu v - lr g; w += mu v - lr g */
 #pragma omp simd
-            for (size_t i = 0; i < n; i++) {
+            for (size_t i = lo; i < hi; i++) {
                 m[i] = mu * m[i] - lr * g[i];
                 w[i] += mu * m[i] - lr * g[i] - wd * w[i];
             }
         } else {
 #pragma omp simd
-            for (size_t i = 0; i < n; i++) {
+            for (size_t i = lo; i < hi; i++) {
                 m[i] = mu * m[i] - lr * g[i];
                 w[i] += m[i] - wd * w[i];
             }
@@ -104,14 +97,9 @@ void loom_optim_step(loom_optim *o, loom_model *mdl, float lr) {
     }
     case LOOM_OPT_ADAM:
     case LOOM_OPT_ADAMW: {
-        float b1 = c->beta1, b2 = c->beta2, eps = c->eps;
-        double bc1 = 1.0 - pow(b1, (double)o->t), bc2 = 1.0 - pow(b2, (double)o->t);
-        float a = (float)(lr * sqrt(bc2) / bc1); /* Keras/TF form: eps added to sqrt(v_hat) */
-        float e = (float)(eps * sqrt(bc2));
-        if (c->kind == LOOM_OPT_ADAMW && wd == 0.0f)
-            wd = lr * 0.01f; /* AdamW without --weight-decay: the usual 0.01 */
+        float b1 = c->beta1, b2 = c->beta2, a = k->a, e = k->e;
 #pragma omp simd
-        for (size_t i = 0; i < n; i++) {
+        for (size_t i = lo; i < hi; i++) {
             m[i] = b1 * m[i] + (1.0f - b1) * g[i];
             v[i] = b2 * v[i] + (1.0f - b2) * g[i] * g[i];
             w[i] -= a * m[i] / (sqrtf(v[i]) + e) + wd * w[i];
@@ -121,7 +109,7 @@ void loom_optim_step(loom_optim *o, loom_model *mdl, float lr) {
     case LOOM_OPT_RMSPROP: {
         float rho = c->beta2, eps = c->eps, mu = c->momentum;
 #pragma omp simd
-        for (size_t i = 0; i < n; i++) {
+        for (size_t i = lo; i < hi; i++) {
             v[i] = rho * v[i] + (1.0f - rho) * g[i] * g[i];
             float step = lr * g[i] / (sqrtf(v[i]) + eps);
             if (mu > 0.0f) {
@@ -132,6 +120,49 @@ void loom_optim_step(loom_optim *o, loom_model *mdl, float lr) {
         }
         break;
     }
+    }
+}
+
+#define OPT_CHUNK 32768 /* elements per parallel chunk: fixed, so results never depend on threads */
+
+void loom_optim_step(loom_optim *o, loom_model *mdl, float lr) {
+    const loom_opt_config *c = &o->cfg;
+    float *w = mdl->params, *g = mdl->grads;
+    size_t n = o->n;
+    int nc = (int)((n + OPT_CHUNK - 1) / OPT_CHUNK);
+    if (c->clip_norm > 0.0f) {
+        double part[1024], s = 0;
+        int nparts = nc < 1024 ? nc : 1024;
+#pragma omp parallel for schedule(static) if (nparts > 1)
+        for (int p = 0; p < nparts; p++) {
+            size_t lo = n * (size_t)p / (size_t)nparts, hi = n * (size_t)(p + 1) / (size_t)nparts;
+            double q = 0;
+            for (size_t i = lo; i < hi; i++)
+                q += (double)g[i] * g[i];
+            part[p] = q;
+        }
+        for (int p = 0; p < nparts; p++) /* fixed order */
+            s += part[p];
+        double nrm = sqrt(s);
+        if (nrm > c->clip_norm) {
+            float f = (float)(c->clip_norm / nrm);
+            for (size_t i = 0; i < n; i++)
+                g[i] *= f;
+        }
+    }
+    o->t++;
+    step_scalars k = {lr, c->weight_decay > 0.0f ? lr * c->weight_decay : 0.0f, 0, 0};
+    if (c->kind == LOOM_OPT_ADAM || c->kind == LOOM_OPT_ADAMW) {
+        double bc1 = 1.0 - pow(c->beta1, (double)o->t), bc2 = 1.0 - pow(c->beta2, (double)o->t);
+        k.a = (float)(lr * sqrt(bc2) / bc1); /* Keras/TF form: eps added to sqrt(v_hat) */
+        k.e = (float)(c->eps * sqrt(bc2));
+        if (c->kind == LOOM_OPT_ADAMW && k.wd == 0.0f)
+            k.wd = lr * 0.01f; /* AdamW without --weight-decay: the usual 0.01 */
+    }
+#pragma omp parallel for schedule(static) if (nc > 1)
+    for (int ch = 0; ch < nc; ch++) {
+        size_t lo = (size_t)ch * OPT_CHUNK, hi = lo + OPT_CHUNK < n ? lo + OPT_CHUNK : n;
+        update_range(c, &k, w, g, o->m, o->v, lo, hi);
     }
 }
 
