@@ -17,7 +17,7 @@ else
   BLAS_LIBS   := $(shell pkg-config --libs openblas)
 endif
 
-PKGS     := zlib libcjson
+PKGS     := zlib libcjson plplot libpng libjpeg
 CFLAGS   ?=
 CFLAGS   += -std=c17 -D_GNU_SOURCE $(OPT) -g -fopenmp -fPIC -Wall -Wextra -Wshadow \
             -Wstrict-prototypes -Wmissing-prototypes $(WERROR) $(SAN) \
@@ -73,7 +73,50 @@ sanitize:
 	    $(TEST_SRC:tests/%.c=build-sanitize/tests/%)
 	ASAN_OPTIONS=detect_leaks=1 LOOM_SANITIZE=1 sh tests/run.sh build-sanitize unit
 
-FORMAT_FILES := $(shell find include src cli tests bench examples -name '*.[ch]' 2>/dev/null)
+# libFuzzer harnesses fuzz/fuzz_*.c, built with clang (ASan + UBSan) against the library sources
+# compiled into build-fuzz/; each runs FUZZ_SECONDS on fuzz/corpus/<name>/ (new inputs and crash
+# artifacts go to build-fuzz/). A single malloc over 1 GiB, or 2 GiB resident, is a failure.
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_NAMES   := $(patsubst fuzz/%.c,%,$(sort $(wildcard fuzz/fuzz_*.c)))
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_CFLAGS  := -std=c17 -D_GNU_SOURCE -O1 -g -fno-omit-frame-pointer -fopenmp -Wall -Wextra \
+                -Wshadow -Wstrict-prototypes -Wmissing-prototypes $(FUZZ_SAN) -Iinclude \
+                $(BLAS_CFLAGS) $(shell pkg-config --cflags $(PKGS))
+FUZZ_OBJ     := $(LIB_SRC:%.c=build-fuzz/%.o)
+
+.PHONY: fuzz fuzz-build valgrind
+-include $(shell find build-fuzz -name '*.d' 2>/dev/null)
+build-fuzz/src/%.o: src/%.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@
+
+build-fuzz/fuzz_%: fuzz/fuzz_%.c $(FUZZ_OBJ)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJ) $(LDLIBS)
+
+fuzz-build: $(FUZZ_NAMES:%=build-fuzz/%)
+
+fuzz: fuzz-build
+	@for f in $(FUZZ_NAMES); do \
+	    mkdir -p build-fuzz/corpus/$$f; \
+	    echo "== $$f: $(FUZZ_SECONDS) s"; \
+	    build-fuzz/$$f -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 \
+	        -malloc_limit_mb=1024 -timeout=25 -print_final_stats=1 \
+	        -artifact_prefix=build-fuzz/$$f- build-fuzz/corpus/$$f fuzz/corpus/$$f \
+	        2>build-fuzz/$$f.log || { tail -n 60 build-fuzz/$$f.log; exit 1; }; \
+	    grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb|INFO: Loaded|Done)' \
+	        build-fuzz/$$f.log; \
+	done
+
+# valgrind memcheck of a short training run: no errors, no definite or indirect leaks.
+valgrind: all
+	@rm -rf build/valgrind-run
+	valgrind --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite,indirect \
+	    $(BUILD)/loom train mlp --subset 500 --epochs 1 --no-test --quiet --threads 1 \
+	    --out build/valgrind-run --force
+	@rm -rf build/valgrind-run
+
+FORMAT_FILES := $(shell find include src cli tests bench examples fuzz -name '*.[ch]' 2>/dev/null)
 format:
 	clang-format -i $(FORMAT_FILES)
 format-check:
@@ -85,7 +128,40 @@ bench: all
 results: all
 	sh docs/results.sh
 
+# Install under DESTDIR/PREFIX: the CLI, libloom.so.0 (+ libloom.so) and libloom.a, loom.h,
+# loom.pc (static links: pkg-config --static), the man page and the bash completion.
+PREFIX  ?= /usr/local
+DESTDIR ?=
+VERSION := $(shell sed -n 's/^\#define LOOM_VERSION "\(.*\)"/\1/p' include/loom.h)
+PC_REQUIRES := $(PKGS) $(if $(filter blis,$(BLAS)),,openblas)
+PC_LIBS     := $(if $(filter blis,$(BLAS)),-lblis) -fopenmp -lm
+I_BIN   := $(DESTDIR)$(PREFIX)/bin
+I_LIB   := $(DESTDIR)$(PREFIX)/lib
+I_INC   := $(DESTDIR)$(PREFIX)/include
+I_MAN   := $(DESTDIR)$(PREFIX)/share/man/man1
+I_COMP  := $(DESTDIR)$(PREFIX)/share/bash-completion/completions
+
+.PHONY: install uninstall
+install: all
+	install -d $(I_BIN) $(I_LIB)/pkgconfig $(I_INC) $(I_MAN) $(I_COMP)
+	install -m 755 $(BUILD)/loom $(I_BIN)/loom
+	install -m 755 $(BUILD)/$(SONAME) $(I_LIB)/$(SONAME)
+	ln -sf $(SONAME) $(I_LIB)/libloom.so
+	install -m 644 $(BUILD)/libloom.a $(I_LIB)/libloom.a
+	install -m 644 include/loom.h $(I_INC)/loom.h
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' \
+	    -e 's|@REQUIRES_PRIVATE@|$(PC_REQUIRES)|' -e 's|@LIBS_PRIVATE@|$(PC_LIBS)|' \
+	    loom.pc.in > $(I_LIB)/pkgconfig/loom.pc
+	install -m 644 docs/loom.1 $(I_MAN)/loom.1
+	install -m 644 completions/loom.bash $(I_COMP)/loom
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && command -v ldconfig >/dev/null; then \
+	    ldconfig; fi
+
+uninstall:
+	rm -f $(I_BIN)/loom $(I_LIB)/$(SONAME) $(I_LIB)/libloom.so $(I_LIB)/libloom.a \
+	    $(I_INC)/loom.h $(I_LIB)/pkgconfig/loom.pc $(I_MAN)/loom.1 $(I_COMP)/loom
+
 clean:
-	rm -rf build build-sanitize
+	rm -rf build build-sanitize build-fuzz
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -10,6 +10,11 @@ int cmd_eval(int argc, char **argv);
 int cmd_summary(int argc, char **argv);
 int cmd_models(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_cv(int argc, char **argv);
+int cmd_tune(int argc, char **argv);
+int cmd_compare(int argc, char **argv);
+int cmd_plot(int argc, char **argv);
+int cmd_predict(int argc, char **argv);
 
 /* Exit codes: 0 success, 1 the run failed, 2 usage error. */
 enum { EXIT_RUN = 1, EXIT_USAGE = 2 };
@@ -37,5 +42,19 @@ void cli_install_signals(void);
 
 /* The command line joined with spaces (for config.txt). */
 const char *cli_command_line(int argc, char **argv);
+
+/* The training flags cv and tune share with train (cmd_cv.c): --epochs, --batch, --optimizer,
+ * --lr, --momentum, --nesterov, --l2, --weight-decay, --clip-norm, --lr-schedule,
+ * --early-stopping, named as loom_train_config_set's settings with '-' for '_'. */
+struct option;
+/* Copies the command's options (mine, NULL-terminated) then the training flags into out
+ * (cap entries, terminated); the training flags get the codes CLI_TRAIN_FLAG + i. */
+enum { CLI_TRAIN_FLAG = 1000 };
+void cli_train_options(struct option *out, int cap, const struct option *mine);
+/* Applies training flag code to t (and *lr_schedule); when overrides is not NULL, also appends
+ * "key=value\n" to it (n bytes). Prints a usage error and returns false on a bad value. */
+bool cli_train_flag(const char *cmd, int code, const char *arg, loom_train_config *t,
+                    const char **lr_schedule, char *overrides, size_t n);
+void cli_train_help(void); /* the help lines of the training flags */
 
 #endif

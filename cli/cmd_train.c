@@ -29,6 +29,7 @@ static void help(void) {
            "  --val-split X         validation fraction (default 0.2)\n"
            "  --split-mode M        stratified (default) | keras (last X of the file, unshuffled)\n"
            "  --standardize         per-pixel standardisation (statistics saved in the model)\n"
+           "  --augment LIST        none | flip,shift:N (random flips, shifts of up to N px)\n"
            "  --subset N            train on a stratified subset of N examples\n"
            "  --test-subset N       evaluate on the first N test images\n"
            "  --no-test             skip the test-set evaluation at the end\n"
@@ -69,7 +70,8 @@ enum {
     O_HELP,
     O_CKE,
     O_CKS,
-    O_RESUME
+    O_RESUME,
+    O_AUG
 };
 
 static const struct option opts[] = {
@@ -101,6 +103,7 @@ static const struct option opts[] = {
     {"checkpoint-every", 1, 0, O_CKE},
     {"checkpoint-steps", 1, 0, O_CKS},
     {"resume", 1, 0, O_RESUME},
+    {"augment", 1, 0, O_AUG},
     {0, 0, 0, 0},
 };
 
@@ -241,6 +244,10 @@ int cmd_train(int argc, char **argv) {
             break;
         case O_QUIET: t->is_progress = false; break;
         case O_RESUME: break;
+        case O_AUG:
+            if (loom_augment_parse(optarg, t, &err))
+                return cli_fail(&err);
+            break;
         case O_CKE:
             if (!cli_int("train", "--checkpoint-every", optarg, 1, 100000, &t->checkpoint_every))
                 return EXIT_USAGE;

@@ -15,6 +15,11 @@ static const command commands[] = {
     {"summary", cmd_summary, "layer table, parameter counts and FLOPs of a model"},
     {"models", cmd_models, "list the built-in model zoo (-v: training defaults)"},
     {"bench", cmd_bench, "training and inference images/s and GFLOP/s"},
+    {"cv", cmd_cv, "stratified k-fold cross-validation of a model (mean ± std)"},
+    {"tune", cmd_tune, "hyperparameter search over a search-space file (random, hyperband)"},
+    {"compare", cmd_compare, "compare run directories in one table, with McNemar's test"},
+    {"plot", cmd_plot, "PNG/SVG plots of a run directory (or --overlay of several runs)"},
+    {"predict", cmd_predict, "top classes of PNG/JPEG/PGM/PPM images or IDX images"},
 };
 #define N_COMMANDS ((int)(sizeof commands / sizeof *commands))
 

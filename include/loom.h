@@ -178,6 +178,7 @@ typedef struct {
     const char *lr_schedule;
     int early_stopping;    /* patience, 0 = off */
     const char *published; /* figure to beat, or NULL */
+    const char *augment;   /* training augmentation, e.g. "flip,shift:2"; "" = none */
 } loom_zoo_entry;
 
 const loom_zoo_entry *loom_zoo_find(const char *name);
@@ -262,6 +263,8 @@ typedef struct {
     loom_log_fn log;  /* may be NULL */
     void *log_user;
     volatile int *stop_flag;     /* set non-zero (by a signal handler) to stop after this step */
+    bool is_augment_flip;     /* random horizontal flips of training images */
+    int augment_shift;        /* random translations of up to this many pixels, 0 = off */
     const char *checkpoint_path; /* NULL = no checkpoints; else written atomically there */
     int checkpoint_every;        /* epochs between checkpoints (0 = 1) */
     int checkpoint_steps;        /* also every N steps inside an epoch, 0 = off */
@@ -339,12 +342,13 @@ typedef struct {
     int n;
 } loom_plot_series;
 
-/* Up to 10 series on one plot, legend to the right. The arrays stay the caller's. */
+/* Up to 20 series on one plot (the second ten dashed), legend to the right. The arrays stay
+ * the caller's. */
 loom_status loom_plot_overlay(const char *out, const char *title, const char *x_label,
                               const char *y_label, const loom_plot_series *series, int n_series,
                               loom_error *err);
 /* One column of history.csv ("val_acc" when NULL; "acc", "loss", "val_loss") per epoch of up
- * to 10 runs, labelled by their model names (config.txt model=). A directory without a
+ * to 20 runs, labelled by their model names (config.txt model=). A directory without a
  * history.csv whose subdirectories hold one (the folds of a CV run) is drawn as the mean with
  * a +-std band. */
 loom_status loom_plot_overlay_runs(const char *out, const char *const *run_dirs, int n_runs,
@@ -370,9 +374,11 @@ loom_status loom_plot_architecture(const char *src, const char *out, loom_error 
  * hyperparameter; numeric or categorical), one panel each, the best trial marked. */
 loom_status loom_plot_trials(const char *trials_csv, const char *out, loom_error *err);
 /* Every plot run_dir's files allow: learning_curves, confusion, confusion_norm, architecture,
- * trials, samples and misclassified (.png, and .svg too when is_svg). Logs each file written
- * (LOOM_LOG_INFO, the path) and each plot skipped (LOOM_LOG_WARN); a corrupt file does not stop
- * the others, and the first error is returned. */
+ * trials, samples and misclassified (.png, and .svg too when is_svg); files that are absent
+ * are skipped. The image grids load config.txt's data_dir (else the default data directory).
+ * Logs each file written (LOOM_LOG_INFO, the path) and each grid skipped for want of data
+ * (LOOM_LOG_WARN); a corrupt file does not stop the others, and the first error is returned;
+ * LOOM_ERR_IO when run_dir holds nothing to plot. */
 loom_status loom_plot_run(const char *run_dir, bool is_svg, loom_log_fn log, void *user,
                           loom_error *err);
 
@@ -584,6 +590,111 @@ void loom_compare_result_reset(loom_compare_result *r);
 /* Reads each run's config.txt, history.csv, metrics.json (cv.json for cross-validation) and
  * predictions.csv; tests every pair with predictions of the same test set. */
 loom_status loom_compare(const loom_compare_config *cc, loom_compare_result *res, loom_error *err);
+/* ---- prediction ------------------------------------------------------------------------------ */
+
+/* Prediction with a loaded model (loom_model_load). The model is only read: any number of threads
+ * may predict with one model at the same time, each call on its own workspace, as long as no
+ * thread trains it or runs loom_model_forward on it meanwhile. Call loom_set_threads (if at all)
+ * before starting threads. Inputs have the model's input shape (loom_model_input_shape): float
+ * pixels are pixel/255 as in training (a model trained with standardisation applies it itself),
+ * uint8 pixels are 0..255. Outputs are class probabilities (n, loom_model_n_outputs(m)): the
+ * softmax of the logits. Errors: LOOM_ERR_ARG (NULL pointer, n < 1), LOOM_ERR_NOMEM,
+ * LOOM_ERR_NUMERIC (the model's output is not finite). */
+
+/* Probabilities for n images x (n, H, W, C). Allocates a workspace for the call, frees it. */
+loom_status loom_predict(const loom_model *m, const float *x, int n, float *probs,
+                         loom_error *err);
+/* The same for uint8 pixels px (n, H, W, C), converted as pixel/255. */
+loom_status loom_predict_u8(const loom_model *m, const uint8_t *px, int n, float *probs,
+                            loom_error *err);
+
+/* A predictor: a workspace for batches of up to max_batch images with one model, reused across
+ * calls so that no call allocates. Use one predictor per thread; many predictors may share a
+ * model, which must outlive them. On success *out is owned by the caller. */
+typedef struct loom_predictor loom_predictor;
+loom_status loom_predictor_create(loom_predictor **out, const loom_model *m, int max_batch,
+                                  loom_error *err);
+void loom_predictor_destroy(loom_predictor *p); /* accepts NULL */
+/* Probabilities for n >= 1 images, any n (run in batches of max_batch). */
+loom_status loom_predictor_run(loom_predictor *p, const float *x, int n, float *probs,
+                               loom_error *err);
+loom_status loom_predictor_run_u8(loom_predictor *p, const uint8_t *px, int n, float *probs,
+                                  loom_error *err);
+
+/* Name of output k of m: Fashion-MNIST's class names when m has 10 outputs, else "k" written
+ * into buf (at least 16 bytes). Returns static storage or buf; never NULL. */
+const char *loom_model_class_name(const loom_model *m, int k, char *buf);
+/* Indices of the k largest of probs[0..n), largest first (ties: lower index first), into top;
+ * k is clipped to n. Returns the number written. */
+int loom_top_k(const float *probs, int n, int k, int *top);
+
+/* An 8-bit image in memory. */
+typedef struct {
+    int W, H;    /* size in pixels */
+    int C;       /* 1 (gray) or 3 (RGB) */
+    uint8_t *px; /* (H, W, C) owned */
+} loom_image;
+
+/* Reads a PNG, JPEG or PGM/PPM (P2, P3, P5, P6) file, recognised by its content, of any bit
+ * depth and colour type, into 8-bit gray or RGB (palette expanded, 16-bit scaled, alpha
+ * composited on white). Sizes in the header are checked against the file's length before any
+ * allocation; at most 65535 pixels a side and 2^26 pixels. On success *out is owned by the
+ * caller. Errors: LOOM_ERR_IO (cannot read), LOOM_ERR_FORMAT (unknown, malformed, truncated or
+ * too large), LOOM_ERR_NOMEM. */
+loom_status loom_image_load(loom_image **out, const char *path, loom_error *err);
+void loom_image_destroy(loom_image *img); /* accepts NULL */
+/* Writes px (H, W, C), C = 1 (gray) or 3 (RGB), as an 8-bit PNG, atomically (temporary file and
+ * rename). Errors: LOOM_ERR_ARG (bad size), LOOM_ERR_IO, LOOM_ERR_NOMEM. */
+loom_status loom_image_save_png(const char *path, const uint8_t *px, int W, int H, int C,
+                                loom_error *err);
+
+typedef enum { LOOM_INVERT_AUTO = 0, LOOM_INVERT_ALWAYS, LOOM_INVERT_NEVER } loom_invert_mode;
+
+/* Preprocessing to the Fashion-MNIST convention (a light garment on black, filling the frame). */
+typedef struct {
+    loom_invert_mode invert; /* auto: invert when the border is light (mean > 127) */
+    bool is_crop;            /* crop to the object's bounding box */
+    bool is_fit;             /* scale the longer side to the frame, keep the aspect ratio and
+                              * centre; false: stretch to the frame */
+    float crop_threshold;    /* object pixels exceed bg + this * (max - bg), bg = border mean */
+} loom_preprocess_config;
+/* Defaults: auto invert, crop, fit, threshold 0.1. */
+void loom_preprocess_config_init(loom_preprocess_config *c);
+
+typedef struct {
+    bool is_inverted;
+    int crop_x, crop_y, crop_w, crop_h; /* the part of the image that was kept */
+} loom_preprocess_info;
+
+/* Turns img into out (H, W) uint8: gray (luma 0.299 R + 0.587 G + 0.114 B), inverted as
+ * configured, cropped, then fitted with area averaging (a box filter) on a black frame. info
+ * (may be NULL) says what was done. Errors: LOOM_ERR_ARG, LOOM_ERR_NOMEM (temporaries). */
+loom_status loom_image_preprocess(const loom_image *img, const loom_preprocess_config *cfg, int H,
+                                  int W, uint8_t *out, loom_preprocess_info *info,
+                                  loom_error *err);
+
+/* What `loom predict` does. */
+typedef struct {
+    const char *model_file;
+    const char *const *images; /* (n_images) image files, preprocessed as `pre` says */
+    int n_images;
+    const char *idx_path;      /* an IDX image file (plain or gzip): predicted as is; NULL = none */
+    int top_k;                 /* classes reported per image (default 3) */
+    bool is_json;              /* one JSON document instead of one line per image */
+    const char *save_dir;      /* write each 28x28 input as DIR/<name>.png; NULL = don't */
+    loom_preprocess_config pre;
+    loom_log_fn log;           /* per-image failures (LOOM_LOG_WARN); may be NULL */
+    void *log_user;
+} loom_predict_config;
+void loom_predict_config_init(loom_predict_config *pc);
+
+/* Loads the model and predicts every image and IDX example, writing the results to out: text
+ * lines "NAME: CLASS P, CLASS P, ..." or one JSON document. An image that cannot be read is
+ * logged and reported, and the others go on; the status is then that of the first failure, with
+ * a message counting them. Errors: LOOM_ERR_ARG (nothing to predict, bad top_k), the model
+ * file's and images' errors, LOOM_ERR_SHAPE (the model does not take 1-channel images, or the IDX
+ * images have another size), LOOM_ERR_IO (writing). */
+loom_status loom_run_predict(const loom_predict_config *pc, FILE *out, loom_error *err);
 
 /* ---- runs: what `loom train` / `loom eval` do, as library calls ------------------------------ */
 
@@ -613,6 +724,9 @@ typedef struct {
  * which the caller frees after the run. */
 loom_status loom_run_config_load(loom_run_config *rc, const char *run_dir, char **owner,
                                  loom_error *err);
+
+/* Parses an augmentation list ("none", "flip", "shift:N", comma-separated) into cfg. */
+loom_status loom_augment_parse(const char *s, loom_train_config *cfg, loom_error *err);
 
 /* Defaults for rc; if model names a zoo entry its training defaults are applied. */
 void loom_run_config_init(loom_run_config *rc);

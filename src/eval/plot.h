@@ -8,17 +8,18 @@
 
 /* Colour map 0 slots set up for every figure. */
 enum {
-    PC_BG = 0,       /* white background */
-    PC_FG = 1,       /* black: axes, text */
-    PC_GRID = 2,     /* light grey grid lines */
-    PC_MUTED = 3,    /* mid grey: secondary text */
-    PC_WHITE = 4,    /* white text on dark cells */
-    PC_SERIES = 5,   /* 10 series colours (tab10) */
-    PC_BAND = 15,    /* the same 10 colours, translucent, for +-std bands */
-    PC_BOX = 25,     /* 8 light fills for the architecture boxes */
+    PC_BG = 0,     /* white background */
+    PC_FG = 1,     /* black: axes, text */
+    PC_GRID = 2,   /* light grey grid lines */
+    PC_MUTED = 3,  /* mid grey: secondary text */
+    PC_WHITE = 4,  /* white text on dark cells */
+    PC_SERIES = 5, /* 10 series colours (tab10) */
+    PC_BAND = 15,  /* the same 10 colours, translucent, for +-std bands */
+    PC_BOX = 25,   /* 8 light fills for the architecture boxes */
     PC_N = 33
 };
-#define PLOT_N_SERIES 10
+#define PLOT_N_SERIES 10 /* colours; series 10..19 repeat them dashed */
+#define PLOT_MAX_SERIES 20
 
 /* Draws the figure; runs with the figure's stream current and the plot lock held. */
 typedef void (*plot_draw_fn)(void *ctx);
@@ -37,6 +38,9 @@ void plot_text(double x, double y, double just, const char *text);
 const char *plot_escape(const char *text, char *buf, size_t n);
 /* Filled rectangle in world coordinates in the current colour. */
 void plot_rect(double x0, double y0, double x1, double y1);
+/* Text size: scale times the base size (capitals PLOT_FONT_PX pixels high) on any page size. */
+#define PLOT_FONT_PX 15.0
+void plot_font(double scale);
 /* Page size in pixels of the current figure. */
 void plot_page_size(double *w, double *h);
 
@@ -72,6 +76,12 @@ bool plot_is_dir(const char *path);
 bool plot_exists(const char *path);
 /* Value of key in dir/config.txt, or NULL when the file or key is missing. */
 const char *plot_run_config(const char *dir, const char *key, char *buf, size_t n);
+
+/* Grows *p (an array of elem-byte items, capacity *cap) to hold need items; false when out of
+ * memory (then *p is unchanged). */
+bool plot_grow(void **p, size_t *cap, size_t need, size_t elem);
+/* dir holds a history.csv, or subdirectories that do (fold runs). */
+bool plot_has_history(const char *dir);
 
 /* Nice axis range: [lo, hi] padded by frac of the span (at least min_pad). */
 void plot_pad_range(double *lo, double *hi, double frac, double min_pad);

@@ -7,56 +7,56 @@ static const loom_zoo_entry zoo[] = {
     {"mlp", "MLP with dropouts (Keras, tuned)",
      "flatten\ndropout 0.2\ndense 256 relu\ndropout 0.3\ndense 128 relu\ndropout 0.3\n"
      "dense 64 relu\ndropout 0.3\ndense 32 relu\ndense 10 softmax\n",
-     "adam", 1e-3, 64, 40, 0.0, "cosine", 0, "88.33% (MLP 256-128-100, benchmark table)"},
+     "adam", 1e-3, 64, 40, 0.0, "cosine", 0, "88.33% (MLP 256-128-100, benchmark table)", ""},
     {"conv-maxpool", "Conv-MaxPool CNN",
      "conv 32 3x3 relu\nmaxpool 2\nconv 64 3x3 relu\nmaxpool 2\nflatten\ndense 128 relu\n"
      "dense 10 softmax\n",
-     "adam", 1e-3, 64, 12, 0.0, "cosine", 0, "90.57% acc, 90.51% F1"},
+     "adam", 1e-3, 64, 12, 0.0, "cosine", 0, "90.57% acc, 90.51% F1", ""},
     {"strided-conv", "Strided-Conv CNN (pooling replaced by stride-2 convs)",
      "conv 32 3x3 relu\nconv 32 3x3 s2 relu\nconv 64 3x3 relu\nconv 64 3x3 s2 relu\nflatten\n"
      "dense 128 relu\ndense 10 softmax\n",
-     "adam", 1e-3, 64, 12, 0.0, "cosine", 0, "90.67% acc, 90.61% F1"},
+     "adam", 1e-3, 64, 12, 0.0, "cosine", 0, "90.67% acc, 90.61% F1", ""},
     {"small-conv", "Small-Conv CNN",
      "conv 16 3x3 relu\nconv 16 3x3 s2 relu\nconv 32 3x3 relu\nconv 32 3x3 s2 relu\nflatten\n"
      "dense 64 relu\ndense 10 softmax\n",
-     "adam", 1e-3, 64, 15, 0.0, "cosine", 0, NULL},
+     "adam", 1e-3, 64, 15, 0.0, "cosine", 0, NULL, ""},
     {"drop-norm-l2", "Drop-Norm-L2 CNN, best of its study",
      "conv 32 3x3 same relu\nbatchnorm\nconv 32 3x3 same relu\nbatchnorm\nmaxpool 2\n"
      "dropout 0.25\nconv 64 3x3 same relu\nbatchnorm\nconv 64 3x3 same relu\nbatchnorm\n"
      "maxpool 2\ndropout 0.25\nflatten\ndense 256 relu\nbatchnorm\ndropout 0.5\n"
      "dense 10 softmax\n",
-     "adam", 1e-3, 64, 30, 1e-4, "cosine", 0, "91.14% acc, 91.13% F1"},
+     "adam", 1e-3, 64, 30, 1e-4, "cosine", 0, "91.14% acc, 91.13% F1", ""},
     {"keras-v1", "Keras CNN Version 1",
      "conv 8 3x3 relu\nconv 24 3x3 relu\nconv 48 3x3 relu\nflatten\ndense 100 relu\n"
      "dense 10 softmax\n",
-     "adam", 1e-3, 100, 12, 0.0, "cosine", 0, "91.67% validation"},
+     "adam", 1e-3, 100, 12, 0.0, "cosine", 0, "91.67% validation", ""},
     {"keras-v2", "Keras CNN Version 2",
      "conv 16 3x3 s2 relu\ndropout 0.5\nconv 48 3x3 s2 relu\ndropout 0.5\nconv 96 3x3 s2 relu\n"
      "flatten\ndense 100 relu\ndense 10 softmax\n",
-     "adam", 1e-3, 100, 30, 0.0, "cosine", 0, "~86% validation"},
+     "adam", 1e-3, 100, 30, 0.0, "cosine", 0, "~86% validation", ""},
     {"cnn1", "Keras 1_Layer CNN",
      "conv 32 3x3 relu\nmaxpool 2\ndropout 0.25\nflatten\ndense 32 relu\ndense 10 softmax\n",
-     "adam", 1e-3, 64, 20, 0.0, "cosine", 0, NULL},
+     "adam", 1e-3, 64, 20, 0.0, "cosine", 0, NULL, ""},
     {"cnn2", "Keras 2_Layer CNN",
      "conv 32 3x3 relu\nmaxpool 2\ndropout 0.25\nconv 64 3x3 relu\ndropout 0.25\nflatten\n"
      "dense 64 relu\ndense 10 softmax\n",
-     "adam", 1e-3, 64, 20, 0.0, "cosine", 0, NULL},
+     "adam", 1e-3, 64, 20, 0.0, "cosine", 0, NULL, ""},
     {"cnn3", "Keras 3_layer CNN",
      "conv 32 3x3 relu\nmaxpool 2\ndropout 0.25\nconv 64 3x3 relu\ndropout 0.25\n"
      "conv 128 3x3 relu\ndropout 0.25\nflatten\ndense 128 relu\ndropout 0.5\n"
      "dense 10 softmax\n",
-     "adam", 1e-3, 64, 20, 0.0, "cosine", 0, NULL},
+     "adam", 1e-3, 64, 20, 0.0, "cosine", 0, NULL, ""},
     {"rnn", "row-by-row Elman RNN, tanh, hidden 128", "rows\nrnn 128\ndense 10 softmax\n", "adam",
-     1e-3, 64, 20, 0.0, "cosine", 0, "82.52% (5-fold CV mean validation); 67.52% after 6 epochs"},
+     1e-3, 64, 20, 0.0, "cosine", 0, "82.52% (5-fold CV mean validation); 67.52% after 6 epochs", ""},
     {"rnn2", "2 stacked RNN layers", "rows\nrnn 128 return-sequences\nrnn 128\ndense 10 softmax\n",
-     "adam", 1e-3, 64, 30, 0.0, "cosine", 0, NULL},
+     "adam", 1e-3, 64, 30, 0.0, "cosine", 0, NULL, ""},
     {"lstm", "row-by-row LSTM, hidden 128", "rows\nlstm 128\ndense 10 softmax\n", "adam", 1e-3, 64,
-     20, 0.0, "cosine", 0, "89.93% (5-fold CV mean validation, best fold 90.55%)"},
+     20, 0.0, "cosine", 0, "89.93% (5-fold CV mean validation, best fold 90.55%)", ""},
     {"lstm2", "2 stacked LSTM layers",
      "rows\nlstm 128 return-sequences\nlstm 128\ndense 10 softmax\n", "adam", 1e-3, 64, 20, 0.0,
-     "cosine", 0, NULL},
+     "cosine", 0, NULL, ""},
     {"gru", "row-by-row GRU, hidden 128", "rows\ngru 128\ndense 10 softmax\n", "adam", 1e-3, 64, 20,
-     0.0, "cosine", 0, "89.7% (GRU+SVM with dropout, benchmark table)"},
+     0.0, "cosine", 0, "89.7% (GRU+SVM with dropout, benchmark table)", ""},
 };
 
 int loom_zoo_count(void) { return (int)(sizeof zoo / sizeof *zoo); }

@@ -8,7 +8,7 @@
 #include <stdio.h>
 
 #define CKPT_MAGIC "LOOMCKPT"
-#define CKPT_VERSION 1u
+#define CKPT_VERSION 2u
 
 typedef struct {
     char *p;

@@ -15,7 +15,7 @@ typedef struct {         /* where the trainer stands */
     double loss_sum, pen_sum, best_score;
     int64_t seen, correct, opt_t;
     float lr_plateau, lr_epoch;
-    loom_rng rng_shuffle, rng_drop;
+    loom_rng rng_shuffle, rng_drop, rng_aug;
 } ckpt_pos;
 
 typedef struct {

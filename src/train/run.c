@@ -89,6 +89,8 @@ loom_status loom_run_config_load(loom_run_config *rc, const char *run_dir, char 
                 rc->test_subset = atoi(v);
             else if (!strcmp(k, "no_test"))
                 rc->is_skip_test = atoi(v) != 0;
+            else if (!strcmp(k, "augment"))
+                st = loom_augment_parse(v, t, err);
             else if (!strcmp(k, "checkpoint_every"))
                 t->checkpoint_every = atoi(v);
             else if (!strcmp(k, "checkpoint_steps"))
@@ -134,7 +136,7 @@ loom_status loom_run_apply_zoo_defaults(loom_run_config *rc, loom_error *err) {
     rc->train.opt.l2 = (float)z->l2;
     rc->train.early_stopping = z->early_stopping;
     rc->lr_schedule = z->lr_schedule;
-    return LOOM_OK;
+    return loom_augment_parse(z->augment, &rc->train, err);
 }
 
 void loom_run_result_reset(loom_run_result *r) {
@@ -251,6 +253,8 @@ static void config_text(const loom_run_config *rc, const char *data_dir, sbuf *b
     sb_printf(b, "split_mode=%s\nstandardize=%d\nsubset=%d\ntest_subset=%d\nno_test=%d\n",
               split_mode_str(rc->split_mode), rc->is_standardize, rc->subset, rc->test_subset,
               rc->is_skip_test);
+    sb_printf(b, "augment=%s%s%s%d\n", t->is_augment_flip ? "flip" : "",
+              t->is_augment_flip ? "," : "", "shift:", t->augment_shift);
     sb_printf(b, "checkpoint_every=%d\ncheckpoint_steps=%d\nthreads=%d\n", t->checkpoint_every,
               t->checkpoint_steps, loom_get_threads());
     if (rc->command_line)

@@ -50,6 +50,57 @@ static void fmt_eta(double s, char *buf, size_t n) {
 
 void optim_state(loom_optim *o, float **m, float **v, long **t);
 
+loom_status loom_augment_parse(const char *s, loom_train_config *cfg, loom_error *err) {
+    cfg->is_augment_flip = false;
+    cfg->augment_shift = 0;
+    if (!s || !*s || strcmp(s, "none") == 0)
+        return LOOM_OK;
+    char buf[128];
+    snprintf(buf, sizeof buf, "%s", s);
+    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+        int k;
+        char tail;
+        if (strcmp(tok, "flip") == 0)
+            cfg->is_augment_flip = true;
+        else if (sscanf(tok, "shift:%d%c", &k, &tail) == 1 && k >= 0 && k <= 8)
+            cfg->augment_shift = k;
+        else
+            return loom_error_set(err, LOOM_ERR_ARG,
+                                  "bad --augment item '%s': use none, flip, shift:N (N 0..8)",
+                                  tok);
+    }
+    return LOOM_OK;
+}
+
+/* Random horizontal flip and translation (zero fill) of each image of x (B, H, W, C) in place;
+ * tmp holds one image. The draws come from rng in a fixed order. */
+static void augment_batch(float *x, int B, int H, int W, int C, const loom_train_config *cfg,
+                          loom_rng *rng, float *tmp) {
+    int s = cfg->augment_shift;
+    size_t D = (size_t)H * W * C;
+    for (int b = 0; b < B; b++) {
+        uint64_t r = loom_rng_next(rng);
+        bool is_flip = cfg->is_augment_flip && (r & 1);
+        int dy = s ? (int)((r >> 8) % (uint64_t)(2 * s + 1)) - s : 0;
+        int dx = s ? (int)((r >> 24) % (uint64_t)(2 * s + 1)) - s : 0;
+        if (!is_flip && dx == 0 && dy == 0)
+            continue;
+        float *img = x + (size_t)b * D;
+        memcpy(tmp, img, sizeof(float) * D);
+        for (int h = 0; h < H; h++) {
+            int sh = h - dy;
+            for (int w = 0; w < W; w++) {
+                int sw = (is_flip ? W - 1 - w : w) - dx;
+                float *dst = img + ((size_t)h * W + w) * C;
+                if (sh < 0 || sh >= H || sw < 0 || sw >= W)
+                    memset(dst, 0, sizeof(float) * C);
+                else
+                    memcpy(dst, tmp + ((size_t)sh * W + sw) * C, sizeof(float) * C);
+            }
+        }
+    }
+}
+
 loom_status loom_train(loom_model *m, const loom_train_config *cfg, const loom_dataset *train,
                        const int *idx_train, int n_train, const loom_dataset *val,
                        const int *idx_val, int n_val, const loom_norm *nrm, loom_history *hist,
@@ -81,9 +132,10 @@ loom_status loom_train(loom_model *m, const loom_train_config *cfg, const loom_d
     int *order = malloc(sizeof(int) * (size_t)n_train);           /* (n_train) */
     float *good = loom_xalloc(sizeof(float) * (np + ns));         /* weights at epoch start */
     float *best = loom_xalloc(sizeof(float) * (np + ns));         /* best validation weights */
+    float *aug_tmp = loom_xalloc(sizeof(float) * D);              /* one image (augmentation) */
     hist->epochs = calloc((size_t)cfg->epochs, sizeof *hist->epochs);
     loom_optim *opt = NULL;
-    if (!x || !y || !dlogits || !order || !good || !best || !hist->epochs) {
+    if (!x || !y || !dlogits || !order || !good || !best || !aug_tmp || !hist->epochs) {
         st = loom_error_set(err, LOOM_ERR_NOMEM, "training buffers: out of memory");
         goto done;
     }
@@ -105,6 +157,7 @@ loom_status loom_train(loom_model *m, const loom_train_config *cfg, const loom_d
     ckpt_pos *p = &ck.pos;
     loom_rng_seed(&p->rng_shuffle, loom_seed_derive(cfg->seed, 1001));
     loom_rng_seed(&p->rng_drop, loom_seed_derive(cfg->seed, 1002));
+    loom_rng_seed(&p->rng_aug, loom_seed_derive(cfg->seed, 1003));
     p->best_score = INFINITY;
     p->best_epoch = -1;
     p->lr_plateau = cfg->opt.lr;
@@ -139,6 +192,8 @@ loom_status loom_train(loom_model *m, const loom_train_config *cfg, const loom_d
             int s = p->step;
             int lo = s * bs, B = n_train - lo < bs ? n_train - lo : bs;
             loom_batch_fill(train, order + lo, B, nrm, x, y);
+            if (cfg->is_augment_flip || cfg->augment_shift > 0)
+                augment_batch(x, B, train->H, train->W, train->C, cfg, &p->rng_aug, aug_tmp);
             loom_model_zero_grad(m);
             const float *logits = loom_model_forward(m, x, B, true, &p->rng_drop);
             int nc = 0;
@@ -274,5 +329,6 @@ done:
     free(order);
     free(good);
     free(best);
+    free(aug_tmp);
     return st;
 }

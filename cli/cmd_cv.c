@@ -1,0 +1,188 @@
+/* cmd_cv.c - `loom cv MODEL --folds K [options]`: fills a loom_cv_config (zoo defaults first,
+ * then the flags given), calls loom_cv, prints the per-fold table and the mean ± std line.
+ * Also the training flags that cv and tune share with train. */
+#include "cli.h"
+
+#include <getopt.h>
+#include <math.h>
+#include <string.h>
+
+/* ---- training flags shared by cv and tune ---- */
+
+static const char *const train_flags[] = {
+    "epochs", "batch",     "optimizer",   "lr",             "momentum", "nesterov",
+    "l2",     "weight-decay", "clip-norm", "lr-schedule", "early-stopping", NULL,
+};
+
+void cli_train_options(struct option *out, int cap, const struct option *mine) {
+    int n = 0;
+    for (; mine[n].name && n < cap - 1; n++)
+        out[n] = mine[n];
+    for (int i = 0; train_flags[i] && n < cap - 1; i++, n++)
+        out[n] = (struct option){train_flags[i],
+                                 strcmp(train_flags[i], "nesterov") ? required_argument
+                                                                    : no_argument,
+                                 NULL, CLI_TRAIN_FLAG + i};
+    out[n] = (struct option){0};
+}
+
+bool cli_train_flag(const char *cmd, int code, const char *arg, loom_train_config *t,
+                    const char **lr_schedule, char *overrides, size_t n) {
+    char key[32];
+    snprintf(key, sizeof key, "%s", train_flags[code - CLI_TRAIN_FLAG]);
+    for (char *c = key; *c; c++)
+        if (*c == '-')
+            *c = '_';
+    const char *value = arg ? arg : "1";
+    loom_error err = {0};
+    if (loom_train_config_set(t, lr_schedule, key, value, &err)) {
+        cli_usage_error(cmd, "--%s: %s", train_flags[code - CLI_TRAIN_FLAG], err.msg);
+        return false;
+    }
+    if (overrides) {
+        size_t used = strlen(overrides);
+        snprintf(overrides + used, n - used, "%s=%s\n", key, value);
+    }
+    return true;
+}
+
+void cli_train_help(void) {
+    printf("Training (as 'loom train'):\n"
+           "  --epochs N  --batch N  --optimizer sgd|adam|adamw|rmsprop  --lr X\n"
+           "  --momentum X  --nesterov  --l2 X  --weight-decay X  --clip-norm X\n"
+           "  --lr-schedule constant|step[:EVERY[:GAMMA]]|exp[:GAMMA]|cosine[:WARMUP[:MIN]]|"
+           "plateau[:P[:GAMMA]]\n"
+           "  --early-stopping P    stop after P epochs without a better val_loss; restore best\n");
+}
+
+/* ---- loom cv ---- */
+
+static void help(void) {
+    printf("usage: loom cv MODEL [options]\n"
+           "Stratified K-fold cross-validation of MODEL (a zoo name or a model-text file) on the\n"
+           "training set: every fold trained from scratch, its own seed derived from --seed.\n\n"
+           "  --folds K             folds (default 5)\n"
+           "  --test                also evaluate every fold's model on the test set\n"
+           "  --seed N              folds and fold seeds (default 42)\n"
+           "  --subset N            cross-validate a stratified subset of N training images\n"
+           "  --test-subset N       test on the first N test images\n"
+           "  --standardize         per-pixel standardisation fitted on each fold's training part\n"
+           "  --out DIR             run directory (default runs/cv-MODEL)\n"
+           "  --force               overwrite an existing run directory\n"
+           "  --data DIR            IDX data directory (default $LOOM_DATA or %s)\n"
+           "  --threads N           worker threads (results do not change)\n"
+           "  --quiet               no progress bar\n",
+           loom_default_data_dir());
+    cli_train_help();
+    printf("\nWrites DIR/cv.csv, cv.json, history_mean.csv, fold_K/history.csv, config.txt and\n"
+           "the best fold's model.loom.\n");
+}
+
+enum { O_FOLDS = 256, O_TEST, O_SEED, O_SUBSET, O_TSUB, O_STD, O_OUT, O_FORCE, O_DATA,
+       O_THREADS, O_QUIET, O_HELP };
+
+static const struct option cv_opts[] = {
+    {"folds", 1, 0, O_FOLDS},   {"test", 0, 0, O_TEST},          {"seed", 1, 0, O_SEED},
+    {"subset", 1, 0, O_SUBSET}, {"test-subset", 1, 0, O_TSUB},   {"standardize", 0, 0, O_STD},
+    {"out", 1, 0, O_OUT},       {"force", 0, 0, O_FORCE},        {"data", 1, 0, O_DATA},
+    {"threads", 1, 0, O_THREADS}, {"quiet", 0, 0, O_QUIET},      {"help", 0, 0, O_HELP},
+    {0, 0, 0, 0},
+};
+
+static void print_result(const loom_cv_config *cc, const loom_cv_result *r) {
+    printf("fold  val acc  macro F1  val loss  epochs  seconds%s\n",
+           cc->is_test ? "  test acc  test F1" : "");
+    for (int k = 0; k < r->n_folds; k++) {
+        const loom_cv_fold *f = &r->folds[k];
+        printf("%4d  %7.4f  %8.4f  %8.4f  %6d  %7.1f", k + 1, f->val_acc, f->val_f1, f->val_loss,
+               f->hist.n_epochs, f->seconds);
+        if (cc->is_test)
+            printf("  %8.4f  %7.4f", f->test_acc, f->test_f1);
+        printf("%s\n", k == r->best_fold ? "  (best)" : "");
+    }
+    printf("mean ± std: val acc %.2f ± %.2f%%, macro F1 %.2f ± %.2f%%, loss %.4f ± %.4f",
+           100 * r->val_acc_mean, 100 * r->val_acc_sd, 100 * r->val_f1_mean, 100 * r->val_f1_sd,
+           r->val_loss_mean, r->val_loss_sd);
+    if (cc->is_test)
+        printf("; test acc %.2f ± %.2f%%, F1 %.2f ± %.2f%%", 100 * r->test_acc_mean,
+               100 * r->test_acc_sd, 100 * r->test_f1_mean, 100 * r->test_f1_sd);
+    printf("\n%s: %d folds, best fold %d -> %s/model.loom\n", cc->model, r->n_folds,
+           r->best_fold + 1, r->run_dir);
+}
+
+int cmd_cv(int argc, char **argv) {
+    struct option opts[64];
+    cli_train_options(opts, 64, cv_opts);
+    int c, threads = 0;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1)
+        if (c == O_HELP) {
+            help();
+            return 0;
+        }
+    if (optind >= argc)
+        return cli_usage_error("cv", "no model given");
+    if (optind + 1 < argc)
+        return cli_usage_error("cv", "unexpected argument '%s'", argv[optind + 1]);
+
+    loom_cv_config cc;
+    loom_cv_config_init(&cc);
+    cc.model = argv[optind];
+    loom_error err = {0};
+    if (loom_cv_apply_zoo_defaults(&cc, &err))
+        return cli_fail(&err);
+    loom_train_config *t = &cc.train;
+    t->is_progress = true;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case O_FOLDS:
+            if (!cli_int("cv", "--folds", optarg, 2, 1000, &cc.folds))
+                return EXIT_USAGE;
+            break;
+        case O_TEST: cc.is_test = true; break;
+        case O_SEED:
+            if (!cli_u64("cv", "--seed", optarg, &t->seed))
+                return EXIT_USAGE;
+            break;
+        case O_SUBSET:
+            if (!cli_int("cv", "--subset", optarg, 10, 100000000, &cc.subset))
+                return EXIT_USAGE;
+            break;
+        case O_TSUB:
+            if (!cli_int("cv", "--test-subset", optarg, 1, 100000000, &cc.test_subset))
+                return EXIT_USAGE;
+            break;
+        case O_STD: cc.is_standardize = true; break;
+        case O_OUT: cc.out_dir = optarg; break;
+        case O_FORCE: cc.is_force = true; break;
+        case O_DATA: cc.data_dir = optarg; break;
+        case O_THREADS:
+            if (!cli_int("cv", "--threads", optarg, 0, 1024, &threads))
+                return EXIT_USAGE;
+            break;
+        case O_QUIET: t->is_progress = false; break;
+        default:
+            if (c >= CLI_TRAIN_FLAG) {
+                if (!cli_train_flag("cv", c, optarg, t, &cc.lr_schedule, NULL, 0))
+                    return EXIT_USAGE;
+                break;
+            }
+            return cli_usage_error("cv", "unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    loom_set_threads(threads);
+    t->log = cli_log;
+    t->stop_flag = &cli_stop_flag;
+    cc.command_line = cli_command_line(argc + 1, argv - 1);
+    cli_install_signals();
+
+    loom_cv_result res;
+    loom_status st = loom_cv(&cc, &res, &err);
+    if (st == LOOM_OK)
+        print_result(&cc, &res);
+    loom_cv_result_reset(&res);
+    return st ? cli_fail(&err) : 0;
+}

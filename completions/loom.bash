@@ -1,0 +1,101 @@
+# loom.bash - bash completion for loom(1): subcommands, each one's options, option values
+# (optimizers, splits, ...), zoo model names, model files, images and directories.
+# Installed as share/bash-completion/completions/loom; or: source completions/loom.bash
+
+_loom_zoo() {
+    "${COMP_WORDS[0]}" models 2>/dev/null | awk '{print $1}'
+}
+
+_loom() {
+    local cur prev cmd i
+    COMPREPLY=()
+    cur=${COMP_WORDS[COMP_CWORD]}
+    prev=${COMP_WORDS[COMP_CWORD - 1]}
+    local commands="train eval summary models bench plot cv tune compare predict help"
+    local train_opts="--epochs --batch --optimizer --lr --momentum --nesterov --l2 --weight-decay
+        --clip-norm --lr-schedule --early-stopping"
+
+    if [ "$COMP_CWORD" -eq 1 ]; then
+        COMPREPLY=($(compgen -W "$commands --help --version" -- "$cur"))
+        return
+    fi
+    cmd=${COMP_WORDS[1]}
+
+    # option values
+    case $prev in
+    --optimizer) COMPREPLY=($(compgen -W "sgd adam adamw rmsprop" -- "$cur")); return ;;
+    --split) COMPREPLY=($(compgen -W "test val train" -- "$cur")); return ;;
+    --split-mode) COMPREPLY=($(compgen -W "stratified keras" -- "$cur")); return ;;
+    --lr-schedule) COMPREPLY=($(compgen -W "constant step exp cosine plateau" -- "$cur")); return ;;
+    --algorithm) COMPREPLY=($(compgen -W "random hyperband" -- "$cur")); return ;;
+    --objective) COMPREPLY=($(compgen -W "val_acc val_loss val_f1" -- "$cur")); return ;;
+    --column) COMPREPLY=($(compgen -W "val_acc acc val_loss loss" -- "$cur")); return ;;
+    --data | --out | --save-preprocessed | --resume) COMPREPLY=($(compgen -d -- "$cur")); return ;;
+    --images | --labels | --idx | --overlay) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+    --epochs | --batch | --lr | --momentum | --l2 | --weight-decay | --clip-norm | \
+        --early-stopping | --seed | --threads | --val-split | --subset | --test-subset | \
+        --log-every | --checkpoint-every | --checkpoint-steps | --folds | --trials | \
+        --executions-per-trial | --cv | --eta | --budget-minutes | --repeats | --seconds | \
+        --alpha | --top | --input)
+        return ;;
+    esac
+
+    local opts=""
+    case $cmd in
+    train) opts="$train_opts --seed --threads --out --force --data --val-split --split-mode
+        --standardize --subset --test-subset --no-test --log-every --quiet --checkpoint-every
+        --checkpoint-steps --resume" ;;
+    eval) opts="--split --images --labels --data --out --batch --threads" ;;
+    summary) opts="--input" ;;
+    models) opts="-v" ;;
+    bench) opts="--batch --repeats --seconds --threads" ;;
+    plot) opts="--svg --overlay --column" ;;
+    cv) opts="$train_opts --folds --test --seed --subset --test-subset --standardize --out --force
+        --data --threads --quiet" ;;
+    tune) opts="$train_opts --algorithm --trials --executions-per-trial --objective --cv --eta
+        --budget-minutes --resume --force --seed --val-split --subset --test-subset --standardize
+        --no-best --out --data --threads --quiet --verbose" ;;
+    compare) opts="--out --alpha" ;;
+    predict) opts="--top --json --idx --save-preprocessed --invert --no-invert --no-crop --no-fit
+        --threads" ;;
+    help)
+        [ "$COMP_CWORD" -eq 2 ] && COMPREPLY=($(compgen -W "${commands% help}" -- "$cur"))
+        return ;;
+    esac
+    if [[ $cur == -* ]]; then
+        COMPREPLY=($(compgen -W "$opts --help" -- "$cur"))
+        return
+    fi
+
+    # the first argument that is not an option or an option's value
+    local n_args=0
+    for ((i = 2; i < COMP_CWORD; i++)); do
+        case ${COMP_WORDS[i]} in
+        --nesterov | --force | --standardize | --no-test | --quiet | --test | --no-best | \
+            --verbose | --svg | --json | --invert | --no-invert | --no-crop | --no-fit | -v) ;;
+        -*) ((i++)) ;;
+        *) ((n_args++)) ;;
+        esac
+    done
+    case $cmd in
+    train | cv | summary | bench)
+        [ "$n_args" -eq 0 ] || [ "$cmd" = bench ] &&
+            COMPREPLY=($(compgen -W "$(_loom_zoo) all" -- "$cur") $(compgen -f -- "$cur")) ;;
+    eval)
+        [ "$n_args" -eq 0 ] &&
+            COMPREPLY=($(compgen -f -X '!*.loom' -- "$cur") $(compgen -d -- "$cur")) ;;
+    predict)
+        if [ "$n_args" -eq 0 ]; then
+            COMPREPLY=($(compgen -f -X '!*.loom' -- "$cur") $(compgen -d -- "$cur"))
+        else
+            local ext
+            for ext in png PNG jpg JPG jpeg JPEG pgm ppm pnm; do
+                COMPREPLY+=($(compgen -f -X "!*.$ext" -- "$cur"))
+            done
+            COMPREPLY+=($(compgen -d -- "$cur"))
+        fi ;;
+    plot | compare) COMPREPLY=($(compgen -d -- "$cur")) ;;
+    tune) [ "$n_args" -eq 0 ] && COMPREPLY=($(compgen -f -- "$cur")) ;;
+    esac
+}
+complete -o filenames -F _loom loom

@@ -1,0 +1,34 @@
+/* tune.h - internal pieces shared by cv.c, search.c and compare.c: one training from scratch on
+ * a split (with its validation metrics), text files built in memory and written atomically,
+ * and small CSV helpers. Not installed. */
+#ifndef LOOM_TUNE_H
+#define LOOM_TUNE_H
+
+#include "../core/core.h"
+
+/* Trains text from scratch (seed tc->seed) on ds[sp->train], validating on ds[sp->val] each
+ * epoch; fills hist and val (the final model on the validation part; the caller resets it) and
+ * hands over the model when m_out is not NULL (else destroys it). */
+loom_status tune_fit(const char *text, const char *source, const loom_dataset *ds,
+                     const loom_split *sp, bool is_standardize, const loom_train_config *tc,
+                     loom_history *hist, loom_metrics *val, loom_model **m_out, loom_error *err);
+
+/* A text file built with fprintf into memory, then written through a temp file + rename. */
+typedef struct {
+    FILE *f;
+    char *buf;
+    size_t len;
+} text_out;
+bool text_open(text_out *t);                                         /* false: out of memory */
+loom_status text_save(text_out *t, const char *path, loom_error *err); /* also frees */
+void text_discard(text_out *t);
+
+/* "dir/name" into buf (n bytes). */
+const char *path_join(char *buf, size_t n, const char *dir, const char *name);
+/* The directory a run goes to when none is given: "runs/<prefix><name>", '/' in name -> '_'. */
+void default_run_dir(char *buf, size_t n, const char *prefix, const char *name);
+/* Splits one line of unquoted CSV in place at commas into at most max fields; returns the
+ * count, or -1 when there are more. */
+int csv_split(char *line, char **fields, int max);
+
+#endif
