@@ -73,6 +73,8 @@ int cmd_models(int argc, char **argv) {
                    z->optimizer, z->lr, z->batch, z->epochs, z->lr_schedule);
             if (z->l2 > 0)
                 printf(" --l2 %g", z->l2);
+            if (z->augment && z->augment[0])
+                printf(" --augment %s", z->augment);
             if (z->early_stopping > 0)
                 printf(" --early-stopping %d", z->early_stopping);
             printf("\n");
