@@ -10,6 +10,8 @@ int cmd_eval(int argc, char **argv);
 int cmd_summary(int argc, char **argv);
 int cmd_models(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_report(int argc, char **argv);
+int cmd_study(int argc, char **argv);
 int cmd_cv(int argc, char **argv);
 int cmd_tune(int argc, char **argv);
 int cmd_compare(int argc, char **argv);

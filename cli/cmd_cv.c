@@ -10,8 +10,9 @@
 /* ---- training flags shared by cv and tune ---- */
 
 static const char *const train_flags[] = {
-    "epochs", "batch",     "optimizer",   "lr",             "momentum", "nesterov",
-    "l2",     "weight-decay", "clip-norm", "lr-schedule", "early-stopping", NULL,
+    "epochs",         "batch",   "optimizer",    "lr",        "momentum",
+    "nesterov",       "l2",      "weight-decay", "clip-norm", "lr-schedule",
+    "early-stopping", "augment", NULL,
 };
 
 void cli_train_options(struct option *out, int cap, const struct option *mine) {
@@ -19,10 +20,9 @@ void cli_train_options(struct option *out, int cap, const struct option *mine) {
     for (; mine[n].name && n < cap - 1; n++)
         out[n] = mine[n];
     for (int i = 0; train_flags[i] && n < cap - 1; i++, n++)
-        out[n] = (struct option){train_flags[i],
-                                 strcmp(train_flags[i], "nesterov") ? required_argument
-                                                                    : no_argument,
-                                 NULL, CLI_TRAIN_FLAG + i};
+        out[n] = (struct option){
+            train_flags[i], strcmp(train_flags[i], "nesterov") ? required_argument : no_argument,
+            NULL, CLI_TRAIN_FLAG + i};
     out[n] = (struct option){0};
 }
 
@@ -52,7 +52,8 @@ void cli_train_help(void) {
            "  --momentum X  --nesterov  --l2 X  --weight-decay X  --clip-norm X\n"
            "  --lr-schedule constant|step[:EVERY[:GAMMA]]|exp[:GAMMA]|cosine[:WARMUP[:MIN]]|"
            "plateau[:P[:GAMMA]]\n"
-           "  --early-stopping P    stop after P epochs without a better val_loss; restore best\n");
+           "  --early-stopping P    stop after P epochs without a better val_loss; restore best\n"
+           "  --augment LIST        none | flip,shift:N (random flips, shifts of up to N px)\n");
 }
 
 /* ---- loom cv ---- */
@@ -78,14 +79,34 @@ static void help(void) {
            "the best fold's model.loom.\n");
 }
 
-enum { O_FOLDS = 256, O_TEST, O_SEED, O_SUBSET, O_TSUB, O_STD, O_OUT, O_FORCE, O_DATA,
-       O_THREADS, O_QUIET, O_HELP };
+enum {
+    O_FOLDS = 256,
+    O_TEST,
+    O_SEED,
+    O_SUBSET,
+    O_TSUB,
+    O_STD,
+    O_OUT,
+    O_FORCE,
+    O_DATA,
+    O_THREADS,
+    O_QUIET,
+    O_HELP
+};
 
 static const struct option cv_opts[] = {
-    {"folds", 1, 0, O_FOLDS},   {"test", 0, 0, O_TEST},          {"seed", 1, 0, O_SEED},
-    {"subset", 1, 0, O_SUBSET}, {"test-subset", 1, 0, O_TSUB},   {"standardize", 0, 0, O_STD},
-    {"out", 1, 0, O_OUT},       {"force", 0, 0, O_FORCE},        {"data", 1, 0, O_DATA},
-    {"threads", 1, 0, O_THREADS}, {"quiet", 0, 0, O_QUIET},      {"help", 0, 0, O_HELP},
+    {"folds", 1, 0, O_FOLDS},
+    {"test", 0, 0, O_TEST},
+    {"seed", 1, 0, O_SEED},
+    {"subset", 1, 0, O_SUBSET},
+    {"test-subset", 1, 0, O_TSUB},
+    {"standardize", 0, 0, O_STD},
+    {"out", 1, 0, O_OUT},
+    {"force", 0, 0, O_FORCE},
+    {"data", 1, 0, O_DATA},
+    {"threads", 1, 0, O_THREADS},
+    {"quiet", 0, 0, O_QUIET},
+    {"help", 0, 0, O_HELP},
     {0, 0, 0, 0},
 };
 

@@ -35,22 +35,53 @@ static void help(void) {
     printf("Training flags set what the space file does not search, over its own lines.\n");
 }
 
-enum { O_ALGO = 256, O_TRIALS, O_EXEC, O_OBJ, O_CV, O_ETA, O_BUDGET, O_RESUME, O_FORCE, O_SEED,
-       O_VAL, O_SUBSET, O_TSUB, O_STD, O_NOBEST, O_OUT, O_DATA, O_THREADS, O_QUIET, O_VERBOSE,
-       O_HELP };
+enum {
+    O_ALGO = 256,
+    O_TRIALS,
+    O_EXEC,
+    O_OBJ,
+    O_CV,
+    O_ETA,
+    O_BUDGET,
+    O_RESUME,
+    O_FORCE,
+    O_SEED,
+    O_VAL,
+    O_SUBSET,
+    O_TSUB,
+    O_STD,
+    O_NOBEST,
+    O_OUT,
+    O_DATA,
+    O_THREADS,
+    O_QUIET,
+    O_VERBOSE,
+    O_HELP
+};
 
 static const struct option tune_opts[] = {
-    {"algorithm", 1, 0, O_ALGO},       {"trials", 1, 0, O_TRIALS},
-    {"executions-per-trial", 1, 0, O_EXEC}, {"objective", 1, 0, O_OBJ},
-    {"cv", 1, 0, O_CV},                {"eta", 1, 0, O_ETA},
-    {"budget-minutes", 1, 0, O_BUDGET}, {"resume", 0, 0, O_RESUME},
-    {"force", 0, 0, O_FORCE},          {"seed", 1, 0, O_SEED},
-    {"val-split", 1, 0, O_VAL},        {"subset", 1, 0, O_SUBSET},
-    {"test-subset", 1, 0, O_TSUB},     {"standardize", 0, 0, O_STD},
-    {"no-best", 0, 0, O_NOBEST},       {"out", 1, 0, O_OUT},
-    {"data", 1, 0, O_DATA},            {"threads", 1, 0, O_THREADS},
-    {"quiet", 0, 0, O_QUIET},          {"verbose", 0, 0, O_VERBOSE},
-    {"help", 0, 0, O_HELP},            {0, 0, 0, 0},
+    {"algorithm", 1, 0, O_ALGO},
+    {"trials", 1, 0, O_TRIALS},
+    {"executions-per-trial", 1, 0, O_EXEC},
+    {"objective", 1, 0, O_OBJ},
+    {"cv", 1, 0, O_CV},
+    {"eta", 1, 0, O_ETA},
+    {"budget-minutes", 1, 0, O_BUDGET},
+    {"resume", 0, 0, O_RESUME},
+    {"force", 0, 0, O_FORCE},
+    {"seed", 1, 0, O_SEED},
+    {"val-split", 1, 0, O_VAL},
+    {"subset", 1, 0, O_SUBSET},
+    {"test-subset", 1, 0, O_TSUB},
+    {"standardize", 0, 0, O_STD},
+    {"no-best", 0, 0, O_NOBEST},
+    {"out", 1, 0, O_OUT},
+    {"data", 1, 0, O_DATA},
+    {"threads", 1, 0, O_THREADS},
+    {"quiet", 0, 0, O_QUIET},
+    {"verbose", 0, 0, O_VERBOSE},
+    {"help", 0, 0, O_HELP},
+    {0, 0, 0, 0},
 };
 
 int cmd_tune(int argc, char **argv) {

@@ -10,10 +10,12 @@ typedef struct {
 } command;
 
 static const command commands[] = {
+    {"study", cmd_study, "run every study and write the report (the main job)"},
     {"train", cmd_train, "train a model and write a run directory"},
     {"eval", cmd_eval, "evaluate a model file (test set by default)"},
     {"summary", cmd_summary, "layer table, parameter counts and FLOPs of a model"},
     {"models", cmd_models, "list the built-in model zoo (-v: training defaults)"},
+    {"report", cmd_report, "the study report (REPORT.md + pictures) of run directories"},
     {"bench", cmd_bench, "training and inference images/s and GFLOP/s"},
     {"cv", cmd_cv, "stratified k-fold cross-validation of a model (mean ± std)"},
     {"tune", cmd_tune, "hyperparameter search over a search-space file (random, hyperband)"},

@@ -11,9 +11,9 @@ _loom() {
     COMPREPLY=()
     cur=${COMP_WORDS[COMP_CWORD]}
     prev=${COMP_WORDS[COMP_CWORD - 1]}
-    local commands="train eval summary models bench plot cv tune compare predict help"
+    local commands="study train eval summary models report bench plot cv tune compare predict help"
     local train_opts="--epochs --batch --optimizer --lr --momentum --nesterov --l2 --weight-decay
-        --clip-norm --lr-schedule --early-stopping"
+        --clip-norm --lr-schedule --early-stopping --augment"
 
     if [ "$COMP_CWORD" -eq 1 ]; then
         COMPREPLY=($(compgen -W "$commands --help --version" -- "$cur"))
@@ -30,7 +30,9 @@ _loom() {
     --algorithm) COMPREPLY=($(compgen -W "random hyperband" -- "$cur")); return ;;
     --objective) COMPREPLY=($(compgen -W "val_acc val_loss val_f1" -- "$cur")); return ;;
     --column) COMPREPLY=($(compgen -W "val_acc acc val_loss loss" -- "$cur")); return ;;
-    --data | --out | --save-preprocessed | --resume) COMPREPLY=($(compgen -d -- "$cur")); return ;;
+    --data | --out | -o | --save-preprocessed) COMPREPLY=($(compgen -d -- "$cur")); return ;;
+    --resume) [ "$cmd" = train ] && COMPREPLY=($(compgen -d -- "$cur")) && return ;;
+    --augment) COMPREPLY=($(compgen -W "none flip flip,shift:2 shift:2" -- "$cur")); return ;;
     --images | --labels | --idx | --overlay) COMPREPLY=($(compgen -f -- "$cur")); return ;;
     --epochs | --batch | --lr | --momentum | --l2 | --weight-decay | --clip-norm | \
         --early-stopping | --seed | --threads | --val-split | --subset | --test-subset | \
@@ -46,6 +48,8 @@ _loom() {
         --standardize --subset --test-subset --no-test --log-every --quiet --checkpoint-every
         --checkpoint-steps --resume" ;;
     eval) opts="--split --images --labels --data --out --batch --threads" ;;
+    study) opts="--quick --resume --force --out --data --threads --print" ;;
+    report) opts="-o --out --data" ;;
     summary) opts="--input" ;;
     models) opts="-v" ;;
     bench) opts="--batch --repeats --seconds --threads" ;;
@@ -72,7 +76,9 @@ _loom() {
     for ((i = 2; i < COMP_CWORD; i++)); do
         case ${COMP_WORDS[i]} in
         --nesterov | --force | --standardize | --no-test | --quiet | --test | --no-best | \
-            --verbose | --svg | --json | --invert | --no-invert | --no-crop | --no-fit | -v) ;;
+            --verbose | --svg | --json | --invert | --no-invert | --no-crop | --no-fit | -v | \
+            --quick | --print) ;;
+        --resume) [ "$cmd" = train ] && ((i++)) ;;
         -*) ((i++)) ;;
         *) ((n_args++)) ;;
         esac
@@ -94,8 +100,8 @@ _loom() {
             done
             COMPREPLY+=($(compgen -d -- "$cur"))
         fi ;;
-    plot | compare) COMPREPLY=($(compgen -d -- "$cur")) ;;
-    tune) [ "$n_args" -eq 0 ] && COMPREPLY=($(compgen -f -- "$cur")) ;;
+    plot | compare | report) COMPREPLY=($(compgen -d -- "$cur")) ;;
+    tune | study) [ "$n_args" -eq 0 ] && COMPREPLY=($(compgen -f -- "$cur")) ;;
     esac
 }
 complete -o filenames -F _loom loom

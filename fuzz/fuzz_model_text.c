@@ -1,8 +1,8 @@
-/* fuzz_model_text.c - libFuzzer harness for the model-language parser (loom_model_create).
- * The input is the model text; the input shape is chosen by the length (28x28x1, 9x7x3 or
- * 12x1x1) so that image, odd-sized and sequence-like inputs are all tried. A text that builds
- * must print its summary, rebuild from its canonical text to the same counts, and run a
- * training forward and backward pass of batch 2 when it is small enough to be quick. */
+/* fuzz_model_text.c - libFuzzer harness for the model-language parser (model_count and
+ * loom_model_create). The input is the model text; the input shape is chosen by the length
+ * (28x28x1, 9x7x3 or 12x1x1) so that image, odd-sized and sequence-like inputs are all tried.
+ * A text that builds must print its summary, rebuild from its canonical text to the same
+ * counts, and run a training forward and backward pass of batch 2 when it is small enough. */
 #include "../src/model/model.h"
 
 #include <stdint.h>
@@ -13,6 +13,7 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define MAX_TEXT 4096
+#define MAX_PARAMS (1u << 22) /* parameters (and state) of a model the harness builds */
 #define MAX_RUN_FLOATS (1u << 22) /* activations + scratch for a batch of 2 (16 MiB) */
 #define MAX_RUN_FLOPS 5e6         /* per example, forward */
 
@@ -75,7 +76,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     const int *s = shapes[size % 3];
     loom_model *m = NULL;
     loom_error err = {0};
-    loom_status st = loom_model_create(&m, text, "fuzz", s[0], s[1], s[2], &err);
+    /* A valid text may ask for billions of parameters; for it "cannot allocate" is the right
+     * answer, but the fuzzer's malloc limit would call it a crash: count first, and build only
+     * models of at most MAX_PARAMS floats. */
+    size_t n_params = 0, n_state = 0;
+    loom_status st = model_count(text, "fuzz", s[0], s[1], s[2], &n_params, &n_state, &err);
+    if (st == LOOM_OK && (n_params > MAX_PARAMS || n_state > MAX_PARAMS)) {
+        free(text);
+        return 0;
+    }
+    loom_error err2 = {0};
+    loom_status st2 = loom_model_create(&m, text, "fuzz", s[0], s[1], s[2], &err2);
+    if (st2 != st || strcmp(err.msg, err2.msg) != 0)
+        abort(); /* counting and building agree */
     if (st != LOOM_OK) {
         if (m || err.msg[0] == '\0' || err.status != st)
             abort(); /* an error leaves no model and says why */

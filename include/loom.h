@@ -47,8 +47,10 @@ typedef struct {
     uint64_t s[4];
 } loom_rng;
 
+/* Seeds rng, caller-owned state (no allocation): the same seed gives the same stream. An rng is
+ * not thread-safe: one per thread. */
 void loom_rng_seed(loom_rng *rng, uint64_t seed);
-uint64_t loom_rng_next(loom_rng *rng);
+uint64_t loom_rng_next(loom_rng *rng);              /* the next 64 random bits */
 float loom_rng_uniform(loom_rng *rng);              /* [0, 1) */
 float loom_rng_normal(loom_rng *rng);               /* N(0, 1) */
 uint32_t loom_rng_below(loom_rng *rng, uint32_t n); /* uniform integer in [0, n) */
@@ -59,9 +61,10 @@ void loom_shuffle_int(int *a, int n, loom_rng *rng);
 
 /* ---- threads ----------------------------------------------------------------------------- */
 
-/* Sets the number of worker threads (0 = all cores). Results never depend on it. */
+/* Sets the number of worker threads (0 = all cores). Results never depend on it. Process-wide:
+ * call it before starting threads of your own. */
 void loom_set_threads(int n);
-int loom_get_threads(void);
+int loom_get_threads(void); /* the current number (all cores until set) */
 
 /* ---- datasets ------------------------------------------------------------------------------ */
 
@@ -78,14 +81,17 @@ typedef struct {
 
 /* Reads an IDX image file and an IDX label file (each plain or gzip). Validates magic,
  * dimensions, sizes against the bytes present, label range and count agreement.
- * On success *out is a new dataset owned by the caller. */
+ * On success *out is a new dataset owned by the caller (loom_dataset_destroy). Errors:
+ * LOOM_ERR_ARG (NULL argument), LOOM_ERR_IO (cannot open or read), LOOM_ERR_FORMAT (bad magic
+ * or sizes, truncated, trailing data, corrupt gzip, counts differ), LOOM_ERR_NOMEM. */
 loom_status loom_dataset_load_idx(loom_dataset **out, const char *images_path,
                                   const char *labels_path, loom_error *err);
 /* Loads the train or test pair from dir: {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz].
- * which is "train" or "test". */
+ * which is "train" or "test" (else LOOM_ERR_ARG); a missing file is LOOM_ERR_IO; otherwise the
+ * errors of loom_dataset_load_idx. */
 loom_status loom_dataset_load_dir(loom_dataset **out, const char *dir, const char *which,
                                   loom_error *err);
-void loom_dataset_destroy(loom_dataset *ds);
+void loom_dataset_destroy(loom_dataset *ds); /* frees ds and its arrays; accepts NULL */
 /* The default data directory: $LOOM_DATA, else /usr/share/datasets/fashion-mnist. */
 const char *loom_default_data_dir(void);
 /* Class name for label k ("T-shirt/top" ... for Fashion-MNIST, "0".. otherwise).
@@ -105,10 +111,13 @@ typedef struct {
 typedef enum { LOOM_SPLIT_STRATIFIED = 0, LOOM_SPLIT_KERAS } loom_split_mode;
 
 /* Splits ds into train/validation: stratified and seeded, or Keras-style (the last
- * val_frac of the examples in file order, unshuffled). val_frac in [0, 1). */
+ * val_frac of the examples in file order, unshuffled). val_frac in [0, 1). The arrays are
+ * owned by *out (loom_split_reset). Errors: LOOM_ERR_ARG (bad fraction, mode or dataset),
+ * LOOM_ERR_NOMEM. */
 loom_status loom_split_create(loom_split *out, const loom_dataset *ds, double val_frac,
                               loom_split_mode mode, uint64_t seed, loom_error *err);
-/* Stratified k-fold: fold k of K as validation, the rest as training. Same seed, same folds. */
+/* Stratified k-fold: fold k of K as validation, the rest as training. Same seed, same folds.
+ * Ownership and errors as loom_split_create (LOOM_ERR_ARG: K outside 2..n, k outside 0..K-1). */
 loom_status loom_split_kfold(loom_split *out, const loom_dataset *ds, int K, int k, uint64_t seed,
                              loom_error *err);
 void loom_split_reset(loom_split *s); /* frees the arrays; accepts a zeroed split */
@@ -119,9 +128,12 @@ typedef struct {
     float *mean; /* (H*W*C) owned */
     float *std;  /* (H*W*C) owned, floored at 1e-3 */
 } loom_norm;
+/* Fits the statistics on ds[idx[0..n)] (idx NULL = all of ds) and sets is_on; the arrays are
+ * owned by *out (loom_norm_reset). Errors: LOOM_ERR_ARG (no examples, index out of range),
+ * LOOM_ERR_NOMEM. */
 loom_status loom_norm_fit(loom_norm *out, const loom_dataset *ds, const int *idx, int n,
                           loom_error *err);
-void loom_norm_reset(loom_norm *nrm);
+void loom_norm_reset(loom_norm *nrm); /* frees the arrays; accepts a zeroed struct */
 
 /* Converts examples idx[0..n) to floats in x (n, H, W, C): pixel/255, then standardised when
  * nrm is on (nrm may be NULL); writes their labels to y (may be NULL). No allocation. */
@@ -134,28 +146,34 @@ typedef struct loom_model loom_model;
 
 /* Parses a model text (the model language: one layer per line or comma-separated) for inputs
  * of shape (H, W, C). source names the text in errors ("model.txt", "zoo:cnn1").
- * The model's parameters are allocated but not initialised (see loom_model_init). */
+ * The model's parameters are allocated but not initialised (see loom_model_init). On success
+ * *out is owned by the caller (loom_model_destroy). Errors: LOOM_ERR_FORMAT (unknown word or
+ * bad number, as "source:line: ..."), LOOM_ERR_SHAPE (the layers do not fit the input),
+ * LOOM_ERR_ARG (bad input shape), LOOM_ERR_NOMEM. */
 loom_status loom_model_create(loom_model **out, const char *text, const char *source, int H, int W,
                               int C, loom_error *err);
-void loom_model_destroy(loom_model *m);
+void loom_model_destroy(loom_model *m); /* frees m and all it owns; accepts NULL */
 /* Initialises parameters (Glorot/He as the frameworks do) and state from seed. */
 void loom_model_init(loom_model *m, uint64_t seed);
-/* Sizes the activation arena for batches of up to max_batch examples. Call before forward. */
+/* Sizes the activation arena for batches of up to max_batch examples. Call before forward.
+ * Errors: LOOM_ERR_ARG (max_batch < 1), LOOM_ERR_NOMEM. */
 loom_status loom_model_prepare(loom_model *m, int max_batch, loom_error *err);
 /* Forward pass of B <= max_batch examples x (B, H, W, C); returns the logits (B, n_out), a view
- * into the arena valid until the next forward. rng is used by dropout when is_training. */
+ * into the arena valid until the next forward. rng is used by dropout when is_training. Not
+ * thread-safe (the arena is the model's): for concurrent inference see loom_predict. */
 const float *loom_model_forward(loom_model *m, const float *x, int B, bool is_training,
                                 loom_rng *rng);
 /* Backward pass after a training forward: dlogits (B, n_out) -> adds into the gradients. */
 void loom_model_backward(loom_model *m, const float *dlogits, int B);
-void loom_model_zero_grad(loom_model *m);
+void loom_model_zero_grad(loom_model *m); /* gradients accumulate: zero them once per step */
 
 size_t loom_model_n_params(const loom_model *m); /* trainable parameters */
 size_t loom_model_n_state(const loom_model *m);  /* non-trainable state (BN statistics) */
 float *loom_model_params(loom_model *m);         /* (n_params) view */
 float *loom_model_grads(loom_model *m);          /* (n_params) view */
 float *loom_model_state(loom_model *m);          /* (n_state) view */
-int loom_model_n_outputs(const loom_model *m);
+int loom_model_n_outputs(const loom_model *m);   /* the last layer's size: the classes */
+/* The per-example input shape (H, W, C) the model was created for. */
 void loom_model_input_shape(const loom_model *m, int *H, int *W, int *C);
 int loom_model_n_layers(const loom_model *m);
 const char *loom_model_text(const loom_model *m); /* canonical model text */
@@ -181,6 +199,8 @@ typedef struct {
     const char *augment;   /* training augmentation, e.g. "flip,shift:2"; "" = none */
 } loom_zoo_entry;
 
+/* Entries are static. The entry named name, or NULL; entry i of loom_zoo_count() (NULL out of
+ * range). */
 const loom_zoo_entry *loom_zoo_find(const char *name);
 int loom_zoo_count(void);
 const loom_zoo_entry *loom_zoo_get(int i);
@@ -188,10 +208,14 @@ const loom_zoo_entry *loom_zoo_get(int i);
 /* ---- model files ---------------------------------------------------------------------------- */
 
 /* Writes model text, config text (key=value lines, may be NULL), parameters and state with a
- * CRC-32, through a temporary file renamed into place. */
+ * CRC-32, through a temporary file renamed into place (a failed save leaves any old file as it
+ * was). Errors: LOOM_ERR_IO, LOOM_ERR_ARG (texts too long), LOOM_ERR_NOMEM. */
 loom_status loom_model_save(const loom_model *m, const char *config, const char *path,
                             loom_error *err);
-/* Loads a model file; *config_out (may be NULL) receives a malloc'd copy of the config text. */
+/* Loads a model file; *config_out (may be NULL) receives a malloc'd copy of the config text.
+ * On success *out is owned by the caller (loom_model_destroy), *config_out too (free). Errors:
+ * LOOM_ERR_IO (cannot read), LOOM_ERR_FORMAT (not a model file, a newer version, corrupt:
+ * checksum, sizes, or a model text that does not build), LOOM_ERR_NOMEM. */
 loom_status loom_model_load(loom_model **out, char **config_out, const char *path, loom_error *err);
 
 /* ---- training ------------------------------------------------------------------------------- */
@@ -216,14 +240,17 @@ typedef struct {
     float clip_norm;         /* global gradient norm clip, 0 = off */
 } loom_opt_config;
 
+/* Optimizer state (moments) for n_params parameters; *out is owned by the caller
+ * (loom_optim_destroy, accepts NULL). Errors: LOOM_ERR_ARG (lr <= 0), LOOM_ERR_NOMEM. */
 typedef struct loom_optim loom_optim;
 loom_status loom_optim_create(loom_optim **out, const loom_opt_config *cfg, size_t n_params,
                               loom_error *err);
 void loom_optim_destroy(loom_optim *o);
 /* One update of params from grads (grads are per-example means). lr overrides cfg->lr. */
 void loom_optim_step(loom_optim *o, loom_model *m, float lr);
+/* "sgd", "adam", "adamw" or "rmsprop" -> *out; anything else is LOOM_ERR_ARG. */
 loom_status loom_opt_kind_parse(const char *s, loom_opt_kind *out, loom_error *err);
-const char *loom_opt_kind_str(loom_opt_kind k);
+const char *loom_opt_kind_str(loom_opt_kind k); /* static text, never NULL */
 
 typedef struct {
     loom_sched_kind kind;
@@ -233,6 +260,8 @@ typedef struct {
     float lr_min;      /* cosine floor; plateau floor */
     int patience;      /* plateau */
 } loom_sched_config;
+/* Parses constant | step[:EVERY[:GAMMA]] | exp[:GAMMA] | cosine[:WARMUP[:LR_MIN]] |
+ * plateau[:PATIENCE[:GAMMA]] into *out; LOOM_ERR_ARG names the bad part. */
 loom_status loom_sched_parse(const char *s, loom_sched_config *out, loom_error *err);
 /* Learning rate for epoch e (0-based) of n_epochs from base lr (not plateau). */
 float loom_sched_lr(const loom_sched_config *s, float lr, int e, int n_epochs);
@@ -280,10 +309,13 @@ typedef struct {
     double seconds;
     bool is_stopped_early;
 } loom_history;
-void loom_history_reset(loom_history *h);
+void loom_history_reset(loom_history *h); /* frees the rows; accepts a zeroed history */
 
 /* Trains m on train[idx_train] and validates on val[idx_val] (val may be NULL) each epoch.
- * m must be initialised. */
+ * m must be initialised. hist is filled (the caller resets it). Errors: LOOM_ERR_ARG (bad
+ * settings, no examples), LOOM_ERR_SHAPE (the data does not fit the model), LOOM_ERR_NOMEM,
+ * LOOM_ERR_NUMERIC (the loss is not finite), LOOM_ERR_INTERRUPTED (stop_flag; a checkpoint is
+ * written when configured), LOOM_ERR_IO (checkpoints). */
 loom_status loom_train(loom_model *m, const loom_train_config *cfg, const loom_dataset *train,
                        const int *idx_train, int n_train, const loom_dataset *val,
                        const int *idx_val, int n_val, const loom_norm *nrm, loom_history *hist,
@@ -303,21 +335,27 @@ typedef struct {
     double weighted_p, weighted_r, weighted_f1;
 } loom_metrics;
 
+/* Zeroes mt and allocates its confusion matrix, owned by mt (loom_metrics_reset). Errors:
+ * LOOM_ERR_ARG (n_classes outside 1..LOOM_MAX_CLASSES), LOOM_ERR_NOMEM. */
 loom_status loom_metrics_init(loom_metrics *mt, int n_classes, loom_error *err);
-void loom_metrics_reset(loom_metrics *mt);
+void loom_metrics_reset(loom_metrics *mt); /* frees the matrix; accepts a zeroed struct */
+/* Counts one example; labels outside [0, n_classes) are ignored (asserted in debug builds). */
 void loom_metrics_confusion_add(loom_metrics *mt, int y_true, int y_pred);
 /* Computes accuracy, per-class and averaged P/R/F1 from the confusion matrix (0 where undefined).
  */
 void loom_metrics_compute(loom_metrics *mt);
 /* Runs m over ds[idx] (idx NULL = the first n examples; all when n <= 0) in batches; fills mt
  * (initialised here) and, if pred is not NULL, pred (n) predicted labels and prob (n) their
- * probabilities (may be NULL). */
+ * probabilities (may be NULL). Runs loom_model_forward: not concurrently on one model. Errors:
+ * LOOM_ERR_ARG, LOOM_ERR_SHAPE (the data does not fit the model), LOOM_ERR_NOMEM,
+ * LOOM_ERR_NUMERIC (a non-finite output). */
 loom_status loom_evaluate(loom_model *m, const loom_dataset *ds, const int *idx, int n,
                           const loom_norm *nrm, int batch, loom_metrics *mt, int *pred, float *prob,
                           loom_error *err);
-/* scikit-learn-style classification report. */
+/* scikit-learn-style classification report to f; ds (may be NULL) names the classes. */
 void loom_metrics_report(const loom_metrics *mt, const loom_dataset *ds, FILE *f);
-/* Writes metrics.json-style JSON / confusion CSV (via temp file + rename). */
+/* Writes metrics.json-style JSON / confusion CSV (via temp file + rename). Errors: LOOM_ERR_IO,
+ * LOOM_ERR_NOMEM. */
 loom_status loom_metrics_write_json(const loom_metrics *mt, const loom_dataset *ds,
                                     const char *path, loom_error *err);
 loom_status loom_metrics_write_confusion_csv(const loom_metrics *mt, const loom_dataset *ds,
@@ -325,9 +363,11 @@ loom_status loom_metrics_write_confusion_csv(const loom_metrics *mt, const loom_
 
 /* ---- files ---------------------------------------------------------------------------------- */
 
-/* Writes len bytes to path atomically: path.tmp.PID, fsync, rename. */
+/* Writes len bytes to path atomically: path.tmp.PID, fsync, rename; on failure the old file is
+ * left as it was. Errors: LOOM_ERR_IO, LOOM_ERR_ARG (path too long). */
 loom_status loom_file_write_atomic(const char *path, const void *data, size_t len, loom_error *err);
-/* Reads a whole file (malloc'd, NUL-terminated); *len_out may be NULL. */
+/* Reads a whole file into *out (malloc'd, NUL-terminated, the caller frees it); *len_out may be
+ * NULL. Errors: LOOM_ERR_IO (cannot open or read, a directory), LOOM_ERR_NOMEM. */
 loom_status loom_file_read_all(const char *path, char **out, size_t *len_out, loom_error *err);
 
 /* ---- plots: PNG or SVG through PLplot's cairo driver --------------------------------------- */
@@ -408,7 +448,7 @@ loom_status loom_dataset_subset(loom_dataset **out, const loom_dataset *ds, int 
                                 loom_error *err);
 /* Sets one training setting by the name config.txt and search-space files use: lr, batch,
  * epochs, optimizer, momentum, nesterov, l2, weight_decay, clip_norm, lr_schedule,
- * early_stopping, seed. Checks the value (LOOM_ERR_ARG naming it). Choosing sgd sets momentum
+ * early_stopping, augment, seed. Checks the value (LOOM_ERR_ARG naming it). Choosing sgd sets momentum
  * 0.9 if it is 0, rmsprop sets rho (beta2) 0.9. *lr_schedule (may be NULL) is pointed at value
  * for lr_schedule, which is also parsed into c->sched: keep value alive. */
 loom_status loom_train_config_set(loom_train_config *c, const char **lr_schedule, const char *key,
@@ -602,8 +642,7 @@ loom_status loom_compare(const loom_compare_config *cc, loom_compare_result *res
  * LOOM_ERR_NUMERIC (the model's output is not finite). */
 
 /* Probabilities for n images x (n, H, W, C). Allocates a workspace for the call, frees it. */
-loom_status loom_predict(const loom_model *m, const float *x, int n, float *probs,
-                         loom_error *err);
+loom_status loom_predict(const loom_model *m, const float *x, int n, float *probs, loom_error *err);
 /* The same for uint8 pixels px (n, H, W, C), converted as pixel/255. */
 loom_status loom_predict_u8(const loom_model *m, const uint8_t *px, int n, float *probs,
                             loom_error *err);
@@ -637,10 +676,10 @@ typedef struct {
 
 /* Reads a PNG, JPEG or PGM/PPM (P2, P3, P5, P6) file, recognised by its content, of any bit
  * depth and colour type, into 8-bit gray or RGB (palette expanded, 16-bit scaled, alpha
- * composited on white). Sizes in the header are checked against the file's length before any
- * allocation; at most 65535 pixels a side and 2^26 pixels. On success *out is owned by the
- * caller. Errors: LOOM_ERR_IO (cannot read), LOOM_ERR_FORMAT (unknown, malformed, truncated or
- * too large), LOOM_ERR_NOMEM. */
+ * composited on white, a JPEG's EXIF orientation applied). Sizes in the header are checked against
+ * the file's length before any allocation; at most 65535 pixels a side and 2^26 pixels. On success
+ * *out is owned by the caller. Errors: LOOM_ERR_IO (cannot read), LOOM_ERR_FORMAT (unknown,
+ * malformed, truncated or too large), LOOM_ERR_NOMEM. */
 loom_status loom_image_load(loom_image **out, const char *path, loom_error *err);
 void loom_image_destroy(loom_image *img); /* accepts NULL */
 /* Writes px (H, W, C), C = 1 (gray) or 3 (RGB), as an 8-bit PNG, atomically (temporary file and
@@ -656,9 +695,10 @@ typedef struct {
     bool is_crop;            /* crop to the object's bounding box */
     bool is_fit;             /* scale the longer side to the frame, keep the aspect ratio and
                               * centre; false: stretch to the frame */
-    float crop_threshold;    /* object pixels exceed bg + this * (max - bg), bg = border mean */
+    float crop_threshold;    /* object pixels exceed bg + this * (max - bg), bg = the border's
+                              * median (after inversion) */
 } loom_preprocess_config;
-/* Defaults: auto invert, crop, fit, threshold 0.1. */
+/* Defaults: auto invert, crop, fit, threshold 0.05 (the dataset's own trimming used 5%). */
 void loom_preprocess_config_init(loom_preprocess_config *c);
 
 typedef struct {
@@ -670,20 +710,19 @@ typedef struct {
  * configured, cropped, then fitted with area averaging (a box filter) on a black frame. info
  * (may be NULL) says what was done. Errors: LOOM_ERR_ARG, LOOM_ERR_NOMEM (temporaries). */
 loom_status loom_image_preprocess(const loom_image *img, const loom_preprocess_config *cfg, int H,
-                                  int W, uint8_t *out, loom_preprocess_info *info,
-                                  loom_error *err);
+                                  int W, uint8_t *out, loom_preprocess_info *info, loom_error *err);
 
 /* What `loom predict` does. */
 typedef struct {
     const char *model_file;
     const char *const *images; /* (n_images) image files, preprocessed as `pre` says */
     int n_images;
-    const char *idx_path;      /* an IDX image file (plain or gzip): predicted as is; NULL = none */
-    int top_k;                 /* classes reported per image (default 3) */
-    bool is_json;              /* one JSON document instead of one line per image */
-    const char *save_dir;      /* write each 28x28 input as DIR/<name>.png; NULL = don't */
+    const char *idx_path; /* an IDX image file (plain or gzip): predicted as is; NULL = none */
+    int top_k;            /* classes reported per image (default 3) */
+    bool is_json;         /* one JSON document instead of one line per image */
+    const char *save_dir; /* write each 28x28 input as DIR/<name>.png; NULL = don't */
     loom_preprocess_config pre;
-    loom_log_fn log;           /* per-image failures (LOOM_LOG_WARN); may be NULL */
+    loom_log_fn log; /* per-image failures (LOOM_LOG_WARN); may be NULL */
     void *log_user;
 } loom_predict_config;
 void loom_predict_config_init(loom_predict_config *pc);
@@ -695,6 +734,57 @@ void loom_predict_config_init(loom_predict_config *pc);
  * file's and images' errors, LOOM_ERR_SHAPE (the model does not take 1-channel images, or the IDX
  * images have another size), LOOM_ERR_IO (writing). */
 loom_status loom_run_predict(const loom_predict_config *pc, FILE *out, loom_error *err);
+
+/* ---- the study report: `loom report` ---------------------------------------------------- */
+
+typedef struct {
+    const char *const *run_dirs; /* (n_runs) train, cv and tune run directories */
+    int n_runs;
+    const char *out_dir;      /* REPORT.md and img/ go here (created) */
+    const char *data_dir;     /* dataset section; NULL = the first run's, else the default */
+    const char *note;         /* a line put at the top (e.g. "quick study: ..."), may be NULL */
+    const char *command_line; /* how the report was made, may be NULL */
+    double wall_seconds;      /* the study's wall time when known, else 0 */
+    loom_log_fn log;          /* a line per file written, may be NULL */
+    void *log_user;
+} loom_report_config;
+
+/* Writes out_dir/REPORT.md with its pictures in out_dir/img/: how it was produced, the dataset
+ * (counts per class, sample grid), the comparison table with the published figures and
+ * McNemar's tests, then per run its summary, architecture diagram, learning curves, confusion
+ * heatmaps, per-class report and misclassified gallery; CV and tuning tables; overlays of the
+ * validation accuracy of all runs. Missing optional files are skipped; a run directory with
+ * nothing readable is an error naming it. */
+loom_status loom_report(const loom_report_config *rc, loom_error *err);
+
+/* ---- the study: `loom study` ------------------------------------------------------------ */
+
+/* The built-in study file (every zoo model of SEED-MODELS.md, 5-fold CV of rnn and lstm, the
+ * MLP random search) and the built-in MLP search space it names as "builtin:mlp-space". */
+const char *loom_study_builtin(void);
+const char *loom_space_builtin_mlp(void);
+
+typedef struct {
+    const char *study_file;   /* NULL = the built-in study */
+    const char *exe;          /* the loom executable that runs each step (/proc/self/exe) */
+    const char *out_dir;      /* default runs/study */
+    const char *data_dir;     /* NULL = default */
+    int threads;              /* passed to every step, 0 = all cores */
+    bool is_quick;            /* a data subset and few epochs: about 10 minutes here */
+    bool is_resume;           /* skip finished steps, continue interrupted ones */
+    bool is_force;            /* start over in an existing out_dir */
+    const char *command_line; /* recorded in the report */
+    loom_log_fn log;          /* step lines (INFO) and live status (PROGRESS) */
+    void *log_user;
+    volatile int *stop_flag;  /* set by a signal: the running step checkpoints, the study stops */
+} loom_study_config;
+
+/* Runs every step of the study file (lines "train MODEL [flags]", "cv MODEL [flags]",
+ * "tune SPACE [flags]", '#' comments) as a child process of exe writing out_dir/<step>/ and
+ * out_dir/<step>.log, then writes out_dir/REPORT.md (loom_report) over all steps. A step is
+ * finished when out_dir/<step>/.done exists; with is_resume finished steps are skipped and an
+ * interrupted training continues from its checkpoint. */
+loom_status loom_study_run(const loom_study_config *sc, loom_error *err);
 
 /* ---- runs: what `loom train` / `loom eval` do, as library calls ------------------------------ */
 

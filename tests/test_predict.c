@@ -89,7 +89,9 @@ static bool write_png(const char *path, const unsigned char *px, int W, int H, i
     return fclose(f) == 0;
 }
 
-static bool write_jpeg(const char *path, const unsigned char *px, int W, int H, int C) {
+/* orientation > 0: an EXIF APP1 marker (big-endian TIFF, one IFD0 entry) giving it. */
+static bool write_jpeg(const char *path, const unsigned char *px, int W, int H, int C,
+                       int orientation) {
     FILE *f = fopen(path, "wb");
     if (!f)
         return false;
@@ -105,6 +107,14 @@ static bool write_jpeg(const char *path, const unsigned char *px, int W, int H, 
     jpeg_set_defaults(&cinfo);
     jpeg_set_quality(&cinfo, 98, TRUE);
     jpeg_start_compress(&cinfo, TRUE);
+    if (orientation > 0) {
+        const unsigned char exif[32] = {
+            'E',  'x',  'i', 'f', 0, 0, 'M', 'M', 0, 42,
+            0,    0,    0,   8,   0, 1, /* one entry */
+            0x01, 0x12, 0,   3,   0, 0, 0,   1,   0, (unsigned char)orientation,
+            0,    0,    0,   0,   0, 0};
+        jpeg_write_marker(&cinfo, JPEG_APP0 + 1, exif, sizeof exif);
+    }
     while (cinfo.next_scanline < cinfo.image_height) {
         JSAMPROW row = (JSAMPROW)px + (size_t)cinfo.next_scanline * W * C;
         jpeg_write_scanlines(&cinfo, &row, 1);
@@ -364,8 +374,8 @@ static void test_jpeg(void) {
         rgb[3 * i] = 200, rgb[3 * i + 1] = 40, rgb[3 * i + 2] = 90;
         gray[i] = 77;
     }
-    CHECK(write_jpeg(tmp_path("rgb.jpg"), rgb, W, H, 3));
-    CHECK(write_jpeg(tmp_path("gray.jpg"), gray, W, H, 1));
+    CHECK(write_jpeg(tmp_path("rgb.jpg"), rgb, W, H, 3, 0));
+    CHECK(write_jpeg(tmp_path("gray.jpg"), gray, W, H, 1, 0));
     loom_image *img;
     if ((img = load_expect(tmp_path("rgb.jpg"), LOOM_OK))) {
         CHECK(img->W == W && img->H == H && img->C == 3);
@@ -411,6 +421,35 @@ static void test_jpeg(void) {
     free(b);
 }
 
+/* A 16x8 gray JPEG, dark left half, light right half, with EXIF orientations: each shows the
+ * dark half where the orientation puts it. */
+static void test_jpeg_orientation(void) {
+    enum { W = 16, H = 8 };
+    unsigned char px[W * H];
+    for (int i = 0; i < W * H; i++)
+        px[i] = (unsigned char)(i % W < W / 2 ? 20 : 230);
+    struct {
+        int o, W, H, dark_x, dark_y; /* size as seen, a pixel of the dark half as seen */
+    } cases[] = {{1, 16, 8, 2, 4},  {2, 16, 8, 13, 4}, {3, 16, 8, 13, 4}, {6, 8, 16, 4, 2},
+                 {8, 8, 16, 4, 13}, {5, 8, 16, 4, 2},  {7, 8, 16, 4, 13}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        CHECK(write_jpeg(tmp_path("o.jpg"), px, W, H, 1, cases[i].o));
+        loom_image *img = load_expect(tmp_path("o.jpg"), LOOM_OK);
+        if (!img)
+            continue;
+        int dx = cases[i].dark_x, dy = cases[i].dark_y;
+        CHECK_MSG(img->W == cases[i].W && img->H == cases[i].H, "orientation %d: %dx%d", cases[i].o,
+                  img->W, img->H);
+        CHECK_MSG(img->px[dy * img->W + dx] < 60, "orientation %d: (%d, %d) = %d", cases[i].o, dx,
+                  dy, img->px[dy * img->W + dx]);
+        /* the opposite point is light */
+        int ox = img->W - 1 - dx, oy = img->H - 1 - dy;
+        CHECK_MSG(img->px[oy * img->W + ox] > 180, "orientation %d: (%d, %d) = %d", cases[i].o, ox,
+                  oy, img->px[oy * img->W + ox]);
+        loom_image_destroy(img);
+    }
+}
+
 /* ---- preprocessing ---- */
 
 /* A white W x H RGB image with a dark (value 40) rectangle [x0, x0 + w) x [y0, y0 + h). */
@@ -452,8 +491,18 @@ static void test_preprocess_convention(void) {
     CHECK(out[0] == 255 && out[27 * 28 + 27] == 255);
     loom_image_destroy(img);
 
-    /* already in the convention: a light object on black is not inverted */
+    /* a garment touching the top and bottom edges: the background level is the border's median,
+     * so the crop still finds its sides */
     loom_preprocess_config_init(&cfg);
+    img = white_with_box(40, 100, 10, 0, 20, 100);
+    CHECK(loom_image_preprocess(img, &cfg, 28, 28, out, &info, &err) == LOOM_OK);
+    CHECK(info.is_inverted);
+    CHECK_MSG(info.crop_x == 10 && info.crop_y == 0 && info.crop_w == 20 && info.crop_h == 100,
+              "crop %d %d %d %d", info.crop_x, info.crop_y, info.crop_w, info.crop_h);
+    CHECK(out[14 * 28 + 13] == 215 && out[14 * 28 + 10] == 0 && out[14 * 28 + 17] == 0);
+    loom_image_destroy(img);
+
+    /* already in the convention: a light object on black is not inverted */
     img = white_with_box(50, 50, 20, 5, 10, 40);
     for (size_t i = 0; i < 50 * 50 * 3; i++)
         img->px[i] = (uint8_t)(255 - img->px[i]);
@@ -786,6 +835,7 @@ int main(void) {
     RUN(test_png_save);
     RUN(test_png_malformed);
     RUN(test_jpeg);
+    RUN(test_jpeg_orientation);
     RUN(test_preprocess_convention);
     RUN(test_preprocess_area);
     RUN(test_predict_equals_forward);

@@ -135,8 +135,10 @@ static loom_status build_text(loom_model *m, loom_error *err) {
     return LOOM_OK;
 }
 
-loom_status loom_model_create(loom_model **out, const char *text, const char *source, int H, int W,
-                              int C, loom_error *err) {
+/* loom_model_create; with n_counts (not NULL) only the parse and shape pass, which allocates no
+ * parameters: n_counts receives the parameter and state counts and *out stays NULL. */
+static loom_status create(loom_model **out, const char *text, const char *source, int H, int W,
+                          int C, size_t *n_counts, loom_error *err) {
     *out = NULL;
     if (H < 1 || W < 1 || C < 1)
         return loom_error_set(err, LOOM_ERR_ARG, "%s: bad input shape %dx%dx%d", source, H, W, C);
@@ -182,6 +184,12 @@ loom_status loom_model_create(loom_model **out, const char *text, const char *so
                             source, sb);
         goto fail;
     }
+    if (n_counts) {
+        n_counts[0] = m->n_params;
+        n_counts[1] = m->n_state;
+        loom_model_destroy(m);
+        return LOOM_OK;
+    }
     m->params = loom_xalloc(sizeof(float) * m->n_params);
     m->grads = loom_xalloc(sizeof(float) * m->n_params);
     m->state = loom_xalloc(sizeof(float) * m->n_state);
@@ -210,6 +218,21 @@ loom_status loom_model_create(loom_model **out, const char *text, const char *so
     return LOOM_OK;
 fail:
     loom_model_destroy(m);
+    return st;
+}
+
+loom_status loom_model_create(loom_model **out, const char *text, const char *source, int H, int W,
+                              int C, loom_error *err) {
+    return create(out, text, source, H, W, C, NULL, err);
+}
+
+loom_status model_count(const char *text, const char *source, int H, int W, int C,
+                        size_t *n_params, size_t *n_state, loom_error *err) {
+    loom_model *none = NULL;
+    size_t n[2] = {0, 0};
+    loom_status st = create(&none, text, source, H, W, C, n, err);
+    *n_params = n[0];
+    *n_state = n[1];
     return st;
 }
 

@@ -36,5 +36,9 @@ struct loom_model {
 
 /* Builds layers from parsed text without allocating parameters (used by create and tests). */
 loom_status model_parse(loom_model *m, const char *text, const char *source, loom_error *err);
+/* The parameter and state counts text would give for inputs (H, W, C), with the errors of
+ * loom_model_create, allocating no parameters: lets a loader bound them by its file's size. */
+loom_status model_count(const char *text, const char *source, int H, int W, int C,
+                        size_t *n_params, size_t *n_state, loom_error *err);
 
 #endif

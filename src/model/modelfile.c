@@ -225,25 +225,27 @@ loom_status loom_model_load(loom_model **out, char **config_out, const char *pat
                             remaining(&r));
         goto done;
     }
-    /* errors from create already start with the path, which is the source name */
-    st = loom_model_create(&m, text, path, (int)dims[0], (int)dims[1], (int)dims[2], err);
+    /* The counts the text implies are checked against the file's (bounded by its size) before
+     * anything is allocated: a lying text cannot ask for gigabytes. Errors from the parser
+     * already start with the path, which is the source name. */
+    size_t n_params_text = 0, n_state_text = 0;
+    st = model_count(text, path, (int)dims[0], (int)dims[1], (int)dims[2], &n_params_text,
+                     &n_state_text, err);
+    if (st == LOOM_OK && n_params_text != n_params)
+        st = loom_error_set(err, LOOM_ERR_FORMAT,
+                            "%s: parameter count %zu does not match the model text (%zu)", path,
+                            n_params, n_params_text);
+    if (st == LOOM_OK && n_state_text != n_state)
+        st = loom_error_set(err, LOOM_ERR_FORMAT,
+                            "%s: state count %zu does not match the model text (%zu)", path,
+                            n_state, n_state_text);
+    if (st == LOOM_OK)
+        st = loom_model_create(&m, text, path, (int)dims[0], (int)dims[1], (int)dims[2], err);
     if (st) {
         if (st != LOOM_ERR_NOMEM) /* a text that does not build is bad content */
             st = LOOM_ERR_FORMAT;
         if (err)
             err->status = st;
-        goto done;
-    }
-    if (loom_model_n_params(m) != n_params) {
-        st = loom_error_set(err, LOOM_ERR_FORMAT,
-                            "%s: parameter count %zu does not match the model text (%zu)", path,
-                            n_params, loom_model_n_params(m));
-        goto done;
-    }
-    if (loom_model_n_state(m) != n_state) {
-        st = loom_error_set(err, LOOM_ERR_FORMAT,
-                            "%s: state count %zu does not match the model text (%zu)", path,
-                            n_state, loom_model_n_state(m));
         goto done;
     }
     get_floats(loom_model_params(m), params_at, n_params);

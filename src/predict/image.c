@@ -191,7 +191,8 @@ typedef struct {
 static void png_on_error(png_structp png, png_const_charp msg) {
     png_job *j = png_get_error_ptr(png);
     if (!j->status) /* a message set by our own checks wins */
-        j->status = loom_error_set(j->err, LOOM_ERR_FORMAT, "%s: bad PNG: %s", j->path, msg);
+        j->status = loom_error_set(j->err, j->data ? LOOM_ERR_FORMAT : LOOM_ERR_IO, "%s: %s: %s",
+                                   j->path, j->data ? "bad PNG" : "cannot write PNG", msg);
     png_longjmp(png, 1);
 }
 
@@ -312,7 +313,71 @@ typedef struct {
     unsigned char *row; /* (W, components) one scanline as decoded */
     loom_error *err;
     loom_status status; /* the first error, LOOM_OK until then */
+    int orientation;    /* EXIF orientation 1..8 */
 } jpeg_job;
+
+/* EXIF orientation (1..8) from an APP1 "Exif" marker: a TIFF header (byte order "II" or "MM",
+ * 42, offset of IFD0), then IFD0's 12-byte entries; tag 0x0112 holds the orientation as a
+ * SHORT. 1 (as stored) when absent or unreadable. */
+static int exif_orientation(jpeg_saved_marker_ptr mk) {
+    for (; mk; mk = mk->next) {
+        if (mk->marker != JPEG_APP0 + 1 || mk->data_length < 6 + 8 ||
+            memcmp(mk->data, "Exif\0\0", 6) != 0)
+            continue;
+        const unsigned char *t = mk->data + 6; /* the TIFF data */
+        size_t n = mk->data_length - 6;
+        bool is_le = t[0] == 'I' && t[1] == 'I';
+        if (!is_le && !(t[0] == 'M' && t[1] == 'M'))
+            return 1;
+#define U16(p) (is_le ? (unsigned)(p)[0] | (unsigned)(p)[1] << 8 : (unsigned)(p)[0] << 8 | (p)[1])
+        uint32_t ifd = is_le ? (uint32_t)U16(t + 4) | (uint32_t)U16(t + 6) << 16
+                             : (uint32_t)U16(t + 4) << 16 | U16(t + 6);
+        if (ifd > n - 2)
+            return 1;
+        unsigned count = U16(t + ifd);
+        for (unsigned i = 0; i < count; i++) {
+            size_t e = ifd + 2 + 12 * (size_t)i;
+            if (e + 12 > n)
+                break;
+            if (U16(t + e) == 0x0112) {
+                unsigned v = U16(t + e + 8);
+                return v >= 1 && v <= 8 ? (int)v : 1;
+            }
+        }
+#undef U16
+        return 1;
+    }
+    return 1;
+}
+
+/* Turns img as stored into img as meant to be seen, for EXIF orientation o: 2 mirrored, 3
+ * rotated 180, 4 flipped, 5 transposed, 6 rotated 90 clockwise, 7 transversed, 8 rotated 90
+ * counter-clockwise. Returns the new image (img is freed) or NULL (out of memory; img kept). */
+static loom_image *apply_orientation(loom_image *img, int o) {
+    int W = img->W, H = img->H, C = img->C;
+    bool is_swap = o >= 5; /* the sides exchange */
+    loom_image *out = image_alloc(is_swap ? H : W, is_swap ? W : H, C);
+    if (!out)
+        return NULL;
+    for (int y2 = 0; y2 < out->H; y2++)
+        for (int x2 = 0; x2 < out->W; x2++) {
+            int x = x2, y = y2; /* the stored pixel shown at (x2, y2) */
+            switch (o) {
+            case 2: x = W - 1 - x2; break;
+            case 3: x = W - 1 - x2, y = H - 1 - y2; break;
+            case 4: y = H - 1 - y2; break;
+            case 5: x = y2, y = x2; break;
+            case 6: x = y2, y = H - 1 - x2; break;
+            case 7: x = W - 1 - y2, y = H - 1 - x2; break;
+            case 8: x = W - 1 - y2, y = x2; break;
+            default: break;
+            }
+            memcpy(out->px + ((size_t)y2 * out->W + x2) * C, img->px + ((size_t)y * W + x) * C,
+                   (size_t)C);
+        }
+    loom_image_destroy(img);
+    return out;
+}
 
 /* The libjpeg calls of a decode; returns false after an error (message in j->err). */
 static bool jpeg_decode_run(jpeg_job *j) {
@@ -326,6 +391,7 @@ static bool jpeg_decode_run(jpeg_job *j) {
     }
     jpeg_create_decompress(&j->cinfo);
     jpeg_mem_src(&j->cinfo, j->data, (unsigned long)j->len);
+    jpeg_save_markers(&j->cinfo, JPEG_APP0 + 1, 0xffff); /* EXIF */
     jpeg_read_header(&j->cinfo, TRUE);
     J_COLOR_SPACE cs = j->cinfo.jpeg_color_space;
     bool is_cmyk = cs == JCS_CMYK || cs == JCS_YCCK;
@@ -361,6 +427,7 @@ static bool jpeg_decode_run(jpeg_job *j) {
             for (int c = 0; c < 3; c++)
                 d[c] = (uint8_t)((s[c] * s[3] + 127u) / 255u);
     }
+    j->orientation = exif_orientation(j->cinfo.marker_list);
     jpeg_finish_decompress(&j->cinfo);
     if (j->jerr.is_truncated) {
         j->status =
@@ -385,11 +452,18 @@ static loom_status decode_jpeg(const unsigned char *data, size_t len, const char
     bool is_ok = jpeg_decode_run(j);
     jpeg_destroy_decompress(&j->cinfo);
     loom_status st = LOOM_OK;
-    if (is_ok) {
+    if (is_ok && j->orientation > 1) {
+        loom_image *turned = apply_orientation(j->img, j->orientation);
+        if (turned)
+            j->img = turned;
+        else
+            st = loom_error_set(err, LOOM_ERR_NOMEM, "%s: out of memory", path);
+    }
+    if (is_ok && !st) {
         *out = j->img;
     } else {
         loom_image_destroy(j->img);
-        st = j->status ? j->status : LOOM_ERR_FORMAT;
+        st = st ? st : j->status ? j->status : LOOM_ERR_FORMAT;
     }
     free(j->row);
     free(j);
@@ -505,22 +579,31 @@ static void resample_line(const float *src, size_t step_in, int n_in, float *dst
     }
 }
 
-/* Mean of the pixels in the outer ring of width bw of g (H, W). */
-static double border_mean(const float *g, int W, int H) {
+/* The pixels of the outer ring of g (H, W), bw = min(W, H) / 32 (at least 1) wide: their mean
+ * (for the inversion decision) and median (the background level: robust to a garment that
+ * touches the edge). */
+static void border_stats(const float *g, int W, int H, double *mean, double *median) {
     int bw = (W < H ? W : H) / 32;
     if (bw < 1)
         bw = 1;
     double sum = 0;
-    long n = 0;
+    long n = 0, hist[256] = {0}; /* values rounded to 0..255 */
     for (int y = 0; y < H; y++) {
         bool is_edge_row = y < bw || y >= H - bw;
         for (int x = 0; x < W; x++)
             if (is_edge_row || x < bw || x >= W - bw) {
-                sum += g[(size_t)y * W + x];
+                float v = g[(size_t)y * W + x];
+                sum += v;
+                hist[v <= 0 ? 0 : v >= 255 ? 255 : lrintf(v)]++;
                 n++;
             }
     }
-    return n ? sum / (double)n : 0;
+    *mean = sum / (double)n; /* n >= 1: the ring holds at least the first row */
+    long half = (n + 1) / 2, seen = 0;
+    int k = 0;
+    while (k < 255 && (seen += hist[k]) < half)
+        k++;
+    *median = k;
 }
 
 loom_status loom_image_preprocess(const loom_image *img, const loom_preprocess_config *cfg, int H,
@@ -541,9 +624,10 @@ loom_status loom_image_preprocess(const loom_image *img, const loom_preprocess_c
         g[i] = img->C == 1 ? p[0] : 0.299f * p[0] + 0.587f * p[1] + 0.114f * p[2];
     }
     /* invert when the background (the border) is light: the dataset has light garments on black */
-    double bg = border_mean(g, Wi, Hi);
+    double border, bg; /* the border's mean, the background level */
+    border_stats(g, Wi, Hi, &border, &bg);
     bool is_inverted =
-        cfg->invert == LOOM_INVERT_ALWAYS || (cfg->invert == LOOM_INVERT_AUTO && bg > 127.0);
+        cfg->invert == LOOM_INVERT_ALWAYS || (cfg->invert == LOOM_INVERT_AUTO && border > 127.0);
     if (is_inverted) {
         for (size_t i = 0; i < n; i++)
             g[i] = 255.0f - g[i];
@@ -581,8 +665,8 @@ loom_status loom_image_preprocess(const loom_image *img, const loom_preprocess_c
         tw = tw < 1 ? 1 : tw > W ? W : tw;
         th = th < 1 ? 1 : th > H ? H : th;
     }
-    int ox = (W - tw + 1) / 2,
-        oy = (H - th + 1) / 2; /* an odd margin: the extra pixel left/top, as in the dataset */
+    /* centred; an odd margin puts its extra pixel left or top, as the dataset's images do */
+    int ox = (W - tw + 1) / 2, oy = (H - th + 1) / 2;
     float *row = malloc(sizeof(float) * (size_t)ch * (size_t)tw); /* (ch, tw) */
     float *fit = malloc(sizeof(float) * (size_t)th * (size_t)tw); /* (th, tw) */
     if (!row || !fit) {

@@ -4,6 +4,7 @@
  * Inputs are (n, H, W, C) of the model's input shape; floats are pixel/255. */
 #include "../core/core.h"
 
+#include <assert.h>
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
@@ -107,16 +108,16 @@ static loom_status run_batches(loom_predictor *p, const float *x, const uint8_t 
                 p->x[j] = (float)src[j] / 255.0f; /* as loom_batch_fill */
             xb = p->x;
         }
-        /* a small batch runs on the calling thread alone: waking a team of threads costs more
-         * than the work (far more on a busy machine). The setting is per thread and the results
-         * do not depend on it. */
+        /* The team size is a per-thread setting, so it is set here for the calling thread (a
+         * thread of the caller's does not inherit loom_set_threads) and restored after. A small
+         * batch runs on the calling thread alone: waking a team costs more than the work (far
+         * more on a busy machine). Results do not depend on it. */
         bool is_small = loom_model_flops(p->m) * B < PREDICT_SMALL_FLOPS;
-        int n_threads = omp_get_max_threads();
-        if (is_small)
-            omp_set_num_threads(1);
+        int n_saved = omp_get_max_threads();
+        omp_set_num_threads(is_small ? 1 : loom_get_threads());
         const float *logits = loom_model_forward_ws(p->m, xb, B, p->ws, p->n_ws, NULL);
-        if (is_small)
-            omp_set_num_threads(n_threads);
+        assert(logits); /* ws was sized for max_batch */
+        omp_set_num_threads(n_saved);
         loom_status st = softmax_rows(logits, B, p->K, probs + (size_t)i0 * p->K, i0, err);
         if (st)
             return st;

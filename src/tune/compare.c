@@ -39,10 +39,10 @@ typedef struct {
 
 typedef struct {
     char label[256];
-    char dir[1024];  /* where the files are: the directory, or a search's best/ */
+    char dir[1024]; /* where the files are: the directory, or a search's best/ */
     char model[512];
     const char *published;
-    int folds;       /* 0: a single run */
+    int folds;                            /* 0: a single run */
     double params, epochs, sec_per_epoch; /* NaN when unknown */
     figure train_acc, val_acc, test_acc, precision, recall, f1;
     int *y_true, *y_pred; /* (n_pred) test predictions, or NULL */
@@ -153,8 +153,8 @@ static loom_status read_predictions(const char *path, run_info *r, loom_error *e
         char *f[8];
         int n = csv_split(l, f, 8);
         if (n < 3 || atoi(f[0]) != r->n_pred) {
-            st = loom_error_set(err, LOOM_ERR_FORMAT, "%s:%d: expected index,true,pred,prob",
-                                path, line_no);
+            st = loom_error_set(err, LOOM_ERR_FORMAT, "%s:%d: expected index,true,pred,prob", path,
+                                line_no);
             break;
         }
         if (r->n_pred == cap) {
@@ -201,8 +201,7 @@ static loom_status read_cv(run_info *r, bool is_best_row, loom_error *err) {
         char fold[1100];
         snprintf(fold, sizeof fold, "%s/fold_%d", r->dir, k + 1);
         hist_row h;
-        st = read_history(path_join(path, sizeof path, fold, "history.csv"), is_best_row, &h,
-                          err);
+        st = read_history(path_join(path, sizeof path, fold, "history.csv"), is_best_row, &h, err);
         if (st)
             return st;
         acc[k] = h.acc;
@@ -260,8 +259,8 @@ static loom_status read_run(const char *given, run_info *r, loom_error *err) {
         st = read_cv(r, is_best_row, err);
     } else {
         hist_row h;
-        if ((st = read_history(path_join(path, sizeof path, r->dir, "history.csv"), is_best_row,
-                               &h, err)))
+        if ((st = read_history(path_join(path, sizeof path, r->dir, "history.csv"), is_best_row, &h,
+                               err)))
             return st;
         r->epochs = h.n_epochs;
         r->sec_per_epoch = h.n_epochs > 0 ? h.seconds / h.n_epochs : NAN;
@@ -301,8 +300,9 @@ static void fmt_pct(figure f, char *buf, size_t n) {
 }
 
 static void markdown_runs(FILE *f, const run_info *runs, int n) {
-    fprintf(f, "| run | model | params | epochs | s/epoch | train acc %% | val acc %% | test acc %% "
-               "| precision %% | recall %% | F1 %% | published |\n");
+    fprintf(f,
+            "| run | model | params | epochs | s/epoch | train acc %% | val acc %% | test acc %% "
+            "| precision %% | recall %% | F1 %% | published |\n");
     fprintf(f, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
     for (int i = 0; i < n; i++) {
         const run_info *r = &runs[i];
@@ -313,8 +313,8 @@ static void markdown_runs(FILE *f, const run_info *runs, int n) {
             snprintf(e, sizeof e, r->folds > 0 ? "%.1f" : "%.0f", r->epochs);
         if (!isnan(r->sec_per_epoch))
             snprintf(s, sizeof s, "%.1f", r->sec_per_epoch);
-        const figure fs[6] = {r->train_acc, r->val_acc, r->test_acc, r->precision, r->recall,
-                              r->f1};
+        const figure fs[6] = {r->train_acc, r->val_acc, r->test_acc,
+                              r->precision, r->recall,  r->f1};
         for (int k = 0; k < 6; k++)
             fmt_pct(fs[k], c[k], sizeof c[k]);
         char label[300];
@@ -358,8 +358,8 @@ static loom_status write_csv(const run_info *runs, int n, const char *path, loom
         csv_num(t.f, r->params, "%.0f");
         csv_num(t.f, r->epochs, "%g");
         csv_num(t.f, r->sec_per_epoch, "%.3f");
-        const figure fs[6] = {r->train_acc, r->val_acc, r->test_acc, r->precision, r->recall,
-                              r->f1};
+        const figure fs[6] = {r->train_acc, r->val_acc, r->test_acc,
+                              r->precision, r->recall,  r->f1};
         for (int k = 0; k < 6; k++) {
             csv_num(t.f, fs[k].mean, "%.6f");
             csv_num(t.f, fs[k].sd, "%.6f");
@@ -398,9 +398,8 @@ static loom_status write_json(const run_info *runs, int n, const loom_compare_re
              cJSON_AddNumberToObject(o, "epochs", r->epochs) &&
              cJSON_AddNumberToObject(o, "sec_per_epoch", r->sec_per_epoch) &&
              add_figure(o, "train_acc", r->train_acc) && add_figure(o, "val_acc", r->val_acc) &&
-             add_figure(o, "test_acc", r->test_acc) &&
-             add_figure(o, "precision", r->precision) && add_figure(o, "recall", r->recall) &&
-             add_figure(o, "f1", r->f1) &&
+             add_figure(o, "test_acc", r->test_acc) && add_figure(o, "precision", r->precision) &&
+             add_figure(o, "recall", r->recall) && add_figure(o, "f1", r->f1) &&
              (r->published ? cJSON_AddStringToObject(o, "published", r->published)
                            : cJSON_AddNullToObject(o, "published"));
     }
@@ -426,16 +425,7 @@ static loom_status write_json(const run_info *runs, int n, const loom_compare_re
              cJSON_AddBoolToObject(o, "is_exact", m->is_exact) &&
              cJSON_AddBoolToObject(o, "is_significant", m->p < alpha);
     }
-    char *s = ok ? cJSON_Print(root) : NULL;
-    cJSON_Delete(root);
-    text_out t;
-    if (!s || !text_open(&t)) {
-        cJSON_free(s);
-        return loom_error_set(err, LOOM_ERR_NOMEM, "%s: out of memory", path);
-    }
-    fprintf(t.f, "%s\n", s);
-    cJSON_free(s);
-    return text_save(&t, path, err);
+    return json_save(root, ok, path, err);
 }
 
 /* Two runs can be paired when they predicted the same test images with the same labels. */
@@ -471,9 +461,10 @@ static loom_status pair_tests(run_info *runs, int n, loom_compare_result *res, l
 
 static void markdown_tests(FILE *f, const run_info *runs, const loom_compare_result *res,
                            double alpha) {
-    fprintf(f, "\nMcNemar's test on the test-set predictions (b: A right and B wrong, c: A "
-               "wrong and B right; chi-square with continuity correction, exact binomial when "
-               "b + c < %d):\n\n",
+    fprintf(f,
+            "\nMcNemar's test on the test-set predictions (b: A right and B wrong, c: A "
+            "wrong and B right; chi-square with continuity correction, exact binomial when "
+            "b + c < %d):\n\n",
             MCNEMAR_EXACT_BELOW);
     if (res->n_pairs == 0) {
         fprintf(f, "no two runs have predictions.csv on the same test set.\n");
@@ -497,8 +488,7 @@ void loom_compare_result_reset(loom_compare_result *r) {
     memset(r, 0, sizeof *r);
 }
 
-loom_status loom_compare(const loom_compare_config *cc, loom_compare_result *res,
-                         loom_error *err) {
+loom_status loom_compare(const loom_compare_config *cc, loom_compare_result *res, loom_error *err) {
     memset(res, 0, sizeof *res);
     int n = cc->n_runs;
     double alpha = cc->alpha > 0 ? cc->alpha : 0.05;

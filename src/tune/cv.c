@@ -38,6 +38,29 @@ loom_status text_save(text_out *t, const char *path, loom_error *err) {
     return st;
 }
 
+loom_status json_save(cJSON *root, bool is_ok, const char *path, loom_error *err) {
+    char *s = is_ok && root ? cJSON_Print(root) : NULL;
+    cJSON_Delete(root);
+    text_out t;
+    if (!s || !text_open(&t)) {
+        cJSON_free(s);
+        return loom_error_set(err, LOOM_ERR_NOMEM, "%s: out of memory", path);
+    }
+    fprintf(t.f, "%s\n", s);
+    cJSON_free(s);
+    return text_save(&t, path, err);
+}
+
+loom_status load_data(const char *data_dir, bool is_test, loom_dataset **train, loom_dataset **test,
+                      loom_error *err) {
+    const char *dir = data_dir ? data_dir : loom_default_data_dir();
+    *train = *test = NULL;
+    loom_status st = loom_dataset_load_dir(train, dir, "train", err);
+    if (st == LOOM_OK && is_test)
+        st = loom_dataset_load_dir(test, dir, "test", err);
+    return st;
+}
+
 const char *path_join(char *buf, size_t n, const char *dir, const char *name) {
     snprintf(buf, n, "%s/%s", dir, name);
     return buf;
@@ -128,7 +151,15 @@ loom_status loom_dataset_subset(loom_dataset **out, const loom_dataset *ds, int 
 
 /* ---- training settings by name ---- */
 
-typedef enum { SET_FLOAT, SET_INT, SET_BOOL, SET_OPTIMIZER, SET_SCHEDULE, SET_SEED } set_kind;
+typedef enum {
+    SET_FLOAT,
+    SET_INT,
+    SET_BOOL,
+    SET_OPTIMIZER,
+    SET_SCHEDULE,
+    SET_AUGMENT,
+    SET_SEED
+} set_kind;
 
 typedef struct {
     const char *key;
@@ -149,6 +180,7 @@ static const setting settings[] = {
     {"clip_norm", SET_FLOAT, offsetof(loom_train_config, opt.clip_norm), 0, 1e9},
     {"lr_schedule", SET_SCHEDULE, 0, 0, 0},
     {"early_stopping", SET_INT, offsetof(loom_train_config, early_stopping), 0, 100000},
+    {"augment", SET_AUGMENT, 0, 0, 0},
     {"seed", SET_SEED, 0, 0, 0},
 };
 
@@ -162,7 +194,7 @@ loom_status loom_train_config_set(loom_train_config *c, const char **lr_schedule
         return loom_error_set(err, LOOM_ERR_ARG,
                               "unknown training setting '%s' (lr, batch, epochs, optimizer, "
                               "momentum, nesterov, l2, weight_decay, clip_norm, lr_schedule, "
-                              "early_stopping, seed)",
+                              "early_stopping, augment, seed)",
                               key);
     char *end = NULL;
     errno = 0;
@@ -170,8 +202,9 @@ loom_status loom_train_config_set(loom_train_config *c, const char **lr_schedule
     case SET_FLOAT: {
         double v = strtod(value, &end);
         if (!*value || *end || errno || !(v >= s->lo && v <= s->hi))
-            return loom_error_set(err, LOOM_ERR_ARG, "%s: expected a number from %g to %g, got '%s'",
-                                  key, s->lo, s->hi, value);
+            return loom_error_set(err, LOOM_ERR_ARG,
+                                  "%s: expected a number from %g to %g, got '%s'", key, s->lo,
+                                  s->hi, value);
         *(float *)((char *)c + s->off) = (float)v;
         return LOOM_OK;
     }
@@ -204,6 +237,7 @@ loom_status loom_train_config_set(loom_train_config *c, const char **lr_schedule
             *lr_schedule = value;
         return st;
     }
+    case SET_AUGMENT: return loom_augment_parse(value, c, err);
     case SET_SEED: {
         unsigned long long v = strtoull(value, &end, 10);
         if (!*value || *end || errno || value[0] == '-')
@@ -226,8 +260,8 @@ loom_status tune_fit(const char *text, const char *source, const loom_dataset *d
     memset(val, 0, sizeof *val);
     if (m_out)
         *m_out = NULL;
-    loom_status st = loom_model_build(&m, text, source, ds, sp->train, sp->n_train,
-                                      is_standardize, tc->seed, err);
+    loom_status st = loom_model_build(&m, text, source, ds, sp->train, sp->n_train, is_standardize,
+                                      tc->seed, err);
     if (st)
         return st;
     st = loom_train(m, tc, ds, sp->train, sp->n_train, ds, sp->val, sp->n_val, NULL, hist, err);
@@ -321,8 +355,8 @@ static char *cv_config_text(const loom_cv_config *cc, int best_fold) {
     return text;
 }
 
-static loom_status write_cv_csv(const loom_cv_result *r, int n_done, bool is_test,
-                                const char *path, loom_error *err) {
+static loom_status write_cv_csv(const loom_cv_result *r, int n_done, bool is_test, const char *path,
+                                loom_error *err) {
     text_out t;
     if (!text_open(&t))
         return loom_error_set(err, LOOM_ERR_NOMEM, "%s: out of memory", path);
@@ -340,8 +374,7 @@ static loom_status write_cv_csv(const loom_cv_result *r, int n_done, bool is_tes
 }
 
 /* Per epoch, the mean and std over the folds that reached it (early stopping may end some). */
-static loom_status write_history_mean(const loom_cv_result *r, const char *path,
-                                      loom_error *err) {
+static loom_status write_history_mean(const loom_cv_result *r, const char *path, loom_error *err) {
     int n_epochs = 0, K = r->n_folds;
     for (int k = 0; k < K; k++)
         if (r->folds[k].hist.n_epochs > n_epochs)
@@ -366,8 +399,10 @@ static loom_status write_history_mean(const loom_cv_result *r, const char *path,
                 if (e >= h->n_epochs)
                     continue;
                 const loom_epoch *ep = &h->epochs[e];
-                v[m++] = col == 0 ? ep->loss : col == 1 ? ep->acc : col == 2 ? ep->val_loss
-                                                                              : ep->val_acc;
+                v[m++] = col == 0   ? ep->loss
+                         : col == 1 ? ep->acc
+                         : col == 2 ? ep->val_loss
+                                    : ep->val_acc;
             }
             double mean, sd;
             loom_mean_std(v, m, &mean, &sd);
@@ -386,12 +421,11 @@ static bool json_add(cJSON *o, const char *key, double v) {
 static loom_status write_cv_json(const loom_cv_config *cc, const loom_cv_result *r,
                                  const char *path, loom_error *err) {
     cJSON *root = cJSON_CreateObject();
-    bool ok = root && cJSON_AddStringToObject(root, "model", cc->model) &&
-              json_add(root, "folds", r->n_folds) &&
-              json_add(root, "seed", (double)cc->train.seed) &&
-              json_add(root, "subset", cc->subset) &&
-              json_add(root, "n_params", (double)r->n_params) &&
-              json_add(root, "best_fold", r->best_fold + 1);
+    bool ok =
+        root && cJSON_AddStringToObject(root, "model", cc->model) &&
+        json_add(root, "folds", r->n_folds) && json_add(root, "seed", (double)cc->train.seed) &&
+        json_add(root, "subset", cc->subset) && json_add(root, "n_params", (double)r->n_params) &&
+        json_add(root, "best_fold", r->best_fold + 1);
     cJSON *per = ok ? cJSON_AddArrayToObject(root, "per_fold") : NULL;
     ok = per != NULL;
     for (int k = 0; ok && k < r->n_folds; k++) {
@@ -410,24 +444,12 @@ static loom_status write_cv_json(const loom_cv_config *cc, const loom_cv_result 
     cJSON *mean = ok ? cJSON_AddObjectToObject(root, "mean") : NULL;
     cJSON *sd = mean ? cJSON_AddObjectToObject(root, "std") : NULL;
     ok = sd && json_add(mean, "val_acc", r->val_acc_mean) &&
-         json_add(sd, "val_acc", r->val_acc_sd) &&
-         json_add(mean, "val_macro_f1", r->val_f1_mean) &&
+         json_add(sd, "val_acc", r->val_acc_sd) && json_add(mean, "val_macro_f1", r->val_f1_mean) &&
          json_add(sd, "val_macro_f1", r->val_f1_sd) &&
-         json_add(mean, "val_loss", r->val_loss_mean) &&
-         json_add(sd, "val_loss", r->val_loss_sd) &&
-         json_add(mean, "test_acc", r->test_acc_mean) &&
-         json_add(sd, "test_acc", r->test_acc_sd) && json_add(mean, "test_f1", r->test_f1_mean) &&
-         json_add(sd, "test_f1", r->test_f1_sd);
-    char *s = ok ? cJSON_Print(root) : NULL;
-    cJSON_Delete(root);
-    text_out t;
-    if (!s || !text_open(&t)) {
-        cJSON_free(s);
-        return loom_error_set(err, LOOM_ERR_NOMEM, "%s: out of memory", path);
-    }
-    fprintf(t.f, "%s\n", s);
-    cJSON_free(s);
-    return text_save(&t, path, err);
+         json_add(mean, "val_loss", r->val_loss_mean) && json_add(sd, "val_loss", r->val_loss_sd) &&
+         json_add(mean, "test_acc", r->test_acc_mean) && json_add(sd, "test_acc", r->test_acc_sd) &&
+         json_add(mean, "test_f1", r->test_f1_mean) && json_add(sd, "test_f1", r->test_f1_sd);
+    return json_save(root, ok, path, err);
 }
 
 /* Mean and std of one field over the folds. */
@@ -473,8 +495,7 @@ loom_status loom_cv_run(const loom_cv_config *cc, const loom_dataset *train,
         ds = sub;
     }
     if (K > ds->n) {
-        st = loom_error_set(err, LOOM_ERR_ARG, "%d folds of %d examples: too many folds", K,
-                            ds->n);
+        st = loom_error_set(err, LOOM_ERR_ARG, "%d folds of %d examples: too many folds", K, ds->n);
         goto done;
     }
     if ((st = loom_run_create_dir(res->run_dir, cc->is_force, err)))
@@ -493,8 +514,9 @@ loom_status loom_cv_run(const loom_cv_config *cc, const loom_dataset *train,
         tc.log = fold_line;
         tc.log_user = &fl;
     }
-    cv_log(cc, "loom %s: %d-fold cross-validation of %s on %d examples, seed %llu; %s lr %g, "
-               "batch %d, %d epochs",
+    cv_log(cc,
+           "loom %s: %d-fold cross-validation of %s on %d examples, seed %llu; %s lr %g, "
+           "batch %d, %d epochs",
            LOOM_VERSION, K, cc->model, ds->n, (unsigned long long)cc->train.seed,
            loom_opt_kind_str(tc.opt.kind), (double)tc.opt.lr, tc.batch, tc.epochs);
     for (int k = 0; k < K; k++) {
@@ -518,8 +540,7 @@ loom_status loom_cv_run(const loom_cv_config *cc, const loom_dataset *train,
         f->val_loss = val.loss;
         loom_metrics_reset(&val);
         res->n_params = loom_model_n_params(m) + loom_model_n_state(m);
-        if ((st = loom_history_write_csv(&f->hist, path_join(path, sizeof path, dir,
-                                                             "history.csv"),
+        if ((st = loom_history_write_csv(&f->hist, path_join(path, sizeof path, dir, "history.csv"),
                                          err)))
             goto done;
         char tail[96] = "";
@@ -553,9 +574,8 @@ loom_status loom_cv_run(const loom_cv_config *cc, const loom_dataset *train,
     fold_stats(res, offsetof(loom_cv_fold, test_f1), &res->test_f1_mean, &res->test_f1_sd);
     if ((st = write_cv_json(cc, res, path_join(path, sizeof path, res->run_dir, "cv.json"), err)))
         goto done;
-    if ((st = write_history_mean(res, path_join(path, sizeof path, res->run_dir,
-                                                "history_mean.csv"),
-                                 err)))
+    if ((st = write_history_mean(
+             res, path_join(path, sizeof path, res->run_dir, "history_mean.csv"), err)))
         goto done;
     free(config);
     if (!(config = cv_config_text(cc, res->best_fold))) {
@@ -565,9 +585,8 @@ loom_status loom_cv_run(const loom_cv_config *cc, const loom_dataset *train,
     if ((st = loom_file_write_atomic(path_join(path, sizeof path, res->run_dir, "config.txt"),
                                      config, strlen(config), err)))
         goto done;
-    if ((st = loom_model_save(best, config, path_join(path, sizeof path, res->run_dir,
-                                                      "model.loom"),
-                              err)))
+    if ((st = loom_model_save(best, config,
+                              path_join(path, sizeof path, res->run_dir, "model.loom"), err)))
         goto done;
     if (cc->is_test) {
         st = loom_run_write_test(best, test, cc->test_subset, tc.batch, res->run_dir, &tm, err);
@@ -575,8 +594,9 @@ loom_status loom_cv_run(const loom_cv_config *cc, const loom_dataset *train,
         if (st)
             goto done;
     }
-    cv_log(cc, "mean +- std over %d folds: val accuracy %.4f +- %.4f, macro F1 %.4f +- %.4f, "
-               "loss %.4f +- %.4f; best fold %d saved in %s/model.loom",
+    cv_log(cc,
+           "mean +- std over %d folds: val accuracy %.4f +- %.4f, macro F1 %.4f +- %.4f, "
+           "loss %.4f +- %.4f; best fold %d saved in %s/model.loom",
            K, res->val_acc_mean, res->val_acc_sd, res->val_f1_mean, res->val_f1_sd,
            res->val_loss_mean, res->val_loss_sd, res->best_fold + 1, res->run_dir);
 done:
@@ -593,11 +613,8 @@ done:
 
 loom_status loom_cv(const loom_cv_config *cc, loom_cv_result *res, loom_error *err) {
     memset(res, 0, sizeof *res);
-    const char *dir = cc->data_dir ? cc->data_dir : loom_default_data_dir();
     loom_dataset *train = NULL, *test = NULL;
-    loom_status st = loom_dataset_load_dir(&train, dir, "train", err);
-    if (st == LOOM_OK && cc->is_test)
-        st = loom_dataset_load_dir(&test, dir, "test", err);
+    loom_status st = load_data(cc->data_dir, cc->is_test, &train, &test, err);
     if (st == LOOM_OK)
         st = loom_cv_run(cc, train, test, res, err);
     loom_dataset_destroy(train);

@@ -29,18 +29,18 @@ typedef struct {
     hp_kind kind;
     double lo, hi, step; /* ranges; step 0 = continuous */
     bool is_log;
-    char **choices;      /* (n_choices) HP_CHOICE */
+    char **choices; /* (n_choices) HP_CHOICE */
     int n_choices;
     int line;
-    char *token;         /* as written, for messages */
-    int block, rep;      /* repeat block (-1: none) and repetition (1-based) it belongs to */
+    char *token;    /* as written, for messages */
+    int block, rep; /* repeat block (-1: none) and repetition (1-based) it belongs to */
 } space_hp;
 
 /* One layer or setting line of the fully expanded space (every block at its largest count). */
 typedef struct {
     int line;
     bool is_setting;
-    int block, rep;               /* -1 and 0 outside repeat blocks */
+    int block, rep; /* -1 and 0 outside repeat blocks */
     int n_words;
     char *words[SPACE_MAX_WORDS]; /* fixed words; NULL where hp[i] >= 0 */
     int hp[SPACE_MAX_WORDS];      /* hyperparameter index or -1 */
@@ -138,8 +138,8 @@ void loom_space_hp_describe(const loom_space *s, int i, char *buf, size_t n) {
 /* ---- parsing ---- */
 
 static const char *const setting_keys[] = {
-    "lr",        "batch",        "epochs",      "optimizer",      "momentum", "nesterov", "l2",
-    "weight_decay", "clip_norm", "lr_schedule", "early_stopping", NULL,
+    "lr",           "batch",     "epochs",      "optimizer",      "momentum", "nesterov", "l2",
+    "weight_decay", "clip_norm", "lr_schedule", "early_stopping", "augment",  NULL,
 };
 
 static bool is_setting_key(const char *w) {
@@ -170,8 +170,8 @@ static loom_status perr(parser *p, const char *token, const char *fmt, ...) {
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     if (token)
-        return loom_error_set(p->err, LOOM_ERR_FORMAT, "%s:%d: '%s': %s", p->source, p->line,
-                              token, msg);
+        return loom_error_set(p->err, LOOM_ERR_FORMAT, "%s:%d: '%s': %s", p->source, p->line, token,
+                              msg);
     return loom_error_set(p->err, LOOM_ERR_FORMAT, "%s:%d: %s", p->source, p->line, msg);
 }
 
@@ -510,8 +510,8 @@ static loom_status split_item(parser *p, char *item, raw_item *r) {
 
 /* The text of one item with every hyperparameter at a given value: vals[i] for hp i, or the
  * first value of its domain when vals is NULL or vals[i] is NULL. */
-static void item_text(const loom_space *s, const space_item *it, char *const *vals,
-                      const char *sep, char *buf, size_t n) {
+static void item_text(const loom_space *s, const space_item *it, char *const *vals, const char *sep,
+                      char *buf, size_t n) {
     size_t used = 0;
     buf[0] = '\0';
     for (int i = 0; i < it->n_words && used < n; i++) {
@@ -528,8 +528,7 @@ static void item_text(const loom_space *s, const space_item *it, char *const *va
                 w = v;
             }
         }
-        used += (size_t)snprintf(buf + used, n - used, "%s%s", i == 0 ? "" : i == 1 ? sep : " ",
-                                 w);
+        used += (size_t)snprintf(buf + used, n - used, "%s%s", i == 0 ? "" : i == 1 ? sep : " ", w);
     }
 }
 
@@ -626,16 +625,14 @@ static loom_status open_block(parser *p, raw_item *r, int *block) {
     if (w[0] != '{') {
         double v;
         if (!is_int_literal(w) || !parse_number(w, &v) || v < 0 || v > SPACE_MAX_REPEAT)
-            return perr(p, w, "a repeat count is a whole number from 0 to %d",
-                        SPACE_MAX_REPEAT);
+            return perr(p, w, "a repeat count is a whole number from 0 to %d", SPACE_MAX_REPEAT);
         b->count = (int)v;
     } else {
         space_hp h;
         loom_status st = parse_brace(p, w, &h);
         if (st)
             return st;
-        if ((h.kind == HP_INT && (h.lo < 0 || h.hi > SPACE_MAX_REPEAT)) ||
-            (h.kind == HP_FLOAT)) {
+        if ((h.kind == HP_INT && (h.lo < 0 || h.hi > SPACE_MAX_REPEAT)) || (h.kind == HP_FLOAT)) {
             st = perr(p, w, "a repeat count is a whole number from 0 to %d", SPACE_MAX_REPEAT);
             hp_free(&h);
             return st;
@@ -644,8 +641,7 @@ static loom_status open_block(parser *p, raw_item *r, int *block) {
             double v;
             if (!is_int_literal(h.choices[c]) || !parse_number(h.choices[c], &v) || v < 0 ||
                 v > SPACE_MAX_REPEAT) {
-                st = perr(p, w, "a repeat count is a whole number from 0 to %d",
-                          SPACE_MAX_REPEAT);
+                st = perr(p, w, "a repeat count is a whole number from 0 to %d", SPACE_MAX_REPEAT);
                 hp_free(&h);
                 return st;
             }
@@ -694,11 +690,11 @@ loom_status loom_space_parse(loom_space **out, const char *text, const char *sou
         char *eol = strchr(line, '\n');
         if (eol)
             *eol = '\0';
-        /* '#' starts a comment and ',' separates items, outside braces */
+        /* '#' starts a comment; ',' separates items outside braces */
         int depth = 0;
         char *item = line;
         for (char *c = line;; c++) {
-            bool is_end = *c == '\0' || (*c == '#' && depth == 0);
+            bool is_end = *c == '\0' || *c == '#';
             if (*c == '{')
                 depth++;
             else if (*c == '}' && depth > 0)
@@ -897,16 +893,16 @@ typedef struct {
     int n_folds;
     loom_space_point *points; /* (n_points) the trials' points */
     int n_points;
-    exec_rec *done;           /* executions recorded in executions.csv */
+    exec_rec *done; /* executions recorded in executions.csv */
     int n_done, cap_done;
-    int n_new;                /* executions trained in this session */
+    int n_new; /* executions trained in this session */
     int exec_fd;
     FILE *log_file;
     double t_start;
     int base_epochs;
     loom_tune_result *res;
     char dir[1024];
-    char prefix[96];          /* "trial t/N exec e/E: " in front of training lines */
+    char prefix[96]; /* "trial t/N exec e/E: " in front of training lines */
 } search;
 
 static void slog(search *s, loom_log_kind kind, const char *fmt, ...)
@@ -970,8 +966,8 @@ static bool same_point(const loom_space_point *a, const loom_space_point *b) {
 
 /* Point t: drawn from its own stream; redrawn (deterministically) when it repeats a point. */
 static loom_status make_point(search *s, int t, loom_error *err) {
-    uint64_t base = loom_seed_derive(loom_seed_derive(s->tc->train.seed, STREAM_POINT),
-                                     (uint64_t)t);
+    uint64_t base =
+        loom_seed_derive(loom_seed_derive(s->tc->train.seed, STREAM_POINT), (uint64_t)t);
     loom_space_point *pt = &s->points[t];
     for (int a = 0; a < POINT_ATTEMPTS; a++) {
         loom_space_point_reset(pt);
@@ -1034,9 +1030,9 @@ static loom_status trial_config(search *s, const loom_space_point *pt, int epoch
 }
 
 static uint64_t exec_seed(const search *s, int t, int e) {
-    return loom_seed_derive(loom_seed_derive(loom_seed_derive(s->tc->train.seed, STREAM_EXEC),
-                                             (uint64_t)t),
-                            (uint64_t)e);
+    return loom_seed_derive(
+        loom_seed_derive(loom_seed_derive(s->tc->train.seed, STREAM_EXEC), (uint64_t)t),
+        (uint64_t)e);
 }
 
 static const exec_rec *find_exec(const search *s, int t, int rung, int e) {
@@ -1049,9 +1045,8 @@ static const exec_rec *find_exec(const search *s, int t, int rung, int e) {
 static loom_status record_exec(search *s, const exec_rec *x, loom_error *err) {
     char line[512];
     int n = snprintf(line, sizeof line, "%d,%d,%d,%d,%llu,%.10g,%.10g,%.10g,%.10g,%.3f\n",
-                     x->trial + 1, x->rung + 1, x->exec + 1, x->epochs,
-                     (unsigned long long)x->seed, x->val_acc, x->val_loss, x->val_f1, x->score,
-                     x->seconds);
+                     x->trial + 1, x->rung + 1, x->exec + 1, x->epochs, (unsigned long long)x->seed,
+                     x->val_acc, x->val_loss, x->val_f1, x->score, x->seconds);
     if (write(s->exec_fd, line, (size_t)n) != n || fsync(s->exec_fd) != 0)
         return loom_error_set(err, LOOM_ERR_IO, "%s/executions.csv: write failed: %s", s->dir,
                               strerror(errno));
@@ -1228,8 +1223,7 @@ static void trial_line(search *s, const loom_tune_trial *tr, int n_total, bool i
                                    "elapsed %s |",
                                    tr->trial + 1, n_total, round_s,
                                    loom_objective_str(s->tc->objective), tr->score, b->score,
-                                   b->trial + 1, tr->seconds, is_replayed ? " (recorded)" : "",
-                                   el);
+                                   b->trial + 1, tr->seconds, is_replayed ? " (recorded)" : "", el);
     for (int i = 0; i < res->n_hp && used < sizeof line; i++) {
         const char *v = tr->values[i], *bv = b->values[i];
         if (!v && !bv)
@@ -1297,15 +1291,7 @@ static loom_status write_trials(search *s, loom_error *err) {
                                          : cJSON_AddStringToObject(hp, res->hp_names[i], v) != NULL;
         }
     }
-    char *js = ok ? cJSON_Print(root) : NULL;
-    cJSON_Delete(root);
-    if (!js || !text_open(&t)) {
-        cJSON_free(js);
-        return loom_error_set(err, LOOM_ERR_NOMEM, "out of memory");
-    }
-    fprintf(t.f, "%s\n", js);
-    cJSON_free(js);
-    return text_save(&t, path_join(path, sizeof path, s->dir, "trials.json"), err);
+    return json_save(root, ok, path_join(path, sizeof path, s->dir, "trials.json"), err);
 }
 
 /* The results table, best first (Markdown), into res->summary and summary.md. */
@@ -1379,15 +1365,21 @@ static char *settings_text(search *s, const char *text) {
 static loom_status load_state(search *s, const char *settings, loom_error *err) {
     char path[2048], *old = NULL, *text = NULL;
     size_t len = 0;
-    loom_status st = loom_file_read_all(path_join(path, sizeof path, s->dir, "tune.txt"), &old,
-                                        NULL, err);
+    loom_status st =
+        loom_file_read_all(path_join(path, sizeof path, s->dir, "tune.txt"), &old, NULL, err);
     if (st)
         return st;
-    for (const char *l = settings; *l; l = strchr(l, '\n') + 1) {
+    for (const char *l = settings; *l;) {
+        size_t n = strcspn(l, "\n"), kl = strcspn(l, "=");
+        const char *next = l + n + (l[n] == '\n');
+        if (kl >= n) { /* not a key=value line */
+            l = next;
+            continue;
+        }
         char key[64], now[1024], was[1024];
-        size_t kl = strcspn(l, "=");
         snprintf(key, sizeof key, "%.*s", (int)kl, l);
-        snprintf(now, sizeof now, "%.*s", (int)(strcspn(l, "\n") - kl - 1), l + kl + 1);
+        snprintf(now, sizeof now, "%.*s", (int)(n - kl - 1), l + kl + 1);
+        l = next;
         if (!loom_config_get(old, key, was, sizeof was) || strcmp(was, now) != 0) {
             st = loom_error_set(err, LOOM_ERR_ARG,
                                 "%s: cannot resume: %s was '%s', now '%s' (pass --force to "
@@ -1772,8 +1764,8 @@ static loom_status prepare_data(search *s, const loom_dataset *train, loom_datas
         s->ds = *sub;
     }
     uint64_t split_seed = loom_seed_derive(tc->train.seed, STREAM_SPLIT);
-    if ((st = loom_split_create(&s->split, s->ds, tc->val_split, LOOM_SPLIT_STRATIFIED,
-                                split_seed, err)))
+    if ((st = loom_split_create(&s->split, s->ds, tc->val_split, LOOM_SPLIT_STRATIFIED, split_seed,
+                                err)))
         return st;
     if (tc->cv_folds > 0) {
         if (!(s->folds = calloc((size_t)tc->cv_folds, sizeof *s->folds)))
@@ -1857,17 +1849,16 @@ loom_status loom_tune_run(const loom_tune_config *tc, const loom_dataset *train,
         slog(&s, LOOM_LOG_INFO,
              "loom %s: %s search over %d hyperparameters of %s on %d examples, %d-fold CV; "
              "objective %s, %d trials x %d executions, seed %llu",
-             LOOM_VERSION, tc->algorithm == LOOM_TUNE_HYPERBAND ? "hyperband" : "random",
-             res->n_hp, s.source, s.ds->n, s.n_folds, loom_objective_str(tc->objective),
-             tc->trials, tc->executions, (unsigned long long)tc->train.seed);
+             LOOM_VERSION, tc->algorithm == LOOM_TUNE_HYPERBAND ? "hyperband" : "random", res->n_hp,
+             s.source, s.ds->n, s.n_folds, loom_objective_str(tc->objective), tc->trials,
+             tc->executions, (unsigned long long)tc->train.seed);
     else
         slog(&s, LOOM_LOG_INFO,
              "loom %s: %s search over %d hyperparameters of %s on %d examples (%d validation); "
              "objective %s, %d trials x %d executions, seed %llu",
-             LOOM_VERSION, tc->algorithm == LOOM_TUNE_HYPERBAND ? "hyperband" : "random",
-             res->n_hp, s.source, s.split.n_train, s.split.n_val,
-             loom_objective_str(tc->objective), tc->trials, tc->executions,
-             (unsigned long long)tc->train.seed);
+             LOOM_VERSION, tc->algorithm == LOOM_TUNE_HYPERBAND ? "hyperband" : "random", res->n_hp,
+             s.source, s.split.n_train, s.split.n_val, loom_objective_str(tc->objective),
+             tc->trials, tc->executions, (unsigned long long)tc->train.seed);
     slog(&s, LOOM_LOG_INFO, "each trial: its values, and [the best trial's] where they differ");
     st = tc->algorithm == LOOM_TUNE_HYPERBAND ? hyperband(&s, err) : random_search(&s, err);
     if (st)
@@ -1904,11 +1895,8 @@ done:
 
 loom_status loom_tune(const loom_tune_config *tc, loom_tune_result *res, loom_error *err) {
     memset(res, 0, sizeof *res);
-    const char *dir = tc->data_dir ? tc->data_dir : loom_default_data_dir();
     loom_dataset *train = NULL, *test = NULL;
-    loom_status st = loom_dataset_load_dir(&train, dir, "train", err);
-    if (st == LOOM_OK && !tc->is_skip_best)
-        st = loom_dataset_load_dir(&test, dir, "test", err);
+    loom_status st = load_data(tc->data_dir, !tc->is_skip_best, &train, &test, err);
     if (st == LOOM_OK)
         st = loom_tune_run(tc, train, test, res, err);
     loom_dataset_destroy(train);

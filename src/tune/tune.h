@@ -19,9 +19,16 @@ typedef struct {
     char *buf;
     size_t len;
 } text_out;
-bool text_open(text_out *t);                                         /* false: out of memory */
+bool text_open(text_out *t);                                           /* false: out of memory */
 loom_status text_save(text_out *t, const char *path, loom_error *err); /* also frees */
 void text_discard(text_out *t);
+/* Writes root as indented JSON to path and deletes it; is_ok false (a failed cJSON call while
+ * building root) is out of memory. */
+struct cJSON;
+loom_status json_save(struct cJSON *root, bool is_ok, const char *path, loom_error *err);
+/* Loads data_dir's training set, and its test set when is_test (else *test = NULL). */
+loom_status load_data(const char *data_dir, bool is_test, loom_dataset **train, loom_dataset **test,
+                      loom_error *err);
 
 /* "dir/name" into buf (n bytes). */
 const char *path_join(char *buf, size_t n, const char *dir, const char *name);

@@ -16,7 +16,13 @@ static int write_png(const char *path, const unsigned char *img, int H, int W) {
     png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
     png_infop info = png ? png_create_info_struct(png) : NULL;
     unsigned char *row = malloc((size_t)W * SCALE * 3);
-    if (!png || !info || !row || setjmp(png_jmpbuf(png))) {
+    if (!png || !info || !row) {
+        png_destroy_write_struct(&png, &info);
+        fclose(f);
+        free(row);
+        return -1;
+    }
+    if (setjmp(png_jmpbuf(png))) { /* libpng failed: nothing set after here is used */
         png_destroy_write_struct(&png, &info);
         fclose(f);
         free(row);

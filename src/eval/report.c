@@ -1,0 +1,451 @@
+/* report.c - `loom report`: one Markdown report of a set of runs with its pictures. Reads only
+ * the files the runs wrote (config.txt, summary.txt, history.csv, metrics.json, confusion.csv,
+ * predictions.csv, cv.csv/cv.json, trials.csv) and draws through the plot module. */
+#include "../core/core.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef enum { RUN_TRAIN, RUN_CV, RUN_TUNE } run_kind;
+
+typedef struct {
+    const char *dir;
+    run_kind kind;
+    char name[128]; /* model name (config.txt model=) or the directory's base name */
+    char slug[160]; /* unique file-name prefix for its pictures */
+    char *config;   /* config.txt, may be NULL */
+} run_info;
+
+static bool exists(const char *dir, const char *file) {
+    char p[2048];
+    struct stat st;
+    snprintf(p, sizeof p, "%s/%s", dir, file);
+    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+static char *read_opt(const char *dir, const char *file) {
+    char p[2048], *text = NULL;
+    snprintf(p, sizeof p, "%s/%s", dir, file);
+    loom_error e = {0};
+    if (loom_file_read_all(p, &text, NULL, &e) != LOOM_OK)
+        return NULL;
+    return text;
+}
+
+static void say(const loom_report_config *rc, loom_log_kind k, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void say(const loom_report_config *rc, loom_log_kind k, const char *fmt, ...) {
+    if (!rc->log)
+        return;
+    char line[1200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    rc->log(rc->log_user, k, line);
+}
+
+/* Draws one picture into out_dir/img/<slug>_<what>.png; on success writes the Markdown image
+ * line; a failure is logged as a warning and leaves a note in the report instead. */
+typedef loom_status (*plot_fn)(const void *a, const char *out, loom_error *err);
+
+static void picture(FILE *md, const loom_report_config *rc, const char *slug, const char *what,
+                    const char *caption, loom_status st_or_draw, const loom_error *e) {
+    (void)rc;
+    if (st_or_draw == LOOM_OK)
+        fprintf(md, "![%s](img/%s_%s.png)\n\n", caption, slug, what);
+    else
+        fprintf(md, "_(%s: not drawn: %s)_\n\n", caption, e->msg);
+}
+
+static void img_path(const loom_report_config *rc, const char *slug, const char *what, char *buf,
+                     size_t n) {
+    snprintf(buf, n, "%s/img/%s_%s.png", rc->out_dir, slug, what);
+}
+
+/* ---- tables from the runs' files ---- */
+
+static void per_class_table(FILE *md, const char *metrics_json) {
+    cJSON *root = cJSON_Parse(metrics_json);
+    if (!root)
+        return;
+    cJSON *classes = cJSON_GetObjectItem(root, "classes");
+    fprintf(md, "| class | precision | recall | F1 | support |\n|---|---|---|---|---|\n");
+    cJSON *c;
+    cJSON_ArrayForEach(c, classes) {
+        cJSON *nm = cJSON_GetObjectItem(c, "name");
+        fprintf(md, "| %s | %.4f | %.4f | %.4f | %d |\n",
+                cJSON_IsString(nm) ? nm->valuestring : "?",
+                cJSON_GetNumberValue(cJSON_GetObjectItem(c, "precision")),
+                cJSON_GetNumberValue(cJSON_GetObjectItem(c, "recall")),
+                cJSON_GetNumberValue(cJSON_GetObjectItem(c, "f1")),
+                (int)cJSON_GetNumberValue(cJSON_GetObjectItem(c, "support")));
+    }
+    fprintf(md, "| **macro avg** | %.4f | %.4f | %.4f | |\n",
+            cJSON_GetNumberValue(cJSON_GetObjectItem(root, "macro_precision")),
+            cJSON_GetNumberValue(cJSON_GetObjectItem(root, "macro_recall")),
+            cJSON_GetNumberValue(cJSON_GetObjectItem(root, "macro_f1")));
+    fprintf(md, "\nTest accuracy **%.2f%%** on %d images.\n\n",
+            100 * cJSON_GetNumberValue(cJSON_GetObjectItem(root, "accuracy")),
+            (int)cJSON_GetNumberValue(cJSON_GetObjectItem(root, "n")));
+    cJSON_Delete(root);
+}
+
+/* A CSV file as a Markdown table (at most max_rows data rows). */
+static void csv_table(FILE *md, const char *csv, int max_rows) {
+    int row = 0;
+    for (const char *p = csv; p && *p && row <= max_rows; row++) {
+        const char *eol = strchr(p, '\n');
+        size_t len = eol ? (size_t)(eol - p) : strlen(p);
+        if (len == 0)
+            break;
+        fputs("| ", md);
+        int cols = 1;
+        for (size_t i = 0; i < len; i++) {
+            if (p[i] == ',') {
+                fputs(" | ", md);
+                cols++;
+            } else if (p[i] != '\r') {
+                fputc(p[i], md);
+            }
+        }
+        fputs(" |\n", md);
+        if (row == 0) {
+            for (int c = 0; c < cols; c++)
+                fputs("|---", md);
+            fputs("|\n", md);
+        }
+        p = eol ? eol + 1 : NULL;
+    }
+    fputc('\n', md);
+}
+
+static void fenced(FILE *md, const char *text) {
+    fprintf(md, "```\n%s%s```\n\n", text, text[0] && text[strlen(text) - 1] == '\n' ? "" : "\n");
+}
+
+/* ---- sections ---- */
+
+static void provenance(FILE *md, const loom_report_config *rc, const run_info *runs, int n) {
+    char host[256] = "?", cpu[256] = "?";
+    gethostname(host, sizeof host);
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (f) {
+        char line[512];
+        while (fgets(line, sizeof line, f))
+            if (strncmp(line, "model name", 10) == 0) {
+                char *c = strchr(line, ':');
+                if (c) {
+                    snprintf(cpu, sizeof cpu, "%s", c + 2);
+                    cpu[strcspn(cpu, "\n")] = '\0';
+                }
+                break;
+            }
+        fclose(f);
+    }
+    time_t now = time(NULL);
+    char when[64];
+    strftime(when, sizeof when, "%Y-%m-%d %H:%M UTC", gmtime(&now));
+    fprintf(md, "## How these numbers were produced\n\n");
+    fprintf(md, "- loom %s, report written %s on %s (%s, %ld cores).\n", LOOM_VERSION, when, host,
+            cpu, sysconf(_SC_NPROCESSORS_ONLN));
+    if (rc->command_line)
+        fprintf(md, "- Report command: `%s`\n", rc->command_line);
+    if (rc->wall_seconds > 0)
+        fprintf(md, "- Wall time of the whole study: %.0f s (%.1f min).\n", rc->wall_seconds,
+                rc->wall_seconds / 60);
+    fprintf(md, "- Every run's full configuration is in its `config.txt`; the commands:\n\n");
+    fprintf(md, "| run | seed | threads | command |\n|---|---|---|---|\n");
+    for (int i = 0; i < n; i++) {
+        char seed[64] = "?", thr[32] = "?", cmd[1024] = "?";
+        if (runs[i].config) {
+            loom_config_get(runs[i].config, "seed", seed, sizeof seed);
+            loom_config_get(runs[i].config, "threads", thr, sizeof thr);
+            loom_config_get(runs[i].config, "command", cmd, sizeof cmd);
+        }
+        fprintf(md, "| %s | %s | %s | `%s` |\n", runs[i].slug, seed, thr, cmd);
+    }
+    fprintf(md, "\n");
+}
+
+static void dataset_section(FILE *md, const loom_report_config *rc, const char *data_dir) {
+    fprintf(md, "## The data\n\n");
+    loom_dataset *train = NULL, *test = NULL;
+    loom_error e = {0};
+    if (loom_dataset_load_dir(&train, data_dir, "train", &e) ||
+        loom_dataset_load_dir(&test, data_dir, "test", &e)) {
+        fprintf(md, "_(dataset not readable: %s)_\n\n", e.msg);
+        loom_dataset_destroy(train);
+        return;
+    }
+    fprintf(md, "`%s`: %d training and %d test images of %dx%dx%d, %d classes.\n\n", data_dir,
+            train->n, test->n, train->H, train->W, train->C, train->n_classes);
+    int ctr[LOOM_MAX_CLASSES] = {0}, cte[LOOM_MAX_CLASSES] = {0};
+    loom_dataset_class_counts(train, NULL, train->n, ctr);
+    loom_dataset_class_counts(test, NULL, test->n, cte);
+    fprintf(md, "| label | class | training | test |\n|---|---|---|---|\n");
+    for (int k = 0; k < train->n_classes; k++) {
+        char b[32];
+        fprintf(md, "| %d | %s | %d | %d |\n", k, loom_class_name(train, k, b), ctr[k], cte[k]);
+    }
+    fprintf(md, "\n");
+    char out[2048];
+    img_path(rc, "data", "samples", out, sizeof out);
+    loom_status st = loom_plot_samples(train, 10, out, &e);
+    if (st == LOOM_OK)
+        say(rc, LOOM_LOG_INFO, "%s", out);
+    picture(md, rc, "data", "samples", "ten training images of each class", st, &e);
+    loom_dataset_destroy(train);
+    loom_dataset_destroy(test);
+}
+
+static void train_section(FILE *md, const loom_report_config *rc, const run_info *r,
+                          const loom_dataset *test) {
+    char out[2048], src[2048];
+    loom_error e = {0};
+    loom_status st;
+    fprintf(md, "### %s\n\n", r->slug);
+    char *summary = read_opt(r->dir, "summary.txt");
+    if (summary) {
+        fenced(md, summary);
+        free(summary);
+        img_path(rc, r->slug, "architecture", out, sizeof out);
+        snprintf(src, sizeof src, "%s/summary.txt", r->dir);
+        st = loom_plot_architecture(src, out, &e);
+        picture(md, rc, r->slug, "architecture", "architecture", st, &e);
+    }
+    if (exists(r->dir, "history.csv") || r->kind == RUN_CV) {
+        img_path(rc, r->slug, "curves", out, sizeof out);
+        st = loom_plot_history(r->dir, out, &e);
+        picture(md, rc, r->slug, "curves",
+                r->kind == RUN_CV ? "learning curves, mean and std over the folds"
+                                  : "learning curves",
+                st, &e);
+    }
+    char *metrics = read_opt(r->dir, "metrics.json");
+    if (metrics) {
+        fprintf(md, "Per-class report on the test set:\n\n");
+        per_class_table(md, metrics);
+        free(metrics);
+    }
+    if (exists(r->dir, "confusion.csv")) {
+        snprintf(src, sizeof src, "%s/confusion.csv", r->dir);
+        img_path(rc, r->slug, "confusion", out, sizeof out);
+        st = loom_plot_confusion(src, false, out, &e);
+        picture(md, rc, r->slug, "confusion", "confusion matrix, counts", st, &e);
+        img_path(rc, r->slug, "confusion_norm", out, sizeof out);
+        st = loom_plot_confusion(src, true, out, &e);
+        picture(md, rc, r->slug, "confusion_norm", "confusion matrix, row-normalised", st, &e);
+    }
+    if (test && exists(r->dir, "predictions.csv")) {
+        snprintf(src, sizeof src, "%s/predictions.csv", r->dir);
+        img_path(rc, r->slug, "misclassified", out, sizeof out);
+        st = loom_plot_misclassified(test, src, 24, out, &e);
+        picture(md, rc, r->slug, "misclassified", "the most confident mistakes", st, &e);
+    }
+}
+
+static void cv_section(FILE *md, const run_info *r) {
+    char *cv = read_opt(r->dir, "cv.csv");
+    if (cv) {
+        fprintf(md, "Cross-validation, one row per fold:\n\n");
+        csv_table(md, cv, 100);
+        free(cv);
+    }
+    char *js = read_opt(r->dir, "cv.json");
+    if (js) {
+        cJSON *root = cJSON_Parse(js);
+        cJSON *m = root ? cJSON_GetObjectItem(root, "val_acc_mean") : NULL;
+        cJSON *sd = root ? cJSON_GetObjectItem(root, "val_acc_sd") : NULL;
+        if (cJSON_IsNumber(m) && cJSON_IsNumber(sd))
+            fprintf(md, "Mean validation accuracy **%.2f%% ± %.2f%%**.\n\n", 100 * m->valuedouble,
+                    100 * sd->valuedouble);
+        cJSON_Delete(root);
+        free(js);
+    }
+}
+
+static void tune_section(FILE *md, const loom_report_config *rc, const run_info *r) {
+    char *trials = read_opt(r->dir, "trials.csv");
+    if (!trials)
+        return;
+    fprintf(md, "Every trial of the search (score = mean over executions of the best epoch):\n\n");
+    csv_table(md, trials, 200);
+    free(trials);
+    char out[2048], src[2048];
+    loom_error e = {0};
+    snprintf(src, sizeof src, "%s/trials.csv", r->dir);
+    img_path(rc, r->slug, "trials", out, sizeof out);
+    loom_status st = loom_plot_trials(src, out, &e);
+    picture(md, rc, r->slug, "trials", "score against each hyperparameter", st, &e);
+    char *best_text = read_opt(r->dir, "best/model.txt");
+    if (best_text) {
+        fprintf(md, "The best trial's model, retrained:\n\n");
+        fenced(md, best_text);
+        free(best_text);
+    }
+}
+
+static loom_status mkdir_p(const char *dir, loom_error *err) {
+    char p[2048];
+    snprintf(p, sizeof p, "%s", dir);
+    for (char *s = p + 1; *s; s++)
+        if (*s == '/') {
+            *s = '\0';
+            mkdir(p, 0755);
+            *s = '/';
+        }
+    if (mkdir(p, 0755) != 0 && errno != EEXIST)
+        return loom_error_set(err, LOOM_ERR_IO, "%s: cannot create directory: %s", dir,
+                              strerror(errno));
+    return LOOM_OK;
+}
+
+loom_status loom_report(const loom_report_config *rc, loom_error *err) {
+    if (rc->n_runs < 1)
+        return loom_error_set(err, LOOM_ERR_ARG, "report: no run directories given");
+    run_info *runs = calloc((size_t)rc->n_runs, sizeof *runs);
+    char *md_text = NULL;
+    size_t md_len = 0;
+    FILE *md = NULL;
+    loom_dataset *test = NULL;
+    loom_status st = LOOM_OK;
+    if (!runs)
+        return loom_error_set(err, LOOM_ERR_NOMEM, "report: out of memory");
+    char img[2048];
+    snprintf(img, sizeof img, "%s/img", rc->out_dir);
+    if ((st = mkdir_p(img, err)))
+        goto done;
+    for (int i = 0; i < rc->n_runs; i++) {
+        run_info *r = &runs[i];
+        r->dir = rc->run_dirs[i];
+        if (exists(r->dir, "cv.csv"))
+            r->kind = RUN_CV;
+        else if (exists(r->dir, "trials.csv"))
+            r->kind = RUN_TUNE;
+        else if (exists(r->dir, "history.csv") || exists(r->dir, "metrics.json"))
+            r->kind = RUN_TRAIN;
+        else {
+            st = loom_error_set(err, LOOM_ERR_IO,
+                                "%s: not a run directory (no history.csv, cv.csv or trials.csv)",
+                                r->dir);
+            goto done;
+        }
+        r->config = read_opt(r->dir, "config.txt");
+        const char *base = strrchr(r->dir, '/');
+        base = base && base[1] ? base + 1 : r->dir;
+        if (!r->config || !loom_config_get(r->config, "model", r->name, sizeof r->name))
+            snprintf(r->name, sizeof r->name, "%s", base);
+        snprintf(r->slug, sizeof r->slug, "%s", base);
+        for (char *c = r->slug; *c; c++)
+            if (*c == '/' || *c == ' ')
+                *c = '_';
+    }
+    char data_dir[1024];
+    if (rc->data_dir)
+        snprintf(data_dir, sizeof data_dir, "%s", rc->data_dir);
+    else if (!runs[0].config ||
+             !loom_config_get(runs[0].config, "data_dir", data_dir, sizeof data_dir))
+        snprintf(data_dir, sizeof data_dir, "%s", loom_default_data_dir());
+    loom_error e = {0};
+    if (loom_dataset_load_dir(&test, data_dir, "test", &e) != LOOM_OK)
+        test = NULL;
+
+    md = open_memstream(&md_text, &md_len);
+    if (!md) {
+        st = loom_error_set(err, LOOM_ERR_NOMEM, "report: out of memory");
+        goto done;
+    }
+    fprintf(md, "# loom study report\n\n");
+    if (rc->note)
+        fprintf(md, "> %s\n\n", rc->note);
+    fprintf(md, "Runs: ");
+    for (int i = 0; i < rc->n_runs; i++)
+        fprintf(md, "%s`%s`", i ? ", " : "", runs[i].dir);
+    fprintf(md, ".\n\n");
+    dataset_section(md, rc, data_dir);
+
+    /* the comparison table */
+    fprintf(md, "## Results\n\n");
+    loom_compare_config cc = {rc->run_dirs, rc->n_runs, rc->out_dir, 0.05};
+    loom_compare_result cr = {0};
+    if (loom_compare(&cc, &cr, &e) == LOOM_OK && cr.markdown)
+        fprintf(md, "%s\n", cr.markdown);
+    else
+        fprintf(md, "_(comparison not made: %s)_\n\n", e.msg);
+    loom_compare_result_reset(&cr);
+
+    /* overlays of validation accuracy: all runs, and the sequence models on their own */
+    const char *dirs[20], *seq[20];
+    int nd = 0, ns = 0;
+    for (int i = 0; i < rc->n_runs && nd < 20; i++) {
+        if (runs[i].kind == RUN_TUNE)
+            continue;
+        dirs[nd++] = runs[i].dir;
+        if (strstr(runs[i].name, "rnn") || strstr(runs[i].name, "lstm") ||
+            strstr(runs[i].name, "gru"))
+            seq[ns++] = runs[i].dir;
+    }
+    char out[2048];
+    if (nd > 1) {
+        img_path(rc, "all", "val_acc", out, sizeof out);
+        st = loom_plot_overlay_runs(out, dirs, nd, "val_acc", &e);
+        picture(md, rc, "all", "val_acc", "validation accuracy per epoch, every run", st, &e);
+    }
+    if (ns > 1) {
+        img_path(rc, "sequence", "val_acc", out, sizeof out);
+        st = loom_plot_overlay_runs(out, seq, ns, "val_acc", &e);
+        picture(md, rc, "sequence", "val_acc", "validation accuracy per epoch, sequence models", st,
+                &e);
+    }
+    st = LOOM_OK;
+
+    fprintf(md, "## The runs\n\n");
+    for (int i = 0; i < rc->n_runs; i++) {
+        run_info *r = &runs[i];
+        if (r->kind == RUN_TUNE) {
+            fprintf(md, "### %s (hyperparameter search)\n\n", r->slug);
+            tune_section(md, rc, r);
+            char best[2048];
+            snprintf(best, sizeof best, "%s/best", r->dir);
+            struct stat sb;
+            if (stat(best, &sb) == 0) {
+                run_info b = *r;
+                b.dir = best;
+                b.kind = RUN_TRAIN;
+                snprintf(b.slug, sizeof b.slug, "%s_best", r->slug);
+                train_section(md, rc, &b, test);
+            }
+            continue;
+        }
+        train_section(md, rc, r, test);
+        if (r->kind == RUN_CV)
+            cv_section(md, r);
+    }
+    provenance(md, rc, runs, rc->n_runs);
+    if (fclose(md) != 0) {
+        md = NULL;
+        st = loom_error_set(err, LOOM_ERR_NOMEM, "report: out of memory");
+        goto done;
+    }
+    md = NULL;
+    char path[2048];
+    snprintf(path, sizeof path, "%s/REPORT.md", rc->out_dir);
+    st = loom_file_write_atomic(path, md_text, md_len, err);
+    if (st == LOOM_OK)
+        say(rc, LOOM_LOG_INFO, "%s", path);
+done:
+    if (md)
+        fclose(md);
+    free(md_text);
+    for (int i = 0; i < rc->n_runs; i++)
+        free(runs[i].config);
+    free(runs);
+    loom_dataset_destroy(test);
+    return st;
+}

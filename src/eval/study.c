@@ -1,0 +1,377 @@
+/* study.c - `loom study`: the whole set of studies from one plain-text study file. Each step is
+ * one loom command run as a child process (so a step is isolated, killable and resumable on
+ * its own) writing its own run directory; the report is made in-process at the end. */
+#include "../core/core.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+static const char builtin_study[] =
+    "# loom's built-in study: every model of SEED-MODELS.md with its zoo defaults, the 5-fold\n"
+    "# cross-validation of the RNN and the LSTM, and the keras-tuner random search of the MLP\n"
+    "# (5 trials x 2 executions). One loom command per line; '#' starts a comment.\n"
+    "train mlp\n"
+    "train conv-maxpool\n"
+    "train strided-conv\n"
+    "train small-conv\n"
+    "train drop-norm-l2\n"
+    "train keras-v1\n"
+    "train keras-v2\n"
+    "train cnn1\n"
+    "train cnn2\n"
+    "train cnn3\n"
+    "train rnn\n"
+    "train rnn2\n"
+    "train lstm\n"
+    "train lstm2\n"
+    "train gru\n"
+    "cv rnn --folds 5\n"
+    "cv lstm --folds 5\n"
+    "tune builtin:mlp-space --trials 5 --executions-per-trial 2\n";
+
+static const char builtin_mlp_space[] =
+    "# The study's MLP search space (keras-tuner random search): 1 to 4 hidden blocks of\n"
+    "# dense units from 512/256/128/64/32 with ReLU and dropout 0 to 0.4, input dropout 0 to\n"
+    "# 0.3, learning rate 1e-2 or 1e-3 (Adam).\n"
+    "flatten\n"
+    "dropout {0.0..0.3 step 0.1 name=input_dropout}\n"
+    "repeat {1..4 name=num_layers} {\n"
+    "    dense {512|256|128|64|32 name=units} relu\n"
+    "    dropout {0.0..0.4 step 0.1 name=dropout}\n"
+    "}\n"
+    "dense 10 softmax\n"
+    "lr {1e-2|1e-3}\n"
+    "optimizer adam\n"
+    "batch 64\n"
+    "epochs 20\n";
+
+const char *loom_study_builtin(void) { return builtin_study; }
+const char *loom_space_builtin_mlp(void) { return builtin_mlp_space; }
+
+#define MAX_STEPS 64
+#define MAX_ARGS 48
+
+typedef struct {
+    char *argv[MAX_ARGS]; /* the command and its words, pointing into the study text copy */
+    int argc;
+    char slug[160]; /* its directory name under out_dir */
+    int line;
+} step;
+
+static void say(const loom_study_config *sc, loom_log_kind k, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void say(const loom_study_config *sc, loom_log_kind k, const char *fmt, ...) {
+    if (!sc->log)
+        return;
+    char line[1200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    sc->log(sc->log_user, k, line);
+}
+
+static bool file_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+/* Parses the study text into steps; errors name source:line and the word. */
+static loom_status parse_study(char *text, const char *source, step *steps, int *n_steps,
+                               loom_error *err) {
+    int n = 0, line = 0;
+    for (char *p = text; p && *p;) {
+        line++;
+        char *eol = strchr(p, '\n');
+        if (eol)
+            *eol = '\0';
+        char *hash = strchr(p, '#');
+        if (hash)
+            *hash = '\0';
+        step st = {.line = line};
+        for (char *w = strtok(p, " \t\r"); w; w = strtok(NULL, " \t\r")) {
+            if (st.argc == MAX_ARGS - 1)
+                return loom_error_set(err, LOOM_ERR_FORMAT, "%s:%d: too many words", source, line);
+            st.argv[st.argc++] = w;
+        }
+        if (st.argc > 0) {
+            const char *cmd = st.argv[0];
+            if (strcmp(cmd, "train") != 0 && strcmp(cmd, "cv") != 0 && strcmp(cmd, "tune") != 0)
+                return loom_error_set(err, LOOM_ERR_FORMAT,
+                                      "%s:%d: '%s': a step is train, cv or tune", source, line,
+                                      cmd);
+            if (st.argc < 2 || st.argv[1][0] == '-')
+                return loom_error_set(err, LOOM_ERR_FORMAT, "%s:%d: '%s' needs a model or space",
+                                      source, line, cmd);
+            for (int i = 2; i < st.argc; i++)
+                if (strcmp(st.argv[i], "--out") == 0 || strcmp(st.argv[i], "--data") == 0)
+                    return loom_error_set(err, LOOM_ERR_FORMAT,
+                                          "%s:%d: '%s': the study sets it for every step", source,
+                                          line, st.argv[i]);
+            if (n == MAX_STEPS)
+                return loom_error_set(err, LOOM_ERR_FORMAT, "%s:%d: more than %d steps", source,
+                                      line, MAX_STEPS);
+            /* the step's directory: model (train), cv-model, tune-space; made unique */
+            const char *base = strrchr(st.argv[1], '/');
+            base = base ? base + 1 : st.argv[1];
+            if (strncmp(base, "builtin:", 8) == 0)
+                base += 8;
+            char name[128];
+            snprintf(name, sizeof name, "%s", base);
+            char *dot = strrchr(name, '.');
+            if (dot && dot != name)
+                *dot = '\0';
+            if (strcmp(cmd, "train") == 0)
+                snprintf(st.slug, sizeof st.slug, "%s", name);
+            else
+                snprintf(st.slug, sizeof st.slug, "%s-%s", cmd, name);
+            int dup = 1;
+            for (int i = 0; i < n; i++)
+                if (strncmp(steps[i].slug, st.slug, strlen(st.slug)) == 0)
+                    dup++;
+            if (dup > 1) {
+                size_t l = strlen(st.slug);
+                snprintf(st.slug + l, sizeof st.slug - l, "-%d", dup);
+            }
+            steps[n++] = st;
+        }
+        p = eol ? eol + 1 : NULL;
+    }
+    if (n == 0)
+        return loom_error_set(err, LOOM_ERR_FORMAT, "%s: no steps", source);
+    *n_steps = n;
+    return LOOM_OK;
+}
+
+/* Runs argv (NULL-terminated) with stdout and stderr to log_path; returns the exit status, or
+ * -1 when it could not start. While it runs, a stop request is passed on as SIGINT. */
+static int run_child(char *const argv[], const char *log_path, volatile int *stop_flag) {
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+            close(fd);
+        }
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    bool is_forwarded = false;
+    for (;;) {
+        int status;
+        pid_t r = waitpid(pid, &status, 0);
+        if (r == pid)
+            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        if (r < 0 && errno != EINTR)
+            return -1;
+        if (stop_flag && *stop_flag && !is_forwarded) {
+            kill(pid, SIGINT);
+            is_forwarded = true;
+        }
+    }
+}
+
+static void fmt_dur(double s, char *buf, size_t n) {
+    if (s >= 3600)
+        snprintf(buf, n, "%dh%02dm", (int)(s / 3600), (int)(s / 60) % 60);
+    else if (s >= 60)
+        snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)s % 60);
+    else
+        snprintf(buf, n, "%.0fs", s);
+}
+
+loom_status loom_study_run(const loom_study_config *sc, loom_error *err) {
+    const char *out = sc->out_dir ? sc->out_dir : "runs/study";
+    char *text = NULL;
+    step *steps = calloc(MAX_STEPS, sizeof *steps);
+    const char **dirs = NULL;
+    char(*dir_buf)[2048] = NULL;
+    loom_status st = LOOM_OK;
+    if (!steps)
+        return loom_error_set(err, LOOM_ERR_NOMEM, "study: out of memory");
+    if (sc->study_file) {
+        if ((st = loom_file_read_all(sc->study_file, &text, NULL, err)))
+            goto done;
+    } else if (!(text = strdup(builtin_study))) {
+        st = loom_error_set(err, LOOM_ERR_NOMEM, "study: out of memory");
+        goto done;
+    }
+    int n = 0;
+    if ((st = parse_study(text, sc->study_file ? sc->study_file : "builtin study", steps, &n, err)))
+        goto done;
+
+    /* the study directory */
+    char marker[2300];
+    snprintf(marker, sizeof marker, "%s/study.txt", out);
+    if (file_exists(marker) && !sc->is_resume && !sc->is_force) {
+        st = loom_error_set(err, LOOM_ERR_ARG,
+                            "%s: a study is already there: pass --resume to continue it or "
+                            "--force to start over",
+                            out);
+        goto done;
+    }
+    {
+        char p[2048];
+        snprintf(p, sizeof p, "%s", out);
+        for (char *s = p + 1; *s; s++)
+            if (*s == '/') {
+                *s = '\0';
+                mkdir(p, 0755);
+                *s = '/';
+            }
+        if (mkdir(p, 0755) != 0 && errno != EEXIST) {
+            st = loom_error_set(err, LOOM_ERR_IO, "%s: cannot create directory: %s", out,
+                                strerror(errno));
+            goto done;
+        }
+    }
+    {
+        char *src = NULL;
+        if (sc->study_file)
+            loom_file_read_all(sc->study_file, &src, NULL, err);
+        const char *body = src ? src : builtin_study;
+        st = loom_file_write_atomic(marker, body, strlen(body), err);
+        free(src);
+        if (st)
+            goto done;
+    }
+    /* the built-in space, written where tune can read it (quick: fewer epochs) */
+    char space_path[2300];
+    snprintf(space_path, sizeof space_path, "%s/mlp-space.txt", out);
+    {
+        char sp[sizeof builtin_mlp_space + 16];
+        snprintf(sp, sizeof sp, "%s", builtin_mlp_space);
+        if (sc->is_quick) {
+            char *e = strstr(sp, "epochs 20");
+            if (e)
+                memcpy(e, "epochs 3 ", 9);
+        }
+        if ((st = loom_file_write_atomic(space_path, sp, strlen(sp), err)))
+            goto done;
+    }
+
+    double t0 = loom_now(), spent = 0;
+    int n_run = 0;
+    char threads[16];
+    snprintf(threads, sizeof threads, "%d", sc->threads);
+    for (int i = 0; i < n; i++) {
+        step *s = &steps[i];
+        char dir[2300], done_path[2400], log_path[2400];
+        snprintf(dir, sizeof dir, "%s/%s", out, s->slug);
+        snprintf(done_path, sizeof done_path, "%s/.done", dir);
+        snprintf(log_path, sizeof log_path, "%s/%s.log", out, s->slug);
+        if (sc->is_resume && file_exists(done_path)) {
+            say(sc, LOOM_LOG_INFO, "[%d/%d] %s %s: finished earlier, skipped", i + 1, n, s->argv[0],
+                s->argv[1]);
+            continue;
+        }
+        char *argv[MAX_ARGS + 24];
+        int a = 0;
+        char ck[2400];
+        snprintf(ck, sizeof ck, "%s/checkpoint.loomck", dir);
+        bool is_train = strcmp(s->argv[0], "train") == 0;
+        argv[a++] = (char *)sc->exe;
+        if (is_train && sc->is_resume && file_exists(ck)) {
+            argv[a++] = "train";
+            argv[a++] = "--resume";
+            argv[a++] = dir;
+        } else {
+            argv[a++] = s->argv[0];
+            argv[a++] = strncmp(s->argv[1], "builtin:", 8) == 0 ? space_path : s->argv[1];
+            for (int k = 2; k < s->argc; k++)
+                argv[a++] = s->argv[k];
+            if (sc->is_quick) {
+                argv[a++] = "--subset";
+                argv[a++] = "10000";
+                if (strcmp(s->argv[0], "tune") != 0) {
+                    argv[a++] = "--epochs";
+                    argv[a++] = "3";
+                }
+            }
+            argv[a++] = "--out";
+            argv[a++] = dir;
+            argv[a++] = "--force";
+            if (sc->data_dir) {
+                argv[a++] = "--data";
+                argv[a++] = (char *)sc->data_dir;
+            }
+            argv[a++] = "--quiet";
+        }
+        argv[a++] = "--threads";
+        argv[a++] = threads;
+        argv[a] = NULL;
+        char eta[32] = "?", el[32];
+        fmt_dur(loom_now() - t0, el, sizeof el);
+        if (n_run > 0)
+            fmt_dur(spent / n_run * (n - i), eta, sizeof eta);
+        say(sc, LOOM_LOG_INFO, "[%d/%d] %s %s (elapsed %s, ETA %s; log: %s)", i + 1, n, s->argv[0],
+            s->argv[1], el, eta, log_path);
+        double ts = loom_now();
+        int rc = run_child(argv, log_path, sc->stop_flag);
+        double dt = loom_now() - ts;
+        if (sc->stop_flag && *sc->stop_flag) {
+            st = loom_error_set(err, LOOM_ERR_INTERRUPTED,
+                                "study interrupted in step %d (%s %s): continue with 'loom "
+                                "study --resume --out %s'",
+                                i + 1, s->argv[0], s->argv[1], out);
+            goto done;
+        }
+        if (rc != 0) {
+            st = loom_error_set(err, LOOM_ERR_IO,
+                                "study step %d (%s %s, line %d) failed with exit %d: see %s", i + 1,
+                                s->argv[0], s->argv[1], s->line, rc, log_path);
+            goto done;
+        }
+        if ((st = loom_file_write_atomic(done_path, "", 0, err)))
+            goto done;
+        spent += dt;
+        n_run++;
+        char d[32];
+        fmt_dur(dt, d, sizeof d);
+        say(sc, LOOM_LOG_INFO, "[%d/%d] %s %s: done in %s", i + 1, n, s->argv[0], s->argv[1], d);
+    }
+
+    /* the report over every step */
+    dirs = calloc((size_t)n, sizeof *dirs);
+    dir_buf = calloc((size_t)n, sizeof *dir_buf);
+    if (!dirs || !dir_buf) {
+        st = loom_error_set(err, LOOM_ERR_NOMEM, "study: out of memory");
+        goto done;
+    }
+    for (int i = 0; i < n; i++) {
+        snprintf(dir_buf[i], sizeof dir_buf[i], "%s/%s", out, steps[i].slug);
+        dirs[i] = dir_buf[i];
+    }
+    say(sc, LOOM_LOG_INFO, "writing the report");
+    loom_report_config rc = {
+        .run_dirs = dirs,
+        .n_runs = n,
+        .out_dir = out,
+        .data_dir = sc->data_dir,
+        .note = sc->is_quick ? "Quick study (loom study --quick): every step on a stratified "
+                               "subset of 10,000 training images for 3 epochs (the search: 3 "
+                               "epochs per execution). The figures show that everything works, "
+                               "not what the models can reach: see docs/RESULTS.md for that."
+                             : NULL,
+        .command_line = sc->command_line,
+        .wall_seconds = loom_now() - t0,
+        .log = sc->log,
+        .log_user = sc->log_user,
+    };
+    st = loom_report(&rc, err);
+done:
+    free(text);
+    free(steps);
+    free(dirs);
+    free(dir_buf);
+    return st;
+}
