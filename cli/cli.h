@@ -42,6 +42,11 @@ void cli_log(void *user, loom_log_kind kind, const char *line);
 extern volatile int cli_stop_flag;
 void cli_install_signals(void);
 
+/* False when --no-plots was given (main.c takes it out of argv for train, cv and tune). */
+extern bool cli_is_plots;
+/* Draws every plot of a finished run (loom_plot_run); a failure is only a warning. */
+void cli_make_plots(const char *run_dir);
+
 /* The command line joined with spaces (for config.txt). */
 const char *cli_command_line(int argc, char **argv);
 

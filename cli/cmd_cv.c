@@ -129,6 +129,7 @@ static void print_result(const loom_cv_config *cc, const loom_cv_result *r) {
                100 * r->test_acc_sd, 100 * r->test_f1_mean, 100 * r->test_f1_sd);
     printf("\n%s: %d folds, best fold %d -> %s/model.loom\n", cc->model, r->n_folds,
            r->best_fold + 1, r->run_dir);
+    cli_make_plots(r->run_dir);
 }
 
 int cmd_cv(int argc, char **argv) {

@@ -35,6 +35,7 @@ static void help(void) {
            "  --no-test             skip the test-set evaluation at the end\n"
            "  --log-every N         print an iteration line every N steps\n"
            "  --quiet               no progress bar\n"
+           "  --no-plots            do not draw the run's plots at the end\n"
            "  --checkpoint-every N  write RUN/checkpoint.loomck every N epochs (default 1)\n"
            "  --checkpoint-steps N  also every N steps inside an epoch\n"
            "  --resume RUN_DIR      continue an interrupted run exactly where it stopped\n"
@@ -279,6 +280,7 @@ int cmd_train(int argc, char **argv) {
         free(owner);
         return cli_fail(&err);
     }
+    cli_make_plots(res.run_dir);
     if (res.has_test) {
         printf("%s: test accuracy %.2f%%, macro F1 %.2f%% (%d epochs, %.1f s) -> %s\n", rc.model,
                100 * res.test.accuracy, 100 * res.test.macro_f1, res.hist.n_epochs,

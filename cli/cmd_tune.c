@@ -197,6 +197,7 @@ int cmd_tune(int argc, char **argv) {
             printf("; retrained: test accuracy %.2f%%, macro F1 %.2f%% -> %s/best",
                    100 * res.test.accuracy, 100 * res.test.macro_f1, res.out_dir);
         printf("%s\n", res.is_budget_reached ? " (the budget ended the search)" : "");
+        cli_make_plots(res.out_dir);
     }
     loom_tune_result_reset(&res);
     return st ? cli_fail(&err) : 0;

@@ -122,3 +122,28 @@ int cli_bad_option(const char *cmd, char **argv) {
         return cli_usage_error(cmd, "option '%s' needs a value", opt);
     return cli_usage_error(cmd, "unknown option '%s'", opt);
 }
+
+bool cli_is_plots = true;
+
+typedef struct {
+    int n_files;
+} plot_count;
+
+static void count_plots(void *user, loom_log_kind kind, const char *line) {
+    if (kind == LOOM_LOG_INFO)
+        ((plot_count *)user)->n_files++;
+    else
+        cli_log(NULL, kind, line);
+}
+
+void cli_make_plots(const char *run_dir) {
+    if (!cli_is_plots)
+        return;
+    plot_count pc = {0};
+    loom_error err = {0};
+    if (loom_plot_run(run_dir, false, count_plots, &pc, &err) != LOOM_OK)
+        fprintf(stderr, "loom: warning: plots: %s\n", err.msg);
+    if (pc.n_files > 0)
+        fprintf(stderr, "plots: %d PNG files in %s (loom plot %s --svg for SVG too)\n",
+                pc.n_files, run_dir, run_dir);
+}

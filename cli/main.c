@@ -59,6 +59,18 @@ int main(int argc, char **argv) {
         fprintf(stderr, "loom: error: unknown command '%s' (see 'loom --help')\n", argv[2]);
         return EXIT_USAGE;
     }
+    if (strcmp(cmd, "train") == 0 || strcmp(cmd, "cv") == 0 || strcmp(cmd, "tune") == 0) {
+        /* --no-plots: the commands that end by drawing their run's plots */
+        int j = 1;
+        for (int i = 1; i < argc; i++) {
+            if (strcmp(argv[i], "--no-plots") == 0)
+                cli_is_plots = false;
+            else
+                argv[j++] = argv[i];
+        }
+        argc = j;
+        argv[argc] = NULL;
+    }
     for (int i = 0; i < N_COMMANDS; i++)
         if (strcmp(cmd, commands[i].name) == 0)
             return commands[i].run(argc - 1, argv + 1);

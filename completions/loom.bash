@@ -1,6 +1,7 @@
 # loom.bash - bash completion for loom(1): subcommands, each one's options, option values
 # (optimizers, splits, ...), zoo model names, model files, images and directories.
 # Installed as share/bash-completion/completions/loom; or: source completions/loom.bash
+# shellcheck disable=SC2207 # COMPREPLY=($(compgen ...)) is the completion idiom
 
 _loom_zoo() {
     "${COMP_WORDS[0]}" models 2>/dev/null | awk '{print $1}'

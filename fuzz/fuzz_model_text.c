@@ -13,7 +13,7 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define MAX_TEXT 4096
-#define MAX_PARAMS (1u << 22) /* parameters (and state) of a model the harness builds */
+#define MAX_PARAMS (1u << 22)     /* parameters (and state) of a model the harness builds */
 #define MAX_RUN_FLOATS (1u << 22) /* activations + scratch for a batch of 2 (16 MiB) */
 #define MAX_RUN_FLOPS 5e6         /* per example, forward */
 
@@ -47,7 +47,7 @@ static void run_once(loom_model *m) {
     loom_model_init(m, 1);
     size_t D = shape_size(m->in) * (size_t)B;
     int n_out = loom_model_n_outputs(m);
-    float *x = malloc(sizeof(float) * D);                   /* (B, H, W, C) */
+    float *x = malloc(sizeof(float) * D);                       /* (B, H, W, C) */
     float *dlogits = malloc(sizeof(float) * (size_t)n_out * B); /* (B, n_out) */
     if (x && dlogits) {
         loom_rng rng;
@@ -101,8 +101,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         fclose(null);
     }
     loom_model *again = NULL;
-    if (loom_model_create(&again, loom_model_text(m), "again", s[0], s[1], s[2], &err) !=
-            LOOM_OK ||
+    if (loom_model_create(&again, loom_model_text(m), "again", s[0], s[1], s[2], &err) != LOOM_OK ||
         loom_model_n_params(again) != loom_model_n_params(m) ||
         loom_model_n_state(again) != loom_model_n_state(m))
         abort(); /* the canonical text rebuilds the same model */

@@ -1,7 +1,8 @@
 /* test_files.c - failure handling of file writes and reads: loom_file_write_atomic on a path
  * whose parent is a regular file (ENOTDIR), a missing directory, a path that is a directory and
- * a read-only directory (not as root, where permissions do not stop writes), each with a one-line
- * error, the old file intact and no temporary left; readers given directories and missing or
+ * a read-only directory (not as root, where permissions do not stop writes) and an fsync that
+ * fails (injected), each with a one-line error, the old file intact, no temporary left and no
+ * descriptor leaked; readers given directories and missing or
  * empty files; and a model file whose text asks for far more parameters than the file holds
  * (rejected as a format error before any allocation: found by fuzz/fuzz_modelfile.c).
  * Disk full and out of memory are checked through the CLI in tests/data/failures.sh. */
@@ -10,12 +11,39 @@
 #include "loom.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 #include <zlib.h>
+
+/* Fault injection: this definition interposes on libc's fsync for the whole test binary (the
+ * library is linked statically into it). While fsync_errno is non-zero, fsync fails with it, as
+ * it does on a failing disk (EIO) or a filesystem that reports a full disk late (ENOSPC). */
+static int fsync_errno;
+int fsync(int fd);
+int fsync(int fd) {
+    if (fsync_errno) {
+        errno = fsync_errno;
+        return -1;
+    }
+    return (int)syscall(SYS_fsync, fd);
+}
+
+/* Number of open file descriptors of this process. */
+static int count_fds(void) {
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return -1;
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
 
 static const char *tmp_path(const char *name) {
     static char buf[4][512];
@@ -141,6 +169,27 @@ static void test_write_read_only_dir(void) {
     chmod(d, 0755);
 }
 
+/* fsync failing after the data was written: an error naming the reason, the old file intact,
+ * no temporary left, and the descriptor closed (it leaked before the fix in files.c). */
+static void test_write_fsync_fails(void) {
+    const char *p = tmp_path("synced.txt");
+    loom_error err = {0};
+    CHECK(loom_file_write_atomic(p, "old", 3, &err) == LOOM_OK);
+    int n_fds = count_fds();
+    static const int errnos[2] = {EIO, ENOSPC};
+    static const char *const reasons[2] = {"Input/output error", "No space left on device"};
+    for (int i = 0; i < 2; i++) {
+        fsync_errno = errnos[i];
+        loom_status st = loom_file_write_atomic(p, "new", 3, &err);
+        fsync_errno = 0;
+        CHECK(st == LOOM_ERR_IO);
+        CHECK_MSG(is_error(&err, LOOM_ERR_IO, p, reasons[i]), "%s", err.msg);
+        CHECK(file_is(p, "old", 3));
+        CHECK(count_tmp(check_tmpdir()) == 0);
+        CHECK_MSG(count_fds() == n_fds, "%d descriptors open, %d before", count_fds(), n_fds);
+    }
+}
+
 static void test_read_errors(void) {
     loom_error err = {0};
     char *s = NULL;
@@ -190,8 +239,8 @@ static void test_load_lying_text(void) {
     p = put32(p, (uint32_t)nt);
     memcpy(p, text, nt);
     p += nt;
-    p = put32(p, 0); /* config length */
-    memset(p, 0, 16);  /* n_params = 0, n_state = 0 (u64 each) */
+    p = put32(p, 0);  /* config length */
+    memset(p, 0, 16); /* n_params = 0, n_state = 0 (u64 each) */
     p += 16;
     p = put32(p, (uint32_t)crc32(0L, buf, (uInt)(p - buf)));
     const char *path = tmp_path("lying.loom");
@@ -209,6 +258,7 @@ int main(void) {
     RUN(test_write_missing_dir);
     RUN(test_write_path_is_dir);
     RUN(test_write_read_only_dir);
+    RUN(test_write_fsync_fails);
     RUN(test_read_errors);
     RUN(test_load_lying_text);
     char cmd[600];

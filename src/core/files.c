@@ -32,10 +32,14 @@ loom_status loom_file_write_atomic(const char *path, const void *data, size_t le
         p += w;
         left -= (size_t)w;
     }
-    if (fsync(fd) != 0 || close(fd) != 0) {
-        int e = errno;
+    int rc = fsync(fd), sync_errno = errno; /* close even when fsync fails: no fd leak */
+    if (close(fd) != 0 && rc == 0) {
+        rc = -1;
+        sync_errno = errno;
+    }
+    if (rc != 0) {
         unlink(tmp);
-        return loom_error_set(err, LOOM_ERR_IO, "%s: write failed: %s", path, strerror(e));
+        return loom_error_set(err, LOOM_ERR_IO, "%s: write failed: %s", path, strerror(sync_errno));
     }
     if (rename(tmp, path) != 0) {
         int e = errno;

@@ -226,8 +226,8 @@ loom_status loom_model_create(loom_model **out, const char *text, const char *so
     return create(out, text, source, H, W, C, NULL, err);
 }
 
-loom_status model_count(const char *text, const char *source, int H, int W, int C,
-                        size_t *n_params, size_t *n_state, loom_error *err) {
+loom_status model_count(const char *text, const char *source, int H, int W, int C, size_t *n_params,
+                        size_t *n_state, loom_error *err) {
     loom_model *none = NULL;
     size_t n[2] = {0, 0};
     loom_status st = create(&none, text, source, H, W, C, n, err);
@@ -431,10 +431,8 @@ void loom_model_summary(const loom_model *m, FILE *f) {
  * buffers (B, largest activation) and each layer's scratch for B examples, in that order. Each
  * layer runs on a copy of its struct whose scratch points into ws. *n_need (may be NULL) receives
  * the floats needed for B; returns the logits (B, n_out) inside ws, or NULL when n_ws is short. */
-const float *loom_model_forward_ws(const loom_model *m, const float *x, int B, float *ws,
-                                   size_t n_ws, size_t *n_need);
-const float *loom_model_forward_ws(const loom_model *m, const float *x, int B, float *ws,
-                                   size_t n_ws, size_t *n_need) {
+const float *model_forward_ws(const loom_model *m, const float *x, int B, float *ws, size_t n_ws,
+                              size_t *n_need) {
     const size_t align = 16; /* floats: keeps every region 64-byte aligned */
     size_t max_act = shape_size(m->in), need = 0;
     for (int i = 0; i < m->n_layers; i++)

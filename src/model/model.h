@@ -38,7 +38,13 @@ struct loom_model {
 loom_status model_parse(loom_model *m, const char *text, const char *source, loom_error *err);
 /* The parameter and state counts text would give for inputs (H, W, C), with the errors of
  * loom_model_create, allocating no parameters: lets a loader bound them by its file's size. */
-loom_status model_count(const char *text, const char *source, int H, int W, int C,
-                        size_t *n_params, size_t *n_state, loom_error *err);
+loom_status model_count(const char *text, const char *source, int H, int W, int C, size_t *n_params,
+                        size_t *n_state, loom_error *err);
+
+/* Inference forward pass on caller-owned memory (ws, n_ws floats): the model is only read, so
+ * several threads may run one model at once. *n_need (may be NULL) receives the floats needed
+ * for B examples; returns the logits inside ws, or NULL when n_ws is short. */
+const float *model_forward_ws(const loom_model *m, const float *x, int B, float *ws, size_t n_ws,
+                              size_t *n_need);
 
 #endif

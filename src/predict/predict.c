@@ -2,7 +2,7 @@
  * serves many threads), softmax probabilities (n, K), top-k, class names, and loom_run_predict,
  * which preprocesses image files (or takes IDX images as they are) and reports the top classes.
  * Inputs are (n, H, W, C) of the model's input shape; floats are pixel/255. */
-#include "../core/core.h"
+#include "../model/model.h"
 
 #include <assert.h>
 #include <cjson/cJSON.h>
@@ -13,9 +13,6 @@
 #include <unistd.h>
 #include <zlib.h>
 
-/* In src/model/model.c: the inference forward pass on caller-owned memory. */
-const float *loom_model_forward_ws(const loom_model *m, const float *x, int B, float *ws,
-                                   size_t n_ws, size_t *n_need);
 
 #define PREDICT_BATCH 64        /* batch of loom_predict and of IDX files */
 #define PREDICT_SMALL_FLOPS 2e7 /* below this per batch, no worker threads */
@@ -48,7 +45,7 @@ loom_status loom_predictor_create(loom_predictor **out, const loom_model *m, int
     p->max_batch = max_batch;
     p->K = loom_model_n_outputs(m);
     p->n_in = (size_t)H * W * C;
-    loom_model_forward_ws(m, NULL, max_batch, NULL, 0, &p->n_ws);
+    model_forward_ws(m, NULL, max_batch, NULL, 0, &p->n_ws);
     p->ws = loom_xalloc(sizeof(float) * p->n_ws);
     p->x = loom_xalloc(sizeof(float) * p->n_in * (size_t)max_batch);
     if (!p->ws || !p->x) {
@@ -115,7 +112,7 @@ static loom_status run_batches(loom_predictor *p, const float *x, const uint8_t 
         bool is_small = loom_model_flops(p->m) * B < PREDICT_SMALL_FLOPS;
         int n_saved = omp_get_max_threads();
         omp_set_num_threads(is_small ? 1 : loom_get_threads());
-        const float *logits = loom_model_forward_ws(p->m, xb, B, p->ws, p->n_ws, NULL);
+        const float *logits = model_forward_ws(p->m, xb, B, p->ws, p->n_ws, NULL);
         assert(logits); /* ws was sized for max_batch */
         omp_set_num_threads(n_saved);
         loom_status st = softmax_rows(logits, B, p->K, probs + (size_t)i0 * p->K, i0, err);

@@ -4,6 +4,7 @@
 # train a small CNN, then classify test images saved as a user would have them (280x280 RGB PNG,
 # dark garment on white) and compare with the model's prediction on the original 28x28 images:
 # one through classify, 100 through `loom predict` (at least 95 must agree). Then uninstall.
+# shellcheck disable=SC2046,SC2086 # flags and file lists are split on purpose
 LOOM=${LOOM:-build/loom}
 BUILD=$(dirname "$LOOM")
 DATA=${LOOM_DATA:-/usr/share/datasets/fashion-mnist}
@@ -50,12 +51,10 @@ check "bash -c '. \"$P/share/bash-completion/completions/loom\" && complete -p l
 
 # 2. the example, built against the installed files with pkg-config only
 CFLAGS_W="-std=c17 -Wall -Wextra -Werror"
-# shellcheck disable=SC2046
 cc $CFLAGS_W -o "$T/classify" examples/classify.c $(pkg-config --cflags --libs loom) 2>"$T/cc.log"
 check '[ $? -eq 0 ]' || cat "$T/cc.log"
 # static: the archive in place of -lloom, the rest from Requires.private and Libs.private
 LIBS_STATIC=$(pkg-config --libs --static loom | sed "s|-lloom|$P/lib/libloom.a|")
-# shellcheck disable=SC2086
 cc $CFLAGS_W -o "$T/classify-static" examples/classify.c $(pkg-config --cflags loom) \
     $LIBS_STATIC 2>"$T/cc2.log"
 check '[ $? -eq 0 ]' || cat "$T/cc2.log"
@@ -96,7 +95,6 @@ check "[ \$? -ne 0 ] && grep -q 'nothing.png' '$T/c3.out'"
 files=""
 i=0
 while [ $i -lt $N_IMAGES ]; do files="$files $T/png/test-$i.png"; i=$((i + 1)); done
-# shellcheck disable=SC2086
 "$P/bin/loom" predict "$T/run/model.loom" $files --top 1 --save-preprocessed "$T/pre" \
     >"$T/pred.txt" 2>"$T/pred.err"
 check '[ $? -eq 0 ]' || cat "$T/pred.err"
@@ -125,7 +123,6 @@ same=$(awk -v names="$NAMES" '
 echo "loom predict --idx on the test set: $same agree with the run's predictions.csv"
 check "[ '$same' = '10000/10000' ]"
 # JSON for the same files parses and names 100 predictions
-# shellcheck disable=SC2086
 "$P/bin/loom" predict "$T/run/model.loom" $files --json >"$T/pred.json" 2>/dev/null
 check "[ \$(grep -c '\"file\"' '$T/pred.json') -eq $N_IMAGES ]"
 
