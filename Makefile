@@ -106,7 +106,7 @@ fuzz: fuzz-build
 	        -malloc_limit_mb=1024 -timeout=25 -print_final_stats=1 \
 	        -artifact_prefix=build-fuzz/$$f- build-fuzz/corpus/$$f fuzz/corpus/$$f \
 	        2>build-fuzz/$$f.log || { tail -n 60 build-fuzz/$$f.log; exit 1; }; \
-	    grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb|INFO: Loaded|Done)' \
+	    grep -E '^(INFO: seed corpus|Done|stat::number_of_executed_units|stat::peak_rss_mb)' \
 	        build-fuzz/$$f.log; \
 	done
 

@@ -2,13 +2,18 @@
 # Regenerates docs/RESULTS.md: trains every zoo model with its defaults on the full
 # Fashion-MNIST training set (80/20 stratified split, seed 42), evaluates on the test set, and
 # benchmarks training/inference throughput. Takes a few hours on a 2-core machine.
-# Usage: sh docs/results.sh [MODEL...]   (default: every zoo model)
+# Usage: sh docs/results.sh [--table-only] [MODEL...]   (default: every zoo model)
+# Finished models are skipped, so an interrupted run continues; --table-only only rewrites
+# the table from the runs that exist. OUT (default runs/results) holds the run directories.
 set -u
 LOOM=${LOOM:-build/loom}
 OUT=${OUT:-runs/results}
+TABLE_ONLY=0
+[ "${1:-}" = "--table-only" ] && { TABLE_ONLY=1; shift; }
 models=${*:-$($LOOM models | awk '{print $1}')}
 mkdir -p "$OUT"
 for m in $models; do
+    [ $TABLE_ONLY -eq 1 ] && break
     if [ -s "$OUT/$m/metrics.json" ]; then echo "skip $m (done)"; continue; fi
     $LOOM train "$m" --out "$OUT/$m" --force --quiet 2>"$OUT/$m.err" || { cat "$OUT/$m.err"; exit 1; }
 done

@@ -50,10 +50,8 @@ static void say(const loom_report_config *rc, loom_log_kind k, const char *fmt, 
     rc->log(rc->log_user, k, line);
 }
 
-/* Draws one picture into out_dir/img/<slug>_<what>.png; on success writes the Markdown image
- * line; a failure is logged as a warning and leaves a note in the report instead. */
-typedef loom_status (*plot_fn)(const void *a, const char *out, loom_error *err);
-
+/* The Markdown line of a picture drawn into out_dir/img/<slug>_<what>.png, or a note saying
+ * why it was not drawn. */
 static void picture(FILE *md, const loom_report_config *rc, const char *slug, const char *what,
                     const char *caption, loom_status st_or_draw, const loom_error *e) {
     (void)rc;
@@ -260,8 +258,10 @@ static void cv_section(FILE *md, const run_info *r) {
     char *js = read_opt(r->dir, "cv.json");
     if (js) {
         cJSON *root = cJSON_Parse(js);
-        cJSON *m = root ? cJSON_GetObjectItem(root, "val_acc_mean") : NULL;
-        cJSON *sd = root ? cJSON_GetObjectItem(root, "val_acc_sd") : NULL;
+        cJSON *mean = root ? cJSON_GetObjectItem(root, "mean") : NULL;
+        cJSON *std = root ? cJSON_GetObjectItem(root, "std") : NULL;
+        cJSON *m = mean ? cJSON_GetObjectItem(mean, "val_acc") : NULL;
+        cJSON *sd = std ? cJSON_GetObjectItem(std, "val_acc") : NULL;
         if (cJSON_IsNumber(m) && cJSON_IsNumber(sd))
             fprintf(md, "Mean validation accuracy **%.2f%% ± %.2f%%**.\n\n", 100 * m->valuedouble,
                     100 * sd->valuedouble);
