@@ -50,6 +50,9 @@ int par_n_chunks(long n, long min_chunk);
 static inline long par_chunk_lo(long n, int nc, int c) { return n * c / nc; }
 
 /* ---- misc ---- */
+/* Formats one line and hands it to fn (does nothing when fn is NULL). */
+void log_printf(loom_log_fn fn, void *user, loom_log_kind kind, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 uint32_t loom_crc32(uint32_t crc, const void *data, size_t len);
 double loom_now(void);           /* monotonic seconds */
 void *loom_xalloc(size_t bytes); /* 64-byte aligned, zeroed; NULL on failure */

@@ -92,3 +92,14 @@ float *arena_floats(arena *a, size_t n) {
     a->used += bytes;
     return p;
 }
+
+void log_printf(loom_log_fn fn, void *user, loom_log_kind kind, const char *fmt, ...) {
+    if (!fn)
+        return;
+    char line[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    fn(user, kind, line);
+}

@@ -37,19 +37,6 @@ static char *read_opt(const char *dir, const char *file) {
     return text;
 }
 
-static void say(const loom_report_config *rc, loom_log_kind k, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void say(const loom_report_config *rc, loom_log_kind k, const char *fmt, ...) {
-    if (!rc->log)
-        return;
-    char line[1200];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    rc->log(rc->log_user, k, line);
-}
-
 /* The Markdown line of a picture drawn into out_dir/img/<slug>_<what>.png, or a note saying
  * why it was not drawn. */
 static void picture(FILE *md, const loom_report_config *rc, const char *slug, const char *what,
@@ -196,7 +183,7 @@ static void dataset_section(FILE *md, const loom_report_config *rc, const char *
     img_path(rc, "data", "samples", out, sizeof out);
     loom_status st = loom_plot_samples(train, 10, out, &e);
     if (st == LOOM_OK)
-        say(rc, LOOM_LOG_INFO, "%s", out);
+        log_printf(rc->log, rc->log_user, LOOM_LOG_INFO, "%s", out);
     picture(md, rc, "data", "samples", "ten training images of each class", st, &e);
     loom_dataset_destroy(train);
     loom_dataset_destroy(test);
@@ -438,7 +425,7 @@ loom_status loom_report(const loom_report_config *rc, loom_error *err) {
     snprintf(path, sizeof path, "%s/REPORT.md", rc->out_dir);
     st = loom_file_write_atomic(path, md_text, md_len, err);
     if (st == LOOM_OK)
-        say(rc, LOOM_LOG_INFO, "%s", path);
+        log_printf(rc->log, rc->log_user, LOOM_LOG_INFO, "%s", path);
 done:
     if (md)
         fclose(md);

@@ -64,19 +64,6 @@ typedef struct {
     int line;
 } step;
 
-static void say(const loom_study_config *sc, loom_log_kind k, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void say(const loom_study_config *sc, loom_log_kind k, const char *fmt, ...) {
-    if (!sc->log)
-        return;
-    char line[1200];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    sc->log(sc->log_user, k, line);
-}
-
 static bool file_exists(const char *path) {
     struct stat st;
     return stat(path, &st) == 0;
@@ -270,8 +257,9 @@ loom_status loom_study_run(const loom_study_config *sc, loom_error *err) {
         snprintf(done_path, sizeof done_path, "%s/.done", dir);
         snprintf(log_path, sizeof log_path, "%s/%s.log", out, s->slug);
         if (sc->is_resume && file_exists(done_path)) {
-            say(sc, LOOM_LOG_INFO, "[%d/%d] %s %s: finished earlier, skipped", i + 1, n, s->argv[0],
-                s->argv[1]);
+            log_printf(sc->log, sc->log_user, LOOM_LOG_INFO,
+                       "[%d/%d] %s %s: finished earlier, skipped", i + 1, n, s->argv[0],
+                       s->argv[1]);
             continue;
         }
         char *argv[MAX_ARGS + 24];
@@ -313,8 +301,9 @@ loom_status loom_study_run(const loom_study_config *sc, loom_error *err) {
         fmt_dur(loom_now() - t0, el, sizeof el);
         if (n_run > 0)
             fmt_dur(spent / n_run * (n - i), eta, sizeof eta);
-        say(sc, LOOM_LOG_INFO, "[%d/%d] %s %s (elapsed %s, ETA %s; log: %s)", i + 1, n, s->argv[0],
-            s->argv[1], el, eta, log_path);
+        log_printf(sc->log, sc->log_user, LOOM_LOG_INFO,
+                   "[%d/%d] %s %s (elapsed %s, ETA %s; log: %s)", i + 1, n, s->argv[0], s->argv[1],
+                   el, eta, log_path);
         double ts = loom_now();
         int rc = run_child(argv, log_path, sc->stop_flag);
         double dt = loom_now() - ts;
@@ -337,7 +326,8 @@ loom_status loom_study_run(const loom_study_config *sc, loom_error *err) {
         n_run++;
         char d[32];
         fmt_dur(dt, d, sizeof d);
-        say(sc, LOOM_LOG_INFO, "[%d/%d] %s %s: done in %s", i + 1, n, s->argv[0], s->argv[1], d);
+        log_printf(sc->log, sc->log_user, LOOM_LOG_INFO, "[%d/%d] %s %s: done in %s", i + 1, n,
+                   s->argv[0], s->argv[1], d);
     }
 
     /* the report over every step */
@@ -351,7 +341,7 @@ loom_status loom_study_run(const loom_study_config *sc, loom_error *err) {
         snprintf(dir_buf[i], sizeof dir_buf[i], "%s/%s", out, steps[i].slug);
         dirs[i] = dir_buf[i];
     }
-    say(sc, LOOM_LOG_INFO, "writing the report");
+    log_printf(sc->log, sc->log_user, LOOM_LOG_INFO, "writing the report");
     loom_report_config rc = {
         .run_dirs = dirs,
         .n_runs = n,

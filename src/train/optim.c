@@ -64,14 +64,14 @@ loom_status loom_opt_kind_parse(const char *s, loom_opt_kind *out, loom_error *e
 
 /* Step-wide scalars shared by every chunk of the update. */
 typedef struct {
-    float lr, wd;    /* learning rate; decoupled decay already multiplied by lr */
-    float a, e;      /* adam: bias-corrected step size and epsilon */
+    float lr, wd; /* learning rate; decoupled decay already multiplied by lr */
+    float a, e;   /* adam: bias-corrected step size and epsilon */
 } step_scalars;
 
 /* The update of elements [lo, hi): elementwise, so any split gives the same numbers. */
 static void update_range(const loom_opt_config *c, const step_scalars *k, float *restrict w,
-                         const float *restrict g, float *restrict m, float *restrict v,
-                         size_t lo, size_t hi) {
+                         const float *restrict g, float *restrict m, float *restrict v, size_t lo,
+                         size_t hi) {
     float lr = k->lr, wd = k->wd;
     switch (c->kind) {
     case LOOM_OPT_SGD: {
@@ -123,7 +123,8 @@ static void update_range(const loom_opt_config *c, const step_scalars *k, float 
     }
 }
 
-#define OPT_CHUNK 32768 /* elements per parallel chunk: fixed, so results never depend on threads */
+#define OPT_CHUNK 32768 /* elements per parallel chunk: fixed, so results never depend on threads  \
+                         */
 
 void loom_optim_step(loom_optim *o, loom_model *mdl, float lr) {
     const loom_opt_config *c = &o->cfg;

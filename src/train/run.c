@@ -181,17 +181,6 @@ static void tee(void *user, loom_log_kind k, const char *line) {
         t->fn(t->user, k, line);
 }
 
-static void say(tee_log *t, loom_log_kind k, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void say(tee_log *t, loom_log_kind k, const char *fmt, ...) {
-    char line[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    tee(t, k, line);
-}
-
 /* ---- growable text buffer for the files we write ---- */
 
 typedef struct {
@@ -484,23 +473,24 @@ loom_status loom_run_train(const loom_run_config *rc, loom_run_result *res, loom
                 goto done;
         }
     }
-    say(&tl, LOOM_LOG_INFO,
-        "loom %s: training %s (%zu parameters) on %d examples, validating on %d; "
-        "%s lr %g, batch %d, %d epochs, seed %llu, %d threads",
-        LOOM_VERSION, rc->model, m->n_params, sp.n_train, sp.n_val, loom_opt_kind_str(tc.opt.kind),
-        (double)tc.opt.lr, tc.batch, tc.epochs, (unsigned long long)tc.seed, loom_get_threads());
+    log_printf(tee, &tl, LOOM_LOG_INFO,
+               "loom %s: training %s (%zu parameters) on %d examples, validating on %d; "
+               "%s lr %g, batch %d, %d epochs, seed %llu, %d threads",
+               LOOM_VERSION, rc->model, m->n_params, sp.n_train, sp.n_val,
+               loom_opt_kind_str(tc.opt.kind), (double)tc.opt.lr, tc.batch, tc.epochs,
+               (unsigned long long)tc.seed, loom_get_threads());
     st = loom_train(m, &tc, train, sp.train, sp.n_train, train, sp.val, sp.n_val, NULL, &res->hist,
                     err);
     if (st == LOOM_ERR_INTERRUPTED)
-        say(&tl, LOOM_LOG_WARN, "checkpoint saved: continue with 'loom train --resume %s'",
-            res->run_dir);
+        log_printf(tee, &tl, LOOM_LOG_WARN,
+                   "checkpoint saved: continue with 'loom train --resume %s'", res->run_dir);
     if (st == LOOM_ERR_NUMERIC || st == LOOM_ERR_INTERRUPTED) {
         /* keep what was learned: the trainer rolled back to the last good weights */
         loom_error e2 = {0};
         char mp[2048];
         snprintf(mp, sizeof mp, "%s/model.loom", res->run_dir);
         if (loom_model_save(m, cfg.s, mp, &e2) == LOOM_OK)
-            say(&tl, LOOM_LOG_WARN, "the last good weights are in %s", mp);
+            log_printf(tee, &tl, LOOM_LOG_WARN, "the last good weights are in %s", mp);
     }
     if (st)
         goto done;
@@ -510,7 +500,7 @@ loom_status loom_run_train(const loom_run_config *rc, loom_run_result *res, loom
     snprintf(path, sizeof path, "%s/model.loom", res->run_dir);
     if ((st = loom_model_save(m, cfg.s, path, err)))
         goto done;
-    say(&tl, LOOM_LOG_INFO, "saved %s (%.1f s of training)", path, res->hist.seconds);
+    log_printf(tee, &tl, LOOM_LOG_INFO, "saved %s (%.1f s of training)", path, res->hist.seconds);
     remove(ck_path); /* finished: the model file supersedes the checkpoint */
     {
         char prev[2100];
@@ -522,8 +512,9 @@ loom_status loom_run_train(const loom_run_config *rc, loom_run_result *res, loom
                                       err)))
             goto done;
         res->has_test = true;
-        say(&tl, LOOM_LOG_INFO, "test: accuracy %.2f%%, macro F1 %.2f%%, loss %.4f (%ld images)",
-            100 * res->test.accuracy, 100 * res->test.macro_f1, res->test.loss, res->test.n);
+        log_printf(tee, &tl, LOOM_LOG_INFO,
+                   "test: accuracy %.2f%%, macro F1 %.2f%%, loss %.4f (%ld images)",
+                   100 * res->test.accuracy, 100 * res->test.macro_f1, res->test.loss, res->test.n);
     }
 done:
     if (tl.f)

@@ -26,19 +26,6 @@ void loom_history_reset(loom_history *h) {
     memset(h, 0, sizeof *h);
 }
 
-static void logf_(const loom_train_config *c, loom_log_kind k, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void logf_(const loom_train_config *c, loom_log_kind k, const char *fmt, ...) {
-    if (!c->log)
-        return;
-    char line[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    c->log(c->log_user, k, line);
-}
-
 static void fmt_eta(double s, char *buf, size_t n) {
     if (s >= 3600)
         snprintf(buf, n, "%dh%02dm", (int)(s / 3600), (int)fmod(s / 60, 60));
@@ -66,8 +53,7 @@ loom_status loom_augment_parse(const char *s, loom_train_config *cfg, loom_error
             cfg->augment_shift = k;
         else
             return loom_error_set(err, LOOM_ERR_ARG,
-                                  "bad --augment item '%s': use none, flip, shift:N (N 0..8)",
-                                  tok);
+                                  "bad --augment item '%s': use none, flip, shift:N (N 0..8)", tok);
     }
     return LOOM_OK;
 }
@@ -166,10 +152,11 @@ loom_status loom_train(loom_model *m, const loom_train_config *cfg, const loom_d
         if ((st = ckpt_load(cfg->checkpoint_path, &ck, warning, sizeof warning, err)))
             goto done;
         if (warning[0])
-            logf_(cfg, LOOM_LOG_WARN, "%s", warning);
+            log_printf(cfg->log, cfg->log_user, LOOM_LOG_WARN, "%s", warning);
         *opt_t = p->opt_t;
         hist->n_epochs = p->n_hist;
-        logf_(cfg, LOOM_LOG_INFO, "resuming at epoch %d, step %d", p->epoch + 1, p->step + 1);
+        log_printf(cfg->log, cfg->log_user, LOOM_LOG_INFO, "resuming at epoch %d, step %d",
+                   p->epoch + 1, p->step + 1);
     }
     int ck_every = cfg->checkpoint_every > 0 ? cfg->checkpoint_every : 1;
 
@@ -216,8 +203,9 @@ loom_status loom_train(loom_model *m, const loom_train_config *cfg, const loom_d
             p->seen += B;
             double now = loom_now();
             if (cfg->log_every > 0 && (s + 1) % cfg->log_every == 0)
-                logf_(cfg, LOOM_LOG_INFO, "Iteration: %d. Loss: %.4f. Accuracy: %.2f",
-                      e * steps + s + 1, L / B, 100.0 * nc / B);
+                log_printf(cfg->log, cfg->log_user, LOOM_LOG_INFO,
+                           "Iteration: %d. Loss: %.4f. Accuracy: %.2f", e * steps + s + 1, L / B,
+                           100.0 * nc / B);
             if (cfg->is_progress && (now - t_last > 0.25 || s + 1 == steps)) {
                 t_last = now;
                 char eta[32], bar[31];
@@ -226,10 +214,10 @@ loom_status loom_train(loom_model *m, const loom_train_config *cfg, const loom_d
                 for (int i = 0; i < 30; i++)
                     bar[i] = i < fill ? '=' : i == fill ? '>' : '.';
                 bar[30] = '\0';
-                logf_(cfg, LOOM_LOG_PROGRESS,
-                      "Epoch %d/%d %5d/%d [%s] - ETA: %s - loss: %.4f - acc: %.4f", e + 1,
-                      cfg->epochs, s + 1, steps, bar, eta, (p->loss_sum + p->pen_sum) / p->seen,
-                      (double)p->correct / p->seen);
+                log_printf(cfg->log, cfg->log_user, LOOM_LOG_PROGRESS,
+                           "Epoch %d/%d %5d/%d [%s] - ETA: %s - loss: %.4f - acc: %.4f", e + 1,
+                           cfg->epochs, s + 1, steps, bar, eta,
+                           (p->loss_sum + p->pen_sum) / p->seen, (double)p->correct / p->seen);
             }
             bool is_stop = cfg->stop_flag && *cfg->stop_flag;
             bool is_ck_step =
@@ -268,13 +256,15 @@ loom_status loom_train(loom_model *m, const loom_train_config *cfg, const loom_d
         if (val && n_val > 0)
             snprintf(tail, sizeof tail, " - val_loss: %.4f - val_acc: %.4f", h->val_loss,
                      h->val_acc);
-        logf_(cfg, LOOM_LOG_EPOCH, "Epoch %d/%d - %.1fs - loss: %.4f - acc: %.4f%s - lr: %.3g",
-              e + 1, cfg->epochs, h->seconds, h->loss, h->acc, tail, (double)lr);
-        if (fabs(h->loss - log((double)K)) < 0.02 && h->acc < 1.5 / K)
-            logf_(cfg, LOOM_LOG_WARN,
-                  "warning: the training loss stayed at ln(%d) = %.2f for epoch %d: the model is "
-                  "not learning; check the learning rate and optimizer",
-                  K, log((double)K), e + 1);
+        log_printf(cfg->log, cfg->log_user, LOOM_LOG_EPOCH,
+                   "Epoch %d/%d - %.1fs - loss: %.4f - acc: %.4f%s - lr: %.3g", e + 1, cfg->epochs,
+                   h->seconds, h->loss, h->acc, tail, (double)lr);
+        if (steps >= 50 && fabs(h->loss - log((double)K)) < 0.02 && h->acc < 1.5 / K)
+            log_printf(
+                cfg->log, cfg->log_user, LOOM_LOG_WARN,
+                "warning: the training loss stayed at ln(%d) = %.2f for epoch %d: the model is "
+                "not learning; check the learning rate and optimizer",
+                K, log((double)K), e + 1);
         /* monitor: validation loss when there is validation data, else training loss */
         double score = isnan(h->val_loss) ? h->loss : h->val_loss;
         bool is_last = false;
@@ -295,9 +285,9 @@ loom_status loom_train(loom_model *m, const loom_train_config *cfg, const loom_d
             }
             if (cfg->early_stopping > 0 && p->since_best >= cfg->early_stopping) {
                 hist->is_stopped_early = true;
-                logf_(cfg, LOOM_LOG_INFO,
-                      "early stopping: no improvement for %d epochs; restoring epoch %d",
-                      p->since_best, p->best_epoch + 1);
+                log_printf(cfg->log, cfg->log_user, LOOM_LOG_INFO,
+                           "early stopping: no improvement for %d epochs; restoring epoch %d",
+                           p->since_best, p->best_epoch + 1);
                 is_last = true;
             }
         }
