@@ -144,6 +144,6 @@ void cli_make_plots(const char *run_dir) {
     if (loom_plot_run(run_dir, false, count_plots, &pc, &err) != LOOM_OK)
         fprintf(stderr, "loom: warning: plots: %s\n", err.msg);
     if (pc.n_files > 0)
-        fprintf(stderr, "plots: %d PNG files in %s (loom plot %s --svg for SVG too)\n",
-                pc.n_files, run_dir, run_dir);
+        fprintf(stderr, "plots: %d PNG files in %s (loom plot %s --svg for SVG too)\n", pc.n_files,
+                run_dir, run_dir);
 }

@@ -292,8 +292,8 @@ typedef struct {
     loom_log_fn log;  /* may be NULL */
     void *log_user;
     volatile int *stop_flag;     /* set non-zero (by a signal handler) to stop after this step */
-    bool is_augment_flip;     /* random horizontal flips of training images */
-    int augment_shift;        /* random translations of up to this many pixels, 0 = off */
+    bool is_augment_flip;        /* random horizontal flips of training images */
+    int augment_shift;           /* random translations of up to this many pixels, 0 = off */
     const char *checkpoint_path; /* NULL = no checkpoints; else written atomically there */
     int checkpoint_every;        /* epochs between checkpoints (0 = 1) */
     int checkpoint_steps;        /* also every N steps inside an epoch, 0 = off */
@@ -448,9 +448,9 @@ loom_status loom_dataset_subset(loom_dataset **out, const loom_dataset *ds, int 
                                 loom_error *err);
 /* Sets one training setting by the name config.txt and search-space files use: lr, batch,
  * epochs, optimizer, momentum, nesterov, l2, weight_decay, clip_norm, lr_schedule,
- * early_stopping, augment, seed. Checks the value (LOOM_ERR_ARG naming it). Choosing sgd sets momentum
- * 0.9 if it is 0, rmsprop sets rho (beta2) 0.9. *lr_schedule (may be NULL) is pointed at value
- * for lr_schedule, which is also parsed into c->sched: keep value alive. */
+ * early_stopping, augment, seed. Checks the value (LOOM_ERR_ARG naming it). Choosing sgd sets
+ * momentum 0.9 if it is 0, rmsprop sets rho (beta2) 0.9. *lr_schedule (may be NULL) is pointed at
+ * value for lr_schedule, which is also parsed into c->sched: keep value alive. */
 loom_status loom_train_config_set(loom_train_config *c, const char **lr_schedule, const char *key,
                                   const char *value, loom_error *err);
 
@@ -776,7 +776,7 @@ typedef struct {
     const char *command_line; /* recorded in the report */
     loom_log_fn log;          /* step lines (INFO) and live status (PROGRESS) */
     void *log_user;
-    volatile int *stop_flag;  /* set by a signal: the running step checkpoints, the study stops */
+    volatile int *stop_flag; /* set by a signal: the running step checkpoints, the study stops */
 } loom_study_config;
 
 /* Runs every step of the study file (lines "train MODEL [flags]", "cv MODEL [flags]",

@@ -13,7 +13,6 @@
 #include <unistd.h>
 #include <zlib.h>
 
-
 #define PREDICT_BATCH 64        /* batch of loom_predict and of IDX files */
 #define PREDICT_SMALL_FLOPS 2e7 /* below this per batch, no worker threads */
 
