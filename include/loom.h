@@ -80,10 +80,11 @@ typedef struct {
 } loom_dataset;
 
 /* Reads an IDX image file and an IDX label file (each plain or gzip). Validates magic,
- * dimensions, sizes against the bytes present, label range and count agreement.
- * On success *out is a new dataset owned by the caller (loom_dataset_destroy). Errors:
- * LOOM_ERR_ARG (NULL argument), LOOM_ERR_IO (cannot open or read), LOOM_ERR_FORMAT (bad magic
- * or sizes, truncated, trailing data, corrupt gzip, counts differ), LOOM_ERR_NOMEM. */
+ * dimensions, sizes against the bytes present, label range and count agreement. labels_path NULL
+ * reads the images alone (every label 0), e.g. for prediction. On success *out is a new dataset
+ * owned by the caller (loom_dataset_destroy). Errors: LOOM_ERR_ARG (NULL argument), LOOM_ERR_IO
+ * (cannot open or read), LOOM_ERR_FORMAT (bad magic or sizes, truncated, trailing data, corrupt
+ * gzip, counts differ), LOOM_ERR_NOMEM. */
 loom_status loom_dataset_load_idx(loom_dataset **out, const char *images_path,
                                   const char *labels_path, loom_error *err);
 /* Loads the train or test pair from dir: {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz].

@@ -259,15 +259,22 @@ loom_status loom_dataset_load_idx(loom_dataset **out, const char *images_path,
     uint8_t *x = NULL; /* (n, H, W) */
     uint8_t *y = NULL; /* (n) */
 
-    if (!out || !images_path || !labels_path)
+    if (!out || !images_path)
         return loom_error_set(err, LOOM_ERR_ARG, "load dataset: NULL argument");
     *out = NULL;
     st = read_idx(images_path, &kind_images, dims_x, &x, err);
     if (st != LOOM_OK)
         goto cleanup;
-    st = read_idx(labels_path, &kind_labels, dims_y, &y, err);
-    if (st != LOOM_OK)
+    if (!labels_path) { /* images only: every label 0 */
+        dims_y[0] = dims_x[0];
+        y = calloc(dims_x[0] ? dims_x[0] : 1, 1);
+        if (!y) {
+            st = loom_error_set(err, LOOM_ERR_NOMEM, "%s: cannot allocate labels", images_path);
+            goto cleanup;
+        }
+    } else if ((st = read_idx(labels_path, &kind_labels, dims_y, &y, err)) != LOOM_OK) {
         goto cleanup;
+    }
     if (dims_x[0] != dims_y[0]) {
         st = loom_error_set(err, LOOM_ERR_FORMAT, "%s has %u images but %s has %u labels",
                             images_path, (unsigned)dims_x[0], labels_path, (unsigned)dims_y[0]);

@@ -199,56 +199,6 @@ void loom_predict_config_init(loom_predict_config *pc) {
     loom_preprocess_config_init(&pc->pre);
 }
 
-/* An images-only IDX file as a dataset. The data module reads IDX files only in image/label
- * pairs, so this writes a label file of n zeros (gzip, so a few bytes) to a temporary file and
- * lets loom_dataset_load_idx do all the validation; n comes from the header and is bounded by
- * the file size. */
-static loom_status load_idx_images(loom_dataset **out, const char *path, loom_error *err) {
-    *out = NULL;
-    struct stat sb;
-    if (stat(path, &sb) != 0)
-        return loom_error_set(err, LOOM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    unsigned char head[8] = {0};
-    gzFile gz = gzopen(path, "rb");
-    if (!gz)
-        return loom_error_set(err, LOOM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    int got = gzread(gz, head, sizeof head);
-    gzclose(gz);
-    uint32_t n = got == 8 ? (uint32_t)head[4] << 24 | (uint32_t)head[5] << 16 |
-                                (uint32_t)head[6] << 8 | head[7]
-                          : 1;
-    double most = 1100.0 * (double)sb.st_size; /* gzip inflates at most about 1032:1 */
-    if (n < 1 || n > most)
-        n = 1; /* a lying header: the image reader will name the problem */
-    const char *dir = getenv("TMPDIR");
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s/loom-labels-XXXXXX", dir && *dir ? dir : "/tmp");
-    int fd = mkstemp(tmp);
-    if (fd < 0)
-        return loom_error_set(err, LOOM_ERR_IO, "%s: cannot create a temporary file: %s", tmp,
-                              strerror(errno));
-    gz = gzdopen(fd, "wb");
-    bool is_ok = gz != NULL;
-    unsigned char hdr[8] = {0, 0, 8, 1}; /* magic 2049, then the count, big-endian */
-    for (int i = 0; i < 4; i++)
-        hdr[4 + i] = (unsigned char)(n >> (24 - 8 * i));
-    is_ok = is_ok && gzwrite(gz, hdr, 8) == 8;
-    unsigned char zeros[4096] = {0};
-    for (uint32_t left = n; is_ok && left > 0;) {
-        unsigned chunk = left < sizeof zeros ? left : (unsigned)sizeof zeros;
-        is_ok = gzwrite(gz, zeros, chunk) == (int)chunk;
-        left -= chunk;
-    }
-    if (gz)
-        is_ok = gzclose(gz) == Z_OK && is_ok;
-    else
-        close(fd);
-    loom_status st = is_ok ? loom_dataset_load_idx(out, path, tmp, err)
-                           : loom_error_set(err, LOOM_ERR_IO, "%s: cannot write", tmp);
-    unlink(tmp);
-    return st;
-}
-
 /* "dir/name.png" -> "name". */
 static void stem_of(const char *path, char *buf, size_t n) {
     const char *base = strrchr(path, '/');
@@ -372,7 +322,7 @@ static loom_status predict_idx(report *r, loom_predictor *p, int H, int W, int C
                                loom_error *err) {
     const loom_predict_config *pc = r->pc;
     loom_dataset *ds = NULL;
-    loom_status st = load_idx_images(&ds, pc->idx_path, err);
+    loom_status st = loom_dataset_load_idx(&ds, pc->idx_path, NULL, err);
     if (st)
         return st;
     if (ds->H != H || ds->W != W || ds->C != C) {
