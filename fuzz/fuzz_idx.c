@@ -1,9 +1,9 @@
 /* fuzz_idx.c - libFuzzer harness for the IDX reader (loom_dataset_load_idx), plain and gzip.
- * Input: byte 0 = flags (bit 0: gzip the image part, bit 1: gzip the label part, bit 2: cut
- * the last byte of each gzip stream), bytes 1-2 = length of the image part (little-endian,
- * clipped), then the image part and the label part. The reader only takes paths, so each part
- * goes to a memfd opened by path (/proc/self/fd/N). Raw gzip bytes in a part are read as gzip
- * too (the reader detects the magic), so corrupt streams are fuzzed as well. */
+ * Input: byte 0 = flags (bit 0: gzip the image part, bit 1: gzip the label part, bit 2: cut the
+ * last byte of each gzip stream, bit 3: images alone, no label file), bytes 1-2 = length of the
+ * image part (little-endian, clipped), then the image part and the label part. The reader takes
+ * paths only: each part goes to a memfd opened by path (/proc/self/fd/N). Raw gzip bytes in a
+ * part are read as gzip too (the reader detects the magic), so corrupt streams are fuzzed too. */
 #include "loom.h"
 
 #include <stdint.h>
@@ -100,7 +100,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
     loom_dataset *ds = NULL;
     loom_error err = {0};
-    loom_status st = loom_dataset_load_idx(&ds, path_images, path_labels, &err);
+    loom_status st = loom_dataset_load_idx(&ds, path_images, flags & 8 ? NULL : path_labels, &err);
     if (st == LOOM_OK) {
         /* the dataset must be what the contract says */
         if (!ds || ds->n < 1 || ds->H < 1 || ds->W < 1 || ds->C != 1 || ds->n_classes < 2 ||

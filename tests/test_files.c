@@ -1,10 +1,7 @@
-/* test_files.c - failure handling of file writes and reads: loom_file_write_atomic on a path
- * whose parent is a regular file (ENOTDIR), a missing directory, a path that is a directory and
- * a read-only directory (not as root, where permissions do not stop writes) and an fsync that
- * fails (injected), each with a one-line error, the old file intact, no temporary left and no
- * descriptor leaked; readers given directories and missing or
- * empty files; and a model file whose text asks for far more parameters than the file holds
- * (rejected as a format error before any allocation: found by fuzz/fuzz_modelfile.c).
+/* test_files.c - failure handling of file writes and reads: ENOTDIR, missing directory, a path
+ * that is a directory, read-only directory (not as root), fsync failing (injected): one-line
+ * errors, old files intact, no temporaries or descriptors left; readers given directories, missing
+ * or empty files; a model file whose text asks for more parameters than it holds (fuzz-found).
  * Disk full and out of memory are checked through the CLI in tests/data/failures.sh. */
 #include "check.h"
 

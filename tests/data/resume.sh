@@ -19,9 +19,11 @@ for sig in KILL INT KILL INT KILL; do
     $LOOM train $ARGS --out "$T/run" >/dev/null 2>&1 &
     pid=$!
     n=0
-    while [ ! -s "$T/run/model.loom" ] && [ $n -lt 40 ]; do
-        # wait a random 0.05..0.5 s, kill, resume; repeat until the run finishes
-        sleep "0.$(awk -v s="$$$n" 'BEGIN{srand(s); printf "%02d", 5 + int(rand()*45)}')"
+    # finished = a model file and no checkpoint left (SIGINT also saves the last good weights)
+    while { [ ! -s "$T/run/model.loom" ] || [ -f "$T/run/checkpoint.loomck" ]; } && [ $n -lt 6 ]; do
+        # wait a random 0.3..1.3 s (loading the data takes about 0.5 s), kill, resume; up to 6
+        # times, then the last resumed run finishes undisturbed
+        sleep "$(awk -v s="$$$n" 'BEGIN{srand(s); printf "%.2f", 0.3 + rand()}')"
         kill -"$sig" "$pid" 2>/dev/null
         wait "$pid" 2>/dev/null
         [ -s "$T/run/model.loom" ] && [ ! -f "$T/run/checkpoint.loomck" ] && break
@@ -46,7 +48,7 @@ done
 rm -rf "$T/run"
 $LOOM train $ARGS --out "$T/run" >/dev/null 2>&1 &
 pid=$!
-sleep 0.3
+sleep 1.5 # past loading the data and a few checkpoints (every 5 steps)
 kill -INT "$pid"; wait "$pid" 2>/dev/null
 if [ -f "$T/run/checkpoint.loomck" ] && [ -f "$T/run/checkpoint.loomck.prev" ]; then
     printf 'XXXX' | dd of="$T/run/checkpoint.loomck" bs=1 seek=100 conv=notrunc 2>/dev/null
