@@ -828,13 +828,16 @@ typedef struct {
     loom_metrics test; /* valid when has_test */
     bool has_test;
     size_t n_params;
+    uint32_t inputs_hash;  /* receipt: CRC-32 over version, model text, settings, data */
+    uint32_t weights_hash; /* receipt: CRC-32 of the final weights and state */
     char run_dir[1024];
 } loom_run_result;
 void loom_run_result_reset(loom_run_result *r);
 
 /* Trains rc->model and writes the run directory: model.loom, config.txt, history.csv,
  * checkpoint.loomck (every epoch, and every train.checkpoint_steps steps; on SIGINT/SIGTERM),
- * train.log (every log line), summary.txt, and for the test set metrics.json, confusion.csv and
+ * train.log (every log line), summary.txt, receipt.txt (reproducibility hashes), and for the
+ * test set metrics.json, confusion.csv and
  * predictions.csv (index,true,pred,prob per test image). */
 loom_status loom_run_train(const loom_run_config *rc, loom_run_result *res, loom_error *err);
 

@@ -128,6 +128,8 @@ static loom_dataset *make_data(int n, uint64_t seed) {
     return ds;
 }
 
+static char last_error[512]; /* the message of the last failed training */
+
 #define SMALL_MODEL "flatten, dense 32 relu, dropout 0.2, dense 4 softmax"
 
 static loom_status train_text(const char *text, loom_model **mo, loom_history *h, loom_opt_kind opt,
@@ -158,6 +160,7 @@ static loom_status train_text(const char *text, loom_model **mo, loom_history *h
         st = loom_train(m, &c, ds, idx, 500, ds, idx + 500, 100, NULL, h, &err);
         if (st)
             fprintf(stderr, "    train: %s\n", err.msg);
+        snprintf(last_error, sizeof last_error, "%s", err.msg);
     }
     loom_dataset_destroy(ds);
     *mo = m;
@@ -225,6 +228,7 @@ static void test_nan_stops(void) {
     loom_status st =
         train_text("flatten, dense 4 softmax", &m, &h, LOOM_OPT_SGD, 1e38f, 2, 5, NULL);
     CHECK(st == LOOM_ERR_NUMERIC);
+    CHECK_MSG(strstr(last_error, "layer 2 (dense 4 softmax)") != NULL, "%s", last_error);
     if (m) { /* rolled back to finite weights */
         const float *w = loom_model_params(m);
         bool finite = true;

@@ -2,6 +2,7 @@
  * one loom command run as a child process (so a step is isolated, killable and resumable on
  * its own) writing its own run directory; the report is made in-process at the end. */
 #include "../core/core.h"
+#include "study.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -331,8 +332,9 @@ loom_status loom_study_run(const loom_study_config *sc, loom_error *err) {
     }
 
     /* the report over every step */
-    dirs = calloc((size_t)n, sizeof *dirs);
-    dir_buf = calloc((size_t)n, sizeof *dir_buf);
+    size_t n_dirs = n > 0 ? (size_t)n : 1; /* parse_study guarantees n >= 1 */
+    dirs = calloc(n_dirs, sizeof *dirs);
+    dir_buf = calloc(n_dirs, sizeof *dir_buf);
     if (!dirs || !dir_buf) {
         st = loom_error_set(err, LOOM_ERR_NOMEM, "study: out of memory");
         goto done;
@@ -363,5 +365,16 @@ done:
     free(steps);
     free(dirs);
     free(dir_buf);
+    return st;
+}
+
+loom_status study_parse_text(const char *text, const char *source, int *n_steps, loom_error *err) {
+    char *copy = strdup(text);
+    step *steps = calloc(MAX_STEPS, sizeof *steps);
+    loom_status st = copy && steps
+                         ? parse_study(copy, source ? source : "study", steps, n_steps, err)
+                         : loom_error_set(err, LOOM_ERR_NOMEM, "study: out of memory");
+    free(steps);
+    free(copy);
     return st;
 }

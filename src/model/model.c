@@ -340,6 +340,36 @@ void loom_model_backward(loom_model *m, const float *dlogits, int B) {
     }
 }
 
+static bool all_finite(const float *v, size_t n) {
+    float acc = 0.0f; /* NaN and Inf survive multiplication by zero: one test for the lot */
+#pragma omp simd reduction(+ : acc)
+    for (size_t i = 0; i < n; i++)
+        acc += v[i] * 0.0f;
+    return acc == 0.0f;
+}
+
+int model_first_nonfinite_output(const loom_model *m, int B) {
+    for (int i = 0; i < m->n_layers; i++)
+        if (!all_finite(m->acts[i], shape_size(m->layers[i].out) * (size_t)B))
+            return i;
+    return -1;
+}
+
+int model_first_nonfinite_grad(const loom_model *m) {
+    if (all_finite(m->grads, m->n_params))
+        return -1;
+    for (int i = 0; i < m->n_layers; i++)
+        if (!all_finite(m->layers[i].dw, m->layers[i].n_params))
+            return i;
+    return -1;
+}
+
+void model_layer_name(const loom_model *m, int i, char *buf, size_t n) {
+    char desc[200];
+    m->layers[i].ops->describe(&m->layers[i], desc, sizeof desc);
+    snprintf(buf, n, "layer %d (%s)", i + 1, desc);
+}
+
 void loom_model_zero_grad(loom_model *m) { memset(m->grads, 0, sizeof(float) * m->n_params); }
 
 size_t loom_model_n_params(const loom_model *m) { return m->n_params; }

@@ -41,6 +41,13 @@ loom_status model_parse(loom_model *m, const char *text, const char *source, loo
 loom_status model_count(const char *text, const char *source, int H, int W, int C, size_t *n_params,
                         size_t *n_state, loom_error *err);
 
+/* Numerical trouble: the first layer (0-based) whose last forward output (B examples) holds a
+ * NaN or Inf, or whose parameter gradients do; -1 when all are finite. */
+int model_first_nonfinite_output(const loom_model *m, int B);
+int model_first_nonfinite_grad(const loom_model *m);
+/* "layer 3 (dense 128 relu)" for error messages. */
+void model_layer_name(const loom_model *m, int i, char *buf, size_t n);
+
 /* Inference forward pass on caller-owned memory (ws, n_ws floats): the model is only read, so
  * several threads may run one model at once. *n_need (may be NULL) receives the floats needed
  * for B examples; returns the logits inside ws, or NULL when n_ws is short. */

@@ -403,6 +403,45 @@ done:
     return st;
 }
 
+/* The reproducibility receipt: CRC-32s over what determines the run (loom version, model
+ * text, configuration without the command line and thread count, the data's bytes) and over
+ * the final weights. Same inputs, same weights hash, on any thread count. */
+static loom_status write_receipt(const char *dir, const loom_model *m, const char *config,
+                                 const loom_dataset *train, const loom_dataset *test,
+                                 loom_run_result *res, tee_log *tl, loom_error *err) {
+    uint32_t data = 0;
+    const loom_dataset *sets[2] = {train, test};
+    for (int i = 0; i < 2; i++)
+        if (sets[i]) {
+            size_t D = (size_t)sets[i]->H * sets[i]->W * sets[i]->C;
+            data = loom_crc32(data, sets[i]->x, D * (size_t)sets[i]->n);
+            data = loom_crc32(data, sets[i]->y, (size_t)sets[i]->n);
+        }
+    uint32_t in = loom_crc32(0, LOOM_VERSION, strlen(LOOM_VERSION));
+    in = loom_crc32(in, m->text, strlen(m->text));
+    for (const char *p = config; p && *p;) {
+        const char *eol = strchr(p, '\n');
+        size_t len = eol ? (size_t)(eol - p) + 1 : strlen(p);
+        if (strncmp(p, "command=", 8) != 0 && strncmp(p, "threads=", 8) != 0)
+            in = loom_crc32(in, p, len);
+        p += len;
+    }
+    in = loom_crc32(in, &data, sizeof data);
+    uint32_t w = loom_crc32(0, m->params, sizeof(float) * m->n_params);
+    w = loom_crc32(w, m->state, sizeof(float) * m->n_state);
+    res->inputs_hash = in;
+    res->weights_hash = w;
+    char text[256];
+    int n = snprintf(text, sizeof text,
+                     "loom_version=%s\ninputs_crc32=%08x\ndata_crc32=%08x\nweights_crc32=%08x\n",
+                     LOOM_VERSION, in, data, w);
+    char path[2048];
+    snprintf(path, sizeof path, "%s/receipt.txt", dir);
+    log_printf(tee, tl, LOOM_LOG_INFO, "receipt: inputs %08x, data %08x, weights %08x", in, data,
+               w);
+    return loom_file_write_atomic(path, text, (size_t)n, err);
+}
+
 loom_status loom_run_train(const loom_run_config *rc, loom_run_result *res, loom_error *err) {
     memset(res, 0, sizeof *res);
     loom_status st = LOOM_OK;
@@ -501,6 +540,8 @@ loom_status loom_run_train(const loom_run_config *rc, loom_run_result *res, loom
     if ((st = loom_model_save(m, cfg.s, path, err)))
         goto done;
     log_printf(tee, &tl, LOOM_LOG_INFO, "saved %s (%.1f s of training)", path, res->hist.seconds);
+    if ((st = write_receipt(res->run_dir, m, cfg.s, train, test, res, &tl, err)))
+        goto done;
     remove(ck_path); /* finished: the model file supersedes the checkpoint */
     {
         char prev[2100];

@@ -185,16 +185,34 @@ loom_status loom_train(loom_model *m, const loom_train_config *cfg, const loom_d
             const float *logits = loom_model_forward(m, x, B, true, &p->rng_drop);
             int nc = 0;
             double L = loom_softmax_xent(logits, y, B, K, dlogits, &nc);
-            if (!isfinite(L)) {
+            int bad_out = isfinite(L) ? -1 : model_first_nonfinite_output(m, B);
+            int bad_grad = -1;
+            if (isfinite(L)) {
+                loom_model_backward(m, dlogits, B);
+                bad_grad = model_first_nonfinite_grad(m);
+            }
+            if (!isfinite(L) || bad_grad >= 0) {
+                /* roll back to the last good weights and say where the trouble started */
                 memcpy(m->params, good, sizeof(float) * np);
                 memcpy(m->state, good + np, sizeof(float) * ns);
+                char where[256] = "the loss";
+                if (bad_out >= 0 || bad_grad >= 0) {
+                    char nm[200];
+                    model_layer_name(m, bad_out >= 0 ? bad_out : bad_grad, nm, sizeof nm);
+                    snprintf(where, sizeof where, "%s of %s",
+                             bad_out >= 0 ? "the output" : "the gradient", nm);
+                }
                 st = loom_error_set(err, LOOM_ERR_NUMERIC,
-                                    "loss became %s at epoch %d, step %d; weights rolled back "
-                                    "to the start of the epoch: lower --lr or set --clip-norm",
-                                    isnan(L) ? "NaN" : "Inf", e + 1, s + 1);
+                                    "%s became %s at epoch %d, step %d (first non-finite: %s); "
+                                    "weights rolled back to the start of the epoch: lower --lr "
+                                    "or set --clip-norm",
+                                    bad_grad >= 0 ? "a gradient" : "the loss",
+                                    bad_grad >= 0 || isnan(L) ? "NaN" : "Inf", e + 1, s + 1, where);
+                if (cfg->checkpoint_path && p->epoch > 0)
+                    log_printf(cfg->log, cfg->log_user, LOOM_LOG_WARN,
+                               "the last good checkpoint is %s", cfg->checkpoint_path);
                 goto done;
             }
-            loom_model_backward(m, dlogits, B);
             if (cfg->opt.l2 > 0.0f)
                 p->pen_sum += cfg->opt.l2 * loom_model_l2_apply(m, cfg->opt.l2, true) * B;
             loom_optim_step(opt, m, lr);

@@ -20,7 +20,8 @@ trap 'rm -rf "$T"' EXIT
 $LOOM train conv-maxpool --subset 12000 --epochs 2 --out "$T/run" --seed 1 >"$T/out" 2>"$T/err"
 check '[ $? -eq 0 ]'
 cat "$T/out"
-for f in model.loom config.txt history.csv train.log metrics.json confusion.csv summary.txt; do
+for f in model.loom config.txt history.csv train.log metrics.json confusion.csv summary.txt \
+    receipt.txt predictions.csv learning_curves.png confusion.png; do
     check "[ -s '$T/run/$f' ]"
 done
 acc=$(sed -n 's/.*test accuracy \([0-9.]*\)%.*/\1/p' "$T/out")
