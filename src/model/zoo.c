@@ -15,7 +15,7 @@ static const loom_zoo_entry zoo[] = {
     {"strided-conv", "Strided-Conv CNN (pooling replaced by stride-2 convs)",
      "conv 32 3x3 relu\nconv 32 3x3 s2 relu\nconv 64 3x3 relu\nconv 64 3x3 s2 relu\nflatten\n"
      "dense 128 relu\ndense 10 softmax\n",
-     "adam", 1e-3, 64, 12, 0.0, "cosine", 0, "90.67% acc, 90.61% F1", ""},
+     "adam", 1e-3, 64, 15, 0.0, "cosine", 0, "90.67% acc, 90.61% F1", "flip"},
     {"small-conv", "Small-Conv CNN",
      "conv 16 3x3 relu\nconv 16 3x3 s2 relu\nconv 32 3x3 relu\nconv 32 3x3 s2 relu\nflatten\n"
      "dense 64 relu\ndense 10 softmax\n",
