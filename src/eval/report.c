@@ -405,7 +405,7 @@ loom_status loom_report(const loom_report_config *rc, loom_error *err) {
                 run_info b = *r;
                 b.dir = best;
                 b.kind = RUN_TRAIN;
-                snprintf(b.slug, sizeof b.slug, "%s_best", r->slug);
+                snprintf(b.slug, sizeof b.slug, "%.150s_best", r->slug);
                 train_section(md, rc, &b, test);
             }
             continue;
