@@ -39,5 +39,17 @@ done
         pub=$($LOOM models -v | awk -v m="$m" '$1==m{f=1;next} f&&/published:/{sub(/.*published: /,"");print;exit} f&&/^[a-z]/{exit}')
         echo "| $m | $params | $epochs | $secs | $spe | $acc | $f1 | ${pub:-—} |"
     done
+    echo
+    echo "Published figures are those of \`../shared/SEED-MODELS.md\` (the study that used the same"
+    echo "architecture). Speed: \`docs/BENCHMARKS.md\` (\`sh bench/run.sh\`, side by side with PyTorch)."
+    echo
+    echo "## Prediction on transformed images"
+    echo
+    echo "\`loom predict\` on test images saved as 280x280 RGB PNGs, dark garment on a white"
+    echo "background, against the model's prediction on the original 28x28 images"
+    echo "(\`sh tests/data/install.sh\`, which also builds \`examples/classify.c\` against an installed loom):"
+    echo
+    agree=$(LOOM=$LOOM sh tests/data/install.sh 2>/dev/null | sed -n 's/^agreement: //p')
+    echo "- ${agree:-not measured (tests/data/install.sh failed)}"
 } > docs/RESULTS.md.tmp && mv docs/RESULTS.md.tmp docs/RESULTS.md
 echo "wrote docs/RESULTS.md"

@@ -77,9 +77,15 @@ loom_status model_parse(loom_model *m, const char *text, const char *source, loo
                 while (k->word && strcmp(k->word, argv[0]) != 0)
                     k++;
                 if (!k->word || !k->parse) {
+                    char kinds[400] = "";
+                    for (const layer_kind_entry *q = loom_layer_kinds; q->word; q++) {
+                        size_t used = strlen(kinds);
+                        snprintf(kinds + used, sizeof kinds - used, "%s%s",
+                                 q == loom_layer_kinds ? "" : ", ", q->word);
+                    }
                     st = loom_error_set(err, LOOM_ERR_FORMAT,
-                                        "%s:%d: unknown layer kind '%s' (see 'loom help models')",
-                                        source, line, argv[0]);
+                                        "%s:%d: unknown layer kind '%s' (kinds: %s)", source, line,
+                                        argv[0], kinds);
                     break;
                 }
                 if (m->n_layers == MODEL_MAX_LAYERS) {

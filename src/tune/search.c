@@ -612,6 +612,33 @@ static loom_status check_space(parser *p) {
     return LOOM_OK;
 }
 
+/* The largest model (every repeat block at its largest count) must fit the model language's
+ * MODEL_MAX_LAYERS, or the first trial that draws it would stop the search half-way. */
+static loom_status check_depth(parser *p) {
+    loom_space *s = p->s;
+    int n_layers = 0;
+    for (int i = 0; i < s->n_items; i++) {
+        const space_item *it = &s->items[i];
+        if (it->is_setting)
+            continue;
+        char text[1024];
+        item_text(s, it, NULL, " ", text, sizeof text);
+        loom_model *m = calloc(1, sizeof *m);
+        if (!m)
+            return loom_error_set(p->err, LOOM_ERR_NOMEM, "%s: out of memory", p->source);
+        loom_error e2 = {0};
+        loom_status st = model_parse(m, text, "x", &e2); /* one item may hold "a + b" */
+        n_layers += m->n_layers;
+        loom_model_destroy(m);
+        if (st == LOOM_OK && n_layers > MODEL_MAX_LAYERS) {
+            p->line = it->line;
+            return perr(p, NULL, "more than %d layers with every repeat block at its largest count",
+                        MODEL_MAX_LAYERS);
+        }
+    }
+    return LOOM_OK;
+}
+
 /* "repeat {COUNT} {": a new block; its count is a hyperparameter or a whole number. */
 static loom_status open_block(parser *p, raw_item *r, int *block) {
     loom_space *s = p->s;
@@ -753,6 +780,8 @@ loom_status loom_space_parse(loom_space **out, const char *text, const char *sou
         st = loom_error_set(err, LOOM_ERR_FORMAT, "%s: no layers", p.source);
     if (st == LOOM_OK)
         st = check_space(&p);
+    if (st == LOOM_OK)
+        st = check_depth(&p);
 done:
     raw_free(&r);
     for (int i = 0; i < n_body; i++)
