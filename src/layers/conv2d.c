@@ -53,6 +53,9 @@ static loom_status conv_init(layer *l, loom_error *err) {
         c->pad_top = c->pad_left = 0;
     }
     c->is_pointwise = c->R == 1 && c->S == 1 && c->stride == 1;
+    if ((double)c->R * c->S * (c->C > c->K ? c->C : c->K) > 2147483647.0)
+        return loom_error_set(err, LOOM_ERR_SHAPE, "conv %d %dx%d on %s: the kernel is too large",
+                              c->K, c->R, c->S, s);
     int RSC = c->R * c->S * c->C, K = c->K;
     l->out = shape3(c->Ho, c->Wo, K);
     l->n_params = (size_t)RSC * K + K;
@@ -278,11 +281,11 @@ loom_status parse_activation(int argc, char **argv, int *i, act_kind *act, float
 loom_status conv_parse(layer *l, int argc, char **argv, loom_error *err);
 loom_status conv_parse(layer *l, int argc, char **argv, loom_error *err) {
     conv_cfg c = {.stride = 1};
-    if (argc < 2 || !parse_int(argv[1], &c.K) || c.K < 1)
+    if (argc < 2 || !parse_int(argv[1], &c.K) || c.K < 1 || c.K > 65536)
         return loom_error_set(err, LOOM_ERR_FORMAT,
-                              "conv: expected a positive number of filters, found '%s'",
+                              "conv: expected a number of filters from 1 to 65536, found '%s'",
                               argc < 2 ? "" : argv[1]);
-    if (argc < 3 || !parse_kernel(argv[2], &c.R, &c.S))
+    if (argc < 3 || !parse_kernel(argv[2], &c.R, &c.S) || c.R > 255 || c.S > 255)
         return loom_error_set(err, LOOM_ERR_FORMAT,
                               "conv: expected a kernel size like 3x3 or 3, found '%s'",
                               argc < 3 ? "" : argv[2]);
