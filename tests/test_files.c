@@ -218,12 +218,12 @@ static unsigned char *put32(unsigned char *p, uint32_t v) {
     return p + 4;
 }
 
-/* A model file (docs/FORMATS.md) with a valid CRC whose text asks for about 8e10 parameters
- * while the file holds none. Before the fix the loader built the model first: a 320 GB request
- * (LOOM_ERR_NOMEM, "out of memory" for a corrupt file; a smaller lie allocated and zeroed
+/* A model file (docs/FORMATS.md) with a valid CRC whose text asks for about 1.4e10 parameters
+ * while the file holds none. Before the fix the loader built the model first: a 56 GB
+ * request (LOOM_ERR_NOMEM, "out of memory" for a corrupt file; a smaller lie allocated and zeroed
  * gigabytes). Now the counts are compared before any allocation. */
 static void test_load_lying_text(void) {
-    const char *text = "flatten\ndense 100000000\ndense 10\n";
+    const char *text = "flatten\ndense 16000000\ndense 10\n";
     size_t nt = strlen(text);
     unsigned char buf[256], *p = buf;
     memcpy(p, "LOOMMODL", 8);

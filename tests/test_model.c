@@ -298,6 +298,13 @@ static void test_schedules(void) {
     CHECK(loom_sched_parse("bogus", &s, &err) == LOOM_ERR_ARG);
     CHECK(loom_sched_parse("step:0", &s, &err) == LOOM_ERR_ARG);
     CHECK(loom_sched_parse("exp:2", &s, &err) == LOOM_ERR_ARG);
+    /* counts out of int's range or not whole (once cast unchecked: UB found by fuzz_space) */
+    CHECK(loom_sched_parse("step:1e300", &s, &err) == LOOM_ERR_ARG);
+    CHECK(loom_sched_parse("plateau:nan", &s, &err) == LOOM_ERR_ARG);
+    CHECK(loom_sched_parse("cosine:-1e12", &s, &err) == LOOM_ERR_ARG);
+    CHECK(loom_sched_parse("step:2.5", &s, &err) == LOOM_ERR_ARG);
+    CHECK(loom_sched_parse("cosine:2:inf", &s, &err) == LOOM_ERR_ARG);
+    CHECK(loom_sched_parse("step:1000000:0.5", &s, &err) == LOOM_OK && s.step_every == 1000000);
 }
 
 int main(void) {

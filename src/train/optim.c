@@ -178,11 +178,15 @@ loom_status loom_sched_parse(const char *s, loom_sched_config *out, loom_error *
     int n = sscanf(s, "%31[a-z]:%lf:%lf%63s", name, &a, &b, tail);
     if (n < 1 || tail[0])
         goto bad;
+    /* counts (every, warmup, patience) are whole numbers of epochs, at most 10^6 */
+    int whole = n < 2 || (a >= 0 && a <= 1e6 && a == floor(a));
     if (strcmp(name, "constant") == 0) {
         if (n > 1)
             goto bad;
     } else if (strcmp(name, "step") == 0) {
         c.kind = LOOM_SCHED_STEP;
+        if (!whole)
+            goto bad;
         if (n >= 2)
             c.step_every = (int)a;
         if (n >= 3)
@@ -198,17 +202,21 @@ loom_status loom_sched_parse(const char *s, loom_sched_config *out, loom_error *
             goto bad;
     } else if (strcmp(name, "cosine") == 0) {
         c.kind = LOOM_SCHED_COSINE;
+        if (!whole)
+            goto bad;
         if (n >= 2)
             c.warmup_epochs = (int)a;
         if (n >= 3)
             c.lr_min = (float)b;
-        if (c.warmup_epochs < 0 || c.lr_min < 0)
+        if (c.warmup_epochs < 0 || !(c.lr_min >= 0 && c.lr_min < 1e6f))
             goto bad;
     } else if (strcmp(name, "plateau") == 0) {
         c.kind = LOOM_SCHED_PLATEAU;
         c.patience = 2;
         c.gamma = 0.5f;
         c.lr_min = 1e-6f;
+        if (!whole)
+            goto bad;
         if (n >= 2)
             c.patience = (int)a;
         if (n >= 3)

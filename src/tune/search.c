@@ -19,6 +19,8 @@
 #define SPACE_MAX_WORDS 16  /* words in one layer or setting line, as the model language */
 #define SPACE_MAX_REPEAT 64 /* repetitions of a repeat block */
 #define SPACE_MAX_NAME 48   /* characters of a hyperparameter name */
+#define SPACE_CHOICE_LEN 63 /* characters of a choice: values are checked in 64 bytes */
+#define SPACE_N_CHOICES 64  /* choices of one hyperparameter: each is checked */
 
 /* ---- the space ---- */
 
@@ -202,6 +204,8 @@ static loom_status parse_brace(parser *p, const char *token, space_hp *h) {
     h->line = p->line;
     h->block = -1;
     size_t len = strlen(token);
+    if (len < 2 || token[len - 1] != '}') /* a line's final lone '{' outside 'repeat' */
+        return perr(p, token, "'{' without '}': only 'repeat {COUNT} {' opens a block");
     char *in = malloc(len);
     if (!in)
         return loom_error_set(p->err, LOOM_ERR_NOMEM, "%s: out of memory", p->source);
@@ -303,6 +307,14 @@ static loom_status parse_brace(parser *p, const char *token, space_hp *h) {
             }
             if (strpbrk(c, ",\"{}")) {
                 st = perr(p, token, "a choice cannot hold ',', '\"', '{' or '}': '%s'", c);
+                goto done;
+            }
+            if (strlen(c) > SPACE_CHOICE_LEN) {
+                st = perr(p, token, "a choice is at most %d characters", SPACE_CHOICE_LEN);
+                goto done;
+            }
+            if (h->n_choices == SPACE_N_CHOICES) {
+                st = perr(p, token, "more than %d choices", SPACE_N_CHOICES);
                 goto done;
             }
             char **more = realloc(h->choices, sizeof *more * (size_t)(h->n_choices + 1));
@@ -532,7 +544,9 @@ static void item_text(const loom_space *s, const space_item *it, char *const *va
     }
 }
 
-/* The values worth trying when checking a word: every choice, or a range's two ends. */
+/* The values worth trying when checking a word: every choice, or a range's two ends; for a
+ * float range also a drawable value that is not a whole number (the second grid value, or one
+ * strictly between two whole numbers), so that "dense {16..64.0}" fails here, not in a trial. */
 static int check_values(const space_hp *h, char vals[][64], int max) {
     if (h->kind == HP_CHOICE) {
         int n = h->n_choices < max ? h->n_choices : max;
@@ -545,7 +559,13 @@ static int check_values(const space_hp *h, char vals[][64], int max) {
         hi = h->lo + h->step * floor((h->hi - h->lo) / h->step + 1e-9);
     hp_format(h, h->lo, vals[0], 64);
     hp_format(h, hi, vals[1], 64);
-    return 2;
+    if (h->kind != HP_FLOAT || !(hi > h->lo))
+        return 2;
+    if (h->step > 0)
+        hp_format(h, h->lo + h->step, vals[2], 64);
+    else
+        hp_format(h, (h->lo + fmin(hi, floor(h->lo) + 1)) / 2, vals[2], 64);
+    return 3;
 }
 
 /* Checks one item with hp k (or none, k < 0) at value v: the layer parser or the setting. */
@@ -612,33 +632,6 @@ static loom_status check_space(parser *p) {
     return LOOM_OK;
 }
 
-/* The largest model (every repeat block at its largest count) must fit the model language's
- * MODEL_MAX_LAYERS, or the first trial that draws it would stop the search half-way. */
-static loom_status check_depth(parser *p) {
-    loom_space *s = p->s;
-    int n_layers = 0;
-    for (int i = 0; i < s->n_items; i++) {
-        const space_item *it = &s->items[i];
-        if (it->is_setting)
-            continue;
-        char text[1024];
-        item_text(s, it, NULL, " ", text, sizeof text);
-        loom_model *m = calloc(1, sizeof *m);
-        if (!m)
-            return loom_error_set(p->err, LOOM_ERR_NOMEM, "%s: out of memory", p->source);
-        loom_error e2 = {0};
-        loom_status st = model_parse(m, text, "x", &e2); /* one item may hold "a + b" */
-        n_layers += m->n_layers;
-        loom_model_destroy(m);
-        if (st == LOOM_OK && n_layers > MODEL_MAX_LAYERS) {
-            p->line = it->line;
-            return perr(p, NULL, "more than %d layers with every repeat block at its largest count",
-                        MODEL_MAX_LAYERS);
-        }
-    }
-    return LOOM_OK;
-}
-
 /* "repeat {COUNT} {": a new block; its count is a hyperparameter or a whole number. */
 static loom_status open_block(parser *p, raw_item *r, int *block) {
     loom_space *s = p->s;
@@ -694,6 +687,56 @@ static int block_max(const loom_space *s, const space_block *b) {
         if (atoi(h->choices[c]) > m)
             m = atoi(h->choices[c]);
     return m;
+}
+
+/* The smallest count of a block. */
+static int block_min(const loom_space *s, const space_block *b) {
+    if (b->count_hp < 0)
+        return b->count;
+    const space_hp *h = &s->hps[b->count_hp];
+    if (h->kind != HP_CHOICE)
+        return (int)h->lo;
+    int m = SPACE_MAX_REPEAT;
+    for (int c = 0; c < h->n_choices; c++)
+        if (atoi(h->choices[c]) < m)
+            m = atoi(h->choices[c]);
+    return m;
+}
+
+/* Every point drawn must be a model: at least one layer with every repeat block at its
+ * smallest count, and at most MODEL_MAX_LAYERS at its largest (as the model language counts
+ * them: one item may hold "a + b"). Otherwise the first trial that draws such a count would stop
+ * the search half-way. */
+static loom_status check_size(parser *p) {
+    loom_space *s = p->s;
+    int n_max = 0, n_min = 0;
+    for (int i = 0; i < s->n_items; i++) {
+        const space_item *it = &s->items[i];
+        if (it->is_setting)
+            continue;
+        char text[1024];
+        item_text(s, it, NULL, " ", text, sizeof text);
+        loom_model *m = calloc(1, sizeof *m);
+        if (!m)
+            return loom_error_set(p->err, LOOM_ERR_NOMEM, "%s: out of memory", p->source);
+        loom_error e2 = {0};
+        if (model_parse(m, text, "x", &e2) == LOOM_OK) {
+            n_max += m->n_layers;
+            if (it->block < 0 || it->rep <= block_min(s, &s->blocks[it->block]))
+                n_min += m->n_layers;
+        }
+        loom_model_destroy(m);
+        if (n_max > MODEL_MAX_LAYERS) {
+            p->line = it->line;
+            return perr(p, NULL, "more than %d layers with every repeat block at its largest count",
+                        MODEL_MAX_LAYERS);
+        }
+    }
+    if (n_min == 0)
+        return loom_error_set(p->err, LOOM_ERR_FORMAT,
+                              "%s: no layers with every repeat block at its smallest count",
+                              p->source);
+    return LOOM_OK;
 }
 
 loom_status loom_space_parse(loom_space **out, const char *text, const char *source,
@@ -781,7 +824,7 @@ loom_status loom_space_parse(loom_space **out, const char *text, const char *sou
     if (st == LOOM_OK)
         st = check_space(&p);
     if (st == LOOM_OK)
-        st = check_depth(&p);
+        st = check_size(&p);
 done:
     raw_free(&r);
     for (int i = 0; i < n_body; i++)

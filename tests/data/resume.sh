@@ -9,7 +9,18 @@ bad() { fail=$((fail + 1)); echo "FAILED: $*"; }
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 weights() { head -c -4 "$1" | tail -c 400000 | cksum | cut -d' ' -f1; } # params, not config/CRC
-ARGS="mlp --subset 6000 --epochs 3 --quiet --no-test --checkpoint-steps 5"
+ARGS="mlp --subset 20000 --epochs 3 --quiet --no-test --checkpoint-steps 5"
+
+# wait_for TEST: polls the shell test TEST every 10 ms for up to 60 s.
+wait_for() {
+    i=0
+    until eval "$1"; do
+        sleep 0.01
+        i=$((i + 1))
+        [ $i -ge 6000 ] && return 1
+    done
+    return 0
+}
 
 $LOOM train $ARGS --out "$T/ref" >/dev/null 2>&1 || bad "reference run"
 ref=$(weights "$T/ref/model.loom")
@@ -19,11 +30,15 @@ for sig in KILL INT KILL INT KILL; do
     $LOOM train $ARGS --out "$T/run" >/dev/null 2>&1 &
     pid=$!
     n=0
+    # the first signal comes once training is under way (its first checkpoint is written): a
+    # fast machine would otherwise finish the whole run before it
+    wait_for "[ -f '$T/run/checkpoint.loomck' ] || ! kill -0 $pid 2>/dev/null"
     # finished = a model file and no checkpoint left (SIGINT also saves the last good weights)
     while { [ ! -s "$T/run/model.loom" ] || [ -f "$T/run/checkpoint.loomck" ]; } && [ $n -lt 6 ]; do
-        # wait a random 0.3..1.3 s (loading the data takes about 0.5 s), kill, resume; up to 6
-        # times, then the last resumed run finishes undisturbed
-        sleep "$(awk -v s="$$$n" 'BEGIN{srand(s); printf "%.2f", 0.3 + rand()}')"
+        # wait a random 0..0.4 s after the first checkpoint, and 0.3..0.8 s after a resume
+        # (loading the data takes about 0.3 s), kill, resume; up to 6 times, then the last
+        # resumed run finishes undisturbed
+        sleep "$(awk -v s="$$$n" -v n=$n 'BEGIN{srand(s); printf "%.2f", (n ? 0.3 : 0) + 0.4 * rand()}')"
         kill -"$sig" "$pid" 2>/dev/null
         wait "$pid" 2>/dev/null
         [ -s "$T/run/model.loom" ] && [ ! -f "$T/run/checkpoint.loomck" ] && break
@@ -36,7 +51,9 @@ for sig in KILL INT KILL INT KILL; do
         n=$((n + 1))
     done
     wait "$pid" 2>/dev/null
-    if [ -s "$T/run/model.loom" ] && [ "$(weights "$T/run/model.loom")" = "$ref" ]; then
+    if [ $n -eq 0 ]; then
+        bad "SIG$sig: the run finished before any interruption (nothing tested)"
+    elif [ -s "$T/run/model.loom" ] && [ "$(weights "$T/run/model.loom")" = "$ref" ]; then
         ok
         echo "SIG$sig: $n interruptions, identical weights"
     else
@@ -48,15 +65,16 @@ done
 rm -rf "$T/run"
 $LOOM train $ARGS --out "$T/run" >/dev/null 2>&1 &
 pid=$!
-sleep 1.5 # past loading the data and a few checkpoints (every 5 steps)
-kill -INT "$pid"; wait "$pid" 2>/dev/null
+# past loading the data and two checkpoints (every 5 steps)
+wait_for "[ -f '$T/run/checkpoint.loomck.prev' ] || ! kill -0 $pid 2>/dev/null"
+kill -INT "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
 if [ -f "$T/run/checkpoint.loomck" ] && [ -f "$T/run/checkpoint.loomck.prev" ]; then
     printf 'XXXX' | dd of="$T/run/checkpoint.loomck" bs=1 seek=100 conv=notrunc 2>/dev/null
     $LOOM train --resume "$T/run" >"$T/o" 2>"$T/e"
     if grep -q 'warning: .*checksum.*previous checkpoint' "$T/e"; then ok; else bad "no warning: $(cat "$T/e")"; fi
     if [ "$(weights "$T/run/model.loom")" = "$ref" ]; then ok; else bad "fallback result differs"; fi
 else
-    echo "run finished before the interruption; fallback case not exercised"
+    bad "corrupt checkpoint: the run finished before the interruption (nothing tested)"
 fi
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
