@@ -1,29 +1,40 @@
 #!/bin/sh
-# Regenerates docs/RESULTS.md: trains every zoo model with its defaults on the full
-# Fashion-MNIST training set (80/20 stratified split, seed 42), evaluates on the test set, and
-# benchmarks training/inference throughput. Takes a few hours on a 2-core machine.
-# Usage: sh docs/results.sh [--table-only] [MODEL...]   (default: every zoo model)
-# Finished models are skipped, so an interrupted run continues; --table-only only rewrites
-# the table from the runs that exist. OUT (default runs/results) holds the run directories.
+# Regenerates docs/RESULTS.md from a full `loom study` (every zoo model with its defaults on the
+# full Fashion-MNIST training set, 80/20 stratified split, seed 42, evaluated once on the test
+# set; the 5-fold cross-validations; the MLP random search) and copies the study's report to
+# docs/study/. Takes a few hours on a 2-core machine; an interrupted study continues where it
+# stopped. Usage: sh docs/results.sh [--table-only]
+#   --table-only  only rewrite docs/RESULTS.md from the study directory as it is
+# OUT (default runs/study) is the study directory. The speed section is docs/BENCHMARKS.md
+# (sh bench/run.sh), included when it exists.
 set -u
 LOOM=${LOOM:-build/loom}
-OUT=${OUT:-runs/results}
-TABLE_ONLY=0
-[ "${1:-}" = "--table-only" ] && { TABLE_ONLY=1; shift; }
-models=${*:-$($LOOM models | awk '{print $1}')}
-mkdir -p "$OUT"
-for m in $models; do
-    [ $TABLE_ONLY -eq 1 ] && break
-    if [ -s "$OUT/$m/metrics.json" ]; then echo "skip $m (done)"; continue; fi
-    $LOOM train "$m" --out "$OUT/$m" --force --quiet 2>"$OUT/$m.err" || { cat "$OUT/$m.err"; exit 1; }
-done
+OUT=${OUT:-runs/study}
+if [ "${1:-}" != "--table-only" ]; then
+    if [ -d "$OUT" ]; then
+        $LOOM study --resume --out "$OUT" || exit 1
+    else
+        $LOOM study --out "$OUT" || exit 1
+    fi
+fi
+[ -d "$OUT" ] || { echo "docs/results.sh: no study in $OUT (run without --table-only)" >&2; exit 1; }
+
+# num FILE KEY: a top-level number of a metrics.json (cJSON writes '"key":<tab>value,')
+num() { sed -n "s/^[[:space:]]*\"$2\":[[:space:]]*\([-0-9.eE+]*\).*/\1/p" "$1" | head -n 1; }
+pct() { awk -v x="$1" 'BEGIN{printf "%.2f%%", 100 * x}'; }
+models=$($LOOM models | awk '{print $1}')
+
 {
     echo "# Results"
     echo
-    echo "Regenerate with \`sh docs/results.sh\` (then \`make bench\` for the speed table)."
-    echo "Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), loom $($LOOM --version | cut -d' ' -f2)."
-    echo "Each model: zoo defaults (\`loom models -v\`), 48,000 training / 12,000 validation images"
-    echo "(stratified, seed 42), evaluated once on the 10,000 test images."
+    echo "Regenerate with \`sh docs/results.sh\` (a full \`loom study\` in \`runs/study\`; its report is"
+    echo "[docs/study/REPORT.md](study/REPORT.md)). Machine: $(nproc) cores,"
+    echo "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), loom $($LOOM --version | cut -d' ' -f2)."
+    echo
+    echo "## Every zoo model"
+    echo
+    echo "Zoo defaults (\`loom models -v\`), 48,000 training / 12,000 validation images (stratified,"
+    echo "seed 42), evaluated once on the 10,000 test images. Seconds are training time (2 threads)."
     echo
     echo "| model | params | epochs | seconds | s/epoch | test acc | macro F1 | published |"
     echo "|---|---|---|---|---|---|---|---|"
@@ -31,17 +42,58 @@ done
         d="$OUT/$m"
         [ -s "$d/metrics.json" ] || continue
         params=$(sed -n 's/^Total params: //p' "$d/summary.txt")
-        epochs=$(($(wc -l < "$d/history.csv") - 1))
+        epochs=$(($(wc -l <"$d/history.csv") - 1))
         secs=$(awk -F, 'NR>1{s+=$7} END{printf "%.0f", s}' "$d/history.csv")
         spe=$(awk -F, 'NR>1{s+=$7;n++} END{printf "%.1f", s/n}' "$d/history.csv")
-        acc=$(python3 -c "import json;d=json.load(open('$d/metrics.json'));print('%.2f%%'%(100*d['accuracy']))")
-        f1=$(python3 -c "import json;d=json.load(open('$d/metrics.json'));print('%.2f%%'%(100*d['macro_f1']))")
         pub=$($LOOM models -v | awk -v m="$m" '$1==m{f=1;next} f&&/published:/{sub(/.*published: /,"");print;exit} f&&/^[a-z]/{exit}')
-        echo "| $m | $params | $epochs | $secs | $spe | $acc | $f1 | ${pub:-—} |"
+        echo "| $m | $params | $epochs | $secs | $spe | $(pct "$(num "$d/metrics.json" accuracy)") | $(pct "$(num "$d/metrics.json" macro_f1)") | ${pub:-—} |"
     done
     echo
-    echo "Published figures are those of \`../shared/SEED-MODELS.md\` (the study that used the same"
-    echo "architecture). Speed: \`docs/BENCHMARKS.md\` (\`sh bench/run.sh\`, side by side with PyTorch)."
+    echo "Published figures are those of the study that used the same architecture."
+
+    for cv in "$OUT"/cv-*/cv.csv; do
+        [ -s "$cv" ] || continue
+        name=$(basename "$(dirname "$cv")" | sed 's/^cv-//')
+        echo
+        echo "## 5-fold cross-validation: $name"
+        echo
+        echo "\`loom cv $name --folds 5\`: stratified folds of the 60,000 training images, zoo defaults."
+        echo
+        echo "| fold | val acc | val macro F1 | val loss | epochs | seconds |"
+        echo "|---|---|---|---|---|---|"
+        awk -F, 'NR>1{printf "| %d | %.2f%% | %.2f%% | %.4f | %d | %.0f |\n", $1, 100*$2, 100*$3, $4, $5, $6}' "$cv"
+        awk -F, 'NR>1{n++; s+=$2; q+=$2*$2; f+=$3} END{m=s/n; sd=(n>1)?sqrt((q-n*m*m)/(n-1)):0;
+            printf "| mean | **%.2f%%** ± %.2f | %.2f%% | | | |\n", 100*m, 100*sd, 100*f/n}' "$cv"
+    done
+
+    for tr in "$OUT"/tune-*/trials.csv; do
+        [ -s "$tr" ] || continue
+        td=$(dirname "$tr")
+        echo
+        echo "## Random search: $(basename "$td" | sed 's/^tune-//')"
+        echo
+        echo "\`loom tune\` over the study's MLP space (\`loom study --print\`), 5 trials × 2 executions;"
+        echo "score = mean validation accuracy of a trial's executions."
+        echo
+        head -n 1 "$tr" | awk -F, '{printf "|"; for (i = 1; i <= NF; i++) printf " %s |", $i; printf "\n|"; for (i = 1; i <= NF; i++) printf "---|"; printf "\n"}'
+        awk -F, 'NR>1{printf "|"; for (i = 1; i <= NF; i++) printf " %s |", (i == 2 ? sprintf("%.2f%%", 100*$i) : $i); printf "\n"}' "$tr"
+        if [ -s "$td/best/metrics.json" ]; then
+            echo
+            echo "The best trial retrained on the training split: test accuracy"
+            echo "**$(pct "$(num "$td/best/metrics.json" accuracy)")**, macro F1 $(pct "$(num "$td/best/metrics.json" macro_f1)")."
+        fi
+    done
+
+    echo
+    echo "## Speed"
+    echo
+    if [ -s docs/BENCHMARKS.md ]; then
+        sed -n '/^| model/,/^$/p' docs/BENCHMARKS.md
+        echo "From [BENCHMARKS.md](BENCHMARKS.md) (\`sh bench/run.sh\`, side by side with PyTorch)."
+    else
+        echo "Not measured yet: \`sh bench/run.sh\` writes docs/BENCHMARKS.md."
+    fi
+
     echo
     echo "## Prediction on transformed images"
     echo
@@ -49,7 +101,17 @@ done
     echo "background, against the model's prediction on the original 28x28 images"
     echo "(\`sh tests/data/install.sh\`, which also builds \`examples/classify.c\` against an installed loom):"
     echo
-    agree=$(LOOM=$LOOM sh tests/data/install.sh 2>/dev/null | sed -n 's/^agreement: //p')
+    out=$(LOOM=$LOOM sh tests/data/install.sh 2>/dev/null)
+    agree=$(echo "$out" | sed -n 's/^agreement: //p')
+    idx=$(echo "$out" | sed -n 's/^loom predict --idx on the test set: //p')
     echo "- ${agree:-not measured (tests/data/install.sh failed)}"
-} > docs/RESULTS.md.tmp && mv docs/RESULTS.md.tmp docs/RESULTS.md
-echo "wrote docs/RESULTS.md"
+    [ -n "$idx" ] && echo "- \`loom predict --idx\` on the 10,000 test images: $idx"
+} >docs/RESULTS.md.tmp && mv docs/RESULTS.md.tmp docs/RESULTS.md
+
+# the study's report and its pictures, for docs/study/ (once the study has finished)
+[ -s "$OUT/REPORT.md" ] || { echo "wrote docs/RESULTS.md (the study is not finished: no report yet)"; exit 0; }
+rm -rf docs/study.tmp && mkdir -p docs/study.tmp &&
+    cp "$OUT/REPORT.md" docs/study.tmp/ &&
+    { [ ! -d "$OUT/img" ] || cp -r "$OUT/img" docs/study.tmp/; } &&
+    rm -rf docs/study && mv docs/study.tmp docs/study
+echo "wrote docs/RESULTS.md and docs/study/"
