@@ -495,6 +495,7 @@ typedef struct {
     double val_acc, val_f1, val_loss; /* the fold's final model on its validation part */
     double test_acc, test_f1;         /* on the test set, NaN when not tested */
     double seconds;
+    uint32_t weights_hash; /* receipt: CRC-32 of the fold's final weights and state */
 } loom_cv_fold;
 
 typedef struct {
@@ -504,6 +505,7 @@ typedef struct {
     double val_acc_mean, val_acc_sd, val_f1_mean, val_f1_sd, val_loss_mean, val_loss_sd;
     double test_acc_mean, test_acc_sd, test_f1_mean, test_f1_sd; /* NaN when not tested */
     size_t n_params;
+    uint32_t inputs_hash; /* receipt (receipt.txt): version, model text, settings, data */
     char run_dir[1024];
 } loom_cv_result;
 void loom_cv_result_reset(loom_cv_result *r);
@@ -597,7 +599,8 @@ typedef struct {
     loom_metrics test; /* the best trial retrained, on the test set, when has_test */
     bool has_test;
     bool is_budget_reached;
-    char *summary; /* the results table (Markdown), best first, owned */
+    uint32_t weights_hash; /* receipt of best/ (best/receipt.txt): its final weights */
+    char *summary;         /* the results table (Markdown), best first, owned */
     char out_dir[1024];
 } loom_tune_result;
 void loom_tune_result_reset(loom_tune_result *r);

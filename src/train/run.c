@@ -1,7 +1,7 @@
 /* run.c - a training run as one library call: resolve the model, load and split the data,
  * train, save the model file and write the run directory (config, history, log, metrics);
  * and the evaluation of a saved model on any split. The CLI only fills the configs. */
-#include "../model/model.h"
+#include "receipt.h"
 
 #include <errno.h>
 #include <math.h>
@@ -403,43 +403,51 @@ done:
     return st;
 }
 
-/* The reproducibility receipt: CRC-32s over what determines the run (loom version, model
- * text, configuration without the command line and thread count, the data's bytes) and over
- * the final weights. Same inputs, same weights hash, on any thread count. */
-static loom_status write_receipt(const char *dir, const loom_model *m, const char *config,
-                                 const loom_dataset *train, const loom_dataset *test,
-                                 loom_run_result *res, tee_log *tl, loom_error *err) {
-    uint32_t data = 0;
+receipt_in receipt_inputs(const char *model_text, const char *config, const loom_dataset *train,
+                          const loom_dataset *test) {
+    receipt_in r = {0, 0};
     const loom_dataset *sets[2] = {train, test};
     for (int i = 0; i < 2; i++)
         if (sets[i]) {
             size_t D = (size_t)sets[i]->H * sets[i]->W * sets[i]->C;
-            data = loom_crc32(data, sets[i]->x, D * (size_t)sets[i]->n);
-            data = loom_crc32(data, sets[i]->y, (size_t)sets[i]->n);
+            r.data = loom_crc32(r.data, sets[i]->x, D * (size_t)sets[i]->n);
+            r.data = loom_crc32(r.data, sets[i]->y, (size_t)sets[i]->n);
         }
-    uint32_t in = loom_crc32(0, LOOM_VERSION, strlen(LOOM_VERSION));
-    in = loom_crc32(in, m->text, strlen(m->text));
+    r.inputs = loom_crc32(0, LOOM_VERSION, strlen(LOOM_VERSION));
+    r.inputs = loom_crc32(r.inputs, model_text, strlen(model_text));
     for (const char *p = config; p && *p;) {
         const char *eol = strchr(p, '\n');
         size_t len = eol ? (size_t)(eol - p) + 1 : strlen(p);
-        if (strncmp(p, "command=", 8) != 0 && strncmp(p, "threads=", 8) != 0)
-            in = loom_crc32(in, p, len);
+        /* not inputs: how it was typed, the thread count, where the outputs went, where the
+         * model text came from (the text itself is hashed) */
+        if (strncmp(p, "command=", 8) != 0 && strncmp(p, "threads=", 8) != 0 &&
+            strncmp(p, "tune_dir=", 9) != 0 && strncmp(p, "model=", 6) != 0)
+            r.inputs = loom_crc32(r.inputs, p, len);
         p += len;
     }
-    in = loom_crc32(in, &data, sizeof data);
+    r.inputs = loom_crc32(r.inputs, &r.data, sizeof r.data);
+    return r;
+}
+
+uint32_t receipt_weights(const loom_model *m) {
     uint32_t w = loom_crc32(0, m->params, sizeof(float) * m->n_params);
-    w = loom_crc32(w, m->state, sizeof(float) * m->n_state);
-    res->inputs_hash = in;
-    res->weights_hash = w;
-    char text[256];
-    int n = snprintf(text, sizeof text,
-                     "loom_version=%s\ninputs_crc32=%08x\ndata_crc32=%08x\nweights_crc32=%08x\n",
-                     LOOM_VERSION, in, data, w);
+    return loom_crc32(w, m->state, sizeof(float) * m->n_state);
+}
+
+loom_status receipt_write(const char *dir, receipt_in in, const char *extra, uint32_t weights,
+                          loom_error *err) {
+    size_t n_extra = extra ? strlen(extra) : 0;
+    char *text = malloc(n_extra + 256);
+    if (!text)
+        return loom_error_set(err, LOOM_ERR_NOMEM, "%s/receipt.txt: out of memory", dir);
+    int n = snprintf(text, n_extra + 256,
+                     "loom_version=%s\ninputs_crc32=%08x\ndata_crc32=%08x\n%sweights_crc32=%08x\n",
+                     LOOM_VERSION, in.inputs, in.data, extra ? extra : "", weights);
     char path[2048];
     snprintf(path, sizeof path, "%s/receipt.txt", dir);
-    log_printf(tee, tl, LOOM_LOG_INFO, "receipt: inputs %08x, data %08x, weights %08x", in, data,
-               w);
-    return loom_file_write_atomic(path, text, (size_t)n, err);
+    loom_status st = loom_file_write_atomic(path, text, (size_t)n, err);
+    free(text);
+    return st;
 }
 
 loom_status loom_run_train(const loom_run_config *rc, loom_run_result *res, loom_error *err) {
@@ -540,7 +548,12 @@ loom_status loom_run_train(const loom_run_config *rc, loom_run_result *res, loom
     if ((st = loom_model_save(m, cfg.s, path, err)))
         goto done;
     log_printf(tee, &tl, LOOM_LOG_INFO, "saved %s (%.1f s of training)", path, res->hist.seconds);
-    if ((st = write_receipt(res->run_dir, m, cfg.s, train, test, res, &tl, err)))
+    receipt_in rin = receipt_inputs(m->text, cfg.s, train, test);
+    res->inputs_hash = rin.inputs;
+    res->weights_hash = receipt_weights(m);
+    log_printf(tee, &tl, LOOM_LOG_INFO, "receipt: inputs %08x, data %08x, weights %08x", rin.inputs,
+               rin.data, res->weights_hash);
+    if ((st = receipt_write(res->run_dir, rin, NULL, res->weights_hash, err)))
         goto done;
     remove(ck_path); /* finished: the model file supersedes the checkpoint */
     {

@@ -3,6 +3,7 @@
  * kept; and the pieces the search shares with it: one training on a split, training settings
  * by name, stratified subsets, mean and sample standard deviation, in-memory text files. */
 #include "tune.h"
+#include "../train/receipt.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -535,6 +536,7 @@ loom_status loom_cv_run(const loom_cv_config *cc, const loom_dataset *train,
         if (st)
             goto done;
         f->seconds = f->hist.seconds;
+        f->weights_hash = receipt_weights(m);
         f->val_acc = val.accuracy;
         f->val_f1 = val.macro_f1;
         f->val_loss = val.loss;
@@ -588,6 +590,17 @@ loom_status loom_cv_run(const loom_cv_config *cc, const loom_dataset *train,
     if ((st = loom_model_save(best, config,
                               path_join(path, sizeof path, res->run_dir, "model.loom"), err)))
         goto done;
+    {
+        /* the receipt: the inputs, every fold's weights, and the saved (best) model's */
+        receipt_in rin = receipt_inputs(text, config, ds, cc->is_test ? test : NULL);
+        res->inputs_hash = rin.inputs;
+        char extra[64 * 40], *e = extra;
+        for (int k = 0; k < K && k < 64; k++)
+            e += sprintf(e, "fold_%d_weights_crc32=%08x\n", k + 1, res->folds[k].weights_hash);
+        if ((st = receipt_write(res->run_dir, rin, extra, res->folds[res->best_fold].weights_hash,
+                                err)))
+            goto done;
+    }
     if (cc->is_test) {
         st = loom_run_write_test(best, test, cc->test_subset, tc.batch, res->run_dir, &tm, err);
         loom_metrics_reset(&tm);

@@ -4,7 +4,7 @@
  * execution trains from scratch on one validation split or K folds, and is appended and synced
  * to executions.csv as soon as it ends, so that a killed search resumes with the same result. */
 #include "tune.h"
-#include "../model/model.h"
+#include "../train/receipt.h"
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
@@ -1728,6 +1728,10 @@ static loom_status retrain_best(search *s, loom_error *err) {
         goto done;
     }
     if ((st = loom_model_save(m, cfg.buf, path_join(path, sizeof path, dir, "model.loom"), err)))
+        goto done;
+    res->weights_hash = receipt_weights(m);
+    if ((st = receipt_write(dir, receipt_inputs(pt->model_text, cfg.buf, s->ds, s->test), NULL,
+                            res->weights_hash, err)))
         goto done;
     if ((st = text_save(&cfg, path_join(path, sizeof path, dir, "config.txt"), err)))
         goto done;

@@ -106,7 +106,8 @@ else
     bad "out of memory: expected exit 1 and 'out of memory'/'cannot allocate' (got $rc: $(cat "$T/e"))"
 fi
 
-# 5. determinism: the same seed gives identical weights and history for 1, 2 and 3 threads
+# 5. determinism: the same seed gives identical weights, history and receipts for 1, 2 and 3
+# threads
 weights() { tail -c $((8 + 4 * 244522 + 8 + 4)) "$1" | head -c -4 | cksum; } # mlp: 244522, no state
 for n in 2 3; do
     $LOOM train $TRAIN --threads $n --out "$T/t$n" >/dev/null 2>&1
@@ -115,6 +116,25 @@ for n in 2 3; do
     check '[ "$(cut -d, -f1-6 "$T/t1/history.csv")" = "$(cut -d, -f1-6 "$T/t$n/history.csv")" ]'
 done
 echo "threads 1, 2, 3: weights $(weights "$T/t1/model.loom" | cut -d' ' -f1)"
+# the train receipts agree too, and a run with another seed has other weights and inputs
+check '[ "$(cat "$T/t1/receipt.txt")" = "$(cat "$T/t3/receipt.txt")" ]'
+$LOOM train $TRAIN --seed 4 --threads 2 --out "$T/s4" >/dev/null 2>&1
+check '[ "$(grep weights "$T/s4/receipt.txt")" != "$(grep weights "$T/t1/receipt.txt")" ]'
+check '[ "$(grep inputs "$T/s4/receipt.txt")" != "$(grep inputs "$T/t1/receipt.txt")" ]'
+check '[ "$(grep data "$T/s4/receipt.txt")" = "$(grep data "$T/t1/receipt.txt")" ]'
+# cv and tune receipts (every fold's weights; the retrained best) on 1 and 3 threads, written
+# to different directories: output paths and the command line are not inputs
+CV="mlp --folds 2 --subset 1500 --epochs 1 --quiet"
+TUNE="examples/mlp-space.txt --trials 2 --subset 1500 --epochs 1 --quiet"
+for n in 1 3; do
+    $LOOM cv $CV --threads $n --out "$T/cv$n" >/dev/null 2>&1
+    check '[ $? -eq 0 ]'
+    $LOOM tune $TUNE --threads $n --out "$T/tune$n" >/dev/null 2>&1
+    check '[ $? -eq 0 ]'
+done
+check '[ "$(grep -c weights_crc32 "$T/cv1/receipt.txt")" -eq 3 ]'
+check '[ "$(cat "$T/cv1/receipt.txt")" = "$(cat "$T/cv3/receipt.txt")" ]'
+check '[ -s "$T/tune1/best/receipt.txt" ] && [ "$(cat "$T/tune1/best/receipt.txt")" = "$(cat "$T/tune3/best/receipt.txt")" ]'
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
