@@ -17,7 +17,7 @@ $PY -c 'import torch' 2>/dev/null || has_torch=0
 for m in $models; do
     for r in $(seq "$ROUNDS"); do
         $LOOM bench "$m" --threads "$THREADS" --batch 64 --repeats 5 2>/dev/null |
-            awk -F'|' 'NR==3{gsub(/ /,""); print $5, $8, $6, $9, $10}' >>"$tmp/loom.$m"
+            awk -F'|' 'NR==3{gsub(/ /,""); print $5, $8, $7, $9, $10}' >>"$tmp/loom.$m"
         [ $has_torch -eq 1 ] && $PY bench/torch_ref.py "$m" "$THREADS" >>"$tmp/torch.$m"
     done
 done

@@ -1,7 +1,11 @@
 /* main.c - the loom command: dispatches to one cmd_<name>.c per subcommand. */
 #include "cli.h"
 
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct {
     const char *name;
@@ -32,7 +36,49 @@ static void usage(FILE *f) {
     fprintf(f, "\nData: --data DIR or $LOOM_DATA (default %s).\n", loom_default_data_dir());
 }
 
+/* GNU OpenMP lets an idle worker spin for about 300,000 iterations before it sleeps. On a quiet
+ * machine that saves a wake-up per parallel region; on a busy one (another job on a core) the
+ * spinning workers take the time the working thread needs: training ran 1.5 to 2x slower here
+ * than with workers that sleep at once (OMP_WAIT_POLICY=passive), which costs the recurrent
+ * models up to 40% on a quiet machine (docs/BENCHMARKS.md). So loom looks at the number of
+ * runnable tasks (/proc/loadavg, five samples over 20 ms): when something else keeps a core busy
+ * and the user has set neither OMP_WAIT_POLICY nor GOMP_SPINCOUNT, it asks for passive workers
+ * and runs itself again, since libgomp reads its settings before main. Once: LOOM_REEXEC
+ * guards it; on any failure loom goes on as it is. */
+static bool is_machine_busy(void) {
+    int others = 0;
+    for (int i = 0; i < 5; i++) {
+        FILE *f = fopen("/proc/loadavg", "r");
+        int running = 0;
+        if (!f)
+            return false;
+        int n = fscanf(f, "%*s %*s %*s %d/", &running);
+        fclose(f);
+        if (n != 1)
+            return false;
+        others += running - 1; /* not counting this process */
+        if (i < 4)
+            usleep(5000);
+    }
+    return others >= 3; /* another task running in most samples */
+}
+
+static void set_wait_policy(char **argv) {
+    if (getenv("LOOM_REEXEC")) {
+        unsetenv("LOOM_REEXEC"); /* child processes (study steps) decide for themselves */
+        return;
+    }
+    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT") || !is_machine_busy())
+        return;
+    if (setenv("OMP_WAIT_POLICY", "passive", 1) || setenv("LOOM_REEXEC", "1", 1))
+        return;
+    execv("/proc/self/exe", argv);
+    unsetenv("OMP_WAIT_POLICY"); /* not run again: leave the environment as it was */
+    unsetenv("LOOM_REEXEC");
+}
+
 int main(int argc, char **argv) {
+    set_wait_policy(argv);
     if (argc < 2) {
         usage(stderr);
         return EXIT_USAGE;
