@@ -44,7 +44,7 @@ static void usage(FILE *f) {
  * runnable tasks (/proc/loadavg, five samples over 20 ms): when something else keeps a core busy
  * and the user has set neither OMP_WAIT_POLICY nor GOMP_SPINCOUNT, it asks for passive workers
  * and runs itself again, since libgomp reads its settings before main. Once: LOOM_REEXEC
- * guards it; on any failure loom goes on as it is. */
+ * guards it; on any failure loom goes on as it is; never under valgrind. */
 static bool is_machine_busy(void) {
     int others = 0;
     for (int i = 0; i < 5; i++) {
@@ -68,6 +68,10 @@ static void set_wait_policy(char **argv) {
         unsetenv("LOOM_REEXEC"); /* child processes (study steps) decide for themselves */
         return;
     }
+    /* under valgrind /proc/self/exe is valgrind's tool, and a new image would escape it */
+    const char *preload = getenv("LD_PRELOAD");
+    if (preload && strstr(preload, "vgpreload"))
+        return;
     if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT") || !is_machine_busy())
         return;
     if (setenv("OMP_WAIT_POLICY", "passive", 1) || setenv("LOOM_REEXEC", "1", 1))
