@@ -43,7 +43,9 @@ target() {
     echo "## Every zoo model"
     echo
     echo "Zoo defaults (\`loom models -v\`), 48,000 training / 12,000 validation images (stratified,"
-    echo "seed 42), evaluated once on the 10,000 test images. Seconds are training time (2 threads)."
+    echo "seed 42), evaluated once on the 10,000 test images. Seconds are the training time as it ran"
+    echo "(2 threads); the runs of this table shared the machine with other jobs, so they are not speed"
+    echo "figures: those are in the Speed section below."
     echo
     echo "| model | params | epochs | seconds | s/epoch | test acc | target | macro F1 | published |"
     echo "|---|---|---|---|---|---|---|---|---|"
