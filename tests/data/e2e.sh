@@ -2,17 +2,8 @@
 # End to end on the real Fashion-MNIST files (the "real data" test group): train a zoo CNN on
 # a stratified subset for one epoch through the CLI, require a clear test accuracy, check that
 # `loom eval` of the saved file reproduces it, and that bad input fails with one line, exit != 0.
-LOOM=${LOOM:-build/loom}
-DATA=${LOOM_DATA:-/usr/share/datasets/fashion-mnist}
-pass=0; fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAILED: $*"; }
-check() { if eval "$1"; then ok; else bad "$1"; fi; }
-
-if [ ! -f "$DATA/train-images-idx3-ubyte.gz" ] && [ ! -f "$DATA/train-images-idx3-ubyte" ]; then
-    echo "no Fashion-MNIST at $DATA (install dataset-fashion-mnist): real-data group not run"
-    echo "0 passed, 1 failed"; exit 1
-fi
+. "$(dirname "$0")/lib.inc"
+need_data
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 

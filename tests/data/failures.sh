@@ -5,17 +5,8 @@
 # arena fail: each gives one "loom: error: ..." line naming the reason, exit 1, no temporary
 # file left and earlier files intact. Then determinism across --threads 1, 2 and 3 (identical
 # weights and history). The existing-run-without---force case is in e2e.sh.
-LOOM=${LOOM:-build/loom}
-DATA=${LOOM_DATA:-/usr/share/datasets/fashion-mnist}
-pass=0; fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAILED: $*"; }
-check() { if eval "$1"; then ok; else bad "$1"; fi; }
-
-if [ ! -f "$DATA/train-images-idx3-ubyte.gz" ] && [ ! -f "$DATA/train-images-idx3-ubyte" ]; then
-    echo "no Fashion-MNIST at $DATA (install dataset-fashion-mnist): real-data group not run"
-    echo "0 passed, 1 failed"; exit 1
-fi
+. "$(dirname "$0")/lib.inc"
+need_data
 T=$(mktemp -d)
 MNT="$T/small"
 mounted=0

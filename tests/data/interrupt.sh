@@ -5,30 +5,10 @@
 # keeps what it finished; tune and study say how to continue, and their resumed runs end as an
 # uninterrupted one does (tune: the same trials.csv but for the seconds column). The signal is
 # sent once the run is under way: a file the step writes is polled for first. About 30 s.
-LOOM=${LOOM:-build/loom}
-DATA=${LOOM_DATA:-/usr/share/datasets/fashion-mnist}
-pass=0; fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAILED: $*"; }
-check() { if eval "$1"; then ok; else bad "$1"; fi; }
-
-if [ ! -f "$DATA/train-images-idx3-ubyte.gz" ] && [ ! -f "$DATA/train-images-idx3-ubyte" ]; then
-    echo "no Fashion-MNIST at $DATA (install dataset-fashion-mnist): real-data group not run"
-    echo "0 passed, 1 failed"; exit 1
-fi
+. "$(dirname "$0")/lib.inc"
+need_data
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
-
-# wait_for TEST: polls the shell test TEST every 20 ms for up to 60 s.
-wait_for() {
-    n=0
-    until eval "$1"; do
-        sleep 0.02
-        n=$((n + 1))
-        [ $n -ge 3000 ] && return 1
-    done
-    return 0
-}
 
 # interrupt PID TEST: once TEST holds, sends SIGINT to PID (once) and waits for it; sets rc to
 # its exit status and sent=1 when the signal reached a running process.

@@ -2,25 +2,12 @@
 # Exact resume (real data group): a run killed with SIGKILL or SIGINT at random moments and
 # resumed each time ends with bit-identical weights to an uninterrupted run; a corrupt newest
 # checkpoint falls back to the previous one with a warning.
-LOOM=${LOOM:-build/loom}
-pass=0; fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAILED: $*"; }
+. "$(dirname "$0")/lib.inc"
+need_data
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 weights() { head -c -4 "$1" | tail -c 400000 | cksum | cut -d' ' -f1; } # params, not config/CRC
 ARGS="mlp --subset 20000 --epochs 3 --quiet --no-test --checkpoint-steps 5"
-
-# wait_for TEST: polls the shell test TEST every 10 ms for up to 60 s.
-wait_for() {
-    i=0
-    until eval "$1"; do
-        sleep 0.01
-        i=$((i + 1))
-        [ $i -ge 6000 ] && return 1
-    done
-    return 0
-}
 
 $LOOM train $ARGS --out "$T/ref" >/dev/null 2>&1 || bad "reference run"
 ref=$(weights "$T/ref/model.loom")

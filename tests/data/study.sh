@@ -2,11 +2,8 @@
 # A tiny study end to end (real data group): a few hundred images and one epoch per step, every
 # kind of step (train, cv, tune), then checks that every file of the report exists, that every
 # picture the report names was drawn, and that every table has rows; then --resume skips all.
-LOOM=${LOOM:-build/loom}
-pass=0; fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAILED: $*"; }
-check() { if eval "$1"; then ok; else bad "$1"; fi; }
+. "$(dirname "$0")/lib.inc"
+need_data
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 cat > "$T/study.txt" <<'STUDY'
