@@ -594,11 +594,17 @@ loom_status loom_cv_run(const loom_cv_config *cc, const loom_dataset *train,
         /* the receipt: the inputs, every fold's weights, and the saved (best) model's */
         receipt_in rin = receipt_inputs(text, config, ds, cc->is_test ? test : NULL);
         res->inputs_hash = rin.inputs;
-        char extra[64 * 40], *e = extra;
-        for (int k = 0; k < K && k < 64; k++)
+        char *extra = malloc((size_t)K * 40 + 1), *e = extra; /* one line per fold */
+        if (!extra) {
+            st = loom_error_set(err, LOOM_ERR_NOMEM, "cv: out of memory");
+            goto done;
+        }
+        *e = '\0';
+        for (int k = 0; k < K; k++)
             e += sprintf(e, "fold_%d_weights_crc32=%08x\n", k + 1, res->folds[k].weights_hash);
-        if ((st = receipt_write(res->run_dir, rin, extra, res->folds[res->best_fold].weights_hash,
-                                err)))
+        st = receipt_write(res->run_dir, rin, extra, res->folds[res->best_fold].weights_hash, err);
+        free(extra);
+        if (st)
             goto done;
     }
     if (cc->is_test) {
