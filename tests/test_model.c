@@ -83,6 +83,18 @@ static void test_parse_errors(void) {
     CHECK_MSG(strstr(err.msg, "f.txt:4") && strstr(err.msg, "wat"), "%s", err.msg);
     loom_model_create(&m, "flatten, dense 7 relu, dense x", "g.txt", 28, 28, 1, &err);
     CHECK_MSG(strstr(err.msg, "g.txt:1") && strstr(err.msg, "'x'"), "%s", err.msg);
+    /* sizes past 2^24 values per example: the input (65536 x 65536 overflowed int inside
+     * `rows` before this bound, found by fuzz_modelfile) and a layer's output */
+    loom_status st = loom_model_create(&m, "rows\nrnn 4\ndense 2", "h.txt", 65536, 65536, 1, &err);
+    CHECK_MSG(st == LOOM_ERR_SHAPE && m == NULL && strstr(err.msg, "h.txt: input 65536x65536x1"),
+              "%s", err.msg);
+    st = loom_model_create(&m, "conv 32 3x3 same\nflatten\ndense 2", "i.txt", 1000, 1000, 1, &err);
+    CHECK_MSG(st == LOOM_ERR_SHAPE && m == NULL && strstr(err.msg, "i.txt: layer 1 (conv)") &&
+                  strstr(err.msg, "32000000 values"),
+              "%s", err.msg);
+    st = loom_model_create(&m, "rows\nrnn 4\ndense 2", "j.txt", 4096, 4096, 1, &err);
+    CHECK_MSG(st == LOOM_OK, "%s", err.msg); /* exactly 2^24 is allowed */
+    loom_model_destroy(m);
 }
 
 static void test_canonical_text(void) {

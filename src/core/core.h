@@ -14,6 +14,11 @@ typedef struct {
     int d[3];
 } loom_shape;
 
+/* The most values one example may have at any layer (input or output): 2^24, far above any image
+ * classifier's needs, and low enough that products of dimensions inside a layer's shape
+ * arithmetic stay within int. */
+#define LOOM_MAX_VALUES (1 << 24)
+
 static inline size_t shape_size(loom_shape s) {
     size_t n = 1;
     for (int i = 0; i < s.rank; i++)

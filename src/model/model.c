@@ -148,6 +148,11 @@ static loom_status create(loom_model **out, const char *text, const char *source
     *out = NULL;
     if (H < 1 || W < 1 || C < 1)
         return loom_error_set(err, LOOM_ERR_ARG, "%s: bad input shape %dx%dx%d", source, H, W, C);
+    if ((size_t)H * W * C > LOOM_MAX_VALUES)
+        return loom_error_set(err, LOOM_ERR_SHAPE,
+                              "%s: input %dx%dx%d has more than %d values per example; downscale "
+                              "the images",
+                              source, H, W, C, LOOM_MAX_VALUES);
     loom_model *m = calloc(1, sizeof *m);
     if (!m)
         return loom_error_set(err, LOOM_ERR_NOMEM, "%s: out of memory", source);
@@ -175,6 +180,13 @@ static loom_status create(loom_model **out, const char *text, const char *source
         if (shape_size(l->out) == 0) {
             st = loom_error_set(err, LOOM_ERR_SHAPE, "%s: layer %d (%s): output is empty", source,
                                 i + 1, l->ops->kind);
+            goto fail;
+        }
+        if (shape_size(l->out) > LOOM_MAX_VALUES) {
+            st = loom_error_set(err, LOOM_ERR_SHAPE,
+                                "%s: layer %d (%s): output has %zu values per example, more than "
+                                "%d; use fewer units or filters, or pool earlier",
+                                source, i + 1, l->ops->kind, shape_size(l->out), LOOM_MAX_VALUES);
             goto fail;
         }
         m->n_params += l->n_params;
