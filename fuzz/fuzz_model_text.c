@@ -4,13 +4,12 @@
  * A text that builds must print its summary, rebuild from its canonical text to the same
  * counts, and run a training forward and backward pass of batch 2 when it is small enough. */
 #include "../src/model/model.h"
+#include "fuzz.h"
 
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define MAX_TEXT 4096
 #define MAX_PARAMS (1u << 22)     /* parameters (and state) of a model the harness builds */
@@ -66,13 +65,9 @@ static void run_once(loom_model *m) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    if (size > MAX_TEXT)
-        return 0;
-    char *text = malloc(size + 1);
+    char *text = fuzz_text(data, size, MAX_TEXT);
     if (!text)
         return 0;
-    memcpy(text, data, size);
-    text[size] = '\0';
     const int *s = shapes[size % 3];
     loom_model *m = NULL;
     loom_error err = {0};

@@ -4,13 +4,12 @@
  * it draws must be usable: a model text the model language reads, and training settings the
  * trainer accepts (the parser checks each hyperparameter at its ends and choices). */
 #include "../src/model/model.h"
+#include "fuzz.h"
 
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define MAX_TEXT 4096
 #define N_SEEDS 3
@@ -51,13 +50,9 @@ static void check_train_text(const char *text) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    if (size > MAX_TEXT)
-        return 0;
-    char *text = malloc(size + 1);
+    char *text = fuzz_text(data, size, MAX_TEXT);
     if (!text)
         return 0;
-    memcpy(text, data, size);
-    text[size] = '\0';
     loom_space *s = (loom_space *)1; /* the parser must set it, also on error */
     loom_error err = {0};
     loom_status st = loom_space_parse(&s, text, "fuzz", &err);

@@ -3,24 +3,19 @@
  * that parses has 1 to 64 steps, and parsing it twice gives the same count; an error says why
  * on one line and names the source. */
 #include "../src/eval/study.h"
+#include "fuzz.h"
 
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
 #define MAX_TEXT 16384
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    if (size > MAX_TEXT)
-        return 0;
-    char *text = malloc(size + 1);
+    char *text = fuzz_text(data, size, MAX_TEXT);
     if (!text)
         return 0;
-    memcpy(text, data, size);
-    text[size] = '\0';
     loom_error err = {0};
     int n = -1;
     loom_status st = study_parse_text(text, "fuzz.study", &n, &err);
