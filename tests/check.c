@@ -1,5 +1,6 @@
 /* check.c - counters and helpers for check.h. */
 #include "check.h"
+#include "loom.h"
 
 #include <stdlib.h>
 #include <unistd.h>
@@ -23,4 +24,18 @@ const char *check_tmpdir(void) {
         }
     }
     return dir;
+}
+
+loom_dataset *check_dataset(int n, int H, int W, int n_classes) {
+    loom_dataset *ds = calloc(1, sizeof *ds);
+    if (!ds)
+        return NULL;
+    ds->n = n;
+    ds->H = H;
+    ds->W = W;
+    ds->C = 1;
+    ds->n_classes = n_classes;
+    ds->x = malloc((size_t)n * H * W);
+    ds->y = malloc((size_t)n);
+    return ds;
 }

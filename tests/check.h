@@ -3,6 +3,8 @@
 #ifndef LOOM_CHECK_H
 #define LOOM_CHECK_H
 
+#include "loom.h"
+
 #include <math.h>
 #include <stdio.h>
 
@@ -40,6 +42,10 @@ extern int check_passed, check_failed;
         fn();                                                                                      \
         fprintf(stderr, "  %-40s %s\n", #fn, check_failed == f0_ ? "ok" : "FAILED");               \
     } while (0)
+
+/* An n-example dataset of H x W one-channel images in n_classes classes with x and y allocated
+ * and uninitialised, for the caller to fill; free it with loom_dataset_free. */
+loom_dataset *check_dataset(int n, int H, int W, int n_classes);
 
 /* Prints the closing line; returns the exit code. */
 int check_report(void);

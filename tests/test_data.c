@@ -424,14 +424,7 @@ static loom_dataset *make_dataset(const int *count, int n_classes, int H, int W)
     int n = 0;
     for (int c = 0; c < n_classes; c++)
         n += count[c];
-    loom_dataset *ds = calloc(1, sizeof *ds);
-    ds->n = n;
-    ds->H = H;
-    ds->W = W;
-    ds->C = 1;
-    ds->n_classes = n_classes;
-    ds->x = malloc((size_t)n * H * W);
-    ds->y = malloc((size_t)n);
+    loom_dataset *ds = check_dataset(n, H, W, n_classes);
     int left[16], i = 0;
     memcpy(left, count, sizeof *left * (size_t)n_classes);
     while (i < n)

@@ -13,13 +13,7 @@
 
 /* n examples of 8x8 one-channel images in 4 classes: class k brightens row band k. */
 static loom_dataset *band_data(int n, uint64_t seed) {
-    loom_dataset *ds = calloc(1, sizeof *ds);
-    ds->n = n;
-    ds->H = ds->W = 8;
-    ds->C = 1;
-    ds->n_classes = 4;
-    ds->x = malloc((size_t)n * 64);
-    ds->y = malloc((size_t)n);
+    loom_dataset *ds = check_dataset(n, 8, 8, 4);
     loom_rng rng;
     loom_rng_seed(&rng, seed);
     for (int i = 0; i < n; i++) {
