@@ -399,16 +399,18 @@ static void dir_forward(const rec_cfg *c, dims d, const dir_params *p, dir_cache
     memset(k->Hs + zero * BH, 0, sizeof(float) * BH);
     if (c->cell == CELL_LSTM)
         memset(k->Cs + zero * BH, 0, sizeof(float) * BH);
+    /* Rows of the batch never meet in the recurrence: each fixed chunk of rows runs through
+     * every step on its own, one parallel region per direction rather than one per step. */
     int nc = step_chunks(d);
     bool is_par = nc > 1 && loom_get_threads() > 1;
-    for (int s = 0; s < T; s++) {
-        int t = is_reverse ? T - 1 - s : s;
-        const float *hprev = k->Hs + (t + k->o_prev) * BH;
-        float *h = k->Hs + (t + k->o_out) * BH;
-        float *Gt = k->G + t * BGH;
 #pragma omp parallel for schedule(static) if (is_par)
-        for (int ch = 0; ch < nc; ch++) {
-            int lo = (int)par_chunk_lo(B, nc, ch), hi = (int)par_chunk_lo(B, nc, ch + 1);
+    for (int ch = 0; ch < nc; ch++) {
+        int lo = (int)par_chunk_lo(B, nc, ch), hi = (int)par_chunk_lo(B, nc, ch + 1);
+        for (int s = 0; s < T; s++) {
+            int t = is_reverse ? T - 1 - s : s;
+            const float *hprev = k->Hs + (t + k->o_prev) * BH;
+            float *h = k->Hs + (t + k->o_out) * BH;
+            float *Gt = k->G + t * BGH;
             /* ws (rows, GH) = h_prev (rows, H) W_hh (H, GH); zero at the first step */
             if (s == 0)
                 memset(ws + (size_t)lo * GH, 0, sizeof(float) * (size_t)(hi - lo) * GH);
@@ -494,23 +496,23 @@ static void dir_backward(const rec_cfg *c, dims d, const dir_params *p, dir_cach
     int nc = step_chunks(d);
     bool is_par = nc > 1 && loom_get_threads() > 1;
     int t_last = is_reverse ? 0 : T - 1;
-    for (int s_i = T - 1; s_i >= 0; s_i--) {
-        int t = is_reverse ? T - 1 - s_i : s_i;
-        /* this step's share of dy: rows of (B, T, DH) or (B, DH), columns k_dir*H.. */
-        const float *dyt = NULL;
-        size_t dy_stride = 0;
-        if (c->is_sequences) {
-            dyt = dy + (size_t)t * DH + (size_t)k_dir * H;
-            dy_stride = (size_t)T * DH;
-        } else if (t == t_last) {
-            dyt = dy + (size_t)k_dir * H;
-            dy_stride = (size_t)DH;
-        }
-        float *Gt = k->G + t * BGH, *Ght = k->dGh + t * BGH;
-        const float *hprev = k->Hs + (t + k->o_prev) * BH;
 #pragma omp parallel for schedule(static) if (is_par)
-        for (int ch = 0; ch < nc; ch++) {
-            int lo = (int)par_chunk_lo(B, nc, ch), hi = (int)par_chunk_lo(B, nc, ch + 1);
+    for (int ch = 0; ch < nc; ch++) {
+        int lo = (int)par_chunk_lo(B, nc, ch), hi = (int)par_chunk_lo(B, nc, ch + 1);
+        for (int s_i = T - 1; s_i >= 0; s_i--) {
+            int t = is_reverse ? T - 1 - s_i : s_i;
+            /* this step's share of dy: rows of (B, T, DH) or (B, DH), columns k_dir*H.. */
+            const float *dyt = NULL;
+            size_t dy_stride = 0;
+            if (c->is_sequences) {
+                dyt = dy + (size_t)t * DH + (size_t)k_dir * H;
+                dy_stride = (size_t)T * DH;
+            } else if (t == t_last) {
+                dyt = dy + (size_t)k_dir * H;
+                dy_stride = (size_t)DH;
+            }
+            float *Gt = k->G + t * BGH, *Ght = k->dGh + t * BGH;
+            const float *hprev = k->Hs + (t + k->o_prev) * BH;
             if (dyt)
                 for (int b = lo; b < hi; b++) {
                     const float *e = dyt + b * dy_stride;
