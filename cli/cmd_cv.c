@@ -10,9 +10,9 @@
 /* ---- training flags shared by cv and tune ---- */
 
 static const char *const train_flags[] = {
-    "epochs",         "batch",   "optimizer",    "lr",        "momentum",
-    "nesterov",       "l2",      "weight-decay", "clip-norm", "lr-schedule",
-    "early-stopping", "augment", NULL,
+    "epochs",         "batch",   "optimizer",       "lr",        "momentum",
+    "nesterov",       "l2",      "weight-decay",    "clip-norm", "lr-schedule",
+    "early-stopping", "augment", "label-smoothing", NULL,
 };
 
 void cli_train_options(struct option *out, int cap, const struct option *mine) {
@@ -53,7 +53,8 @@ void cli_train_help(void) {
            "  --lr-schedule constant|step[:EVERY[:GAMMA]]|exp[:GAMMA]|cosine[:WARMUP[:MIN]]|"
            "plateau[:P[:GAMMA]]\n"
            "  --early-stopping P    stop after P epochs without a better val_loss; restore best\n"
-           "  --augment LIST        none | flip,shift:N (random flips, shifts of up to N px)\n");
+           "  --augment LIST        none | flip,shift:N (random flips, shifts of up to N px)\n"
+           "  --label-smoothing E   train against (1-E) one-hot + E/classes (default 0)\n");
 }
 
 /* ---- loom cv ---- */

@@ -21,6 +21,8 @@ static void help(void) {
            "  --lr-schedule S       constant | step[:EVERY[:GAMMA]] | exp[:GAMMA] |\n"
            "                        cosine[:WARMUP[:LR_MIN]] | plateau[:PATIENCE[:GAMMA]]\n"
            "  --early-stopping P    stop after P epochs without a better val_loss; restore best\n"
+           "  --label-smoothing E   train against (1-E) one-hot + E/classes (default 0; the\n"
+           "                        validation and test losses stay plain cross-entropy)\n"
            "  --seed N              random seed (default 42)\n"
            "  --threads N           worker threads (default: all cores; results do not change)\n"
            "  --out DIR             run directory (default runs/MODEL)\n"
@@ -53,6 +55,7 @@ enum {
     O_L2,
     O_WD,
     O_CLIP,
+    O_SMOOTH,
     O_SCHED,
     O_ES,
     O_SEED,
@@ -85,6 +88,7 @@ static const struct option opts[] = {
     {"l2", 1, 0, O_L2},
     {"weight-decay", 1, 0, O_WD},
     {"clip-norm", 1, 0, O_CLIP},
+    {"label-smoothing", 1, 0, O_SMOOTH},
     {"lr-schedule", 1, 0, O_SCHED},
     {"early-stopping", 1, 0, O_ES},
     {"seed", 1, 0, O_SEED},
@@ -193,6 +197,11 @@ int cmd_train(int argc, char **argv) {
             if (!cli_double("train", "--clip-norm", optarg, 0, 1e9, &d))
                 return EXIT_USAGE;
             t->opt.clip_norm = (float)d;
+            break;
+        case O_SMOOTH:
+            if (!cli_double("train", "--label-smoothing", optarg, 0, 0.99, &d))
+                return EXIT_USAGE;
+            t->label_smoothing = (float)d;
             break;
         case O_SCHED: {
             loom_sched_config sc;

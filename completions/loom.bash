@@ -14,7 +14,7 @@ _loom() {
     prev=${COMP_WORDS[COMP_CWORD - 1]}
     local commands="study train eval summary models report bench plot cv tune compare predict help"
     local train_opts="--epochs --batch --optimizer --lr --momentum --nesterov --l2 --weight-decay
-        --clip-norm --lr-schedule --early-stopping --augment"
+        --clip-norm --lr-schedule --early-stopping --augment --label-smoothing"
 
     if [ "$COMP_CWORD" -eq 1 ]; then
         COMPREPLY=($(compgen -W "$commands --help --version" -- "$cur"))
@@ -35,7 +35,7 @@ _loom() {
     --resume) [ "$cmd" = train ] && COMPREPLY=($(compgen -d -- "$cur")) && return ;;
     --augment) COMPREPLY=($(compgen -W "none flip flip,shift:2 shift:2" -- "$cur")); return ;;
     --images | --labels | --idx | --overlay) COMPREPLY=($(compgen -f -- "$cur")); return ;;
-    --epochs | --batch | --lr | --momentum | --l2 | --weight-decay | --clip-norm | \
+    --epochs | --batch | --lr | --momentum | --l2 | --weight-decay | --clip-norm | --label-smoothing | \
         --early-stopping | --seed | --threads | --val-split | --subset | --test-subset | \
         --log-every | --checkpoint-every | --checkpoint-steps | --folds | --trials | \
         --executions-per-trial | --cv | --eta | --budget-minutes | --repeats | --seconds | \

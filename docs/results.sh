@@ -106,7 +106,9 @@ target() {
     echo "## Speed"
     echo
     if [ -s docs/BENCHMARKS.md ]; then
-        sed -n '/^| model/,/^$/p' docs/BENCHMARKS.md
+        # the first table only (the throughput one; later tables have their own context)
+        awk '/^\| model/ { on = 1 } on && /^$/ { exit } on' docs/BENCHMARKS.md
+        echo
         echo "From [BENCHMARKS.md](BENCHMARKS.md) (\`sh bench/run.sh\`, side by side with PyTorch)."
     else
         echo "Not measured yet: \`sh bench/run.sh\` writes docs/BENCHMARKS.md."

@@ -271,6 +271,10 @@ float loom_sched_lr(const loom_sched_config *s, float lr, int e, int n_epochs);
  * (may be NULL); returns the summed loss (not the mean) and counts correct argmaxes. */
 double loom_softmax_xent(const float *logits, const int *y, int B, int N, float *dlogits,
                          int *n_correct);
+/* The same with label smoothing in [0, 1): the target is (1 - smoothing) onehot(y) +
+ * smoothing / N, and dlogits = (p - target) / B. smoothing 0 is loom_softmax_xent. */
+double loom_softmax_xent_smooth(const float *logits, const int *y, int B, int N, float smoothing,
+                                float *dlogits, int *n_correct);
 
 /* One epoch's history row. */
 typedef struct {
@@ -286,7 +290,9 @@ typedef struct {
     int batch;
     loom_opt_config opt;
     loom_sched_config sched;
-    int early_stopping; /* patience in epochs, 0 = off; restores best weights */
+    int early_stopping;    /* patience in epochs, 0 = off; restores best weights */
+    float label_smoothing; /* in [0, 1): training targets (1 - e) onehot + e / classes; 0 = off.
+                            * Validation and test losses stay plain cross-entropy. */
     uint64_t seed;
     int log_every;    /* iteration lines every N steps, 0 = off */
     bool is_progress; /* live progress lines (LOOM_LOG_PROGRESS) */

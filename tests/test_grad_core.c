@@ -4,6 +4,7 @@
 #include "gradcheck.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 static void test_dense(void) {
     gradcheck_expect("flatten, dense 7", 3, 2, 2, 4);
@@ -55,6 +56,42 @@ static void test_softmax_xent(void) {
     CHECK(correct == 1);
 }
 
+/* Label smoothing: central differences at eps 0.2, and a hand-worked case. */
+static void test_softmax_xent_smooth(void) {
+    enum { B = 3, N = 5 };
+    float z[B * N], dz[B * N], dz0[B * N], dz1[B * N];
+    int y[B] = {1, 0, 4};
+    loom_rng rng;
+    loom_rng_seed(&rng, 11);
+    for (int i = 0; i < B * N; i++)
+        z[i] = 4.0f * loom_rng_uniform(&rng) - 2.0f;
+    int correct;
+    double L = loom_softmax_xent_smooth(z, y, B, N, 0.2f, dz, &correct);
+    CHECK(L > 0);
+    for (int i = 0; i < B * N; i++) {
+        float old = z[i];
+        z[i] = old + 1e-3f;
+        double lp = loom_softmax_xent_smooth(z, y, B, N, 0.2f, NULL, &correct) / B;
+        z[i] = old - 1e-3f;
+        double lm = loom_softmax_xent_smooth(z, y, B, N, 0.2f, NULL, &correct) / B;
+        z[i] = old;
+        CHECK_NEAR(dz[i], (lp - lm) / 2e-3, 2e-3);
+    }
+    /* smoothing 0 is the plain loss, to the bit */
+    double L0 = loom_softmax_xent(z, y, B, N, dz0, NULL);
+    double L1 = loom_softmax_xent_smooth(z, y, B, N, 0.0f, dz1, NULL);
+    CHECK(L0 == L1 && memcmp(dz0, dz1, sizeof dz0) == 0);
+    /* hand-worked: logits (0, ln 3), label 1, eps 0.2 -> target (0.1, 0.9), p = (1/4, 3/4):
+     * loss = -(0.1 ln 1/4 + 0.9 ln 3/4) = 0.3975427, dlogits = p - target = (0.15, -0.15) */
+    float z2[2] = {0.0f, logf(3.0f)};
+    int y2[1] = {1};
+    float d2[2];
+    CHECK_NEAR(loom_softmax_xent_smooth(z2, y2, 1, 2, 0.2f, d2, &correct), 0.3975427, 1e-6);
+    CHECK_NEAR(d2[0], 0.15, 1e-6);
+    CHECK_NEAR(d2[1], -0.15, 1e-6);
+    CHECK(correct == 1);
+}
+
 /* The checker itself must fail on a wrong gradient: a sanity check of the test. */
 static void test_checker_detects_errors(void) {
     gradcheck_result r = gradcheck_model("flatten, dense 4", 2, 2, 1, 2, 1, 50, false);
@@ -70,6 +107,7 @@ int main(void) {
     RUN(test_activations);
     RUN(test_dropout);
     RUN(test_softmax_xent);
+    RUN(test_softmax_xent_smooth);
     RUN(test_checker_detects_errors);
     return check_report();
 }

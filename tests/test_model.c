@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static size_t count_of(const char *name) {
     const loom_zoo_entry *z = loom_zoo_find(name);
@@ -134,7 +135,8 @@ static loom_dataset *make_data(int n, uint64_t seed) {
     return ds;
 }
 
-static char last_error[512]; /* the message of the last failed training */
+static char last_error[512];  /* the message of the last failed training */
+static float label_smoothing; /* train_text's label smoothing (0 unless a test sets it) */
 
 #define SMALL_MODEL "flatten, dense 32 relu, dropout 0.2, dense 4 softmax"
 
@@ -157,6 +159,7 @@ static loom_status train_text(const char *text, loom_model **mo, loom_history *h
         c.seed = seed;
         c.opt.kind = opt;
         c.opt.lr = lr;
+        c.label_smoothing = label_smoothing;
         if (opt == LOOM_OPT_SGD)
             c.opt.momentum = 0.9f;
         if (opt == LOOM_OPT_RMSPROP)
@@ -313,6 +316,43 @@ static void test_schedules(void) {
     CHECK(loom_sched_parse("step:1000000:0.5", &s, &err) == LOOM_OK && s.step_every == 1000000);
 }
 
+/* --label-smoothing: still learns, changes the weights, and survives config.txt (resume). */
+static void test_label_smoothing(void) {
+    loom_model *m0 = NULL, *m1 = NULL;
+    loom_history h0 = {0}, h1 = {0};
+    CHECK(train_text(SMALL_MODEL, &m0, &h0, LOOM_OPT_ADAM, 3e-3f, 1, 5, NULL) == LOOM_OK);
+    label_smoothing = 0.1f;
+    CHECK(train_text(SMALL_MODEL, &m1, &h1, LOOM_OPT_ADAM, 3e-3f, 1, 5, NULL) == LOOM_OK);
+    label_smoothing = 0.0f;
+    if (m0 && m1) {
+        CHECK_MSG(h1.epochs[3].val_acc > 0.95, "val_acc %.3f", h1.epochs[3].val_acc);
+        /* the smoothed target keeps the training loss above the plain one */
+        CHECK_MSG(h1.epochs[3].loss > h0.epochs[3].loss, "%.4f vs %.4f", h1.epochs[3].loss,
+                  h0.epochs[3].loss);
+        CHECK(loom_model_n_params(m0) == loom_model_n_params(m1));
+        CHECK(memcmp(loom_model_params(m0), loom_model_params(m1),
+                     sizeof(float) * loom_model_n_params(m0)) != 0);
+    }
+    loom_model_destroy(m0);
+    loom_model_destroy(m1);
+    loom_history_reset(&h0);
+    loom_history_reset(&h1);
+
+    char dir[512], path[600];
+    snprintf(dir, sizeof dir, "%s/smooth-run", check_tmpdir());
+    mkdir(dir, 0700);
+    snprintf(path, sizeof path, "%s/config.txt", dir);
+    const char *text = "model=mlp\nlabel_smoothing=0.15\nclip_norm=2\nepochs=3\n";
+    loom_error err = {0};
+    CHECK(loom_file_write_atomic(path, text, strlen(text), &err) == LOOM_OK);
+    loom_run_config rc;
+    char *owner = NULL;
+    CHECK_MSG(loom_run_config_load(&rc, dir, &owner, &err) == LOOM_OK, "%s", err.msg);
+    CHECK_NEAR(rc.train.label_smoothing, 0.15, 1e-7);
+    CHECK_NEAR(rc.train.opt.clip_norm, 2.0, 1e-7);
+    free(owner);
+}
+
 int main(void) {
     RUN(test_zoo_counts);
     RUN(test_parse_errors);
@@ -322,5 +362,6 @@ int main(void) {
     RUN(test_optimizers_learn);
     RUN(test_determinism);
     RUN(test_nan_stops);
+    RUN(test_label_smoothing);
     return check_report();
 }

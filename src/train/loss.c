@@ -1,11 +1,14 @@
-/* loss.c - softmax fused with categorical cross-entropy over logits (B, N).
- * loss_b = logsumexp(z_b) - z_b[y_b]; dL/dz = (softmax(z) - onehot(y)) / B for the mean loss. */
+/* loss.c - softmax fused with categorical cross-entropy over logits (B, N), with optional label
+ * smoothing eps: the target is q = (1 - eps) onehot(y) + eps / N, so
+ * loss_b = logsumexp(z_b) - sum_k q_k z_b[k] and dL/dz = (softmax(z) - q) / B for the mean loss
+ * (eps = 0: the plain loss_b = logsumexp(z_b) - z_b[y_b]). */
 #include "../core/core.h"
 
 #include <math.h>
 
-double loom_softmax_xent(const float *logits, const int *y, int B, int N, float *dlogits,
-                         int *n_correct) {
+double loom_softmax_xent_smooth(const float *logits, const int *y, int B, int N, float smoothing,
+                                float *dlogits, int *n_correct) {
+    double on = 1.0 - smoothing, off = (double)smoothing / N;
     double total = 0;
     int correct = 0;
     for (int b = 0; b < B; b++) {
@@ -21,16 +24,28 @@ double loom_softmax_xent(const float *logits, const int *y, int B, int N, float 
         for (int k = 0; k < N; k++)
             s += exp((double)z[k] - zmax);
         double lse = zmax + log(s);
-        total += lse - z[y[b]];
+        if (smoothing > 0.0f) {
+            double zsum = 0;
+            for (int k = 0; k < N; k++)
+                zsum += z[k];
+            total += lse - on * z[y[b]] - off * zsum;
+        } else {
+            total += lse - z[y[b]];
+        }
         correct += arg == y[b];
         if (dlogits) {
             float *d = dlogits + (size_t)b * N;
             for (int k = 0; k < N; k++)
-                d[k] = (float)(exp((double)z[k] - lse) / B);
-            d[y[b]] -= 1.0f / (float)B;
+                d[k] = (float)((exp((double)z[k] - lse) - off) / B);
+            d[y[b]] -= (float)(on / B);
         }
     }
     if (n_correct)
         *n_correct = correct;
     return total;
+}
+
+double loom_softmax_xent(const float *logits, const int *y, int B, int N, float *dlogits,
+                         int *n_correct) {
+    return loom_softmax_xent_smooth(logits, y, B, N, 0.0f, dlogits, n_correct);
 }

@@ -184,7 +184,8 @@ loom_status loom_train(loom_model *m, const loom_train_config *cfg, const loom_d
             loom_model_zero_grad(m);
             const float *logits = loom_model_forward(m, x, B, true, &p->rng_drop);
             int nc = 0;
-            double L = loom_softmax_xent(logits, y, B, K, dlogits, &nc);
+            double L =
+                loom_softmax_xent_smooth(logits, y, B, K, cfg->label_smoothing, dlogits, &nc);
             int bad_out = isfinite(L) ? -1 : model_first_nonfinite_output(m, B);
             int bad_grad = -1;
             if (isfinite(L)) {

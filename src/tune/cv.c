@@ -181,6 +181,7 @@ static const setting settings[] = {
     {"clip_norm", SET_FLOAT, offsetof(loom_train_config, opt.clip_norm), 0, 1e9},
     {"lr_schedule", SET_SCHEDULE, 0, 0, 0},
     {"early_stopping", SET_INT, offsetof(loom_train_config, early_stopping), 0, 100000},
+    {"label_smoothing", SET_FLOAT, offsetof(loom_train_config, label_smoothing), 0, 0.99},
     {"augment", SET_AUGMENT, 0, 0, 0},
     {"seed", SET_SEED, 0, 0, 0},
 };
@@ -195,7 +196,7 @@ loom_status loom_train_config_set(loom_train_config *c, const char **lr_schedule
         return loom_error_set(err, LOOM_ERR_ARG,
                               "unknown training setting '%s' (lr, batch, epochs, optimizer, "
                               "momentum, nesterov, l2, weight_decay, clip_norm, lr_schedule, "
-                              "early_stopping, augment, seed)",
+                              "early_stopping, label_smoothing, augment, seed)",
                               key);
     char *end = NULL;
     errno = 0;

@@ -140,8 +140,9 @@ void loom_space_hp_describe(const loom_space *s, int i, char *buf, size_t n) {
 /* ---- parsing ---- */
 
 static const char *const setting_keys[] = {
-    "lr",           "batch",     "epochs",      "optimizer",      "momentum", "nesterov", "l2",
-    "weight_decay", "clip_norm", "lr_schedule", "early_stopping", "augment",  NULL,
+    "lr",      "batch",        "epochs",    "optimizer",   "momentum",       "nesterov",
+    "l2",      "weight_decay", "clip_norm", "lr_schedule", "early_stopping", "label_smoothing",
+    "augment", NULL,
 };
 
 static bool is_setting_key(const char *w) {
