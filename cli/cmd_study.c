@@ -11,7 +11,7 @@ static void help(void) {
            "of rnn and lstm, the MLP random search), then writes DIR/REPORT.md (default DIR\n"
            "runs/study). A study file has one step per line: train MODEL [flags], cv MODEL\n"
            "[flags] or tune SPACE_FILE [flags]; '#' comments. --print shows the built-in one.\n\n"
-           "  --quick    a 10,000-image subset and 3 epochs per step (about 10 minutes)\n"
+           "  --quick    a 10,000-image subset and 3 epochs per step (about 4 minutes on 2 cores)\n"
            "  --resume   skip finished steps and continue an interrupted one\n"
            "  --force    start over in an existing study directory\n");
 }
