@@ -486,6 +486,18 @@ static void test_tune_resume(void) {
     CHECK(count_lines(pb) == 4); /* header + 3 executions */
     snprintf(pb, sizeof pb, "%s/trials.csv", db);
     CHECK(count_lines(pb) == 2); /* header + trial 1 */
+    /* stopped just as trial 1 ends (after 2 of 6 executions): the finished trial is in
+     * trials.csv before the search stops (it was missing when a signal came at that moment) */
+    const char *dc = tmp_path("tune_c");
+    loom_tune_result rstop;
+    tiny_tune_config(&tc, dc);
+    tc.stop_after = 2;
+    st = loom_tune_run(&tc, train, test, &rstop, &err);
+    CHECK_MSG(st == LOOM_ERR_INTERRUPTED, "%d %s", st, err.msg);
+    CHECK(rstop.n_trials == 1);
+    loom_tune_result_reset(&rstop);
+    snprintf(pb, sizeof pb, "%s/trials.csv", dc);
+    CHECK(count_lines(pb) == 2); /* header + trial 1 */
     /* a kill while writing leaves a torn line: it is dropped and that execution runs again */
     snprintf(pb, sizeof pb, "%s/executions.csv", db);
     FILE *f = fopen(pb, "a");

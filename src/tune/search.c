@@ -1185,6 +1185,13 @@ static loom_status run_exec(search *s, int t, int rung, int e, int epochs, exec_
     return record_exec(s, x, err);
 }
 
+/* A signal arrived, or (tests) the allowed number of new executions has run. */
+static bool should_stop(const search *s) {
+    const loom_tune_config *tc = s->tc;
+    return (tc->stop_after > 0 && s->n_new >= tc->stop_after) ||
+           (tc->train.stop_flag && *tc->train.stop_flag);
+}
+
 static loom_status stopped(search *s, loom_error *err) {
     return loom_error_set(err, LOOM_ERR_INTERRUPTED,
                           "search stopped: %d executions are recorded in %s/executions.csv; "
@@ -1223,9 +1230,8 @@ static loom_status run_trial(search *s, int t, int rung, int epochs, bool *is_re
         sum += x.score;
         seconds += x.seconds;
         ep = x.epochs;
-        if (tc->stop_after > 0 && s->n_new >= tc->stop_after)
-            return stopped(s, err);
-        if (tc->train.stop_flag && *tc->train.stop_flag)
+        /* after the last execution the trial is finished: the caller records it first */
+        if (e < tc->executions - 1 && should_stop(s))
             return stopped(s, err);
     }
     loom_tune_trial *more = realloc(res->trials, sizeof *more * (size_t)(res->n_trials + 1));
@@ -1583,7 +1589,10 @@ static bool budget_spent(search *s) {
 static loom_status after_trial(search *s, int n_total, bool is_replayed, loom_error *err) {
     update_best(s);
     trial_line(s, &s->res->trials[s->res->n_trials - 1], n_total, is_replayed);
-    return write_trials(s, err);
+    loom_status st = write_trials(s, err);
+    if (st == LOOM_OK && should_stop(s))
+        st = stopped(s, err); /* the finished trial is in trials.csv */
+    return st;
 }
 
 static loom_status random_search(search *s, loom_error *err) {
