@@ -2,12 +2,14 @@
 # Side-by-side benchmark: loom vs PyTorch (Debian's python3-torch, 2 threads) on every zoo
 # model, batch 64, Adam, random 28x28 images. Runs alternate (loom, torch, loom, torch, ...);
 # each run already reports the median of 5 timed repeats; the table takes the median of the
-# runs. Writes docs/BENCHMARKS.md. Usage: sh bench/run.sh [MODEL...]  (ROUNDS=3 by default)
+# runs. Writes docs/BENCHMARKS.md (or $OUT). Usage: sh bench/run.sh [MODEL...]  (ROUNDS=3 by
+# default)
 set -u
 LOOM=${LOOM:-build/loom}
 PY=${PY:-/usr/bin/python3}
 ROUNDS=${ROUNDS:-3}
 THREADS=${THREADS:-2}
+OUT=${OUT:-docs/BENCHMARKS.md}
 models=${*:-$($LOOM models | awk '{print $1}')}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -52,5 +54,5 @@ peak=230
         pct=$(awk -v g="$lg" -v p="$peak" 'BEGIN{printf "%.0f%%", 100*g/p}')
         echo "| $m | $lt | $pt | $ratio | $lg | $pct | $li | $pi | $iratio | $lr | $pr |"
     done
-} >docs/BENCHMARKS.md.tmp && mv docs/BENCHMARKS.md.tmp docs/BENCHMARKS.md
-cat docs/BENCHMARKS.md
+} >"$OUT.tmp" && mv "$OUT.tmp" "$OUT"
+cat "$OUT"
