@@ -19,7 +19,7 @@ endif
 
 PKGS     := zlib libcjson plplot libpng libjpeg
 CFLAGS   ?=
-CFLAGS   += -std=c17 -D_GNU_SOURCE $(OPT) -g -fopenmp -fPIC -Wall -Wextra -Wshadow \
+CFLAGS   += -std=c17 -D_GNU_SOURCE $(OPT) -g -fopenmp -fno-math-errno -fPIC -Wall -Wextra -Wshadow \
             -Wstrict-prototypes -Wmissing-prototypes $(WERROR) $(SAN) \
             -Iinclude $(BLAS_CFLAGS) $(shell pkg-config --cflags $(PKGS))
 LDLIBS   := $(BLAS_LIBS) $(shell pkg-config --libs $(PKGS)) -lm
