@@ -2,7 +2,14 @@
  * x (B, H, W, C) channels-last; W (R*S*C, K) row-major, its rows ordered (r, s, c) like the
  * im2col rows; b (K); y (B, H', W', K) = f(col W + b) with col (B*H'*W', R*S*C) the im2col
  * of the whole batch, so the product is already the NHWC output.
- * Backward: dz = dy*f'(y); dW += col^T dz; db += column sums of dz; dx = col2im(dz W^T). */
+ * Backward: dz = dy*f'(y); dW += col^T dz; db += column sums of dz; dx = col2im(dz W^T).
+ *
+ * Batches of two or more example groups take the cache path: the batch is cut into fixed groups
+ * of whole examples (about 128k col floats each, so a group's col stays in L2), and each group
+ * is im2col'd and multiplied at once, in forward and again in backward (im2col is recomputed
+ * from x, which is R*S times smaller than col, rather than streamed back from memory). The
+ * weight gradient of each reduction set of groups is summed in its own buffer, and the sets are
+ * added in a fixed order: the grouping depends on the sizes only, never on the thread count. */
 #include "layer.h"
 
 typedef struct {
@@ -18,6 +25,9 @@ typedef struct {
 
 /* Maximum number of row chunks (par_n_chunks never returns more). */
 #define CONV_MAX_CHUNKS 64
+/* The cache path: col floats per example group, and the number of reduction sets. */
+#define CONV_GROUP_FLOATS 131072
+#define CONV_SETS 8
 
 static inline int imin(int a, int b) { return a < b ? a : b; }
 static inline int imax(int a, int b) { return a > b ? a : b; }
@@ -66,7 +76,11 @@ static loom_status conv_init(layer *l, loom_error *err) {
     /* per example: col (H'*W', R*S*C), reused by backward for dcol; fixed: db partial sums
      * (CONV_MAX_CHUNKS, K) */
     l->scratch_per_example = c->is_pointwise ? 0 : (size_t)c->Ho * c->Wo * RSC;
+    /* db partial sums (CONV_MAX_CHUNKS, K); the cache path's dW partials (CONV_SETS, RSC, K)
+     * and db partials (CONV_SETS, K) */
     l->scratch_fixed = (size_t)CONV_MAX_CHUNKS * K;
+    if (!c->is_pointwise)
+        l->scratch_fixed += (size_t)CONV_SETS * ((size_t)RSC * K + K);
     double HWo = (double)c->Ho * c->Wo;
     l->flops = 2.0 * HWo * K * RSC + HWo * K;
     return LOOM_OK;
@@ -161,9 +175,116 @@ static void col2im_batch(const conv_cfg *c, const float *dcol, float *dx, int B)
 /* Row chunks for elementwise passes over y (M, K): at least 8k floats each. */
 static int row_chunks(long M, int K) { return par_n_chunks(M, 8192 / K + 1); }
 
+/* The cache path's example groups: *per_group examples each, the count returned (at most
+ * CONV_MAX_CHUNKS; 1 means the whole-batch path). Sizes only. */
+static int conv_groups(const conv_cfg *c, int B, int *per_group) {
+    size_t col_sz = (size_t)c->Ho * c->Wo * c->R * c->S * c->C;
+    long g = (long)(CONV_GROUP_FLOATS / (col_sz ? col_sz : 1));
+    if (g < 1)
+        g = 1;
+    if ((B + g - 1) / g > CONV_MAX_CHUNKS)
+        g = (B + CONV_MAX_CHUNKS - 1) / CONV_MAX_CHUNKS;
+    *per_group = (int)g;
+    return c->is_pointwise ? 1 : (int)((B + g - 1) / g);
+}
+
+/* y += b, then the activation, on rows [lo, hi) of y (M, K). */
+static void bias_act(const conv_cfg *c, const float *b, float *y, long lo, long hi) {
+    int K = c->K;
+    for (long i = lo; i < hi; i++) {
+        float *yi = y + i * K;
+#pragma omp simd
+        for (int j = 0; j < K; j++)
+            yi[j] += b[j];
+    }
+    act_forward(c->act, c->alpha, y + lo * K, (size_t)(hi - lo) * K);
+}
+
+static void conv_forward_groups(layer *l, const float *x, float *y, int B, int ng, int per) {
+    conv_cfg *c = l->cfg;
+    int RSC = c->R * c->S * c->C, K = c->K, HWo = c->Ho * c->Wo;
+    size_t in_sz = (size_t)c->H * c->W * c->C, col_sz = (size_t)HWo * RSC;
+    const float *Wt = l->w, *b = l->w + (size_t)RSC * K;
+#pragma omp parallel for schedule(static) if (loom_get_threads() > 1)
+    for (int g = 0; g < ng; g++) {
+        int b0 = g * per, b1 = imin(B, b0 + per);
+        float *col = l->scratch + (size_t)b0 * col_sz;
+        for (int e = b0; e < b1; e++)
+            im2col_one(c, x + e * in_sz, col + (size_t)(e - b0) * col_sz);
+        long M = (long)(b1 - b0) * HWo;
+        float *yg = y + (size_t)b0 * HWo * K;
+        gemm(false, false, (int)M, K, RSC, 1.0f, col, RSC, Wt, K, 0.0f, yg, K);
+        bias_act(c, b, yg, 0, M);
+    }
+}
+
+/* Backward of the cache path. Group g belongs to reduction set g * CONV_SETS / ng; each set
+ * runs its groups in order (dz, db and dW partials, dcol, col2im), then the sets' partials are
+ * added to db and dW in set order. */
+static void conv_backward_groups(layer *l, const float *x, const float *y, float *dy, float *dx,
+                                 int B, int ng, int per) {
+    conv_cfg *c = l->cfg;
+    int RSC = c->R * c->S * c->C, K = c->K, HWo = c->Ho * c->Wo;
+    size_t in_sz = (size_t)c->H * c->W * c->C, col_sz = (size_t)HWo * RSC;
+    float *dW = l->dw, *db = l->dw + (size_t)RSC * K;
+    float *pw = l->scratch + l->scratch_per_example * (size_t)l->max_batch +
+                (size_t)CONV_MAX_CHUNKS * K;      /* (CONV_SETS, RSC, K) */
+    float *pb = pw + (size_t)CONV_SETS * RSC * K; /* (CONV_SETS, K) */
+    int ns = ng < CONV_SETS ? ng : CONV_SETS;
+#pragma omp parallel for schedule(static) if (loom_get_threads() > 1)
+    for (int st = 0; st < ns; st++) {
+        int g0 = (int)par_chunk_lo(ng, ns, st), g1 = (int)par_chunk_lo(ng, ns, st + 1);
+        float *pws = pw + (size_t)st * RSC * K, *pbs = pb + (size_t)st * K;
+        memset(pbs, 0, sizeof(float) * K);
+        for (int g = g0; g < g1; g++) {
+            int b0 = g * per, b1 = imin(B, b0 + per);
+            long M = (long)(b1 - b0) * HWo;
+            float *col = l->scratch + (size_t)b0 * col_sz;
+            float *dz = dy + (size_t)b0 * HWo * K;
+            act_backward(c->act, c->alpha, y + (size_t)b0 * HWo * K, dz, (size_t)M * K);
+            for (long i = 0; i < M; i++) {
+                const float *d = dz + i * K;
+#pragma omp simd
+                for (int j = 0; j < K; j++)
+                    pbs[j] += d[j];
+            }
+            for (int e = b0; e < b1; e++)
+                im2col_one(c, x + e * in_sz, col + (size_t)(e - b0) * col_sz);
+            gemm(true, false, RSC, K, (int)M, 1.0f, col, RSC, dz, K, g == g0 ? 0.0f : 1.0f, pws, K);
+            if (dx) {
+                gemm(false, true, (int)M, RSC, K, 1.0f, dz, K, l->w, K, 0.0f, col, RSC);
+                for (int e = b0; e < b1; e++)
+                    col2im_one(c, col + (size_t)(e - b0) * col_sz, dx + e * in_sz);
+            }
+        }
+    }
+    size_t nw = (size_t)RSC * K;
+    long nwc = par_n_chunks((long)nw, 16384);
+#pragma omp parallel for schedule(static) if (nwc > 1 && loom_get_threads() > 1)
+    for (long k = 0; k < nwc; k++) {
+        size_t lo = (size_t)par_chunk_lo((long)nw, (int)nwc, (int)k);
+        size_t hi = (size_t)par_chunk_lo((long)nw, (int)nwc, (int)k + 1);
+        for (int st = 0; st < ns; st++) {
+            const float *p = pw + (size_t)st * nw;
+#pragma omp simd
+            for (size_t i = lo; i < hi; i++)
+                dW[i] += p[i];
+        }
+    }
+    for (int st = 0; st < ns; st++)
+#pragma omp simd
+        for (int j = 0; j < K; j++)
+            db[j] += pb[(size_t)st * K + j];
+}
+
 static void conv_forward(layer *l, const fwd_ctx *ctx, const float *x, float *y, int B) {
     (void)ctx;
     conv_cfg *c = l->cfg;
+    int per, ng = conv_groups(c, B, &per);
+    if (ng > 1) {
+        conv_forward_groups(l, x, y, B, ng, per);
+        return;
+    }
     int RSC = c->R * c->S * c->C, K = c->K;
     long M = (long)B * c->Ho * c->Wo;
     const float *Wt = l->w, *b = l->w + (size_t)RSC * K; /* (RSC, K), (K) */
@@ -176,16 +297,8 @@ static void conv_forward(layer *l, const fwd_ctx *ctx, const float *x, float *y,
     /* y += b, then the activation, over fixed row chunks */
     int nc = row_chunks(M, K);
 #pragma omp parallel for schedule(static) if (nc > 1)
-    for (int k = 0; k < nc; k++) {
-        long lo = par_chunk_lo(M, nc, k), hi = par_chunk_lo(M, nc, k + 1);
-        for (long i = lo; i < hi; i++) {
-            float *yi = y + i * K;
-#pragma omp simd
-            for (int j = 0; j < K; j++)
-                yi[j] += b[j];
-        }
-        act_forward(c->act, c->alpha, y + lo * K, (size_t)(hi - lo) * K);
-    }
+    for (int k = 0; k < nc; k++)
+        bias_act(c, b, y, par_chunk_lo(M, nc, k), par_chunk_lo(M, nc, k + 1));
 }
 
 /* dW (RSC, K) += col^T (RSC, M) dz (M, K). The product is tiled over the rows and columns
@@ -211,6 +324,11 @@ static void dw_accumulate(int RSC, int K, long M, const float *col, const float 
 /* Overwrites the im2col buffer with dcol: backward is the last use of col from the forward. */
 static void conv_backward(layer *l, const float *x, const float *y, float *dy, float *dx, int B) {
     conv_cfg *c = l->cfg;
+    int per, ng = conv_groups(c, B, &per);
+    if (ng > 1) {
+        conv_backward_groups(l, x, y, dy, dx, B, ng, per);
+        return;
+    }
     int RSC = c->R * c->S * c->C, K = c->K;
     long M = (long)B * c->Ho * c->Wo;
     float *dW = l->dw, *db = l->dw + (size_t)RSC * K;                         /* (RSC, K), (K) */
