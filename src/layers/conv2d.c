@@ -91,6 +91,16 @@ static loom_status conv_init(layer *l, loom_error *err) {
 /* col (H'*W', R*S*C) of one example x (H, W, C); rows (oh, ow), columns (r, s, c). Zero where
  * the window hangs over the padding. For each (oh, ow, r) the in-range part is S*C contiguous
  * floats of x, so this is a few block copies per output pixel. */
+/* A copy of n floats: short ones (a first layer's window rows are S*C = 3 floats) inline. */
+static inline void copy_floats(float *restrict dst, const float *restrict src, int n) {
+    if (n >= 64) {
+        memcpy(dst, src, sizeof(float) * (size_t)n);
+        return;
+    }
+    for (int j = 0; j < n; j++)
+        dst[j] = src[j];
+}
+
 static void im2col_one(const conv_cfg *c, const float *x, float *col) {
     int C = c->C, S = c->S, SC = S * C, RSC = c->R * SC;
     for (int oh = 0; oh < c->Ho; oh++) {
@@ -108,7 +118,7 @@ static void im2col_one(const conv_cfg *c, const float *x, float *col) {
                 const float *src = x + ((size_t)ih * c->W + iw0 + s_lo) * C;
                 if (s_lo > 0)
                     memset(dst, 0, sizeof(float) * s_lo * C);
-                memcpy(dst + s_lo * C, src, sizeof(float) * (s_hi - s_lo) * C);
+                copy_floats(dst + s_lo * C, src, (s_hi - s_lo) * C);
                 if (s_hi < S)
                     memset(dst + s_hi * C, 0, sizeof(float) * (S - s_hi) * C);
             }
@@ -213,8 +223,10 @@ static void conv_forward_groups(layer *l, const float *x, float *y, int B, int n
             im2col_one(c, x + e * in_sz, col + (size_t)(e - b0) * col_sz);
         long M = (long)(b1 - b0) * HWo;
         float *yg = y + (size_t)b0 * HWo * K;
-        gemm(false, false, (int)M, K, RSC, 1.0f, col, RSC, Wt, K, 0.0f, yg, K);
-        bias_act(c, b, yg, 0, M);
+        for (long i = 0; i < M; i++) /* y = b, then y += col W: no separate bias pass */
+            memcpy(yg + i * K, b, sizeof(float) * K);
+        gemm(false, false, (int)M, K, RSC, 1.0f, col, RSC, Wt, K, 1.0f, yg, K);
+        act_forward(c->act, c->alpha, yg, (size_t)M * K);
     }
 }
 
@@ -241,9 +253,10 @@ static void conv_backward_groups(layer *l, const float *x, const float *y, float
             long M = (long)(b1 - b0) * HWo;
             float *col = l->scratch + (size_t)b0 * col_sz;
             float *dz = dy + (size_t)b0 * HWo * K;
-            act_backward(c->act, c->alpha, y + (size_t)b0 * HWo * K, dz, (size_t)M * K);
-            for (long i = 0; i < M; i++) {
-                const float *d = dz + i * K;
+            const float *yg = y + (size_t)b0 * HWo * K;
+            for (long i = 0; i < M; i++) { /* dz = dy f'(y) and its column sums, row by row */
+                float *d = dz + i * K;
+                act_backward(c->act, c->alpha, yg + i * K, d, (size_t)K);
 #pragma omp simd
                 for (int j = 0; j < K; j++)
                     pbs[j] += d[j];
