@@ -683,6 +683,33 @@ static void test_compare(void) {
     CHECK(loom_compare(&cb, &r, &err) == LOOM_ERR_ARG);
 }
 
+/* loom_study_run: a step that finishes while a stop is requested is still recorded as done
+ * (its checkpoint is gone, so --resume would train it again from scratch). The steps run a
+ * stand-in executable that ignores SIGINT and exits 0. */
+static void test_study_stop_after_finished_step(void) {
+    char exe[1200], study[1200], out[1200], done1[1300], done2[1300];
+    snprintf(exe, sizeof exe, "%s/finish.sh", check_tmpdir());
+    snprintf(study, sizeof study, "%s/two.study", check_tmpdir());
+    snprintf(out, sizeof out, "%s/study-stop", check_tmpdir());
+    const char *script = "#!/bin/sh\ntrap '' INT\n"
+                         "for a; do [ \"$p\" = --out ] && mkdir -p \"$a\"; p=$a; done\nexit 0\n";
+    const char *steps = "train mlp\ntrain cnn1\n";
+    loom_error err = {0};
+    CHECK(loom_file_write_atomic(exe, script, strlen(script), &err) == LOOM_OK);
+    CHECK(chmod(exe, 0755) == 0);
+    CHECK(loom_file_write_atomic(study, steps, strlen(steps), &err) == LOOM_OK);
+    volatile int stop = 1; /* as if SIGINT arrived while the first step ran */
+    loom_study_config sc = {
+        .study_file = study, .exe = exe, .out_dir = out, .threads = 1, .stop_flag = &stop};
+    loom_status st = loom_study_run(&sc, &err);
+    CHECK_MSG(st == LOOM_ERR_INTERRUPTED, "%d %s", st, err.msg);
+    snprintf(done1, sizeof done1, "%s/mlp/.done", out);
+    snprintf(done2, sizeof done2, "%s/cnn1/.done", out);
+    struct stat sb;
+    CHECK_MSG(stat(done1, &sb) == 0, "%s missing", done1);
+    CHECK(stat(done2, &sb) != 0);
+}
+
 int main(void) {
     RUN(test_space_parse);
     RUN(test_space_errors);
@@ -695,5 +722,6 @@ int main(void) {
     RUN(test_tune_resume);
     RUN(test_tune_hyperband_cv);
     RUN(test_compare);
+    RUN(test_study_stop_after_finished_step);
     return check_report();
 }

@@ -308,6 +308,10 @@ loom_status loom_study_run(const loom_study_config *sc, loom_error *err) {
         double ts = loom_now();
         int rc = run_child(argv, log_path, sc->stop_flag);
         double dt = loom_now() - ts;
+        /* a step that finished is recorded even when a signal came as it ended: its checkpoint
+         * is gone, so --resume would otherwise train it again from the start */
+        if (rc == 0 && (st = loom_file_write_atomic(done_path, "", 0, err)))
+            goto done;
         if (sc->stop_flag && *sc->stop_flag) {
             st = loom_error_set(err, LOOM_ERR_INTERRUPTED,
                                 "study interrupted in step %d (%s %s): continue with 'loom "
@@ -321,8 +325,6 @@ loom_status loom_study_run(const loom_study_config *sc, loom_error *err) {
                                 s->argv[0], s->argv[1], s->line, rc, log_path);
             goto done;
         }
-        if ((st = loom_file_write_atomic(done_path, "", 0, err)))
-            goto done;
         spent += dt;
         n_run++;
         char d[32];
