@@ -3,13 +3,13 @@
  * reader, and loom_plot_run, which makes every plot a run directory's files allow. The plots
  * themselves are in plot_curves.c, plot_confusion.c, plot_images.c, plot_arch.c, plot_trials.c. */
 #include "plot.h"
+#include "../core/core.h"
 
 #include <errno.h>
 #include <math.h>
 #include <plplot.h>
 #include <pthread.h>
 #include <setjmp.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -437,19 +437,6 @@ typedef struct {
     int n_written;
 } run_ctx;
 
-static void run_log(run_ctx *r, loom_log_kind k, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void run_log(run_ctx *r, loom_log_kind k, const char *fmt, ...) {
-    if (!r->log)
-        return;
-    char line[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    r->log(r->user, k, line);
-}
-
 /* Records a plot's outcome: the first error is kept, every file written is logged. */
 static void run_note(run_ctx *r, loom_status st, const loom_error *e, const char *out) {
     if (st) {
@@ -458,11 +445,11 @@ static void run_note(run_ctx *r, loom_status st, const loom_error *e, const char
             if (r->err)
                 *r->err = *e;
         } else
-            run_log(r, LOOM_LOG_WARN, "%s", e->msg);
+            log_printf(r->log, r->user, LOOM_LOG_WARN, "%s", e->msg);
         return;
     }
     r->n_written++;
-    run_log(r, LOOM_LOG_INFO, "%s", out);
+    log_printf(r->log, r->user, LOOM_LOG_INFO, "%s", out);
 }
 
 typedef loom_status (*run_plot_fn)(run_ctx *r, const void *arg, const char *out, loom_error *err);
@@ -526,12 +513,12 @@ static loom_status load_data(const char *data_dir, const char *part, loom_datase
     loom_status st = loom_dataset_load_dir(ds, data_dir, part, &e);
     const char *def = loom_default_data_dir();
     if (st && strcmp(def, data_dir) != 0 && loom_dataset_load_dir(ds, def, part, NULL) == LOOM_OK) {
-        run_log(r, LOOM_LOG_WARN, "%s; using %s instead", e.msg, def);
+        log_printf(r->log, r->user, LOOM_LOG_WARN, "%s; using %s instead", e.msg, def);
         return LOOM_OK;
     }
     if (st)
-        run_log(r, LOOM_LOG_WARN, "no %s: %s",
-                strcmp(part, "test") ? "sample grid" : "misclassified grid", e.msg);
+        log_printf(r->log, r->user, LOOM_LOG_WARN, "no %s: %s",
+                   strcmp(part, "test") ? "sample grid" : "misclassified grid", e.msg);
     return st;
 }
 

@@ -8,7 +8,6 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stddef.h>
 
 /* ---- small shared helpers ---- */
@@ -319,19 +318,6 @@ static void fold_line(void *user, loom_log_kind kind, const char *line) {
     fl->fn(fl->user, kind, buf);
 }
 
-static void cv_log(const loom_cv_config *cc, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void cv_log(const loom_cv_config *cc, const char *fmt, ...) {
-    if (!cc->train.log)
-        return;
-    char line[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    cc->train.log(cc->train.log_user, LOOM_LOG_INFO, line);
-}
-
 /* config.txt of the CV run: a training run's keys (val_split = 1/K) and cv_folds, cv_best_fold. */
 static char *cv_config_text(const loom_cv_config *cc, int best_fold) {
     loom_run_config rc;
@@ -516,11 +502,11 @@ loom_status loom_cv_run(const loom_cv_config *cc, const loom_dataset *train,
         tc.log = fold_line;
         tc.log_user = &fl;
     }
-    cv_log(cc,
-           "loom %s: %d-fold cross-validation of %s on %d examples, seed %llu; %s lr %g, "
-           "batch %d, %d epochs",
-           LOOM_VERSION, K, cc->model, ds->n, (unsigned long long)cc->train.seed,
-           loom_opt_kind_str(tc.opt.kind), (double)tc.opt.lr, tc.batch, tc.epochs);
+    log_printf(cc->train.log, cc->train.log_user, LOOM_LOG_INFO,
+               "loom %s: %d-fold cross-validation of %s on %d examples, seed %llu; %s lr %g, "
+               "batch %d, %d epochs",
+               LOOM_VERSION, K, cc->model, ds->n, (unsigned long long)cc->train.seed,
+               loom_opt_kind_str(tc.opt.kind), (double)tc.opt.lr, tc.batch, tc.epochs);
     for (int k = 0; k < K; k++) {
         loom_cv_fold *f = &res->folds[k];
         f->test_acc = f->test_f1 = NAN;
@@ -556,8 +542,10 @@ loom_status loom_cv_run(const loom_cv_config *cc, const loom_dataset *train,
             snprintf(tail, sizeof tail, "; test accuracy %.4f, macro F1 %.4f", f->test_acc,
                      f->test_f1);
         }
-        cv_log(cc, "fold %d/%d: val accuracy %.4f, macro F1 %.4f, loss %.4f (%d epochs, %.1f s)%s",
-               k + 1, K, f->val_acc, f->val_f1, f->val_loss, f->hist.n_epochs, f->seconds, tail);
+        log_printf(cc->train.log, cc->train.log_user, LOOM_LOG_INFO,
+                   "fold %d/%d: val accuracy %.4f, macro F1 %.4f, loss %.4f (%d epochs, %.1f s)%s",
+                   k + 1, K, f->val_acc, f->val_f1, f->val_loss, f->hist.n_epochs, f->seconds,
+                   tail);
         if (res->best_fold < 0 || f->val_acc > res->folds[res->best_fold].val_acc) {
             loom_model_destroy(best);
             best = m;
@@ -614,11 +602,11 @@ loom_status loom_cv_run(const loom_cv_config *cc, const loom_dataset *train,
         if (st)
             goto done;
     }
-    cv_log(cc,
-           "mean +- std over %d folds: val accuracy %.4f +- %.4f, macro F1 %.4f +- %.4f, "
-           "loss %.4f +- %.4f; best fold %d saved in %s/model.loom",
-           K, res->val_acc_mean, res->val_acc_sd, res->val_f1_mean, res->val_f1_sd,
-           res->val_loss_mean, res->val_loss_sd, res->best_fold + 1, res->run_dir);
+    log_printf(cc->train.log, cc->train.log_user, LOOM_LOG_INFO,
+               "mean +- std over %d folds: val accuracy %.4f +- %.4f, macro F1 %.4f +- %.4f, "
+               "loss %.4f +- %.4f; best fold %d saved in %s/model.loom",
+               K, res->val_acc_mean, res->val_acc_sd, res->val_f1_mean, res->val_f1_sd,
+               res->val_loss_mean, res->val_loss_sd, res->best_fold + 1, res->run_dir);
 done:
     loom_split_reset(&sp);
     loom_metrics_reset(&val);
