@@ -676,31 +676,19 @@ static loom_status open_block(parser *p, raw_item *r, int *block) {
     return LOOM_OK;
 }
 
-/* The largest count of a block. */
-static int block_max(const loom_space *s, const space_block *b) {
+/* The smallest or largest count of a block. */
+static int block_count(const loom_space *s, const space_block *b, bool is_max) {
     if (b->count_hp < 0)
         return b->count;
     const space_hp *h = &s->hps[b->count_hp];
     if (h->kind != HP_CHOICE)
-        return (int)h->hi;
-    int m = 0;
-    for (int c = 0; c < h->n_choices; c++)
-        if (atoi(h->choices[c]) > m)
-            m = atoi(h->choices[c]);
-    return m;
-}
-
-/* The smallest count of a block. */
-static int block_min(const loom_space *s, const space_block *b) {
-    if (b->count_hp < 0)
-        return b->count;
-    const space_hp *h = &s->hps[b->count_hp];
-    if (h->kind != HP_CHOICE)
-        return (int)h->lo;
-    int m = SPACE_MAX_REPEAT;
-    for (int c = 0; c < h->n_choices; c++)
-        if (atoi(h->choices[c]) < m)
-            m = atoi(h->choices[c]);
+        return (int)(is_max ? h->hi : h->lo);
+    int m = atoi(h->choices[0]);
+    for (int c = 1; c < h->n_choices; c++) {
+        int v = atoi(h->choices[c]);
+        if (is_max ? v > m : v < m)
+            m = v;
+    }
     return m;
 }
 
@@ -723,7 +711,7 @@ static loom_status check_size(parser *p) {
         loom_error e2 = {0};
         if (model_parse(m, text, "x", &e2) == LOOM_OK) {
             n_max += m->n_layers;
-            if (it->block < 0 || it->rep <= block_min(s, &s->blocks[it->block]))
+            if (it->block < 0 || it->rep <= block_count(s, &s->blocks[it->block], false))
                 n_min += m->n_layers;
         }
         loom_model_destroy(m);
@@ -786,7 +774,8 @@ loom_status loom_space_parse(loom_space **out, const char *text, const char *sou
                     st = perr(&p, "}", "'}' without 'repeat'");
                 else if (n_body == 0)
                     st = perr(&p, "}", "empty repeat block");
-                int reps = block >= 0 && st == LOOM_OK ? block_max(s, &s->blocks[block]) : 0;
+                int reps =
+                    block >= 0 && st == LOOM_OK ? block_count(s, &s->blocks[block], true) : 0;
                 for (int rep = 1; rep <= reps && st == LOOM_OK; rep++)
                     for (int i = 0; i < n_body && st == LOOM_OK; i++)
                         st = emit_item(&p, &body[i], block, rep);
