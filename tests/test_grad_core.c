@@ -25,27 +25,39 @@ static void test_dropout(void) {
     gradcheck_expect("flatten, dropout 0.5, dense 6 relu, dropout 0.3, dense 3", 2, 4, 1, 4);
 }
 
-/* The loss: analytic dlogits against central differences of the mean cross-entropy. */
-static void test_softmax_xent(void) {
-    enum { B = 3, N = 5 };
-    float z[B * N], dz[B * N];
-    int y[B] = {0, 3, 4};
+enum { XB = 3, XN = 5 };
+
+/* The loss under test: the plain function at smoothing 0, else the smoothed one. */
+static double xent(const float *z, const int *y, float smoothing, float *dz, int *correct) {
+    return smoothing > 0 ? loom_softmax_xent_smooth(z, y, XB, XN, smoothing, dz, correct)
+                         : loom_softmax_xent(z, y, XB, XN, dz, correct);
+}
+
+/* z (XB, XN) filled from seed, then analytic dlogits against central differences of the mean
+ * loss. */
+static void check_xent_differences(float smoothing, const int *y, uint64_t seed, float *z) {
+    float dz[XB * XN];
     loom_rng rng;
-    loom_rng_seed(&rng, 7);
-    for (int i = 0; i < B * N; i++)
+    loom_rng_seed(&rng, seed);
+    for (int i = 0; i < XB * XN; i++)
         z[i] = 4.0f * loom_rng_uniform(&rng) - 2.0f;
     int correct;
-    double L = loom_softmax_xent(z, y, B, N, dz, &correct);
-    CHECK(L > 0);
-    for (int i = 0; i < B * N; i++) {
+    CHECK(xent(z, y, smoothing, dz, &correct) > 0);
+    for (int i = 0; i < XB * XN; i++) {
         float old = z[i];
         z[i] = old + 1e-3f;
-        double lp = loom_softmax_xent(z, y, B, N, NULL, &correct) / B;
+        double lp = xent(z, y, smoothing, NULL, &correct) / XB;
         z[i] = old - 1e-3f;
-        double lm = loom_softmax_xent(z, y, B, N, NULL, &correct) / B;
+        double lm = xent(z, y, smoothing, NULL, &correct) / XB;
         z[i] = old;
         CHECK_NEAR(dz[i], (lp - lm) / 2e-3, 2e-3);
     }
+}
+
+static void test_softmax_xent(void) {
+    float z[XB * XN];
+    int y[XB] = {0, 3, 4}, correct;
+    check_xent_differences(0.0f, y, 7, z);
     /* hand-worked: logits (0, ln 3) with label 1 -> p = (1/4, 3/4), loss = -ln(3/4) */
     float z2[2] = {0.0f, logf(3.0f)};
     int y2[1] = {1};
@@ -58,25 +70,10 @@ static void test_softmax_xent(void) {
 
 /* Label smoothing: central differences at eps 0.2, and a hand-worked case. */
 static void test_softmax_xent_smooth(void) {
-    enum { B = 3, N = 5 };
-    float z[B * N], dz[B * N], dz0[B * N], dz1[B * N];
-    int y[B] = {1, 0, 4};
-    loom_rng rng;
-    loom_rng_seed(&rng, 11);
-    for (int i = 0; i < B * N; i++)
-        z[i] = 4.0f * loom_rng_uniform(&rng) - 2.0f;
-    int correct;
-    double L = loom_softmax_xent_smooth(z, y, B, N, 0.2f, dz, &correct);
-    CHECK(L > 0);
-    for (int i = 0; i < B * N; i++) {
-        float old = z[i];
-        z[i] = old + 1e-3f;
-        double lp = loom_softmax_xent_smooth(z, y, B, N, 0.2f, NULL, &correct) / B;
-        z[i] = old - 1e-3f;
-        double lm = loom_softmax_xent_smooth(z, y, B, N, 0.2f, NULL, &correct) / B;
-        z[i] = old;
-        CHECK_NEAR(dz[i], (lp - lm) / 2e-3, 2e-3);
-    }
+    enum { B = XB, N = XN };
+    float z[B * N], dz0[B * N], dz1[B * N];
+    int y[B] = {1, 0, 4}, correct;
+    check_xent_differences(0.2f, y, 11, z);
     /* smoothing 0 is the plain loss, to the bit */
     double L0 = loom_softmax_xent(z, y, B, N, dz0, NULL);
     double L1 = loom_softmax_xent_smooth(z, y, B, N, 0.0f, dz1, NULL);
