@@ -461,6 +461,23 @@ static void tiny_tune_config(loom_tune_config *tc, const char *dir) {
     tc->train.seed = 5;
 }
 
+/* The tiny search in dir, stopped after stop_after new executions: it says so, and has recorded
+ * trial 1, and only trial 1, in its result and in trials.csv. */
+static void stopped_search(loom_tune_config *tc, const char *dir, int stop_after,
+                           const loom_dataset *train, const loom_dataset *test) {
+    loom_tune_result r;
+    loom_error err = {0};
+    tiny_tune_config(tc, dir);
+    tc->stop_after = stop_after;
+    loom_status st = loom_tune_run(tc, train, test, &r, &err);
+    CHECK_MSG(st == LOOM_ERR_INTERRUPTED, "%d %s", st, err.msg);
+    CHECK(r.n_trials == 1);
+    loom_tune_result_reset(&r);
+    char path[1200];
+    snprintf(path, sizeof path, "%s/trials.csv", dir);
+    CHECK(count_lines(path) == 2); /* header + trial 1 */
+}
+
 static void test_tune_resume(void) {
     loom_dataset *train = band_data(400, 3), *test = band_data(120, 4);
     const char *da = tmp_path("tune_a"), *db = tmp_path("tune_b");
@@ -475,29 +492,13 @@ static void test_tune_resume(void) {
     CHECK(ra.n_trials == 3 && ra.best >= 0 && ra.has_test);
 
     /* stopped in the middle of trial 2 (after 3 of 6 executions), as a kill would */
-    tiny_tune_config(&tc, db);
-    tc.stop_after = 3;
-    st = loom_tune_run(&tc, train, test, &rb, &err);
-    CHECK_MSG(st == LOOM_ERR_INTERRUPTED, "%d %s", st, err.msg);
-    CHECK(rb.n_trials == 1);
-    loom_tune_result_reset(&rb);
+    stopped_search(&tc, db, 3, train, test);
     char pa[1200], pb[1200];
     snprintf(pb, sizeof pb, "%s/executions.csv", db);
     CHECK(count_lines(pb) == 4); /* header + 3 executions */
-    snprintf(pb, sizeof pb, "%s/trials.csv", db);
-    CHECK(count_lines(pb) == 2); /* header + trial 1 */
     /* stopped just as trial 1 ends (after 2 of 6 executions): the finished trial is in
      * trials.csv before the search stops (it was missing when a signal came at that moment) */
-    const char *dc = tmp_path("tune_c");
-    loom_tune_result rstop;
-    tiny_tune_config(&tc, dc);
-    tc.stop_after = 2;
-    st = loom_tune_run(&tc, train, test, &rstop, &err);
-    CHECK_MSG(st == LOOM_ERR_INTERRUPTED, "%d %s", st, err.msg);
-    CHECK(rstop.n_trials == 1);
-    loom_tune_result_reset(&rstop);
-    snprintf(pb, sizeof pb, "%s/trials.csv", dc);
-    CHECK(count_lines(pb) == 2); /* header + trial 1 */
+    stopped_search(&tc, tmp_path("tune_c"), 2, train, test);
     /* a kill while writing leaves a torn line: it is dropped and that execution runs again */
     snprintf(pb, sizeof pb, "%s/executions.csv", db);
     FILE *f = fopen(pb, "a");
