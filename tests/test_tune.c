@@ -299,6 +299,12 @@ static void test_train_config_set(void) {
     CHECK(loom_train_config_set(&c, &sched, "batch", "0", &err) == LOOM_ERR_ARG);
     CHECK(loom_train_config_set(&c, &sched, "epochs", "2.5", &err) == LOOM_ERR_ARG);
     CHECK(loom_train_config_set(&c, &sched, "colour", "red", &err) == LOOM_ERR_ARG);
+    /* the message lists the known settings from the table, first to last */
+    CHECK_MSG(strstr(err.msg, "'colour' (lr, batch,") && strstr(err.msg, "label_smoothing") &&
+                  strstr(err.msg, ", seed)"),
+              "%s", err.msg);
+    CHECK(loom_train_config_set(&c, &sched, "label_smoothing", "0.1", &err) == LOOM_OK);
+    CHECK_NEAR(c.label_smoothing, 0.1, 1e-7);
     CHECK_MSG(strstr(err.msg, "colour") != NULL, "%s", err.msg);
 }
 

@@ -185,18 +185,28 @@ static const setting settings[] = {
     {"seed", SET_SEED, 0, 0, 0},
 };
 
+#define N_SETTINGS ((int)(sizeof settings / sizeof *settings))
+_Static_assert(N_SETTINGS < TRAIN_SETTINGS_MAX, "raise TRAIN_SETTINGS_MAX");
+
+int train_setting_index(const char *key) {
+    for (int i = 0; i < N_SETTINGS; i++)
+        if (strcmp(settings[i].key, key) == 0)
+            return i;
+    return -1;
+}
+
 loom_status loom_train_config_set(loom_train_config *c, const char **lr_schedule, const char *key,
                                   const char *value, loom_error *err) {
-    const setting *s = NULL;
-    for (size_t i = 0; i < sizeof settings / sizeof *settings && !s; i++)
-        if (strcmp(settings[i].key, key) == 0)
-            s = &settings[i];
-    if (!s)
-        return loom_error_set(err, LOOM_ERR_ARG,
-                              "unknown training setting '%s' (lr, batch, epochs, optimizer, "
-                              "momentum, nesterov, l2, weight_decay, clip_norm, lr_schedule, "
-                              "early_stopping, label_smoothing, augment, seed)",
-                              key);
+    int i_set = train_setting_index(key);
+    if (i_set < 0) {
+        char known[512] = "";
+        for (int i = 0; i < N_SETTINGS; i++) {
+            size_t used = strlen(known);
+            snprintf(known + used, sizeof known - used, "%s%s", i ? ", " : "", settings[i].key);
+        }
+        return loom_error_set(err, LOOM_ERR_ARG, "unknown training setting '%s' (%s)", key, known);
+    }
+    const setting *s = &settings[i_set];
     char *end = NULL;
     errno = 0;
     switch (s->kind) {

@@ -139,17 +139,10 @@ void loom_space_hp_describe(const loom_space *s, int i, char *buf, size_t n) {
 
 /* ---- parsing ---- */
 
-static const char *const setting_keys[] = {
-    "lr",      "batch",        "epochs",    "optimizer",   "momentum",       "nesterov",
-    "l2",      "weight_decay", "clip_norm", "lr_schedule", "early_stopping", "label_smoothing",
-    "augment", NULL,
-};
-
+/* A training setting a space may fix or search: any loom_train_config_set knows but the seed,
+ * which the search derives for every execution. */
 static bool is_setting_key(const char *w) {
-    for (int i = 0; setting_keys[i]; i++)
-        if (strcmp(setting_keys[i], w) == 0)
-            return true;
-    return false;
+    return train_setting_index(w) >= 0 && strcmp(w, "seed") != 0;
 }
 
 typedef struct {
@@ -160,7 +153,7 @@ typedef struct {
     char kinds[64][24]; /* layer kinds seen, for automatic names */
     int kind_count[64];
     int n_kinds;
-    bool has_setting[16];
+    bool has_setting[TRAIN_SETTINGS_MAX];
     int n_layers;
 } parser;
 
@@ -417,9 +410,7 @@ static loom_status emit_item(parser *p, const raw_item *r, int block, int rep) {
             return perr(p, w0, "a training setting cannot be inside a repeat block");
         if (r->n_words != 2)
             return perr(p, w0, "expected one value after the training setting");
-        int k = 0;
-        while (strcmp(setting_keys[k], w0) != 0)
-            k++;
+        int k = train_setting_index(w0);
         if (p->has_setting[k])
             return perr(p, w0, "the training setting is given twice");
         p->has_setting[k] = true;
