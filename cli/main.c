@@ -39,8 +39,9 @@ static void usage(FILE *f) {
 /* GNU OpenMP lets an idle worker spin for about 300,000 iterations before it sleeps. On a quiet
  * machine that saves a wake-up per parallel region; on a busy one (another job on a core) the
  * spinning workers take the time the working thread needs: training ran 1.5 to 2x slower here
- * than with workers that sleep at once (OMP_WAIT_POLICY=passive), which costs the recurrent
- * models up to 40% on a quiet machine (docs/BENCHMARKS.md). So loom looks at the number of
+ * than with workers that sleep at once (OMP_WAIT_POLICY=passive), which on a quiet machine cost
+ * lstm 38% and conv-maxpool 9% when measured (docs/BENCHMARKS.md; lstm then still opened a
+ * parallel region per time step). So loom looks at the number of
  * runnable tasks (/proc/loadavg, five samples over 20 ms): when something else keeps a core busy
  * and the user has set neither OMP_WAIT_POLICY nor GOMP_SPINCOUNT, it asks for passive workers
  * and runs itself again, since libgomp reads its settings before main. Once: LOOM_REEXEC

@@ -111,10 +111,10 @@ loom_status parse_activation(int argc, char **argv, int *i, act_kind *act, float
 loom_status dense_parse(layer *l, int argc, char **argv, loom_error *err);
 loom_status dense_parse(layer *l, int argc, char **argv, loom_error *err) {
     dense_cfg c = {0};
-    if (argc < 2 || !parse_int(argv[1], &c.units) || c.units < 1 || c.units > (1 << 24))
+    if (argc < 2 || !parse_int(argv[1], &c.units) || c.units < 1 || c.units > LOOM_MAX_VALUES)
         return loom_error_set(err, LOOM_ERR_FORMAT,
-                              "dense: expected a number of units from 1 to 16777216, found '%s'",
-                              argc < 2 ? "" : argv[1]);
+                              "dense: expected a number of units from 1 to %d, found '%s'",
+                              LOOM_MAX_VALUES, argc < 2 ? "" : argv[1]);
     int i = 2;
     loom_status s = parse_activation(argc, argv, &i, &c.act, &c.alpha, &c.is_softmax, err);
     if (s)

@@ -123,9 +123,8 @@ static void update_range(const loom_opt_config *c, const step_scalars *k, float 
     }
 }
 
-#define OPT_CHUNK                                                                                  \
-    32768 /* elements per parallel chunk: fixed, so results never depend on threads                \
-           */
+/* Elements per parallel chunk: fixed, so results never depend on the thread count. */
+#define OPT_CHUNK 32768
 
 void loom_optim_step(loom_optim *o, loom_model *mdl, float lr) {
     const loom_opt_config *c = &o->cfg;
