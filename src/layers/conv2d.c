@@ -74,10 +74,9 @@ static loom_status conv_init(layer *l, loom_error *err) {
     l->groups[1] = (param_group){(size_t)RSC * K, (size_t)K, GROUP_BIAS, RSC, c->R * c->S * K};
     l->n_groups = 2;
     /* per example: col (H'*W', R*S*C), reused by backward for dcol; fixed: db partial sums
-     * (CONV_MAX_CHUNKS, K) */
+     * (CONV_MAX_CHUNKS, K), then the cache path's dW partials (CONV_SETS, RSC, K) and db
+     * partials (CONV_SETS, K) */
     l->scratch_per_example = c->is_pointwise ? 0 : (size_t)c->Ho * c->Wo * RSC;
-    /* db partial sums (CONV_MAX_CHUNKS, K); the cache path's dW partials (CONV_SETS, RSC, K)
-     * and db partials (CONV_SETS, K) */
     l->scratch_fixed = (size_t)CONV_MAX_CHUNKS * K;
     if (!c->is_pointwise)
         l->scratch_fixed += (size_t)CONV_SETS * ((size_t)RSC * K + K);
@@ -88,9 +87,6 @@ static loom_status conv_init(layer *l, loom_error *err) {
 
 /* ---- im2col / col2im, one example at a time ---- */
 
-/* col (H'*W', R*S*C) of one example x (H, W, C); rows (oh, ow), columns (r, s, c). Zero where
- * the window hangs over the padding. For each (oh, ow, r) the in-range part is S*C contiguous
- * floats of x, so this is a few block copies per output pixel. */
 /* A copy of n floats: short ones (a first layer's window rows are S*C = 3 floats) inline. */
 static inline void copy_floats(float *restrict dst, const float *restrict src, int n) {
     if (n >= 64) {
@@ -101,6 +97,9 @@ static inline void copy_floats(float *restrict dst, const float *restrict src, i
         dst[j] = src[j];
 }
 
+/* col (H'*W', R*S*C) of one example x (H, W, C); rows (oh, ow), columns (r, s, c). Zero where
+ * the window hangs over the padding. For each (oh, ow, r) the in-range part is S*C contiguous
+ * floats of x, so this is a few block copies per output pixel. */
 static void im2col_one(const conv_cfg *c, const float *x, float *col) {
     int C = c->C, S = c->S, SC = S * C, RSC = c->R * SC;
     for (int oh = 0; oh < c->Ho; oh++) {
@@ -230,9 +229,9 @@ static void conv_forward_groups(layer *l, const float *x, float *y, int B, int n
     }
 }
 
-/* Backward of the cache path. Group g belongs to reduction set g * CONV_SETS / ng; each set
- * runs its groups in order (dz, db and dW partials, dcol, col2im), then the sets' partials are
- * added to db and dW in set order. */
+/* Backward of the cache path. The groups are split into min(ng, CONV_SETS) runs of consecutive
+ * groups, the reduction sets; each set runs its groups in order (dz, db and dW partials, dcol,
+ * col2im), then the sets' partials are added to db and dW in set order. */
 static void conv_backward_groups(layer *l, const float *x, const float *y, float *dy, float *dx,
                                  int B, int ng, int per) {
     conv_cfg *c = l->cfg;
