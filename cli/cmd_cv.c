@@ -12,7 +12,7 @@
 static const char *const train_flags[] = {
     "epochs",         "batch",   "optimizer",       "lr",        "momentum",
     "nesterov",       "l2",      "weight-decay",    "clip-norm", "lr-schedule",
-    "early-stopping", "augment", "label-smoothing", NULL,
+    "early-stopping", "augment", "label-smoothing", "ema",       NULL,
 };
 
 void cli_train_options(struct option *out, int cap, const struct option *mine) {
@@ -47,14 +47,16 @@ bool cli_train_flag(const char *cmd, int code, const char *arg, loom_train_confi
 }
 
 void cli_train_help(void) {
-    printf("Training (as 'loom train'):\n"
-           "  --epochs N  --batch N  --optimizer sgd|adam|adamw|rmsprop  --lr X\n"
-           "  --momentum X  --nesterov  --l2 X  --weight-decay X  --clip-norm X\n"
-           "  --lr-schedule constant|step[:EVERY[:GAMMA]]|exp[:GAMMA]|cosine[:WARMUP[:MIN]]|"
-           "plateau[:P[:GAMMA]]\n"
-           "  --early-stopping P    stop after P epochs without a better val_loss; restore best\n"
-           "  --augment LIST        none | flip,shift:N (random flips, shifts of up to N px)\n"
-           "  --label-smoothing E   train against (1-E) one-hot + E/classes (default 0)\n");
+    printf(
+        "Training (as 'loom train'):\n"
+        "  --epochs N  --batch N  --optimizer sgd|adam|adamw|rmsprop  --lr X\n"
+        "  --momentum X  --nesterov  --l2 X  --weight-decay X  --clip-norm X\n"
+        "  --lr-schedule constant|step[:EVERY[:GAMMA]]|exp[:GAMMA]|cosine[:WARMUP[:MIN]]|"
+        "plateau[:P[:GAMMA]]\n"
+        "  --early-stopping P    stop after P epochs without a better val_loss; restore best\n"
+        "  --augment LIST        none | flip,shift:N (random flips, shifts of up to N px)\n"
+        "  --label-smoothing E   train against (1-E) one-hot + E/classes (default 0)\n"
+        "  --ema D               validate and keep an average of the weights (decay D per step)\n");
 }
 
 /* ---- loom cv ---- */

@@ -15,6 +15,7 @@ static void help(void) {
            "  --json                   one JSON document instead of one line per image\n"
            "  --idx FILE               also every image of an IDX file, used as it is\n"
            "  --save-preprocessed DIR  write the 28x28 image the model saw as DIR/NAME.png\n"
+           "  --gray MODE              colour to gray: luma (default), mean, red, green, blue\n"
            "  --invert, --no-invert    always / never invert (default: when the border is light)\n"
            "  --no-crop                keep the whole image (default: crop to the object)\n"
            "  --no-fit                 stretch to 28x28 (default: keep the aspect ratio)\n"
@@ -22,17 +23,12 @@ static void help(void) {
 }
 
 int cmd_predict(int argc, char **argv) {
-    static const struct option opts[] = {{"top", 1, 0, 'k'},
-                                         {"json", 0, 0, 'j'},
-                                         {"idx", 1, 0, 'x'},
-                                         {"save-preprocessed", 1, 0, 's'},
-                                         {"invert", 0, 0, 'I'},
-                                         {"no-invert", 0, 0, 'N'},
-                                         {"no-crop", 0, 0, 'C'},
-                                         {"no-fit", 0, 0, 'F'},
-                                         {"threads", 1, 0, 't'},
-                                         {"help", 0, 0, 'h'},
-                                         {0, 0, 0, 0}};
+    static const struct option opts[] = {{"top", 1, 0, 'k'},       {"json", 0, 0, 'j'},
+                                         {"idx", 1, 0, 'x'},       {"save-preprocessed", 1, 0, 's'},
+                                         {"gray", 1, 0, 'g'},      {"invert", 0, 0, 'I'},
+                                         {"no-invert", 0, 0, 'N'}, {"no-crop", 0, 0, 'C'},
+                                         {"no-fit", 0, 0, 'F'},    {"threads", 1, 0, 't'},
+                                         {"help", 0, 0, 'h'},      {0, 0, 0, 0}};
     loom_predict_config pc;
     loom_predict_config_init(&pc);
     int threads = 0, c;
@@ -47,6 +43,11 @@ int cmd_predict(int argc, char **argv) {
         case 'j': pc.is_json = true; break;
         case 'x': pc.idx_path = optarg; break;
         case 's': pc.save_dir = optarg; break;
+        case 'g':
+            if (!loom_gray_mode_parse(optarg, &pc.pre.gray))
+                return cli_usage_error(
+                    "predict", "--gray expects luma, mean, red, green or blue, got '%s'", optarg);
+            break;
         case 'I': pc.pre.invert = LOOM_INVERT_ALWAYS; break;
         case 'N': pc.pre.invert = LOOM_INVERT_NEVER; break;
         case 'C': pc.pre.is_crop = false; break;

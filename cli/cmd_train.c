@@ -23,6 +23,8 @@ static void help(void) {
            "  --early-stopping P    stop after P epochs without a better val_loss; restore best\n"
            "  --label-smoothing E   train against (1-E) one-hot + E/classes (default 0; the\n"
            "                        validation and test losses stay plain cross-entropy)\n"
+           "  --ema D               keep an exponential moving average of the weights (decay D\n"
+           "                        per step, e.g. 0.999); validate on it and save it\n"
            "  --seed N              random seed (default 42)\n"
            "  --threads N           worker threads (default: all cores; results do not change)\n"
            "  --out DIR             run directory (default runs/MODEL)\n"
@@ -56,6 +58,7 @@ enum {
     O_WD,
     O_CLIP,
     O_SMOOTH,
+    O_EMA,
     O_SCHED,
     O_ES,
     O_SEED,
@@ -89,6 +92,7 @@ static const struct option opts[] = {
     {"weight-decay", 1, 0, O_WD},
     {"clip-norm", 1, 0, O_CLIP},
     {"label-smoothing", 1, 0, O_SMOOTH},
+    {"ema", 1, 0, O_EMA},
     {"lr-schedule", 1, 0, O_SCHED},
     {"early-stopping", 1, 0, O_ES},
     {"seed", 1, 0, O_SEED},
@@ -202,6 +206,11 @@ int cmd_train(int argc, char **argv) {
             if (!cli_double("train", "--label-smoothing", optarg, 0, 0.99, &d))
                 return EXIT_USAGE;
             t->label_smoothing = (float)d;
+            break;
+        case O_EMA:
+            if (!cli_double("train", "--ema", optarg, 0, 0.9999, &d))
+                return EXIT_USAGE;
+            t->ema = (float)d;
             break;
         case O_SCHED: {
             loom_sched_config sc;

@@ -104,8 +104,9 @@ int main(int argc, char **argv) {
         }
         for (int i = 0; i < N_COMMANDS; i++)
             if (strcmp(argv[2], commands[i].name) == 0) {
-                char *hargv[] = {argv[2], "--help", NULL};
-                return commands[i].run(2, hargv);
+                /* commands read argv[-1] (the program) for their recorded command line */
+                char *hargv[] = {argv[0], argv[2], "--help", NULL};
+                return commands[i].run(2, hargv + 1);
             }
         fprintf(stderr, "loom: error: unknown command '%s' (see 'loom --help')\n", argv[2]);
         return EXIT_USAGE;

@@ -14,7 +14,7 @@ _loom() {
     prev=${COMP_WORDS[COMP_CWORD - 1]}
     local commands="study train eval summary models report bench plot cv tune compare predict help"
     local train_opts="--epochs --batch --optimizer --lr --momentum --nesterov --l2 --weight-decay
-        --clip-norm --lr-schedule --early-stopping --augment --label-smoothing"
+        --clip-norm --lr-schedule --early-stopping --augment --label-smoothing --ema"
 
     if [ "$COMP_CWORD" -eq 1 ]; then
         COMPREPLY=($(compgen -W "$commands --help --version" -- "$cur"))
@@ -33,9 +33,10 @@ _loom() {
     --column) COMPREPLY=($(compgen -W "val_acc acc val_loss loss" -- "$cur")); return ;;
     --data | --out | -o | --save-preprocessed) COMPREPLY=($(compgen -d -- "$cur")); return ;;
     --resume) [ "$cmd" = train ] && COMPREPLY=($(compgen -d -- "$cur")) && return ;;
+    --gray) COMPREPLY=($(compgen -W "luma mean red green blue" -- "$cur")); return ;;
     --augment) COMPREPLY=($(compgen -W "none flip flip,shift:2 shift:2" -- "$cur")); return ;;
     --images | --labels | --idx | --overlay) COMPREPLY=($(compgen -f -- "$cur")); return ;;
-    --epochs | --batch | --lr | --momentum | --l2 | --weight-decay | --clip-norm | --label-smoothing | \
+    --epochs | --batch | --lr | --momentum | --l2 | --weight-decay | --clip-norm | --label-smoothing | --ema | \
         --early-stopping | --seed | --threads | --val-split | --subset | --test-subset | \
         --log-every | --checkpoint-every | --checkpoint-steps | --folds | --trials | \
         --executions-per-trial | --cv | --eta | --budget-minutes | --repeats | --seconds | \
@@ -46,8 +47,8 @@ _loom() {
     local opts=""
     case $cmd in
     train) opts="$train_opts --seed --threads --out --force --data --val-split --split-mode
-        --standardize --subset --test-subset --no-test --log-every --quiet --checkpoint-every
-        --checkpoint-steps --resume" ;;
+        --standardize --subset --test-subset --no-test --log-every --quiet --no-plots
+        --checkpoint-every --checkpoint-steps --resume" ;;
     eval) opts="--split --images --labels --data --out --batch --threads" ;;
     study) opts="--quick --resume --force --out --data --threads --print" ;;
     report) opts="-o --out --data" ;;
@@ -56,12 +57,12 @@ _loom() {
     bench) opts="--batch --repeats --seconds --threads" ;;
     plot) opts="--svg --overlay --column" ;;
     cv) opts="$train_opts --folds --test --seed --subset --test-subset --standardize --out --force
-        --data --threads --quiet" ;;
+        --data --threads --quiet --no-plots" ;;
     tune) opts="$train_opts --algorithm --trials --executions-per-trial --objective --cv --eta
         --budget-minutes --resume --force --seed --val-split --subset --test-subset --standardize
-        --no-best --out --data --threads --quiet --verbose" ;;
+        --no-best --out --data --threads --quiet --verbose --no-plots" ;;
     compare) opts="--out --alpha" ;;
-    predict) opts="--top --json --idx --save-preprocessed --invert --no-invert --no-crop --no-fit
+    predict) opts="--top --json --idx --save-preprocessed --gray --invert --no-invert --no-crop --no-fit
         --threads" ;;
     help)
         [ "$COMP_CWORD" -eq 2 ] && COMPREPLY=($(compgen -W "${commands% help}" -- "$cur"))

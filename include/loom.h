@@ -293,6 +293,9 @@ typedef struct {
     int early_stopping;    /* patience in epochs, 0 = off; restores best weights */
     float label_smoothing; /* in [0, 1): training targets (1 - e) onehot + e / classes; 0 = off.
                             * Validation and test losses stay plain cross-entropy. */
+    float ema; /* in [0, 1): after every step, avg = ema * avg + (1 - ema) * weights (trainable
+                * weights only; avg starts at the initial weights). Validation, early stopping
+                * and the final model use the averaged weights. 0 = off. */
     uint64_t seed;
     int log_every;    /* iteration lines every N steps, 0 = off */
     bool is_progress; /* live progress lines (LOOM_LOG_PROGRESS) */
@@ -698,6 +701,17 @@ loom_status loom_image_save_png(const char *path, const uint8_t *px, int W, int 
                                 loom_error *err);
 
 typedef enum { LOOM_INVERT_AUTO = 0, LOOM_INVERT_ALWAYS, LOOM_INVERT_NEVER } loom_invert_mode;
+/* How a colour image becomes one channel: BT.601 luma (0.299 R + 0.587 G + 0.114 B), the plain
+ * mean of R, G and B, or one channel taken as it is. Gray images are used as they are. */
+typedef enum {
+    LOOM_GRAY_LUMA = 0,
+    LOOM_GRAY_MEAN,
+    LOOM_GRAY_RED,
+    LOOM_GRAY_GREEN,
+    LOOM_GRAY_BLUE
+} loom_gray_mode;
+/* Parses luma|mean|red|green|blue (also r, g, b); false when s is none of them. */
+bool loom_gray_mode_parse(const char *s, loom_gray_mode *out);
 
 /* Preprocessing to the Fashion-MNIST convention (a light garment on black, filling the frame). */
 typedef struct {
@@ -707,8 +721,9 @@ typedef struct {
                               * centre; false: stretch to the frame */
     float crop_threshold;    /* object pixels exceed bg + this * (max - bg), bg = the border's
                               * median (after inversion) */
+    loom_gray_mode gray;     /* colour to one channel (default luma) */
 } loom_preprocess_config;
-/* Defaults: auto invert, crop, fit, threshold 0.05 (the dataset's own trimming used 5%). */
+/* Defaults: luma, auto invert, crop, fit, threshold 0.05 (the dataset's own trimming used 5%). */
 void loom_preprocess_config_init(loom_preprocess_config *c);
 
 typedef struct {

@@ -342,7 +342,7 @@ static void test_label_smoothing(void) {
     snprintf(dir, sizeof dir, "%s/smooth-run", check_tmpdir());
     mkdir(dir, 0700);
     snprintf(path, sizeof path, "%s/config.txt", dir);
-    const char *text = "model=mlp\nlabel_smoothing=0.15\nclip_norm=2\nepochs=3\n";
+    const char *text = "model=mlp\nlabel_smoothing=0.15\nclip_norm=2\nema=0.999\nepochs=3\n";
     loom_error err = {0};
     CHECK(loom_file_write_atomic(path, text, strlen(text), &err) == LOOM_OK);
     loom_run_config rc;
@@ -350,7 +350,107 @@ static void test_label_smoothing(void) {
     CHECK_MSG(loom_run_config_load(&rc, dir, &owner, &err) == LOOM_OK, "%s", err.msg);
     CHECK_NEAR(rc.train.label_smoothing, 0.15, 1e-7);
     CHECK_NEAR(rc.train.opt.clip_norm, 2.0, 1e-7);
+    CHECK_NEAR(rc.train.ema, 0.999, 1e-7);
     free(owner);
+}
+
+/* ---- --ema ---- */
+
+static volatile int ema_stop; /* set by ema_log on its first iteration line */
+static void ema_log(void *user, loom_log_kind kind, const char *line) {
+    (void)user, (void)line;
+    if (kind == LOOM_LOG_INFO && strncmp(line, "Iteration", 9) == 0)
+        ema_stop = 1;
+}
+
+/* Trains SMALL_MODEL (no dropout: "flatten, dense 16 relu, dense 4") with SGD from seed 4's
+ * initial weights; batch 500 makes one step per epoch. ck: checkpoint path (or NULL), stop_at:
+ * stop after that many steps (0 = never; needs ck), resume: continue from ck. Returns the
+ * weights (malloc'd, n floats) and the history's final validation accuracy in *val_acc. */
+static float *ema_train(int epochs, int batch, float ema, const char *ck, int stop_at, bool resume,
+                        size_t *n, double *val_acc) {
+    loom_dataset *ds = make_data(600, 3);
+    int idx[600];
+    for (int i = 0; i < 600; i++)
+        idx[i] = i;
+    loom_model *m = NULL;
+    loom_error err = {0};
+    float *w = NULL;
+    if (loom_model_create(&m, "flatten, dense 16 relu, dense 4", "ema", 8, 8, 1, &err) == 0) {
+        loom_model_init(m, 4);
+        loom_train_config c;
+        loom_train_config_init(&c);
+        c.epochs = epochs;
+        c.batch = batch;
+        c.opt.kind = LOOM_OPT_SGD;
+        c.opt.lr = 0.05f;
+        c.opt.momentum = 0.9f;
+        c.ema = ema;
+        c.checkpoint_path = ck;
+        c.is_resume = resume;
+        c.stop_flag = &ema_stop;
+        c.log_every = stop_at;
+        c.log = ema_log;
+        ema_stop = 0;
+        loom_history h = {0};
+        loom_status st = loom_train(m, &c, ds, idx, 500, ds, idx + 500, 100, NULL, &h, &err);
+        *n = loom_model_n_params(m);
+        if (st == LOOM_OK || (stop_at && st == LOOM_ERR_INTERRUPTED)) {
+            w = malloc(sizeof(float) * *n);
+            memcpy(w, loom_model_params(m), sizeof(float) * *n);
+        } else {
+            fprintf(stderr, "    ema_train: %s\n", err.msg);
+        }
+        *val_acc = h.n_epochs ? h.epochs[h.n_epochs - 1].val_acc : NAN;
+        loom_history_reset(&h);
+    }
+    loom_model_destroy(m);
+    loom_dataset_destroy(ds);
+    return w;
+}
+
+/* The average by hand: with decay d over two steps from w0, avg = d^2 w0 + d (1-d) w1 + (1-d) w2
+ * (w1, w2: the raw weights after steps 1 and 2, from runs without --ema). Then a run stopped
+ * mid-way and resumed ends with the same averaged weights as an uninterrupted one. */
+static void test_ema(void) {
+    size_t n = 0;
+    double acc;
+    loom_model *m = NULL; /* the initial weights w0 */
+    loom_error err = {0};
+    CHECK(loom_model_create(&m, "flatten, dense 16 relu, dense 4", "ema", 8, 8, 1, &err) == 0);
+    if (!m)
+        return;
+    loom_model_init(m, 4);
+    n = loom_model_n_params(m);
+    float *w0 = malloc(sizeof(float) * n);
+    memcpy(w0, loom_model_params(m), sizeof(float) * n);
+    loom_model_destroy(m);
+    float *w1 = ema_train(1, 500, 0, NULL, 0, false, &n, &acc);
+    float *w2 = ema_train(2, 500, 0, NULL, 0, false, &n, &acc);
+    float *avg = ema_train(2, 500, 0.5f, NULL, 0, false, &n, &acc);
+    if (w1 && w2 && avg) {
+        double worst = 0, moved = 0;
+        for (size_t i = 0; i < n; i++) {
+            double want = 0.25 * w0[i] + 0.25 * w1[i] + 0.5 * w2[i];
+            worst = fmax(worst, fabs(avg[i] - want));
+            moved = fmax(moved, fabs(avg[i] - w2[i]));
+        }
+        CHECK_MSG(worst < 1e-6, "largest difference from the hand-worked average %.3g", worst);
+        CHECK_MSG(moved > 1e-3, "the average is the raw weights (%.3g)", moved);
+    }
+    /* a longer run still learns with the average (batch 50: 10 steps per epoch) */
+    float *full = ema_train(6, 50, 0.9f, NULL, 0, false, &n, &acc);
+    CHECK_MSG(full && acc > 0.95, "val_acc %.3f with --ema 0.9", acc);
+    /* stopped after step 3 of epoch 1, resumed: the same weights to the bit */
+    char ck[600];
+    snprintf(ck, sizeof ck, "%s/ema.loomck", check_tmpdir());
+    remove(ck);
+    float *part = ema_train(6, 50, 0.9f, ck, 3, false, &n, &acc);
+    CHECK(part != NULL);
+    float *resumed = ema_train(6, 50, 0.9f, ck, 0, true, &n, &acc);
+    CHECK(full && resumed && memcmp(full, resumed, sizeof(float) * n) == 0);
+    CHECK(part && full && memcmp(part, full, sizeof(float) * n) != 0);
+    free(w0), free(w1), free(w2), free(avg), free(full), free(part), free(resumed);
 }
 
 int main(void) {
@@ -363,5 +463,6 @@ int main(void) {
     RUN(test_determinism);
     RUN(test_nan_stops);
     RUN(test_label_smoothing);
+    RUN(test_ema);
     return check_report();
 }

@@ -544,6 +544,36 @@ static void test_preprocess_area(void) {
     CHECK(loom_image_preprocess(&one, &cfg, 0, 28, out, &info, &err) == LOOM_ERR_ARG);
 }
 
+/* --gray: one RGB pixel (R 200, G 100, B 30) under each mode, worked by hand; no inversion, so
+ * the pixel fills the frame with its gray value. A gray image ignores the mode. */
+static void test_preprocess_gray(void) {
+    uint8_t rgb[3] = {200, 100, 30}, out[28 * 28];
+    loom_image one = {1, 1, 3, rgb};
+    loom_preprocess_config cfg;
+    loom_preprocess_config_init(&cfg);
+    CHECK(cfg.gray == LOOM_GRAY_LUMA);
+    cfg.invert = LOOM_INVERT_NEVER;
+    loom_error err = {0};
+    /* luma 0.299*200 + 0.587*100 + 0.114*30 = 121.92; mean 110; then each channel */
+    static const struct {
+        const char *name;
+        int want;
+    } cases[] = {{"luma", 122}, {"mean", 110}, {"red", 200}, {"g", 100}, {"blue", 30}};
+    for (int i = 0; i < 5; i++) {
+        CHECK(loom_gray_mode_parse(cases[i].name, &cfg.gray) && (int)cfg.gray == i);
+        CHECK(loom_image_preprocess(&one, &cfg, 28, 28, out, NULL, &err) == LOOM_OK);
+        CHECK_MSG(out[0] == cases[i].want && out[28 * 28 - 1] == cases[i].want, "%s: %d",
+                  cases[i].name, out[0]);
+    }
+    loom_image gray = {1, 1, 1, (uint8_t[]){77}};
+    CHECK(loom_image_preprocess(&gray, &cfg, 28, 28, out, NULL, &err) == LOOM_OK && out[5] == 77);
+    loom_gray_mode keep = cfg.gray;
+    CHECK(!loom_gray_mode_parse("cyan", &cfg.gray) && !loom_gray_mode_parse(NULL, &cfg.gray));
+    CHECK(cfg.gray == keep);
+    cfg.gray = (loom_gray_mode)9;
+    CHECK(loom_image_preprocess(&one, &cfg, 28, 28, out, NULL, &err) == LOOM_ERR_ARG);
+}
+
 /* ---- the prediction API ---- */
 
 #define CNN "conv 4 3x3 relu, batchnorm, maxpool 2, dropout 0.5, flatten, dense 10"
@@ -838,6 +868,7 @@ int main(void) {
     RUN(test_jpeg_orientation);
     RUN(test_preprocess_convention);
     RUN(test_preprocess_area);
+    RUN(test_preprocess_gray);
     RUN(test_predict_equals_forward);
     RUN(test_top_k_and_names);
     RUN(test_threads);

@@ -556,8 +556,22 @@ loom_status loom_image_save_png(const char *path, const uint8_t *px, int W, int 
 /* ---- preprocessing ---- */
 
 void loom_preprocess_config_init(loom_preprocess_config *c) {
-    *c = (loom_preprocess_config){
-        .invert = LOOM_INVERT_AUTO, .is_crop = true, .is_fit = true, .crop_threshold = 0.05f};
+    *c = (loom_preprocess_config){.invert = LOOM_INVERT_AUTO,
+                                  .is_crop = true,
+                                  .is_fit = true,
+                                  .crop_threshold = 0.05f,
+                                  .gray = LOOM_GRAY_LUMA};
+}
+
+bool loom_gray_mode_parse(const char *s, loom_gray_mode *out) {
+    static const char *const names[][2] = {
+        {"luma", "luma"}, {"mean", "mean"}, {"red", "r"}, {"green", "g"}, {"blue", "b"}};
+    for (int i = 0; i < 5; i++)
+        if (s && (strcmp(s, names[i][0]) == 0 || strcmp(s, names[i][1]) == 0)) {
+            *out = (loom_gray_mode)i;
+            return true;
+        }
+    return false;
 }
 
 /* Area-averaging resampling of n_in samples src[0], src[step_in], ... onto n_out samples: output
@@ -610,7 +624,8 @@ loom_status loom_image_preprocess(const loom_image *img, const loom_preprocess_c
                                   int W, uint8_t *out, loom_preprocess_info *info,
                                   loom_error *err) {
     if (!img || !img->px || !cfg || !out || img->W < 1 || img->H < 1 ||
-        (img->C != 1 && img->C != 3) || H < 1 || W < 1)
+        (img->C != 1 && img->C != 3) || H < 1 || W < 1 || cfg->gray < LOOM_GRAY_LUMA ||
+        cfg->gray > LOOM_GRAY_BLUE)
         return loom_error_set(err, LOOM_ERR_ARG, "preprocess: bad image or output size");
     int Wi = img->W, Hi = img->H;
     size_t n = (size_t)Wi * (size_t)Hi;
@@ -618,10 +633,17 @@ loom_status loom_image_preprocess(const loom_image *img, const loom_preprocess_c
     if (!g)
         return loom_error_set(err, LOOM_ERR_NOMEM, "preprocess: cannot allocate %dx%d pixels", Wi,
                               Hi);
-    /* grayscale: Y = 0.299 R + 0.587 G + 0.114 B (ITU-R BT.601 luma) */
+    /* one channel: luma Y = 0.299 R + 0.587 G + 0.114 B (ITU-R BT.601), the mean, or R, G or B */
     for (size_t i = 0; i < n; i++) {
         const uint8_t *p = img->px + i * (size_t)img->C;
-        g[i] = img->C == 1 ? p[0] : 0.299f * p[0] + 0.587f * p[1] + 0.114f * p[2];
+        if (img->C == 1)
+            g[i] = p[0];
+        else if (cfg->gray == LOOM_GRAY_LUMA)
+            g[i] = 0.299f * p[0] + 0.587f * p[1] + 0.114f * p[2];
+        else if (cfg->gray == LOOM_GRAY_MEAN)
+            g[i] = ((float)p[0] + p[1] + p[2]) / 3.0f;
+        else
+            g[i] = p[cfg->gray - LOOM_GRAY_RED];
     }
     /* invert when the background (the border) is light: the dataset has light garments on black */
     double border, bg; /* the border's mean, the background level */

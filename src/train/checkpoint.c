@@ -63,6 +63,8 @@ loom_status ckpt_save(const char *path, const ckpt_state *s, loom_error *err) {
     put(&b, s->opt_v, sizeof(float) * s->sizes.n_params);
     put(&b, s->best, sizeof(float) * (s->sizes.n_params + s->sizes.n_state));
     put(&b, s->good, sizeof(float) * (s->sizes.n_params + s->sizes.n_state));
+    if (s->sizes.is_ema)
+        put(&b, s->ema, sizeof(float) * s->sizes.n_params);
     put(&b, s->hist, sizeof(loom_epoch) * (size_t)s->pos.n_hist);
     uint32_t crc = loom_crc32(0, b.p, b.len);
     put(&b, &crc, 4);
@@ -130,6 +132,8 @@ static loom_status load_one(const char *path, ckpt_state *s, loom_error *err) {
     get(&b, s->opt_v, sizeof(float) * sz.n_params);
     get(&b, s->best, sizeof(float) * (sz.n_params + sz.n_state));
     get(&b, s->good, sizeof(float) * (sz.n_params + sz.n_state));
+    if (sz.is_ema)
+        get(&b, s->ema, sizeof(float) * sz.n_params);
     get(&b, s->hist, sizeof(loom_epoch) * (size_t)s->pos.n_hist);
     if (b.is_bad || b.pos != b.len)
         st = loom_error_set(err, LOOM_ERR_FORMAT, "%s: truncated checkpoint", path);

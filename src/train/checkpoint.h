@@ -6,7 +6,8 @@
 
 typedef struct { /* must match on resume */
     uint64_t n_params, n_state;
-    int32_t n_train, batch, max_epochs, pad;
+    int32_t n_train, batch, max_epochs;
+    int32_t is_ema; /* 1: an averaged copy of the weights follows (--ema); was padding, 0 */
 } ckpt_sizes;
 
 typedef struct {         /* where the trainer stands */
@@ -25,6 +26,7 @@ typedef struct {
     float *params, *state; /* (n_params), (n_state) */
     float *opt_m, *opt_v;  /* (n_params) each */
     float *best, *good;    /* (n_params + n_state) each */
+    float *ema;            /* (n_params) when sizes.is_ema, else unused */
     loom_epoch *hist;      /* (n_hist) */
 } ckpt_state;
 

@@ -79,6 +79,8 @@ loom_status loom_run_config_load(loom_run_config *rc, const char *run_dir, char 
                 t->early_stopping = atoi(v);
             else if (!strcmp(k, "label_smoothing"))
                 t->label_smoothing = strtof(v, NULL);
+            else if (!strcmp(k, "ema"))
+                t->ema = strtof(v, NULL);
             else if (!strcmp(k, "val_split"))
                 rc->val_split = atof(v);
             else if (!strcmp(k, "split_mode"))
@@ -241,7 +243,7 @@ static void config_text(const loom_run_config *rc, const char *data_dir, sbuf *b
     sb_printf(b, "clip_norm=%g\nlr_schedule=%s\nearly_stopping=%d\nlabel_smoothing=%g\n",
               (double)t->opt.clip_norm, rc->lr_schedule ? rc->lr_schedule : "constant",
               t->early_stopping, (double)t->label_smoothing);
-    sb_printf(b, "val_split=%g\n", rc->val_split);
+    sb_printf(b, "ema=%g\nval_split=%g\n", (double)t->ema, rc->val_split);
     sb_printf(b, "split_mode=%s\nstandardize=%d\nsubset=%d\ntest_subset=%d\nno_test=%d\n",
               split_mode_str(rc->split_mode), rc->is_standardize, rc->subset, rc->test_subset,
               rc->is_skip_test);

@@ -58,6 +58,22 @@ loom_status loom_augment_parse(const char *s, loom_train_config *cfg, loom_error
     return LOOM_OK;
 }
 
+/* avg = decay * avg + (1 - decay) * w, over the trainable weights (--ema). */
+static void ema_update(float *restrict avg, const float *restrict w, size_t n, float decay) {
+    float keep = decay, take = 1.0f - decay;
+    for (size_t i = 0; i < n; i++)
+        avg[i] = keep * avg[i] + take * w[i];
+}
+
+/* Exchanges the weights with their average, so evaluation sees the averaged ones. */
+static void ema_swap(float *restrict a, float *restrict b, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        float t = a[i];
+        a[i] = b[i];
+        b[i] = t;
+    }
+}
+
 /* Random horizontal flip and translation (zero fill) of each image of x (B, H, W, C) in place;
  * tmp holds one image. The draws come from rng in a fixed order. */
 static void augment_batch(float *x, int B, int H, int W, int C, const loom_train_config *cfg,
@@ -119,9 +135,12 @@ loom_status loom_train(loom_model *m, const loom_train_config *cfg, const loom_d
     float *good = loom_xalloc(sizeof(float) * (np + ns));         /* weights at epoch start */
     float *best = loom_xalloc(sizeof(float) * (np + ns));         /* best validation weights */
     float *aug_tmp = loom_xalloc(sizeof(float) * D);              /* one image (augmentation) */
+    bool is_ema = cfg->ema > 0.0f;
+    float *ema = is_ema ? loom_xalloc(sizeof(float) * (np ? np : 1)) : NULL; /* averaged weights */
     hist->epochs = calloc((size_t)cfg->epochs, sizeof *hist->epochs);
     loom_optim *opt = NULL;
-    if (!x || !y || !dlogits || !order || !good || !best || !aug_tmp || !hist->epochs) {
+    if (!x || !y || !dlogits || !order || !good || !best || !aug_tmp || !hist->epochs ||
+        (is_ema && !ema)) {
         st = loom_error_set(err, LOOM_ERR_NOMEM, "training buffers: out of memory");
         goto done;
     }
@@ -129,14 +148,17 @@ loom_status loom_train(loom_model *m, const loom_train_config *cfg, const loom_d
     if (st)
         goto done;
     memcpy(order, idx_train, sizeof(int) * (size_t)n_train);
+    if (is_ema)
+        memcpy(ema, m->params, sizeof(float) * np);
 
     /* everything that a checkpoint must carry lives in ck.pos or behind ck's pointers */
-    ckpt_state ck = {.sizes = {np, ns, n_train, bs, cfg->epochs, 0},
+    ckpt_state ck = {.sizes = {np, ns, n_train, bs, cfg->epochs, is_ema},
                      .order = order,
                      .params = m->params,
                      .state = m->state,
                      .best = best,
                      .good = good,
+                     .ema = ema,
                      .hist = hist->epochs};
     long *opt_t;
     optim_state(opt, &ck.opt_m, &ck.opt_v, &opt_t);
@@ -217,6 +239,8 @@ loom_status loom_train(loom_model *m, const loom_train_config *cfg, const loom_d
             if (cfg->opt.l2 > 0.0f)
                 p->pen_sum += cfg->opt.l2 * loom_model_l2_apply(m, cfg->opt.l2, true) * B;
             loom_optim_step(opt, m, lr);
+            if (is_ema)
+                ema_update(ema, m->params, np, cfg->ema);
             p->loss_sum += L;
             p->correct += nc;
             p->seen += B;
@@ -263,7 +287,11 @@ loom_status loom_train(loom_model *m, const loom_train_config *cfg, const loom_d
         h->val_loss = h->val_acc = NAN;
         if (val && n_val > 0) {
             loom_metrics mt = {0};
+            if (is_ema)
+                ema_swap(m->params, ema, np);
             st = loom_evaluate(m, val, idx_val, n_val, nrm, bs, &mt, NULL, NULL, err);
+            if (is_ema)
+                ema_swap(m->params, ema, np);
             if (st)
                 goto done;
             h->val_loss = mt.loss;
@@ -293,7 +321,7 @@ loom_status loom_train(loom_model *m, const loom_train_config *cfg, const loom_d
             p->since_best = 0;
             p->plateau_wait = 0;
             if (cfg->early_stopping > 0) {
-                memcpy(best, m->params, sizeof(float) * np);
+                memcpy(best, is_ema ? ema : m->params, sizeof(float) * np);
                 memcpy(best + np, m->state, sizeof(float) * ns);
             }
         } else {
@@ -325,6 +353,8 @@ loom_status loom_train(loom_model *m, const loom_train_config *cfg, const loom_d
             break;
     }
     hist->best_epoch = p->best_epoch;
+    if (is_ema) /* the model is the averaged weights */
+        memcpy(m->params, ema, sizeof(float) * np);
     if (cfg->early_stopping > 0 && p->best_epoch >= 0 && p->best_epoch != hist->n_epochs - 1) {
         memcpy(m->params, best, sizeof(float) * np);
         memcpy(m->state, best + np, sizeof(float) * ns);
@@ -339,5 +369,6 @@ done:
     free(good);
     free(best);
     free(aug_tmp);
+    free(ema);
     return st;
 }

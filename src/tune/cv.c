@@ -181,6 +181,7 @@ static const setting settings[] = {
     {"lr_schedule", SET_SCHEDULE, 0, 0, 0},
     {"early_stopping", SET_INT, offsetof(loom_train_config, early_stopping), 0, 100000},
     {"label_smoothing", SET_FLOAT, offsetof(loom_train_config, label_smoothing), 0, 0.99},
+    {"ema", SET_FLOAT, offsetof(loom_train_config, ema), 0, 0.9999},
     {"augment", SET_AUGMENT, 0, 0, 0},
     {"seed", SET_SEED, 0, 0, 0},
 };

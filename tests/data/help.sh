@@ -1,0 +1,29 @@
+#!/bin/sh
+# Help everywhere (needs no data): for every command that `loom help` lists, `loom help CMD`
+# and `loom CMD --help` exit 0 and print the same text, which names the command; run several
+# times, since a bad read of the argument vector crashed `loom help CMD` only some of the time.
+# Then the man page has a section for every command, and an unknown command is one error line.
+. "$(dirname "$0")/lib.inc"
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+MAN=$(dirname "$0")/../../docs/loom.1
+
+cmds=$($LOOM help | awk '/^  [a-z]+  / {print $1}')
+check '[ $(echo "$cmds" | wc -w) -ge 12 ]'
+for c in $cmds; do
+    i=0; same=1
+    while [ $i -lt 8 ]; do
+        $LOOM help "$c" >"$T/a" 2>&1 || same=0
+        $LOOM "$c" --help >"$T/b" 2>&1 || same=0
+        cmp -s "$T/a" "$T/b" || same=0
+        i=$((i + 1))
+    done
+    if [ $same -eq 1 ] && grep -q "loom $c" "$T/a"; then ok; else bad "loom help $c / loom $c --help: $(head -c 300 "$T/a")"; fi
+    if grep -q "^\.SS \"loom $c\b" "$MAN"; then ok; else bad "no section for loom $c in docs/loom.1"; fi
+done
+$LOOM help nosuchcommand >"$T/o" 2>"$T/e"
+check '[ $? -eq 2 ] && [ $(grep -c "^loom: error: unknown command" "$T/e") -eq 1 ]'
+$LOOM --version >"$T/o" 2>&1
+check '[ $? -eq 0 ] && grep -Eq "^loom [0-9]+\.[0-9]+\.[0-9]+" "$T/o"'
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
