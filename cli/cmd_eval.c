@@ -10,7 +10,7 @@ static void help(void) {
            "  --split S         test (default) | val | train (the run's own split)\n"
            "  --images F --labels F   any IDX image/label pair instead\n"
            "  --data DIR        data directory (default $LOOM_DATA or %s)\n"
-           "  --out DIR         write metrics.json and confusion.csv there\n"
+           "  --out DIR         write metrics.json, confusion.csv and predictions.csv there\n"
            "  --batch N         evaluation batch size (default 256)\n"
            "  --threads N       worker threads\n",
            loom_default_data_dir());

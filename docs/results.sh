@@ -118,10 +118,12 @@ target() {
     echo "## Prediction on transformed images"
     echo
     echo "\`loom predict\` on test images saved as 280x280 RGB PNGs, dark garment on a white"
-    echo "background, against the model's prediction on the original 28x28 images"
-    echo "(\`sh tests/data/install.sh\`, which also builds \`examples/classify.c\` against an installed loom):"
+    pm="$OUT/conv-maxpool/model.loom"
+    [ -s "$pm" ] || pm=""
+    echo "background, against the prediction of the same model (${pm:+the study's conv-maxpool}${pm:-a cnn1 trained for one epoch on 3,000 images}) on the original 28x28 images"
+    echo "(\`PREDICT_MODEL=$pm sh tests/data/install.sh\`, which also builds \`examples/classify.c\` against an installed loom):"
     echo
-    out=$(LOOM=$LOOM sh tests/data/install.sh 2>/dev/null)
+    out=$(LOOM=$LOOM PREDICT_MODEL=$pm sh tests/data/install.sh 2>/dev/null)
     agree=$(echo "$out" | sed -n 's/^agreement: //p')
     idx=$(echo "$out" | sed -n 's/^loom predict --idx on the test set: //p')
     echo "- ${agree:-not measured (tests/data/install.sh failed)}"

@@ -61,5 +61,7 @@ void log_printf(loom_log_fn fn, void *user, loom_log_kind kind, const char *fmt,
 uint32_t loom_crc32(uint32_t crc, const void *data, size_t len);
 double loom_now(void);           /* monotonic seconds */
 void *loom_xalloc(size_t bytes); /* 64-byte aligned, zeroed; NULL on failure */
+/* mkdir -p: dir and its missing parents (0755); LOOM_ERR_IO naming dir when it cannot be made. */
+loom_status loom_mkdir_p(const char *dir, loom_error *err);
 
 #endif

@@ -1,4 +1,5 @@
-/* files.c - whole-file reads and atomic writes (temporary file, fsync, rename, fsync dir). */
+/* files.c - whole-file reads, atomic writes (temporary file, fsync, rename, fsync dir), mkdir -p.
+ */
 #define _POSIX_C_SOURCE 200809L
 #include "core.h"
 
@@ -7,6 +8,22 @@
 #include <libgen.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+loom_status loom_mkdir_p(const char *dir, loom_error *err) {
+    char p[4096];
+    if (snprintf(p, sizeof p, "%s", dir) >= (int)sizeof p)
+        return loom_error_set(err, LOOM_ERR_ARG, "%.200s...: path too long", dir);
+    for (char *s = p + 1; *s; s++)
+        if (*s == '/') {
+            *s = '\0';
+            mkdir(p, 0755);
+            *s = '/';
+        }
+    if (mkdir(p, 0755) != 0 && errno != EEXIST)
+        return loom_error_set(err, LOOM_ERR_IO, "%s: cannot create directory: %s", dir,
+                              strerror(errno));
+    return LOOM_OK;
+}
 
 loom_status loom_file_write_atomic(const char *path, const void *data, size_t len,
                                    loom_error *err) {

@@ -278,21 +278,6 @@ static void tune_section(FILE *md, const loom_report_config *rc, const run_info 
     }
 }
 
-static loom_status mkdir_p(const char *dir, loom_error *err) {
-    char p[2048];
-    snprintf(p, sizeof p, "%s", dir);
-    for (char *s = p + 1; *s; s++)
-        if (*s == '/') {
-            *s = '\0';
-            mkdir(p, 0755);
-            *s = '/';
-        }
-    if (mkdir(p, 0755) != 0 && errno != EEXIST)
-        return loom_error_set(err, LOOM_ERR_IO, "%s: cannot create directory: %s", dir,
-                              strerror(errno));
-    return LOOM_OK;
-}
-
 loom_status loom_report(const loom_report_config *rc, loom_error *err) {
     if (rc->n_runs < 1)
         return loom_error_set(err, LOOM_ERR_ARG, "report: no run directories given");
@@ -306,7 +291,7 @@ loom_status loom_report(const loom_report_config *rc, loom_error *err) {
         return loom_error_set(err, LOOM_ERR_NOMEM, "report: out of memory");
     char img[2048];
     snprintf(img, sizeof img, "%s/img", rc->out_dir);
-    if ((st = mkdir_p(img, err)))
+    if ((st = loom_mkdir_p(img, err)))
         goto done;
     for (int i = 0; i < rc->n_runs; i++) {
         run_info *r = &runs[i];

@@ -207,21 +207,8 @@ loom_status loom_study_run(const loom_study_config *sc, loom_error *err) {
                             out);
         goto done;
     }
-    {
-        char p[2048];
-        snprintf(p, sizeof p, "%s", out);
-        for (char *s = p + 1; *s; s++)
-            if (*s == '/') {
-                *s = '\0';
-                mkdir(p, 0755);
-                *s = '/';
-            }
-        if (mkdir(p, 0755) != 0 && errno != EEXIST) {
-            st = loom_error_set(err, LOOM_ERR_IO, "%s: cannot create directory: %s", out,
-                                strerror(errno));
-            goto done;
-        }
-    }
+    if ((st = loom_mkdir_p(out, err)))
+        goto done;
     {
         char *src = NULL;
         if (sc->study_file)

@@ -300,20 +300,7 @@ static loom_status ensure_dir(const char *dir, bool is_force, loom_error *err) {
                                   dir);
         return LOOM_OK;
     }
-    /* mkdir -p */
-    char p[2048];
-    snprintf(p, sizeof p, "%s", dir);
-    for (char *s = p + 1; *s; s++) {
-        if (*s != '/')
-            continue;
-        *s = '\0';
-        mkdir(p, 0755);
-        *s = '/';
-    }
-    if (mkdir(p, 0755) != 0 && errno != EEXIST)
-        return loom_error_set(err, LOOM_ERR_IO, "%s: cannot create directory: %s", dir,
-                              strerror(errno));
-    return LOOM_OK;
+    return loom_mkdir_p(dir, err);
 }
 
 /* ---- pieces of a run that cross-validation and the search (src/tune/) reuse ---- */
@@ -377,11 +364,13 @@ loom_status loom_history_write_csv(const loom_history *h, const char *path, loom
     return st;
 }
 
-loom_status loom_run_write_test(loom_model *m, const loom_dataset *test, int n, int batch,
-                                const char *dir, loom_metrics *mt, loom_error *err) {
-    int nt = n > 0 && n < test->n ? n : test->n;
-    int *pred = malloc(sizeof(int) * (size_t)nt);     /* (nt) */
-    float *prob = malloc(sizeof(float) * (size_t)nt); /* (nt) */
+/* Evaluates m on the examples idx[0..n) of ds (the first n when idx is NULL) into mt and writes
+ * DIR/predictions.csv (index in ds, true class, predicted class, its probability),
+ * DIR/metrics.json and DIR/confusion.csv. */
+static loom_status eval_write(loom_model *m, const loom_dataset *ds, const int *idx, int n,
+                              int batch, const char *dir, loom_metrics *mt, loom_error *err) {
+    int *pred = malloc(sizeof(int) * (size_t)(n > 0 ? n : 1));     /* (n) */
+    float *prob = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1)); /* (n) */
     sbuf pb = {0};
     char path[2048];
     loom_status st = LOOM_OK;
@@ -389,23 +378,30 @@ loom_status loom_run_write_test(loom_model *m, const loom_dataset *test, int n, 
         st = loom_error_set(err, LOOM_ERR_NOMEM, "out of memory");
         goto done;
     }
-    if ((st = loom_evaluate(m, test, NULL, nt, NULL, batch, mt, pred, prob, err)))
+    if ((st = loom_evaluate(m, ds, idx, n, NULL, batch, mt, pred, prob, err)))
         goto done;
     sb_printf(&pb, "index,true,pred,prob\n");
-    for (int i = 0; i < nt; i++)
-        sb_printf(&pb, "%d,%d,%d,%.5f\n", i, test->y[i], pred[i], (double)prob[i]);
+    for (int i = 0; i < n; i++) {
+        int k = idx ? idx[i] : i;
+        sb_printf(&pb, "%d,%d,%d,%.5f\n", k, ds->y[k], pred[i], (double)prob[i]);
+    }
     if ((st = sb_write(&pb, dir, "predictions.csv", err)))
         goto done;
     snprintf(path, sizeof path, "%s/metrics.json", dir);
-    if ((st = loom_metrics_write_json(mt, test, path, err)))
+    if ((st = loom_metrics_write_json(mt, ds, path, err)))
         goto done;
     snprintf(path, sizeof path, "%s/confusion.csv", dir);
-    st = loom_metrics_write_confusion_csv(mt, test, path, err);
+    st = loom_metrics_write_confusion_csv(mt, ds, path, err);
 done:
     free(pred);
     free(prob);
     free(pb.s);
     return st;
+}
+
+loom_status loom_run_write_test(loom_model *m, const loom_dataset *test, int n, int batch,
+                                const char *dir, loom_metrics *mt, loom_error *err) {
+    return eval_write(m, test, NULL, n > 0 && n < test->n ? n : test->n, batch, dir, mt, err);
 }
 
 receipt_in receipt_inputs(const char *model_text, const char *config, const loom_dataset *train,
@@ -640,18 +636,11 @@ loom_status loom_run_eval(const loom_eval_config *ec, loom_metrics *mt, loom_dat
                            ec->model_file, m->in.d[0], m->in.d[1], m->in.d[2], ds->H, ds->W, ds->C);
         goto done;
     }
-    st = loom_evaluate(m, ds, idx, n, NULL, ec->batch > 0 ? ec->batch : 256, mt, NULL, NULL, err);
-    if (st)
+    int batch = ec->batch > 0 ? ec->batch : 256;
+    if (ec->out_dir && (st = loom_mkdir_p(ec->out_dir, err)))
         goto done;
-    if (ec->out_dir) {
-        char path[2048];
-        snprintf(path, sizeof path, "%s/metrics.json", ec->out_dir);
-        if ((st = loom_metrics_write_json(mt, ds, path, err)))
-            goto done;
-        snprintf(path, sizeof path, "%s/confusion.csv", ec->out_dir);
-        if ((st = loom_metrics_write_confusion_csv(mt, ds, path, err)))
-            goto done;
-    }
+    st = ec->out_dir ? eval_write(m, ds, idx, n, batch, ec->out_dir, mt, err)
+                     : loom_evaluate(m, ds, idx, n, NULL, batch, mt, NULL, NULL, err);
 done:
     if (st == LOOM_OK && ds_out) {
         *ds_out = ds;

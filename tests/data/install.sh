@@ -4,6 +4,7 @@
 # train a small CNN, then classify test images saved as a user would have them (280x280 RGB PNG,
 # dark garment on white) and compare with the model's prediction on the original 28x28 images:
 # one through classify, 100 through `loom predict` (at least 95 must agree). Then uninstall.
+# PREDICT_MODEL=FILE uses that model file instead of training one (docs/results.sh does).
 # shellcheck disable=SC2046,SC2086 # flags and file lists are split on purpose
 LOOM=${LOOM:-build/loom}
 BUILD=$(dirname "$LOOM")
@@ -61,11 +62,21 @@ check '[ $? -eq 0 ]' || cat "$T/cc2.log"
 check "! readelf -d '$T/classify-static' | grep -q 'libloom'"
 check "readelf -d '$T/classify' | grep -q 'NEEDED.*libloom.so.0'"
 
-# 3. a small model and its predictions on the original test images (predictions.csv)
-"$P/bin/loom" train cnn1 --subset 3000 --epochs 1 --seed 1 --out "$T/run" --quiet \
-    --threads 2 >"$T/train.log" 2>&1
-check '[ $? -eq 0 ]' || tail -n 5 "$T/train.log"
-check "[ -s '$T/run/model.loom' ] && [ -s '$T/run/predictions.csv' ]"
+# 3. a model (PREDICT_MODEL, or a small one trained here) and its predictions on the original
+# test images: the reference classes come from loom eval (for the model trained here, also the
+# same as its run's own test evaluation)
+if [ -n "$PREDICT_MODEL" ]; then
+    mkdir -p "$T/run" && cp "$PREDICT_MODEL" "$T/run/model.loom"
+    check "[ -s '$T/run/model.loom' ]"
+else
+    "$P/bin/loom" train cnn1 --subset 3000 --epochs 1 --seed 1 --out "$T/run" --quiet \
+        --threads 2 >"$T/train.log" 2>&1
+    check '[ $? -eq 0 ]' || tail -n 5 "$T/train.log"
+    check "[ -s '$T/run/model.loom' ] && [ -s '$T/run/predictions.csv' ]"
+fi
+"$P/bin/loom" eval "$T/run/model.loom" --out "$T/eval" --threads 2 >"$T/eval.log" 2>&1
+check '[ $? -eq 0 ]' || tail -n 3 "$T/eval.log"
+[ -n "$PREDICT_MODEL" ] || check "cmp -s '$T/eval/predictions.csv' '$T/run/predictions.csv'"
 
 # 4. the test images as a user would have them: 280x280 RGB PNG, a dark garment on white
 cc -O2 -o "$T/mkpng" tests/data/mkpng.c $(pkg-config --cflags --libs libpng zlib) 2>"$T/cc3.log"
@@ -77,7 +88,7 @@ check "[ \"\$(png_header '$T/png/test-0.png')\" = '280 280 8 2' ]" # RGB, 8 bits
 
 # class index -> name, and the model's prediction for the original test image i (csv row i + 2)
 NAMES="T-shirt/top,Trouser,Pullover,Dress,Coat,Sandal,Shirt,Sneaker,Bag,Ankle boot"
-want_class() { sed -n "$(($1 + 2))p" "$T/run/predictions.csv" | cut -d, -f3; }
+want_class() { sed -n "$(($1 + 2))p" "$T/eval/predictions.csv" | cut -d, -f3; }
 
 # 5. classify (shared library, then static) on test image 0: the class of the original
 want=$(want_class 0)
@@ -106,7 +117,7 @@ agree=$(awk -v names="$NAMES" -v n=$N_IMAGES '
     {   i = $1; sub(/:$/, "", i); sub(/.*test-/, "", i); sub(/\.png$/, "", i)
         name = $0; sub(/^[^:]*: /, "", name); sub(/ [0-9.]+$/, "", name)
         if (name == want[i]) agree++ }
-    END { print agree + 0 }' FS=, "$T/run/predictions.csv" FS=' ' "$T/pred.txt")
+    END { print agree + 0 }' FS=, "$T/eval/predictions.csv" FS=' ' "$T/pred.txt")
 echo "agreement: $agree of $N_IMAGES transformed test images (280x280 RGB PNG, dark on white)" \
     "get the class the model gives the original 28x28 image"
 check "[ $((agree * 100)) -ge $((95 * N_IMAGES)) ]"
@@ -119,8 +130,8 @@ same=$(awk -v names="$NAMES" '
     {   i = $1; sub(/^.*\[/, "", i); sub(/\]:$/, "", i)
         name = $0; sub(/^[^ ]*: /, "", name); sub(/ [0-9.]+$/, "", name)
         n++; if (name == want[i]) same++ }
-    END { print same + 0 "/" n + 0 }' FS=, "$T/run/predictions.csv" FS=' ' "$T/idx.txt")
-echo "loom predict --idx on the test set: $same agree with the run's predictions.csv"
+    END { print same + 0 "/" n + 0 }' FS=, "$T/eval/predictions.csv" FS=' ' "$T/idx.txt")
+echo "loom predict --idx on the test set: $same agree with loom eval's predictions.csv"
 check "[ '$same' = '10000/10000' ]"
 # JSON for the same files parses and names 100 predictions
 "$P/bin/loom" predict "$T/run/model.loom" $files --json >"$T/pred.json" 2>/dev/null
