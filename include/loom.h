@@ -322,10 +322,10 @@ typedef struct {
 void loom_history_reset(loom_history *h); /* frees the rows; accepts a zeroed history */
 
 /* Trains m on train[idx_train] and validates on val[idx_val] (val may be NULL) each epoch.
- * m must be initialised. hist is filled (the caller resets it). Errors: LOOM_ERR_ARG (bad
- * settings, no examples), LOOM_ERR_SHAPE (the data does not fit the model), LOOM_ERR_NOMEM,
- * LOOM_ERR_NUMERIC (the loss is not finite), LOOM_ERR_INTERRUPTED (stop_flag; a checkpoint is
- * written when configured), LOOM_ERR_IO (checkpoints). */
+ * m must be initialised. hist is filled (the caller resets it, also on failure). Errors:
+ * LOOM_ERR_ARG (bad settings, no examples), LOOM_ERR_SHAPE (the data does not fit the model),
+ * LOOM_ERR_NOMEM, LOOM_ERR_NUMERIC (the loss is not finite), LOOM_ERR_INTERRUPTED (stop_flag; a
+ * checkpoint is written when configured), LOOM_ERR_IO, LOOM_ERR_FORMAT (checkpoints). */
 loom_status loom_train(loom_model *m, const loom_train_config *cfg, const loom_dataset *train,
                        const int *idx_train, int n_train, const loom_dataset *val,
                        const int *idx_val, int n_val, const loom_norm *nrm, loom_history *hist,
@@ -355,17 +355,17 @@ void loom_metrics_confusion_add(loom_metrics *mt, int y_true, int y_pred);
  */
 void loom_metrics_compute(loom_metrics *mt);
 /* Runs m over ds[idx] (idx NULL = the first n examples; all when n <= 0) in batches; fills mt
- * (initialised here) and, if pred is not NULL, pred (n) predicted labels and prob (n) their
- * probabilities (may be NULL). Runs loom_model_forward: not concurrently on one model. Errors:
- * LOOM_ERR_ARG, LOOM_ERR_SHAPE (the data does not fit the model), LOOM_ERR_NOMEM,
- * LOOM_ERR_NUMERIC (a non-finite output). */
+ * (initialised here: the caller resets it; on failure it is reset here) and, if pred is not NULL,
+ * pred (n) predicted labels and prob (n) their probabilities (may be NULL). Runs
+ * loom_model_forward: not concurrently on one model. Errors: LOOM_ERR_ARG, LOOM_ERR_SHAPE (the
+ * data does not fit the model), LOOM_ERR_NOMEM, LOOM_ERR_NUMERIC (a non-finite output). */
 loom_status loom_evaluate(loom_model *m, const loom_dataset *ds, const int *idx, int n,
                           const loom_norm *nrm, int batch, loom_metrics *mt, int *pred, float *prob,
                           loom_error *err);
 /* scikit-learn-style classification report to f; ds (may be NULL) names the classes. */
 void loom_metrics_report(const loom_metrics *mt, const loom_dataset *ds, FILE *f);
 /* Writes metrics.json-style JSON / confusion CSV (via temp file + rename). Errors: LOOM_ERR_IO,
- * LOOM_ERR_NOMEM. */
+ * LOOM_ERR_ARG (path too long), LOOM_ERR_NOMEM. */
 loom_status loom_metrics_write_json(const loom_metrics *mt, const loom_dataset *ds,
                                     const char *path, loom_error *err);
 loom_status loom_metrics_write_confusion_csv(const loom_metrics *mt, const loom_dataset *ds,
@@ -383,7 +383,9 @@ loom_status loom_file_read_all(const char *path, char **out, size_t *len_out, lo
 /* ---- plots: PNG or SVG through PLplot's cairo driver --------------------------------------- */
 /* Every plot writes out (".svg": SVG, else PNG) through out.tmp.PID renamed into place, never
  * prints, and returns LOOM_ERR_IO for missing or unwritable files, LOOM_ERR_FORMAT for malformed
- * ones. Calls are serialised inside (PLplot keeps global state); any thread may call them. */
+ * ones, LOOM_ERR_ARG for bad arguments (counts out of range, an unknown column, a path too long),
+ * LOOM_ERR_NOMEM. Calls are serialised inside (PLplot keeps global state); any thread may call
+ * them. */
 
 /* One curve: n points (x[i], y[i]); std (n) or NULL draws a y +- std band; NaN breaks a line. */
 typedef struct {
@@ -440,20 +442,28 @@ loom_status loom_plot_run(const char *run_dir, bool is_svg, loom_log_fn log, voi
 /* Pieces of a training run (src/train/run.c) shared with cross-validation and the search. */
 
 /* Creates model text for ds's image shape, initialised from seed; with is_standardize a
- * standardize layer goes first, fitted on ds[idx[0..n)]. *out is the caller's to destroy. */
+ * standardize layer goes first, fitted on ds[idx[0..n)]. *out is the caller's to destroy
+ * (loom_model_destroy). Errors: those of loom_model_create and, with is_standardize, of
+ * loom_norm_fit. */
 loom_status loom_model_build(loom_model **out, const char *text, const char *source,
                              const loom_dataset *ds, const int *idx, int n, bool is_standardize,
                              uint64_t seed, loom_error *err);
-/* Writes h as CSV (epoch,loss,acc,val_loss,val_acc,lr,seconds) through a temp file + rename. */
+/* Writes h as CSV (epoch,loss,acc,val_loss,val_acc,lr,seconds) through a temp file + rename.
+ * Errors: LOOM_ERR_IO, LOOM_ERR_ARG (path too long), LOOM_ERR_NOMEM. */
 loom_status loom_history_write_csv(const loom_history *h, const char *path, loom_error *err);
-/* Creates dir and its parents; refuses an existing dir holding model.loom unless is_force. */
+/* Creates dir and its parents; refuses an existing dir holding model.loom unless is_force.
+ * Errors: LOOM_ERR_ARG (a run is there), LOOM_ERR_IO (cannot create; a file of that name, unless
+ * is_force). */
 loom_status loom_run_create_dir(const char *dir, bool is_force, loom_error *err);
-/* Evaluates m on the first n images of test (all when n <= 0), fills mt (the caller resets it)
- * and writes dir/predictions.csv (index,true,pred,prob), dir/metrics.json, dir/confusion.csv. */
+/* Evaluates m on the first n images of test (all when n <= 0), fills mt and writes (dir must
+ * exist) dir/predictions.csv (index,true,pred,prob), dir/metrics.json, dir/confusion.csv. Pass mt
+ * zeroed; the caller resets it (loom_metrics_reset), also on failure. Errors: those of
+ * loom_evaluate, LOOM_ERR_IO, LOOM_ERR_NOMEM. */
 loom_status loom_run_write_test(loom_model *m, const loom_dataset *test, int n, int batch,
                                 const char *dir, loom_metrics *mt, loom_error *err);
-/* A stratified, seeded subset of n examples of ds as a new dataset owned by the caller (a copy
- * of all of ds when n <= 0 or n >= ds->n). */
+/* A stratified, seeded subset of about n examples of ds (rounded per class) as a new dataset
+ * that the caller destroys (loom_dataset_destroy); a copy of all of ds when n <= 0 or
+ * n >= ds->n. Errors: LOOM_ERR_ARG (an invalid dataset), LOOM_ERR_NOMEM. */
 loom_status loom_dataset_subset(loom_dataset **out, const loom_dataset *ds, int n, uint64_t seed,
                                 loom_error *err);
 /* Sets one training setting by the name config.txt and search-space files use: lr, batch,
@@ -497,6 +507,7 @@ typedef struct {
 
 /* 5 folds, loom_train_config_init's settings; then, when model is a zoo name, its defaults. */
 void loom_cv_config_init(loom_cv_config *cc);
+/* Errors as loom_run_apply_zoo_defaults. */
 loom_status loom_cv_apply_zoo_defaults(loom_cv_config *cc, loom_error *err);
 
 typedef struct {
@@ -517,24 +528,29 @@ typedef struct {
     uint32_t inputs_hash; /* receipt (receipt.txt): version, model text, settings, data */
     char run_dir[1024];
 } loom_cv_result;
-void loom_cv_result_reset(loom_cv_result *r);
+void loom_cv_result_reset(loom_cv_result *r); /* frees the folds; accepts a zeroed result */
 
 /* Stratified K-fold cross-validation of cc->model over train (test: the test set, needed when
  * cc->is_test, else may be NULL), each fold trained from scratch. Writes the run directory:
  * fold_<k>/history.csv (k from 1; and the fold's test files when tested), cv.csv, cv.json,
- * history_mean.csv, config.txt and the best fold's model.loom (and its test files). */
+ * history_mean.csv, config.txt and the best fold's model.loom (and its test files).
+ * Reset res (loom_cv_result_reset) after the call, also on failure. Errors: LOOM_ERR_ARG (no or
+ * unknown model, folds outside 2..1000 or above the examples, is_test without test, a bad
+ * lr_schedule, a run in out_dir without is_force), LOOM_ERR_IO, the model text's and training's. */
 loom_status loom_cv_run(const loom_cv_config *cc, const loom_dataset *train,
                         const loom_dataset *test, loom_cv_result *res, loom_error *err);
-/* What `loom cv` does: loads the data from cc->data_dir, then loom_cv_run. */
+/* What `loom cv` does: loads the data from cc->data_dir (the test set only when is_test), then
+ * loom_cv_run; its ownership and errors, and those of loom_dataset_load_dir. */
 loom_status loom_cv(const loom_cv_config *cc, loom_cv_result *res, loom_error *err);
 
 /* Search spaces (docs/SEARCH-SPACE.md): the model language with {ranges} and {choices}, repeat
  * blocks and training settings. */
 typedef struct loom_space loom_space;
-/* Parses a space; errors (LOOM_ERR_FORMAT) read "source:line: 'token': reason". */
+/* Parses a space; on success *out is owned by the caller (loom_space_destroy). Errors:
+ * LOOM_ERR_FORMAT, reading "source:line: 'token': reason"; LOOM_ERR_NOMEM. */
 loom_status loom_space_parse(loom_space **out, const char *text, const char *source,
                              loom_error *err);
-void loom_space_destroy(loom_space *s);
+void loom_space_destroy(loom_space *s);                     /* accepts NULL */
 int loom_space_n_hp(const loom_space *s);                   /* hyperparameters */
 const char *loom_space_hp_name(const loom_space *s, int i); /* "dense_1_units", or name= */
 /* "int 1..4", "float 0..0.3 step 0.1", "float 0.0001..0.01 log", "choice 512|256|128". */
@@ -548,10 +564,11 @@ typedef struct {
     char *train_text; /* training settings, "key=value" lines */
 } loom_space_point;
 /* Draws one point from seed. Every hyperparameter is drawn, in order, active or not, so a seed
- * always gives the same point. */
+ * always gives the same point. out is overwritten, not freed: the caller resets it
+ * (loom_space_point_reset). Errors: LOOM_ERR_NOMEM (out is then reset). */
 loom_status loom_space_sample(const loom_space *s, uint64_t seed, loom_space_point *out,
                               loom_error *err);
-void loom_space_point_reset(loom_space_point *p);
+void loom_space_point_reset(loom_space_point *p); /* frees all it owns; accepts a zeroed point */
 
 /* The search: `loom tune`. */
 typedef enum { LOOM_TUNE_RANDOM = 0, LOOM_TUNE_HYPERBAND } loom_tune_algorithm;
@@ -560,8 +577,9 @@ typedef enum {
     LOOM_OBJECTIVE_VAL_LOSS,    /* best epoch's validation loss, minimised */
     LOOM_OBJECTIVE_VAL_F1       /* the final model's validation macro F1, maximised */
 } loom_objective;
+/* "val_acc", "val_loss" or "val_f1" -> *out; anything else is LOOM_ERR_ARG. */
 loom_status loom_objective_parse(const char *s, loom_objective *out, loom_error *err);
-const char *loom_objective_str(loom_objective o);
+const char *loom_objective_str(loom_objective o); /* static text; "?" out of range */
 
 typedef struct {
     const char *space_file; /* the search-space file */
@@ -588,6 +606,8 @@ typedef struct {
     int stop_after;              /* tests: stop as if killed after N new executions, 0 = off */
     const char *command_line;    /* recorded in tune.txt */
 } loom_tune_config;
+/* Defaults: random search for val_acc, 10 trials x 1 execution, eta 3, val_split 0.2, and
+ * loom_train_config_init's training settings. */
 void loom_tune_config_init(loom_tune_config *tc);
 
 typedef struct {
@@ -612,16 +632,20 @@ typedef struct {
     char *summary;         /* the results table (Markdown), best first, owned */
     char out_dir[1024];
 } loom_tune_result;
-void loom_tune_result_reset(loom_tune_result *r);
+void loom_tune_result_reset(loom_tune_result *r); /* frees all it owns; accepts a zeroed result */
 
 /* Searches tc's space on train and writes out_dir: tune.txt (settings), executions.csv (one line
  * appended and synced per finished execution), trials.csv, trials.json, summary.md, tune.log,
  * and best/ (the best trial retrained: model.loom, model.txt, config.txt, history.csv, and
  * tested on test when test is not NULL). LOOM_ERR_INTERRUPTED when stopped: rerun with
- * is_resume to continue; finished executions are kept and the result is the same. */
+ * is_resume to continue; finished executions are kept and the result is the same.
+ * Reset res (loom_tune_result_reset) after the call, also on failure. Errors: LOOM_ERR_ARG
+ * (bad settings; out_dir holds a search and not is_resume/is_force, or one with other settings;
+ * no trial finished), LOOM_ERR_FORMAT (the space, executions.csv), LOOM_ERR_IO, training's. */
 loom_status loom_tune_run(const loom_tune_config *tc, const loom_dataset *train,
                           const loom_dataset *test, loom_tune_result *res, loom_error *err);
-/* What `loom tune` does: reads the space file, loads the data, then loom_tune_run. */
+/* What `loom tune` does: loads the data from tc->data_dir (the test set unless is_skip_best),
+ * then loom_tune_run; its ownership and errors, and those of loom_dataset_load_dir. */
 loom_status loom_tune(const loom_tune_config *tc, loom_tune_result *res, loom_error *err);
 
 /* Comparing runs: `loom compare`. */
@@ -639,9 +663,12 @@ typedef struct {
     loom_mcnemar *tests; /* (n_pairs) owned */
     int (*pairs)[2];     /* (n_pairs) run indices, owned */
 } loom_compare_result;
-void loom_compare_result_reset(loom_compare_result *r);
+void loom_compare_result_reset(loom_compare_result *r); /* accepts a zeroed result */
 /* Reads each run's config.txt, history.csv, metrics.json (cv.json for cross-validation) and
- * predictions.csv; tests every pair with predictions of the same test set. */
+ * predictions.csv; tests every pair with predictions of the same test set. On success res is the
+ * caller's (loom_compare_result_reset); on failure it is reset here. Errors: LOOM_ERR_ARG (no
+ * runs, a directory without config.txt or best/config.txt), LOOM_ERR_IO (a missing history.csv or
+ * cv.json, writing out_dir), LOOM_ERR_FORMAT (malformed files), LOOM_ERR_NOMEM. */
 loom_status loom_compare(const loom_compare_config *cc, loom_compare_result *res, loom_error *err);
 /* ---- prediction ------------------------------------------------------------------------------ */
 
@@ -662,7 +689,8 @@ loom_status loom_predict_u8(const loom_model *m, const uint8_t *px, int n, float
 
 /* A predictor: a workspace for batches of up to max_batch images with one model, reused across
  * calls so that no call allocates. Use one predictor per thread; many predictors may share a
- * model, which must outlive them. On success *out is owned by the caller. */
+ * model, which must outlive them. On success *out is owned by the caller
+ * (loom_predictor_destroy). Errors: LOOM_ERR_ARG (NULL argument, max_batch < 1), LOOM_ERR_NOMEM. */
 typedef struct loom_predictor loom_predictor;
 loom_status loom_predictor_create(loom_predictor **out, const loom_model *m, int max_batch,
                                   loom_error *err);
@@ -691,8 +719,8 @@ typedef struct {
  * depth and colour type, into 8-bit gray or RGB (palette expanded, 16-bit scaled, alpha
  * composited on white, a JPEG's EXIF orientation applied). Sizes in the header are checked against
  * the file's length before any allocation; at most 65535 pixels a side and 2^26 pixels. On success
- * *out is owned by the caller. Errors: LOOM_ERR_IO (cannot read), LOOM_ERR_FORMAT (unknown,
- * malformed, truncated or too large), LOOM_ERR_NOMEM. */
+ * *out is owned by the caller (loom_image_destroy). Errors: LOOM_ERR_IO (cannot read),
+ * LOOM_ERR_FORMAT (unknown, malformed, truncated or too large), LOOM_ERR_NOMEM. */
 loom_status loom_image_load(loom_image **out, const char *path, loom_error *err);
 void loom_image_destroy(loom_image *img); /* accepts NULL */
 /* Writes px (H, W, C), C = 1 (gray) or 3 (RGB), as an 8-bit PNG, atomically (temporary file and
@@ -750,7 +778,7 @@ typedef struct {
     loom_log_fn log; /* per-image failures (LOOM_LOG_WARN); may be NULL */
     void *log_user;
 } loom_predict_config;
-void loom_predict_config_init(loom_predict_config *pc);
+void loom_predict_config_init(loom_predict_config *pc); /* top_k 3, preprocessing defaults */
 
 /* Loads the model and predicts every image and IDX example, writing the results to out: text
  * lines "NAME: CLASS P, CLASS P, ..." or one JSON document. An image that cannot be read is
@@ -779,7 +807,10 @@ typedef struct {
  * McNemar's tests, then per run its summary, architecture diagram, learning curves, confusion
  * heatmaps, per-class report and misclassified gallery; CV and tuning tables; overlays of the
  * validation accuracy of all runs. Missing optional files are skipped; a run directory with
- * nothing readable is an error naming it. */
+ * nothing readable is an error naming it. Also writes compare.md, compare.csv and compare.json
+ * there (loom_compare). Errors: LOOM_ERR_ARG (no runs), LOOM_ERR_IO (a directory without
+ * history.csv, metrics.json, cv.csv or trials.csv; creating out_dir/img; writing),
+ * LOOM_ERR_NOMEM. */
 loom_status loom_report(const loom_report_config *rc, loom_error *err);
 
 /* ---- the study: `loom study` ------------------------------------------------------------ */
@@ -808,13 +839,17 @@ typedef struct {
  * "tune SPACE [flags]", '#' comments) as a child process of exe writing out_dir/<step>/ and
  * out_dir/<step>.log, then writes out_dir/REPORT.md (loom_report) over all steps. A step is
  * finished when out_dir/<step>/.done exists; with is_resume finished steps are skipped and an
- * interrupted training continues from its checkpoint. */
+ * interrupted training continues from its checkpoint. Errors: LOOM_ERR_FORMAT (the study file),
+ * LOOM_ERR_ARG (out_dir holds a study, and not is_resume or is_force), LOOM_ERR_IO (files; a step
+ * that fails: see its log), LOOM_ERR_INTERRUPTED (stop_flag), LOOM_ERR_NOMEM, loom_report's. */
 loom_status loom_study_run(const loom_study_config *sc, loom_error *err);
 
 /* ---- runs: what `loom train` / `loom eval` do, as library calls ------------------------------ */
 
-/* Resolves a model name: a zoo name, or a file holding model text. *text_out is malloc'd;
- * *zoo_out (may be NULL) is set for zoo names, else NULL. */
+/* Resolves a model name: a zoo name (looked up first), or a file holding model text (not parsed
+ * here). *text_out is malloc'd, the caller frees it; *zoo_out (may be NULL) is set to the static
+ * entry for zoo names, else NULL. Errors: LOOM_ERR_ARG (neither a zoo name nor a file),
+ * LOOM_ERR_IO (cannot read the file), LOOM_ERR_NOMEM. */
 loom_status loom_model_resolve(const char *name, char **text_out, const loom_zoo_entry **zoo_out,
                                loom_error *err);
 
@@ -835,15 +870,21 @@ typedef struct {
     const char *command_line; /* recorded in config.txt */
 } loom_run_config;
 
-/* Reads RUN_DIR/config.txt back into rc (for --resume). Strings in rc point into *owner,
- * which the caller frees after the run. */
+/* Reads RUN_DIR/config.txt back into rc (for --resume): rc is initialised first, then out_dir =
+ * run_dir (not copied) and is_resume are set. Strings in rc point into *owner, which the caller
+ * frees (free) after the run; NULL on failure. Errors: those of loom_file_read_all, LOOM_ERR_ARG
+ * (a bad optimizer or augment value), LOOM_ERR_FORMAT (no model= line). */
 loom_status loom_run_config_load(loom_run_config *rc, const char *run_dir, char **owner,
                                  loom_error *err);
 
-/* Parses an augmentation list ("none", "flip", "shift:N", comma-separated) into cfg. */
+/* Parses an augmentation list ("none", "flip", "shift:N", comma-separated) into cfg; NULL or ""
+ * is none. Errors: LOOM_ERR_ARG (an unknown item, N outside 0..8). Not thread-safe (strtok), nor
+ * are its callers: loom_run_config_load, loom_run_apply_zoo_defaults, loom_cv_apply_zoo_defaults,
+ * loom_train_config_set, loom_space_parse, loom_tune_run. */
 loom_status loom_augment_parse(const char *s, loom_train_config *cfg, loom_error *err);
 
-/* Defaults for rc; if model names a zoo entry its training defaults are applied. */
+/* Defaults for rc; if model names a zoo entry its training defaults are applied (other names
+ * are left alone; LOOM_ERR_ARG only for a zoo entry with a bad optimizer or augment value). */
 void loom_run_config_init(loom_run_config *rc);
 loom_status loom_run_apply_zoo_defaults(loom_run_config *rc, loom_error *err);
 
@@ -856,13 +897,16 @@ typedef struct {
     uint32_t weights_hash; /* receipt: CRC-32 of the final weights and state */
     char run_dir[1024];
 } loom_run_result;
-void loom_run_result_reset(loom_run_result *r);
+void loom_run_result_reset(loom_run_result *r); /* frees hist and test; accepts a zeroed result */
 
 /* Trains rc->model and writes the run directory: model.loom, config.txt, history.csv,
- * checkpoint.loomck (every epoch, and every train.checkpoint_steps steps; on SIGINT/SIGTERM),
- * train.log (every log line), summary.txt, receipt.txt (reproducibility hashes), and for the
- * test set metrics.json, confusion.csv and
- * predictions.csv (index,true,pred,prob per test image). */
+ * checkpoint.loomck (every epoch, and every train.checkpoint_steps steps; on SIGINT/SIGTERM;
+ * removed when the run finishes), train.log (every log line), summary.txt, receipt.txt
+ * (reproducibility hashes), and for the test set metrics.json, confusion.csv and
+ * predictions.csv (index,true,pred,prob per test image). Reset res (loom_run_result_reset) after
+ * the call, also on failure. Errors: LOOM_ERR_ARG (no or unknown model, bad val_split or
+ * lr_schedule, a run in out_dir without is_force or is_resume), LOOM_ERR_IO, the data's, the model
+ * text's and loom_train's (after LOOM_ERR_NUMERIC or LOOM_ERR_INTERRUPTED model.loom is saved). */
 loom_status loom_run_train(const loom_run_config *rc, loom_run_result *res, loom_error *err);
 
 typedef struct {
@@ -870,11 +914,15 @@ typedef struct {
     const char *data_dir;        /* NULL = default */
     const char *split;           /* "test" (default), "train", "val" (the run's validation split) */
     const char *images, *labels; /* any IDX pair instead of data_dir/split */
-    const char *out_dir;         /* where metrics.json / confusion.csv go; NULL = don't write */
+    const char *out_dir; /* metrics.json, confusion.csv, predictions.csv here (created if need
+                          * be); NULL = none */
     int batch;
 } loom_eval_config;
-/* Evaluates a model file; fills mt (caller resets it). ds_out (may be NULL) receives the dataset
- * used (caller destroys) so that class names can be printed. */
+/* Evaluates a model file; fills mt: pass it zeroed and reset it (loom_metrics_reset) after the
+ * call, also on failure. On success ds_out (may be NULL) receives the dataset used (the caller
+ * destroys it, loom_dataset_destroy) so that class names can be printed. Errors: those of
+ * loom_model_load, the data and loom_evaluate; LOOM_ERR_ARG (a bad split, images without labels
+ * or labels without images), LOOM_ERR_SHAPE (the images do not fit the model), LOOM_ERR_IO. */
 loom_status loom_run_eval(const loom_eval_config *ec, loom_metrics *mt, loom_dataset **ds_out,
                           loom_error *err);
 
@@ -893,7 +941,10 @@ typedef struct {
 } loom_bench_result;
 
 /* Times training steps (forward, backward, Adam update) and inference batches of model (zoo
- * name or model-text file) on random 28x28x1 images, median of repeats after one warm-up. */
+ * name or model-text file) on random 28x28x1 images, median of repeats after one warm-up; a
+ * repeat runs as many steps as take about seconds_per_repeat (at least 3). Nothing to free.
+ * Errors: LOOM_ERR_ARG (batch < 1, repeats outside 1..100, an unknown model), those of the model
+ * file and text (LOOM_ERR_IO, LOOM_ERR_FORMAT, LOOM_ERR_SHAPE), LOOM_ERR_NOMEM. */
 loom_status loom_bench(const char *model, int batch, int repeats, double seconds_per_repeat,
                        loom_bench_result *r, loom_error *err);
 

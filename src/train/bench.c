@@ -41,7 +41,11 @@ loom_status loom_bench(const char *model, int batch, int repeats, double seconds
     dl = loom_xalloc(sizeof(float) * (size_t)K * batch);
     loom_opt_config oc = {
         .kind = LOOM_OPT_ADAM, .lr = 1e-4f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-7f};
-    if (!dl || (st = loom_optim_create(&opt, &oc, m->n_params, err)))
+    if (!dl) {
+        st = loom_error_set(err, LOOM_ERR_NOMEM, "bench: out of memory");
+        goto done;
+    }
+    if ((st = loom_optim_create(&opt, &oc, m->n_params, err)))
         goto done;
     loom_rng rng;
     loom_rng_seed(&rng, 7);

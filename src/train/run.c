@@ -287,13 +287,13 @@ static loom_status make_split(const loom_dataset *ds, int subset, double val_spl
 static loom_status ensure_dir(const char *dir, bool is_force, loom_error *err) {
     struct stat st;
     if (stat(dir, &st) == 0) {
-        if (is_force)
-            return LOOM_OK;
         if (!S_ISDIR(st.st_mode))
             return loom_error_set(err, LOOM_ERR_IO, "%s: exists and is not a directory", dir);
+        if (is_force)
+            return LOOM_OK;
         char p[2048];
         snprintf(p, sizeof p, "%s/model.loom", dir);
-        if (!is_force && stat(p, &st) == 0)
+        if (stat(p, &st) == 0)
             return loom_error_set(err, LOOM_ERR_ARG,
                                   "%s: a run already exists there: pass --force to overwrite "
                                   "it or --out DIR for a new one",

@@ -107,6 +107,9 @@ loom_status loom_train(loom_model *m, const loom_train_config *cfg, const loom_d
                        const int *idx_train, int n_train, const loom_dataset *val,
                        const int *idx_val, int n_val, const loom_norm *nrm, loom_history *hist,
                        loom_error *err) {
+    loom_error own; /* err may be NULL (ckpt_load copies an error into it) */
+    if (!err)
+        err = &own;
     memset(hist, 0, sizeof *hist);
     double t_start = loom_now();
     if (cfg->epochs < 1 || cfg->batch < 1)

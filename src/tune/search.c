@@ -1845,6 +1845,9 @@ static loom_status prepare_data(search *s, const loom_dataset *train, loom_datas
 
 loom_status loom_tune_run(const loom_tune_config *tc, const loom_dataset *train,
                           const loom_dataset *test, loom_tune_result *res, loom_error *err) {
+    loom_error own; /* err may be NULL; the search reads the messages it gets back */
+    if (!err)
+        err = &own;
     memset(res, 0, sizeof *res);
     res->best = -1;
     search s = {0};

@@ -73,6 +73,9 @@ printf 'x' >"$T/plain"
 expect_error 1 'Not a directory' $LOOM train $TRAIN --out "$T/plain/run"
 check '[ "$(cat "$T/plain")" = x ]'
 expect_error 1 'Not a directory' $LOOM eval "$T/t1/model.loom" --out "$T/plain"
+# ... or the output itself is a regular file: --force does not make it a run directory
+expect_error 1 'plain: exists and is not a directory' $LOOM train $TRAIN --out "$T/plain" --force
+check '[ "$(cat "$T/plain")" = x ]'
 
 # 3. a directory where a file is expected
 expect_error 1 'directory' $LOOM eval "$T/t1"                    # the model file
