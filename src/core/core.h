@@ -61,6 +61,20 @@ void log_printf(loom_log_fn fn, void *user, loom_log_kind kind, const char *fmt,
 uint32_t loom_crc32(uint32_t crc, const void *data, size_t len);
 double loom_now(void);           /* monotonic seconds */
 void *loom_xalloc(size_t bytes); /* 64-byte aligned, zeroed; NULL on failure */
+/* xoshiro256** (loom_rng_next), inlined for the hot loops that draw per value (dropout). */
+static inline uint64_t rng_rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+static inline uint64_t rng_next(loom_rng *rng) {
+    uint64_t *s = rng->s;
+    uint64_t result = rng_rotl(s[1] * 5, 7) * 9;
+    uint64_t t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rng_rotl(s[3], 45);
+    return result;
+}
 /* mkdir -p: dir and its missing parents (0755); LOOM_ERR_IO naming dir when it cannot be made. */
 loom_status loom_mkdir_p(const char *dir, loom_error *err);
 

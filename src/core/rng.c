@@ -16,20 +16,7 @@ void loom_rng_seed(loom_rng *rng, uint64_t seed) {
         rng->s[i] = splitmix64(&x);
 }
 
-static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-
-uint64_t loom_rng_next(loom_rng *rng) {
-    uint64_t *s = rng->s;
-    uint64_t result = rotl(s[1] * 5, 7) * 9;
-    uint64_t t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return result;
-}
+uint64_t loom_rng_next(loom_rng *rng) { return rng_next(rng); }
 
 float loom_rng_uniform(loom_rng *rng) { return (float)(loom_rng_next(rng) >> 40) * 0x1.0p-24f; }
 
