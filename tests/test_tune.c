@@ -305,10 +305,10 @@ static void test_train_config_set(void) {
               "%s", err.msg);
     CHECK(loom_train_config_set(&c, &sched, "label_smoothing", "0.1", &err) == LOOM_OK);
     CHECK_NEAR(c.label_smoothing, 0.1, 1e-7);
+    CHECK_MSG(strstr(err.msg, "colour") != NULL, "%s", err.msg);
     CHECK(loom_train_config_set(&c, &sched, "ema", "0.999", &err) == LOOM_OK);
     CHECK_NEAR(c.ema, 0.999, 1e-7);
     CHECK(loom_train_config_set(&c, &sched, "ema", "1", &err) == LOOM_ERR_ARG);
-    CHECK_MSG(strstr(err.msg, "colour") != NULL, "%s", err.msg);
 }
 
 static void test_mean_std(void) {
