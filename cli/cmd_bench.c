@@ -6,11 +6,34 @@
 #include <sys/resource.h>
 #include <string.h>
 
+/* The per-layer table of one model: ms per step forward and backward, and the share of the step. */
+static void print_layers(const char *name, const loom_bench_result *r) {
+    double total = r->update_ms + r->other_ms;
+    for (int i = 0; i < r->n_layers; i++)
+        total += r->layers[i].forward_ms + r->layers[i].backward_ms;
+    printf("\n%s, one training step of %d images (%.2f ms):\n\n| layer | forward ms | backward "
+           "ms | share |\n|---|---|---|---|\n",
+           name, r->batch, total);
+    for (int i = 0; i < r->n_layers; i++)
+        printf("| %d %s | %.3f | %.3f | %.1f%% |\n", i + 1, r->layers[i].name,
+               r->layers[i].forward_ms, r->layers[i].backward_ms,
+               100 * (r->layers[i].forward_ms + r->layers[i].backward_ms) / total);
+    printf("| optimizer update | | | %.1f%% (%.3f ms) |\n", 100 * r->update_ms / total,
+           r->update_ms);
+    printf("| batch fill, loss | | | %.1f%% (%.3f ms) |\n\n", 100 * r->other_ms / total,
+           r->other_ms);
+}
+
 int cmd_bench(int argc, char **argv) {
-    static const struct option opts[] = {{"batch", 1, 0, 'b'},   {"repeats", 1, 0, 'r'},
-                                         {"seconds", 1, 0, 's'}, {"threads", 1, 0, 't'},
-                                         {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
+    static const struct option opts[] = {{"batch", 1, 0, 'b'},
+                                         {"repeats", 1, 0, 'r'},
+                                         {"seconds", 1, 0, 's'},
+                                         {"threads", 1, 0, 't'},
+                                         {"layers", 0, 0, 'l'},
+                                         {"help", 0, 0, 'h'},
+                                         {0, 0, 0, 0}};
     int batch = 64, repeats = 5, threads = 0, c;
+    bool is_layers = false;
     double seconds = 1.0;
     optind = 1;
     opterr = 0;
@@ -32,10 +55,12 @@ int cmd_bench(int argc, char **argv) {
             if (!cli_int("bench", "--threads", optarg, 0, 1024, &threads))
                 return EXIT_USAGE;
             break;
+        case 'l': is_layers = true; break;
         case 'h':
             printf("usage: loom bench MODEL...|all [--batch 64] [--repeats 5] [--seconds 1]\n"
-                   "       [--threads N]\nTraining (forward+backward+Adam) and inference "
-                   "throughput on random images; median of the repeats.\n");
+                   "       [--threads N] [--layers]\nTraining (forward+backward+Adam) and "
+                   "inference throughput on random images; median of the repeats.\n"
+                   "  --layers   then where a training step's time goes, layer by layer\n");
             return 0;
         default: return cli_bad_option("bench", argv);
         }
@@ -51,13 +76,15 @@ int cmd_bench(int argc, char **argv) {
         const char *name = is_all ? loom_zoo_get(i)->name : argv[optind + i];
         loom_bench_result r;
         loom_error err = {0};
-        if (loom_bench(name, batch, repeats, seconds, &r, &err))
+        if (loom_bench(name, batch, repeats, seconds, is_layers, &r, &err))
             return cli_fail(&err);
         struct rusage ru;
         getrusage(RUSAGE_SELF, &ru);
         printf("| %s | %d | %d | %.0f | %.0f-%.0f | %.1f | %.0f | %.1f | %.0f |\n", name, batch,
                loom_get_threads(), r.train_ips, r.train_min_ips, r.train_max_ips, r.train_gflops,
                r.infer_ips, r.infer_gflops, ru.ru_maxrss / 1024.0);
+        if (is_layers)
+            print_layers(name, &r);
         fflush(stdout);
     }
     return 0;

@@ -938,15 +938,25 @@ typedef struct {
     double train_gflops, infer_gflops; /* achieved, counting a training step as 3x forward */
     double train_min_ips, train_max_ips;
     int repeats, steps, batch;
+    /* with is_layers: milliseconds per training step of each layer's forward and backward, of
+     * the optimizer update, and of the rest (batch fill, loss), from one more repeat timed per
+     * layer after the others (the clock reads do not touch the figures above) */
+    int n_layers;
+    struct {
+        char name[96]; /* the layer as the model language writes it */
+        double forward_ms, backward_ms;
+    } layers[64];
+    double update_ms, other_ms;
 } loom_bench_result;
 
 /* Times training steps (forward, backward, Adam update) and inference batches of model (zoo
  * name or model-text file) on random 28x28x1 images, median of repeats after one warm-up; a
- * repeat runs as many steps as take about seconds_per_repeat (at least 3). Nothing to free.
+ * repeat runs as many steps as take about seconds_per_repeat (at least 3); with is_layers, one
+ * more repeat is timed layer by layer (r->layers). Nothing to free.
  * Errors: LOOM_ERR_ARG (batch < 1, repeats outside 1..100, an unknown model), those of the model
  * file and text (LOOM_ERR_IO, LOOM_ERR_FORMAT, LOOM_ERR_SHAPE), LOOM_ERR_NOMEM. */
 loom_status loom_bench(const char *model, int batch, int repeats, double seconds_per_repeat,
-                       loom_bench_result *r, loom_error *err);
+                       bool is_layers, loom_bench_result *r, loom_error *err);
 
 #ifdef __cplusplus
 }

@@ -4,6 +4,7 @@
 #include "check.h"
 #include "gradcheck.h"
 
+#include <math.h>
 #include <string.h>
 
 static void test_conv_valid(void) {
@@ -114,6 +115,63 @@ static void test_conv_groups_threads(void) {
     CHECK(memcmp(g[0], g[2], sizeof(float) * n) == 0);
 }
 
+/* The direct AVX-512 kernels (forward and weight gradient; src/layers/conv2d.c): tiles of
+ * 1 to 4 filter vectors (16, 24 = 1.5, 70 = 64 + 6 filters, so masked lanes and two filter
+ * blocks), rows of several pixel tiles with a remainder, and an input of 20 channels whose
+ * gradient rows come in several tiles. Without AVX-512 these are more GEMM-path checks. */
+void conv_set_direct(bool on); /* src/layers/layer.h */
+
+static void test_conv_direct(void) {
+    gradcheck_expect("conv 16 3x3 relu, globalavgpool", 14, 14, 1, 2);
+    gradcheck_expect("conv 24 3x3 same, globalavgpool", 13, 13, 2, 2);
+    gradcheck_expect("conv 70 3x3 s2, globalavgpool", 11, 11, 3, 2);
+    gradcheck_expect("conv 20 3x3 tanh, conv 18 3x3 s2 same, globalavgpool", 15, 15, 1, 2);
+}
+
+/* ... and they agree with the GEMM path on zoo-sized layers: outputs and every gradient. */
+static void test_conv_direct_vs_gemm(void) {
+    enum { B = 5, H = 28 };
+    const char *text = "conv 32 3x3 relu, conv 24 3x3 s2 same elu, maxpool 2, "
+                       "conv 70 3x3 same relu, globalavgpool, dense 10";
+    static float x[B * H * H], dl[B * 10], out[2][B * 10], g[2][32768];
+    loom_rng rng;
+    loom_rng_seed(&rng, 3);
+    for (size_t i = 0; i < sizeof x / sizeof *x; i++)
+        x[i] = loom_rng_uniform(&rng);
+    for (size_t i = 0; i < sizeof dl / sizeof *dl; i++)
+        dl[i] = loom_rng_uniform(&rng) - 0.5f;
+    size_t n = 0;
+    for (int d = 0; d < 2; d++) {
+        conv_set_direct(d == 0);
+        loom_model *m = NULL;
+        loom_error err = {0};
+        CHECK(loom_model_create(&m, text, "direct", H, H, 1, &err) == LOOM_OK);
+        if (!m)
+            break;
+        loom_model_init(m, 6);
+        CHECK(loom_model_prepare(m, B, &err) == LOOM_OK);
+        n = loom_model_n_params(m);
+        CHECK(n <= 32768);
+        loom_model_zero_grad(m);
+        memcpy(out[d], loom_model_forward(m, x, B, true, NULL), sizeof out[d]);
+        loom_model_backward(m, dl, B);
+        memcpy(g[d], loom_model_grads(m), sizeof(float) * (n <= 32768 ? n : 32768));
+        loom_model_destroy(m);
+    }
+    conv_set_direct(true);
+    double worst = 0, gmax = 0;
+    for (int i = 0; i < B * 10; i++)
+        worst = fmax(worst, fabs(out[0][i] - out[1][i]));
+    CHECK_MSG(worst < 1e-5, "outputs differ by %.3g", worst);
+    worst = 0;
+    for (size_t i = 0; i < n; i++) {
+        worst = fmax(worst, fabs(g[0][i] - g[1][i]));
+        gmax = fmax(gmax, fabs(g[1][i]));
+    }
+    CHECK_MSG(gmax > 1e-4 && worst < 1e-5 * gmax, "gradients differ by %.3g (largest %.3g)", worst,
+              gmax);
+}
+
 int main(void) {
     RUN(test_conv_valid);
     RUN(test_conv_stride);
@@ -125,5 +183,7 @@ int main(void) {
     RUN(test_cnn);
     RUN(test_conv_groups);
     RUN(test_conv_groups_threads);
+    RUN(test_conv_direct);
+    RUN(test_conv_direct_vs_gemm);
     return check_report();
 }

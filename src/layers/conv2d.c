@@ -211,6 +211,300 @@ static void col2im_batch(const conv_cfg *c, const float *dcol, float *dx, int B)
             col2im_one(c, dcol + b * col_sz, dx + b * in_sz);
 }
 
+/* ---- direct forward (AVX-512) ----
+ * y (Ho, Wo, K) of one example computed straight from the (padded) input: a tile of NW
+ * output pixels of one row times up to 64 filters (KZ vectors of 16) sits in NW*KZ vector
+ * registers, starts at the bias and takes one FMA per input value and filter vector, over
+ * (r, s, c) in order. No im2col copy and no packing: the layers with few channels, where the
+ * GEMM of the col matrix runs far below peak, gain most. The sum's order is fixed by the
+ * shapes, so the result does not depend on the thread count. */
+#ifdef __AVX512F__
+#define CONV_DIRECT 1
+
+typedef struct {
+    const float *wt, *bias; /* (RSC, K) from the block's first filter, (K) likewise */
+    int K, C, R, S, stride;
+    int ldx;     /* floats between input rows */
+    __mmask16 m; /* lanes of the block's last filter vector */
+} direct_args;
+
+#define DEF_DIRECT(NW, KZ)                                                                         \
+    static void direct_##NW##_##KZ(const direct_args *a, const float *x0, float *y0) {             \
+        __m512 acc[NW][KZ];                                                                        \
+        _Pragma("GCC unroll 16") for (int z = 0; z < KZ; z++) {                                    \
+            __m512 b = z == KZ - 1 ? _mm512_maskz_loadu_ps(a->m, a->bias + 16 * z)                 \
+                                   : _mm512_loadu_ps(a->bias + 16 * z);                            \
+            _Pragma("GCC unroll 16") for (int j = 0; j < NW; j++) acc[j][z] = b;                   \
+        }                                                                                          \
+        int C = a->C, K = a->K, sc = a->stride * C;                                                \
+        for (int r = 0; r < a->R; r++)                                                             \
+            for (int s = 0; s < a->S; s++) {                                                       \
+                const float *xp = x0 + (size_t)r * a->ldx + (size_t)s * C;                         \
+                const float *wp = a->wt + (size_t)(r * a->S + s) * C * K;                          \
+                for (int c = 0; c < C; c++, wp += K) {                                             \
+                    __m512 w[KZ];                                                                  \
+                    _Pragma("GCC unroll 16") for (int z = 0; z < KZ; z++) w[z] =                   \
+                        z == KZ - 1 ? _mm512_maskz_loadu_ps(a->m, wp + 16 * z)                     \
+                                    : _mm512_loadu_ps(wp + 16 * z);                                \
+                    _Pragma("GCC unroll 16") for (int j = 0; j < NW; j++) {                        \
+                        __m512 xb = _mm512_set1_ps(xp[j * sc + c]);                                \
+                        _Pragma("GCC unroll 16") for (int z = 0; z < KZ; z++) acc[j][z] =          \
+                            _mm512_fmadd_ps(xb, w[z], acc[j][z]);                                  \
+                    }                                                                              \
+                }                                                                                  \
+            }                                                                                      \
+        _Pragma("GCC unroll 16") for (int j = 0; j < NW; j++)                                      \
+            _Pragma("GCC unroll 16") for (int z = 0; z < KZ; z++) {                                \
+            if (z == KZ - 1)                                                                       \
+                _mm512_mask_storeu_ps(y0 + (size_t)j * K + 16 * z, a->m, acc[j][z]);               \
+            else                                                                                   \
+                _mm512_storeu_ps(y0 + (size_t)j * K + 16 * z, acc[j][z]);                          \
+        }                                                                                          \
+    }
+DEF_DIRECT(1, 1)
+DEF_DIRECT(2, 1)
+DEF_DIRECT(3, 1)
+DEF_DIRECT(4, 1)
+DEF_DIRECT(5, 1)
+DEF_DIRECT(6, 1)
+DEF_DIRECT(7, 1)
+DEF_DIRECT(8, 1)
+DEF_DIRECT(9, 1)
+DEF_DIRECT(10, 1)
+DEF_DIRECT(11, 1)
+DEF_DIRECT(12, 1)
+DEF_DIRECT(1, 2)
+DEF_DIRECT(2, 2)
+DEF_DIRECT(3, 2)
+DEF_DIRECT(4, 2)
+DEF_DIRECT(5, 2)
+DEF_DIRECT(6, 2)
+DEF_DIRECT(7, 2)
+DEF_DIRECT(8, 2)
+DEF_DIRECT(1, 3)
+DEF_DIRECT(2, 3)
+DEF_DIRECT(3, 3)
+DEF_DIRECT(4, 3)
+DEF_DIRECT(5, 3)
+DEF_DIRECT(6, 3)
+DEF_DIRECT(1, 4)
+DEF_DIRECT(2, 4)
+DEF_DIRECT(3, 4)
+DEF_DIRECT(4, 4)
+DEF_DIRECT(5, 4)
+DEF_DIRECT(6, 4)
+
+/* direct_tab[KZ - 1][NW - 1]: NW pixels by KZ filter vectors, NW up to direct_nw[KZ - 1] (the
+ * accumulators NW*KZ stay within 24 of the 32 vector registers) */
+typedef void (*direct_fn)(const direct_args *, const float *, float *);
+static const int direct_nw[4] = {12, 8, 6, 6};
+static const direct_fn direct_tab[4][12] = {
+    {direct_1_1, direct_2_1, direct_3_1, direct_4_1, direct_5_1, direct_6_1, direct_7_1, direct_8_1,
+     direct_9_1, direct_10_1, direct_11_1, direct_12_1},
+    {direct_1_2, direct_2_2, direct_3_2, direct_4_2, direct_5_2, direct_6_2, direct_7_2,
+     direct_8_2},
+    {direct_1_3, direct_2_3, direct_3_3, direct_4_3, direct_5_3, direct_6_3},
+    {direct_1_4, direct_2_4, direct_3_4, direct_4_4, direct_5_4, direct_6_4},
+};
+
+/* The weight gradient straight from the input: rows j0 .. j0+TB-1 of one kernel row r of dW
+ * (RSC, K) (consecutive (s, c) pairs, so consecutive floats of each input row) times KZ filter
+ * vectors sit in TB*KZ registers, loaded from and stored back to dw, and take one FMA per
+ * output pixel, pixels in order. x0: the input at (r, j0) for pixel (0, 0); dz (Ho*Wo, K) from
+ * the block's first filter. */
+typedef struct {
+    int K, Ho, Wo, stride, C, ldx;
+    __mmask16 m; /* lanes of the block's last filter vector */
+} direct_dw_args;
+
+#define DEF_DIRECT_DW(TB, KZ)                                                                      \
+    static void direct_dw_##TB##_##KZ(const direct_dw_args *a, const float *x0, const float *dz,   \
+                                      float *dw) {                                                 \
+        __m512 acc[TB][KZ];                                                                        \
+        int K = a->K;                                                                              \
+        _Pragma("GCC unroll 32") for (int t = 0; t < TB; t++)                                      \
+            _Pragma("GCC unroll 4") for (int z = 0; z < KZ; z++) acc[t][z] =                       \
+                z == KZ - 1 ? _mm512_maskz_loadu_ps(a->m, dw + (size_t)t * K + 16 * z)             \
+                            : _mm512_loadu_ps(dw + (size_t)t * K + 16 * z);                        \
+        int sc = a->stride * a->C;                                                                 \
+        for (int oh = 0; oh < a->Ho; oh++) {                                                       \
+            const float *xp = x0 + (size_t)oh * a->stride * a->ldx;                                \
+            const float *dp = dz + (size_t)oh * a->Wo * K;                                         \
+            for (int ow = 0; ow < a->Wo; ow++, xp += sc, dp += K) {                                \
+                __m512 d[KZ];                                                                      \
+                _Pragma("GCC unroll 4") for (int z = 0; z < KZ; z++) d[z] =                        \
+                    z == KZ - 1 ? _mm512_maskz_loadu_ps(a->m, dp + 16 * z)                         \
+                                : _mm512_loadu_ps(dp + 16 * z);                                    \
+                _Pragma("GCC unroll 32") for (int t = 0; t < TB; t++) {                            \
+                    __m512 xb = _mm512_set1_ps(xp[t]);                                             \
+                    _Pragma("GCC unroll 4") for (int z = 0; z < KZ; z++) acc[t][z] =               \
+                        _mm512_fmadd_ps(xb, d[z], acc[t][z]);                                      \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+        _Pragma("GCC unroll 32") for (int t = 0; t < TB; t++)                                      \
+            _Pragma("GCC unroll 4") for (int z = 0; z < KZ; z++) {                                 \
+            if (z == KZ - 1)                                                                       \
+                _mm512_mask_storeu_ps(dw + (size_t)t * K + 16 * z, a->m, acc[t][z]);               \
+            else                                                                                   \
+                _mm512_storeu_ps(dw + (size_t)t * K + 16 * z, acc[t][z]);                          \
+        }                                                                                          \
+    }
+DEF_DIRECT_DW(1, 1)
+DEF_DIRECT_DW(2, 1)
+DEF_DIRECT_DW(3, 1)
+DEF_DIRECT_DW(4, 1)
+DEF_DIRECT_DW(5, 1)
+DEF_DIRECT_DW(6, 1)
+DEF_DIRECT_DW(7, 1)
+DEF_DIRECT_DW(8, 1)
+DEF_DIRECT_DW(9, 1)
+DEF_DIRECT_DW(10, 1)
+DEF_DIRECT_DW(11, 1)
+DEF_DIRECT_DW(12, 1)
+DEF_DIRECT_DW(13, 1)
+DEF_DIRECT_DW(14, 1)
+DEF_DIRECT_DW(15, 1)
+DEF_DIRECT_DW(16, 1)
+DEF_DIRECT_DW(17, 1)
+DEF_DIRECT_DW(18, 1)
+DEF_DIRECT_DW(19, 1)
+DEF_DIRECT_DW(20, 1)
+DEF_DIRECT_DW(21, 1)
+DEF_DIRECT_DW(22, 1)
+DEF_DIRECT_DW(23, 1)
+DEF_DIRECT_DW(24, 1)
+DEF_DIRECT_DW(1, 2)
+DEF_DIRECT_DW(2, 2)
+DEF_DIRECT_DW(3, 2)
+DEF_DIRECT_DW(4, 2)
+DEF_DIRECT_DW(5, 2)
+DEF_DIRECT_DW(6, 2)
+DEF_DIRECT_DW(7, 2)
+DEF_DIRECT_DW(8, 2)
+DEF_DIRECT_DW(9, 2)
+DEF_DIRECT_DW(10, 2)
+DEF_DIRECT_DW(11, 2)
+DEF_DIRECT_DW(12, 2)
+DEF_DIRECT_DW(1, 3)
+DEF_DIRECT_DW(2, 3)
+DEF_DIRECT_DW(3, 3)
+DEF_DIRECT_DW(4, 3)
+DEF_DIRECT_DW(5, 3)
+DEF_DIRECT_DW(6, 3)
+DEF_DIRECT_DW(7, 3)
+DEF_DIRECT_DW(8, 3)
+DEF_DIRECT_DW(1, 4)
+DEF_DIRECT_DW(2, 4)
+DEF_DIRECT_DW(3, 4)
+DEF_DIRECT_DW(4, 4)
+DEF_DIRECT_DW(5, 4)
+DEF_DIRECT_DW(6, 4)
+
+/* direct_dw_tab[KZ - 1][TB - 1], TB up to direct_dw_tb[KZ - 1] (TB*KZ accumulators <= 24) */
+typedef void (*direct_dw_fn)(const direct_dw_args *, const float *, const float *, float *);
+static const int direct_dw_tb[4] = {24, 12, 8, 6};
+static const direct_dw_fn direct_dw_tab[4][24] = {
+    {direct_dw_1_1,  direct_dw_2_1,  direct_dw_3_1,  direct_dw_4_1,  direct_dw_5_1,
+     direct_dw_6_1,  direct_dw_7_1,  direct_dw_8_1,  direct_dw_9_1,  direct_dw_10_1,
+     direct_dw_11_1, direct_dw_12_1, direct_dw_13_1, direct_dw_14_1, direct_dw_15_1,
+     direct_dw_16_1, direct_dw_17_1, direct_dw_18_1, direct_dw_19_1, direct_dw_20_1,
+     direct_dw_21_1, direct_dw_22_1, direct_dw_23_1, direct_dw_24_1},
+    {direct_dw_1_2, direct_dw_2_2, direct_dw_3_2, direct_dw_4_2, direct_dw_5_2, direct_dw_6_2,
+     direct_dw_7_2, direct_dw_8_2, direct_dw_9_2, direct_dw_10_2, direct_dw_11_2, direct_dw_12_2},
+    {direct_dw_1_3, direct_dw_2_3, direct_dw_3_3, direct_dw_4_3, direct_dw_5_3, direct_dw_6_3,
+     direct_dw_7_3, direct_dw_8_3},
+    {direct_dw_1_4, direct_dw_2_4, direct_dw_3_4, direct_dw_4_4, direct_dw_5_4, direct_dw_6_4},
+};
+
+/* The input rows the direct kernel reads: x itself for "valid" padding, else x copied into
+ * pad (Hp, Wp, C) with its zero border. Returns the rows and sets *ldx. */
+static const float *direct_input(const conv_cfg *c, const float *x, float *pad, int *ldx) {
+    if (c->pad_top == 0 && c->pad_left == 0 && (c->Ho - 1) * c->stride + c->R <= c->H &&
+        (c->Wo - 1) * c->stride + c->S <= c->W) {
+        *ldx = c->W * c->C;
+        return x;
+    }
+    int Hp = (c->Ho - 1) * c->stride + c->R, Wp = (c->Wo - 1) * c->stride + c->S, C = c->C;
+    memset(pad, 0, sizeof(float) * (size_t)Hp * Wp * C);
+    for (int h = 0; h < c->H && h + c->pad_top < Hp; h++)
+        memcpy(pad + ((size_t)(h + c->pad_top) * Wp + c->pad_left) * C, x + (size_t)h * c->W * C,
+               sizeof(float) * (size_t)imin(c->W, Wp - c->pad_left) * C);
+    *ldx = Wp * C;
+    return pad;
+}
+
+/* Floats of the padded copy of one example (0 when the input is read in place). */
+static size_t direct_pad_floats(const conv_cfg *c) {
+    return (size_t)((c->Ho - 1) * c->stride + c->R) * ((c->Wo - 1) * c->stride + c->S) * c->C;
+}
+
+/* y (Ho, Wo, K) = bias + conv(x) of one example; pad: scratch of direct_pad_floats(c). */
+static void conv_direct_one(const conv_cfg *c, const float *Wt, const float *bias, const float *x,
+                            float *pad, float *y) {
+    int ldx, K = c->K, Wo = c->Wo, st = c->stride;
+    const float *xp = direct_input(c, x, pad, &ldx);
+    for (int kb = 0; kb < K; kb += 64) {
+        int kw = imin(64, K - kb), kz = (kw + 15) / 16;
+        direct_args a = {
+            Wt + kb, bias + kb, K,
+            c->C,    c->R,      c->S,
+            st,      ldx,       (__mmask16)(kw % 16 ? (1u << (kw % 16)) - 1u : 0xffffu)};
+        int nw = imin(direct_nw[kz - 1], Wo), rem = Wo % nw;
+        for (int oh = 0; oh < c->Ho; oh++) {
+            const float *xr = xp + (size_t)oh * st * ldx;
+            float *yr = y + (size_t)oh * Wo * K + kb;
+            int ow = 0;
+            for (; ow + nw <= Wo; ow += nw)
+                direct_tab[kz - 1][nw - 1](&a, xr + (size_t)ow * st * c->C, yr + (size_t)ow * K);
+            if (rem)
+                direct_tab[kz - 1][rem - 1](&a, xr + (size_t)ow * st * c->C, yr + (size_t)ow * K);
+        }
+    }
+}
+#endif
+
+#ifdef CONV_DIRECT
+/* dw (RSC, K) += the weight gradient of one example: x its input, dz (Ho, Wo, K) its output
+ * gradient (after the activation); pad: scratch of direct_pad_floats(c). */
+static void conv_direct_dw_one(const conv_cfg *c, const float *x, const float *dz, float *pad,
+                               float *dw) {
+    int ldx, K = c->K, SC = c->S * c->C;
+    const float *xp = direct_input(c, x, pad, &ldx);
+    for (int kb = 0; kb < K; kb += 64) {
+        int kw = imin(64, K - kb), kz = (kw + 15) / 16;
+        direct_dw_args a = {K,
+                            c->Ho,
+                            c->Wo,
+                            c->stride,
+                            c->C,
+                            ldx,
+                            (__mmask16)(kw % 16 ? (1u << (kw % 16)) - 1u : 0xffffu)};
+        int tb = imin(direct_dw_tb[kz - 1], SC);
+        for (int r = 0; r < c->R; r++)
+            for (int j = 0; j < SC; j += tb) {
+                int n = imin(tb, SC - j);
+                direct_dw_tab[kz - 1][n - 1](&a, xp + (size_t)r * ldx + j, dz + kb,
+                                             dw + ((size_t)r * SC + j) * K + kb);
+            }
+    }
+}
+#endif
+
+/* Whether the forward pass uses the direct kernel (tests compare it with the GEMM path). */
+static bool conv_direct_on = true;
+void conv_set_direct(bool on) { conv_direct_on = on; }
+
+static bool conv_use_direct(const conv_cfg *c) {
+#ifdef CONV_DIRECT
+    return conv_direct_on && !c->is_pointwise &&
+           direct_pad_floats(c) <= (size_t)c->Ho * c->Wo * c->R * c->S * c->C;
+#else
+    (void)c;
+    return false;
+#endif
+}
+
 /* ---- forward / backward ---- */
 
 /* Row chunks for elementwise passes over y (M, K): at least 8k floats each. */
@@ -274,6 +568,8 @@ static void conv_backward_groups(layer *l, const float *x, const float *y, float
                 (size_t)CONV_MAX_CHUNKS * K;      /* (CONV_SETS, RSC, K) */
     float *pb = pw + (size_t)CONV_SETS * RSC * K; /* (CONV_SETS, K) */
     int ns = ng < CONV_SETS ? ng : CONV_SETS;
+    bool is_direct = conv_use_direct(c);
+    (void)is_direct;
 #pragma omp parallel for schedule(static) if (loom_get_threads() > 1)
     for (int st = 0; st < ns; st++) {
         int g0 = (int)par_chunk_lo(ng, ns, st), g1 = (int)par_chunk_lo(ng, ns, st + 1);
@@ -292,9 +588,20 @@ static void conv_backward_groups(layer *l, const float *x, const float *y, float
                 for (int j = 0; j < K; j++)
                     pbs[j] += d[j];
             }
-            for (int e = b0; e < b1; e++)
-                im2col_one(c, x + e * in_sz, col + (size_t)(e - b0) * col_sz);
-            gemm(true, false, RSC, K, (int)M, 1.0f, col, RSC, dz, K, g == g0 ? 0.0f : 1.0f, pws, K);
+#ifdef CONV_DIRECT
+            if (is_direct) { /* dW partial straight from x, example by example, in order */
+                if (g == g0)
+                    memset(pws, 0, sizeof(float) * RSC * K);
+                for (int e = b0; e < b1; e++)
+                    conv_direct_dw_one(c, x + e * in_sz, dy + (size_t)e * HWo * K, col, pws);
+            } else
+#endif
+            {
+                for (int e = b0; e < b1; e++)
+                    im2col_one(c, x + e * in_sz, col + (size_t)(e - b0) * col_sz);
+                gemm(true, false, RSC, K, (int)M, 1.0f, col, RSC, dz, K, g == g0 ? 0.0f : 1.0f, pws,
+                     K);
+            }
             if (dx) {
                 gemm(false, true, (int)M, RSC, K, 1.0f, dz, K, l->w, K, 0.0f, col, RSC);
                 for (int e = b0; e < b1; e++)
@@ -324,6 +631,22 @@ static void conv_backward_groups(layer *l, const float *x, const float *y, float
 static void conv_forward(layer *l, const fwd_ctx *ctx, const float *x, float *y, int B) {
     (void)ctx;
     conv_cfg *c = l->cfg;
+#ifdef CONV_DIRECT
+    if (conv_use_direct(c)) { /* examples in fixed chunks; each pads into its own col area */
+        int RSC = c->R * c->S * c->C, K = c->K;
+        size_t in_sz = (size_t)c->H * c->W * c->C, out_sz = (size_t)c->Ho * c->Wo * K;
+        size_t col_sz = out_sz / K * RSC;
+        const float *Wt = l->w, *b = l->w + (size_t)RSC * K;
+        int nc = example_chunks(B, out_sz * RSC / 16);
+#pragma omp parallel for schedule(static) if (nc > 1)
+        for (int k = 0; k < nc; k++)
+            for (long e = par_chunk_lo(B, nc, k); e < par_chunk_lo(B, nc, k + 1); e++) {
+                conv_direct_one(c, Wt, b, x + e * in_sz, l->scratch + e * col_sz, y + e * out_sz);
+                act_forward(c->act, c->alpha, y + e * out_sz, out_sz);
+            }
+        return;
+    }
+#endif
     int per, ng = conv_groups(c, B, &per);
     if (ng > 1) {
         conv_forward_groups(l, x, y, B, ng, per);
@@ -369,7 +692,7 @@ static void dw_accumulate(int RSC, int K, long M, const float *col, const float 
 static void conv_backward(layer *l, const float *x, const float *y, float *dy, float *dx, int B) {
     conv_cfg *c = l->cfg;
     int per, ng = conv_groups(c, B, &per);
-    if (ng > 1) {
+    if (ng > 1 || conv_use_direct(c)) { /* the direct kernels run in the groups' structure */
         conv_backward_groups(l, x, y, dy, dx, B, ng, per);
         return;
     }

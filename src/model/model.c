@@ -331,10 +331,16 @@ const float *loom_model_forward(loom_model *m, const float *x, int B, bool is_tr
     m->x_in = x;
     m->last_B = B;
     const float *cur = x;
+    double t = m->prof ? loom_now() : 0;
     for (int i = 0; i < m->n_layers; i++) {
         layer *l = &m->layers[i];
         l->ops->forward(l, &ctx, cur, m->acts[i], B);
         cur = m->acts[i];
+        if (m->prof) {
+            double now = loom_now();
+            m->prof[2 * i] += now - t;
+            t = now;
+        }
     }
     return cur;
 }
@@ -348,6 +354,7 @@ void loom_model_backward(loom_model *m, const float *dlogits, int B) {
         first++;
     float *cur = m->dbuf[0], *nxt = m->dbuf[1];
     memcpy(cur, dlogits, sizeof(float) * shape_size(m->layers[n - 1].out) * (size_t)B);
+    double t0 = m->prof ? loom_now() : 0;
     for (int i = n - 1; i >= first; i--) {
         layer *l = &m->layers[i];
         const float *x = i == 0 ? m->x_in : m->acts[i - 1];
@@ -355,6 +362,11 @@ void loom_model_backward(loom_model *m, const float *dlogits, int B) {
         float *t = cur;
         cur = nxt;
         nxt = t;
+        if (m->prof) {
+            double now = loom_now();
+            m->prof[2 * i + 1] += now - t0;
+            t0 = now;
+        }
     }
 }
 

@@ -32,6 +32,9 @@ struct loom_model {
     float *dbuf[2];
     const float *x_in; /* the input of the last forward (caller's memory) */
     int last_B;
+    /* when not NULL (loom bench --layers), forward and backward add each layer's seconds to
+     * prof[2 i] and prof[2 i + 1]; (2 n_layers) owned by whoever set it */
+    double *prof;
 };
 
 /* Builds layers from parsed text without allocating parameters (used by create and tests). */

@@ -9,8 +9,25 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+/* One training step on batch s of ds (the bench's loop body). */
+static void bench_step(loom_model *m, loom_optim *opt, const loom_dataset *ds, const int *idx,
+                       int s, int batch, float *x, int *y, float *dl, loom_rng *rng,
+                       double *t_update) {
+    enum { NB = 8 };
+    int K = loom_model_n_outputs(m);
+    loom_batch_fill(ds, idx + (s % NB) * batch, batch, NULL, x, y);
+    loom_model_zero_grad(m);
+    const float *z = loom_model_forward(m, x, batch, true, rng);
+    loom_softmax_xent(z, y, batch, K, dl, NULL);
+    loom_model_backward(m, dl, batch);
+    double t = t_update ? loom_now() : 0;
+    loom_optim_step(opt, m, 1e-4f);
+    if (t_update)
+        *t_update += loom_now() - t;
+}
+
 loom_status loom_bench(const char *model, int batch, int repeats, double seconds_per_repeat,
-                       loom_bench_result *r, loom_error *err) {
+                       bool is_layers, loom_bench_result *r, loom_error *err) {
     memset(r, 0, sizeof *r);
     if (batch < 1 || repeats < 1 || repeats > 100)
         return loom_error_set(err, LOOM_ERR_ARG, "bench: batch >= 1 and 1..100 repeats");
@@ -65,28 +82,16 @@ loom_status loom_bench(const char *model, int batch, int repeats, double seconds
 
     /* steps per repeat from a calibration step, so each repeat lasts about the asked time */
     double t0 = loom_now();
-    for (int s = 0; s < 2; s++) {
-        loom_batch_fill(&ds, idx + (s % NB) * batch, batch, NULL, x, y);
-        loom_model_zero_grad(m);
-        const float *z = loom_model_forward(m, x, batch, true, &rng);
-        loom_softmax_xent(z, y, batch, K, dl, NULL);
-        loom_model_backward(m, dl, batch);
-        loom_optim_step(opt, m, 1e-4f);
-    }
+    for (int s = 0; s < 2; s++)
+        bench_step(m, opt, &ds, idx, s, batch, x, y, dl, &rng, NULL);
     double per_step = (loom_now() - t0) / 2;
     int steps = (int)ceil(seconds_per_repeat / fmax(per_step, 1e-6));
     if (steps < 3)
         steps = 3;
     for (int rep = -1; rep < repeats; rep++) { /* rep -1: warm-up */
         double a = loom_now();
-        for (int s = 0; s < steps; s++) {
-            loom_batch_fill(&ds, idx + (s % NB) * batch, batch, NULL, x, y);
-            loom_model_zero_grad(m);
-            const float *z = loom_model_forward(m, x, batch, true, &rng);
-            loom_softmax_xent(z, y, batch, K, dl, NULL);
-            loom_model_backward(m, dl, batch);
-            loom_optim_step(opt, m, 1e-4f);
-        }
+        for (int s = 0; s < steps; s++)
+            bench_step(m, opt, &ds, idx, s, batch, x, y, dl, &rng, NULL);
         double b = loom_now();
         for (int s = 0; s < steps; s++) {
             loom_batch_fill(&ds, idx + (s % NB) * batch, batch, NULL, x, y);
@@ -97,6 +102,26 @@ loom_status loom_bench(const char *model, int batch, int repeats, double seconds
             t_train[rep] = (double)steps * batch / (b - a);
             t_inf[rep] = (double)steps * batch / (c - b);
         }
+    }
+    if (is_layers) {
+        _Static_assert(sizeof r->layers / sizeof r->layers[0] >= MODEL_MAX_LAYERS,
+                       "loom_bench_result holds every layer");
+        double prof[2 * MODEL_MAX_LAYERS] = {0}, t_update = 0;
+        m->prof = prof;
+        double a = loom_now();
+        for (int s = 0; s < steps; s++)
+            bench_step(m, opt, &ds, idx, s, batch, x, y, dl, &rng, &t_update);
+        double total = loom_now() - a, layers = 0;
+        m->prof = NULL;
+        r->n_layers = m->n_layers;
+        for (int i = 0; i < m->n_layers; i++) {
+            m->layers[i].ops->describe(&m->layers[i], r->layers[i].name, sizeof r->layers[i].name);
+            r->layers[i].forward_ms = 1e3 * prof[2 * i] / steps;
+            r->layers[i].backward_ms = 1e3 * prof[2 * i + 1] / steps;
+            layers += prof[2 * i] + prof[2 * i + 1];
+        }
+        r->update_ms = 1e3 * t_update / steps;
+        r->other_ms = 1e3 * (total - layers - t_update) / steps;
     }
     free(idx);
     qsort(t_train, (size_t)repeats, sizeof(double), cmp_double);
