@@ -54,7 +54,7 @@ _loom() {
     report) opts="-o --out --data" ;;
     summary) opts="--input" ;;
     models) opts="-v" ;;
-    bench) opts="--batch --repeats --seconds --threads" ;;
+    bench) opts="--batch --repeats --seconds --threads --layers" ;;
     plot) opts="--svg --overlay --column" ;;
     cv) opts="$train_opts --folds --test --seed --subset --test-subset --standardize --out --force
         --data --threads --quiet --no-plots" ;;

@@ -453,6 +453,33 @@ static void test_ema(void) {
     free(w0), free(w1), free(w2), free(avg), free(full), free(part), free(resumed);
 }
 
+/* loom bench: throughput of a model-text file, and with is_layers a row per layer. */
+static void test_bench_layers(void) {
+    char path[600];
+    snprintf(path, sizeof path, "%s/bench.txt", check_tmpdir());
+    const char *text = "conv 4 3x3 relu, flatten, dense 8 relu, dense 10 softmax\n";
+    loom_error err = {0};
+    CHECK(loom_file_write_atomic(path, text, strlen(text), &err) == LOOM_OK);
+    loom_bench_result r;
+    CHECK_MSG(loom_bench(path, 16, 1, 0.05, true, &r, &err) == LOOM_OK, "%s", err.msg);
+    CHECK(r.train_ips > 0 && r.infer_ips > 0 && r.steps >= 3 && r.batch == 16);
+    CHECK(r.n_layers == 4);
+    CHECK(strcmp(r.layers[0].name, "conv 4 3x3 relu") == 0 &&
+          strcmp(r.layers[2].name, "dense 8 relu") == 0);
+    double sum = r.update_ms + fmax(r.other_ms, 0);
+    bool is_ok = true;
+    for (int i = 0; i < r.n_layers; i++) {
+        is_ok &= r.layers[i].forward_ms >= 0 && r.layers[i].backward_ms >= 0;
+        sum += r.layers[i].forward_ms + r.layers[i].backward_ms;
+    }
+    CHECK(is_ok && r.layers[0].forward_ms > 0 && r.update_ms > 0);
+    /* the per-layer step is about one timed step (1000 / (img/s / batch) ms); wide bounds */
+    double step_ms = 1000.0 * r.batch / r.train_ips;
+    CHECK_MSG(sum > 0.2 * step_ms && sum < 5 * step_ms, "%.3f ms vs %.3f ms", sum, step_ms);
+    CHECK(loom_bench(path, 16, 1, 0.05, false, &r, &err) == LOOM_OK && r.n_layers == 0);
+    CHECK(loom_bench("no-such-model", 16, 1, 0.05, false, &r, &err) == LOOM_ERR_ARG);
+}
+
 int main(void) {
     RUN(test_zoo_counts);
     RUN(test_parse_errors);
@@ -464,5 +491,6 @@ int main(void) {
     RUN(test_nan_stops);
     RUN(test_label_smoothing);
     RUN(test_ema);
+    RUN(test_bench_layers);
     return check_report();
 }
