@@ -115,7 +115,7 @@ static void test_conv_groups_threads(void) {
     CHECK(memcmp(g[0], g[2], sizeof(float) * n) == 0);
 }
 
-/* The direct AVX-512 kernels (forward and weight gradient; src/layers/conv2d.c): tiles of
+/* The direct AVX-512 kernels (forward, weight gradient, dx; src/layers/conv2d.c): tiles of
  * 1 to 4 filter vectors (16, 24 = 1.5, 70 = 64 + 6 filters, so masked lanes and two filter
  * blocks), rows of several pixel tiles with a remainder, and an input of 20 channels whose
  * gradient rows come in several tiles. Without AVX-512 these are more GEMM-path checks. */
@@ -126,14 +126,19 @@ static void test_conv_direct(void) {
     gradcheck_expect("conv 24 3x3 same, globalavgpool", 13, 13, 2, 2);
     gradcheck_expect("conv 70 3x3 s2, globalavgpool", 11, 11, 3, 2);
     gradcheck_expect("conv 20 3x3 tanh, conv 18 3x3 s2 same, globalavgpool", 15, 15, 1, 2);
+    /* dx of stride-1 layers: the full convolution with the flipped kernel, valid and same,
+     * odd and even kernels */
+    gradcheck_expect("conv 5 3x3 tanh, conv 20 3x3, globalavgpool", 13, 12, 2, 2);
+    gradcheck_expect("conv 3 3x3 elu, conv 17 3x3 same relu, globalavgpool", 12, 12, 1, 2);
+    gradcheck_expect("conv 4 2x2 tanh, conv 6 4x4 same, globalavgpool", 11, 10, 2, 2);
 }
 
 /* ... and they agree with the GEMM path on zoo-sized layers: outputs and every gradient. */
 static void test_conv_direct_vs_gemm(void) {
     enum { B = 5, H = 28 };
-    const char *text = "conv 32 3x3 relu, conv 24 3x3 s2 same elu, maxpool 2, "
-                       "conv 70 3x3 same relu, globalavgpool, dense 10";
-    static float x[B * H * H], dl[B * 10], out[2][B * 10], g[2][32768];
+    const char *text = "conv 32 3x3 relu, conv 24 3x3 s2 same elu, conv 40 3x3 relu, "
+                       "maxpool 2, conv 70 3x3 same relu, globalavgpool, dense 10";
+    static float x[B * H * H], dl[B * 10], out[2][B * 10], g[2][65536];
     loom_rng rng;
     loom_rng_seed(&rng, 3);
     for (size_t i = 0; i < sizeof x / sizeof *x; i++)
@@ -151,11 +156,11 @@ static void test_conv_direct_vs_gemm(void) {
         loom_model_init(m, 6);
         CHECK(loom_model_prepare(m, B, &err) == LOOM_OK);
         n = loom_model_n_params(m);
-        CHECK(n <= 32768);
+        CHECK(n <= 65536);
         loom_model_zero_grad(m);
         memcpy(out[d], loom_model_forward(m, x, B, true, NULL), sizeof out[d]);
         loom_model_backward(m, dl, B);
-        memcpy(g[d], loom_model_grads(m), sizeof(float) * (n <= 32768 ? n : 32768));
+        memcpy(g[d], loom_model_grads(m), sizeof(float) * (n <= 65536 ? n : 65536));
         loom_model_destroy(m);
     }
     conv_set_direct(true);

@@ -79,11 +79,11 @@ static loom_status conv_init(layer *l, loom_error *err) {
     l->n_groups = 2;
     /* per example: col (H'*W', R*S*C), reused by backward for dcol; fixed: db partial sums
      * (CONV_MAX_CHUNKS, K), then the cache path's dW partials (CONV_SETS, RSC, K) and db
-     * partials (CONV_SETS, K) */
+     * partials (CONV_SETS, K), then the flipped kernel of the direct dx (R, S, K, C) */
     l->scratch_per_example = c->is_pointwise ? 0 : (size_t)c->Ho * c->Wo * RSC;
     l->scratch_fixed = (size_t)CONV_MAX_CHUNKS * K;
     if (!c->is_pointwise)
-        l->scratch_fixed += (size_t)CONV_SETS * ((size_t)RSC * K + K);
+        l->scratch_fixed += (size_t)CONV_SETS * ((size_t)RSC * K + K) + (size_t)RSC * K;
     double HWo = (double)c->Ho * c->Wo;
     l->flops = 2.0 * HWo * K * RSC + HWo * K;
     return LOOM_OK;
@@ -491,6 +491,50 @@ static void conv_direct_dw_one(const conv_cfg *c, const float *x, const float *d
 }
 #endif
 
+#ifdef CONV_DIRECT
+/* dx of a stride-1 convolution is the "full" convolution of dz with the kernel flipped in
+ * space and transposed in channels: dx = crop(conv(pad(dz, R-1, S-1), W')), W'(r, s, k, c) =
+ * W(R-1-r, S-1-s, c, k), so the forward kernel computes it. Sizes of the padded dz and of the
+ * full output, in floats per example. */
+static size_t direct_dx_floats(const conv_cfg *c) {
+    size_t Hd = (size_t)c->Ho + 2 * (c->R - 1), Wd = (size_t)c->Wo + 2 * (c->S - 1);
+    size_t Hf = (size_t)c->Ho + c->R - 1, Wf = (size_t)c->Wo + c->S - 1;
+    return Hd * Wd * c->K + Hf * Wf * c->C + c->C;
+}
+
+/* wf (R, S, K, C) = W (R, S, C, K) flipped in space and transposed in channels. */
+static void direct_flip(const conv_cfg *c, const float *w, float *wf) {
+    int R = c->R, S = c->S, C = c->C, K = c->K;
+    for (int r = 0; r < R; r++)
+        for (int s = 0; s < S; s++) {
+            const float *src = w + (size_t)((R - 1 - r) * S + (S - 1 - s)) * C * K;
+            float *dst = wf + (size_t)(r * S + s) * K * C;
+            for (int ci = 0; ci < C; ci++)
+                for (int k = 0; k < K; k++)
+                    dst[(size_t)k * C + ci] = src[(size_t)ci * K + k];
+        }
+}
+
+/* dx (H, W, C) of one example from dz (Ho, Wo, K); tmp holds direct_dx_floats(c). */
+static void conv_direct_dx_one(const conv_cfg *c, const float *wf, const float *dz, float *tmp,
+                               float *dx) {
+    int R = c->R, S = c->S, K = c->K, C = c->C;
+    int Hd = c->Ho + 2 * (R - 1), Wd = c->Wo + 2 * (S - 1), Hf = c->Ho + R - 1, Wf = c->Wo + S - 1;
+    float *dzp = tmp, *full = tmp + (size_t)Hd * Wd * K, *zero = full + (size_t)Hf * Wf * C;
+    memset(dzp, 0, sizeof(float) * (size_t)Hd * Wd * K);
+    for (int oh = 0; oh < c->Ho; oh++)
+        memcpy(dzp + ((size_t)(oh + R - 1) * Wd + S - 1) * K, dz + (size_t)oh * c->Wo * K,
+               sizeof(float) * (size_t)c->Wo * K);
+    memset(zero, 0, sizeof(float) * (size_t)C);
+    conv_cfg t = {
+        .K = C, .R = R, .S = S, .stride = 1, .H = Hd, .W = Wd, .C = K, .Ho = Hf, .Wo = Wf};
+    conv_direct_one(&t, wf, zero, dzp, NULL, full);
+    for (int h = 0; h < c->H; h++)
+        memcpy(dx + (size_t)h * c->W * C, full + ((size_t)(h + c->pad_top) * Wf + c->pad_left) * C,
+               sizeof(float) * (size_t)c->W * C);
+}
+#endif
+
 /* Whether the forward pass uses the direct kernel (tests compare it with the GEMM path). */
 static bool conv_direct_on = true;
 void conv_set_direct(bool on) { conv_direct_on = on; }
@@ -499,6 +543,17 @@ static bool conv_use_direct(const conv_cfg *c) {
 #ifdef CONV_DIRECT
     return conv_direct_on && !c->is_pointwise &&
            direct_pad_floats(c) <= (size_t)c->Ho * c->Wo * c->R * c->S * c->C;
+#else
+    (void)c;
+    return false;
+#endif
+}
+
+/* ... and dx too (stride 1, and the padded dz and full output fit an example's col area). */
+static bool conv_use_direct_dx(const conv_cfg *c) {
+#ifdef CONV_DIRECT
+    return conv_use_direct(c) && c->stride == 1 &&
+           direct_dx_floats(c) <= (size_t)c->Ho * c->Wo * c->R * c->S * c->C;
 #else
     (void)c;
     return false;
@@ -568,8 +623,13 @@ static void conv_backward_groups(layer *l, const float *x, const float *y, float
                 (size_t)CONV_MAX_CHUNKS * K;      /* (CONV_SETS, RSC, K) */
     float *pb = pw + (size_t)CONV_SETS * RSC * K; /* (CONV_SETS, K) */
     int ns = ng < CONV_SETS ? ng : CONV_SETS;
-    bool is_direct = conv_use_direct(c);
-    (void)is_direct;
+    bool is_direct = conv_use_direct(c), is_direct_dx = dx && conv_use_direct_dx(c);
+    float *wf = pb + (size_t)CONV_SETS * K; /* (R, S, K, C) the flipped kernel */
+    (void)is_direct, (void)wf;
+#ifdef CONV_DIRECT
+    if (is_direct_dx)
+        direct_flip(c, l->w, wf);
+#endif
 #pragma omp parallel for schedule(static) if (loom_get_threads() > 1)
     for (int st = 0; st < ns; st++) {
         int g0 = (int)par_chunk_lo(ng, ns, st), g1 = (int)par_chunk_lo(ng, ns, st + 1);
@@ -602,6 +662,13 @@ static void conv_backward_groups(layer *l, const float *x, const float *y, float
                 gemm(true, false, RSC, K, (int)M, 1.0f, col, RSC, dz, K, g == g0 ? 0.0f : 1.0f, pws,
                      K);
             }
+#ifdef CONV_DIRECT
+            if (is_direct_dx) {
+                for (int e = b0; e < b1; e++)
+                    conv_direct_dx_one(c, wf, dy + (size_t)e * HWo * K, col, dx + e * in_sz);
+                continue;
+            }
+#endif
             if (dx) {
                 gemm(false, true, (int)M, RSC, K, 1.0f, dz, K, l->w, K, 0.0f, col, RSC);
                 for (int e = b0; e < b1; e++)
