@@ -492,46 +492,85 @@ static void conv_direct_dw_one(const conv_cfg *c, const float *x, const float *d
 #endif
 
 #ifdef CONV_DIRECT
-/* dx of a stride-1 convolution is the "full" convolution of dz with the kernel flipped in
- * space and transposed in channels: dx = crop(conv(pad(dz, R-1, S-1), W')), W'(r, s, k, c) =
- * W(R-1-r, S-1-s, c, k), so the forward kernel computes it. Sizes of the padded dz and of the
- * full output, in floats per example. */
+/* dx by the forward kernel. In the padded input frame, the rows i = st*q + a (phase a of the
+ * stride st) receive dz row q - u through kernel row a + st*u only, and likewise for columns:
+ * each phase (a, b) is the "full" stride-1 convolution of dz with the sub-kernel of taps
+ * (a + st*u, b + st*v), flipped in space and transposed in channels (K in, C out):
+ *   out[q, p] = sum_{u,v,k} dz[q - u, p - v, k] W[a + st*u, b + st*v, c, k]
+ * computed as a valid convolution of dz padded by (Ru-1, Sv-1) zeros, and written to the
+ * frame's pixel (st*q + a, st*p + b) when that pixel is inside the input. Stride 1 is one
+ * phase with the whole kernel. */
+static inline int phase_taps(int R, int st, int a) { return a < R ? (R - a + st - 1) / st : 0; }
+
+/* Floats of one example's working space: the padded dz and full output of the largest phase. */
 static size_t direct_dx_floats(const conv_cfg *c) {
-    size_t Hd = (size_t)c->Ho + 2 * (c->R - 1), Wd = (size_t)c->Wo + 2 * (c->S - 1);
-    size_t Hf = (size_t)c->Ho + c->R - 1, Wf = (size_t)c->Wo + c->S - 1;
+    int Ru = phase_taps(c->R, c->stride, 0), Sv = phase_taps(c->S, c->stride, 0);
+    size_t Hd = (size_t)c->Ho + 2 * (Ru - 1), Wd = (size_t)c->Wo + 2 * (Sv - 1);
+    size_t Hf = (size_t)c->Ho + Ru - 1, Wf = (size_t)c->Wo + Sv - 1;
     return Hd * Wd * c->K + Hf * Wf * c->C + c->C;
 }
 
-/* wf (R, S, K, C) = W (R, S, C, K) flipped in space and transposed in channels. */
+/* wf: the flipped, transposed sub-kernels of the phases (a, b) in order, each (Ru, Sv, K, C);
+ * R*S*C*K floats in all. */
 static void direct_flip(const conv_cfg *c, const float *w, float *wf) {
-    int R = c->R, S = c->S, C = c->C, K = c->K;
-    for (int r = 0; r < R; r++)
-        for (int s = 0; s < S; s++) {
-            const float *src = w + (size_t)((R - 1 - r) * S + (S - 1 - s)) * C * K;
-            float *dst = wf + (size_t)(r * S + s) * K * C;
-            for (int ci = 0; ci < C; ci++)
-                for (int k = 0; k < K; k++)
-                    dst[(size_t)k * C + ci] = src[(size_t)ci * K + k];
+    int st = c->stride, C = c->C, K = c->K;
+    for (int a = 0; a < st; a++)
+        for (int b = 0; b < st; b++) {
+            int Ru = phase_taps(c->R, st, a), Sv = phase_taps(c->S, st, b);
+            for (int u = 0; u < Ru; u++)
+                for (int v = 0; v < Sv; v++) {
+                    int r = a + st * (Ru - 1 - u), s = b + st * (Sv - 1 - v);
+                    const float *src = w + (size_t)(r * c->S + s) * C * K;
+                    for (int ci = 0; ci < C; ci++)
+                        for (int k = 0; k < K; k++)
+                            wf[(size_t)k * C + ci] = src[(size_t)ci * K + k];
+                    wf += (size_t)K * C;
+                }
         }
 }
 
 /* dx (H, W, C) of one example from dz (Ho, Wo, K); tmp holds direct_dx_floats(c). */
 static void conv_direct_dx_one(const conv_cfg *c, const float *wf, const float *dz, float *tmp,
                                float *dx) {
-    int R = c->R, S = c->S, K = c->K, C = c->C;
-    int Hd = c->Ho + 2 * (R - 1), Wd = c->Wo + 2 * (S - 1), Hf = c->Ho + R - 1, Wf = c->Wo + S - 1;
-    float *dzp = tmp, *full = tmp + (size_t)Hd * Wd * K, *zero = full + (size_t)Hf * Wf * C;
-    memset(dzp, 0, sizeof(float) * (size_t)Hd * Wd * K);
-    for (int oh = 0; oh < c->Ho; oh++)
-        memcpy(dzp + ((size_t)(oh + R - 1) * Wd + S - 1) * K, dz + (size_t)oh * c->Wo * K,
-               sizeof(float) * (size_t)c->Wo * K);
-    memset(zero, 0, sizeof(float) * (size_t)C);
-    conv_cfg t = {
-        .K = C, .R = R, .S = S, .stride = 1, .H = Hd, .W = Wd, .C = K, .Ho = Hf, .Wo = Wf};
-    conv_direct_one(&t, wf, zero, dzp, NULL, full);
-    for (int h = 0; h < c->H; h++)
-        memcpy(dx + (size_t)h * c->W * C, full + ((size_t)(h + c->pad_top) * Wf + c->pad_left) * C,
-               sizeof(float) * (size_t)c->W * C);
+    int st = c->stride, K = c->K, C = c->C;
+    if (st > 1)
+        memset(dx, 0, sizeof(float) * (size_t)c->H * c->W * C); /* pixels no tap reaches */
+    for (int a = 0; a < st; a++)
+        for (int b = 0; b < st; b++) {
+            int Ru = phase_taps(c->R, st, a), Sv = phase_taps(c->S, st, b);
+            if (Ru == 0 || Sv == 0)
+                continue;
+            int Hd = c->Ho + 2 * (Ru - 1), Wd = c->Wo + 2 * (Sv - 1);
+            int Hf = c->Ho + Ru - 1, Wf = c->Wo + Sv - 1;
+            float *dzp = tmp, *full = tmp + (size_t)Hd * Wd * K, *zero = full + (size_t)Hf * Wf * C;
+            memset(dzp, 0, sizeof(float) * (size_t)Hd * Wd * K);
+            for (int oh = 0; oh < c->Ho; oh++)
+                memcpy(dzp + ((size_t)(oh + Ru - 1) * Wd + Sv - 1) * K, dz + (size_t)oh * c->Wo * K,
+                       sizeof(float) * (size_t)c->Wo * K);
+            memset(zero, 0, sizeof(float) * (size_t)C);
+            conv_cfg t = {.K = C,
+                          .R = Ru,
+                          .S = Sv,
+                          .stride = 1,
+                          .H = Hd,
+                          .W = Wd,
+                          .C = K,
+                          .Ho = Hf,
+                          .Wo = Wf};
+            conv_direct_one(&t, wf, zero, dzp, NULL, full);
+            wf += (size_t)Ru * Sv * K * C;
+            for (int q = 0; q < Hf; q++) {
+                int h = st * q + a - c->pad_top;
+                if (h < 0 || h >= c->H)
+                    continue;
+                for (int p = 0; p < Wf; p++) {
+                    int w = st * p + b - c->pad_left;
+                    if (w >= 0 && w < c->W)
+                        memcpy(dx + ((size_t)h * c->W + w) * C, full + ((size_t)q * Wf + p) * C,
+                               sizeof(float) * (size_t)C);
+                }
+            }
+        }
 }
 #endif
 
@@ -549,11 +588,10 @@ static bool conv_use_direct(const conv_cfg *c) {
 #endif
 }
 
-/* ... and dx too (stride 1, and the padded dz and full output fit an example's col area). */
+/* ... and dx too (the padded dz and full output of a phase fit an example's col area). */
 static bool conv_use_direct_dx(const conv_cfg *c) {
 #ifdef CONV_DIRECT
-    return conv_use_direct(c) && c->stride == 1 &&
-           direct_dx_floats(c) <= (size_t)c->Ho * c->Wo * c->R * c->S * c->C;
+    return conv_use_direct(c) && direct_dx_floats(c) <= (size_t)c->Ho * c->Wo * c->R * c->S * c->C;
 #else
     (void)c;
     return false;
