@@ -66,9 +66,9 @@ test-unit: all $(TESTS)
 	@sh tests/run.sh $(BUILD) unit
 
 sanitize:
-	$(MAKE) BUILD=build-sanitize OPT="-O1 -fno-omit-frame-pointer" \
+	$(MAKE) BUILD=build-sanitize OPT="-O1 -march=$(ARCH) -fno-omit-frame-pointer" \
 	    SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined" all
-	$(MAKE) BUILD=build-sanitize OPT="-O1 -fno-omit-frame-pointer" \
+	$(MAKE) BUILD=build-sanitize OPT="-O1 -march=$(ARCH) -fno-omit-frame-pointer" \
 	    SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined" \
 	    $(TEST_SRC:tests/%.c=build-sanitize/tests/%)
 	ASAN_OPTIONS=detect_leaks=1 LOOM_SANITIZE=1 sh tests/run.sh build-sanitize unit
@@ -80,7 +80,7 @@ FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_NAMES   := $(patsubst fuzz/%.c,%,$(sort $(wildcard fuzz/fuzz_*.c)))
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined
-FUZZ_CFLAGS  := -std=c17 -D_GNU_SOURCE -O1 -g -fno-omit-frame-pointer -fopenmp -Wall -Wextra \
+FUZZ_CFLAGS  := -std=c17 -D_GNU_SOURCE -O1 -march=$(ARCH) -g -fno-omit-frame-pointer -fopenmp -Wall -Wextra \
                 -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-pass-failed $(FUZZ_SAN) -Iinclude \
                 $(BLAS_CFLAGS) $(shell pkg-config --cflags $(PKGS))
 FUZZ_OBJ     := $(LIB_SRC:%.c=build-fuzz/%.o)
