@@ -4,6 +4,7 @@
 
 #include <getopt.h>
 #include <sys/resource.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* The per-layer table of one model: ms per step forward and backward, and the share of the step. */
@@ -20,8 +21,8 @@ static void print_layers(const char *name, const loom_bench_result *r) {
                100 * (r->layers[i].forward_ms + r->layers[i].backward_ms) / total);
     printf("| optimizer update | | | %.1f%% (%.3f ms) |\n", 100 * r->update_ms / total,
            r->update_ms);
-    printf("| batch fill, loss | | | %.1f%% (%.3f ms) |\n\n", 100 * r->other_ms / total,
-           r->other_ms);
+    printf("| the rest: batch fill, zeroing gradients, loss | | | %.1f%% (%.3f ms) |\n",
+           100 * r->other_ms / total, r->other_ms);
 }
 
 int cmd_bench(int argc, char **argv) {
@@ -72,20 +73,28 @@ int cmd_bench(int argc, char **argv) {
            "infer GFLOP/s | peak RSS MiB |\n|---|---|---|---|---|---|---|---|---|\n");
     bool is_all = strcmp(argv[optind], "all") == 0;
     int n = is_all ? loom_zoo_count() : argc - optind;
+    /* with --layers, each model's layer table follows the main table */
+    loom_bench_result *res = calloc((size_t)n, sizeof *res);
+    if (!res)
+        return cli_fail(&(loom_error){LOOM_ERR_NOMEM, "bench: out of memory"});
     for (int i = 0; i < n; i++) {
         const char *name = is_all ? loom_zoo_get(i)->name : argv[optind + i];
         loom_bench_result r;
         loom_error err = {0};
-        if (loom_bench(name, batch, repeats, seconds, is_layers, &r, &err))
+        if (loom_bench(name, batch, repeats, seconds, is_layers, &r, &err)) {
+            free(res);
             return cli_fail(&err);
+        }
+        res[i] = r;
         struct rusage ru;
         getrusage(RUSAGE_SELF, &ru);
         printf("| %s | %d | %d | %.0f | %.0f-%.0f | %.1f | %.0f | %.1f | %.0f |\n", name, batch,
                loom_get_threads(), r.train_ips, r.train_min_ips, r.train_max_ips, r.train_gflops,
                r.infer_ips, r.infer_gflops, ru.ru_maxrss / 1024.0);
-        if (is_layers)
-            print_layers(name, &r);
         fflush(stdout);
     }
+    for (int i = 0; i < n && is_layers; i++)
+        print_layers(is_all ? loom_zoo_get(i)->name : argv[optind + i], &res[i]);
+    free(res);
     return 0;
 }

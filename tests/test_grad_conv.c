@@ -131,6 +131,11 @@ static void test_conv_direct(void) {
     gradcheck_expect("conv 5 3x3 tanh, conv 20 3x3, globalavgpool", 13, 12, 2, 2);
     gradcheck_expect("conv 3 3x3 elu, conv 17 3x3 same relu, globalavgpool", 12, 12, 1, 2);
     gradcheck_expect("conv 4 2x2 tanh, conv 6 4x4 same, globalavgpool", 11, 10, 2, 2);
+    /* stride larger than the kernel in one axis; an even kernel strided with 'same' (odd
+     * top padding); an input of 70 channels, so dx's inner convolution has two filter blocks */
+    gradcheck_expect("conv 3 3x3 tanh, conv 8 1x3 s2 same, globalavgpool", 9, 10, 1, 2);
+    gradcheck_expect("conv 3 3x3 tanh, conv 5 4x4 s2 same, globalavgpool", 11, 10, 1, 2);
+    gradcheck_expect("conv 70 3x3 tanh, conv 5 3x3, globalavgpool", 8, 8, 1, 2);
 }
 
 /* ... and they agree with the GEMM path on zoo-sized layers: outputs and every gradient. */

@@ -409,9 +409,11 @@ static float *ema_train(int epochs, int batch, float ema, const char *ck, int st
     return w;
 }
 
-/* The average by hand: with decay d over two steps from w0, avg = d^2 w0 + d (1-d) w1 + (1-d) w2
- * (w1, w2: the raw weights after steps 1 and 2, from runs without --ema). Then a run stopped
- * mid-way and resumed ends with the same averaged weights as an uninterrupted one. */
+/* The average by hand: decay 0.5 with the warm-up min(0.5, (1+t)/(10+t)) gives 2/11 after step
+ * 1 and 1/4 after step 2, so avg = 1/4 (2/11 w0 + 9/11 w1) + 3/4 w2 (w1, w2: the raw weights
+ * after steps 1 and 2, from runs without --ema). Then a run stopped mid-way and resumed ends
+ * with the same averaged weights as an uninterrupted one; resuming with another decay, or a
+ * decay out of range, is refused. */
 static void test_ema(void) {
     size_t n = 0;
     double acc;
@@ -431,7 +433,7 @@ static void test_ema(void) {
     if (w1 && w2 && avg) {
         double worst = 0, moved = 0;
         for (size_t i = 0; i < n; i++) {
-            double want = 0.25 * w0[i] + 0.25 * w1[i] + 0.5 * w2[i];
+            double want = 0.25 * (2.0 / 11 * w0[i] + 9.0 / 11 * w1[i]) + 0.75 * w2[i];
             worst = fmax(worst, fabs(avg[i] - want));
             moved = fmax(moved, fabs(avg[i] - w2[i]));
         }
@@ -447,8 +449,11 @@ static void test_ema(void) {
     remove(ck);
     float *part = ema_train(6, 50, 0.9f, ck, 3, false, &n, &acc);
     CHECK(part != NULL);
+    float *other = ema_train(6, 50, 0.95f, ck, 0, true, &n, &acc); /* another decay */
+    CHECK(other == NULL);
     float *resumed = ema_train(6, 50, 0.9f, ck, 0, true, &n, &acc);
     CHECK(full && resumed && memcmp(full, resumed, sizeof(float) * n) == 0);
+    CHECK(ema_train(1, 50, 1.0f, NULL, 0, false, &n, &acc) == NULL); /* out of range */
     CHECK(part && full && memcmp(part, full, sizeof(float) * n) != 0);
     free(w0), free(w1), free(w2), free(avg), free(full), free(part), free(resumed);
 }

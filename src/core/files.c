@@ -11,6 +11,8 @@
 
 loom_status loom_mkdir_p(const char *dir, loom_error *err) {
     char p[4096];
+    if (!dir || !*dir)
+        return loom_error_set(err, LOOM_ERR_ARG, "an empty directory name");
     if (snprintf(p, sizeof p, "%s", dir) >= (int)sizeof p)
         return loom_error_set(err, LOOM_ERR_ARG, "%.200s...: path too long", dir);
     for (char *s = p + 1; *s; s++)
@@ -22,6 +24,10 @@ loom_status loom_mkdir_p(const char *dir, loom_error *err) {
     if (mkdir(p, 0755) != 0 && errno != EEXIST)
         return loom_error_set(err, LOOM_ERR_IO, "%s: cannot create directory: %s", dir,
                               strerror(errno));
+    struct stat st;
+    if (stat(p, &st) != 0 || !S_ISDIR(st.st_mode))
+        return loom_error_set(err, LOOM_ERR_IO, "%s: cannot create directory: %s", dir,
+                              strerror(ENOTDIR));
     return LOOM_OK;
 }
 

@@ -77,9 +77,10 @@ static loom_status conv_init(layer *l, loom_error *err) {
     l->groups[0] = (param_group){0, (size_t)RSC * K, GROUP_WEIGHT, RSC, c->R * c->S * K};
     l->groups[1] = (param_group){(size_t)RSC * K, (size_t)K, GROUP_BIAS, RSC, c->R * c->S * K};
     l->n_groups = 2;
-    /* per example: col (H'*W', R*S*C), reused by backward for dcol; fixed: db partial sums
-     * (CONV_MAX_CHUNKS, K), then the cache path's dW partials (CONV_SETS, RSC, K) and db
-     * partials (CONV_SETS, K), then the flipped kernel of the direct dx (R, S, K, C) */
+    /* per example: col (H'*W', R*S*C): im2col and dcol on the GEMM path, the padded input and
+     * dx's working space on the direct path; fixed: db partial sums (CONV_MAX_CHUNKS, K), then
+     * the cache path's dW partials (CONV_SETS, RSC, K) and db partials (CONV_SETS, K), then the
+     * flipped kernel of the direct dx (R, S, K, C) */
     l->scratch_per_example = c->is_pointwise ? 0 : (size_t)c->Ho * c->Wo * RSC;
     l->scratch_fixed = (size_t)CONV_MAX_CHUNKS * K;
     if (!c->is_pointwise)
@@ -91,7 +92,6 @@ static loom_status conv_init(layer *l, loom_error *err) {
 
 /* ---- im2col / col2im, one example at a time ---- */
 
-/* A copy of n floats: short ones (a first layer's window rows are S*C = 3 floats) inline. */
 /* The runs im2col moves are short (S*C floats: 3 for a 1-channel 3x3 layer, 48 for 16
  * channels), so a library call per run costs more than the copy: with AVX-512, 16 floats per
  * move and one masked move for the tail; n = 0 writes nothing. (GCC turns such loops back
@@ -107,7 +107,12 @@ static inline void copy_floats(float *restrict dst, const float *restrict src, i
         _mm512_mask_storeu_ps(dst + j, m, _mm512_maskz_loadu_ps(m, src + j));
     }
 #else
-    memcpy(dst, src, sizeof(float) * (size_t)n);
+    if (n >= 64) {
+        memcpy(dst, src, sizeof(float) * (size_t)n);
+        return;
+    }
+    for (int j = 0; j < n; j++)
+        dst[j] = src[j];
 #endif
 }
 
@@ -419,9 +424,13 @@ static const direct_dw_fn direct_dw_tab[4][24] = {
 
 /* The input rows the direct kernel reads: x itself for "valid" padding, else x copied into
  * pad (Hp, Wp, C) with its zero border. Returns the rows and sets *ldx. */
+static bool direct_in_place(const conv_cfg *c) {
+    return c->pad_top == 0 && c->pad_left == 0 && (c->Ho - 1) * c->stride + c->R <= c->H &&
+           (c->Wo - 1) * c->stride + c->S <= c->W;
+}
+
 static const float *direct_input(const conv_cfg *c, const float *x, float *pad, int *ldx) {
-    if (c->pad_top == 0 && c->pad_left == 0 && (c->Ho - 1) * c->stride + c->R <= c->H &&
-        (c->Wo - 1) * c->stride + c->S <= c->W) {
+    if (direct_in_place(c)) {
         *ldx = c->W * c->C;
         return x;
     }
@@ -436,6 +445,8 @@ static const float *direct_input(const conv_cfg *c, const float *x, float *pad, 
 
 /* Floats of the padded copy of one example (0 when the input is read in place). */
 static size_t direct_pad_floats(const conv_cfg *c) {
+    if (direct_in_place(c))
+        return 0;
     return (size_t)((c->Ho - 1) * c->stride + c->R) * ((c->Wo - 1) * c->stride + c->S) * c->C;
 }
 
@@ -574,7 +585,8 @@ static void conv_direct_dx_one(const conv_cfg *c, const float *wf, const float *
 }
 #endif
 
-/* Whether the forward pass uses the direct kernel (tests compare it with the GEMM path). */
+/* Whether conv layers use the direct kernels (forward, dW, dx) where they apply: a test hook,
+ * process-wide, so tests can compare them with the GEMM path; always on otherwise. */
 static bool conv_direct_on = true;
 void conv_set_direct(bool on) { conv_direct_on = on; }
 
@@ -663,7 +675,7 @@ static void conv_backward_groups(layer *l, const float *x, const float *y, float
     int ns = ng < CONV_SETS ? ng : CONV_SETS;
     bool is_direct = conv_use_direct(c), is_direct_dx = dx && conv_use_direct_dx(c);
     float *wf = pb + (size_t)CONV_SETS * K; /* (R, S, K, C) the flipped kernel */
-    (void)is_direct, (void)wf;
+    (void)is_direct, (void)is_direct_dx, (void)wf;
 #ifdef CONV_DIRECT
     if (is_direct_dx)
         direct_flip(c, l->w, wf);

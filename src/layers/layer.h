@@ -72,7 +72,8 @@ const char *act_name(act_kind a);
 bool act_parse(const char *s, act_kind *out);
 /* y = f(x) in place over n values (alpha: leaky slope / elu alpha). */
 void act_forward(act_kind a, float alpha, float *y, size_t n);
-/* conv: the direct (AVX-512) forward kernel on or off, for tests that compare it with GEMM. */
+/* conv: the direct (AVX-512) kernels on or off, process-wide (a test hook: tests compare them
+ * with the GEMM path; on by default). */
 void conv_set_direct(bool on);
 /* dy *= f'(.) given the activation output y (all supported f have f' expressible in y). */
 void act_backward(act_kind a, float alpha, const float *y, float *dy, size_t n);

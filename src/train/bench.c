@@ -9,13 +9,14 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+enum { BENCH_BATCHES = 8 }; /* distinct batches cycled through */
+
 /* One training step on batch s of ds (the bench's loop body). */
 static void bench_step(loom_model *m, loom_optim *opt, const loom_dataset *ds, const int *idx,
                        int s, int batch, float *x, int *y, float *dl, loom_rng *rng,
                        double *t_update) {
-    enum { NB = 8 };
     int K = loom_model_n_outputs(m);
-    loom_batch_fill(ds, idx + (s % NB) * batch, batch, NULL, x, y);
+    loom_batch_fill(ds, idx + (s % BENCH_BATCHES) * batch, batch, NULL, x, y);
     loom_model_zero_grad(m);
     const float *z = loom_model_forward(m, x, batch, true, rng);
     loom_softmax_xent(z, y, batch, K, dl, NULL);
@@ -37,10 +38,9 @@ loom_status loom_bench(const char *model, int batch, int repeats, double seconds
         return st;
     loom_model *m = NULL;
     loom_optim *opt = NULL;
-    enum { NB = 8 }; /* distinct batches cycled through */
     size_t D = 28 * 28;
-    uint8_t *pix = malloc(D * (size_t)batch * NB);
-    uint8_t *lab = malloc((size_t)batch * NB);
+    uint8_t *pix = malloc(D * (size_t)batch * BENCH_BATCHES);
+    uint8_t *lab = malloc((size_t)batch * BENCH_BATCHES);
     float *x = loom_xalloc(sizeof(float) * D * (size_t)batch);
     int *y = malloc(sizeof(int) * (size_t)batch);
     double *t_train = calloc((size_t)repeats, sizeof(double));
@@ -66,18 +66,18 @@ loom_status loom_bench(const char *model, int batch, int repeats, double seconds
         goto done;
     loom_rng rng;
     loom_rng_seed(&rng, 7);
-    for (size_t i = 0; i < D * (size_t)batch * NB; i++)
+    for (size_t i = 0; i < D * (size_t)batch * BENCH_BATCHES; i++)
         pix[i] = (uint8_t)loom_rng_below(&rng, 256);
-    for (int i = 0; i < batch * NB; i++)
+    for (int i = 0; i < batch * BENCH_BATCHES; i++)
         lab[i] = (uint8_t)loom_rng_below(&rng, (uint32_t)K);
     loom_dataset ds = {
-        .n = batch * NB, .H = 28, .W = 28, .C = 1, .x = pix, .y = lab, .n_classes = K};
-    int *idx = malloc(sizeof(int) * (size_t)batch * NB);
+        .n = batch * BENCH_BATCHES, .H = 28, .W = 28, .C = 1, .x = pix, .y = lab, .n_classes = K};
+    int *idx = malloc(sizeof(int) * (size_t)batch * BENCH_BATCHES);
     if (!idx) {
         st = loom_error_set(err, LOOM_ERR_NOMEM, "bench: out of memory");
         goto done;
     }
-    for (int i = 0; i < batch * NB; i++)
+    for (int i = 0; i < batch * BENCH_BATCHES; i++)
         idx[i] = i;
 
     /* steps per repeat from a calibration step, so each repeat lasts about the asked time */
@@ -94,7 +94,7 @@ loom_status loom_bench(const char *model, int batch, int repeats, double seconds
             bench_step(m, opt, &ds, idx, s, batch, x, y, dl, &rng, NULL);
         double b = loom_now();
         for (int s = 0; s < steps; s++) {
-            loom_batch_fill(&ds, idx + (s % NB) * batch, batch, NULL, x, y);
+            loom_batch_fill(&ds, idx + (s % BENCH_BATCHES) * batch, batch, NULL, x, y);
             loom_model_forward(m, x, batch, false, NULL);
         }
         double c = loom_now();

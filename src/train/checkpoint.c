@@ -63,7 +63,7 @@ loom_status ckpt_save(const char *path, const ckpt_state *s, loom_error *err) {
     put(&b, s->opt_v, sizeof(float) * s->sizes.n_params);
     put(&b, s->best, sizeof(float) * (s->sizes.n_params + s->sizes.n_state));
     put(&b, s->good, sizeof(float) * (s->sizes.n_params + s->sizes.n_state));
-    if (s->sizes.is_ema)
+    if (s->sizes.ema_bits)
         put(&b, s->ema, sizeof(float) * s->sizes.n_params);
     put(&b, s->hist, sizeof(loom_epoch) * (size_t)s->pos.n_hist);
     uint32_t crc = loom_crc32(0, b.p, b.len);
@@ -115,9 +115,21 @@ static loom_status load_one(const char *path, ckpt_state *s, loom_error *err) {
     b.len = len - 4;
     ckpt_sizes sz;
     get(&b, &sz, sizeof sz);
-    if (memcmp(&sz, &s->sizes, sizeof sz) != 0) {
+    if (sz.n_params != s->sizes.n_params || sz.n_state != s->sizes.n_state ||
+        sz.n_train != s->sizes.n_train || sz.batch != s->sizes.batch ||
+        sz.max_epochs != s->sizes.max_epochs) {
         st = loom_error_set(err, LOOM_ERR_FORMAT,
                             "%s: the checkpoint belongs to another model or data set", path);
+        goto done;
+    }
+    if (sz.ema_bits != s->sizes.ema_bits) {
+        float was, now;
+        memcpy(&was, &sz.ema_bits, 4);
+        memcpy(&now, &s->sizes.ema_bits, 4);
+        st = loom_error_set(err, LOOM_ERR_ARG,
+                            "%s: the run was trained with --ema %g, not %g: resume it with the "
+                            "same setting",
+                            path, (double)was, (double)now);
         goto done;
     }
     get(&b, &s->pos, sizeof s->pos);
@@ -132,7 +144,7 @@ static loom_status load_one(const char *path, ckpt_state *s, loom_error *err) {
     get(&b, s->opt_v, sizeof(float) * sz.n_params);
     get(&b, s->best, sizeof(float) * (sz.n_params + sz.n_state));
     get(&b, s->good, sizeof(float) * (sz.n_params + sz.n_state));
-    if (sz.is_ema)
+    if (sz.ema_bits)
         get(&b, s->ema, sizeof(float) * sz.n_params);
     get(&b, s->hist, sizeof(loom_epoch) * (size_t)s->pos.n_hist);
     if (b.is_bad || b.pos != b.len)

@@ -7,7 +7,8 @@
 typedef struct { /* must match on resume */
     uint64_t n_params, n_state;
     int32_t n_train, batch, max_epochs;
-    int32_t is_ema; /* 1: an averaged copy of the weights follows (--ema); was padding, 0 */
+    uint32_t ema_bits; /* the --ema decay's float bits, 0 = off (then no average follows);
+                        * this word was padding, always 0, before --ema existed */
 } ckpt_sizes;
 
 typedef struct {         /* where the trainer stands */
@@ -26,7 +27,7 @@ typedef struct {
     float *params, *state; /* (n_params), (n_state) */
     float *opt_m, *opt_v;  /* (n_params) each */
     float *best, *good;    /* (n_params + n_state) each */
-    float *ema;            /* (n_params) when sizes.is_ema, else unused */
+    float *ema;            /* (n_params) when sizes.ema_bits, else unused */
     loom_epoch *hist;      /* (n_hist) */
 } ckpt_state;
 

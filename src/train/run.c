@@ -3,6 +3,7 @@
  * and the evaluation of a saved model on any split. The CLI only fills the configs. */
 #include "receipt.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -369,6 +370,7 @@ loom_status loom_history_write_csv(const loom_history *h, const char *path, loom
  * DIR/metrics.json and DIR/confusion.csv. */
 static loom_status eval_write(loom_model *m, const loom_dataset *ds, const int *idx, int n,
                               int batch, const char *dir, loom_metrics *mt, loom_error *err) {
+    assert(n >= 1 && n <= ds->n); /* callers pass the count (loom_evaluate reads n <= 0 as all) */
     int *pred = malloc(sizeof(int) * (size_t)(n > 0 ? n : 1));     /* (n) */
     float *prob = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1)); /* (n) */
     sbuf pb = {0};

@@ -58,9 +58,13 @@ loom_status loom_augment_parse(const char *s, loom_train_config *cfg, loom_error
     return LOOM_OK;
 }
 
-/* avg = decay * avg + (1 - decay) * w, over the trainable weights (--ema). */
-static void ema_update(float *restrict avg, const float *restrict w, size_t n, float decay) {
-    float keep = decay, take = 1.0f - decay;
+/* avg = d * avg + (1 - d) * w over the trainable weights (--ema), after optimizer step t
+ * (1, 2, ...), with d = min(decay, (1 + t) / (10 + t)): the usual warm-up, so that the average
+ * does not hold on to the random initial weights for thousands of steps. */
+static void ema_update(float *restrict avg, const float *restrict w, size_t n, float decay,
+                       long t) {
+    float warm = (float)(1 + t) / (float)(10 + t);
+    float keep = decay < warm ? decay : warm, take = 1.0f - keep;
     for (size_t i = 0; i < n; i++)
         avg[i] = keep * avg[i] + take * w[i];
 }
@@ -114,6 +118,9 @@ loom_status loom_train(loom_model *m, const loom_train_config *cfg, const loom_d
     double t_start = loom_now();
     if (cfg->epochs < 1 || cfg->batch < 1)
         return loom_error_set(err, LOOM_ERR_ARG, "epochs and batch size must be >= 1");
+    if (!(cfg->ema >= 0.0f && cfg->ema <= 0.9999f))
+        return loom_error_set(err, LOOM_ERR_ARG, "--ema must be from 0 to 0.9999, got %g",
+                              (double)cfg->ema);
     if (n_train < 1)
         return loom_error_set(err, LOOM_ERR_ARG, "no training examples");
     int K = loom_model_n_outputs(m);
@@ -155,7 +162,10 @@ loom_status loom_train(loom_model *m, const loom_train_config *cfg, const loom_d
         memcpy(ema, m->params, sizeof(float) * np);
 
     /* everything that a checkpoint must carry lives in ck.pos or behind ck's pointers */
-    ckpt_state ck = {.sizes = {np, ns, n_train, bs, cfg->epochs, is_ema},
+    uint32_t ema_bits = 0; /* off: 0 (also for -0) */
+    if (is_ema)
+        memcpy(&ema_bits, &cfg->ema, 4);
+    ckpt_state ck = {.sizes = {np, ns, n_train, bs, cfg->epochs, ema_bits},
                      .order = order,
                      .params = m->params,
                      .state = m->state,
@@ -243,7 +253,7 @@ loom_status loom_train(loom_model *m, const loom_train_config *cfg, const loom_d
                 p->pen_sum += cfg->opt.l2 * loom_model_l2_apply(m, cfg->opt.l2, true) * B;
             loom_optim_step(opt, m, lr);
             if (is_ema)
-                ema_update(ema, m->params, np, cfg->ema);
+                ema_update(ema, m->params, np, cfg->ema, *opt_t);
             p->loss_sum += L;
             p->correct += nc;
             p->seen += B;
@@ -324,7 +334,8 @@ loom_status loom_train(loom_model *m, const loom_train_config *cfg, const loom_d
             p->since_best = 0;
             p->plateau_wait = 0;
             if (cfg->early_stopping > 0) {
-                memcpy(best, is_ema ? ema : m->params, sizeof(float) * np);
+                /* the weights that were scored: the average when it was validated */
+                memcpy(best, is_ema && val && n_val > 0 ? ema : m->params, sizeof(float) * np);
                 memcpy(best + np, m->state, sizeof(float) * ns);
             }
         } else {
@@ -363,6 +374,10 @@ loom_status loom_train(loom_model *m, const loom_train_config *cfg, const loom_d
         memcpy(m->state, best + np, sizeof(float) * ns);
     }
 done:
+    /* interrupted or stopped by a NaN: the weights left for model.loom are the average too (it
+     * is finite: a failed step never reaches it); the checkpoint already holds both */
+    if (is_ema && ema && (st == LOOM_ERR_INTERRUPTED || st == LOOM_ERR_NUMERIC))
+        memcpy(m->params, ema, sizeof(float) * np);
     hist->seconds = loom_now() - t_start;
     loom_optim_destroy(opt);
     free(x);
