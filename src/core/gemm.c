@@ -38,6 +38,8 @@ void gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, in
                 K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
+static inline int imin_(int a, int b) { return a < b ? a : b; }
+
 int par_n_chunks(long n, long min_chunk) {
     if (min_chunk < 1)
         min_chunk = 1;
@@ -49,8 +51,33 @@ int par_n_chunks(long n, long min_chunk) {
     return (int)nc;
 }
 
+/* C[:, lo:hi) of the product: columns lo..hi-1 of op(B) and of C. */
+static void gemm_cols(bool ta, bool tb, int M, int lo, int hi, int K, float alpha, const float *A,
+                      int lda, const float *B, int ldb, float beta, float *C, int ldc) {
+    const float *Bc = tb ? B + (size_t)lo * ldb : B + lo;
+    gemm(ta, tb, M, hi - lo, K, alpha, A, lda, Bc, ldb, beta, C + lo, ldc);
+}
+
 void gemm_par(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda,
               const float *B, int ldb, float beta, float *C, int ldc) {
+    /* A batch-sized product (few rows, many columns: a dense layer's forward pass and dx) is
+     * split by columns, in blocks of 64: split by rows, every thread would pack all of B. */
+    if (M <= 128 && N >= 128 && 2.0 * M * N * K >= 4e6) {
+        int nb = (N + 63) / 64, nc = nb < 16 ? nb : 16;
+        if (loom_get_threads() == 1) {
+            for (int c = 0; c < nc; c++)
+                gemm_cols(ta, tb, M, (int)par_chunk_lo(nb, nc, c) * 64,
+                          (int)imin_(N, (int)par_chunk_lo(nb, nc, c + 1) * 64), K, alpha, A, lda, B,
+                          ldb, beta, C, ldc);
+            return;
+        }
+#pragma omp parallel for schedule(static)
+        for (int c = 0; c < nc; c++)
+            gemm_cols(ta, tb, M, (int)par_chunk_lo(nb, nc, c) * 64,
+                      (int)imin_(N, (int)par_chunk_lo(nb, nc, c + 1) * 64), K, alpha, A, lda, B,
+                      ldb, beta, C, ldc);
+        return;
+    }
     /* Chunks of >= 32 rows, and enough work per chunk (about 2 MFLOP) to pay for a task. */
     long work_per_row = 2L * N * (K > 0 ? K : 1);
     long min_rows = 32;
