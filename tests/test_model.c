@@ -354,6 +354,36 @@ static void test_label_smoothing(void) {
     free(owner);
 }
 
+/* config.txt gives a resumed run the very same settings: values with more digits than %g
+ * writes come back exactly. */
+static void test_config_round_trip(void) {
+    loom_run_config rc;
+    loom_run_config_init(&rc);
+    rc.model = "mlp";
+    rc.train.opt.lr = 0.0012345678f;
+    rc.train.ema = 0.99951234f;
+    rc.train.label_smoothing = 0.1f;
+    rc.val_split = 0.123456789;
+    char *text = loom_run_config_text(&rc);
+    CHECK(text != NULL);
+    if (!text)
+        return;
+    CHECK_MSG(strstr(text, "label_smoothing=0.1\n") != NULL, "%s", text); /* short stays short */
+    char dir[512], path[600];
+    snprintf(dir, sizeof dir, "%s/round-trip", check_tmpdir());
+    mkdir(dir, 0700);
+    snprintf(path, sizeof path, "%s/config.txt", dir);
+    loom_error err = {0};
+    CHECK(loom_file_write_atomic(path, text, strlen(text), &err) == LOOM_OK);
+    free(text);
+    loom_run_config back;
+    char *owner = NULL;
+    CHECK_MSG(loom_run_config_load(&back, dir, &owner, &err) == LOOM_OK, "%s", err.msg);
+    CHECK(back.train.opt.lr == rc.train.opt.lr && back.train.ema == rc.train.ema);
+    CHECK(back.train.label_smoothing == rc.train.label_smoothing && back.val_split == rc.val_split);
+    free(owner);
+}
+
 /* ---- --ema ---- */
 
 static volatile int ema_stop; /* set by ema_log on its first iteration line */
@@ -495,6 +525,7 @@ int main(void) {
     RUN(test_determinism);
     RUN(test_nan_stops);
     RUN(test_label_smoothing);
+    RUN(test_config_round_trip);
     RUN(test_ema);
     RUN(test_bench_layers);
     return check_report();

@@ -234,17 +234,38 @@ static const char *split_mode_str(loom_split_mode m) {
     return m == LOOM_SPLIT_KERAS ? "keras" : "stratified";
 }
 
+/* A setting as short as %g writes it when that reads back to the same value, else with all the
+ * digits it needs: a resumed run must get the very same numbers (an --ema decay or a learning
+ * rate of 8 significant digits would otherwise come back rounded). */
+typedef struct {
+    char s[40];
+} num_text;
+static num_text fnum(float v) {
+    num_text t;
+    snprintf(t.s, sizeof t.s, "%g", (double)v);
+    if (strtof(t.s, NULL) != v)
+        snprintf(t.s, sizeof t.s, "%.9g", (double)v);
+    return t;
+}
+static num_text dnum(double v) {
+    num_text t;
+    snprintf(t.s, sizeof t.s, "%g", v);
+    if (strtod(t.s, NULL) != v)
+        snprintf(t.s, sizeof t.s, "%.17g", v);
+    return t;
+}
+
 static void config_text(const loom_run_config *rc, const char *data_dir, sbuf *b) {
     const loom_train_config *t = &rc->train;
     sb_printf(b, "loom_version=%s\nmodel=%s\ndata_dir=%s\nseed=%llu\nepochs=%d\nbatch=%d\n",
               LOOM_VERSION, rc->model, data_dir, (unsigned long long)t->seed, t->epochs, t->batch);
-    sb_printf(b, "optimizer=%s\nlr=%g\nmomentum=%g\nnesterov=%d\nl2=%g\nweight_decay=%g\n",
-              loom_opt_kind_str(t->opt.kind), (double)t->opt.lr, (double)t->opt.momentum,
-              t->opt.is_nesterov, (double)t->opt.l2, (double)t->opt.weight_decay);
-    sb_printf(b, "clip_norm=%g\nlr_schedule=%s\nearly_stopping=%d\nlabel_smoothing=%g\n",
-              (double)t->opt.clip_norm, rc->lr_schedule ? rc->lr_schedule : "constant",
-              t->early_stopping, (double)t->label_smoothing);
-    sb_printf(b, "ema=%g\nval_split=%g\n", (double)t->ema, rc->val_split);
+    sb_printf(b, "optimizer=%s\nlr=%s\nmomentum=%s\nnesterov=%d\nl2=%s\nweight_decay=%s\n",
+              loom_opt_kind_str(t->opt.kind), fnum(t->opt.lr).s, fnum(t->opt.momentum).s,
+              t->opt.is_nesterov, fnum(t->opt.l2).s, fnum(t->opt.weight_decay).s);
+    sb_printf(b, "clip_norm=%s\nlr_schedule=%s\nearly_stopping=%d\nlabel_smoothing=%s\n",
+              fnum(t->opt.clip_norm).s, rc->lr_schedule ? rc->lr_schedule : "constant",
+              t->early_stopping, fnum(t->label_smoothing).s);
+    sb_printf(b, "ema=%s\nval_split=%s\n", fnum(t->ema).s, dnum(rc->val_split).s);
     sb_printf(b, "split_mode=%s\nstandardize=%d\nsubset=%d\ntest_subset=%d\nno_test=%d\n",
               split_mode_str(rc->split_mode), rc->is_standardize, rc->subset, rc->test_subset,
               rc->is_skip_test);
