@@ -541,8 +541,8 @@ static void direct_flip(const conv_cfg *c, const float *w, float *wf) {
 }
 
 /* dx (H, W, C) of one example from dz (Ho, Wo, K); tmp holds direct_dx_floats(c). */
-static void conv_direct_dx_one(const conv_cfg *c, const float *wf, const float *dz, float *tmp,
-                               float *dx) {
+NO_LIBCALLS static void conv_direct_dx_one(const conv_cfg *c, const float *wf, const float *dz,
+                                           float *tmp, float *dx) {
     int st = c->stride, K = c->K, C = c->C;
     if (st > 1)
         memset(dx, 0, sizeof(float) * (size_t)c->H * c->W * C); /* pixels no tap reaches */
@@ -576,9 +576,9 @@ static void conv_direct_dx_one(const conv_cfg *c, const float *wf, const float *
                     continue;
                 for (int p = 0; p < Wf; p++) {
                     int w = st * p + b - c->pad_left;
-                    if (w >= 0 && w < c->W)
-                        memcpy(dx + ((size_t)h * c->W + w) * C, full + ((size_t)q * Wf + p) * C,
-                               sizeof(float) * (size_t)C);
+                    if (w >= 0 && w < c->W) /* C floats: inline, not a call per pixel */
+                        copy_floats(dx + ((size_t)h * c->W + w) * C,
+                                    full + ((size_t)q * Wf + p) * C, C);
                 }
             }
         }
