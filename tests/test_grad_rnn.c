@@ -50,6 +50,54 @@ static void test_grad_cells(void) {
     gradcheck_expect("rows, gru 4, dense 2", 12, 2, 1, 2);
 }
 
+/* Recurrent dropout: the mask is fixed by the seed gradcheck reuses for every evaluation, so
+ * the masked recurrence is checked like any other (every cell, both directions, stacked, and a
+ * high rate, so that many units are dropped). */
+static void test_grad_recurrent_dropout(void) {
+    char text[256];
+    for (int c = 0; c < 3; c++) {
+        snprintf(text, sizeof text, "rows, %s 5 recurrent-dropout 0.3, dense 3", cells[c]);
+        gradcheck_expect(text, 4, 3, 1, 3);
+        snprintf(text, sizeof text,
+                 "rows, %s 4 return-sequences bidirectional recurrent-dropout 0.5, %s 3 "
+                 "recurrent-dropout 0.2, dense 3",
+                 cells[c], cells[c]);
+        gradcheck_expect(text, 5, 3, 1, 2);
+    }
+    gradcheck_expect("rows, lstm 6 recurrent-dropout 0.8, dense 2", 8, 2, 1, 3);
+}
+
+/* ... it masks in training only, and a rate of 0 is no dropout, to the bit. */
+static void test_recurrent_dropout_modes(void) {
+    enum { B = 4, T = 5, N = 3 };
+    float x[B * T * N], a[B * 2], b[B * 2];
+    loom_rng rng;
+    loom_rng_seed(&rng, 12);
+    for (int i = 0; i < B * T * N; i++)
+        x[i] = 2.0f * loom_rng_uniform(&rng) - 1.0f;
+    const char *texts[] = {"rows, gru 6 recurrent-dropout 0.5, dense 2", "rows, gru 6, dense 2",
+                           "rows, gru 6 recurrent-dropout 0, dense 2"};
+    float out[3][2][B * 2]; /* [model][training?] */
+    for (int i = 0; i < 3; i++) {
+        loom_model *m = NULL;
+        loom_error err = {0};
+        CHECK(loom_model_create(&m, texts[i], "test", T, N, 1, &err) == LOOM_OK &&
+              loom_model_prepare(m, B, &err) == LOOM_OK);
+        if (!m)
+            return;
+        loom_model_init(m, 3);
+        for (int tr = 0; tr < 2; tr++) {
+            loom_rng_seed(&rng, 5);
+            memcpy(out[i][tr], loom_model_forward(m, x, B, tr == 1, &rng), sizeof a);
+        }
+        loom_model_destroy(m);
+    }
+    memcpy(a, out[0][0], sizeof a), memcpy(b, out[1][0], sizeof b);
+    CHECK(memcmp(a, b, sizeof a) == 0);                 /* evaluation: no mask */
+    CHECK(memcmp(out[0][1], out[1][1], sizeof a) != 0); /* training: masked */
+    CHECK(memcmp(out[1][1], out[2][1], sizeof a) == 0); /* rate 0: off */
+}
+
 static void test_grad_sequence(void) {
     gradcheck_expect("rows, flatten, dense 3", 3, 4, 2, 2);
     gradcheck_expect("columns, flatten, dense 3", 3, 4, 2, 2);
@@ -254,17 +302,22 @@ static void test_parse(void) {
     expect_error("lstm 8, dense 3", LOOM_ERR_SHAPE);
     expect_error("rows, rows, lstm 8, dense 3", LOOM_ERR_SHAPE);
     expect_error("rows, lstm 8 return-sequences", LOOM_ERR_SHAPE); /* must end in a vector */
+    expect_error("rows, lstm 8 recurrent-dropout 1, dense 3", LOOM_ERR_FORMAT);
+    expect_error("rows, lstm 8 recurrent-dropout -0.1, dense 3", LOOM_ERR_FORMAT);
+    expect_error("rows, lstm 8 recurrent-dropout, dense 3", LOOM_ERR_FORMAT);
+    expect_error("rows, lstm 8 recurrent-dropout 0.2x, dense 3", LOOM_ERR_FORMAT);
 
     loom_model *m = NULL;
     loom_error err = {0};
     CHECK(loom_model_create(&m,
                             "Rows\nRNN 8 Bidirectional activation RELU return_sequences\n"
-                            "lstm 4 return-sequences, gru 3, dense 2",
+                            "lstm 4 return-sequences recurrent_dropout 0.25, gru 3, dense 2",
                             "test", 28, 28, 1, &err) == LOOM_OK);
     if (m)
-        CHECK(strcmp(loom_model_text(m), "rows\nrnn 8 return-sequences bidirectional "
-                                         "activation relu\nlstm 4 return-sequences\ngru 3\n"
-                                         "dense 2\n") == 0);
+        CHECK_MSG(strcmp(loom_model_text(m),
+                         "rows\nrnn 8 return-sequences bidirectional activation relu\nlstm 4 "
+                         "return-sequences recurrent-dropout 0.25\ngru 3\ndense 2\n") == 0,
+                  "%s", loom_model_text(m));
     loom_model_destroy(m);
 
     /* the parsers directly: settings and describe */
@@ -331,7 +384,8 @@ static void run_once(loom_model *m, const float *x, const int *y, int B, float *
 
 static void test_threads(void) {
     enum { B = 64 };
-    const char *text = "rows, lstm 128 return-sequences bidirectional, gru 96, dense 10";
+    const char *text = "rows, lstm 128 return-sequences bidirectional recurrent-dropout 0.25, "
+                       "gru 96 recurrent-dropout 0.1, dense 10";
     loom_model *m = NULL;
     loom_error err = {0};
     if (loom_model_create(&m, text, "test", 28, 28, 1, &err) || loom_model_prepare(m, B, &err)) {
@@ -370,6 +424,8 @@ static void test_threads(void) {
 
 int main(void) {
     RUN(test_grad_cells);
+    RUN(test_grad_recurrent_dropout);
+    RUN(test_recurrent_dropout_modes);
     RUN(test_grad_sequence);
     RUN(test_forward_reference);
     RUN(test_init);

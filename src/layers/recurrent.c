@@ -25,6 +25,7 @@ typedef struct {
     bool is_sequences;     /* return-sequences: output every step */
     bool is_bidirectional; /* a second pass from t = T-1 down to 0 */
     act_kind act;          /* rnn only: ACT_TANH or ACT_RELU */
+    float rdrop;           /* recurrent dropout: the rate of the mask on h_prev, 0 = off */
 } rec_cfg;
 
 /* Sizes of one call. */
@@ -51,6 +52,8 @@ typedef struct {
     float *TC;  /* (T, B, H) lstm tanh(c_t) */
     float *HN;  /* (T, B, H) gru W_hn h_prev + b_hn */
     float *dGh; /* (T, B, GH) gru d(pre-activation), hidden side; rnn/lstm: = G */
+    float *HM;  /* (T+1, B, H) recurrent dropout: the masked states h_prev * mask, as Hs */
+    float *M;   /* (B, H) recurrent dropout: the mask (0 or 1/(1-rate)), one per sequence */
     /* h_t is in slot t + o_out, the state it reads in slot t + o_prev */
     int o_out, o_prev;
 } dir_cache;
@@ -62,6 +65,7 @@ typedef struct {
     float *ws;  /* (B, GH) one step's recurrent product h_prev W_hh */
     float *dh;  /* (B, H) dL/dh_t carried backwards through time */
     float *dc;  /* (B, H) lstm dL/dc_t carried backwards */
+    float *dt;  /* (B, H) recurrent dropout: dL/d(masked h_prev) before the mask */
     dir_cache dir[2];
 } rec_scratch;
 
@@ -92,7 +96,9 @@ static size_t scratch_per_example(const rec_cfg *c, dims d) {
         per_dir += (T + 1) * H + T * H;
     if (c->cell == CELL_GRU)
         per_dir += T * H + T * GH;
-    return 2 * T * (size_t)d.N + GH + 2 * H + (size_t)d.D * per_dir;
+    if (c->rdrop > 0.0f)
+        per_dir += (T + 1) * H + H;
+    return 2 * T * (size_t)d.N + GH + (c->rdrop > 0.0f ? 3 : 2) * H + (size_t)d.D * per_dir;
 }
 
 static rec_scratch carve(const layer *l, dims d) {
@@ -105,6 +111,8 @@ static rec_scratch carve(const layer *l, dims d) {
     s.ws = take(&p, B * GH);
     s.dh = take(&p, B * H);
     s.dc = take(&p, B * H);
+    if (c->rdrop > 0.0f)
+        s.dt = take(&p, B * H);
     for (int k = 0; k < d.D; k++) {
         dir_cache *dk = &s.dir[k];
         dk->G = take(&p, T * B * GH);
@@ -118,6 +126,10 @@ static rec_scratch carve(const layer *l, dims d) {
             dk->dGh = take(&p, T * B * GH);
         } else {
             dk->dGh = dk->G;
+        }
+        if (c->rdrop > 0.0f) {
+            dk->HM = take(&p, (T + 1) * B * H);
+            dk->M = take(&p, B * H);
         }
         dk->o_out = k == 0 ? 1 : 0;
         dk->o_prev = k == 0 ? 0 : 1;
@@ -389,14 +401,36 @@ static int step_chunks(dims d) {
     return nc > 16 ? 16 : nc;
 }
 
+/* Recurrent dropout (Gal and Ghahramani's variational dropout, as Keras's recurrent_dropout):
+ * in training, each sequence draws one mask over the H units per direction and the recurrence
+ * reads h_prev * mask, so ws = (h_prev * mask) W_hh; the cell's other uses of h_prev (the
+ * gru's blend) see it unmasked. Backward: dW_hh takes the masked states, and the gradient
+ * through the product, dG_h W_hh^T, is multiplied by the mask before it joins dh_prev. */
+static void rdrop_masks(const rec_cfg *c, dims d, rec_scratch *s, loom_rng *rng) {
+    float keep = 1.0f - c->rdrop, scale = 1.0f / keep;
+    uint32_t thresh = (uint32_t)lroundf(keep * 65536.0f);
+    loom_rng r;
+    loom_rng_seed(&r, loom_rng_next(rng)); /* one draw of the model's stream per call */
+    size_t n = (size_t)d.B * d.H;
+    for (int k = 0; k < d.D; k++)
+        for (size_t i = 0; i < n; i += 4) {
+            uint64_t bits = loom_rng_next(&r);
+            for (size_t j = 0; j < 4 && i + j < n; j++)
+                s->dir[k].M[i + j] =
+                    (uint32_t)((bits >> (16 * j)) & 0xffff) < thresh ? scale : 0.0f;
+        }
+}
+
 static void dir_forward(const rec_cfg *c, dims d, const dir_params *p, dir_cache *k,
-                        const float *xt, float *ws, bool is_reverse) {
+                        const float *xt, float *ws, bool is_reverse, bool is_masked) {
     int B = d.B, T = d.T, H = d.H, GH = d.GH;
     size_t BH = (size_t)B * H, BGH = (size_t)B * GH;
     /* G (T*B, GH) = xt (T*B, N) W_ih (N, GH): every step's input projection at once */
     gemm_par(false, false, T * B, GH, d.N, 1.0f, xt, d.N, p->Wih, GH, 0.0f, k->G, GH);
     int zero = is_reverse ? T : 0; /* the initial-state slot */
     memset(k->Hs + zero * BH, 0, sizeof(float) * BH);
+    if (is_masked)
+        memset(k->HM + zero * BH, 0, sizeof(float) * BH);
     if (c->cell == CELL_LSTM)
         memset(k->Cs + zero * BH, 0, sizeof(float) * BH);
     /* Rows of the batch never meet in the recurrence: each fixed chunk of rows runs through
@@ -412,11 +446,18 @@ static void dir_forward(const rec_cfg *c, dims d, const dir_params *p, dir_cache
             float *h = k->Hs + (t + k->o_out) * BH;
             float *Gt = k->G + t * BGH;
             /* ws (rows, GH) = h_prev (rows, H) W_hh (H, GH); zero at the first step */
-            if (s == 0)
+            if (s == 0) {
                 memset(ws + (size_t)lo * GH, 0, sizeof(float) * (size_t)(hi - lo) * GH);
-            else
+            } else if (is_masked) {
+                float *hm = k->HM + (t + k->o_prev) * BH;
+                for (size_t i = (size_t)lo * H; i < (size_t)hi * H; i++)
+                    hm[i] = hprev[i] * k->M[i];
+                gemm(false, false, hi - lo, GH, H, 1.0f, hm + (size_t)lo * H, H, p->Whh, GH, 0.0f,
+                     ws + (size_t)lo * GH, GH);
+            } else {
                 gemm(false, false, hi - lo, GH, H, 1.0f, hprev + (size_t)lo * H, H, p->Whh, GH,
                      0.0f, ws + (size_t)lo * GH, GH);
+            }
             switch (c->cell) {
             case CELL_RNN: rnn_step_fwd(c->act, H, Gt, ws, p->bih, p->bhh, h, lo, hi); break;
             case CELL_LSTM:
@@ -432,10 +473,12 @@ static void dir_forward(const rec_cfg *c, dims d, const dir_params *p, dir_cache
 }
 
 static void rec_forward(layer *l, const fwd_ctx *ctx, const float *x, float *y, int B) {
-    (void)ctx;
     const rec_cfg *c = l->cfg;
     dims d = dims_of(l, B);
     rec_scratch s = carve(l, d);
+    bool is_masked = c->rdrop > 0.0f && ctx->is_training;
+    if (is_masked)
+        rdrop_masks(c, d, &s, ctx->rng);
     int T = d.T, N = d.N, H = d.H, DH = d.D * d.H;
     size_t BH = (size_t)B * H;
     /* xt (T, B, N) from x (B, T, N) */
@@ -445,7 +488,7 @@ static void rec_forward(layer *l, const fwd_ctx *ctx, const float *x, float *y, 
     for (int k = 0; k < d.D; k++) {
         dir_params p = params_of(l, d, k);
         dir_cache *dk = &s.dir[k];
-        dir_forward(c, d, &p, dk, s.xt, s.ws, k == 1);
+        dir_forward(c, d, &p, dk, s.xt, s.ws, k == 1, is_masked);
         /* y (B, T, DH) or (B, DH): this direction's H columns */
         if (c->is_sequences) {
             for (int b = 0; b < B; b++)
@@ -535,14 +578,26 @@ static void dir_backward(const rec_cfg *c, dims d, const dir_params *p, dir_cach
                 break;
             }
             /* dh_prev (rows, H) (+)= dG_h (rows, GH) W_hh^T (GH, H); the initial state is
-             * constant, so the first step needs none */
-            if (s_i > 0)
+             * constant, so the first step needs none. With recurrent dropout the product is
+             * masked first (into dt), then set or added. */
+            if (s_i > 0 && c->rdrop == 0.0f)
                 gemm(false, true, hi - lo, H, GH, 1.0f, Ght + (size_t)lo * GH, GH, p->Whh, GH, beta,
                      dh + (size_t)lo * H, H);
+            else if (s_i > 0) {
+                gemm(false, true, hi - lo, H, GH, 1.0f, Ght + (size_t)lo * GH, GH, p->Whh, GH, 0.0f,
+                     s->dt + (size_t)lo * H, H);
+                if (beta == 0.0f)
+                    for (size_t i = (size_t)lo * H; i < (size_t)hi * H; i++)
+                        dh[i] = s->dt[i] * k->M[i];
+                else
+                    for (size_t i = (size_t)lo * H; i < (size_t)hi * H; i++)
+                        dh[i] += s->dt[i] * k->M[i];
+            }
         }
     }
     int TB = T * B;
-    const float *Hprev = k->Hs + (size_t)k->o_prev * BH; /* (T*B, H) */
+    /* (T*B, H): the states the recurrent product read (masked with recurrent dropout) */
+    const float *Hprev = (c->rdrop > 0.0f ? k->HM : k->Hs) + (size_t)k->o_prev * BH;
     for (int r = 0; r < TB; r++) {
         const float *g = k->G + (size_t)r * GH, *gh = k->dGh + (size_t)r * GH;
 #pragma omp simd
@@ -579,10 +634,12 @@ static void rec_backward(layer *l, const float *x, const float *y, float *dy, fl
 
 static void rec_describe(const layer *l, char *buf, size_t n) {
     const rec_cfg *c = l->cfg;
-    snprintf(buf, n, "%s %d%s%s%s", cell_words[c->cell], c->units,
-             c->is_sequences ? " return-sequences" : "",
-             c->is_bidirectional ? " bidirectional" : "",
-             c->cell == CELL_RNN && c->act == ACT_RELU ? " activation relu" : "");
+    int len = snprintf(buf, n, "%s %d%s%s%s", cell_words[c->cell], c->units,
+                       c->is_sequences ? " return-sequences" : "",
+                       c->is_bidirectional ? " bidirectional" : "",
+                       c->cell == CELL_RNN && c->act == ACT_RELU ? " activation relu" : "");
+    if (c->rdrop > 0.0f && len >= 0 && (size_t)len < n)
+        snprintf(buf + len, n - (size_t)len, " recurrent-dropout %g", (double)c->rdrop);
 }
 
 static const layer_ops rec_ops = {
@@ -594,8 +651,8 @@ static const layer_ops rec_ops = {
     .describe = rec_describe,
 };
 
-/* rnn H [return-sequences] [bidirectional] [activation tanh|relu]
- * lstm H [return-sequences] [bidirectional]; gru H [return-sequences] [bidirectional] */
+/* rnn H [return-sequences] [bidirectional] [activation tanh|relu] [recurrent-dropout R]
+ * lstm H [return-sequences] [bidirectional] [recurrent-dropout R]; gru likewise */
 loom_status recurrent_parse(layer *l, int argc, char **argv, loom_error *err);
 loom_status recurrent_parse(layer *l, int argc, char **argv, loom_error *err) {
     rec_cfg c = {.act = ACT_TANH};
@@ -615,6 +672,17 @@ loom_status recurrent_parse(layer *l, int argc, char **argv, loom_error *err) {
             c.is_sequences = true;
         } else if (strcmp(w, "bidirectional") == 0) {
             c.is_bidirectional = true;
+        } else if (strcmp(w, "recurrent-dropout") == 0 || strcmp(w, "recurrent_dropout") == 0) {
+            double v = -1;
+            char *end = NULL;
+            if (i + 1 < argc)
+                v = strtod(argv[i + 1], &end);
+            if (i + 1 >= argc || end == argv[i + 1] || *end || !(v >= 0.0 && v < 1.0))
+                return loom_error_set(err, LOOM_ERR_FORMAT,
+                                      "%s: recurrent-dropout must be a rate in [0, 1), found '%s'",
+                                      argv[0], i + 1 < argc ? argv[i + 1] : "");
+            c.rdrop = (float)v;
+            i++;
         } else if (strcmp(w, "activation") == 0 && c.cell == CELL_RNN) {
             if (i + 1 >= argc || !act_parse(argv[i + 1], &c.act) ||
                 (c.act != ACT_TANH && c.act != ACT_RELU))
