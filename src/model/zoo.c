@@ -51,13 +51,19 @@ static const loom_zoo_entry zoo[] = {
      ""},
     {"rnn2", "2 stacked RNN layers", "rows\nrnn 128 return-sequences\nrnn 128\ndense 10 softmax\n",
      "adam", 1e-3, 64, 30, 0.0, "cosine", 0, NULL, ""},
-    {"lstm", "row-by-row LSTM, hidden 128", "rows\nlstm 128\ndense 10 softmax\n", "adam", 2e-3, 64,
-     50, 0.0, "cosine", 0, "89.93% (5-fold CV mean validation, best fold 90.55%)", "flip,shift:2"},
+    /* the gated cells overfit these rows (train 94-97%, validation 90.5-91%): recurrent dropout
+     * (Keras's recurrent_dropout, no parameters) instead of flips and shifts: lstm 90.15% test
+     * with flip,shift:2 -> 90.92% with recurrent-dropout 0.25 (docs/RESULTS.md) */
+    {"lstm", "row-by-row LSTM, hidden 128",
+     "rows\nlstm 128 recurrent-dropout 0.25\ndense 10 softmax\n", "adam", 2e-3, 64, 50, 0.0,
+     "cosine", 0, "89.93% (5-fold CV mean validation, best fold 90.55%)", ""},
     {"lstm2", "2 stacked LSTM layers",
-     "rows\nlstm 128 return-sequences\nlstm 128\ndense 10 softmax\n", "adam", 2e-3, 64, 50, 0.0,
-     "cosine", 0, NULL, "flip,shift:2"},
-    {"gru", "row-by-row GRU, hidden 128", "rows\ngru 128\ndense 10 softmax\n", "adam", 2e-3, 64, 50,
-     0.0, "cosine", 0, "89.7% (GRU+SVM with dropout, benchmark table)", "flip,shift:2"},
+     "rows\nlstm 128 return-sequences recurrent-dropout 0.25\nlstm 128 recurrent-dropout 0.25\n"
+     "dense 10 softmax\n",
+     "adam", 2e-3, 64, 50, 0.0, "cosine", 0, NULL, ""},
+    {"gru", "row-by-row GRU, hidden 128",
+     "rows\ngru 128 recurrent-dropout 0.25\ndense 10 softmax\n", "adam", 2e-3, 64, 50, 0.0,
+     "cosine", 0, "89.7% (GRU+SVM with dropout, benchmark table)", ""},
 };
 
 int loom_zoo_count(void) { return (int)(sizeof zoo / sizeof *zoo); }
