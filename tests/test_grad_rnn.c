@@ -96,6 +96,45 @@ static void test_recurrent_dropout_modes(void) {
     CHECK(memcmp(a, b, sizeof a) == 0);                 /* evaluation: no mask */
     CHECK(memcmp(out[0][1], out[1][1], sizeof a) != 0); /* training: masked */
     CHECK(memcmp(out[1][1], out[2][1], sizeof a) == 0); /* rate 0: off */
+
+    /* a backward after an evaluation forward is the unmasked one: the gradients of the model
+     * without recurrent dropout */
+    float g[2][1024];
+    size_t n = 0;
+    for (int i = 0; i < 2; i++) {
+        loom_model *m = NULL;
+        loom_error err = {0};
+        CHECK(loom_model_create(&m, texts[i], "test", T, N, 1, &err) == LOOM_OK &&
+              loom_model_prepare(m, B, &err) == LOOM_OK);
+        if (!m)
+            return;
+        loom_model_init(m, 3);
+        n = loom_model_n_params(m);
+        CHECK(n <= 1024);
+        loom_rng_seed(&rng, 5);
+        loom_model_forward(m, x, B, true, &rng); /* a masked pass first, then an unmasked one */
+        loom_model_zero_grad(m);
+        loom_model_forward(m, x, B, false, &rng);
+        float dl[B * 2];
+        for (int j = 0; j < B * 2; j++)
+            dl[j] = 0.1f * (float)(j % 5) - 0.2f;
+        loom_model_backward(m, dl, B);
+        memcpy(g[i], loom_model_grads(m), sizeof(float) * (n <= 1024 ? n : 1024));
+        loom_model_destroy(m);
+    }
+    CHECK(memcmp(g[0], g[1], sizeof(float) * n) == 0);
+
+    /* the canonical text keeps a rate's every digit */
+    loom_model *m = NULL;
+    loom_error err = {0};
+    CHECK(loom_model_create(&m, "rows, lstm 3 recurrent-dropout 0.1234567, dense 2", "t", T, N, 1,
+                            &err) == LOOM_OK);
+    if (m) {
+        const char *t = loom_model_text(m);
+        const char *r = strstr(t, "recurrent-dropout ");
+        CHECK_MSG(r && strtof(r + 18, NULL) == 0.1234567f, "%s", t);
+    }
+    loom_model_destroy(m);
 }
 
 static void test_grad_sequence(void) {
@@ -306,6 +345,7 @@ static void test_parse(void) {
     expect_error("rows, lstm 8 recurrent-dropout -0.1, dense 3", LOOM_ERR_FORMAT);
     expect_error("rows, lstm 8 recurrent-dropout, dense 3", LOOM_ERR_FORMAT);
     expect_error("rows, lstm 8 recurrent-dropout 0.2x, dense 3", LOOM_ERR_FORMAT);
+    expect_error("rows, lstm 8 recurrent-dropout 0.99999999, dense 3", LOOM_ERR_FORMAT); /* 1.0f */
 
     loom_model *m = NULL;
     loom_error err = {0};

@@ -66,6 +66,7 @@ typedef struct {
     float *dh;  /* (B, H) dL/dh_t carried backwards through time */
     float *dc;  /* (B, H) lstm dL/dc_t carried backwards */
     float *dt;  /* (B, H) recurrent dropout: dL/d(masked h_prev) before the mask */
+    float *on;  /* recurrent dropout: on[0] = 1 when the last forward masked (training) */
     dir_cache dir[2];
 } rec_scratch;
 
@@ -106,6 +107,8 @@ static rec_scratch carve(const layer *l, dims d) {
     size_t B = (size_t)d.B, T = (size_t)d.T, H = (size_t)d.H, GH = (size_t)d.GH;
     float *p = l->scratch;
     rec_scratch s = {0};
+    if (c->rdrop > 0.0f)
+        s.on = take(&p, 1);
     s.xt = take(&p, T * B * (size_t)d.N);
     s.dxt = take(&p, T * B * (size_t)d.N);
     s.ws = take(&p, B * GH);
@@ -135,7 +138,7 @@ static rec_scratch carve(const layer *l, dims d) {
         dk->o_prev = k == 0 ? 0 : 1;
     }
     assert((size_t)(p - l->scratch) <=
-           scratch_per_example(c, d) * (size_t)d.B + SCRATCH_PAD); /* sized by rec_init */
+           scratch_per_example(c, d) * (size_t)d.B + l->scratch_fixed); /* sized by rec_init */
     return s;
 }
 
@@ -181,7 +184,7 @@ static loom_status rec_init(layer *l, loom_error *err) {
         l->groups[l->n_groups++] = (param_group){o + (N + H + 1) * GH, GH, GROUP_BIAS, d.N, d.GH};
     }
     l->scratch_per_example = scratch_per_example(c, d);
-    l->scratch_fixed = SCRATCH_PAD;
+    l->scratch_fixed = SCRATCH_PAD + (c->rdrop > 0.0f ? SCRATCH_ALIGN : 0); /* + the flag */
     /* products 2*T*GH*(N+H) plus about 6 elementwise operations per gate value */
     l->flops = (double)d.D * d.T * ((double)2 * GH * (N + H) + 6.0 * GH);
     return LOOM_OK;
@@ -407,8 +410,10 @@ static int step_chunks(dims d) {
  * gru's blend) see it unmasked. Backward: dW_hh takes the masked states, and the gradient
  * through the product, dG_h W_hh^T, is multiplied by the mask before it joins dh_prev. */
 static void rdrop_masks(const rec_cfg *c, dims d, rec_scratch *s, loom_rng *rng) {
-    float keep = 1.0f - c->rdrop, scale = 1.0f / keep;
-    uint32_t thresh = (uint32_t)lroundf(keep * 65536.0f);
+    /* kept with probability thresh / 65536 (16-bit uniforms), scaled by its inverse so that the
+     * mask's mean is exactly 1 even for rates near 1 */
+    uint32_t thresh = (uint32_t)lroundf((1.0f - c->rdrop) * 65536.0f);
+    float scale = thresh ? 65536.0f / (float)thresh : 0.0f;
     loom_rng r;
     loom_rng_seed(&r, loom_rng_next(rng)); /* one draw of the model's stream per call */
     size_t n = (size_t)d.B * d.H;
@@ -479,6 +484,8 @@ static void rec_forward(layer *l, const fwd_ctx *ctx, const float *x, float *y, 
     bool is_masked = c->rdrop > 0.0f && ctx->is_training;
     if (is_masked)
         rdrop_masks(c, d, &s, ctx->rng);
+    if (s.on) /* what backward must undo: the masked recurrence, or the plain one */
+        s.on[0] = is_masked ? 1.0f : 0.0f;
     int T = d.T, N = d.N, H = d.H, DH = d.D * d.H;
     size_t BH = (size_t)B * H;
     /* xt (T, B, N) from x (B, T, N) */
@@ -529,6 +536,7 @@ static void gemm_tn_acc(int M, int Nc, int K, const float *A, int lda, const flo
  * and dxt (+)= dG W_ih^T. */
 static void dir_backward(const rec_cfg *c, dims d, const dir_params *p, dir_cache *k,
                          const rec_scratch *s, const float *dy, int k_dir, bool has_dx) {
+    bool is_masked = s->on && s->on[0] != 0.0f; /* the last forward was a masked (training) one */
     bool is_reverse = k_dir == 1;
     int B = d.B, T = d.T, H = d.H, GH = d.GH, DH = d.D * d.H;
     size_t BH = (size_t)B * H, BGH = (size_t)B * GH;
@@ -580,7 +588,7 @@ static void dir_backward(const rec_cfg *c, dims d, const dir_params *p, dir_cach
             /* dh_prev (rows, H) (+)= dG_h (rows, GH) W_hh^T (GH, H); the initial state is
              * constant, so the first step needs none. With recurrent dropout the product is
              * masked first (into dt), then set or added. */
-            if (s_i > 0 && c->rdrop == 0.0f)
+            if (s_i > 0 && !is_masked)
                 gemm(false, true, hi - lo, H, GH, 1.0f, Ght + (size_t)lo * GH, GH, p->Whh, GH, beta,
                      dh + (size_t)lo * H, H);
             else if (s_i > 0) {
@@ -597,7 +605,7 @@ static void dir_backward(const rec_cfg *c, dims d, const dir_params *p, dir_cach
     }
     int TB = T * B;
     /* (T*B, H): the states the recurrent product read (masked with recurrent dropout) */
-    const float *Hprev = (c->rdrop > 0.0f ? k->HM : k->Hs) + (size_t)k->o_prev * BH;
+    const float *Hprev = (is_masked ? k->HM : k->Hs) + (size_t)k->o_prev * BH;
     for (int r = 0; r < TB; r++) {
         const float *g = k->G + (size_t)r * GH, *gh = k->dGh + (size_t)r * GH;
 #pragma omp simd
@@ -638,8 +646,13 @@ static void rec_describe(const layer *l, char *buf, size_t n) {
                        c->is_sequences ? " return-sequences" : "",
                        c->is_bidirectional ? " bidirectional" : "",
                        c->cell == CELL_RNN && c->act == ACT_RELU ? " activation relu" : "");
-    if (c->rdrop > 0.0f && len >= 0 && (size_t)len < n)
-        snprintf(buf + len, n - (size_t)len, " recurrent-dropout %g", (double)c->rdrop);
+    if (c->rdrop > 0.0f && len >= 0 && (size_t)len < n) { /* digits enough to read back */
+        char r[32];
+        snprintf(r, sizeof r, "%g", (double)c->rdrop);
+        if (strtof(r, NULL) != c->rdrop)
+            snprintf(r, sizeof r, "%.9g", (double)c->rdrop);
+        snprintf(buf + len, n - (size_t)len, " recurrent-dropout %s", r);
+    }
 }
 
 static const layer_ops rec_ops = {
@@ -673,15 +686,12 @@ loom_status recurrent_parse(layer *l, int argc, char **argv, loom_error *err) {
         } else if (strcmp(w, "bidirectional") == 0) {
             c.is_bidirectional = true;
         } else if (strcmp(w, "recurrent-dropout") == 0 || strcmp(w, "recurrent_dropout") == 0) {
-            double v = -1;
-            char *end = NULL;
-            if (i + 1 < argc)
-                v = strtod(argv[i + 1], &end);
-            if (i + 1 >= argc || end == argv[i + 1] || *end || !(v >= 0.0 && v < 1.0))
+            /* checked as the float it is kept as: 0.99999999 would round to 1 */
+            if (i + 1 >= argc || !parse_float(argv[i + 1], &c.rdrop) ||
+                !(c.rdrop >= 0.0f && c.rdrop < 1.0f))
                 return loom_error_set(err, LOOM_ERR_FORMAT,
                                       "%s: recurrent-dropout must be a rate in [0, 1), found '%s'",
                                       argv[0], i + 1 < argc ? argv[i + 1] : "");
-            c.rdrop = (float)v;
             i++;
         } else if (strcmp(w, "activation") == 0 && c.cell == CELL_RNN) {
             if (i + 1 >= argc || !act_parse(argv[i + 1], &c.act) ||
