@@ -798,7 +798,9 @@ typedef struct {
     const char *note;         /* a line put at the top (e.g. "quick study: ..."), may be NULL */
     const char *command_line; /* how the report was made, may be NULL */
     double wall_seconds;      /* the study's wall time when known, else 0 */
-    loom_log_fn log;          /* a line per file written, may be NULL */
+    int n_earlier;   /* steps finished or begun in earlier sessions of a resumed study: then
+                      * wall_seconds is the last session's only */
+    loom_log_fn log; /* a line per file written, may be NULL */
     void *log_user;
 } loom_report_config;
 

@@ -2,6 +2,7 @@
  * the files the runs wrote (config.txt, summary.txt, history.csv, metrics.json, confusion.csv,
  * predictions.csv, cv.csv/cv.json, trials.csv) and draws through the plot module. */
 #include "../core/core.h"
+#include "plot.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -114,6 +115,32 @@ static void fenced(FILE *md, const char *text) {
     fprintf(md, "```\n%s%s```\n\n", text, text[0] && text[strlen(text) - 1] == '\n' ? "" : "\n");
 }
 
+/* The seconds a run's own files record: its epochs (history.csv), its folds (cv.csv), or its
+ * executions and the best trial's retraining (executions.csv, best/history.csv); 0 if none. */
+static double csv_seconds(const char *dir, const char *file, const char *column) {
+    char p[2048];
+    snprintf(p, sizeof p, "%s/%s", dir, file);
+    plot_csv t = {0};
+    loom_error e = {0};
+    double s = 0;
+    if (plot_csv_load(&t, p, &e) == LOOM_OK) {
+        int c = plot_csv_col(&t, column);
+        for (int r = 0; c >= 0 && r < t.n_rows; r++)
+            s += atof(plot_csv_cell(&t, r, c));
+    }
+    plot_csv_reset(&t);
+    return s;
+}
+
+static double run_seconds(const char *dir) {
+    if (exists(dir, "cv.csv"))
+        return csv_seconds(dir, "cv.csv", "seconds");
+    if (exists(dir, "executions.csv"))
+        return csv_seconds(dir, "executions.csv", "seconds") +
+               csv_seconds(dir, "best/history.csv", "seconds");
+    return csv_seconds(dir, "history.csv", "seconds");
+}
+
 /* ---- sections ---- */
 
 static void provenance(FILE *md, const loom_report_config *rc, const run_info *runs, int n) {
@@ -141,9 +168,22 @@ static void provenance(FILE *md, const loom_report_config *rc, const run_info *r
             cpu, sysconf(_SC_NPROCESSORS_ONLN));
     if (rc->command_line)
         fprintf(md, "- Report command: `%s`\n", rc->command_line);
-    if (rc->wall_seconds > 0)
+    double train = 0;
+    for (int i = 0; i < n; i++)
+        train += run_seconds(runs[i].dir);
+    if (rc->wall_seconds > 0 && rc->n_earlier == 0)
         fprintf(md, "- Wall time of the whole study: %.0f s (%.1f min).\n", rc->wall_seconds,
                 rc->wall_seconds / 60);
+    else if (rc->wall_seconds > 0)
+        fprintf(md,
+                "- The study ran in several sessions (`--resume`): %d of its %d steps had "
+                "finished or begun before the last session, which took %.0f s (%.1f min).\n",
+                rc->n_earlier, n, rc->wall_seconds, rc->wall_seconds / 60);
+    if (train > 0)
+        fprintf(md,
+                "- Training and validation time recorded by the runs themselves (epochs, folds, "
+                "executions; the whole of each run, whatever the session): %.0f s (%.1f h).\n",
+                train, train / 3600);
     fprintf(md, "- Every run's full configuration is in its `config.txt`; the commands:\n\n");
     fprintf(md, "| run | seed | threads | command |\n|---|---|---|---|\n");
     for (int i = 0; i < n; i++) {

@@ -235,7 +235,7 @@ loom_status loom_study_run(const loom_study_config *sc, loom_error *err) {
     }
 
     double t0 = loom_now(), spent = 0;
-    int n_run = 0;
+    int n_run = 0, n_earlier = 0;
     char threads[16];
     snprintf(threads, sizeof threads, "%d", sc->threads);
     for (int i = 0; i < n; i++) {
@@ -248,6 +248,7 @@ loom_status loom_study_run(const loom_study_config *sc, loom_error *err) {
             log_printf(sc->log, sc->log_user, LOOM_LOG_INFO,
                        "[%d/%d] %s %s: finished earlier, skipped", i + 1, n, s->argv[0],
                        s->argv[1]);
+            n_earlier++;
             continue;
         }
         char *argv[MAX_ARGS + 24];
@@ -257,6 +258,7 @@ loom_status loom_study_run(const loom_study_config *sc, loom_error *err) {
         bool is_train = strcmp(s->argv[0], "train") == 0;
         argv[a++] = (char *)sc->exe;
         if (is_train && sc->is_resume && file_exists(ck)) {
+            n_earlier++;
             argv[a++] = "train";
             argv[a++] = "--resume";
             argv[a++] = dir;
@@ -345,6 +347,7 @@ loom_status loom_study_run(const loom_study_config *sc, loom_error *err) {
                              : NULL,
         .command_line = sc->command_line,
         .wall_seconds = loom_now() - t0,
+        .n_earlier = n_earlier,
         .log = sc->log,
         .log_user = sc->log_user,
     };

@@ -41,10 +41,17 @@ check "[ \$(grep -c '^| \\(mlp\\|cnn1\\|lstm\\|cv-rnn\\|tune-mlp-space\\) |' '$R
 check "grep -q '^| Ankle boot | [0-9.]* | [0-9.]* | [0-9.]* | 1000 |' '$R'"
 check "grep -q 'Mean validation accuracy' '$R'"
 check "grep -q '^| trial' '$R'"
+# its time: one session, so the wall time; and the runs' own recorded time
+check "grep -q '^- Wall time of the whole study: [0-9]* s' '$R'"
+check "grep -q '^- Training and validation time recorded by the runs themselves.*: [0-9]* s' '$R'"
 # a finished study resumes to nothing: every step is skipped
 $LOOM study "$T/study.txt" --out "$T/s" --resume >"$T/out2" 2>"$T/err2"
 check '[ $? -eq 0 ]'
 check "[ \$(grep -c 'finished earlier, skipped' '$T/err2') -eq 5 ]"
+# ... and its report says so instead of giving that session's seconds as the study's
+check "grep -q '^- The study ran in several sessions (.--resume.): 5 of its 5 steps' '$R'"
+check "! grep -q '^- Wall time of the whole study' '$R'"
+check "grep -q '^- Training and validation time recorded by the runs themselves' '$R'"
 # without --resume or --force an existing study is refused
 $LOOM study "$T/study.txt" --out "$T/s" >/dev/null 2>"$T/err3"
 check '[ $? -eq 2 ]'
