@@ -683,35 +683,72 @@ static int block_count(const loom_space *s, const space_block *b, bool is_max) {
     return m;
 }
 
+/* The layers item it makes with its hyperparameters at vals (NULL: their defaults), as the
+ * model language counts them; -1 if the text does not parse, -2 when out of memory. */
+static int item_layers(const loom_space *s, const space_item *it, char *const *vals) {
+    char text[1024];
+    item_text(s, it, vals, " ", text, sizeof text);
+    loom_model *m = calloc(1, sizeof *m);
+    if (!m)
+        return -2;
+    loom_error e2 = {0};
+    int n = model_parse(m, text, "x", &e2) == LOOM_OK ? m->n_layers : -1;
+    loom_model_destroy(m);
+    return n;
+}
+
 /* Every point drawn must be a model: at least one layer with every repeat block at its
  * smallest count, and at most MODEL_MAX_LAYERS at its largest (as the model language counts
- * them: one item may hold "a + b"). Otherwise the first trial that draws such a count would stop
- * the search half-way. */
+ * them: one item may hold "a + b", and a choice may be "relu|+tanh", a second layer). Each item
+ * counts with the values of its hyperparameters that make the most and the fewest layers, one
+ * hyperparameter at a time. Otherwise the first trial that draws such a count would stop the
+ * search half-way. */
 static loom_status check_size(parser *p) {
     loom_space *s = p->s;
     int n_max = 0, n_min = 0;
+    char **vals = calloc((size_t)s->n_hp + 1, sizeof *vals);
+    if (!vals)
+        return loom_error_set(p->err, LOOM_ERR_NOMEM, "%s: out of memory", p->source);
     for (int i = 0; i < s->n_items; i++) {
         const space_item *it = &s->items[i];
         if (it->is_setting)
             continue;
-        char text[1024];
-        item_text(s, it, NULL, " ", text, sizeof text);
-        loom_model *m = calloc(1, sizeof *m);
-        if (!m)
-            return loom_error_set(p->err, LOOM_ERR_NOMEM, "%s: out of memory", p->source);
-        loom_error e2 = {0};
-        if (model_parse(m, text, "x", &e2) == LOOM_OK) {
-            n_max += m->n_layers;
-            if (it->block < 0 || it->rep <= block_count(s, &s->blocks[it->block], false))
-                n_min += m->n_layers;
+        int n_def = item_layers(s, it, NULL), big = n_def, small = n_def;
+        for (int w = 0; w < it->n_words && n_def >= 0; w++) {
+            int k = it->hp[w];
+            if (k < 0)
+                continue;
+            char tries[8][64];
+            int nt = check_values(&s->hps[k], tries, 8);
+            for (int t = 0; t < nt; t++) {
+                vals[k] = tries[t];
+                int n = item_layers(s, it, vals);
+                if (n == -2)
+                    break;
+                if (n >= 0) {
+                    big = n > big ? n : big;
+                    small = n < small ? n : small;
+                }
+            }
+            vals[k] = NULL;
         }
-        loom_model_destroy(m);
+        if (n_def == -2) {
+            free(vals);
+            return loom_error_set(p->err, LOOM_ERR_NOMEM, "%s: out of memory", p->source);
+        }
+        if (n_def >= 0) {
+            n_max += big;
+            if (it->block < 0 || it->rep <= block_count(s, &s->blocks[it->block], false))
+                n_min += small;
+        }
         if (n_max > MODEL_MAX_LAYERS) {
+            free(vals);
             p->line = it->line;
             return perr(p, NULL, "more than %d layers with every repeat block at its largest count",
                         MODEL_MAX_LAYERS);
         }
     }
+    free(vals);
     if (n_min == 0)
         return loom_error_set(p->err, LOOM_ERR_FORMAT,
                               "%s: no layers with every repeat block at its smallest count",
