@@ -67,6 +67,21 @@ static void test_grad_recurrent_dropout(void) {
     gradcheck_expect("rows, lstm 6 recurrent-dropout 0.8, dense 2", 8, 2, 1, 3);
 }
 
+/* A model of text on (T, N) sequences, prepared for B and initialised from seed 3. */
+static loom_model *rd_model(const char *text, int T, int N, int B) {
+    loom_model *m = NULL;
+    loom_error err = {0};
+    bool is_ok = loom_model_create(&m, text, "test", T, N, 1, &err) == LOOM_OK &&
+                 loom_model_prepare(m, B, &err) == LOOM_OK;
+    CHECK_MSG(is_ok, "%s", err.msg);
+    if (!is_ok) {
+        loom_model_destroy(m);
+        return NULL;
+    }
+    loom_model_init(m, 3);
+    return m;
+}
+
 /* ... it masks in training only, and a rate of 0 is no dropout, to the bit. */
 static void test_recurrent_dropout_modes(void) {
     enum { B = 4, T = 5, N = 3 };
@@ -79,13 +94,9 @@ static void test_recurrent_dropout_modes(void) {
                            "rows, gru 6 recurrent-dropout 0, dense 2"};
     float out[3][2][B * 2]; /* [model][training?] */
     for (int i = 0; i < 3; i++) {
-        loom_model *m = NULL;
-        loom_error err = {0};
-        CHECK(loom_model_create(&m, texts[i], "test", T, N, 1, &err) == LOOM_OK &&
-              loom_model_prepare(m, B, &err) == LOOM_OK);
+        loom_model *m = rd_model(texts[i], T, N, B);
         if (!m)
             return;
-        loom_model_init(m, 3);
         for (int tr = 0; tr < 2; tr++) {
             loom_rng_seed(&rng, 5);
             memcpy(out[i][tr], loom_model_forward(m, x, B, tr == 1, &rng), sizeof a);
@@ -102,13 +113,9 @@ static void test_recurrent_dropout_modes(void) {
     float g[2][1024];
     size_t n = 0;
     for (int i = 0; i < 2; i++) {
-        loom_model *m = NULL;
-        loom_error err = {0};
-        CHECK(loom_model_create(&m, texts[i], "test", T, N, 1, &err) == LOOM_OK &&
-              loom_model_prepare(m, B, &err) == LOOM_OK);
+        loom_model *m = rd_model(texts[i], T, N, B);
         if (!m)
             return;
-        loom_model_init(m, 3);
         n = loom_model_n_params(m);
         CHECK(n <= 1024);
         loom_rng_seed(&rng, 5);

@@ -135,6 +135,11 @@ static loom_dataset *make_data(int n, uint64_t seed) {
     return ds;
 }
 
+static void iota(int *idx, int n) { /* 0, 1, ..., n-1 */
+    for (int i = 0; i < n; i++)
+        idx[i] = i;
+}
+
 static char last_error[512];  /* the message of the last failed training */
 static float label_smoothing; /* train_text's label smoothing (0 unless a test sets it) */
 
@@ -145,8 +150,7 @@ static loom_status train_text(const char *text, loom_model **mo, loom_history *h
     loom_set_threads(threads);
     loom_dataset *ds = make_data(600, 3);
     int idx[600];
-    for (int i = 0; i < 600; i++)
-        idx[i] = i;
+    iota(idx, 600);
     loom_model *m = NULL;
     loom_error err = {0};
     loom_status st = loom_model_create(&m, text, "small", 8, 8, 1, &err);
@@ -401,8 +405,7 @@ static float *ema_train(int epochs, int batch, float ema, const char *ck, int st
                         size_t *n, double *val_acc) {
     loom_dataset *ds = make_data(600, 3);
     int idx[600];
-    for (int i = 0; i < 600; i++)
-        idx[i] = i;
+    iota(idx, 600);
     loom_model *m = NULL;
     loom_error err = {0};
     float *w = NULL;
