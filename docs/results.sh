@@ -120,7 +120,8 @@ target() {
     echo "\`loom predict\` on test images saved as 280x280 RGB PNGs, dark garment on a white"
     pm="$OUT/conv-maxpool/model.loom"
     [ -s "$pm" ] || pm=""
-    echo "background, against the prediction of the same model (${pm:+the study's conv-maxpool}${pm:-a cnn1 trained for one epoch on 3,000 images}) on the original 28x28 images"
+    if [ -n "$pm" ]; then which="the study's conv-maxpool"; else which="a cnn1 trained for one epoch on 3,000 images"; fi
+    echo "background, against the prediction of the same model ($which) on the original 28x28 images"
     echo "(\`PREDICT_MODEL=$pm sh tests/data/install.sh\`, which also builds \`examples/classify.c\` against an installed loom):"
     echo
     out=$(LOOM=$LOOM PREDICT_MODEL=$pm sh tests/data/install.sh 2>/dev/null)
