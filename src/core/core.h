@@ -75,6 +75,9 @@ static inline uint64_t rng_next(loom_rng *rng) {
     s[3] = rng_rotl(s[3], 45);
     return result;
 }
+/* v as short as %g writes it when that reads back (strtof) to the same float, else with the 9
+ * digits a float needs: texts that are read again (config.txt, model text) keep every value. */
+void float_text(float v, char *buf, size_t n);
 /* mkdir -p: dir and its missing parents (0755); LOOM_ERR_IO naming dir when it cannot be made. */
 loom_status loom_mkdir_p(const char *dir, loom_error *err);
 

@@ -33,6 +33,12 @@ loom_status loom_error_set(loom_error *err, loom_status s, const char *fmt, ...)
     return s;
 }
 
+void float_text(float v, char *buf, size_t n) {
+    snprintf(buf, n, "%g", (double)v);
+    if (strtof(buf, NULL) != v)
+        snprintf(buf, n, "%.9g", (double)v);
+}
+
 uint32_t loom_crc32(uint32_t crc, const void *data, size_t len) {
     const unsigned char *p = data;
     while (len > 0) { /* zlib takes uInt lengths */

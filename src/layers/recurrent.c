@@ -648,9 +648,7 @@ static void rec_describe(const layer *l, char *buf, size_t n) {
                        c->cell == CELL_RNN && c->act == ACT_RELU ? " activation relu" : "");
     if (c->rdrop > 0.0f && len >= 0 && (size_t)len < n) { /* digits enough to read back */
         char r[32];
-        snprintf(r, sizeof r, "%g", (double)c->rdrop);
-        if (strtof(r, NULL) != c->rdrop)
-            snprintf(r, sizeof r, "%.9g", (double)c->rdrop);
+        float_text(c->rdrop, r, sizeof r);
         snprintf(buf + len, n - (size_t)len, " recurrent-dropout %s", r);
     }
 }

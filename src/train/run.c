@@ -242,9 +242,7 @@ typedef struct {
 } num_text;
 static num_text fnum(float v) {
     num_text t;
-    snprintf(t.s, sizeof t.s, "%g", (double)v);
-    if (strtof(t.s, NULL) != v)
-        snprintf(t.s, sizeof t.s, "%.9g", (double)v);
+    float_text(v, t.s, sizeof t.s);
     return t;
 }
 static num_text dnum(double v) {
