@@ -25,6 +25,8 @@ static void help(void) {
            "  --test-subset N          test the best on the first N test images\n"
            "  --standardize            per-pixel standardisation\n"
            "  --no-best                do not retrain and test the best trial\n"
+           "  --refit split|all        retrain the best on the search's training split\n"
+           "                           (default: execution 1 again) or on all training images\n"
            "  --out DIR                search directory (default runs/tune-SPACE)\n"
            "  --data DIR               IDX data directory (default $LOOM_DATA or %s)\n"
            "  --threads N              worker threads (results do not change)\n"
@@ -51,6 +53,7 @@ enum {
     O_TSUB,
     O_STD,
     O_NOBEST,
+    O_REFIT,
     O_OUT,
     O_DATA,
     O_THREADS,
@@ -75,6 +78,7 @@ static const struct option tune_opts[] = {
     {"test-subset", 1, 0, O_TSUB},
     {"standardize", 0, 0, O_STD},
     {"no-best", 0, 0, O_NOBEST},
+    {"refit", 1, 0, O_REFIT},
     {"out", 1, 0, O_OUT},
     {"data", 1, 0, O_DATA},
     {"threads", 1, 0, O_THREADS},
@@ -154,6 +158,11 @@ int cmd_tune(int argc, char **argv) {
             break;
         case O_STD: tc.is_standardize = true; break;
         case O_NOBEST: tc.is_skip_best = true; break;
+        case O_REFIT:
+            if (strcmp(optarg, "all") && strcmp(optarg, "split"))
+                return cli_usage_error("tune", "--refit '%s': use split or all", optarg);
+            tc.is_refit_all = strcmp(optarg, "all") == 0;
+            break;
         case O_OUT: tc.out_dir = optarg; break;
         case O_DATA: tc.data_dir = optarg; break;
         case O_THREADS:

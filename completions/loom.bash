@@ -30,6 +30,7 @@ _loom() {
     --lr-schedule) COMPREPLY=($(compgen -W "constant step exp cosine plateau" -- "$cur")); return ;;
     --algorithm) COMPREPLY=($(compgen -W "random hyperband" -- "$cur")); return ;;
     --objective) COMPREPLY=($(compgen -W "val_acc val_loss val_f1" -- "$cur")); return ;;
+    --refit) COMPREPLY=($(compgen -W "split all" -- "$cur")); return ;;
     --column) COMPREPLY=($(compgen -W "val_acc acc val_loss loss" -- "$cur")); return ;;
     --data | --out | -o | --save-preprocessed) COMPREPLY=($(compgen -d -- "$cur")); return ;;
     --resume) [ "$cmd" = train ] && COMPREPLY=($(compgen -d -- "$cur")) && return ;;
@@ -60,7 +61,7 @@ _loom() {
         --data --threads --quiet --no-plots" ;;
     tune) opts="$train_opts --algorithm --trials --executions-per-trial --objective --cv --eta
         --budget-minutes --resume --force --seed --val-split --subset --test-subset --standardize
-        --no-best --out --data --threads --quiet --verbose --no-plots" ;;
+        --no-best --refit --out --data --threads --quiet --verbose --no-plots" ;;
     compare) opts="--out --alpha" ;;
     predict) opts="--top --json --idx --save-preprocessed --gray --invert --no-invert --no-crop --no-fit
         --threads" ;;

@@ -90,14 +90,19 @@ target() {
         echo
         echo "## Random search: $(basename "$td" | sed 's/^tune-//')"
         echo
-        echo "\`loom tune\` over the study's MLP space (\`loom study --print\`), 5 trials × 2 executions;"
+        echo "\`loom tune\` over the study's MLP space (\`loom study --print\`), 5 trials × 2 executions"
+        echo "of $(grep -m1 '^epochs' "$OUT/mlp-space.txt" 2>/dev/null | cut -d' ' -f2) epochs$(grep -q '^standardize=1' "$td/tune.txt" 2>/dev/null && echo ' on standardised pixels');"
         echo "score = mean validation accuracy of a trial's executions."
         echo
         head -n 1 "$tr" | awk -F, '{printf "|"; for (i = 1; i <= NF; i++) printf " %s |", $i; printf "\n|"; for (i = 1; i <= NF; i++) printf "---|"; printf "\n"}'
         awk -F, 'NR>1{printf "|"; for (i = 1; i <= NF; i++) printf " %s |", (i == 2 ? sprintf("%.2f%%", 100*$i) : $i); printf "\n"}' "$tr"
         if [ -s "$td/best/metrics.json" ]; then
             echo
-            echo "The best trial retrained on the training split: test accuracy"
+            if grep -q '^tune_refit=all' "$td/best/config.txt" 2>/dev/null; then
+                echo "The best trial retrained on all 60,000 training images (\`--refit all\`): test accuracy"
+            else
+                echo "The best trial retrained on the training split: test accuracy"
+            fi
             echo "**$(pct "$(num "$td/best/metrics.json" accuracy)")**, macro F1 $(pct "$(num "$td/best/metrics.json" macro_f1)")."
         fi
     done

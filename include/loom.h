@@ -600,6 +600,9 @@ typedef struct {
     bool is_resume;              /* continue the search recorded in out_dir */
     bool is_force;               /* start over in an out_dir that holds a search */
     bool is_skip_best;           /* do not retrain and test the best trial */
+    bool is_refit_all;           /* retrain the best on the whole training set (training and
+                                  * validation examples), for its epochs without early stopping;
+                                  * default: execution 1 of the best trial, on the same split */
     bool is_verbose;             /* log every training epoch */
     loom_train_config train;     /* every trial's defaults; train.seed seeds the search */
     const char *train_overrides; /* "key=value" lines applied after the space's (command line) */

@@ -577,6 +577,34 @@ static void test_tune_resume(void) {
         CHECK(rc.trials[t].score == ra.trials[t].score);
     loom_tune_result_reset(&rc);
 
+    /* --refit all: the same search, its best retrained on all 400 examples (no validation, no
+     * early stopping): other weights than execution 1's, and recorded as such */
+    tiny_tune_config(&tc, tmp_path("tune_refit"));
+    tc.is_refit_all = true;
+    tc.train.early_stopping = 1;
+    loom_tune_result rr;
+    st = loom_tune_run(&tc, train, test, &rr, &err);
+    CHECK_MSG(st == LOOM_OK, "%s", err.msg);
+    CHECK(rr.best == ra.best && rr.has_test && rr.weights_hash != ra.weights_hash);
+    CHECK(rr.trials[rr.best].score == ra.trials[ra.best].score);
+    snprintf(pa, sizeof pa, "%s/best/config.txt", tc.out_dir);
+    char *cfg = slurp(pa), v[64];
+    CHECK(cfg && loom_config_get(cfg, "tune_refit", v, sizeof v) && strcmp(v, "all") == 0);
+    CHECK(cfg && loom_config_get(cfg, "val_split", v, sizeof v) && strcmp(v, "0") == 0);
+    CHECK(cfg && loom_config_get(cfg, "early_stopping", v, sizeof v) && strcmp(v, "0") == 0);
+    free(cfg);
+    snprintf(pa, sizeof pa, "%s/best/model.txt", tc.out_dir);
+    text = slurp(pa);
+    CHECK(text && strstr(text, "--val-split 0\n") != NULL);
+    free(text);
+    snprintf(pa, sizeof pa, "%s/best/history.csv", tc.out_dir);
+    CHECK(count_lines(pa) == 3); /* the full 2 epochs */
+    snprintf(pa, sizeof pa, "%s/best/config.txt", da);
+    cfg = slurp(pa);
+    CHECK(cfg && loom_config_get(cfg, "tune_refit", v, sizeof v) && strcmp(v, "split") == 0);
+    free(cfg);
+    loom_tune_result_reset(&rr);
+
     loom_tune_result_reset(&ra);
     loom_tune_result_reset(&rb);
     loom_dataset_destroy(train);

@@ -34,12 +34,12 @@ static const char builtin_study[] =
     "train gru\n"
     "cv rnn --folds 5\n"
     "cv lstm --folds 5\n"
-    "tune builtin:mlp-space --trials 5 --executions-per-trial 2\n";
+    "tune builtin:mlp-space --trials 5 --executions-per-trial 2 --standardize --refit all\n";
 
 static const char builtin_mlp_space[] =
     "# The study's MLP search space (keras-tuner random search): 1 to 4 hidden blocks of\n"
     "# dense units from 512/256/128/64/32 with ReLU and dropout 0 to 0.4, input dropout 0 to\n"
-    "# 0.3, learning rate 1e-2 or 1e-3 (Adam, decayed by a cosine over the 20 epochs).\n"
+    "# 0.3, learning rate 1e-2 or 1e-3 (Adam, decayed by a cosine over 40 epochs).\n"
     "flatten\n"
     "dropout {0.0..0.3 step 0.1 name=input_dropout}\n"
     "repeat {1..4 name=num_layers} {\n"
@@ -50,7 +50,7 @@ static const char builtin_mlp_space[] =
     "lr {1e-2|1e-3}\n"
     "optimizer adam\n"
     "batch 64\n"
-    "epochs 20\n"
+    "epochs 40\n"
     "lr_schedule cosine\n";
 
 const char *loom_study_builtin(void) { return builtin_study; }
@@ -227,7 +227,7 @@ loom_status loom_study_run(const loom_study_config *sc, loom_error *err) {
         char sp[sizeof builtin_mlp_space + 16];
         snprintf(sp, sizeof sp, "%s", builtin_mlp_space);
         if (sc->is_quick) {
-            char *e = strstr(sp, "epochs 20");
+            char *e = strstr(sp, "epochs 40");
             if (e)
                 memcpy(e, "epochs 3 ", 9);
         }

@@ -1703,6 +1703,22 @@ static loom_status retrain_best(search *s, loom_error *err) {
     if (st || (st = trial_config(s, pt, b->epochs, &c, sched, sizeof sched, err)))
         return st;
     c.seed = exec_seed(s, b->trial, 0); /* without cv: execution 1 of the trial, bit for bit */
+    loom_split all = {0}; /* --refit all: every training example, none held out */
+    const loom_split *fit_split = &s->split;
+    if (tc->is_refit_all) {
+        if (!(all.train = malloc((size_t)s->ds->n * sizeof *all.train))) {
+            st = loom_error_set(err, LOOM_ERR_NOMEM, "out of memory");
+            goto done;
+        }
+        for (int i = 0; i < s->ds->n; i++)
+            all.train[i] = i;
+        all.n_train = s->ds->n;
+        fit_split = &all;
+        if (c.early_stopping > 0) /* nothing to stop on: the full epochs */
+            slog(s, LOOM_LOG_WARN,
+                 "--refit all: early stopping needs validation data; training %d epochs", c.epochs);
+        c.early_stopping = 0;
+    }
     snprintf(s->prefix, sizeof s->prefix, "best (trial %d): ", b->trial + 1);
     if (!text_open(&mt)) {
         st = loom_error_set(err, LOOM_ERR_NOMEM, "out of memory");
@@ -1718,12 +1734,13 @@ static loom_status retrain_best(search *s, loom_error *err) {
         fprintf(mt.f, " --l2 %g", (double)c.opt.l2);
     if (c.early_stopping > 0)
         fprintf(mt.f, " --early-stopping %d", c.early_stopping);
-    fprintf(mt.f, "%s\n%s", tc->is_standardize ? " --standardize" : "", pt->model_text);
+    fprintf(mt.f, "%s%s\n%s", tc->is_standardize ? " --standardize" : "",
+            tc->is_refit_all ? " --val-split 0" : "", pt->model_text);
     if ((st = text_save(&mt, path_join(model_txt, sizeof model_txt, dir, "model.txt"), err)))
         goto done;
-    slog(s, LOOM_LOG_INFO, "retraining the best, trial %d (%s %.4f), for %d epochs", b->trial + 1,
-         loom_objective_str(tc->objective), b->score, c.epochs);
-    if ((st = tune_fit(pt->model_text, s->source, s->ds, &s->split, tc->is_standardize, &c, &h,
+    slog(s, LOOM_LOG_INFO, "retraining the best, trial %d (%s %.4f), for %d epochs on %d examples",
+         b->trial + 1, loom_objective_str(tc->objective), b->score, c.epochs, fit_split->n_train);
+    if ((st = tune_fit(pt->model_text, s->source, s->ds, fit_split, tc->is_standardize, &c, &h,
                        &val, &m, err)))
         goto done;
     if ((st = loom_history_write_csv(&h, path_join(path, sizeof path, dir, "history.csv"), err)))
@@ -1732,7 +1749,7 @@ static loom_status retrain_best(search *s, loom_error *err) {
     loom_run_config_init(&rc);
     rc.model = model_txt;
     rc.data_dir = tc->data_dir;
-    rc.val_split = tc->val_split;
+    rc.val_split = tc->is_refit_all ? 0.0 : tc->val_split;
     rc.is_standardize = tc->is_standardize;
     rc.subset = tc->subset;
     rc.test_subset = tc->test_subset;
@@ -1744,8 +1761,9 @@ static loom_status retrain_best(search *s, loom_error *err) {
         st = loom_error_set(err, LOOM_ERR_NOMEM, "out of memory");
         goto done;
     }
-    fprintf(cfg.f, "%stune_dir=%s\ntune_trial=%d\ntune_objective=%s\ntune_score=%.6f\n", base,
-            s->dir, b->trial + 1, loom_objective_str(tc->objective), b->score);
+    fprintf(cfg.f, "%stune_dir=%s\ntune_trial=%d\ntune_objective=%s\ntune_score=%.6f\ntune_refit=%s\n",
+            base, s->dir, b->trial + 1, loom_objective_str(tc->objective), b->score,
+            tc->is_refit_all ? "all" : "split");
     for (int i = 0; i < res->n_hp; i++)
         if (b->values[i])
             fprintf(cfg.f, "hp.%s=%s\n", res->hp_names[i], b->values[i]);
@@ -1766,14 +1784,23 @@ static loom_status retrain_best(search *s, loom_error *err) {
         if ((st = loom_run_write_test(m, s->test, tc->test_subset, c.batch, dir, &res->test, err)))
             goto done;
         res->has_test = true;
-        slog(s, LOOM_LOG_INFO,
-             "best: trial %d, validation accuracy %.4f; test accuracy %.4f, macro F1 %.4f -> %s",
-             b->trial + 1, val.accuracy, res->test.accuracy, res->test.macro_f1, dir);
+        if (tc->is_refit_all)
+            slog(s, LOOM_LOG_INFO,
+                 "best: trial %d, trained on all %d examples; test accuracy %.4f, macro F1 %.4f -> %s",
+                 b->trial + 1, fit_split->n_train, res->test.accuracy, res->test.macro_f1, dir);
+        else
+            slog(s, LOOM_LOG_INFO,
+                 "best: trial %d, validation accuracy %.4f; test accuracy %.4f, macro F1 %.4f -> %s",
+                 b->trial + 1, val.accuracy, res->test.accuracy, res->test.macro_f1, dir);
+    } else if (tc->is_refit_all) {
+        slog(s, LOOM_LOG_INFO, "best: trial %d, trained on all %d examples -> %s", b->trial + 1,
+             fit_split->n_train, dir);
     } else {
         slog(s, LOOM_LOG_INFO, "best: trial %d, validation accuracy %.4f -> %s", b->trial + 1,
              val.accuracy, dir);
     }
 done:
+    free(all.train);
     text_discard(&cfg);
     text_discard(&mt);
     free(base);
