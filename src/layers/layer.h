@@ -48,6 +48,10 @@ typedef struct {
     /* The layer's line in the model language, e.g. "conv 32 3x3 same relu". */
     void (*describe)(const layer *l, char *buf, size_t n);
     void (*destroy)(layer *l); /* frees cfg; may be NULL (then free(cfg)) */
+    /* The output is the input, element for element (flatten): the model neither runs nor
+     * allocates it, passing the input's memory on as the output and dy on as dx. forward and
+     * backward are still defined (copies) for callers that run the layer on its own. */
+    bool is_view;
 } layer_ops;
 
 struct layer {

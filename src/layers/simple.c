@@ -33,7 +33,8 @@ static const layer_ops flatten_ops = {.kind = "flatten",
                                       .init = flatten_init,
                                       .forward = flatten_forward,
                                       .backward = flatten_backward,
-                                      .describe = flatten_describe};
+                                      .describe = flatten_describe,
+                                      .is_view = true};
 
 loom_status flatten_parse(layer *l, int argc, char **argv, loom_error *err);
 loom_status flatten_parse(layer *l, int argc, char **argv, loom_error *err) {

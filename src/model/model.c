@@ -304,7 +304,8 @@ loom_status loom_model_prepare(loom_model *m, int max_batch, loom_error *err) {
         size_t a = shape_size(l->out);
         if (a > max_act)
             max_act = a;
-        bytes += arena_round(sizeof(float) * a * (size_t)max_batch);
+        if (!l->ops->is_view)
+            bytes += arena_round(sizeof(float) * a * (size_t)max_batch);
         bytes += arena_round(sizeof(float) *
                              (l->scratch_per_example * (size_t)max_batch + l->scratch_fixed));
     }
@@ -314,7 +315,9 @@ loom_status loom_model_prepare(loom_model *m, int max_batch, loom_error *err) {
         return st;
     for (int i = 0; i < m->n_layers; i++) {
         layer *l = &m->layers[i];
-        m->acts[i] = arena_floats(&m->mem, shape_size(l->out) * (size_t)max_batch);
+        /* a view's output is its input's memory, set by each forward pass */
+        m->acts[i] =
+            l->ops->is_view ? NULL : arena_floats(&m->mem, shape_size(l->out) * (size_t)max_batch);
         l->scratch =
             arena_floats(&m->mem, l->scratch_per_example * (size_t)max_batch + l->scratch_fixed);
         l->max_batch = max_batch;
@@ -334,7 +337,10 @@ const float *loom_model_forward(loom_model *m, const float *x, int B, bool is_tr
     double t = m->prof ? loom_now() : 0;
     for (int i = 0; i < m->n_layers; i++) {
         layer *l = &m->layers[i];
-        l->ops->forward(l, &ctx, cur, m->acts[i], B);
+        if (l->ops->is_view)
+            m->acts[i] = (float *)cur; /* read only: nothing writes a layer's input or output */
+        else
+            l->ops->forward(l, &ctx, cur, m->acts[i], B);
         cur = m->acts[i];
         if (m->prof) {
             double now = loom_now();
@@ -358,10 +364,12 @@ void loom_model_backward(loom_model *m, const float *dlogits, int B) {
     for (int i = n - 1; i >= first; i--) {
         layer *l = &m->layers[i];
         const float *x = i == 0 ? m->x_in : m->acts[i - 1];
-        l->ops->backward(l, x, m->acts[i], cur, i > first ? nxt : NULL, B);
-        float *t = cur;
-        cur = nxt;
-        nxt = t;
+        if (!l->ops->is_view) { /* a view's dx is its dy, already in cur */
+            l->ops->backward(l, x, m->acts[i], cur, i > first ? nxt : NULL, B);
+            float *t = cur;
+            cur = nxt;
+            nxt = t;
+        }
         if (m->prof) {
             double now = loom_now();
             m->prof[2 * i + 1] += now - t0;
@@ -512,14 +520,18 @@ const float *model_forward_ws(const loom_model *m, const float *x, int B, float 
     fwd_ctx ctx = {false, NULL};
     float *buf[2] = {ws, ws + act}, *scratch = ws + 2 * act;
     const float *cur = x;
+    int w = 0; /* the buffer written next: never cur's */
     for (int i = 0; i < m->n_layers; i++) {
         layer l = m->layers[i];
         l.scratch = scratch;
         l.max_batch = B;
         size_t s = l.scratch_per_example * (size_t)B + l.scratch_fixed;
         scratch += (s + align - 1) / align * align;
-        l.ops->forward(&l, &ctx, cur, buf[i % 2], B);
-        cur = buf[i % 2];
+        if (l.ops->is_view)
+            continue;
+        l.ops->forward(&l, &ctx, cur, buf[w], B);
+        cur = buf[w];
+        w ^= 1;
     }
     return cur;
 }

@@ -11,7 +11,7 @@ static const loom_zoo_entry zoo[] = {
     {"conv-maxpool", "Conv-MaxPool CNN",
      "conv 32 3x3 relu\nmaxpool 2\nconv 64 3x3 relu\nmaxpool 2\nflatten\ndense 128 relu\n"
      "dense 10 softmax\n",
-     "adam", 1e-3, 64, 12, 0.0, "cosine", 0, "90.57% acc, 90.51% F1", ""},
+     "adam", 3e-3, 64, 5, 0.0, "cosine", 0, "90.57% acc, 90.51% F1", ""},
     {"strided-conv", "Strided-Conv CNN (pooling replaced by stride-2 convs)",
      "conv 32 3x3 relu\nconv 32 3x3 s2 relu\nconv 64 3x3 relu\nconv 64 3x3 s2 relu\nflatten\n"
      "dense 128 relu\ndense 10 softmax\n",
