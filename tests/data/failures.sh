@@ -125,7 +125,14 @@ for n in 1 3; do
     check '[ $? -eq 0 ]'
     $LOOM tune $TUNE --threads $n --out "$T/tune$n" >/dev/null 2>&1
     check '[ $? -eq 0 ]'
+    $LOOM tune $TUNE --refit all --threads $n --out "$T/refit$n" >/dev/null 2>&1
+    check '[ $? -eq 0 ]'
 done
+# --refit all retrains on all 1500 examples: other weights than the split's, the same on 1 and 3
+check 'grep -q "^tune_refit=all" "$T/refit1/best/config.txt" && grep -q "^val_split=0$" "$T/refit1/best/config.txt"'
+check '[ -s "$T/refit1/best/receipt.txt" ] && [ "$(cat "$T/refit1/best/receipt.txt")" = "$(cat "$T/refit3/best/receipt.txt")" ]'
+check '[ "$(grep weights "$T/refit1/best/receipt.txt")" != "$(grep weights "$T/tune1/best/receipt.txt")" ]'
+expect_error 2 "refit 'bogus': use split or all" $LOOM tune $TUNE --refit bogus --out "$T/refitx"
 check '[ "$(grep -c weights_crc32 "$T/cv1/receipt.txt")" -eq 3 ]'
 check '[ "$(cat "$T/cv1/receipt.txt")" = "$(cat "$T/cv3/receipt.txt")" ]'
 check '[ -s "$T/tune1/best/receipt.txt" ] && [ "$(cat "$T/tune1/best/receipt.txt")" = "$(cat "$T/tune3/best/receipt.txt")" ]'
