@@ -1703,7 +1703,7 @@ static loom_status retrain_best(search *s, loom_error *err) {
     if (st || (st = trial_config(s, pt, b->epochs, &c, sched, sizeof sched, err)))
         return st;
     c.seed = exec_seed(s, b->trial, 0); /* without cv: execution 1 of the trial, bit for bit */
-    loom_split all = {0}; /* --refit all: every training example, none held out */
+    loom_split all = {0};               /* --refit all: every training example, none held out */
     const loom_split *fit_split = &s->split;
     if (tc->is_refit_all) {
         if (!(all.train = malloc((size_t)s->ds->n * sizeof *all.train))) {
@@ -1761,7 +1761,8 @@ static loom_status retrain_best(search *s, loom_error *err) {
         st = loom_error_set(err, LOOM_ERR_NOMEM, "out of memory");
         goto done;
     }
-    fprintf(cfg.f, "%stune_dir=%s\ntune_trial=%d\ntune_objective=%s\ntune_score=%.6f\ntune_refit=%s\n",
+    fprintf(cfg.f,
+            "%stune_dir=%s\ntune_trial=%d\ntune_objective=%s\ntune_score=%.6f\ntune_refit=%s\n",
             base, s->dir, b->trial + 1, loom_objective_str(tc->objective), b->score,
             tc->is_refit_all ? "all" : "split");
     for (int i = 0; i < res->n_hp; i++)
@@ -1786,12 +1787,14 @@ static loom_status retrain_best(search *s, loom_error *err) {
         res->has_test = true;
         if (tc->is_refit_all)
             slog(s, LOOM_LOG_INFO,
-                 "best: trial %d, trained on all %d examples; test accuracy %.4f, macro F1 %.4f -> %s",
+                 "best: trial %d, trained on all %d examples; test accuracy %.4f, macro F1 %.4f -> "
+                 "%s",
                  b->trial + 1, fit_split->n_train, res->test.accuracy, res->test.macro_f1, dir);
         else
-            slog(s, LOOM_LOG_INFO,
-                 "best: trial %d, validation accuracy %.4f; test accuracy %.4f, macro F1 %.4f -> %s",
-                 b->trial + 1, val.accuracy, res->test.accuracy, res->test.macro_f1, dir);
+            slog(
+                s, LOOM_LOG_INFO,
+                "best: trial %d, validation accuracy %.4f; test accuracy %.4f, macro F1 %.4f -> %s",
+                b->trial + 1, val.accuracy, res->test.accuracy, res->test.macro_f1, dir);
     } else if (tc->is_refit_all) {
         slog(s, LOOM_LOG_INFO, "best: trial %d, trained on all %d examples -> %s", b->trial + 1,
              fit_split->n_train, dir);
