@@ -64,6 +64,8 @@ void gemm_par(bool ta, bool tb, int M, int N, int K, float alpha, const float *A
      * split by columns, in blocks of 64: split by rows, every thread would pack all of B. */
     if (M <= 128 && N >= 128 && 2.0 * M * N * K >= 4e6) {
         int nb = (N + 63) / 64, nc = nb < 16 ? nb : 16;
+        /* one thread: the same chunks in a plain loop, not `omp parallel for if (...)`: a
+         * serialised parallel region still makes (mallocs) a team of one on every call */
         if (loom_get_threads() == 1) {
             for (int c = 0; c < nc; c++)
                 gemm_cols(ta, tb, M, (int)par_chunk_lo(nb, nc, c) * 64,

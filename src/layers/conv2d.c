@@ -226,6 +226,18 @@ static void col2im_batch(const conv_cfg *c, const float *dcol, float *dx, int B)
 #ifdef __AVX512F__
 #define CONV_DIRECT 1
 
+/* Vector z of a block of kz filter vectors at p: the block's last one holds only the lanes in
+ * m (the K % 16 filters left over), so it is loaded and stored under the mask. */
+static inline __m512 kvec_load(const float *p, int z, int kz, __mmask16 m) {
+    return z == kz - 1 ? _mm512_maskz_loadu_ps(m, p + 16 * z) : _mm512_loadu_ps(p + 16 * z);
+}
+static inline void kvec_store(float *p, int z, int kz, __mmask16 m, __m512 v) {
+    if (z == kz - 1)
+        _mm512_mask_storeu_ps(p + 16 * z, m, v);
+    else
+        _mm512_storeu_ps(p + 16 * z, v);
+}
+
 typedef struct {
     const float *wt, *bias; /* (RSC, K) from the block's first filter, (K) likewise */
     int K, C, R, S, stride;
@@ -237,8 +249,7 @@ typedef struct {
     static void direct_##NW##_##KZ(const direct_args *a, const float *x0, float *y0) {             \
         __m512 acc[NW][KZ];                                                                        \
         _Pragma("GCC unroll 16") for (int z = 0; z < KZ; z++) {                                    \
-            __m512 b = z == KZ - 1 ? _mm512_maskz_loadu_ps(a->m, a->bias + 16 * z)                 \
-                                   : _mm512_loadu_ps(a->bias + 16 * z);                            \
+            __m512 b = kvec_load(a->bias, z, KZ, a->m);                                            \
             _Pragma("GCC unroll 16") for (int j = 0; j < NW; j++) acc[j][z] = b;                   \
         }                                                                                          \
         int C = a->C, K = a->K, sc = a->stride * C;                                                \
@@ -249,8 +260,7 @@ typedef struct {
                 for (int c = 0; c < C; c++, wp += K) {                                             \
                     __m512 w[KZ];                                                                  \
                     _Pragma("GCC unroll 16") for (int z = 0; z < KZ; z++) w[z] =                   \
-                        z == KZ - 1 ? _mm512_maskz_loadu_ps(a->m, wp + 16 * z)                     \
-                                    : _mm512_loadu_ps(wp + 16 * z);                                \
+                        kvec_load(wp, z, KZ, a->m);                                                \
                     _Pragma("GCC unroll 16") for (int j = 0; j < NW; j++) {                        \
                         __m512 xb = _mm512_set1_ps(xp[j * sc + c]);                                \
                         _Pragma("GCC unroll 16") for (int z = 0; z < KZ; z++) acc[j][z] =          \
@@ -259,12 +269,8 @@ typedef struct {
                 }                                                                                  \
             }                                                                                      \
         _Pragma("GCC unroll 16") for (int j = 0; j < NW; j++)                                      \
-            _Pragma("GCC unroll 16") for (int z = 0; z < KZ; z++) {                                \
-            if (z == KZ - 1)                                                                       \
-                _mm512_mask_storeu_ps(y0 + (size_t)j * K + 16 * z, a->m, acc[j][z]);               \
-            else                                                                                   \
-                _mm512_storeu_ps(y0 + (size_t)j * K + 16 * z, acc[j][z]);                          \
-        }                                                                                          \
+            _Pragma("GCC unroll 16") for (int z = 0; z < KZ; z++)                                  \
+                kvec_store(y0 + (size_t)j * K, z, KZ, a->m, acc[j][z]);                            \
     }
 DEF_DIRECT(1, 1)
 DEF_DIRECT(2, 1)
@@ -329,8 +335,7 @@ typedef struct {
         int K = a->K;                                                                              \
         _Pragma("GCC unroll 32") for (int t = 0; t < TB; t++)                                      \
             _Pragma("GCC unroll 4") for (int z = 0; z < KZ; z++) acc[t][z] =                       \
-                z == KZ - 1 ? _mm512_maskz_loadu_ps(a->m, dw + (size_t)t * K + 16 * z)             \
-                            : _mm512_loadu_ps(dw + (size_t)t * K + 16 * z);                        \
+                kvec_load(dw + (size_t)t * K, z, KZ, a->m);                                        \
         int sc = a->stride * a->C;                                                                 \
         for (int oh = 0; oh < a->Ho; oh++) {                                                       \
             const float *xp = x0 + (size_t)oh * a->stride * a->ldx;                                \
@@ -338,8 +343,7 @@ typedef struct {
             for (int ow = 0; ow < a->Wo; ow++, xp += sc, dp += K) {                                \
                 __m512 d[KZ];                                                                      \
                 _Pragma("GCC unroll 4") for (int z = 0; z < KZ; z++) d[z] =                        \
-                    z == KZ - 1 ? _mm512_maskz_loadu_ps(a->m, dp + 16 * z)                         \
-                                : _mm512_loadu_ps(dp + 16 * z);                                    \
+                    kvec_load(dp, z, KZ, a->m);                                                    \
                 _Pragma("GCC unroll 32") for (int t = 0; t < TB; t++) {                            \
                     __m512 xb = _mm512_set1_ps(xp[t]);                                             \
                     _Pragma("GCC unroll 4") for (int z = 0; z < KZ; z++) acc[t][z] =               \
@@ -348,12 +352,8 @@ typedef struct {
             }                                                                                      \
         }                                                                                          \
         _Pragma("GCC unroll 32") for (int t = 0; t < TB; t++)                                      \
-            _Pragma("GCC unroll 4") for (int z = 0; z < KZ; z++) {                                 \
-            if (z == KZ - 1)                                                                       \
-                _mm512_mask_storeu_ps(dw + (size_t)t * K + 16 * z, a->m, acc[t][z]);               \
-            else                                                                                   \
-                _mm512_storeu_ps(dw + (size_t)t * K + 16 * z, acc[t][z]);                          \
-        }                                                                                          \
+            _Pragma("GCC unroll 4") for (int z = 0; z < KZ; z++)                                   \
+                kvec_store(dw + (size_t)t * K, z, KZ, a->m, acc[t][z]);                            \
     }
 DEF_DIRECT_DW(1, 1)
 DEF_DIRECT_DW(2, 1)

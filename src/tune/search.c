@@ -1706,13 +1706,8 @@ static loom_status retrain_best(search *s, loom_error *err) {
     loom_split all = {0};               /* --refit all: every training example, none held out */
     const loom_split *fit_split = &s->split;
     if (tc->is_refit_all) {
-        if (!(all.train = malloc((size_t)s->ds->n * sizeof *all.train))) {
-            st = loom_error_set(err, LOOM_ERR_NOMEM, "out of memory");
+        if ((st = loom_split_create(&all, s->ds, 0.0, LOOM_SPLIT_KERAS, 0, err)))
             goto done;
-        }
-        for (int i = 0; i < s->ds->n; i++)
-            all.train[i] = i;
-        all.n_train = s->ds->n;
         fit_split = &all;
         if (c.early_stopping > 0) /* nothing to stop on: the full epochs */
             slog(s, LOOM_LOG_WARN,
@@ -1785,25 +1780,19 @@ static loom_status retrain_best(search *s, loom_error *err) {
         if ((st = loom_run_write_test(m, s->test, tc->test_subset, c.batch, dir, &res->test, err)))
             goto done;
         res->has_test = true;
-        if (tc->is_refit_all)
-            slog(s, LOOM_LOG_INFO,
-                 "best: trial %d, trained on all %d examples; test accuracy %.4f, macro F1 %.4f -> "
-                 "%s",
-                 b->trial + 1, fit_split->n_train, res->test.accuracy, res->test.macro_f1, dir);
-        else
-            slog(
-                s, LOOM_LOG_INFO,
-                "best: trial %d, validation accuracy %.4f; test accuracy %.4f, macro F1 %.4f -> %s",
-                b->trial + 1, val.accuracy, res->test.accuracy, res->test.macro_f1, dir);
-    } else if (tc->is_refit_all) {
-        slog(s, LOOM_LOG_INFO, "best: trial %d, trained on all %d examples -> %s", b->trial + 1,
-             fit_split->n_train, dir);
-    } else {
-        slog(s, LOOM_LOG_INFO, "best: trial %d, validation accuracy %.4f -> %s", b->trial + 1,
-             val.accuracy, dir);
     }
+    char fit[64]; /* what the best was fitted and judged on, for the log */
+    if (tc->is_refit_all)
+        snprintf(fit, sizeof fit, "trained on all %d examples", fit_split->n_train);
+    else
+        snprintf(fit, sizeof fit, "validation accuracy %.4f", val.accuracy);
+    if (s->test)
+        slog(s, LOOM_LOG_INFO, "best: trial %d, %s; test accuracy %.4f, macro F1 %.4f -> %s",
+             b->trial + 1, fit, res->test.accuracy, res->test.macro_f1, dir);
+    else
+        slog(s, LOOM_LOG_INFO, "best: trial %d, %s -> %s", b->trial + 1, fit, dir);
 done:
-    free(all.train);
+    loom_split_reset(&all);
     text_discard(&cfg);
     text_discard(&mt);
     free(base);
