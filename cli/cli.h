@@ -42,6 +42,10 @@ void cli_log(void *user, loom_log_kind kind, const char *line);
 extern volatile int cli_stop_flag;
 void cli_install_signals(void);
 
+/* True when loom found another job keeping a core busy at start and runs with OpenMP workers
+ * that sleep between parallel regions (OMP_WAIT_POLICY=passive; main.c). */
+extern bool cli_is_passive_auto;
+
 /* False when --no-plots was given (main.c takes it out of argv for train, cv and tune). */
 extern bool cli_is_plots;
 /* Draws every plot of a finished run (loom_plot_run); a failure is only a warning. */

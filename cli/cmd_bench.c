@@ -69,6 +69,10 @@ int cmd_bench(int argc, char **argv) {
     if (optind >= argc)
         return cli_usage_error("bench", "no model given (a zoo name, a file, or 'all')");
     loom_set_threads(threads);
+    if (cli_is_passive_auto && loom_get_threads() > 1)
+        fprintf(stderr, "loom: note: another job kept a core busy when bench started, so OpenMP "
+                        "workers sleep between parallel regions: slower, not this machine's "
+                        "figures (set OMP_WAIT_POLICY=active to measure anyway)\n");
     printf("| model | batch | threads | train img/s | (min-max) | train GFLOP/s | infer img/s | "
            "infer GFLOP/s | peak RSS MiB |\n|---|---|---|---|---|---|---|---|---|\n");
     bool is_all = strcmp(argv[optind], "all") == 0;

@@ -124,6 +124,7 @@ int cli_bad_option(const char *cmd, char **argv) {
 }
 
 bool cli_is_plots = true;
+bool cli_is_passive_auto = false;
 
 typedef struct {
     int n_files;

@@ -1,6 +1,7 @@
 /* main.c - the loom command: dispatches to one cmd_<name>.c per subcommand. */
 #include "cli.h"
 
+#include <dirent.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,23 +42,57 @@ static void usage(FILE *f) {
  * spinning workers take the time the working thread needs: training ran 1.5 to 2x slower here
  * than with workers that sleep at once (OMP_WAIT_POLICY=passive), which on a quiet machine cost
  * lstm 38% and conv-maxpool 9% when measured (docs/BENCHMARKS.md; lstm then still opened a
- * parallel region per time step). So loom looks at the number of
- * runnable tasks (/proc/loadavg, five samples over 20 ms): when something else keeps a core busy
- * and the user has set neither OMP_WAIT_POLICY nor GOMP_SPINCOUNT, it asks for passive workers
- * and runs itself again, since libgomp reads its settings before main. Once: LOOM_REEXEC
- * guards it; on any failure loom goes on as it is; never under valgrind. */
+ * parallel region per time step), and mlp 40% (a region every few microseconds). So loom
+ * looks at the number of runnable tasks (/proc/loadavg, five samples over 20 ms) less its own
+ * (OpenBLAS starts a thread that spins for its first tens of milliseconds: counted as another
+ * job, it made every start look busy): when something else keeps a core busy and the user has
+ * set neither OMP_WAIT_POLICY nor GOMP_SPINCOUNT, it asks for passive workers and runs itself
+ * again, since libgomp reads its settings before main. Once: LOOM_REEXEC guards it; on any
+ * failure loom goes on as it is; never under valgrind. */
+static int running_tasks(void) {
+    FILE *f = fopen("/proc/loadavg", "r");
+    int running = -1;
+    if (!f)
+        return -1;
+    if (fscanf(f, "%*s %*s %*s %d/", &running) != 1)
+        running = -1;
+    fclose(f);
+    return running;
+}
+
+/* Threads of this process that are running or runnable (state R in /proc/self/task/N/stat). */
+static int own_running_threads(void) {
+    DIR *d = opendir("/proc/self/task");
+    int n = 0;
+    if (!d)
+        return 1;
+    for (struct dirent *e; (e = readdir(d));) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[64], line[512];
+        snprintf(path, sizeof path, "/proc/self/task/%.20s/stat", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        size_t len = fread(line, 1, sizeof line - 1, f);
+        fclose(f);
+        line[len] = '\0';
+        const char *paren = strrchr(line, ')'); /* the name in (...) may hold spaces */
+        if (paren && paren[1] == ' ' && paren[2] == 'R')
+            n++;
+    }
+    closedir(d);
+    return n > 0 ? n : 1;
+}
+
 static bool is_machine_busy(void) {
     int others = 0;
     for (int i = 0; i < 5; i++) {
-        FILE *f = fopen("/proc/loadavg", "r");
-        int running = 0;
-        if (!f)
+        int running = running_tasks();
+        if (running < 0)
             return false;
-        int n = fscanf(f, "%*s %*s %*s %d/", &running);
-        fclose(f);
-        if (n != 1)
-            return false;
-        others += running - 1; /* not counting this process */
+        int own = own_running_threads();
+        others += running > own ? running - own : 0;
         if (i < 4)
             usleep(5000);
     }
@@ -67,6 +102,7 @@ static bool is_machine_busy(void) {
 static void set_wait_policy(char **argv) {
     if (getenv("LOOM_REEXEC")) {
         unsetenv("LOOM_REEXEC"); /* child processes (study steps) decide for themselves */
+        cli_is_passive_auto = true;
         return;
     }
     /* under valgrind /proc/self/exe is valgrind's tool, and a new image would escape it */
