@@ -18,7 +18,7 @@ has_torch=1
 $PY -c 'import torch' 2>/dev/null || has_torch=0
 for m in $models; do
     for r in $(seq "$ROUNDS"); do
-        $LOOM bench "$m" --threads "$THREADS" --batch 64 --repeats 5 2>/dev/null |
+        $LOOM bench "$m" --threads "$THREADS" --batch 64 --repeats 5 2>>"$tmp/stderr" |
             awk -F'|' 'NR==3{gsub(/ /,""); print $5, $8, $7, $9, $10}' >>"$tmp/loom.$m"
         [ $has_torch -eq 1 ] && $PY bench/torch_ref.py "$m" "$THREADS" >>"$tmp/torch.$m"
     done
@@ -33,6 +33,8 @@ peak=230
     echo "Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //');"
     echo "loom $($LOOM --version | cut -d' ' -f2) with $(dpkg-query -W -f='OpenBLAS ${Version}' libopenblas0-pthread 2>/dev/null);"
     [ $has_torch -eq 1 ] && echo "PyTorch $($PY -c 'import torch;print(torch.__version__)') (Debian python3-torch)."
+    busy=$(grep -c "another job kept a core busy" "$tmp/stderr" 2>/dev/null)
+    [ "${busy:-0}" -gt 0 ] && echo "**$busy loom runs found another job keeping a core busy and ran passive OpenMP workers: these figures are low; re-run on a quiet machine.**"
     echo "% of peak: achieved training GFLOP/s (3x forward FLOPs) over ${peak} GFLOP/s (fp32 FMA, 2 cores)."
     echo
     echo "| model | loom train img/s | PyTorch train img/s | ratio | loom GFLOP/s | % of peak | loom infer img/s | PyTorch infer img/s | infer ratio | loom peak RSS MiB | PyTorch peak RSS MiB |"

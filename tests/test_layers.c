@@ -5,6 +5,7 @@
 #include "check.h"
 
 #include "../src/model/model.h"
+#include "../src/core/core.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -467,8 +468,10 @@ static void test_thread_determinism(void) {
         "dense 10",
         "conv 16 3x3 same relu, batchnorm, conv 16 3x3 s2 same, batchnorm, relu, avgpool 2, "
         "conv 8 1x1, globalavgpool, dense 10",
+        /* a dense layer on 25,088 inputs: its forward product is split along the reduction */
+        "conv 32 3x3 same relu, flatten, dense 10",
     };
-    for (int t = 0; t < 2; t++) {
+    for (int t = 0; t < 3; t++) {
         loom_model *m = make(texts[t], 28, 28, 1, 1);
         if (!m)
             return;
@@ -491,6 +494,54 @@ static void test_thread_determinism(void) {
     loom_set_threads(0);
 }
 
+/* gemm_par_ws against a product in double: split along K (few columns, a long reduction), with
+ * and without work space, beta 0 and 1, on 1 and 2 threads (bitwise equal). */
+static void test_gemm_split_k(void) {
+    enum { M = 64, N = 100, K = 20000 };
+    CHECK(gemm_splits_k(N, K));
+    CHECK(!gemm_splits_k(128, K) && !gemm_splits_k(N, 4096));
+    float *A = malloc(sizeof(float) * M * K), *Bm = malloc(sizeof(float) * K * N);
+    float *C0 = malloc(sizeof(float) * M * N), *C1 = malloc(sizeof(float) * M * N);
+    float *C2 = malloc(sizeof(float) * M * N), *C3 = malloc(sizeof(float) * M * N);
+    float *work = malloc(sizeof(float) * M * N);
+    double *ref = malloc(sizeof(double) * M * N);
+    loom_rng rng;
+    loom_rng_seed(&rng, 5);
+    for (int i = 0; i < M * K; i++)
+        A[i] = loom_rng_uniform(&rng) - 0.5f;
+    for (int i = 0; i < K * N; i++)
+        Bm[i] = loom_rng_uniform(&rng) - 0.5f;
+    for (int beta = 0; beta < 2; beta++) {
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++) {
+                double acc = beta ? 0.25 * (i - j) : 0.0;
+                for (int k = 0; k < K; k++)
+                    acc += 2.0 * A[(size_t)i * K + k] * Bm[(size_t)k * N + j];
+                ref[i * N + j] = acc;
+            }
+        float *outs[4] = {C0, C1, C2, C3};
+        for (int v = 0; v < 4; v++) {
+            for (int i = 0; i < M * N; i++)
+                outs[v][i] = 0.25f * (i / N - i % N);
+            loom_set_threads(v == 3 ? 1 : 2);
+            gemm_par_ws(M, N, K, 2.0f, A, K, Bm, N, beta ? 1.0f : 0.0f, outs[v], N,
+                        v == 0 ? NULL : work);
+        }
+        loom_set_threads(0);
+        double err0 = 0, err1 = 0;
+        for (int i = 0; i < M * N; i++) {
+            err0 = fmax(err0, fabs(C0[i] - ref[i]));
+            err1 = fmax(err1, fabs(C1[i] - ref[i]));
+        }
+        CHECK_MSG(err0 < 1e-2 && err1 < 1e-2, "beta %d: max error %g without, %g with the split\n",
+                  beta, err0, err1);
+        CHECK(memcmp(C1, C2, sizeof(float) * M * N) == 0);
+        CHECK_MSG(memcmp(C1, C3, sizeof(float) * M * N) == 0, "1 and 2 threads differ\n");
+        CHECK(memcmp(C0, C1, sizeof(float) * M * N) != 0); /* the split did run */
+    }
+    free(A), free(Bm), free(C0), free(C1), free(C2), free(C3), free(work), free(ref);
+}
+
 int main(void) {
     RUN(test_conv_known_weights);
     RUN(test_conv_channel_order);
@@ -504,5 +555,6 @@ int main(void) {
     RUN(test_shape_errors);
     RUN(test_describe);
     RUN(test_thread_determinism);
+    RUN(test_gemm_split_k);
     return check_report();
 }

@@ -50,6 +50,15 @@ void gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, in
  * depends only on M, never on the thread count, so the result is bitwise reproducible. */
 void gemm_par(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda,
               const float *B, int ldb, float beta, float *C, int ldc);
+/* Whether gemm_par_ws splits a product of N columns and a K-long reduction in two along K: few
+ * columns and a long reduction, as a dense layer of a few units on a large flattened input
+ * (keras-v1: 100 units on 23,232 inputs). Split by rows, each thread would stream all of B. */
+bool gemm_splits_k(int N, int K);
+/* gemm_par for op(A) = A and op(B) = B with work space for M*N floats (may be NULL: no split):
+ * when gemm_splits_k(N, K) and M <= 128, C = (beta*C + alpha A0 B0) + alpha A1 B1 over the two
+ * halves of K, the second half into work, in that order whatever the thread count. */
+void gemm_par_ws(int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
+                 float beta, float *C, int ldc, float *work);
 /* Fixed chunking: number of chunks for n items with at least min_chunk per chunk (max 64). */
 int par_n_chunks(long n, long min_chunk);
 static inline long par_chunk_lo(long n, int nc, int c) { return n * c / nc; }

@@ -104,3 +104,36 @@ void gemm_par(bool ta, bool tb, int M, int N, int K, float alpha, const float *A
         gemm(ta, tb, hi - lo, N, K, alpha, Ac, lda, B, ldb, beta, C + (size_t)lo * ldc, ldc);
     }
 }
+
+bool gemm_splits_k(int N, int K) { return N < 128 && K >= 16384; }
+
+void gemm_par_ws(int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
+                 float beta, float *C, int ldc, float *work) {
+    if (!work || M > 128 || M <= 0 || !gemm_splits_k(N, K)) {
+        gemm_par(false, false, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    /* measured on keras-v1's dense 100 forward (M 64): 3.1 ms split by rows, 2.5 split by K */
+    int k0 = K / 2;
+    if (loom_get_threads() == 1) {
+        gemm(false, false, M, N, k0, alpha, A, lda, B, ldb, beta, C, ldc);
+        gemm(false, false, M, N, K - k0, alpha, A + k0, lda, B + (size_t)k0 * ldb, ldb, 0.0f, work,
+             N);
+    } else {
+#pragma omp parallel for schedule(static)
+        for (int c = 0; c < 2; c++) {
+            if (c == 0)
+                gemm(false, false, M, N, k0, alpha, A, lda, B, ldb, beta, C, ldc);
+            else
+                gemm(false, false, M, N, K - k0, alpha, A + k0, lda, B + (size_t)k0 * ldb, ldb,
+                     0.0f, work, N);
+        }
+    }
+    for (int i = 0; i < M; i++) {
+        float *c = C + (size_t)i * ldc;
+        const float *w = work + (size_t)i * N;
+#pragma omp simd
+        for (int j = 0; j < N; j++)
+            c[j] += w[j];
+    }
+}

@@ -25,6 +25,8 @@ static loom_status dense_init(layer *l, loom_error *err) {
     l->groups[1] = (param_group){(size_t)N * K, (size_t)K, GROUP_BIAS, N, K};
     l->n_groups = 2;
     l->flops = 2.0 * N * K + K;
+    /* the forward product's second half of the reduction, when it is split (gemm_par_ws) */
+    l->scratch_per_example = gemm_splits_k(K, N) ? (size_t)K : 0;
     return LOOM_OK;
 }
 
@@ -35,7 +37,7 @@ static void dense_forward(layer *l, const fwd_ctx *ctx, const float *x, float *y
     const float *W = l->w, *b = l->w + (size_t)N * K;
     for (int i = 0; i < B; i++)
         memcpy(y + (size_t)i * K, b, sizeof(float) * K);
-    gemm_par(false, false, B, K, N, 1.0f, x, N, W, K, 1.0f, y, K);
+    gemm_par_ws(B, K, N, 1.0f, x, N, W, K, 1.0f, y, K, l->scratch_per_example ? l->scratch : NULL);
     act_forward(c->act, c->alpha, y, (size_t)B * K);
 }
 
