@@ -305,6 +305,78 @@ DEF_DIRECT(4, 4)
 DEF_DIRECT(5, 4)
 DEF_DIRECT(6, 4)
 
+/* The same with KF full filter vectors and a last one of at most 8 filters held in a 256-bit
+ * register: Zen 4 runs a 512-bit FMA as two 256-bit halves, so a masked 16-lane vector of 8
+ * filters costs a full one, a 256-bit one half (keras-v1's 8 and 24 filters, and the dx of its
+ * 24- and 48-filter layers). Each lane takes the same FMAs in the same order: same results. */
+#define DEF_DIRECT_H(NW, KF)                                                                       \
+    static void direct_h_##NW##_##KF(const direct_args *a, const float *x0, float *y0) {           \
+        __m512 acc[NW][KF + 1];                                                                    \
+        __m256 acch[NW];                                                                           \
+        __mmask8 mh = (__mmask8)a->m;                                                              \
+        _Pragma("GCC unroll 16") for (int z = 0; z < KF; z++) {                                    \
+            __m512 b = _mm512_loadu_ps(a->bias + 16 * z);                                          \
+            _Pragma("GCC unroll 16") for (int j = 0; j < NW; j++) acc[j][z] = b;                   \
+        }                                                                                          \
+        __m256 bh = _mm256_maskz_loadu_ps(mh, a->bias + 16 * KF);                                  \
+        _Pragma("GCC unroll 16") for (int j = 0; j < NW; j++) acch[j] = bh;                        \
+        int C = a->C, K = a->K, sc = a->stride * C;                                                \
+        for (int r = 0; r < a->R; r++)                                                             \
+            for (int s = 0; s < a->S; s++) {                                                       \
+                const float *xp = x0 + (size_t)r * a->ldx + (size_t)s * C;                         \
+                const float *wp = a->wt + (size_t)(r * a->S + s) * C * K;                          \
+                for (int c = 0; c < C; c++, wp += K) {                                             \
+                    __m512 w[KF + 1];                                                              \
+                    _Pragma("GCC unroll 16") for (int z = 0; z < KF; z++) w[z] =                   \
+                        _mm512_loadu_ps(wp + 16 * z);                                              \
+                    __m256 wh = _mm256_maskz_loadu_ps(mh, wp + 16 * KF);                           \
+                    _Pragma("GCC unroll 16") for (int j = 0; j < NW; j++) {                        \
+                        __m512 xb = _mm512_set1_ps(xp[j * sc + c]);                                \
+                        _Pragma("GCC unroll 16") for (int z = 0; z < KF; z++) acc[j][z] =          \
+                            _mm512_fmadd_ps(xb, w[z], acc[j][z]);                                  \
+                        acch[j] = _mm256_fmadd_ps(_mm512_castps512_ps256(xb), wh, acch[j]);        \
+                    }                                                                              \
+                }                                                                                  \
+            }                                                                                      \
+        _Pragma("GCC unroll 16") for (int j = 0; j < NW; j++) {                                    \
+            _Pragma("GCC unroll 16") for (int z = 0; z < KF; z++)                                  \
+                _mm512_storeu_ps(y0 + (size_t)j * K + 16 * z, acc[j][z]);                          \
+            _mm256_mask_storeu_ps(y0 + (size_t)j * K + 16 * KF, mh, acch[j]);                      \
+        }                                                                                          \
+    }
+DEF_DIRECT_H(1, 0)
+DEF_DIRECT_H(2, 0)
+DEF_DIRECT_H(3, 0)
+DEF_DIRECT_H(4, 0)
+DEF_DIRECT_H(5, 0)
+DEF_DIRECT_H(6, 0)
+DEF_DIRECT_H(7, 0)
+DEF_DIRECT_H(8, 0)
+DEF_DIRECT_H(9, 0)
+DEF_DIRECT_H(10, 0)
+DEF_DIRECT_H(11, 0)
+DEF_DIRECT_H(12, 0)
+DEF_DIRECT_H(1, 1)
+DEF_DIRECT_H(2, 1)
+DEF_DIRECT_H(3, 1)
+DEF_DIRECT_H(4, 1)
+DEF_DIRECT_H(5, 1)
+DEF_DIRECT_H(6, 1)
+DEF_DIRECT_H(7, 1)
+DEF_DIRECT_H(8, 1)
+DEF_DIRECT_H(1, 2)
+DEF_DIRECT_H(2, 2)
+DEF_DIRECT_H(3, 2)
+DEF_DIRECT_H(4, 2)
+DEF_DIRECT_H(5, 2)
+DEF_DIRECT_H(6, 2)
+DEF_DIRECT_H(1, 3)
+DEF_DIRECT_H(2, 3)
+DEF_DIRECT_H(3, 3)
+DEF_DIRECT_H(4, 3)
+DEF_DIRECT_H(5, 3)
+DEF_DIRECT_H(6, 3)
+
 /* direct_tab[KZ - 1][NW - 1]: NW pixels by KZ filter vectors, NW up to direct_nw[KZ - 1] (the
  * accumulators NW*KZ stay within 24 of the 32 vector registers) */
 typedef void (*direct_fn)(const direct_args *, const float *, float *);
@@ -316,6 +388,15 @@ static const direct_fn direct_tab[4][12] = {
      direct_8_2},
     {direct_1_3, direct_2_3, direct_3_3, direct_4_3, direct_5_3, direct_6_3},
     {direct_1_4, direct_2_4, direct_3_4, direct_4_4, direct_5_4, direct_6_4},
+};
+/* direct_h_tab[KF][NW - 1]: KF full filter vectors and a half one, NW as direct_tab's */
+static const direct_fn direct_h_tab[4][12] = {
+    {direct_h_1_0, direct_h_2_0, direct_h_3_0, direct_h_4_0, direct_h_5_0, direct_h_6_0,
+     direct_h_7_0, direct_h_8_0, direct_h_9_0, direct_h_10_0, direct_h_11_0, direct_h_12_0},
+    {direct_h_1_1, direct_h_2_1, direct_h_3_1, direct_h_4_1, direct_h_5_1, direct_h_6_1,
+     direct_h_7_1, direct_h_8_1},
+    {direct_h_1_2, direct_h_2_2, direct_h_3_2, direct_h_4_2, direct_h_5_2, direct_h_6_2},
+    {direct_h_1_3, direct_h_2_3, direct_h_3_3, direct_h_4_3, direct_h_5_3, direct_h_6_3},
 };
 
 /* The weight gradient straight from the input: rows j0 .. j0+TB-1 of one kernel row r of dW
@@ -462,14 +543,16 @@ static void conv_direct_one(const conv_cfg *c, const float *Wt, const float *bia
             c->C,    c->R,      c->S,
             st,      ldx,       (__mmask16)(kw % 16 ? (1u << (kw % 16)) - 1u : 0xffffu)};
         int nw = imin(direct_nw[kz - 1], Wo), rem = Wo % nw;
+        const direct_fn *fns =
+            kw % 16 >= 1 && kw % 16 <= 8 ? direct_h_tab[kz - 1] : direct_tab[kz - 1];
         for (int oh = 0; oh < c->Ho; oh++) {
             const float *xr = xp + (size_t)oh * st * ldx;
             float *yr = y + (size_t)oh * Wo * K + kb;
             int ow = 0;
             for (; ow + nw <= Wo; ow += nw)
-                direct_tab[kz - 1][nw - 1](&a, xr + (size_t)ow * st * c->C, yr + (size_t)ow * K);
+                fns[nw - 1](&a, xr + (size_t)ow * st * c->C, yr + (size_t)ow * K);
             if (rem)
-                direct_tab[kz - 1][rem - 1](&a, xr + (size_t)ow * st * c->C, yr + (size_t)ow * K);
+                fns[rem - 1](&a, xr + (size_t)ow * st * c->C, yr + (size_t)ow * K);
         }
     }
 }
