@@ -189,11 +189,13 @@ static void col2im_one(const conv_cfg *c, const float *dcol, float *dx) {
     }
 }
 
-/* Example chunks for the per-example loops: about 32k floats of work per chunk. Each example
- * is handled whole by one thread, so the chunking only affects speed, never the numbers. */
+/* Example chunks for the per-example loops: about 32k floats of work per chunk, an even count
+ * (21 chunks on 2 threads is 11 against 10). Each example is handled whole by one thread, so
+ * the chunking only affects speed, never the numbers. */
 static int example_chunks(int B, size_t per_example) {
     long min_b = (long)(32768 / (per_example + 1)) + 1;
-    return par_n_chunks(B, min_b);
+    int nc = par_n_chunks(B, min_b);
+    return nc > 1 && nc % 2 && nc < B && nc < 64 ? nc + 1 : nc;
 }
 
 static void im2col_batch(const conv_cfg *c, const float *x, float *col, int B) {
