@@ -542,6 +542,51 @@ static void test_gemm_split_k(void) {
     free(A), free(Bm), free(C0), free(C1), free(C2), free(C3), free(work), free(ref);
 }
 
+/* Dropout outside training (and at rate 0) is passed through like a view: the model with it
+ * gives the outputs and, on a backward pass after that forward, the gradients of the model
+ * without it, bit for bit; the workspace path agrees; a training pass after it still drops. */
+static void test_dropout_passed(void) {
+    enum { B = 6 };
+    const char *with = "conv 4 3x3 relu, dropout 0.5, flatten, dropout 0, dense 7 relu, "
+                       "dropout 0.3, dense 3";
+    const char *without = "conv 4 3x3 relu, flatten, dense 7 relu, dense 3";
+    loom_model *a = make(with, 6, 6, 1, B), *b = make(without, 6, 6, 1, B);
+    if (!a || !b) {
+        loom_model_destroy(a), loom_model_destroy(b);
+        return;
+    }
+    CHECK(loom_model_n_params(a) == loom_model_n_params(b));
+    loom_model_init(a, 3);
+    memcpy(loom_model_params(b), loom_model_params(a), sizeof(float) * loom_model_n_params(a));
+    float x[B * 36], d[B * 3], ya[B * 3], yb[B * 3];
+    loom_rng rng;
+    loom_rng_seed(&rng, 4);
+    for (int i = 0; i < B * 36; i++)
+        x[i] = loom_rng_uniform(&rng);
+    for (int i = 0; i < B * 3; i++)
+        d[i] = loom_rng_uniform(&rng) - 0.5f;
+    loom_model_forward(a, x, B, true, &rng); /* masks drawn first, then an eval pass */
+    memcpy(ya, loom_model_forward(a, x, B, false, NULL), sizeof ya);
+    memcpy(yb, loom_model_forward(b, x, B, false, NULL), sizeof yb);
+    CHECK(memcmp(ya, yb, sizeof ya) == 0);
+    loom_model_zero_grad(a), loom_model_zero_grad(b);
+    loom_model_backward(a, d, B);
+    loom_model_backward(b, d, B);
+    CHECK(memcmp(loom_model_grads(a), loom_model_grads(b),
+                 sizeof(float) * loom_model_n_params(a)) == 0);
+    size_t need = 0;
+    model_forward_ws(a, x, B, NULL, 0, &need);
+    float *ws = malloc(sizeof(float) * need);
+    const float *yw = ws ? model_forward_ws(a, x, B, ws, need, NULL) : NULL;
+    CHECK(yw && memcmp(yw, ya, sizeof ya) == 0);
+    free(ws);
+    /* training again: the layer's own buffer is back and the masks drop units */
+    const float *yt = loom_model_forward(a, x, B, true, &rng);
+    CHECK(memcmp(yt, ya, sizeof ya) != 0);
+    CHECK(a->acts[1] != a->acts[0] && !a->passed[1] && a->passed[3]);
+    loom_model_destroy(a), loom_model_destroy(b);
+}
+
 int main(void) {
     RUN(test_conv_known_weights);
     RUN(test_conv_channel_order);
@@ -556,5 +601,6 @@ int main(void) {
     RUN(test_describe);
     RUN(test_thread_determinism);
     RUN(test_gemm_split_k);
+    RUN(test_dropout_passed);
     return check_report();
 }

@@ -52,6 +52,10 @@ typedef struct {
      * allocates it, passing the input's memory on as the output and dy on as dx. forward and
      * backward are still defined (copies) for callers that run the layer on its own. */
     bool is_view;
+    /* May be NULL. True when this pass's output would equal the input (dropout outside
+     * training, or at rate 0): the model then passes the input on as for a view, without the
+     * copy, and the backward pass after it passes dy on as dx. */
+    bool (*is_identity)(const layer *l, bool is_training);
 } layer_ops;
 
 struct layer {

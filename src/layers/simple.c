@@ -127,11 +127,15 @@ static void dropout_backward(layer *l, const float *x, const float *y, float *dy
 static void dropout_describe(const layer *l, char *buf, size_t n) {
     snprintf(buf, n, "dropout %g", ((const dropout_cfg *)l->cfg)->rate);
 }
+static bool dropout_is_identity(const layer *l, bool is_training) {
+    return !is_training || ((const dropout_cfg *)l->cfg)->rate <= 0.0f;
+}
 static const layer_ops dropout_ops = {.kind = "dropout",
                                       .init = dropout_init,
                                       .forward = dropout_forward,
                                       .backward = dropout_backward,
-                                      .describe = dropout_describe};
+                                      .describe = dropout_describe,
+                                      .is_identity = dropout_is_identity};
 
 loom_status dropout_parse(layer *l, int argc, char **argv, loom_error *err);
 loom_status dropout_parse(layer *l, int argc, char **argv, loom_error *err) {

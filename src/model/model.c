@@ -316,8 +316,9 @@ loom_status loom_model_prepare(loom_model *m, int max_batch, loom_error *err) {
     for (int i = 0; i < m->n_layers; i++) {
         layer *l = &m->layers[i];
         /* a view's output is its input's memory, set by each forward pass */
-        m->acts[i] =
+        m->own[i] =
             l->ops->is_view ? NULL : arena_floats(&m->mem, shape_size(l->out) * (size_t)max_batch);
+        m->acts[i] = m->own[i];
         l->scratch =
             arena_floats(&m->mem, l->scratch_per_example * (size_t)max_batch + l->scratch_fixed);
         l->max_batch = max_batch;
@@ -326,6 +327,11 @@ loom_status loom_model_prepare(loom_model *m, int max_batch, loom_error *err) {
     m->dbuf[1] = arena_floats(&m->mem, max_act * (size_t)max_batch);
     m->max_batch = max_batch;
     return LOOM_OK;
+}
+
+/* Whether a forward pass hands layer l's input on as its output (views; identities of the pass). */
+static bool layer_passes(const layer *l, bool is_training) {
+    return l->ops->is_view || (l->ops->is_identity && l->ops->is_identity(l, is_training));
 }
 
 const float *loom_model_forward(loom_model *m, const float *x, int B, bool is_training,
@@ -337,10 +343,13 @@ const float *loom_model_forward(loom_model *m, const float *x, int B, bool is_tr
     double t = m->prof ? loom_now() : 0;
     for (int i = 0; i < m->n_layers; i++) {
         layer *l = &m->layers[i];
-        if (l->ops->is_view)
+        m->passed[i] = layer_passes(l, is_training);
+        if (m->passed[i]) {
             m->acts[i] = (float *)cur; /* read only: nothing writes a layer's input or output */
-        else
+        } else {
+            m->acts[i] = m->own[i];
             l->ops->forward(l, &ctx, cur, m->acts[i], B);
+        }
         cur = m->acts[i];
         if (m->prof) {
             double now = loom_now();
@@ -364,7 +373,7 @@ void loom_model_backward(loom_model *m, const float *dlogits, int B) {
     for (int i = n - 1; i >= first; i--) {
         layer *l = &m->layers[i];
         const float *x = i == 0 ? m->x_in : m->acts[i - 1];
-        if (!l->ops->is_view) { /* a view's dx is its dy, already in cur */
+        if (!m->passed[i]) { /* a passed layer's dx is its dy, already in cur */
             l->ops->backward(l, x, m->acts[i], cur, i > first ? nxt : NULL, B);
             float *t = cur;
             cur = nxt;
@@ -540,7 +549,7 @@ const float *model_forward_ws(const loom_model *m, const float *x, int B, float 
         l.max_batch = B;
         size_t s = l.scratch_per_example * (size_t)B + l.scratch_fixed;
         scratch += (s + align - 1) / align * align;
-        if (l.ops->is_view)
+        if (layer_passes(&l, false))
             continue;
         l.ops->forward(&l, &ctx, cur, buf[w], B);
         cur = buf[w];
