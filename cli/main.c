@@ -86,22 +86,24 @@ static int own_running_threads(void) {
 }
 
 static bool is_machine_busy(void) {
-    int others = 0;
+    int busy_samples = 0;
     for (int i = 0; i < 5; i++) {
         int running = running_tasks();
         if (running < 0)
             return false;
-        int own = own_running_threads();
-        others += running > own ? running - own : 0;
+        if (running > own_running_threads())
+            busy_samples++;
         if (i < 4)
             usleep(5000);
     }
-    return others >= 3; /* another task running in most samples */
+    return busy_samples >= 3; /* another task running in most samples */
 }
 
 static void set_wait_policy(char **argv) {
     if (getenv("LOOM_REEXEC")) {
-        unsetenv("LOOM_REEXEC"); /* child processes (study steps) decide for themselves */
+        /* child processes (study steps) decide for themselves: libgomp has read the policy */
+        unsetenv("LOOM_REEXEC");
+        unsetenv("OMP_WAIT_POLICY");
         cli_is_passive_auto = true;
         return;
     }

@@ -97,6 +97,11 @@ gradcheck_result gradcheck_model(const char *text, int H, int W, int C, int B, u
     memcpy(cur, R, sizeof(float) * n_out);
     for (int i = n - 1; i >= 0; i--) {
         layer *l = &m->layers[i];
+        if (m->passed[i]) { /* as loom_model_backward: a passed layer's dx is its dy */
+            if (i == 0)
+                memcpy(dx, cur, sizeof(float) * n_in);
+            continue;
+        }
         l->ops->backward(l, i == 0 ? x : m->acts[i - 1], m->acts[i], cur, i > 0 ? nxt : dx, B);
         float *t = cur;
         cur = nxt;

@@ -567,6 +567,9 @@ static void test_dropout_passed(void) {
         d[i] = loom_rng_uniform(&rng) - 0.5f;
     loom_model_forward(a, x, B, true, &rng); /* masks drawn first, then an eval pass */
     memcpy(ya, loom_model_forward(a, x, B, false, NULL), sizeof ya);
+    /* passed, not copied: each dropout's output is its input's memory */
+    CHECK(a->passed[1] && a->passed[3] && a->passed[5] && !a->passed[4]);
+    CHECK(a->acts[1] == a->acts[0] && a->acts[5] == a->acts[4]);
     memcpy(yb, loom_model_forward(b, x, B, false, NULL), sizeof yb);
     CHECK(memcmp(ya, yb, sizeof ya) == 0);
     loom_model_zero_grad(a), loom_model_zero_grad(b);

@@ -55,7 +55,8 @@ void gemm_par(bool ta, bool tb, int M, int N, int K, float alpha, const float *A
  * (keras-v1: 100 units on 23,232 inputs). Split by rows, each thread would stream all of B. */
 bool gemm_splits_k(int N, int K);
 /* gemm_par for op(A) = A and op(B) = B with work space for M*N floats (may be NULL: no split):
- * when gemm_splits_k(N, K) and M <= 128, C = (beta*C + alpha A0 B0) + alpha A1 B1 over the two
+ * when gemm_splits_k(N, K), M <= 128 and the product is 4 MFLOP or more (gemm_par's threshold),
+ * C = (beta*C + alpha A0 B0) + alpha A1 B1 over the two
  * halves of K, the second half into work, in that order whatever the thread count. */
 void gemm_par_ws(int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
                  float beta, float *C, int ldc, float *work);

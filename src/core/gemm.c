@@ -109,13 +109,15 @@ bool gemm_splits_k(int N, int K) { return N < 128 && K >= 16384; }
 
 void gemm_par_ws(int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
                  float beta, float *C, int ldc, float *work) {
-    if (!work || M > 128 || M <= 0 || !gemm_splits_k(N, K)) {
+    if (!work || M > 128 || M <= 0 || !gemm_splits_k(N, K) || 2.0 * M * N * K < 4e6) {
         gemm_par(false, false, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
     /* measured on keras-v1's dense 100 forward (M 64): 3.1 ms split by rows, 2.5 split by K */
     int k0 = K / 2;
-    if (loom_get_threads() == 1) {
+    /* the halves in order on one thread (also where a caller set a team of one: predict's
+     * small batches), no serialised region */
+    if (loom_get_threads() == 1 || omp_get_max_threads() == 1) {
         gemm(false, false, M, N, k0, alpha, A, lda, B, ldb, beta, C, ldc);
         gemm(false, false, M, N, K - k0, alpha, A + k0, lda, B + (size_t)k0 * ldb, ldb, 0.0f, work,
              N);

@@ -307,6 +307,7 @@ DEF_DIRECT(4, 4)
 DEF_DIRECT(5, 4)
 DEF_DIRECT(6, 4)
 
+#ifdef __AVX512VL__ /* 256-bit masked loads and stores */
 /* The same with KF full filter vectors and a last one of at most 8 filters held in a 256-bit
  * register: Zen 4 runs a 512-bit FMA as two 256-bit halves, so a masked 16-lane vector of 8
  * filters costs a full one, a 256-bit one half (keras-v1's 8 and 24 filters, and the dx of its
@@ -378,6 +379,7 @@ DEF_DIRECT_H(3, 3)
 DEF_DIRECT_H(4, 3)
 DEF_DIRECT_H(5, 3)
 DEF_DIRECT_H(6, 3)
+#endif
 
 /* direct_tab[KZ - 1][NW - 1]: NW pixels by KZ filter vectors, NW up to direct_nw[KZ - 1] (the
  * accumulators NW*KZ stay within 24 of the 32 vector registers) */
@@ -391,6 +393,7 @@ static const direct_fn direct_tab[4][12] = {
     {direct_1_3, direct_2_3, direct_3_3, direct_4_3, direct_5_3, direct_6_3},
     {direct_1_4, direct_2_4, direct_3_4, direct_4_4, direct_5_4, direct_6_4},
 };
+#ifdef __AVX512VL__
 /* direct_h_tab[KF][NW - 1]: KF full filter vectors and a half one, NW as direct_tab's */
 static const direct_fn direct_h_tab[4][12] = {
     {direct_h_1_0, direct_h_2_0, direct_h_3_0, direct_h_4_0, direct_h_5_0, direct_h_6_0,
@@ -400,6 +403,7 @@ static const direct_fn direct_h_tab[4][12] = {
     {direct_h_1_2, direct_h_2_2, direct_h_3_2, direct_h_4_2, direct_h_5_2, direct_h_6_2},
     {direct_h_1_3, direct_h_2_3, direct_h_3_3, direct_h_4_3, direct_h_5_3, direct_h_6_3},
 };
+#endif
 
 /* The weight gradient straight from the input: rows j0 .. j0+TB-1 of one kernel row r of dW
  * (RSC, K) (consecutive (s, c) pairs, so consecutive floats of each input row) times KZ filter
@@ -545,8 +549,12 @@ static void conv_direct_one(const conv_cfg *c, const float *Wt, const float *bia
             c->C,    c->R,      c->S,
             st,      ldx,       (__mmask16)(kw % 16 ? (1u << (kw % 16)) - 1u : 0xffffu)};
         int nw = imin(direct_nw[kz - 1], Wo), rem = Wo % nw;
+#ifdef __AVX512VL__
         const direct_fn *fns =
             kw % 16 >= 1 && kw % 16 <= 8 ? direct_h_tab[kz - 1] : direct_tab[kz - 1];
+#else
+        const direct_fn *fns = direct_tab[kz - 1];
+#endif
         for (int oh = 0; oh < c->Ho; oh++) {
             const float *xr = xp + (size_t)oh * st * ldx;
             float *yr = y + (size_t)oh * Wo * K + kb;

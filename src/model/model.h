@@ -24,9 +24,9 @@ struct loom_model {
     size_t n_params, n_state;
     model_group *groups; /* (n_groups) owned */
     int n_groups;
-    /* arena: acts[i] (max_batch, out_i) for every layer but views (flatten: acts[i] is set to
-     * the layer's input by each forward pass), two gradient buffers of the largest activation,
-     * then each layer's scratch */
+    /* arena: own[i] (max_batch, out_i) for every layer but views, two gradient buffers of the
+     * largest activation, then each layer's scratch. acts[i] is own[i], or the layer's input
+     * when the last forward passed the layer (views; dropout outside training) */
     arena mem;
     int max_batch;
     float *acts[MODEL_MAX_LAYERS];
