@@ -247,82 +247,43 @@ typedef struct {
     __mmask16 m; /* lanes of the block's last filter vector */
 } direct_args;
 
-#define DEF_DIRECT(NW, KZ)                                                                         \
-    static void direct_##NW##_##KZ(const direct_args *a, const float *x0, float *y0) {             \
-        __m512 acc[NW][KZ];                                                                        \
-        _Pragma("GCC unroll 16") for (int z = 0; z < KZ; z++) {                                    \
-            __m512 b = kvec_load(a->bias, z, KZ, a->m);                                            \
-            _Pragma("GCC unroll 16") for (int j = 0; j < NW; j++) acc[j][z] = b;                   \
-        }                                                                                          \
-        int C = a->C, K = a->K, sc = a->stride * C;                                                \
-        for (int r = 0; r < a->R; r++)                                                             \
-            for (int s = 0; s < a->S; s++) {                                                       \
-                const float *xp = x0 + (size_t)r * a->ldx + (size_t)s * C;                         \
-                const float *wp = a->wt + (size_t)(r * a->S + s) * C * K;                          \
-                for (int c = 0; c < C; c++, wp += K) {                                             \
-                    __m512 w[KZ];                                                                  \
-                    _Pragma("GCC unroll 16") for (int z = 0; z < KZ; z++) w[z] =                   \
-                        kvec_load(wp, z, KZ, a->m);                                                \
-                    _Pragma("GCC unroll 16") for (int j = 0; j < NW; j++) {                        \
-                        __m512 xb = _mm512_set1_ps(xp[j * sc + c]);                                \
-                        _Pragma("GCC unroll 16") for (int z = 0; z < KZ; z++) acc[j][z] =          \
-                            _mm512_fmadd_ps(xb, w[z], acc[j][z]);                                  \
-                    }                                                                              \
-                }                                                                                  \
-            }                                                                                      \
-        _Pragma("GCC unroll 16") for (int j = 0; j < NW; j++)                                      \
-            _Pragma("GCC unroll 16") for (int z = 0; z < KZ; z++)                                  \
-                kvec_store(y0 + (size_t)j * K, z, KZ, a->m, acc[j][z]);                            \
-    }
-DEF_DIRECT(1, 1)
-DEF_DIRECT(2, 1)
-DEF_DIRECT(3, 1)
-DEF_DIRECT(4, 1)
-DEF_DIRECT(5, 1)
-DEF_DIRECT(6, 1)
-DEF_DIRECT(7, 1)
-DEF_DIRECT(8, 1)
-DEF_DIRECT(9, 1)
-DEF_DIRECT(10, 1)
-DEF_DIRECT(11, 1)
-DEF_DIRECT(12, 1)
-DEF_DIRECT(1, 2)
-DEF_DIRECT(2, 2)
-DEF_DIRECT(3, 2)
-DEF_DIRECT(4, 2)
-DEF_DIRECT(5, 2)
-DEF_DIRECT(6, 2)
-DEF_DIRECT(7, 2)
-DEF_DIRECT(8, 2)
-DEF_DIRECT(1, 3)
-DEF_DIRECT(2, 3)
-DEF_DIRECT(3, 3)
-DEF_DIRECT(4, 3)
-DEF_DIRECT(5, 3)
-DEF_DIRECT(6, 3)
-DEF_DIRECT(1, 4)
-DEF_DIRECT(2, 4)
-DEF_DIRECT(3, 4)
-DEF_DIRECT(4, 4)
-DEF_DIRECT(5, 4)
-DEF_DIRECT(6, 4)
+/* A block's last filter vector (its "tail", under the mask a->m): a 512-bit vector (Z) or, when
+ * it holds 1-8 filters and AVX-512VL is there, a 256-bit one (Y). Zen 4 runs a 512-bit FMA as
+ * two 256-bit halves, so a masked 16-lane vector of 8 filters costs a full one and a 256-bit one
+ * half (keras-v1's 8 and 24 filters, and the dx of its 24- and 48-filter layers). Each lane
+ * takes the same FMAs in the same order either way: the same results. */
+typedef __m512 tail_Z;
+static inline __m512 tail_load_Z(const float *p, __mmask16 m) {
+    return _mm512_maskz_loadu_ps(m, p);
+}
+static inline void tail_store_Z(float *p, __mmask16 m, __m512 v) { _mm512_mask_storeu_ps(p, m, v); }
+static inline __m512 tail_fma_Z(__m512 x, __m512 w, __m512 acc) {
+    return _mm512_fmadd_ps(x, w, acc);
+}
+#ifdef __AVX512VL__
+typedef __m256 tail_Y;
+static inline __m256 tail_load_Y(const float *p, __mmask16 m) {
+    return _mm256_maskz_loadu_ps((__mmask8)m, p);
+}
+static inline void tail_store_Y(float *p, __mmask16 m, __m256 v) {
+    _mm256_mask_storeu_ps(p, (__mmask8)m, v);
+}
+static inline __m256 tail_fma_Y(__m512 x, __m256 w, __m256 acc) {
+    return _mm256_fmadd_ps(_mm512_castps512_ps256(x), w, acc);
+}
+#endif
 
-#ifdef __AVX512VL__ /* 256-bit masked loads and stores */
-/* The same with KF full filter vectors and a last one of at most 8 filters held in a 256-bit
- * register: Zen 4 runs a 512-bit FMA as two 256-bit halves, so a masked 16-lane vector of 8
- * filters costs a full one, a 256-bit one half (keras-v1's 8 and 24 filters, and the dx of its
- * 24- and 48-filter layers). Each lane takes the same FMAs in the same order: same results. */
-#define DEF_DIRECT_H(NW, KF)                                                                       \
-    static void direct_h_##NW##_##KF(const direct_args *a, const float *x0, float *y0) {           \
+/* NAME: NW pixels by KF full filter vectors and a tail of type T. */
+#define DEF_DIRECT(NAME, NW, KF, T)                                                                \
+    static void NAME(const direct_args *a, const float *x0, float *y0) {                           \
         __m512 acc[NW][KF + 1];                                                                    \
-        __m256 acch[NW];                                                                           \
-        __mmask8 mh = (__mmask8)a->m;                                                              \
+        tail_##T acct[NW];                                                                         \
         _Pragma("GCC unroll 16") for (int z = 0; z < KF; z++) {                                    \
             __m512 b = _mm512_loadu_ps(a->bias + 16 * z);                                          \
             _Pragma("GCC unroll 16") for (int j = 0; j < NW; j++) acc[j][z] = b;                   \
         }                                                                                          \
-        __m256 bh = _mm256_maskz_loadu_ps(mh, a->bias + 16 * KF);                                  \
-        _Pragma("GCC unroll 16") for (int j = 0; j < NW; j++) acch[j] = bh;                        \
+        tail_##T bt = tail_load_##T(a->bias + 16 * KF, a->m);                                      \
+        _Pragma("GCC unroll 16") for (int j = 0; j < NW; j++) acct[j] = bt;                        \
         int C = a->C, K = a->K, sc = a->stride * C;                                                \
         for (int r = 0; r < a->R; r++)                                                             \
             for (int s = 0; s < a->S; s++) {                                                       \
@@ -332,53 +293,86 @@ DEF_DIRECT(6, 4)
                     __m512 w[KF + 1];                                                              \
                     _Pragma("GCC unroll 16") for (int z = 0; z < KF; z++) w[z] =                   \
                         _mm512_loadu_ps(wp + 16 * z);                                              \
-                    __m256 wh = _mm256_maskz_loadu_ps(mh, wp + 16 * KF);                           \
+                    tail_##T wt = tail_load_##T(wp + 16 * KF, a->m);                               \
                     _Pragma("GCC unroll 16") for (int j = 0; j < NW; j++) {                        \
                         __m512 xb = _mm512_set1_ps(xp[j * sc + c]);                                \
                         _Pragma("GCC unroll 16") for (int z = 0; z < KF; z++) acc[j][z] =          \
                             _mm512_fmadd_ps(xb, w[z], acc[j][z]);                                  \
-                        acch[j] = _mm256_fmadd_ps(_mm512_castps512_ps256(xb), wh, acch[j]);        \
+                        acct[j] = tail_fma_##T(xb, wt, acct[j]);                                   \
                     }                                                                              \
                 }                                                                                  \
             }                                                                                      \
         _Pragma("GCC unroll 16") for (int j = 0; j < NW; j++) {                                    \
             _Pragma("GCC unroll 16") for (int z = 0; z < KF; z++)                                  \
                 _mm512_storeu_ps(y0 + (size_t)j * K + 16 * z, acc[j][z]);                          \
-            _mm256_mask_storeu_ps(y0 + (size_t)j * K + 16 * KF, mh, acch[j]);                      \
+            tail_store_##T(y0 + (size_t)j * K + 16 * KF, a->m, acct[j]);                           \
         }                                                                                          \
     }
-DEF_DIRECT_H(1, 0)
-DEF_DIRECT_H(2, 0)
-DEF_DIRECT_H(3, 0)
-DEF_DIRECT_H(4, 0)
-DEF_DIRECT_H(5, 0)
-DEF_DIRECT_H(6, 0)
-DEF_DIRECT_H(7, 0)
-DEF_DIRECT_H(8, 0)
-DEF_DIRECT_H(9, 0)
-DEF_DIRECT_H(10, 0)
-DEF_DIRECT_H(11, 0)
-DEF_DIRECT_H(12, 0)
-DEF_DIRECT_H(1, 1)
-DEF_DIRECT_H(2, 1)
-DEF_DIRECT_H(3, 1)
-DEF_DIRECT_H(4, 1)
-DEF_DIRECT_H(5, 1)
-DEF_DIRECT_H(6, 1)
-DEF_DIRECT_H(7, 1)
-DEF_DIRECT_H(8, 1)
-DEF_DIRECT_H(1, 2)
-DEF_DIRECT_H(2, 2)
-DEF_DIRECT_H(3, 2)
-DEF_DIRECT_H(4, 2)
-DEF_DIRECT_H(5, 2)
-DEF_DIRECT_H(6, 2)
-DEF_DIRECT_H(1, 3)
-DEF_DIRECT_H(2, 3)
-DEF_DIRECT_H(3, 3)
-DEF_DIRECT_H(4, 3)
-DEF_DIRECT_H(5, 3)
-DEF_DIRECT_H(6, 3)
+DEF_DIRECT(direct_1_1, 1, 0, Z)
+DEF_DIRECT(direct_2_1, 2, 0, Z)
+DEF_DIRECT(direct_3_1, 3, 0, Z)
+DEF_DIRECT(direct_4_1, 4, 0, Z)
+DEF_DIRECT(direct_5_1, 5, 0, Z)
+DEF_DIRECT(direct_6_1, 6, 0, Z)
+DEF_DIRECT(direct_7_1, 7, 0, Z)
+DEF_DIRECT(direct_8_1, 8, 0, Z)
+DEF_DIRECT(direct_9_1, 9, 0, Z)
+DEF_DIRECT(direct_10_1, 10, 0, Z)
+DEF_DIRECT(direct_11_1, 11, 0, Z)
+DEF_DIRECT(direct_12_1, 12, 0, Z)
+DEF_DIRECT(direct_1_2, 1, 1, Z)
+DEF_DIRECT(direct_2_2, 2, 1, Z)
+DEF_DIRECT(direct_3_2, 3, 1, Z)
+DEF_DIRECT(direct_4_2, 4, 1, Z)
+DEF_DIRECT(direct_5_2, 5, 1, Z)
+DEF_DIRECT(direct_6_2, 6, 1, Z)
+DEF_DIRECT(direct_7_2, 7, 1, Z)
+DEF_DIRECT(direct_8_2, 8, 1, Z)
+DEF_DIRECT(direct_1_3, 1, 2, Z)
+DEF_DIRECT(direct_2_3, 2, 2, Z)
+DEF_DIRECT(direct_3_3, 3, 2, Z)
+DEF_DIRECT(direct_4_3, 4, 2, Z)
+DEF_DIRECT(direct_5_3, 5, 2, Z)
+DEF_DIRECT(direct_6_3, 6, 2, Z)
+DEF_DIRECT(direct_1_4, 1, 3, Z)
+DEF_DIRECT(direct_2_4, 2, 3, Z)
+DEF_DIRECT(direct_3_4, 3, 3, Z)
+DEF_DIRECT(direct_4_4, 4, 3, Z)
+DEF_DIRECT(direct_5_4, 5, 3, Z)
+DEF_DIRECT(direct_6_4, 6, 3, Z)
+#ifdef __AVX512VL__
+DEF_DIRECT(direct_h_1_0, 1, 0, Y)
+DEF_DIRECT(direct_h_2_0, 2, 0, Y)
+DEF_DIRECT(direct_h_3_0, 3, 0, Y)
+DEF_DIRECT(direct_h_4_0, 4, 0, Y)
+DEF_DIRECT(direct_h_5_0, 5, 0, Y)
+DEF_DIRECT(direct_h_6_0, 6, 0, Y)
+DEF_DIRECT(direct_h_7_0, 7, 0, Y)
+DEF_DIRECT(direct_h_8_0, 8, 0, Y)
+DEF_DIRECT(direct_h_9_0, 9, 0, Y)
+DEF_DIRECT(direct_h_10_0, 10, 0, Y)
+DEF_DIRECT(direct_h_11_0, 11, 0, Y)
+DEF_DIRECT(direct_h_12_0, 12, 0, Y)
+DEF_DIRECT(direct_h_1_1, 1, 1, Y)
+DEF_DIRECT(direct_h_2_1, 2, 1, Y)
+DEF_DIRECT(direct_h_3_1, 3, 1, Y)
+DEF_DIRECT(direct_h_4_1, 4, 1, Y)
+DEF_DIRECT(direct_h_5_1, 5, 1, Y)
+DEF_DIRECT(direct_h_6_1, 6, 1, Y)
+DEF_DIRECT(direct_h_7_1, 7, 1, Y)
+DEF_DIRECT(direct_h_8_1, 8, 1, Y)
+DEF_DIRECT(direct_h_1_2, 1, 2, Y)
+DEF_DIRECT(direct_h_2_2, 2, 2, Y)
+DEF_DIRECT(direct_h_3_2, 3, 2, Y)
+DEF_DIRECT(direct_h_4_2, 4, 2, Y)
+DEF_DIRECT(direct_h_5_2, 5, 2, Y)
+DEF_DIRECT(direct_h_6_2, 6, 2, Y)
+DEF_DIRECT(direct_h_1_3, 1, 3, Y)
+DEF_DIRECT(direct_h_2_3, 2, 3, Y)
+DEF_DIRECT(direct_h_3_3, 3, 3, Y)
+DEF_DIRECT(direct_h_4_3, 4, 3, Y)
+DEF_DIRECT(direct_h_5_3, 5, 3, Y)
+DEF_DIRECT(direct_h_6_3, 6, 3, Y)
 #endif
 
 /* direct_tab[KZ - 1][NW - 1]: NW pixels by KZ filter vectors, NW up to direct_nw[KZ - 1] (the
