@@ -60,6 +60,10 @@ bool gemm_splits_k(int N, int K);
  * halves of K, the second half into work, in that order whatever the thread count. */
 void gemm_par_ws(int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
                  float beta, float *C, int ldc, float *work);
+/* True when a parallel region here would run on one thread: loom_set_threads(1), or a caller
+ * that set a team of one (predict's small batches). Such a path runs its chunks in a plain
+ * loop: a parallel region of one thread still makes (mallocs) a team on every call. */
+bool par_is_serial(void);
 /* Fixed chunking: number of chunks for n items with at least min_chunk per chunk (max 64). */
 int par_n_chunks(long n, long min_chunk);
 static inline long par_chunk_lo(long n, int nc, int c) { return n * c / nc; }

@@ -38,6 +38,8 @@ void gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, in
                 K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
+bool par_is_serial(void) { return loom_get_threads() == 1 || omp_get_max_threads() == 1; }
+
 static inline int imin_(int a, int b) { return a < b ? a : b; }
 
 int par_n_chunks(long n, long min_chunk) {
@@ -64,9 +66,7 @@ void gemm_par(bool ta, bool tb, int M, int N, int K, float alpha, const float *A
      * split by columns, in blocks of 64: split by rows, every thread would pack all of B. */
     if (M <= 128 && N >= 128 && 2.0 * M * N * K >= 4e6) {
         int nb = (N + 63) / 64, nc = nb < 16 ? nb : 16;
-        /* one thread: the same chunks in a plain loop, not `omp parallel for if (...)`: a
-         * serialised parallel region still makes (mallocs) a team of one on every call */
-        if (loom_get_threads() == 1) {
+        if (par_is_serial()) { /* the same chunks in a plain loop */
             for (int c = 0; c < nc; c++)
                 gemm_cols(ta, tb, M, (int)par_chunk_lo(nb, nc, c) * 64,
                           (int)imin_(N, (int)par_chunk_lo(nb, nc, c + 1) * 64), K, alpha, A, lda, B,
@@ -88,7 +88,7 @@ void gemm_par(bool ta, bool tb, int M, int N, int K, float alpha, const float *A
     int nc = par_n_chunks(M, min_rows);
     if (nc > 16)
         nc = 16;
-    if (nc == 1 || loom_get_threads() == 1) {
+    if (nc == 1 || par_is_serial()) {
         /* Same chunks, run in order: identical numbers whatever the thread count. */
         for (int c = 0; c < nc; c++) {
             int lo = (int)par_chunk_lo(M, nc, c), hi = (int)par_chunk_lo(M, nc, c + 1);
@@ -107,6 +107,17 @@ void gemm_par(bool ta, bool tb, int M, int N, int K, float alpha, const float *A
 
 bool gemm_splits_k(int N, int K) { return N < 128 && K >= 16384; }
 
+/* Half c of a K-split product: A0 B0 with beta into C, or A1 B1 into work. */
+static void gemm_k_half(int c, int M, int N, int K, float alpha, const float *A, int lda,
+                        const float *B, int ldb, float beta, float *C, int ldc, float *work) {
+    int k0 = K / 2;
+    if (c == 0)
+        gemm(false, false, M, N, k0, alpha, A, lda, B, ldb, beta, C, ldc);
+    else
+        gemm(false, false, M, N, K - k0, alpha, A + k0, lda, B + (size_t)k0 * ldb, ldb, 0.0f, work,
+             N);
+}
+
 void gemm_par_ws(int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
                  float beta, float *C, int ldc, float *work) {
     if (!work || M > 128 || M <= 0 || !gemm_splits_k(N, K) || 2.0 * M * N * K < 4e6) {
@@ -114,22 +125,13 @@ void gemm_par_ws(int M, int N, int K, float alpha, const float *A, int lda, cons
         return;
     }
     /* measured on keras-v1's dense 100 forward (M 64): 3.1 ms split by rows, 2.5 split by K */
-    int k0 = K / 2;
-    /* the halves in order on one thread (also where a caller set a team of one: predict's
-     * small batches), no serialised region */
-    if (loom_get_threads() == 1 || omp_get_max_threads() == 1) {
-        gemm(false, false, M, N, k0, alpha, A, lda, B, ldb, beta, C, ldc);
-        gemm(false, false, M, N, K - k0, alpha, A + k0, lda, B + (size_t)k0 * ldb, ldb, 0.0f, work,
-             N);
+    if (par_is_serial()) {
+        for (int c = 0; c < 2; c++)
+            gemm_k_half(c, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, work);
     } else {
 #pragma omp parallel for schedule(static)
-        for (int c = 0; c < 2; c++) {
-            if (c == 0)
-                gemm(false, false, M, N, k0, alpha, A, lda, B, ldb, beta, C, ldc);
-            else
-                gemm(false, false, M, N, K - k0, alpha, A + k0, lda, B + (size_t)k0 * ldb, ldb,
-                     0.0f, work, N);
-        }
+        for (int c = 0; c < 2; c++)
+            gemm_k_half(c, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, work);
     }
     for (int i = 0; i < M; i++) {
         float *c = C + (size_t)i * ldc;

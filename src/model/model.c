@@ -421,7 +421,7 @@ void loom_model_zero_grad(loom_model *m) {
     /* a memset of up to tens of MB each step: in fixed chunks over the threads */
     long n = (long)m->n_params;
     int nc = par_n_chunks(n, 1L << 18);
-    if (nc == 1 || loom_get_threads() == 1) { /* no region: a serialised one mallocs a team */
+    if (nc == 1 || par_is_serial()) {
         memset(m->grads, 0, sizeof(float) * (size_t)n);
         return;
     }

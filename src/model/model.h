@@ -30,10 +30,8 @@ struct loom_model {
     arena mem;
     int max_batch;
     float *acts[MODEL_MAX_LAYERS];
-    float *own[MODEL_MAX_LAYERS];  /* the arena buffers (NULL for views); acts[i] is own[i] or,
-                                    * for a layer passed through, its input */
-    bool passed[MODEL_MAX_LAYERS]; /* the last forward passed layer i's input on (a view, or
-                                    * an identity that pass: dropout outside training) */
+    float *own[MODEL_MAX_LAYERS];  /* the arena buffers; NULL for views */
+    bool passed[MODEL_MAX_LAYERS]; /* whether the last forward passed layer i */
     float *dbuf[2];
     const float *x_in; /* the input of the last forward (caller's memory) */
     int last_B;
