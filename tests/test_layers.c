@@ -590,6 +590,74 @@ static void test_dropout_passed(void) {
     loom_model_destroy(a), loom_model_destroy(b);
 }
 
+/* Inference in chunks (model_infer): each chunk's logits are those of a forward pass on that
+ * chunk alone, bit for bit (so each chunk had a workspace of its own and the layers' shared
+ * scratch held nothing over); close to one pass on the whole batch; the same on 1 and 2
+ * threads; a model with a whole-batch layer is not chunked; a short workspace is refused. */
+static void test_infer_chunks(void) {
+    enum { B = 70 }; /* chunks of 32, 32 and 6 */
+    const char *texts[] = {
+        "flatten, dropout 0.2, dense 64 relu, dropout 0.3, dense 32 relu, dense 10",
+        "conv 8 3x3 same relu, batchnorm, maxpool 2, conv 16 3x3 relu, avgpool 2, flatten, "
+        "dense 10",
+        "rows, lstm 16 recurrent-dropout 0.25, dense 10",
+    };
+    float *x = malloc(sizeof(float) * B * 784), *z1 = malloc(sizeof(float) * B * 10);
+    float *z2 = malloc(sizeof(float) * B * 10), *one = malloc(sizeof(float) * B * 10);
+    loom_rng rng;
+    loom_rng_seed(&rng, 17);
+    for (int i = 0; i < B * 784; i++)
+        x[i] = loom_rng_uniform(&rng);
+    for (int t = 0; t < 3; t++) {
+        loom_set_threads(2);
+        loom_model *m = make(texts[t], 28, 28, 1, B);
+        if (!m)
+            break;
+        loom_model_init(m, 5);
+        CHECK_MSG(model_infers_in_chunks(m) && m->iws, "model %d: not chunked", t);
+        memcpy(z2, model_infer(m, x, B), sizeof(float) * B * 10);
+        loom_set_threads(1);
+        memcpy(z1, model_infer(m, x, B), sizeof(float) * B * 10);
+        CHECK_MSG(memcmp(z1, z2, sizeof(float) * B * 10) == 0, "model %d: 1 and 2 threads", t);
+        memcpy(one, loom_model_forward(m, x, B, false, NULL), sizeof(float) * B * 10);
+        double worst = 0;
+        for (int i = 0; i < B * 10; i++)
+            worst = fmax(worst, fabs(one[i] - z2[i]));
+        CHECK_MSG(worst < 1e-5, "model %d: chunks against the whole batch: %g", t, worst);
+        for (int lo = 0; lo < B; lo += MODEL_CHUNK) {
+            int b = B - lo < MODEL_CHUNK ? B - lo : MODEL_CHUNK;
+            const float *y = loom_model_forward(m, x + (size_t)lo * 784, b, false, NULL);
+            CHECK_MSG(memcmp(y, z2 + (size_t)lo * 10, sizeof(float) * b * 10) == 0,
+                      "model %d: chunk at %d", t, lo);
+        }
+        size_t need = model_infer_floats(m, B, 2), one_slot = model_infer_floats(m, B, 1);
+        CHECK(need == 2 * one_slot && one_slot > 0);
+        float *ws = loom_xalloc(sizeof(float) * need), *out = malloc(sizeof(float) * B * 10);
+        CHECK(model_infer_ws(m, x, B, ws, one_slot - 1, out) == NULL);
+        loom_set_threads(2);
+        CHECK(model_infer_ws(m, x, B, ws, one_slot, out) == out); /* one slot: one thread */
+        CHECK(memcmp(out, z2, sizeof(float) * B * 10) == 0);
+        free(ws), free(out);
+        loom_model_destroy(m);
+    }
+    /* dense 10 on 16,384 inputs splits its reduction over the threads: the whole batch at once */
+    loom_set_threads(2);
+    loom_model *w = make("flatten, dense 10", 128, 128, 1, B);
+    float *xw = malloc(sizeof(float) * B * 128 * 128);
+    if (w && xw) {
+        loom_model_init(w, 5);
+        for (int i = 0; i < B * 128 * 128; i++)
+            xw[i] = loom_rng_uniform(&rng);
+        CHECK(!model_infers_in_chunks(w) && !w->iws);
+        memcpy(z1, model_infer(w, xw, B), sizeof(float) * B * 10);
+        CHECK(memcmp(z1, loom_model_forward(w, xw, B, false, NULL), sizeof(float) * B * 10) == 0);
+    }
+    free(xw);
+    loom_model_destroy(w);
+    loom_set_threads(0);
+    free(x), free(z1), free(z2), free(one);
+}
+
 int main(void) {
     RUN(test_conv_known_weights);
     RUN(test_conv_channel_order);
@@ -603,6 +671,7 @@ int main(void) {
     RUN(test_shape_errors);
     RUN(test_describe);
     RUN(test_thread_determinism);
+    RUN(test_infer_chunks);
     RUN(test_gemm_split_k);
     RUN(test_dropout_passed);
     return check_report();

@@ -2,7 +2,7 @@
  * predicted): accuracy, per-class precision/recall/F1 (0 where undefined, as scikit-learn's
  * zero_division=0), macro and support-weighted averages; the text report, JSON and CSV files;
  * and loom_evaluate, which runs a model over a dataset in batches (logits (B, K)). */
-#include "../core/core.h"
+#include "../model/model.h"
 
 #include <assert.h>
 #include <cjson/cJSON.h>
@@ -142,7 +142,7 @@ loom_status loom_evaluate(loom_model *m, const loom_dataset *ds, const int *idx,
             for (int i = 0; i < B; i++)
                 ibuf[i] = i0 + i;
         loom_batch_fill(ds, bidx, B, nrm, x, y);
-        const float *logits = loom_model_forward(m, x, B, false, NULL); /* (B, K) */
+        const float *logits = model_infer(m, x, B); /* (B, K) */
         for (int i = 0; i < B; i++) {
             const float *z = logits + (size_t)i * K;
             /* p_k = exp(z_k - max) / s with s = sum_j exp(z_j - max); loss = log s - (z_y - max) */

@@ -70,8 +70,10 @@ struct layer {
     size_t scratch_per_example, scratch_fixed;
     float *scratch; /* arena view */
     int max_batch;
-    double flops;       /* forward FLOPs per example */
-    bool is_inplace_ok; /* reserved */
+    double flops; /* forward FLOPs per example */
+    /* inference runs this layer on the whole batch over the threads (its weights are shared
+     * between them, as dense's split reduction): the model then does not infer in chunks */
+    bool is_whole_batch;
 };
 
 /* Activation functions shared by dense/conv (fused) and the standalone activation layers. */

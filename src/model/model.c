@@ -6,6 +6,7 @@
 
 #include <ctype.h>
 #include <math.h>
+#include <omp.h>
 
 bool dense_is_softmax(const layer *l);
 
@@ -265,6 +266,8 @@ void loom_model_destroy(loom_model *m) {
     free(m->groups);
     free(m->text);
     arena_free(&m->mem);
+    free(m->iws);
+    free(m->ilogits);
     free(m);
 }
 
@@ -326,6 +329,23 @@ loom_status loom_model_prepare(loom_model *m, int max_batch, loom_error *err) {
     m->dbuf[0] = arena_floats(&m->mem, max_act * (size_t)max_batch);
     m->dbuf[1] = arena_floats(&m->mem, max_act * (size_t)max_batch);
     m->max_batch = max_batch;
+    /* inference in chunks (model_infer): its own workspace, one slot per thread */
+    free(m->iws);
+    free(m->ilogits);
+    m->iws = m->ilogits = NULL;
+    m->n_iws = 0;
+    if (model_infers_in_chunks(m) && max_batch > MODEL_CHUNK) {
+        m->n_iws = model_infer_floats(m, max_batch, loom_get_threads());
+        m->iws = loom_xalloc(sizeof(float) * m->n_iws);
+        m->ilogits = loom_xalloc(sizeof(float) * (size_t)max_batch * loom_model_n_outputs(m));
+        if (!m->iws || !m->ilogits) {
+            arena_free(&m->mem);
+            m->max_batch = 0;
+            return loom_error_set(err, LOOM_ERR_NOMEM,
+                                  "cannot allocate an inference workspace for batches of %d",
+                                  max_batch);
+        }
+    }
     return LOOM_OK;
 }
 
@@ -518,42 +538,112 @@ void loom_model_summary(const loom_model *m, FILE *f) {
 
 /* Inference forward pass with caller-owned memory, so that several threads can run one model at
  * once: the model is only read. ws (n_ws floats, 64-byte aligned) holds two ping-pong activation
- * buffers (B, largest activation) and each layer's scratch for B examples, in that order. Each
- * layer runs on a copy of its struct whose scratch points into ws. *n_need (may be NULL) receives
- * the floats needed for B; returns the logits (B, n_out) inside ws, or NULL when n_ws is short. */
+ * buffers (B, largest activation), then one scratch region that every layer uses in turn (an
+ * inference pass keeps nothing from one layer to the next, and each layer's forward writes its
+ * scratch before reading it), sized for the largest. Each layer runs on a copy of its struct
+ * whose scratch points into ws. *n_need (may be NULL) receives the floats needed for B; returns
+ * the logits (B, n_out) inside ws, or NULL when n_ws is short. */
 const float *model_forward_ws(const loom_model *m, const float *x, int B, float *ws, size_t n_ws,
                               size_t *n_need) {
     const size_t align = 16; /* floats: keeps every region 64-byte aligned */
-    size_t max_act = shape_size(m->in), need = 0;
-    for (int i = 0; i < m->n_layers; i++)
-        if (shape_size(m->layers[i].out) > max_act)
-            max_act = shape_size(m->layers[i].out);
-    size_t act = (max_act * (size_t)B + align - 1) / align * align;
-    need = 2 * act;
+    size_t max_act = shape_size(m->in), max_scratch = 0;
     for (int i = 0; i < m->n_layers; i++) {
         const layer *l = &m->layers[i];
+        if (shape_size(l->out) > max_act)
+            max_act = shape_size(l->out);
         size_t s = l->scratch_per_example * (size_t)B + l->scratch_fixed;
-        need += (s + align - 1) / align * align;
+        if (s > max_scratch)
+            max_scratch = s;
     }
+    size_t act = (max_act * (size_t)B + align - 1) / align * align;
+    size_t need = 2 * act + (max_scratch + align - 1) / align * align;
     if (n_need)
         *n_need = need;
     if (!ws || n_ws < need || B < 1)
         return NULL;
     fwd_ctx ctx = {false, NULL};
-    float *buf[2] = {ws, ws + act}, *scratch = ws + 2 * act;
+    float *buf[2] = {ws, ws + act};
     const float *cur = x;
     int w = 0; /* the buffer written next: never cur's */
     for (int i = 0; i < m->n_layers; i++) {
         layer l = m->layers[i];
-        l.scratch = scratch;
-        l.max_batch = B;
-        size_t s = l.scratch_per_example * (size_t)B + l.scratch_fixed;
-        scratch += (s + align - 1) / align * align;
         if (layer_passes(&l, false))
             continue;
+        l.scratch = ws + 2 * act;
+        l.max_batch = B;
         l.ops->forward(&l, &ctx, cur, buf[w], B);
         cur = buf[w];
         w ^= 1;
     }
     return cur;
+}
+
+bool model_infers_in_chunks(const loom_model *m) {
+    for (int i = 0; i < m->n_layers; i++)
+        if (m->layers[i].is_whole_batch)
+            return false;
+    return true;
+}
+
+/* Chunks of B and the workspace slots (one per thread that runs at once) for them. */
+static int infer_chunks(int B) { return (B + MODEL_CHUNK - 1) / MODEL_CHUNK; }
+
+size_t model_infer_floats(const loom_model *m, int max_batch, int threads) {
+    size_t need = 0;
+    if (!model_infers_in_chunks(m) || max_batch <= MODEL_CHUNK) {
+        model_forward_ws(m, NULL, max_batch, NULL, 0, &need);
+        return need;
+    }
+    int slots = threads < infer_chunks(max_batch) ? threads : infer_chunks(max_batch);
+    model_forward_ws(m, NULL, MODEL_CHUNK, NULL, 0, &need);
+    return need * (size_t)(slots > 1 ? slots : 1);
+}
+
+/* Chunk c of B examples through the model on workspace w (per floats), its logits into out. */
+static void infer_chunk(const loom_model *m, const float *x, int B, int c, float *w, size_t per,
+                        float *out) {
+    int lo = c * MODEL_CHUNK, b = B - lo < MODEL_CHUNK ? B - lo : MODEL_CHUNK;
+    size_t K = (size_t)loom_model_n_outputs(m);
+    const float *z = model_forward_ws(m, x + (size_t)lo * shape_size(m->in), b, w, per, NULL);
+    memcpy(out + (size_t)lo * K, z, sizeof(float) * (size_t)b * K);
+}
+
+const float *model_infer_ws(const loom_model *m, const float *x, int B, float *ws, size_t n_ws,
+                            float *out) {
+    if (!model_infers_in_chunks(m) || B <= MODEL_CHUNK)
+        return model_forward_ws(m, x, B, ws, n_ws, NULL);
+    size_t per = 0;
+    model_forward_ws(m, NULL, MODEL_CHUNK, NULL, 0, &per);
+    int nc = infer_chunks(B), slots = (int)(n_ws / per);
+    if (slots < 1)
+        return NULL;
+    int team = omp_in_parallel() ? 1 : omp_get_max_threads();
+    if (team > slots)
+        team = slots;
+    if (team > nc)
+        team = nc;
+    if (team <= 1) {
+        for (int c = 0; c < nc; c++)
+            infer_chunk(m, x, B, c, ws, per, out);
+        return out;
+    }
+#pragma omp parallel num_threads(team)
+    {
+        /* each chunk runs on one thread: the layers' own parallel loops stay serial */
+        int saved = omp_get_max_threads();
+        omp_set_num_threads(1);
+        float *w = ws + per * (size_t)omp_get_thread_num();
+#pragma omp for schedule(static)
+        for (int c = 0; c < nc; c++)
+            infer_chunk(m, x, B, c, w, per, out);
+        omp_set_num_threads(saved);
+    }
+    return out;
+}
+
+const float *model_infer(loom_model *m, const float *x, int B) {
+    if (!m->iws || B > m->max_batch)
+        return loom_model_forward(m, x, B, false, NULL);
+    const float *z = model_infer_ws(m, x, B, m->iws, m->n_iws, m->ilogits);
+    return z ? z : loom_model_forward(m, x, B, false, NULL);
 }

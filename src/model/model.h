@@ -38,6 +38,10 @@ struct loom_model {
     /* when not NULL (loom bench --layers), forward and backward add each layer's seconds to
      * prof[2 i] and prof[2 i + 1]; (2 n_layers) owned by whoever set it */
     double *prof;
+    /* model_infer's workspace (n_iws floats, one slot per thread) and logits (max_batch,
+     * n_out), owned; NULL when the model infers on the whole batch */
+    float *iws, *ilogits;
+    size_t n_iws;
 };
 
 /* Builds layers from parsed text without allocating parameters (used by create and tests). */
@@ -59,5 +63,24 @@ void model_layer_name(const loom_model *m, int i, char *buf, size_t n);
  * for B examples; returns the logits inside ws, or NULL when n_ws is short. */
 const float *model_forward_ws(const loom_model *m, const float *x, int B, float *ws, size_t n_ws,
                               size_t *n_need);
+
+/* Inference in chunks: B examples split into chunks of MODEL_CHUNK (the last shorter), each
+ * chunk through the whole model on one thread with its own workspace slot, so the threads meet
+ * once per batch instead of at every layer. The chunks do not depend on the thread count, so
+ * neither do the numbers. Not for models with a layer that shares its work over the threads
+ * on the whole batch (layer is_whole_batch): those run model_forward_ws on all B at once. */
+#define MODEL_CHUNK 32
+bool model_infers_in_chunks(const loom_model *m);
+/* Floats of workspace for batches up to max_batch on up to threads threads at once. */
+size_t model_infer_floats(const loom_model *m, int max_batch, int threads);
+/* Logits (B, n_out) in out, or inside ws for a single chunk or a whole-batch model; NULL when
+ * ws holds less than one slot. Runs on the caller's team size (omp_get_max_threads), at most one
+ * thread per slot that ws holds. The model is only read. */
+const float *model_infer_ws(const loom_model *m, const float *x, int B, float *ws, size_t n_ws,
+                            float *out);
+/* The same on the model's own workspace (set up by loom_model_prepare); falls back to
+ * loom_model_forward for whole-batch models. The logits are valid until the next pass. The
+ * layers' activations are not kept: no backward after it. */
+const float *model_infer(loom_model *m, const float *x, int B);
 
 #endif

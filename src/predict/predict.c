@@ -21,9 +21,10 @@ struct loom_predictor {
     int max_batch;
     int K;       /* outputs */
     size_t n_in; /* H * W * C */
-    float *ws;   /* (n_ws) activations and scratch */
+    float *ws;   /* (n_ws) activations and scratch, one slot per thread */
     size_t n_ws;
-    float *x; /* (max_batch, n_in) converted uint8 input */
+    float *x;      /* (max_batch, n_in) converted uint8 input */
+    float *logits; /* (max_batch, K) */
 };
 
 loom_status loom_predictor_create(loom_predictor **out, const loom_model *m, int max_batch,
@@ -44,10 +45,11 @@ loom_status loom_predictor_create(loom_predictor **out, const loom_model *m, int
     p->max_batch = max_batch;
     p->K = loom_model_n_outputs(m);
     p->n_in = (size_t)H * W * C;
-    model_forward_ws(m, NULL, max_batch, NULL, 0, &p->n_ws);
+    p->n_ws = model_infer_floats(m, max_batch, loom_get_threads());
     p->ws = loom_xalloc(sizeof(float) * p->n_ws);
     p->x = loom_xalloc(sizeof(float) * p->n_in * (size_t)max_batch);
-    if (!p->ws || !p->x) {
+    p->logits = loom_xalloc(sizeof(float) * (size_t)p->K * (size_t)max_batch);
+    if (!p->ws || !p->x || !p->logits) {
         loom_predictor_destroy(p);
         return loom_error_set(err, LOOM_ERR_NOMEM,
                               "predictor: cannot allocate a workspace for batches of %d",
@@ -62,6 +64,7 @@ void loom_predictor_destroy(loom_predictor *p) {
         return;
     free(p->ws);
     free(p->x);
+    free(p->logits);
     free(p);
 }
 
@@ -111,7 +114,7 @@ static loom_status run_batches(loom_predictor *p, const float *x, const uint8_t 
         bool is_small = loom_model_flops(p->m) * B < PREDICT_SMALL_FLOPS;
         int n_saved = omp_get_max_threads();
         omp_set_num_threads(is_small ? 1 : loom_get_threads());
-        const float *logits = model_forward_ws(p->m, xb, B, p->ws, p->n_ws, NULL);
+        const float *logits = model_infer_ws(p->m, xb, B, p->ws, p->n_ws, p->logits);
         assert(logits); /* ws was sized for max_batch */
         omp_set_num_threads(n_saved);
         loom_status st = softmax_rows(logits, B, p->K, probs + (size_t)i0 * p->K, i0, err);

@@ -95,7 +95,7 @@ loom_status loom_bench(const char *model, int batch, int repeats, double seconds
         double b = loom_now();
         for (int s = 0; s < steps; s++) {
             loom_batch_fill(&ds, idx + (s % BENCH_BATCHES) * batch, batch, NULL, x, y);
-            loom_model_forward(m, x, batch, false, NULL);
+            model_infer(m, x, batch);
         }
         double c = loom_now();
         if (rep >= 0) {
