@@ -658,6 +658,44 @@ static void test_infer_chunks(void) {
     free(x), free(z1), free(z2), free(one);
 }
 
+/* gemm's own loop for the untransposed small products OpenBLAS would allocate for (N % 16 in
+ * 1..8, M N K <= 10^6), and the shapes beside it, against a product in double. */
+static void test_gemm_small_nn(void) {
+    const int shapes[][3] = {{7, 24, 50},  {64, 100, 100}, {32, 17, 3}, {5, 8, 1},
+                             {32, 10, 24}, {64, 24, 652},  {3, 16, 40}};
+    loom_rng rng;
+    loom_rng_seed(&rng, 12);
+    for (size_t t = 0; t < sizeof shapes / sizeof shapes[0]; t++) {
+        int M = shapes[t][0], N = shapes[t][1], K = shapes[t][2], lda = K + 3, ldb = N + 1,
+            ldc = N + 2;
+        float *A = malloc(sizeof(float) * M * lda), *Bm = malloc(sizeof(float) * K * ldb);
+        float *C = malloc(sizeof(float) * M * ldc);
+        for (int i = 0; i < M * lda; i++)
+            A[i] = loom_rng_uniform(&rng) - 0.5f;
+        for (int i = 0; i < K * ldb; i++)
+            Bm[i] = loom_rng_uniform(&rng) - 0.5f;
+        for (int beta = 0; beta < 2; beta++) {
+            for (int i = 0; i < M * ldc; i++)
+                C[i] = (float)(i % 7) - 3.0f;
+            gemm(false, false, M, N, K, 1.5f, A, lda, Bm, ldb, beta ? 0.5f : 0.0f, C, ldc);
+            double worst = 0;
+            for (int i = 0; i < M; i++)
+                for (int j = 0; j < N; j++) {
+                    double ref = beta ? 0.5 * ((i * ldc + j) % 7 - 3.0) : 0.0;
+                    for (int k = 0; k < K; k++)
+                        ref += 1.5 * A[i * lda + k] * Bm[k * ldb + j];
+                    worst = fmax(worst, fabs(C[i * ldc + j] - ref));
+                }
+            CHECK_MSG(worst < 1e-4, "M %d N %d K %d beta %d: max error %g", M, N, K, beta, worst);
+            /* the padding between rows is not written */
+            for (int i = 0; i < M; i++)
+                for (int j = N; j < ldc; j++)
+                    CHECK(C[i * ldc + j] == (float)((i * ldc + j) % 7) - 3.0f);
+        }
+        free(A), free(Bm), free(C);
+    }
+}
+
 int main(void) {
     RUN(test_conv_known_weights);
     RUN(test_conv_channel_order);
@@ -673,6 +711,7 @@ int main(void) {
     RUN(test_thread_determinism);
     RUN(test_infer_chunks);
     RUN(test_gemm_split_k);
+    RUN(test_gemm_small_nn);
     RUN(test_dropout_passed);
     return check_report();
 }

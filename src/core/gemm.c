@@ -24,6 +24,32 @@ int loom_get_threads(void) {
     return g_threads;
 }
 
+/* OpenBLAS 0.3.21's small-matrix kernel for untransposed products (its SkylakeX/Cooperlake
+ * builds, Debian's on this CPU) calls malloc on every call when N % 16 is 1..8 and M N K is at
+ * most 10^6 (a dense 24 or 100 on a small input): such products run here instead, row by row,
+ * so that no training step allocates (tests/test_alloc.c counts). */
+static bool gemm_nn_is_own(int M, int N, int K) {
+    int r = N % 16;
+    return r >= 1 && r <= 8 && (double)M * N * K <= 1e6;
+}
+
+static void gemm_nn_own(int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+                        int ldb, float beta, float *C, int ldc) {
+    for (int i = 0; i < M; i++) {
+        float *c = C + (size_t)i * ldc;
+        const float *a = A + (size_t)i * lda;
+        for (int j = 0; j < N; j++)
+            c[j] = beta == 0.0f ? 0.0f : beta * c[j];
+        for (int k = 0; k < K; k++) {
+            float s = alpha * a[k];
+            const float *b = B + (size_t)k * ldb;
+#pragma omp simd
+            for (int j = 0; j < N; j++)
+                c[j] += s * b[j];
+        }
+    }
+}
+
 void gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda,
           const float *B, int ldb, float beta, float *C, int ldc) {
     if (M <= 0 || N <= 0)
@@ -32,6 +58,10 @@ void gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, in
         for (int i = 0; i < M; i++)
             for (int j = 0; j < N; j++)
                 C[(size_t)i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[(size_t)i * ldc + j];
+        return;
+    }
+    if (!ta && !tb && gemm_nn_is_own(M, N, K)) {
+        gemm_nn_own(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
     cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N,

@@ -1,0 +1,144 @@
+/* test_alloc.c - the rule that training and inference do not allocate per step. malloc, calloc,
+ * realloc, aligned_alloc and posix_memalign are counted here (this executable's definitions
+ * take the calls of the library, OpenMP and the BLAS too, and hand them to glibc's __libc_*);
+ * a training run of many steps must make as many calls as one of few steps, and so must many
+ * inference batches against few. Skipped under AddressSanitizer, whose allocator is its own. */
+#include "check.h"
+
+#include "../src/model/model.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#define COUNTING 0
+#else
+#define COUNTING 1
+static atomic_long n_alloc;
+
+void *__libc_malloc(size_t);
+void *__libc_calloc(size_t, size_t);
+void *__libc_realloc(void *, size_t);
+void *__libc_memalign(size_t, size_t);
+
+void *malloc(size_t n) {
+    atomic_fetch_add(&n_alloc, 1);
+    return __libc_malloc(n);
+}
+void *calloc(size_t n, size_t s) {
+    atomic_fetch_add(&n_alloc, 1);
+    return __libc_calloc(n, s);
+}
+void *realloc(void *p, size_t n) {
+    atomic_fetch_add(&n_alloc, 1);
+    return __libc_realloc(p, n);
+}
+void *aligned_alloc(size_t a, size_t n) {
+    atomic_fetch_add(&n_alloc, 1);
+    return __libc_memalign(a, n);
+}
+int posix_memalign(void **out, size_t a, size_t n) {
+    atomic_fetch_add(&n_alloc, 1);
+    void *p = __libc_memalign(a, n);
+    if (!p)
+        return ENOMEM;
+    *out = p;
+    return 0;
+}
+#endif
+
+static const char *models[] = {
+    "flatten, dropout 0.2, dense 48 relu, dropout 0.3, dense 24 relu, dense 10 softmax",
+    "conv 8 3x3 same relu, batchnorm, maxpool 2, dropout 0.25, conv 16 3x3 s2, batchnorm, relu, "
+    "flatten, dense 10 softmax",
+    "rows, lstm 16 recurrent-dropout 0.25, dense 10 softmax",
+    "rows, gru 12 return-sequences, rnn 8, dense 10 softmax",
+};
+
+/* Allocations of one training run of n_train examples (1 epoch, batch 32: n_train / 32 steps),
+ * with an evaluation of 64 examples at its end. */
+static long train_allocs(const char *text, const loom_dataset *ds, const int *idx, int n_train) {
+    loom_model *m = NULL;
+    loom_error err = {0};
+    CHECK(loom_model_create(&m, text, "test", 12, 12, 1, &err) == LOOM_OK);
+    if (!m)
+        return -1;
+    loom_model_init(m, 3);
+    loom_train_config c;
+    loom_train_config_init(&c);
+    c.epochs = 1;
+    c.batch = 32;
+    loom_history h = {0};
+    long before = atomic_load(&n_alloc);
+    loom_status st = loom_train(m, &c, ds, idx, n_train, ds, idx + 640, 64, NULL, &h, &err);
+    long n = atomic_load(&n_alloc) - before;
+    CHECK_MSG(st == LOOM_OK, "%s: %s", text, err.msg);
+    loom_history_reset(&h);
+    loom_model_destroy(m);
+    return n;
+}
+
+/* Allocations of n_batches inference batches of 64 (chunks of 32 through model_infer). */
+static long infer_allocs(const char *text, const float *x, int n_batches) {
+    loom_model *m = NULL;
+    loom_error err = {0};
+    CHECK(loom_model_create(&m, text, "test", 12, 12, 1, &err) == LOOM_OK);
+    if (!m)
+        return -1;
+    loom_model_init(m, 3);
+    CHECK(loom_model_prepare(m, 64, &err) == LOOM_OK);
+    model_infer(m, x, 64); /* the first pass starts the thread team */
+    long before = atomic_load(&n_alloc);
+    for (int i = 0; i < n_batches; i++)
+        model_infer(m, x, i % 2 ? 64 : 40);
+    long n = atomic_load(&n_alloc) - before;
+    loom_model_destroy(m);
+    return n;
+}
+
+static void test_no_allocation_per_step(void) {
+    loom_dataset *ds = check_dataset(704, 12, 12, 10);
+    int *idx = malloc(sizeof(int) * 704);
+    float *x = malloc(sizeof(float) * 64 * 144);
+    if (!ds || !idx || !x)
+        return;
+    loom_rng rng;
+    loom_rng_seed(&rng, 8);
+    for (int i = 0; i < 704; i++) {
+        idx[i] = i;
+        ds->y[i] = (uint8_t)loom_rng_below(&rng, 10);
+        for (int j = 0; j < 144; j++)
+            ds->x[i * 144 + j] = (uint8_t)loom_rng_below(&rng, 256);
+    }
+    for (int i = 0; i < 64 * 144; i++)
+        x[i] = loom_rng_uniform(&rng);
+    for (int threads = 1; threads <= 2; threads++) {
+        loom_set_threads(threads);
+        for (size_t k = 0; k < sizeof models / sizeof models[0]; k++) {
+            train_allocs(models[k], ds, idx, 64); /* warm: the thread team, first-use buffers */
+            long few = train_allocs(models[k], ds, idx, 64),
+                 many = train_allocs(models[k], ds, idx, 640);
+            CHECK_MSG(few > 0 && many == few,
+                      "%s, %d threads: %ld allocations for 2 steps, %ld for 20", models[k], threads,
+                      few, many);
+            long a = infer_allocs(models[k], x, 2), b = infer_allocs(models[k], x, 20);
+            CHECK_MSG(a == 0 && b == 0, "%s, %d threads: inference allocated %ld, %ld times",
+                      models[k], threads, a, b);
+        }
+    }
+    loom_set_threads(0);
+    loom_dataset_destroy(ds);
+    free(idx);
+    free(x);
+}
+
+int main(void) {
+#if COUNTING
+    RUN(test_no_allocation_per_step);
+#else
+    printf("test_alloc: skipped under AddressSanitizer (its allocator is its own)\n");
+#endif
+    return check_report();
+}
