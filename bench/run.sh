@@ -3,7 +3,7 @@
 # model, batch 64, Adam, random 28x28 images. Runs alternate (loom, torch, loom, torch, ...);
 # each run already reports the median of 5 timed repeats; the table takes the median of the
 # runs. Writes docs/BENCHMARKS.md (or $OUT). Usage: sh bench/run.sh [MODEL...]  (ROUNDS=3 by
-# default)
+# default; RAW=DIR keeps each run's figures there)
 set -u
 LOOM=${LOOM:-build/loom}
 PY=${PY:-/usr/bin/python3}
@@ -57,4 +57,5 @@ peak=230
         echo "| $m | $lt | $pt | $ratio | $lg | $pct | $li | $pi | $iratio | $lr | $pr |"
     done
 } >"$OUT.tmp" && mv "$OUT.tmp" "$OUT"
+[ -n "${RAW:-}" ] && mkdir -p "$RAW" && cp "$tmp"/* "$RAW"/
 cat "$OUT"

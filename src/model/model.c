@@ -266,8 +266,6 @@ void loom_model_destroy(loom_model *m) {
     free(m->groups);
     free(m->text);
     arena_free(&m->mem);
-    free(m->iws);
-    free(m->ilogits);
     free(m);
 }
 
@@ -313,9 +311,25 @@ loom_status loom_model_prepare(loom_model *m, int max_batch, loom_error *err) {
                              (l->scratch_per_example * (size_t)max_batch + l->scratch_fixed));
     }
     bytes += 2 * arena_round(sizeof(float) * max_act * (size_t)max_batch);
-    loom_status st = arena_init(&m->mem, bytes, err);
+    /* Inference in chunks (model_infer) works in the same memory: its logits first, then its
+     * workspace (a slot per thread) over the activations and scratch, which an inference pass
+     * does not need (and which no backward pass may use after it). */
+    m->iws = m->ilogits = NULL;
+    m->n_iws = 0;
+    size_t head = 0;
+    if (model_infers_in_chunks(m) && max_batch > MODEL_CHUNK) {
+        m->n_iws = model_infer_floats(m, max_batch, loom_get_threads());
+        head = arena_round(sizeof(float) * (size_t)max_batch * loom_model_n_outputs(m));
+        if (arena_round(sizeof(float) * m->n_iws) > bytes)
+            bytes = arena_round(sizeof(float) * m->n_iws);
+    }
+    loom_status st = arena_init(&m->mem, head + bytes, err);
     if (st)
         return st;
+    if (head) {
+        m->ilogits = arena_floats(&m->mem, (size_t)max_batch * loom_model_n_outputs(m));
+        m->iws = (float *)(m->mem.base + m->mem.used);
+    }
     for (int i = 0; i < m->n_layers; i++) {
         layer *l = &m->layers[i];
         /* a view's output is its input's memory, set by each forward pass */
@@ -329,23 +343,6 @@ loom_status loom_model_prepare(loom_model *m, int max_batch, loom_error *err) {
     m->dbuf[0] = arena_floats(&m->mem, max_act * (size_t)max_batch);
     m->dbuf[1] = arena_floats(&m->mem, max_act * (size_t)max_batch);
     m->max_batch = max_batch;
-    /* inference in chunks (model_infer): its own workspace, one slot per thread */
-    free(m->iws);
-    free(m->ilogits);
-    m->iws = m->ilogits = NULL;
-    m->n_iws = 0;
-    if (model_infers_in_chunks(m) && max_batch > MODEL_CHUNK) {
-        m->n_iws = model_infer_floats(m, max_batch, loom_get_threads());
-        m->iws = loom_xalloc(sizeof(float) * m->n_iws);
-        m->ilogits = loom_xalloc(sizeof(float) * (size_t)max_batch * loom_model_n_outputs(m));
-        if (!m->iws || !m->ilogits) {
-            arena_free(&m->mem);
-            m->max_batch = 0;
-            return loom_error_set(err, LOOM_ERR_NOMEM,
-                                  "cannot allocate an inference workspace for batches of %d",
-                                  max_batch);
-        }
-    }
     return LOOM_OK;
 }
 

@@ -38,8 +38,9 @@ struct loom_model {
     /* when not NULL (loom bench --layers), forward and backward add each layer's seconds to
      * prof[2 i] and prof[2 i + 1]; (2 n_layers) owned by whoever set it */
     double *prof;
-    /* model_infer's workspace (n_iws floats, one slot per thread) and logits (max_batch,
-     * n_out), owned; NULL when the model infers on the whole batch */
+    /* model_infer's logits (max_batch, n_out) and workspace (n_iws floats, one slot per
+     * thread), in the arena: the workspace lies over the activations and scratch. NULL when
+     * the model infers on the whole batch */
     float *iws, *ilogits;
     size_t n_iws;
 };
@@ -78,9 +79,9 @@ size_t model_infer_floats(const loom_model *m, int max_batch, int threads);
  * thread per slot that ws holds. The model is only read. */
 const float *model_infer_ws(const loom_model *m, const float *x, int B, float *ws, size_t n_ws,
                             float *out);
-/* The same on the model's own workspace (set up by loom_model_prepare); falls back to
- * loom_model_forward for whole-batch models. The logits are valid until the next pass. The
- * layers' activations are not kept: no backward after it. */
+/* The same in the model's arena (set up by loom_model_prepare); loom_model_forward for
+ * whole-batch models. The logits are valid until the next pass. It overwrites the layers'
+ * activations and scratch: no backward pass after it. */
 const float *model_infer(loom_model *m, const float *x, int B);
 
 #endif
