@@ -74,15 +74,23 @@ static const char *models[] = {
     "rows, gru 12 return-sequences, rnn 8, dense 10 softmax",
 };
 
+/* The model of text for 12x12 inputs, initialised; NULL after a failed CHECK. */
+static loom_model *new_model(const char *text) {
+    loom_model *m = NULL;
+    loom_error err = {0};
+    CHECK_MSG(loom_model_create(&m, text, "test", 12, 12, 1, &err) == LOOM_OK, "%s", err.msg);
+    if (m)
+        loom_model_init(m, 3);
+    return m;
+}
+
 /* Allocations of one training run of n_train examples (1 epoch, batch 32: n_train / 32 steps),
  * with an evaluation of 64 examples at its end. */
 static long train_allocs(const char *text, const loom_dataset *ds, const int *idx, int n_train) {
-    loom_model *m = NULL;
-    loom_error err = {0};
-    CHECK(loom_model_create(&m, text, "test", 12, 12, 1, &err) == LOOM_OK);
+    loom_model *m = new_model(text);
     if (!m)
         return -1;
-    loom_model_init(m, 3);
+    loom_error err = {0};
     loom_train_config c;
     loom_train_config_init(&c);
     c.epochs = 1;
@@ -101,12 +109,10 @@ static long train_allocs(const char *text, const loom_dataset *ds, const int *id
 
 /* Allocations of n_batches inference batches of 64 (chunks of 32 through model_infer). */
 static long infer_allocs(const char *text, const float *x, int n_batches) {
-    loom_model *m = NULL;
-    loom_error err = {0};
-    CHECK(loom_model_create(&m, text, "test", 12, 12, 1, &err) == LOOM_OK);
+    loom_model *m = new_model(text);
     if (!m)
         return -1;
-    loom_model_init(m, 3);
+    loom_error err = {0};
     CHECK(loom_model_prepare(m, 64, &err) == LOOM_OK);
     model_infer(m, x, 64); /* the first pass starts the thread team */
     long before = atomic_load(&n_alloc);

@@ -663,6 +663,10 @@ static void test_infer_chunks(void) {
 static void test_gemm_small_nn(void) {
     const int shapes[][3] = {{7, 24, 50},  {64, 100, 100}, {32, 17, 3}, {5, 8, 1},
                              {32, 10, 24}, {64, 24, 652},  {3, 16, 40}};
+    /* the first four take gemm's own loop, the last three the BLAS */
+    for (int t = 0; t < 7; t++)
+        CHECK_MSG(gemm_nn_is_own(shapes[t][0], shapes[t][1], shapes[t][2]) == (t < 4), "shape %d",
+                  t);
     loom_rng rng;
     loom_rng_seed(&rng, 12);
     for (size_t t = 0; t < sizeof shapes / sizeof shapes[0]; t++) {

@@ -60,6 +60,9 @@ bool gemm_splits_k(int N, int K);
  * halves of K, the second half into work, in that order whatever the thread count. */
 void gemm_par_ws(int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
                  float beta, float *C, int ldc, float *work);
+/* Whether gemm runs an untransposed product of these sizes in its own loop rather than the
+ * BLAS (whose small-matrix kernel would allocate on each call; see gemm.c). */
+bool gemm_nn_is_own(int M, int N, int K);
 /* True when a parallel region here would run on one thread: loom_set_threads(1), or a caller
  * that set a team of one (predict's small batches). Such a path runs its chunks in a plain
  * loop: a parallel region of one thread still makes (mallocs) a team on every call. */

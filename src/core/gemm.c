@@ -28,7 +28,7 @@ int loom_get_threads(void) {
  * builds, Debian's on this CPU) calls malloc on every call when N % 16 is 1..8 and M N K is at
  * most 10^6 (a dense 24 or 100 on a small input): such products run here instead, row by row,
  * so that no training step allocates (tests/test_alloc.c counts). */
-static bool gemm_nn_is_own(int M, int N, int K) {
+bool gemm_nn_is_own(int M, int N, int K) {
     int r = N % 16;
     return r >= 1 && r <= 8 && (double)M * N * K <= 1e6;
 }
