@@ -68,7 +68,20 @@ void gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, in
                 K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
-bool par_is_serial(void) { return loom_get_threads() == 1 || omp_get_max_threads() == 1; }
+bool par_is_serial(void) {
+    return loom_get_threads() == 1 || omp_get_max_threads() == 1 || omp_in_parallel();
+}
+
+void par_for(long n, int nc, par_body body, void *ctx) {
+    if (nc <= 1 || par_is_serial()) {
+        for (int c = 0; c < nc; c++)
+            body(ctx, par_chunk_lo(n, nc, c), par_chunk_lo(n, nc, c + 1), c);
+        return;
+    }
+#pragma omp parallel for schedule(static)
+    for (int c = 0; c < nc; c++)
+        body(ctx, par_chunk_lo(n, nc, c), par_chunk_lo(n, nc, c + 1), c);
+}
 
 static inline int imin_(int a, int b) { return a < b ? a : b; }
 
@@ -83,31 +96,42 @@ int par_n_chunks(long n, long min_chunk) {
     return (int)nc;
 }
 
-/* C[:, lo:hi) of the product: columns lo..hi-1 of op(B) and of C. */
-static void gemm_cols(bool ta, bool tb, int M, int lo, int hi, int K, float alpha, const float *A,
-                      int lda, const float *B, int ldb, float beta, float *C, int ldc) {
-    const float *Bc = tb ? B + (size_t)lo * ldb : B + lo;
-    gemm(ta, tb, M, hi - lo, K, alpha, A, lda, Bc, ldb, beta, C + lo, ldc);
+/* A product's arguments, for the chunk bodies below. */
+typedef struct {
+    bool ta, tb;
+    int M, N, K, lda, ldb, ldc;
+    float alpha, beta;
+    const float *A, *B;
+    float *C, *work;
+} gemm_args;
+
+/* Column blocks [lo, hi) of 64 of the product: columns of op(B) and of C. */
+static void gemm_cols_body(void *ctx, long lo, long hi, int c) {
+    (void)c;
+    const gemm_args *g = ctx;
+    int j0 = (int)lo * 64, j1 = imin_(g->N, (int)hi * 64);
+    const float *Bc = g->tb ? g->B + (size_t)j0 * g->ldb : g->B + j0;
+    gemm(g->ta, g->tb, g->M, j1 - j0, g->K, g->alpha, g->A, g->lda, Bc, g->ldb, g->beta, g->C + j0,
+         g->ldc);
+}
+
+/* Rows [lo, hi) of the product: rows of op(A) and of C. */
+static void gemm_rows_body(void *ctx, long lo, long hi, int c) {
+    (void)c;
+    const gemm_args *g = ctx;
+    const float *Ac = g->ta ? g->A + lo : g->A + (size_t)lo * g->lda;
+    gemm(g->ta, g->tb, (int)(hi - lo), g->N, g->K, g->alpha, Ac, g->lda, g->B, g->ldb, g->beta,
+         g->C + (size_t)lo * g->ldc, g->ldc);
 }
 
 void gemm_par(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda,
               const float *B, int ldb, float beta, float *C, int ldc) {
+    gemm_args g = {ta, tb, M, N, K, lda, ldb, ldc, alpha, beta, A, B, C, NULL};
     /* A batch-sized product (few rows, many columns: a dense layer's forward pass and dx) is
      * split by columns, in blocks of 64: split by rows, every thread would pack all of B. */
     if (M <= 128 && N >= 128 && 2.0 * M * N * K >= 4e6) {
-        int nb = (N + 63) / 64, nc = nb < 16 ? nb : 16;
-        if (par_is_serial()) { /* the same chunks in a plain loop */
-            for (int c = 0; c < nc; c++)
-                gemm_cols(ta, tb, M, (int)par_chunk_lo(nb, nc, c) * 64,
-                          (int)imin_(N, (int)par_chunk_lo(nb, nc, c + 1) * 64), K, alpha, A, lda, B,
-                          ldb, beta, C, ldc);
-            return;
-        }
-#pragma omp parallel for schedule(static)
-        for (int c = 0; c < nc; c++)
-            gemm_cols(ta, tb, M, (int)par_chunk_lo(nb, nc, c) * 64,
-                      (int)imin_(N, (int)par_chunk_lo(nb, nc, c + 1) * 64), K, alpha, A, lda, B,
-                      ldb, beta, C, ldc);
+        int nb = (N + 63) / 64;
+        par_for(nb, nb < 16 ? nb : 16, gemm_cols_body, &g);
         return;
     }
     /* Chunks of >= 32 rows, and enough work per chunk (about 2 MFLOP) to pay for a task. */
@@ -116,36 +140,22 @@ void gemm_par(bool ta, bool tb, int M, int N, int K, float alpha, const float *A
     if (work_per_row * min_rows < 2000000L)
         min_rows = 2000000L / (work_per_row > 0 ? work_per_row : 1);
     int nc = par_n_chunks(M, min_rows);
-    if (nc > 16)
-        nc = 16;
-    if (nc == 1 || par_is_serial()) {
-        /* Same chunks, run in order: identical numbers whatever the thread count. */
-        for (int c = 0; c < nc; c++) {
-            int lo = (int)par_chunk_lo(M, nc, c), hi = (int)par_chunk_lo(M, nc, c + 1);
-            const float *Ac = ta ? A + lo : A + (size_t)lo * lda;
-            gemm(ta, tb, hi - lo, N, K, alpha, Ac, lda, B, ldb, beta, C + (size_t)lo * ldc, ldc);
-        }
-        return;
-    }
-#pragma omp parallel for schedule(static)
-    for (int c = 0; c < nc; c++) {
-        int lo = (int)par_chunk_lo(M, nc, c), hi = (int)par_chunk_lo(M, nc, c + 1);
-        const float *Ac = ta ? A + lo : A + (size_t)lo * lda;
-        gemm(ta, tb, hi - lo, N, K, alpha, Ac, lda, B, ldb, beta, C + (size_t)lo * ldc, ldc);
-    }
+    par_for(M, nc > 16 ? 16 : nc, gemm_rows_body, &g);
 }
 
 bool gemm_splits_k(int N, int K) { return N < 128 && K >= 16384; }
 
 /* Half c of a K-split product: A0 B0 with beta into C, or A1 B1 into work. */
-static void gemm_k_half(int c, int M, int N, int K, float alpha, const float *A, int lda,
-                        const float *B, int ldb, float beta, float *C, int ldc, float *work) {
-    int k0 = K / 2;
+static void gemm_k_half(void *ctx, long lo, long hi, int c) {
+    (void)lo, (void)hi;
+    const gemm_args *g = ctx;
+    int k0 = g->K / 2;
     if (c == 0)
-        gemm(false, false, M, N, k0, alpha, A, lda, B, ldb, beta, C, ldc);
+        gemm(false, false, g->M, g->N, k0, g->alpha, g->A, g->lda, g->B, g->ldb, g->beta, g->C,
+             g->ldc);
     else
-        gemm(false, false, M, N, K - k0, alpha, A + k0, lda, B + (size_t)k0 * ldb, ldb, 0.0f, work,
-             N);
+        gemm(false, false, g->M, g->N, g->K - k0, g->alpha, g->A + k0, g->lda,
+             g->B + (size_t)k0 * g->ldb, g->ldb, 0.0f, g->work, g->N);
 }
 
 void gemm_par_ws(int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
@@ -155,14 +165,8 @@ void gemm_par_ws(int M, int N, int K, float alpha, const float *A, int lda, cons
         return;
     }
     /* measured on keras-v1's dense 100 forward (M 64): 3.1 ms split by rows, 2.5 split by K */
-    if (par_is_serial()) {
-        for (int c = 0; c < 2; c++)
-            gemm_k_half(c, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, work);
-    } else {
-#pragma omp parallel for schedule(static)
-        for (int c = 0; c < 2; c++)
-            gemm_k_half(c, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, work);
-    }
+    gemm_args g = {false, false, M, N, K, lda, ldb, ldc, alpha, beta, A, B, C, work};
+    par_for(2, 2, gemm_k_half, &g);
     for (int i = 0; i < M; i++) {
         float *c = C + (size_t)i * ldc;
         const float *w = work + (size_t)i * N;

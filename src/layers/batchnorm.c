@@ -88,6 +88,84 @@ static void sum_parts(const double *part, int nc, int C, int h, double *s) {
     }
 }
 
+/* One pass over the (M, C) rows, in row chunks (par_for): what its chunks read and write.
+ * Chunk q's partial sums go to part (q, 2, C). */
+typedef struct {
+    int C;
+    const float *x;            /* (M, C): the input, or dy in backward */
+    float *xhat;               /* (M, C): read in backward, written by the normalising pass */
+    float *y;                  /* (M, C): the output, or dx in backward */
+    const float *k0, *k1, *k2; /* (C) each: the pass's per-channel coefficients */
+    const float *k3;           /* (C) */
+    const double *mean;        /* (C) */
+    double *part;              /* (BN_MAX_CHUNKS, 2, C) */
+} bn_pass;
+
+/* y = k0 x + k1 (evaluation: the running statistics folded into one scale and shift) */
+static void bn_affine_rows(void *ctx, long lo, long hi, int q) {
+    (void)q;
+    const bn_pass *p = ctx;
+    int C = p->C;
+    for (long i = lo; i < hi; i++) {
+        const float *xi = p->x + i * C;
+        float *yi = p->y + i * C;
+#pragma omp simd
+        for (int k = 0; k < C; k++)
+            yi[k] = p->k0[k] * xi[k] + p->k1[k];
+    }
+}
+
+/* part[q][0] = sum of x over the chunk's rows */
+static void bn_sum_rows(void *ctx, long lo, long hi, int q) {
+    const bn_pass *p = ctx;
+    int C = p->C;
+    double *p0 = p->part + (size_t)q * 2 * C;
+    for (int k = 0; k < C; k++)
+        p0[k] = 0.0;
+    for (long i = lo; i < hi; i++) {
+        const float *xi = p->x + i * C;
+#pragma omp simd
+        for (int k = 0; k < C; k++)
+            p0[k] += xi[k];
+    }
+}
+
+/* part[q][0] = sum of (x - mean)^2 over the chunk's rows */
+static void bn_sqdev_rows(void *ctx, long lo, long hi, int q) {
+    const bn_pass *p = ctx;
+    int C = p->C;
+    const double *mean = p->mean;
+    double *p0 = p->part + (size_t)q * 2 * C;
+    for (int k = 0; k < C; k++)
+        p0[k] = 0.0;
+    for (long i = lo; i < hi; i++) {
+        const float *xi = p->x + i * C;
+#pragma omp simd
+        for (int k = 0; k < C; k++) {
+            double d = xi[k] - mean[k];
+            p0[k] += d * d;
+        }
+    }
+}
+
+/* xhat = (x - k0) * k1 (k0 the mean, k1 the inverse std), y = k2 xhat + k3 (gamma, beta) */
+static void bn_norm_rows(void *ctx, long lo, long hi, int q) {
+    (void)q;
+    const bn_pass *p = ctx;
+    int C = p->C;
+    const float *mean_f = p->k0, *inv_std = p->k1, *gamma = p->k2, *beta = p->k3;
+    float *xhat = p->xhat;
+    for (long i = lo; i < hi; i++) {
+        const float *xi = p->x + i * C;
+        float *hi_ = xhat + i * C, *yi = p->y + i * C;
+#pragma omp simd
+        for (int k = 0; k < C; k++) {
+            hi_[k] = (xi[k] - mean_f[k]) * inv_std[k];
+            yi[k] = gamma[k] * hi_[k] + beta[k];
+        }
+    }
+}
+
 static void bn_forward(layer *l, const fwd_ctx *ctx, const float *x, float *y, int B) {
     const bn_cfg *c = l->cfg;
     int C = c->C;
@@ -96,6 +174,7 @@ static void bn_forward(layer *l, const fwd_ctx *ctx, const float *x, float *y, i
     float *run_mean = l->state, *run_var = l->state + C;
     bn_views v = bn_scratch(l, C);
     int nc = bn_chunks(M, C);
+    bn_pass p = {.C = C, .x = x, .y = y, .part = v.part};
 
     if (!ctx->is_training) {
         /* y = a x + b with a = gamma / sqrt(running var + eps), b = beta - running mean * a */
@@ -105,31 +184,13 @@ static void bn_forward(layer *l, const fwd_ctx *ctx, const float *x, float *y, i
             a[k] = (float)ak;
             b[k] = (float)(beta[k] - run_mean[k] * ak);
         }
-#pragma omp parallel for schedule(static) if (nc > 1)
-        for (int q = 0; q < nc; q++)
-            for (long i = par_chunk_lo(M, nc, q); i < par_chunk_lo(M, nc, q + 1); i++) {
-                const float *xi = x + i * C;
-                float *yi = y + i * C;
-#pragma omp simd
-                for (int k = 0; k < C; k++)
-                    yi[k] = a[k] * xi[k] + b[k];
-            }
+        p.k0 = a, p.k1 = b;
+        par_for(M, nc, bn_affine_rows, &p);
         return;
     }
 
     /* pass 1: mean = sum(x) / M, from per-chunk sums in double added in chunk order */
-#pragma omp parallel for schedule(static) if (nc > 1)
-    for (int q = 0; q < nc; q++) {
-        double *p0 = v.part + (size_t)q * 2 * C;
-        for (int k = 0; k < C; k++)
-            p0[k] = 0.0;
-        for (long i = par_chunk_lo(M, nc, q); i < par_chunk_lo(M, nc, q + 1); i++) {
-            const float *xi = x + i * C;
-#pragma omp simd
-            for (int k = 0; k < C; k++)
-                p0[k] += xi[k];
-        }
-    }
+    par_for(M, nc, bn_sum_rows, &p);
     sum_parts(v.part, nc, C, 0, v.s0);
     double *mean = v.s0; /* (C) */
     for (int k = 0; k < C; k++) {
@@ -137,20 +198,8 @@ static void bn_forward(layer *l, const fwd_ctx *ctx, const float *x, float *y, i
     }
 
     /* pass 2: biased variance = sum((x - mean)^2) / M (two passes, for accuracy) */
-#pragma omp parallel for schedule(static) if (nc > 1)
-    for (int q = 0; q < nc; q++) {
-        double *p0 = v.part + (size_t)q * 2 * C;
-        for (int k = 0; k < C; k++)
-            p0[k] = 0.0;
-        for (long i = par_chunk_lo(M, nc, q); i < par_chunk_lo(M, nc, q + 1); i++) {
-            const float *xi = x + i * C;
-#pragma omp simd
-            for (int k = 0; k < C; k++) {
-                double d = xi[k] - mean[k];
-                p0[k] += d * d;
-            }
-        }
-    }
+    p.mean = mean;
+    par_for(M, nc, bn_sqdev_rows, &p);
     double *var = v.s1; /* (C) */
     sum_parts(v.part, nc, C, 0, var);
     /* Keras (tf.nn.moments, keras.ops.moments) normalises with the biased batch variance and
@@ -167,19 +216,41 @@ static void bn_forward(layer *l, const fwd_ctx *ctx, const float *x, float *y, i
     }
 
     /* pass 3: xhat = (x - mean) * inv_std (kept for backward), y = gamma * xhat + beta */
-    const float *mean_f = v.t0, *inv_std = v.inv_std;
-    float *xhat = v.xhat; /* (M, C) */
-#pragma omp parallel for schedule(static) if (nc > 1)
-    for (int q = 0; q < nc; q++)
-        for (long i = par_chunk_lo(M, nc, q); i < par_chunk_lo(M, nc, q + 1); i++) {
-            const float *xi = x + i * C;
-            float *hi = xhat + i * C, *yi = y + i * C;
+    p.xhat = v.xhat; /* (M, C) */
+    p.k0 = v.t0, p.k1 = v.inv_std, p.k2 = gamma, p.k3 = beta;
+    par_for(M, nc, bn_norm_rows, &p);
+}
+
+/* part[q] = (sum of dy, sum of dy * xhat) over the chunk's rows */
+static void bn_dsum_rows(void *ctx, long lo, long hi, int q) {
+    const bn_pass *p = ctx;
+    int C = p->C;
+    double *p0 = p->part + (size_t)q * 2 * C, *p1 = p0 + C;
+    for (int k = 0; k < C; k++)
+        p0[k] = p1[k] = 0.0;
+    for (long i = lo; i < hi; i++) {
+        const float *di = p->x + i * C, *hi_ = p->xhat + i * C;
 #pragma omp simd
-            for (int k = 0; k < C; k++) {
-                hi[k] = (xi[k] - mean_f[k]) * inv_std[k];
-                yi[k] = gamma[k] * hi[k] + beta[k];
-            }
+        for (int k = 0; k < C; k++) {
+            p0[k] += di[k];
+            p1[k] += (double)di[k] * hi_[k];
         }
+    }
+}
+
+/* dx = k0 (dy - k1 - xhat k2) */
+static void bn_dx_rows(void *ctx, long lo, long hi, int q) {
+    (void)q;
+    const bn_pass *p = ctx;
+    int C = p->C;
+    const float *g = p->k0, *m1 = p->k1, *m2 = p->k2;
+    for (long i = lo; i < hi; i++) {
+        const float *di = p->x + i * C, *hi_ = p->xhat + i * C;
+        float *xi = p->y + i * C;
+#pragma omp simd
+        for (int k = 0; k < C; k++)
+            xi[k] = g[k] * (di[k] - m1[k] - hi_[k] * m2[k]);
+    }
 }
 
 /* Training-mode backward (docs/derivations/batchnorm.md), per channel over the M rows:
@@ -194,23 +265,10 @@ static void bn_backward(layer *l, const float *x, const float *y, float *dy, flo
     const float *gamma = l->w;
     float *dgamma = l->dw, *dbeta = l->dw + C;
     bn_views v = bn_scratch(l, C);
-    const float *xhat = v.xhat; /* (M, C) */
     int nc = bn_chunks(M, C);
+    bn_pass p = {.C = C, .x = dy, .xhat = v.xhat, .y = dx, .part = v.part};
 
-#pragma omp parallel for schedule(static) if (nc > 1)
-    for (int q = 0; q < nc; q++) {
-        double *p0 = v.part + (size_t)q * 2 * C, *p1 = p0 + C;
-        for (int k = 0; k < C; k++)
-            p0[k] = p1[k] = 0.0;
-        for (long i = par_chunk_lo(M, nc, q); i < par_chunk_lo(M, nc, q + 1); i++) {
-            const float *di = dy + i * C, *hi = xhat + i * C;
-#pragma omp simd
-            for (int k = 0; k < C; k++) {
-                p0[k] += di[k];
-                p1[k] += (double)di[k] * hi[k];
-            }
-        }
-    }
+    par_for(M, nc, bn_dsum_rows, &p);
     double *sdy = v.s0, *sdyx = v.s1; /* (C) each */
     sum_parts(v.part, nc, C, 0, sdy);
     sum_parts(v.part, nc, C, 1, sdyx);
@@ -228,15 +286,8 @@ static void bn_backward(layer *l, const float *x, const float *y, float *dy, flo
         m1[k] = (float)(sdy[k] / (double)M);
         m2[k] = (float)(sdyx[k] / (double)M);
     }
-#pragma omp parallel for schedule(static) if (nc > 1)
-    for (int q = 0; q < nc; q++)
-        for (long i = par_chunk_lo(M, nc, q); i < par_chunk_lo(M, nc, q + 1); i++) {
-            const float *di = dy + i * C, *hi = xhat + i * C;
-            float *xi = dx + i * C;
-#pragma omp simd
-            for (int k = 0; k < C; k++)
-                xi[k] = g[k] * (di[k] - m1[k] - hi[k] * m2[k]);
-        }
+    p.k0 = g, p.k1 = m1, p.k2 = m2;
+    par_for(M, nc, bn_dx_rows, &p);
 }
 
 /* Shortest "%g"-style text of f that reads back as the same float. */

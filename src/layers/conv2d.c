@@ -198,24 +198,38 @@ static int example_chunks(int B, size_t per_example) {
     return nc > 1 && nc % 2 && nc < B && nc < 64 ? nc + 1 : nc;
 }
 
+/* A copy between the input (B, H, W, C) and the col matrix, examples [lo, hi). */
+typedef struct {
+    const conv_cfg *c;
+    const float *src;
+    float *dst;
+    size_t in_sz, col_sz;
+} col_copy;
+
+static void im2col_examples(void *ctx, long lo, long hi, int k) {
+    (void)k;
+    const col_copy *p = ctx;
+    for (long b = lo; b < hi; b++)
+        im2col_one(p->c, p->src + b * p->in_sz, p->dst + b * p->col_sz);
+}
+
+static void col2im_examples(void *ctx, long lo, long hi, int k) {
+    (void)k;
+    const col_copy *p = ctx;
+    for (long b = lo; b < hi; b++)
+        col2im_one(p->c, p->src + b * p->col_sz, p->dst + b * p->in_sz);
+}
+
 static void im2col_batch(const conv_cfg *c, const float *x, float *col, int B) {
-    size_t in_sz = (size_t)c->H * c->W * c->C;
-    size_t col_sz = (size_t)c->Ho * c->Wo * c->R * c->S * c->C;
-    int nc = example_chunks(B, col_sz);
-#pragma omp parallel for schedule(static) if (nc > 1)
-    for (int k = 0; k < nc; k++)
-        for (long b = par_chunk_lo(B, nc, k); b < par_chunk_lo(B, nc, k + 1); b++)
-            im2col_one(c, x + b * in_sz, col + b * col_sz);
+    col_copy p = {c, x, col, (size_t)c->H * c->W * c->C,
+                  (size_t)c->Ho * c->Wo * c->R * c->S * c->C};
+    par_for(B, example_chunks(B, p.col_sz), im2col_examples, &p);
 }
 
 static void col2im_batch(const conv_cfg *c, const float *dcol, float *dx, int B) {
-    size_t in_sz = (size_t)c->H * c->W * c->C;
-    size_t col_sz = (size_t)c->Ho * c->Wo * c->R * c->S * c->C;
-    int nc = example_chunks(B, col_sz);
-#pragma omp parallel for schedule(static) if (nc > 1)
-    for (int k = 0; k < nc; k++)
-        for (long b = par_chunk_lo(B, nc, k); b < par_chunk_lo(B, nc, k + 1); b++)
-            col2im_one(c, dcol + b * col_sz, dx + b * in_sz);
+    col_copy p = {c, dcol, dx, (size_t)c->H * c->W * c->C,
+                  (size_t)c->Ho * c->Wo * c->R * c->S * c->C};
+    par_for(B, example_chunks(B, p.col_sz), col2im_examples, &p);
 }
 
 /* ---- direct forward (AVX-512) ----
@@ -727,13 +741,29 @@ static void bias_act(const conv_cfg *c, const float *b, float *y, long lo, long 
     act_forward(c->act, c->alpha, y + lo * K, (size_t)(hi - lo) * K);
 }
 
-static void conv_forward_groups(layer *l, const float *x, float *y, int B, int ng, int per) {
+/* What the cache path's group chunks (and the direct forward's example chunks) share. */
+typedef struct {
+    layer *l;
+    const float *x, *y;
+    float *out;      /* forward: y */
+    float *dy, *dx;  /* backward */
+    int B, per, ng;  /* batch, examples per group, groups */
+    float *pw, *pb;  /* backward: (sets, RSC, K) and (sets, K) partials */
+    const float *wf; /* backward, direct dx: the flipped kernel */
+    bool is_direct, is_direct_dx;
+} conv_job;
+
+/* Groups [lo, hi): im2col, y = b + col W, the activation; each group on its own col area. */
+static void conv_forward_group(void *ctx, long lo, long hi, int k) {
+    (void)k;
+    const conv_job *j = ctx;
+    layer *l = j->l;
     conv_cfg *c = l->cfg;
-    int RSC = c->R * c->S * c->C, K = c->K, HWo = c->Ho * c->Wo;
+    int RSC = c->R * c->S * c->C, K = c->K, HWo = c->Ho * c->Wo, B = j->B, per = j->per;
     size_t in_sz = (size_t)c->H * c->W * c->C, col_sz = (size_t)HWo * RSC;
-    const float *Wt = l->w, *b = l->w + (size_t)RSC * K;
-#pragma omp parallel for schedule(static) if (loom_get_threads() > 1)
-    for (int g = 0; g < ng; g++) {
+    const float *Wt = l->w, *b = l->w + (size_t)RSC * K, *x = j->x;
+    float *y = j->out;
+    for (int g = (int)lo; g < (int)hi; g++) {
         int b0 = g * per, b1 = imin(B, b0 + per);
         float *col = l->scratch + (size_t)b0 * col_sz;
         for (int e = b0; e < b1; e++)
@@ -747,89 +777,147 @@ static void conv_forward_groups(layer *l, const float *x, float *y, int B, int n
     }
 }
 
+static void conv_forward_groups(layer *l, const float *x, float *y, int B, int ng, int per) {
+    conv_job j = {.l = l, .x = x, .out = y, .B = B, .per = per, .ng = ng};
+    par_for(ng, ng, conv_forward_group, &j);
+}
+
+/* Reduction set st: groups [g0, g1) in order (dz, db and dW partials into set st's own, dcol,
+ * col2im). */
+static void conv_backward_set(void *ctx, long g0, long g1, int st) {
+    const conv_job *j = ctx;
+    layer *l = j->l;
+    conv_cfg *c = l->cfg;
+    int RSC = c->R * c->S * c->C, K = c->K, HWo = c->Ho * c->Wo, B = j->B, per = j->per;
+    size_t in_sz = (size_t)c->H * c->W * c->C, col_sz = (size_t)HWo * RSC;
+    const float *x = j->x, *y = j->y;
+    float *dy = j->dy, *dx = j->dx;
+    float *pws = j->pw + (size_t)st * RSC * K, *pbs = j->pb + (size_t)st * K;
+    memset(pbs, 0, sizeof(float) * K);
+    for (int g = (int)g0; g < (int)g1; g++) {
+        int b0 = g * per, b1 = imin(B, b0 + per);
+        long M = (long)(b1 - b0) * HWo;
+        float *col = l->scratch + (size_t)b0 * col_sz;
+        float *dz = dy + (size_t)b0 * HWo * K;
+        const float *yg = y + (size_t)b0 * HWo * K;
+        for (long i = 0; i < M; i++) { /* dz = dy f'(y) and its column sums, row by row */
+            float *d = dz + i * K;
+            act_backward(c->act, c->alpha, yg + i * K, d, (size_t)K);
+#pragma omp simd
+            for (int jj = 0; jj < K; jj++)
+                pbs[jj] += d[jj];
+        }
+#ifdef CONV_DIRECT
+        if (j->is_direct) { /* dW partial straight from x, example by example, in order */
+            if (g == g0)
+                memset(pws, 0, sizeof(float) * RSC * K);
+            for (int e = b0; e < b1; e++)
+                conv_direct_dw_one(c, x + e * in_sz, dy + (size_t)e * HWo * K, col, pws);
+        } else
+#endif
+        {
+            for (int e = b0; e < b1; e++)
+                im2col_one(c, x + e * in_sz, col + (size_t)(e - b0) * col_sz);
+            gemm(true, false, RSC, K, (int)M, 1.0f, col, RSC, dz, K, g == g0 ? 0.0f : 1.0f, pws, K);
+        }
+#ifdef CONV_DIRECT
+        if (j->is_direct_dx) {
+            for (int e = b0; e < b1; e++)
+                conv_direct_dx_one(c, j->wf, dy + (size_t)e * HWo * K, col, dx + e * in_sz);
+            continue;
+        }
+#endif
+        if (dx) {
+            gemm(false, true, (int)M, RSC, K, 1.0f, dz, K, l->w, K, 0.0f, col, RSC);
+            for (int e = b0; e < b1; e++)
+                col2im_one(c, col + (size_t)(e - b0) * col_sz, dx + e * in_sz);
+        }
+    }
+}
+
+/* dW[lo, hi) += the ns sets' partials, in set order. */
+typedef struct {
+    float *dW;
+    const float *pw;
+    size_t nw;
+    int ns;
+} dw_sum;
+
+static void dw_sum_range(void *ctx, long lo, long hi, int k) {
+    (void)k;
+    const dw_sum *p = ctx;
+    for (int st = 0; st < p->ns; st++) {
+        const float *q = p->pw + (size_t)st * p->nw;
+        float *dW = p->dW;
+#pragma omp simd
+        for (long i = lo; i < hi; i++)
+            dW[i] += q[i];
+    }
+}
+
 /* Backward of the cache path. The groups are split into min(ng, CONV_SETS) runs of consecutive
  * groups, the reduction sets; each set runs its groups in order (dz, db and dW partials, dcol,
  * col2im), then the sets' partials are added to db and dW in set order. */
 static void conv_backward_groups(layer *l, const float *x, const float *y, float *dy, float *dx,
                                  int B, int ng, int per) {
     conv_cfg *c = l->cfg;
-    int RSC = c->R * c->S * c->C, K = c->K, HWo = c->Ho * c->Wo;
-    size_t in_sz = (size_t)c->H * c->W * c->C, col_sz = (size_t)HWo * RSC;
+    int RSC = c->R * c->S * c->C, K = c->K;
     float *dW = l->dw, *db = l->dw + (size_t)RSC * K;
     float *pw = l->scratch + l->scratch_per_example * (size_t)l->max_batch +
                 (size_t)CONV_MAX_CHUNKS * K;      /* (CONV_SETS, RSC, K) */
     float *pb = pw + (size_t)CONV_SETS * RSC * K; /* (CONV_SETS, K) */
     int ns = ng < CONV_SETS ? ng : CONV_SETS;
-    bool is_direct = conv_use_direct(c), is_direct_dx = dx && conv_use_direct_dx(c);
     float *wf = pb + (size_t)CONV_SETS * K; /* (R, S, K, C) the flipped kernel */
-    (void)is_direct, (void)is_direct_dx, (void)wf;
+    conv_job j = {.l = l,
+                  .x = x,
+                  .y = y,
+                  .dy = dy,
+                  .dx = dx,
+                  .B = B,
+                  .per = per,
+                  .ng = ng,
+                  .pw = pw,
+                  .pb = pb,
+                  .wf = wf,
+                  .is_direct = conv_use_direct(c),
+                  .is_direct_dx = dx && conv_use_direct_dx(c)};
 #ifdef CONV_DIRECT
-    if (is_direct_dx)
+    if (j.is_direct_dx)
         direct_flip(c, l->w, wf);
 #endif
-#pragma omp parallel for schedule(static) if (loom_get_threads() > 1)
-    for (int st = 0; st < ns; st++) {
-        int g0 = (int)par_chunk_lo(ng, ns, st), g1 = (int)par_chunk_lo(ng, ns, st + 1);
-        float *pws = pw + (size_t)st * RSC * K, *pbs = pb + (size_t)st * K;
-        memset(pbs, 0, sizeof(float) * K);
-        for (int g = g0; g < g1; g++) {
-            int b0 = g * per, b1 = imin(B, b0 + per);
-            long M = (long)(b1 - b0) * HWo;
-            float *col = l->scratch + (size_t)b0 * col_sz;
-            float *dz = dy + (size_t)b0 * HWo * K;
-            const float *yg = y + (size_t)b0 * HWo * K;
-            for (long i = 0; i < M; i++) { /* dz = dy f'(y) and its column sums, row by row */
-                float *d = dz + i * K;
-                act_backward(c->act, c->alpha, yg + i * K, d, (size_t)K);
-#pragma omp simd
-                for (int j = 0; j < K; j++)
-                    pbs[j] += d[j];
-            }
-#ifdef CONV_DIRECT
-            if (is_direct) { /* dW partial straight from x, example by example, in order */
-                if (g == g0)
-                    memset(pws, 0, sizeof(float) * RSC * K);
-                for (int e = b0; e < b1; e++)
-                    conv_direct_dw_one(c, x + e * in_sz, dy + (size_t)e * HWo * K, col, pws);
-            } else
-#endif
-            {
-                for (int e = b0; e < b1; e++)
-                    im2col_one(c, x + e * in_sz, col + (size_t)(e - b0) * col_sz);
-                gemm(true, false, RSC, K, (int)M, 1.0f, col, RSC, dz, K, g == g0 ? 0.0f : 1.0f, pws,
-                     K);
-            }
-#ifdef CONV_DIRECT
-            if (is_direct_dx) {
-                for (int e = b0; e < b1; e++)
-                    conv_direct_dx_one(c, wf, dy + (size_t)e * HWo * K, col, dx + e * in_sz);
-                continue;
-            }
-#endif
-            if (dx) {
-                gemm(false, true, (int)M, RSC, K, 1.0f, dz, K, l->w, K, 0.0f, col, RSC);
-                for (int e = b0; e < b1; e++)
-                    col2im_one(c, col + (size_t)(e - b0) * col_sz, dx + e * in_sz);
-            }
-        }
-    }
-    size_t nw = (size_t)RSC * K;
-    long nwc = par_n_chunks((long)nw, 16384);
-#pragma omp parallel for schedule(static) if (nwc > 1 && loom_get_threads() > 1)
-    for (long k = 0; k < nwc; k++) {
-        size_t lo = (size_t)par_chunk_lo((long)nw, (int)nwc, (int)k);
-        size_t hi = (size_t)par_chunk_lo((long)nw, (int)nwc, (int)k + 1);
-        for (int st = 0; st < ns; st++) {
-            const float *p = pw + (size_t)st * nw;
-#pragma omp simd
-            for (size_t i = lo; i < hi; i++)
-                dW[i] += p[i];
-        }
-    }
+    par_for(ng, ns, conv_backward_set, &j);
+    dw_sum p = {dW, pw, (size_t)RSC * K, ns};
+    par_for((long)p.nw, par_n_chunks((long)p.nw, 16384), dw_sum_range, &p);
     for (int st = 0; st < ns; st++)
 #pragma omp simd
-        for (int j = 0; j < K; j++)
-            db[j] += pb[(size_t)st * K + j];
+        for (int k = 0; k < K; k++)
+            db[k] += pb[(size_t)st * K + k];
+}
+
+#ifdef CONV_DIRECT
+/* Examples [lo, hi) by the direct kernel, each padding into its own col area. */
+static void conv_direct_examples(void *ctx, long lo, long hi, int k) {
+    (void)k;
+    const conv_job *j = ctx;
+    layer *l = j->l;
+    const conv_cfg *c = l->cfg;
+    int RSC = c->R * c->S * c->C, K = c->K;
+    size_t in_sz = (size_t)c->H * c->W * c->C, out_sz = (size_t)c->Ho * c->Wo * K;
+    size_t col_sz = out_sz / K * RSC;
+    const float *Wt = l->w, *b = l->w + (size_t)RSC * K;
+    for (long e = lo; e < hi; e++) {
+        conv_direct_one(c, Wt, b, j->x + e * in_sz, l->scratch + e * col_sz, j->out + e * out_sz);
+        act_forward(c->act, c->alpha, j->out + e * out_sz, out_sz);
+    }
+}
+#endif
+
+/* Rows [lo, hi) of y (M, K): y += b, then the activation. */
+static void bias_act_rows(void *ctx, long lo, long hi, int k) {
+    (void)k;
+    const conv_job *j = ctx;
+    const conv_cfg *c = j->l->cfg;
+    bias_act(c, j->l->w + (size_t)c->R * c->S * c->C * c->K, j->out, lo, hi);
 }
 
 static void conv_forward(layer *l, const fwd_ctx *ctx, const float *x, float *y, int B) {
@@ -837,17 +925,9 @@ static void conv_forward(layer *l, const fwd_ctx *ctx, const float *x, float *y,
     conv_cfg *c = l->cfg;
 #ifdef CONV_DIRECT
     if (conv_use_direct(c)) { /* examples in fixed chunks; each pads into its own col area */
-        int RSC = c->R * c->S * c->C, K = c->K;
-        size_t in_sz = (size_t)c->H * c->W * c->C, out_sz = (size_t)c->Ho * c->Wo * K;
-        size_t col_sz = out_sz / K * RSC;
-        const float *Wt = l->w, *b = l->w + (size_t)RSC * K;
-        int nc = example_chunks(B, out_sz * RSC / 16);
-#pragma omp parallel for schedule(static) if (nc > 1)
-        for (int k = 0; k < nc; k++)
-            for (long e = par_chunk_lo(B, nc, k); e < par_chunk_lo(B, nc, k + 1); e++) {
-                conv_direct_one(c, Wt, b, x + e * in_sz, l->scratch + e * col_sz, y + e * out_sz);
-                act_forward(c->act, c->alpha, y + e * out_sz, out_sz);
-            }
+        size_t RSC = (size_t)c->R * c->S * c->C, out_sz = (size_t)c->Ho * c->Wo * c->K;
+        conv_job j = {.l = l, .x = x, .out = y, .B = B};
+        par_for(B, example_chunks(B, out_sz * RSC / 16), conv_direct_examples, &j);
         return;
     }
 #endif
@@ -858,18 +938,34 @@ static void conv_forward(layer *l, const fwd_ctx *ctx, const float *x, float *y,
     }
     int RSC = c->R * c->S * c->C, K = c->K;
     long M = (long)B * c->Ho * c->Wo;
-    const float *Wt = l->w, *b = l->w + (size_t)RSC * K; /* (RSC, K), (K) */
-    const float *col = x;                                /* (M, RSC) */
+    const float *Wt = l->w; /* (RSC, K), then the bias (K) */
+    const float *col = x;   /* (M, RSC) */
     if (!c->is_pointwise) {
         im2col_batch(c, x, l->scratch, B);
         col = l->scratch;
     }
     gemm_par(false, false, (int)M, K, RSC, 1.0f, col, RSC, Wt, K, 0.0f, y, K);
     /* y += b, then the activation, over fixed row chunks */
-    int nc = row_chunks(M, K);
-#pragma omp parallel for schedule(static) if (nc > 1)
-    for (int k = 0; k < nc; k++)
-        bias_act(c, b, y, par_chunk_lo(M, nc, k), par_chunk_lo(M, nc, k + 1));
+    conv_job j = {.l = l, .out = y, .B = B};
+    par_for(M, row_chunks(M, K), bias_act_rows, &j);
+}
+
+/* One product of dw_accumulate per tile t of nr x nk. */
+typedef struct {
+    int RSC, K, nr, nk;
+    long M;
+    const float *col, *dz;
+    float *dW;
+} dw_tiles;
+
+static void dw_tile(void *ctx, long lo, long hi, int t) {
+    (void)lo, (void)hi;
+    const dw_tiles *p = ctx;
+    int RSC = p->RSC, K = p->K, nr = p->nr, nk = p->nk;
+    int r0 = (int)par_chunk_lo(RSC, nr, t / nk), r1 = (int)par_chunk_lo(RSC, nr, t / nk + 1);
+    int k0 = (int)par_chunk_lo(K, nk, t % nk), k1 = (int)par_chunk_lo(K, nk, t % nk + 1);
+    gemm(true, false, r1 - r0, k1 - k0, (int)p->M, 1.0f, p->col + r0, RSC, p->dz + k0, K, 1.0f,
+         p->dW + (size_t)r0 * K + k0, K);
 }
 
 /* dW (RSC, K) += col^T (RSC, M) dz (M, K). The product is tiled over the rows and columns
@@ -883,12 +979,24 @@ static void dw_accumulate(int RSC, int K, long M, const float *col, const float 
     int nk = nr >= 4 ? 1 : imin(imax(K / 16, 1), 4);
     if (2.0 * RSC * K * M < 4e6) /* too small to share */
         nr = nk = 1;
-#pragma omp parallel for schedule(static) if (nr * nk > 1)
-    for (int t = 0; t < nr * nk; t++) {
-        int r0 = (int)par_chunk_lo(RSC, nr, t / nk), r1 = (int)par_chunk_lo(RSC, nr, t / nk + 1);
-        int k0 = (int)par_chunk_lo(K, nk, t % nk), k1 = (int)par_chunk_lo(K, nk, t % nk + 1);
-        gemm(true, false, r1 - r0, k1 - k0, (int)M, 1.0f, col + r0, RSC, dz + k0, K, 1.0f,
-             dW + (size_t)r0 * K + k0, K);
+    dw_tiles p = {RSC, K, nr, nk, M, col, dz, dW};
+    par_for(nr * nk, nr * nk, dw_tile, &p);
+}
+
+/* Rows [lo, hi) of chunk k: dz = dy f'(y) in place, and the chunk's column sums of dz into
+ * pb (k, K). */
+static void dz_rows(void *ctx, long lo, long hi, int k) {
+    const conv_job *j = ctx;
+    const conv_cfg *c = j->l->cfg;
+    int K = c->K;
+    act_backward(c->act, c->alpha, j->y + lo * K, j->dy + lo * K, (size_t)(hi - lo) * K);
+    float *p = j->pb + (size_t)k * K;
+    memset(p, 0, sizeof(float) * K);
+    for (long i = lo; i < hi; i++) {
+        const float *d = j->dy + i * K;
+#pragma omp simd
+        for (int jj = 0; jj < K; jj++)
+            p[jj] += d[jj];
     }
 }
 
@@ -908,19 +1016,8 @@ static void conv_backward(layer *l, const float *x, const float *y, float *dy, f
 
     /* dz = dy * f'(y) in place, and per-chunk column sums of dz, added in chunk order */
     int nc = row_chunks(M, K);
-#pragma omp parallel for schedule(static) if (nc > 1)
-    for (int k = 0; k < nc; k++) {
-        long lo = par_chunk_lo(M, nc, k), hi = par_chunk_lo(M, nc, k + 1);
-        act_backward(c->act, c->alpha, y + lo * K, dy + lo * K, (size_t)(hi - lo) * K);
-        float *p = part + (size_t)k * K;
-        memset(p, 0, sizeof(float) * K);
-        for (long i = lo; i < hi; i++) {
-            const float *d = dy + i * K;
-#pragma omp simd
-            for (int j = 0; j < K; j++)
-                p[j] += d[j];
-        }
-    }
+    conv_job job = {.l = l, .y = y, .dy = dy, .pb = part, .B = B};
+    par_for(M, nc, dz_rows, &job);
     for (int k = 0; k < nc; k++)
 #pragma omp simd
         for (int j = 0; j < K; j++)

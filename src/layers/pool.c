@@ -121,24 +121,36 @@ static void globalavg_one(const pool_cfg *c, const float *x, float *y) {
         y[k] *= inv;
 }
 
+/* A pass over examples [lo, hi): forward reads x and writes y, backward reads dy (in y) and
+ * writes dx (in x). */
+typedef struct {
+    const layer *l;
+    const float *src;
+    float *dst;
+} pool_job;
+
+static void pool_forward_examples(void *ctx, long lo, long hi, int k) {
+    (void)k;
+    const pool_job *j = ctx;
+    const pool_cfg *c = j->l->cfg;
+    size_t in_sz = shape_size(j->l->in), out_sz = shape_size(j->l->out);
+    int32_t *arg = (int32_t *)j->l->scratch; /* maxpool: (B, H', W', C) */
+    for (long b = lo; b < hi; b++) {
+        const float *xb = j->src + b * in_sz;
+        float *yb = j->dst + b * out_sz;
+        if (c->kind == POOL_MAX)
+            maxpool_one(c, xb, yb, arg + b * out_sz);
+        else if (c->kind == POOL_AVG)
+            avgpool_one(c, xb, yb);
+        else
+            globalavg_one(c, xb, yb);
+    }
+}
+
 static void pool_forward(layer *l, const fwd_ctx *ctx, const float *x, float *y, int B) {
     (void)ctx;
-    const pool_cfg *c = l->cfg;
-    size_t in_sz = shape_size(l->in), out_sz = shape_size(l->out);
-    int32_t *arg = (int32_t *)l->scratch; /* maxpool: (B, H', W', C) */
-    int nc = example_chunks(B, in_sz);
-#pragma omp parallel for schedule(static) if (nc > 1)
-    for (int k = 0; k < nc; k++)
-        for (long b = par_chunk_lo(B, nc, k); b < par_chunk_lo(B, nc, k + 1); b++) {
-            const float *xb = x + b * in_sz;
-            float *yb = y + b * out_sz;
-            if (c->kind == POOL_MAX)
-                maxpool_one(c, xb, yb, arg + b * out_sz);
-            else if (c->kind == POOL_AVG)
-                avgpool_one(c, xb, yb);
-            else
-                globalavg_one(c, xb, yb);
-        }
+    pool_job j = {l, x, y};
+    par_for(B, example_chunks(B, shape_size(l->in)), pool_forward_examples, &j);
 }
 
 /* dx (H, W, C) of one example from dy (H', W', C). maxpool: dx[arg] += dy; avgpool: every
@@ -174,19 +186,23 @@ static void pool_backward_one(const pool_cfg *c, const float *dy, float *dx, con
         }
 }
 
+static void pool_backward_examples(void *ctx, long lo, long hi, int k) {
+    (void)k;
+    const pool_job *j = ctx;
+    const pool_cfg *c = j->l->cfg;
+    size_t in_sz = shape_size(j->l->in), out_sz = shape_size(j->l->out);
+    const int32_t *arg = (const int32_t *)j->l->scratch; /* maxpool: (B, H', W', C) */
+    for (long b = lo; b < hi; b++)
+        pool_backward_one(c, j->src + b * out_sz, j->dst + b * in_sz,
+                          c->kind == POOL_MAX ? arg + b * out_sz : NULL, in_sz, out_sz);
+}
+
 static void pool_backward(layer *l, const float *x, const float *y, float *dy, float *dx, int B) {
     (void)x, (void)y;
     if (!dx)
         return;
-    const pool_cfg *c = l->cfg;
-    size_t in_sz = shape_size(l->in), out_sz = shape_size(l->out);
-    const int32_t *arg = (const int32_t *)l->scratch; /* maxpool: (B, H', W', C) */
-    int nc = example_chunks(B, in_sz);
-#pragma omp parallel for schedule(static) if (nc > 1)
-    for (int k = 0; k < nc; k++)
-        for (long b = par_chunk_lo(B, nc, k); b < par_chunk_lo(B, nc, k + 1); b++)
-            pool_backward_one(c, dy + b * out_sz, dx + b * in_sz,
-                              c->kind == POOL_MAX ? arg + b * out_sz : NULL, in_sz, out_sz);
+    pool_job j = {l, dy, dx};
+    par_for(B, example_chunks(B, shape_size(l->in)), pool_backward_examples, &j);
 }
 
 static void pool_describe(const layer *l, char *buf, size_t n) {

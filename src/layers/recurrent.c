@@ -426,10 +426,65 @@ static void rdrop_masks(const rec_cfg *c, dims d, rec_scratch *s, loom_rng *rng)
         }
 }
 
+/* One direction's pass, for its row chunks (par_for). */
+typedef struct {
+    const rec_cfg *c;
+    dims d;
+    const dir_params *p;
+    dir_cache *k;
+    const rec_scratch *s; /* backward */
+    const float *dy;      /* backward */
+    float *ws;            /* forward: (B, GH) the recurrent products of the step */
+    int k_dir;            /* backward: 0 forward direction, 1 reverse */
+    bool is_reverse, is_masked;
+} dir_job;
+
+/* Rows [lo, hi) of the batch through every step of one direction's forward pass. */
+static void dir_forward_rows(void *ctx, long lo_, long hi_, int ch) {
+    (void)ch;
+    const dir_job *jb = ctx;
+    const rec_cfg *c = jb->c;
+    const dir_params *p = jb->p;
+    dir_cache *k = jb->k;
+    float *ws = jb->ws;
+    bool is_reverse = jb->is_reverse, is_masked = jb->is_masked;
+    int lo = (int)lo_, hi = (int)hi_, T = jb->d.T, H = jb->d.H, GH = jb->d.GH;
+    size_t BH = (size_t)jb->d.B * H, BGH = (size_t)jb->d.B * GH;
+    for (int s = 0; s < T; s++) {
+        int t = is_reverse ? T - 1 - s : s;
+        const float *hprev = k->Hs + (t + k->o_prev) * BH;
+        float *h = k->Hs + (t + k->o_out) * BH;
+        float *Gt = k->G + t * BGH;
+        /* ws (rows, GH) = h_prev (rows, H) W_hh (H, GH); zero at the first step */
+        if (s == 0) {
+            memset(ws + (size_t)lo * GH, 0, sizeof(float) * (size_t)(hi - lo) * GH);
+        } else if (is_masked) {
+            float *hm = k->HM + (t + k->o_prev) * BH;
+            for (size_t i = (size_t)lo * H; i < (size_t)hi * H; i++)
+                hm[i] = hprev[i] * k->M[i];
+            gemm(false, false, hi - lo, GH, H, 1.0f, hm + (size_t)lo * H, H, p->Whh, GH, 0.0f,
+                 ws + (size_t)lo * GH, GH);
+        } else {
+            gemm(false, false, hi - lo, GH, H, 1.0f, hprev + (size_t)lo * H, H, p->Whh, GH, 0.0f,
+                 ws + (size_t)lo * GH, GH);
+        }
+        switch (c->cell) {
+        case CELL_RNN: rnn_step_fwd(c->act, H, Gt, ws, p->bih, p->bhh, h, lo, hi); break;
+        case CELL_LSTM:
+            lstm_step_fwd(H, Gt, ws, p->bih, p->bhh, k->Cs + (t + k->o_prev) * BH,
+                          k->Cs + (t + k->o_out) * BH, k->TC + t * BH, h, lo, hi);
+            break;
+        case CELL_GRU:
+            gru_step_fwd(H, Gt, ws, p->bih, p->bhh, hprev, k->HN + t * BH, h, lo, hi);
+            break;
+        }
+    }
+}
+
 static void dir_forward(const rec_cfg *c, dims d, const dir_params *p, dir_cache *k,
                         const float *xt, float *ws, bool is_reverse, bool is_masked) {
     int B = d.B, T = d.T, H = d.H, GH = d.GH;
-    size_t BH = (size_t)B * H, BGH = (size_t)B * GH;
+    size_t BH = (size_t)B * H;
     /* G (T*B, GH) = xt (T*B, N) W_ih (N, GH): every step's input projection at once */
     gemm_par(false, false, T * B, GH, d.N, 1.0f, xt, d.N, p->Wih, GH, 0.0f, k->G, GH);
     int zero = is_reverse ? T : 0; /* the initial-state slot */
@@ -440,41 +495,9 @@ static void dir_forward(const rec_cfg *c, dims d, const dir_params *p, dir_cache
         memset(k->Cs + zero * BH, 0, sizeof(float) * BH);
     /* Rows of the batch never meet in the recurrence: each fixed chunk of rows runs through
      * every step on its own, one parallel region per direction rather than one per step. */
-    int nc = step_chunks(d);
-    bool is_par = nc > 1 && loom_get_threads() > 1;
-#pragma omp parallel for schedule(static) if (is_par)
-    for (int ch = 0; ch < nc; ch++) {
-        int lo = (int)par_chunk_lo(B, nc, ch), hi = (int)par_chunk_lo(B, nc, ch + 1);
-        for (int s = 0; s < T; s++) {
-            int t = is_reverse ? T - 1 - s : s;
-            const float *hprev = k->Hs + (t + k->o_prev) * BH;
-            float *h = k->Hs + (t + k->o_out) * BH;
-            float *Gt = k->G + t * BGH;
-            /* ws (rows, GH) = h_prev (rows, H) W_hh (H, GH); zero at the first step */
-            if (s == 0) {
-                memset(ws + (size_t)lo * GH, 0, sizeof(float) * (size_t)(hi - lo) * GH);
-            } else if (is_masked) {
-                float *hm = k->HM + (t + k->o_prev) * BH;
-                for (size_t i = (size_t)lo * H; i < (size_t)hi * H; i++)
-                    hm[i] = hprev[i] * k->M[i];
-                gemm(false, false, hi - lo, GH, H, 1.0f, hm + (size_t)lo * H, H, p->Whh, GH, 0.0f,
-                     ws + (size_t)lo * GH, GH);
-            } else {
-                gemm(false, false, hi - lo, GH, H, 1.0f, hprev + (size_t)lo * H, H, p->Whh, GH,
-                     0.0f, ws + (size_t)lo * GH, GH);
-            }
-            switch (c->cell) {
-            case CELL_RNN: rnn_step_fwd(c->act, H, Gt, ws, p->bih, p->bhh, h, lo, hi); break;
-            case CELL_LSTM:
-                lstm_step_fwd(H, Gt, ws, p->bih, p->bhh, k->Cs + (t + k->o_prev) * BH,
-                              k->Cs + (t + k->o_out) * BH, k->TC + t * BH, h, lo, hi);
-                break;
-            case CELL_GRU:
-                gru_step_fwd(H, Gt, ws, p->bih, p->bhh, hprev, k->HN + t * BH, h, lo, hi);
-                break;
-            }
-        }
-    }
+    dir_job j = {
+        .c = c, .d = d, .p = p, .k = k, .ws = ws, .is_reverse = is_reverse, .is_masked = is_masked};
+    par_for(B, step_chunks(d), dir_forward_rows, &j);
 }
 
 static void rec_forward(layer *l, const fwd_ctx *ctx, const float *x, float *y, int B) {
@@ -511,6 +534,20 @@ static void rec_forward(layer *l, const fwd_ctx *ctx, const float *x, float *y, 
     }
 }
 
+/* The columns [lo, hi) of a gemm_tn_acc. */
+typedef struct {
+    int M, K, lda, ldb, ldc;
+    const float *A, *Bm;
+    float *C;
+} tn_acc;
+
+static void tn_acc_cols(void *ctx, long lo, long hi, int ch) {
+    (void)ch;
+    const tn_acc *g = ctx;
+    gemm(true, false, g->M, (int)(hi - lo), g->K, 1.0f, g->A, g->lda, g->Bm + lo, g->ldb, 1.0f,
+         g->C + lo, g->ldc);
+}
+
 /* C (M, Nc) += A^T B with A (K, M), B (K, Nc): the reduction over K stays inside one product
  * per fixed chunk of C's columns, so the result does not depend on the thread count. */
 static void gemm_tn_acc(int M, int Nc, int K, const float *A, int lda, const float *Bm, int ldb,
@@ -520,13 +557,74 @@ static void gemm_tn_acc(int M, int Nc, int K, const float *A, int lda, const flo
     if (min_cols < 32)
         min_cols = 32;
     int nc = par_n_chunks(Nc, min_cols);
-    if (nc > 16)
-        nc = 16;
-    bool is_par = nc > 1 && loom_get_threads() > 1;
-#pragma omp parallel for schedule(static) if (is_par)
-    for (int ch = 0; ch < nc; ch++) {
-        int lo = (int)par_chunk_lo(Nc, nc, ch), hi = (int)par_chunk_lo(Nc, nc, ch + 1);
-        gemm(true, false, M, hi - lo, K, 1.0f, A, lda, Bm + lo, ldb, 1.0f, C + lo, ldc);
+    tn_acc g = {M, K, lda, ldb, ldc, A, Bm, C};
+    par_for(Nc, nc > 16 ? 16 : nc, tn_acc_cols, &g);
+}
+
+/* Rows [lo, hi) of the batch back through every step of one direction, last step first. */
+static void dir_backward_rows(void *ctx, long lo_, long hi_, int ch) {
+    (void)ch;
+    const dir_job *jb = ctx;
+    const rec_cfg *c = jb->c;
+    const dir_params *p = jb->p;
+    dir_cache *k = jb->k;
+    const rec_scratch *s = jb->s;
+    const float *dy = jb->dy;
+    bool is_reverse = jb->is_reverse, is_masked = jb->is_masked;
+    int lo = (int)lo_, hi = (int)hi_, k_dir = jb->k_dir;
+    int T = jb->d.T, H = jb->d.H, GH = jb->d.GH, DH = jb->d.D * jb->d.H;
+    size_t BH = (size_t)jb->d.B * H, BGH = (size_t)jb->d.B * GH;
+    float *dh = s->dh, *dc = s->dc; /* (B, H) each */
+    int t_last = is_reverse ? 0 : T - 1;
+    for (int s_i = T - 1; s_i >= 0; s_i--) {
+        int t = is_reverse ? T - 1 - s_i : s_i;
+        /* this step's share of dy: rows of (B, T, DH) or (B, DH), columns k_dir*H.. */
+        const float *dyt = NULL;
+        size_t dy_stride = 0;
+        if (c->is_sequences) {
+            dyt = dy + (size_t)t * DH + (size_t)k_dir * H;
+            dy_stride = (size_t)T * DH;
+        } else if (t == t_last) {
+            dyt = dy + (size_t)k_dir * H;
+            dy_stride = (size_t)DH;
+        }
+        float *Gt = k->G + t * BGH, *Ght = k->dGh + t * BGH;
+        const float *hprev = k->Hs + (t + k->o_prev) * BH;
+        if (dyt)
+            for (int b = lo; b < hi; b++) {
+                const float *e = dyt + b * dy_stride;
+                float *dhb = dh + (size_t)b * H;
+#pragma omp simd
+                for (int j = 0; j < H; j++)
+                    dhb[j] += e[j];
+            }
+        float beta = 0.0f;
+        switch (c->cell) {
+        case CELL_RNN: rnn_step_bwd(c->act, H, Gt, k->Hs + (t + k->o_out) * BH, dh, lo, hi); break;
+        case CELL_LSTM:
+            lstm_step_bwd(H, Gt, k->Cs + (t + k->o_prev) * BH, k->TC + t * BH, dh, dc, lo, hi);
+            break;
+        case CELL_GRU:
+            gru_step_bwd(H, Gt, Ght, hprev, k->HN + t * BH, dh, lo, hi);
+            beta = 1.0f;
+            break;
+        }
+        /* dh_prev (rows, H) (+)= dG_h (rows, GH) W_hh^T (GH, H); the initial state is
+         * constant, so the first step needs none. With recurrent dropout the product is
+         * masked first (into dt), then set or added. */
+        if (s_i > 0 && !is_masked)
+            gemm(false, true, hi - lo, H, GH, 1.0f, Ght + (size_t)lo * GH, GH, p->Whh, GH, beta,
+                 dh + (size_t)lo * H, H);
+        else if (s_i > 0) {
+            gemm(false, true, hi - lo, H, GH, 1.0f, Ght + (size_t)lo * GH, GH, p->Whh, GH, 0.0f,
+                 s->dt + (size_t)lo * H, H);
+            if (beta == 0.0f)
+                for (size_t i = (size_t)lo * H; i < (size_t)hi * H; i++)
+                    dh[i] = s->dt[i] * k->M[i];
+            else
+                for (size_t i = (size_t)lo * H; i < (size_t)hi * H; i++)
+                    dh[i] += s->dt[i] * k->M[i];
+        }
     }
 }
 
@@ -538,71 +636,21 @@ static void dir_backward(const rec_cfg *c, dims d, const dir_params *p, dir_cach
                          const rec_scratch *s, const float *dy, int k_dir, bool has_dx) {
     bool is_masked = s->on && s->on[0] != 0.0f; /* the last forward was a masked (training) one */
     bool is_reverse = k_dir == 1;
-    int B = d.B, T = d.T, H = d.H, GH = d.GH, DH = d.D * d.H;
-    size_t BH = (size_t)B * H, BGH = (size_t)B * GH;
-    float *dh = s->dh, *dc = s->dc; /* (B, H) each */
-    memset(dh, 0, sizeof(float) * BH);
+    int B = d.B, T = d.T, H = d.H, GH = d.GH;
+    size_t BH = (size_t)B * H;
+    memset(s->dh, 0, sizeof(float) * BH);
     if (c->cell == CELL_LSTM)
-        memset(dc, 0, sizeof(float) * BH);
-    int nc = step_chunks(d);
-    bool is_par = nc > 1 && loom_get_threads() > 1;
-    int t_last = is_reverse ? 0 : T - 1;
-#pragma omp parallel for schedule(static) if (is_par)
-    for (int ch = 0; ch < nc; ch++) {
-        int lo = (int)par_chunk_lo(B, nc, ch), hi = (int)par_chunk_lo(B, nc, ch + 1);
-        for (int s_i = T - 1; s_i >= 0; s_i--) {
-            int t = is_reverse ? T - 1 - s_i : s_i;
-            /* this step's share of dy: rows of (B, T, DH) or (B, DH), columns k_dir*H.. */
-            const float *dyt = NULL;
-            size_t dy_stride = 0;
-            if (c->is_sequences) {
-                dyt = dy + (size_t)t * DH + (size_t)k_dir * H;
-                dy_stride = (size_t)T * DH;
-            } else if (t == t_last) {
-                dyt = dy + (size_t)k_dir * H;
-                dy_stride = (size_t)DH;
-            }
-            float *Gt = k->G + t * BGH, *Ght = k->dGh + t * BGH;
-            const float *hprev = k->Hs + (t + k->o_prev) * BH;
-            if (dyt)
-                for (int b = lo; b < hi; b++) {
-                    const float *e = dyt + b * dy_stride;
-                    float *dhb = dh + (size_t)b * H;
-#pragma omp simd
-                    for (int j = 0; j < H; j++)
-                        dhb[j] += e[j];
-                }
-            float beta = 0.0f;
-            switch (c->cell) {
-            case CELL_RNN:
-                rnn_step_bwd(c->act, H, Gt, k->Hs + (t + k->o_out) * BH, dh, lo, hi);
-                break;
-            case CELL_LSTM:
-                lstm_step_bwd(H, Gt, k->Cs + (t + k->o_prev) * BH, k->TC + t * BH, dh, dc, lo, hi);
-                break;
-            case CELL_GRU:
-                gru_step_bwd(H, Gt, Ght, hprev, k->HN + t * BH, dh, lo, hi);
-                beta = 1.0f;
-                break;
-            }
-            /* dh_prev (rows, H) (+)= dG_h (rows, GH) W_hh^T (GH, H); the initial state is
-             * constant, so the first step needs none. With recurrent dropout the product is
-             * masked first (into dt), then set or added. */
-            if (s_i > 0 && !is_masked)
-                gemm(false, true, hi - lo, H, GH, 1.0f, Ght + (size_t)lo * GH, GH, p->Whh, GH, beta,
-                     dh + (size_t)lo * H, H);
-            else if (s_i > 0) {
-                gemm(false, true, hi - lo, H, GH, 1.0f, Ght + (size_t)lo * GH, GH, p->Whh, GH, 0.0f,
-                     s->dt + (size_t)lo * H, H);
-                if (beta == 0.0f)
-                    for (size_t i = (size_t)lo * H; i < (size_t)hi * H; i++)
-                        dh[i] = s->dt[i] * k->M[i];
-                else
-                    for (size_t i = (size_t)lo * H; i < (size_t)hi * H; i++)
-                        dh[i] += s->dt[i] * k->M[i];
-            }
-        }
-    }
+        memset(s->dc, 0, sizeof(float) * BH);
+    dir_job job = {.c = c,
+                   .d = d,
+                   .p = p,
+                   .k = k,
+                   .s = s,
+                   .dy = dy,
+                   .k_dir = k_dir,
+                   .is_reverse = is_reverse,
+                   .is_masked = is_masked};
+    par_for(B, step_chunks(d), dir_backward_rows, &job);
     int TB = T * B;
     /* (T*B, H): the states the recurrent product read (masked with recurrent dropout) */
     const float *Hprev = (is_masked ? k->HM : k->Hs) + (size_t)k->o_prev * BH;

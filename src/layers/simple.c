@@ -58,6 +58,54 @@ static loom_status dropout_init(layer *l, loom_error *err) {
     l->scratch_per_example = shape_size(l->in);
     return LOOM_OK;
 }
+/* A training forward's chunk ch: elements [lo, hi), from the chunk's own stream. */
+typedef struct {
+    const float *x;
+    float *y, *mask;
+    uint64_t base; /* the draw the chunk streams derive from */
+    uint32_t thresh;
+    float scale;
+} dropout_job;
+
+static void dropout_chunk(void *ctx, long lo, long hi, int ch) {
+    const dropout_job *j = ctx;
+    const float *x = j->x;
+    float *y = j->y, *mask = j->mask, scale = j->scale;
+    uint32_t thresh = j->thresh;
+    size_t i = (size_t)lo, end = (size_t)hi;
+    loom_rng r;
+    loom_rng_seed(&r, loom_seed_derive(j->base, (uint64_t)ch));
+#ifdef __AVX512F__
+    /* 16 values per 4 draws: the draws' 16-bit fields, in memory order, are the same
+     * uniforms in the same order as the scalar loop below takes them */
+    __m512i t16 = _mm512_set1_epi32((int)thresh);
+    __m512 s16 = _mm512_set1_ps(scale);
+    for (; i + 16 <= end; i += 16) {
+        uint64_t bits[4] = {rng_next(&r), rng_next(&r), rng_next(&r), rng_next(&r)};
+        __m512i u = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)bits));
+        __m512 m = _mm512_maskz_mov_ps(_mm512_cmplt_epu32_mask(u, t16), s16);
+        _mm512_storeu_ps(mask + i, m);
+        _mm512_storeu_ps(y + i, _mm512_mul_ps(_mm512_loadu_ps(x + i), m));
+    }
+#endif
+    for (; i + 4 <= end; i += 4) {
+        uint64_t bits = rng_next(&r);
+        for (int k = 0; k < 4; k++) {
+            float m = (uint32_t)((bits >> (16 * k)) & 0xffff) < thresh ? scale : 0.0f;
+            mask[i + k] = m;
+            y[i + k] = x[i + k] * m;
+        }
+    }
+    if (i < end) {
+        uint64_t bits = rng_next(&r);
+        for (int k = 0; i + k < end; k++) {
+            float m = (uint32_t)((bits >> (16 * k)) & 0xffff) < thresh ? scale : 0.0f;
+            mask[i + k] = m;
+            y[i + k] = x[i + k] * m;
+        }
+    }
+}
+
 static void dropout_forward(layer *l, const fwd_ctx *ctx, const float *x, float *y, int B) {
     dropout_cfg *c = l->cfg;
     size_t n = shape_size(l->in) * (size_t)B;
@@ -68,50 +116,13 @@ static void dropout_forward(layer *l, const fwd_ctx *ctx, const float *x, float 
             mask[i] = 1.0f;
         return;
     }
-    float keep = 1.0f - c->rate, scale = 1.0f / keep;
+    float keep = 1.0f - c->rate;
     /* 16-bit uniforms, four per 64-bit draw, from one stream per fixed chunk: the chunk
      * streams derive from one draw of the layer's RNG, so the mask is a pure function of the
      * RNG state whatever the thread count. */
-    uint32_t thresh = (uint32_t)lroundf(keep * 65536.0f);
-    uint64_t base = loom_rng_next(ctx->rng);
-    int nc = par_n_chunks((long)n, 16384);
-#pragma omp parallel for schedule(static) if (nc > 1)
-    for (int ch = 0; ch < nc; ch++) {
-        size_t lo = (size_t)par_chunk_lo((long)n, nc, ch);
-        size_t hi = (size_t)par_chunk_lo((long)n, nc, ch + 1);
-        loom_rng r;
-        loom_rng_seed(&r, loom_seed_derive(base, (uint64_t)ch));
-        size_t i = lo;
-#ifdef __AVX512F__
-        /* 16 values per 4 draws: the draws' 16-bit fields, in memory order, are the same
-         * uniforms in the same order as the scalar loop below takes them */
-        __m512i t16 = _mm512_set1_epi32((int)thresh);
-        __m512 s16 = _mm512_set1_ps(scale);
-        for (; i + 16 <= hi; i += 16) {
-            uint64_t bits[4] = {rng_next(&r), rng_next(&r), rng_next(&r), rng_next(&r)};
-            __m512i u = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)bits));
-            __m512 m = _mm512_maskz_mov_ps(_mm512_cmplt_epu32_mask(u, t16), s16);
-            _mm512_storeu_ps(mask + i, m);
-            _mm512_storeu_ps(y + i, _mm512_mul_ps(_mm512_loadu_ps(x + i), m));
-        }
-#endif
-        for (; i + 4 <= hi; i += 4) {
-            uint64_t bits = rng_next(&r);
-            for (int k = 0; k < 4; k++) {
-                float m = (uint32_t)((bits >> (16 * k)) & 0xffff) < thresh ? scale : 0.0f;
-                mask[i + k] = m;
-                y[i + k] = x[i + k] * m;
-            }
-        }
-        if (i < hi) {
-            uint64_t bits = rng_next(&r);
-            for (int k = 0; i + k < hi; k++) {
-                float m = (uint32_t)((bits >> (16 * k)) & 0xffff) < thresh ? scale : 0.0f;
-                mask[i + k] = m;
-                y[i + k] = x[i + k] * m;
-            }
-        }
-    }
+    dropout_job j = {
+        x, y, mask, loom_rng_next(ctx->rng), (uint32_t)lroundf(keep * 65536.0f), 1.0f / keep};
+    par_for((long)n, par_n_chunks((long)n, 16384), dropout_chunk, &j);
 }
 static void dropout_backward(layer *l, const float *x, const float *y, float *dy, float *dx,
                              int B) {

@@ -435,19 +435,15 @@ void model_layer_name(const loom_model *m, int i, char *buf, size_t n) {
     snprintf(buf, n, "layer %d (%s)", i + 1, desc);
 }
 
+static void zero_body(void *ctx, long lo, long hi, int c) {
+    (void)c;
+    memset((float *)ctx + lo, 0, sizeof(float) * (size_t)(hi - lo));
+}
+
 void loom_model_zero_grad(loom_model *m) {
     /* a memset of up to tens of MB each step: in fixed chunks over the threads */
     long n = (long)m->n_params;
-    int nc = par_n_chunks(n, 1L << 18);
-    if (nc == 1 || par_is_serial()) {
-        memset(m->grads, 0, sizeof(float) * (size_t)n);
-        return;
-    }
-#pragma omp parallel for schedule(static)
-    for (int c = 0; c < nc; c++) {
-        long lo = par_chunk_lo(n, nc, c), hi = par_chunk_lo(n, nc, c + 1);
-        memset(m->grads + lo, 0, sizeof(float) * (size_t)(hi - lo));
-    }
+    par_for(n, par_n_chunks(n, 1L << 18), zero_body, m->grads);
 }
 
 size_t loom_model_n_params(const loom_model *m) { return m->n_params; }

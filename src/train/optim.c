@@ -126,6 +126,32 @@ static void update_range(const loom_opt_config *c, const step_scalars *k, float 
 /* Elements per parallel chunk: fixed, so results never depend on the thread count. */
 #define OPT_CHUNK 32768
 
+/* What a step's chunks read and write. */
+typedef struct {
+    const loom_opt_config *c;
+    const step_scalars *k;
+    float *w, *g, *m, *v;
+    size_t n;
+    double *part; /* clipping: each chunk's sum of squares */
+} optim_job;
+
+/* part[p] = sum of g^2 over elements [lo, hi) */
+static void sumsq_chunk(void *ctx, long lo, long hi, int p) {
+    const optim_job *j = ctx;
+    double q = 0;
+    for (long i = lo; i < hi; i++)
+        q += (double)j->g[i] * j->g[i];
+    j->part[p] = q;
+}
+
+/* the update of chunk ch: elements [ch OPT_CHUNK, (ch + 1) OPT_CHUNK) */
+static void update_chunk(void *ctx, long lo, long hi, int ch) {
+    (void)lo, (void)hi;
+    const optim_job *j = ctx;
+    size_t a = (size_t)ch * OPT_CHUNK, b = a + OPT_CHUNK < j->n ? a + OPT_CHUNK : j->n;
+    update_range(j->c, j->k, j->w, j->g, j->m, j->v, a, b);
+}
+
 void loom_optim_step(loom_optim *o, loom_model *mdl, float lr) {
     const loom_opt_config *c = &o->cfg;
     float *w = mdl->params, *g = mdl->grads;
@@ -134,14 +160,8 @@ void loom_optim_step(loom_optim *o, loom_model *mdl, float lr) {
     if (c->clip_norm > 0.0f) {
         double part[1024], s = 0;
         int nparts = nc < 1024 ? nc : 1024;
-#pragma omp parallel for schedule(static) if (nparts > 1)
-        for (int p = 0; p < nparts; p++) {
-            size_t lo = n * (size_t)p / (size_t)nparts, hi = n * (size_t)(p + 1) / (size_t)nparts;
-            double q = 0;
-            for (size_t i = lo; i < hi; i++)
-                q += (double)g[i] * g[i];
-            part[p] = q;
-        }
+        optim_job j = {.g = g, .part = part};
+        par_for((long)n, nparts, sumsq_chunk, &j);
         for (int p = 0; p < nparts; p++) /* fixed order */
             s += part[p];
         double nrm = sqrt(s);
@@ -160,11 +180,8 @@ void loom_optim_step(loom_optim *o, loom_model *mdl, float lr) {
         if (c->kind == LOOM_OPT_ADAMW && k.wd == 0.0f)
             k.wd = lr * 0.01f; /* AdamW without --weight-decay: the usual 0.01 */
     }
-#pragma omp parallel for schedule(static) if (nc > 1)
-    for (int ch = 0; ch < nc; ch++) {
-        size_t lo = (size_t)ch * OPT_CHUNK, hi = lo + OPT_CHUNK < n ? lo + OPT_CHUNK : n;
-        update_range(c, &k, w, g, o->m, o->v, lo, hi);
-    }
+    optim_job j = {c, &k, w, g, o->m, o->v, n, NULL};
+    par_for(nc, nc, update_chunk, &j);
 }
 
 /* "constant" | "step[:EVERY[:GAMMA]]" | "exp[:GAMMA]" | "cosine[:WARMUP[:LR_MIN]]" |
