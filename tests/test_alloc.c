@@ -158,9 +158,10 @@ static void test_no_allocation_per_step(void) {
     free(x);
 }
 
-/* The counting sees OpenMP's own allocations: a nested parallel region makes a team. */
+/* The counting sees OpenMP's own allocations: a nested parallel region makes a team, counted
+ * in n_alloc as well as n_team. */
 static void test_counting_sees_openmp(void) {
-    long before = atomic_load(&n_team);
+    long before = atomic_load(&n_team), all = atomic_load(&n_alloc);
 #pragma omp parallel num_threads(2)
     {
 #pragma omp parallel num_threads(1)
@@ -170,10 +171,40 @@ static void test_counting_sees_openmp(void) {
         }
     }
     CHECK(atomic_load(&n_team) > before);
+    CHECK(atomic_load(&n_alloc) - all >= atomic_load(&n_team) - before);
     before = atomic_load(&n_alloc);
     void *volatile p = malloc(16); /* volatile: not elided */
     free(p);
     CHECK(atomic_load(&n_alloc) == before + 1);
+}
+
+static void count_chunk(void *ctx, long lo, long hi, int c) {
+    (void)c;
+    atomic_fetch_add((atomic_long *)ctx, hi - lo);
+}
+
+/* par_for called from inside a caller's parallel region (two threads) runs its chunks in a plain
+ * loop, with no team of its own: no allocation, and every item done once per caller thread. */
+static void test_par_for_nested_is_plain(void) {
+    loom_set_threads(2);
+    atomic_long items = 0;
+#pragma omp parallel num_threads(2) /* warm: the caller's own team */
+    par_for(1000, 8, count_chunk, &items);
+    atomic_store(&items, 0);
+    long before = atomic_load(&n_alloc);
+    int team = 0;
+#pragma omp parallel num_threads(2)
+    {
+#pragma omp single
+        team = omp_get_num_threads();
+        for (int r = 0; r < 10; r++)
+            par_for(1000, 8, count_chunk, &items);
+    }
+    CHECK_MSG(atomic_load(&n_alloc) == before, "nested par_for allocated %ld times",
+              atomic_load(&n_alloc) - before);
+    CHECK(atomic_load(&items) == 10L * 1000 * team);
+    CHECK(team == 2 || team == 1);
+    loom_set_threads(0);
 }
 #endif
 
@@ -181,6 +212,7 @@ int main(void) {
 #if COUNTING
     RUN(test_counting_sees_openmp);
     RUN(test_no_allocation_per_step);
+    RUN(test_par_for_nested_is_plain);
 #else
     printf("test_alloc: skipped (needs glibc's allocator: not under a sanitizer's own)\n");
 #endif

@@ -65,7 +65,8 @@ void gemm_par_ws(int M, int N, int K, float alpha, const float *A, int lda, cons
 bool gemm_nn_is_own(int M, int N, int K);
 /* True when a parallel region here would run on one thread: loom_set_threads(1), a caller
  * that set a team of one (an inference chunk, predict's small batches), or a caller already
- * inside a parallel region (nested regions run on one thread). Such a path runs its chunks in
+ * inside a parallel region (whose nested regions run on one thread at libgomp's default of one
+ * active level; loom never asks for more). Such a path runs its chunks in
  * a plain loop: a parallel region of one thread still makes (mallocs) a team on every call. */
 bool par_is_serial(void);
 /* Fixed chunking: number of chunks for n items with at least min_chunk per chunk (max 64). */
@@ -75,7 +76,7 @@ static inline long par_chunk_lo(long n, int nc, int c) { return n * c / nc; }
 typedef void (*par_body)(void *ctx, long lo, long hi, int c);
 /* body(ctx, lo, hi, c) for the nc fixed chunks of n items (c = 0 .. nc-1, lo/hi by
  * par_chunk_lo): over the threads, each chunk whole on one thread, or in order in a plain loop
- * when nc == 1 or par_is_serial(). The chunks do not depend on the thread count, so neither
+ * when nc <= 1 or par_is_serial(). The chunks do not depend on the thread count, so neither
  * do the numbers; only a chunk's own work may depend on c. The one way loops here go parallel. */
 void par_for(long n, int nc, par_body body, void *ctx);
 

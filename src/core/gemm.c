@@ -126,7 +126,19 @@ static void gemm_rows_body(void *ctx, long lo, long hi, int c) {
 
 void gemm_par(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda,
               const float *B, int ldb, float beta, float *C, int ldc) {
-    gemm_args g = {ta, tb, M, N, K, lda, ldb, ldc, alpha, beta, A, B, C, NULL};
+    gemm_args g = {.ta = ta,
+                   .tb = tb,
+                   .M = M,
+                   .N = N,
+                   .K = K,
+                   .lda = lda,
+                   .ldb = ldb,
+                   .ldc = ldc,
+                   .alpha = alpha,
+                   .beta = beta,
+                   .A = A,
+                   .B = B,
+                   .C = C};
     /* A batch-sized product (few rows, many columns: a dense layer's forward pass and dx) is
      * split by columns, in blocks of 64: split by rows, every thread would pack all of B. */
     if (M <= 128 && N >= 128 && 2.0 * M * N * K >= 4e6) {
@@ -165,7 +177,18 @@ void gemm_par_ws(int M, int N, int K, float alpha, const float *A, int lda, cons
         return;
     }
     /* measured on keras-v1's dense 100 forward (M 64): 3.1 ms split by rows, 2.5 split by K */
-    gemm_args g = {false, false, M, N, K, lda, ldb, ldc, alpha, beta, A, B, C, work};
+    gemm_args g = {.M = M,
+                   .N = N,
+                   .K = K,
+                   .lda = lda,
+                   .ldb = ldb,
+                   .ldc = ldc,
+                   .alpha = alpha,
+                   .beta = beta,
+                   .A = A,
+                   .B = B,
+                   .C = C,
+                   .work = work};
     par_for(2, 2, gemm_k_half, &g);
     for (int i = 0; i < M; i++) {
         float *c = C + (size_t)i * ldc;

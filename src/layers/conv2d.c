@@ -198,7 +198,7 @@ static int example_chunks(int B, size_t per_example) {
     return nc > 1 && nc % 2 && nc < B && nc < 64 ? nc + 1 : nc;
 }
 
-/* A copy between the input (B, H, W, C) and the col matrix, examples [lo, hi). */
+/* A copy between the input (B, H, W, C) and the col matrix (B, Ho Wo, R S C). */
 typedef struct {
     const conv_cfg *c;
     const float *src;
@@ -221,14 +221,20 @@ static void col2im_examples(void *ctx, long lo, long hi, int k) {
 }
 
 static void im2col_batch(const conv_cfg *c, const float *x, float *col, int B) {
-    col_copy p = {c, x, col, (size_t)c->H * c->W * c->C,
-                  (size_t)c->Ho * c->Wo * c->R * c->S * c->C};
+    col_copy p = {.c = c,
+                  .src = x,
+                  .dst = col,
+                  .in_sz = (size_t)c->H * c->W * c->C,
+                  .col_sz = (size_t)c->Ho * c->Wo * c->R * c->S * c->C};
     par_for(B, example_chunks(B, p.col_sz), im2col_examples, &p);
 }
 
 static void col2im_batch(const conv_cfg *c, const float *dcol, float *dx, int B) {
-    col_copy p = {c, dcol, dx, (size_t)c->H * c->W * c->C,
-                  (size_t)c->Ho * c->Wo * c->R * c->S * c->C};
+    col_copy p = {.c = c,
+                  .src = dcol,
+                  .dst = dx,
+                  .in_sz = (size_t)c->H * c->W * c->C,
+                  .col_sz = (size_t)c->Ho * c->Wo * c->R * c->S * c->C};
     par_for(B, example_chunks(B, p.col_sz), col2im_examples, &p);
 }
 
@@ -741,14 +747,16 @@ static void bias_act(const conv_cfg *c, const float *b, float *y, long lo, long 
     act_forward(c->act, c->alpha, y + lo * K, (size_t)(hi - lo) * K);
 }
 
-/* What the cache path's group chunks (and the direct forward's example chunks) share. */
+/* What a pass's chunks share (par_for): the cache path's groups and reduction sets, the direct
+ * forward's examples, the whole-batch path's row chunks (bias and activation; dz). */
 typedef struct {
     layer *l;
     const float *x, *y;
     float *out;      /* forward: y */
     float *dy, *dx;  /* backward */
-    int B, per, ng;  /* batch, examples per group, groups */
-    float *pw, *pb;  /* backward: (sets, RSC, K) and (sets, K) partials */
+    int B, per;      /* batch, examples per group */
+    float *pw;       /* backward, sets: (sets, RSC, K) dW partials */
+    float *pb;       /* backward: db partials, (sets, K) or, whole batch, (row chunks, K) */
     const float *wf; /* backward, direct dx: the flipped kernel */
     bool is_direct, is_direct_dx;
 } conv_job;
@@ -778,7 +786,7 @@ static void conv_forward_group(void *ctx, long lo, long hi, int k) {
 }
 
 static void conv_forward_groups(layer *l, const float *x, float *y, int B, int ng, int per) {
-    conv_job j = {.l = l, .x = x, .out = y, .B = B, .per = per, .ng = ng};
+    conv_job j = {.l = l, .x = x, .out = y, .B = B, .per = per};
     par_for(ng, ng, conv_forward_group, &j);
 }
 
@@ -835,7 +843,7 @@ static void conv_backward_set(void *ctx, long g0, long g1, int st) {
     }
 }
 
-/* dW[lo, hi) += the ns sets' partials, in set order. */
+/* The sets' dW partials (ns of nw each) to add into dW. */
 typedef struct {
     float *dW;
     const float *pw;
@@ -843,6 +851,7 @@ typedef struct {
     int ns;
 } dw_sum;
 
+/* dW[lo, hi) += the ns sets' partials, in set order. */
 static void dw_sum_range(void *ctx, long lo, long hi, int k) {
     (void)k;
     const dw_sum *p = ctx;
@@ -875,7 +884,6 @@ static void conv_backward_groups(layer *l, const float *x, const float *y, float
                   .dx = dx,
                   .B = B,
                   .per = per,
-                  .ng = ng,
                   .pw = pw,
                   .pb = pb,
                   .wf = wf,
@@ -886,7 +894,7 @@ static void conv_backward_groups(layer *l, const float *x, const float *y, float
         direct_flip(c, l->w, wf);
 #endif
     par_for(ng, ns, conv_backward_set, &j);
-    dw_sum p = {dW, pw, (size_t)RSC * K, ns};
+    dw_sum p = {.dW = dW, .pw = pw, .nw = (size_t)RSC * K, .ns = ns};
     par_for((long)p.nw, par_n_chunks((long)p.nw, 16384), dw_sum_range, &p);
     for (int st = 0; st < ns; st++)
 #pragma omp simd
@@ -979,7 +987,7 @@ static void dw_accumulate(int RSC, int K, long M, const float *col, const float 
     int nk = nr >= 4 ? 1 : imin(imax(K / 16, 1), 4);
     if (2.0 * RSC * K * M < 4e6) /* too small to share */
         nr = nk = 1;
-    dw_tiles p = {RSC, K, nr, nk, M, col, dz, dW};
+    dw_tiles p = {.RSC = RSC, .K = K, .nr = nr, .nk = nk, .M = M, .col = col, .dz = dz, .dW = dW};
     par_for(nr * nk, nr * nk, dw_tile, &p);
 }
 

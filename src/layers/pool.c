@@ -121,10 +121,9 @@ static void globalavg_one(const pool_cfg *c, const float *x, float *y) {
         y[k] *= inv;
 }
 
-/* A pass over examples [lo, hi): forward reads x and writes y, backward reads dy (in y) and
- * writes dx (in x). */
+/* A pass over the examples: src is x (forward) or dy (backward), dst y or dx. */
 typedef struct {
-    const layer *l;
+    layer *l;
     const float *src;
     float *dst;
 } pool_job;
@@ -149,7 +148,7 @@ static void pool_forward_examples(void *ctx, long lo, long hi, int k) {
 
 static void pool_forward(layer *l, const fwd_ctx *ctx, const float *x, float *y, int B) {
     (void)ctx;
-    pool_job j = {l, x, y};
+    pool_job j = {.l = l, .src = x, .dst = y};
     par_for(B, example_chunks(B, shape_size(l->in)), pool_forward_examples, &j);
 }
 
@@ -201,7 +200,7 @@ static void pool_backward(layer *l, const float *x, const float *y, float *dy, f
     (void)x, (void)y;
     if (!dx)
         return;
-    pool_job j = {l, dy, dx};
+    pool_job j = {.l = l, .src = dy, .dst = dx};
     par_for(B, example_chunks(B, shape_size(l->in)), pool_backward_examples, &j);
 }
 

@@ -534,13 +534,14 @@ static void rec_forward(layer *l, const fwd_ctx *ctx, const float *x, float *y, 
     }
 }
 
-/* The columns [lo, hi) of a gemm_tn_acc. */
+/* A gemm_tn_acc's product, for its column chunks. */
 typedef struct {
     int M, K, lda, ldb, ldc;
     const float *A, *Bm;
     float *C;
 } tn_acc;
 
+/* Columns [lo, hi) of C += A^T B. */
 static void tn_acc_cols(void *ctx, long lo, long hi, int ch) {
     (void)ch;
     const tn_acc *g = ctx;
@@ -557,7 +558,7 @@ static void gemm_tn_acc(int M, int Nc, int K, const float *A, int lda, const flo
     if (min_cols < 32)
         min_cols = 32;
     int nc = par_n_chunks(Nc, min_cols);
-    tn_acc g = {M, K, lda, ldb, ldc, A, Bm, C};
+    tn_acc g = {.M = M, .K = K, .lda = lda, .ldb = ldb, .ldc = ldc, .A = A, .Bm = Bm, .C = C};
     par_for(Nc, nc > 16 ? 16 : nc, tn_acc_cols, &g);
 }
 

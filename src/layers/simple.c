@@ -58,7 +58,8 @@ static loom_status dropout_init(layer *l, loom_error *err) {
     l->scratch_per_example = shape_size(l->in);
     return LOOM_OK;
 }
-/* A training forward's chunk ch: elements [lo, hi), from the chunk's own stream. */
+
+/* What a training forward's chunks share. */
 typedef struct {
     const float *x;
     float *y, *mask;
@@ -67,6 +68,7 @@ typedef struct {
     float scale;
 } dropout_job;
 
+/* Chunk ch: elements [lo, hi), from the chunk's own stream. */
 static void dropout_chunk(void *ctx, long lo, long hi, int ch) {
     const dropout_job *j = ctx;
     const float *x = j->x;
@@ -120,8 +122,12 @@ static void dropout_forward(layer *l, const fwd_ctx *ctx, const float *x, float 
     /* 16-bit uniforms, four per 64-bit draw, from one stream per fixed chunk: the chunk
      * streams derive from one draw of the layer's RNG, so the mask is a pure function of the
      * RNG state whatever the thread count. */
-    dropout_job j = {
-        x, y, mask, loom_rng_next(ctx->rng), (uint32_t)lroundf(keep * 65536.0f), 1.0f / keep};
+    dropout_job j = {.x = x,
+                     .y = y,
+                     .mask = mask,
+                     .base = loom_rng_next(ctx->rng),
+                     .thresh = (uint32_t)lroundf(keep * 65536.0f),
+                     .scale = 1.0f / keep};
     par_for((long)n, par_n_chunks((long)n, 16384), dropout_chunk, &j);
 }
 static void dropout_backward(layer *l, const float *x, const float *y, float *dy, float *dx,

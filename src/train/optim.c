@@ -180,7 +180,7 @@ void loom_optim_step(loom_optim *o, loom_model *mdl, float lr) {
         if (c->kind == LOOM_OPT_ADAMW && k.wd == 0.0f)
             k.wd = lr * 0.01f; /* AdamW without --weight-decay: the usual 0.01 */
     }
-    optim_job j = {c, &k, w, g, o->m, o->v, n, NULL};
+    optim_job j = {.c = c, .k = &k, .w = w, .g = g, .m = o->m, .v = o->v, .n = n};
     par_for(nc, nc, update_chunk, &j);
 }
 
