@@ -220,22 +220,14 @@ static void col2im_examples(void *ctx, long lo, long hi, int k) {
         col2im_one(p->c, p->src + b * p->col_sz, p->dst + b * p->in_sz);
 }
 
-static void im2col_batch(const conv_cfg *c, const float *x, float *col, int B) {
+/* B examples from src to dst by im2col_examples or col2im_examples, in example chunks. */
+static void col_copy_batch(const conv_cfg *c, const float *src, float *dst, int B, par_body fn) {
     col_copy p = {.c = c,
-                  .src = x,
-                  .dst = col,
+                  .src = src,
+                  .dst = dst,
                   .in_sz = (size_t)c->H * c->W * c->C,
                   .col_sz = (size_t)c->Ho * c->Wo * c->R * c->S * c->C};
-    par_for(B, example_chunks(B, p.col_sz), im2col_examples, &p);
-}
-
-static void col2im_batch(const conv_cfg *c, const float *dcol, float *dx, int B) {
-    col_copy p = {.c = c,
-                  .src = dcol,
-                  .dst = dx,
-                  .in_sz = (size_t)c->H * c->W * c->C,
-                  .col_sz = (size_t)c->Ho * c->Wo * c->R * c->S * c->C};
-    par_for(B, example_chunks(B, p.col_sz), col2im_examples, &p);
+    par_for(B, example_chunks(B, p.col_sz), fn, &p);
 }
 
 /* ---- direct forward (AVX-512) ----
@@ -934,7 +926,7 @@ static void conv_forward(layer *l, const fwd_ctx *ctx, const float *x, float *y,
 #ifdef CONV_DIRECT
     if (conv_use_direct(c)) { /* examples in fixed chunks; each pads into its own col area */
         size_t RSC = (size_t)c->R * c->S * c->C, out_sz = (size_t)c->Ho * c->Wo * c->K;
-        conv_job j = {.l = l, .x = x, .out = y, .B = B};
+        conv_job j = {.l = l, .x = x, .out = y};
         par_for(B, example_chunks(B, out_sz * RSC / 16), conv_direct_examples, &j);
         return;
     }
@@ -949,12 +941,12 @@ static void conv_forward(layer *l, const fwd_ctx *ctx, const float *x, float *y,
     const float *Wt = l->w; /* (RSC, K), then the bias (K) */
     const float *col = x;   /* (M, RSC) */
     if (!c->is_pointwise) {
-        im2col_batch(c, x, l->scratch, B);
+        col_copy_batch(c, x, l->scratch, B, im2col_examples);
         col = l->scratch;
     }
     gemm_par(false, false, (int)M, K, RSC, 1.0f, col, RSC, Wt, K, 0.0f, y, K);
     /* y += b, then the activation, over fixed row chunks */
-    conv_job j = {.l = l, .out = y, .B = B};
+    conv_job j = {.l = l, .out = y};
     par_for(M, row_chunks(M, K), bias_act_rows, &j);
 }
 
@@ -1024,7 +1016,7 @@ static void conv_backward(layer *l, const float *x, const float *y, float *dy, f
 
     /* dz = dy * f'(y) in place, and per-chunk column sums of dz, added in chunk order */
     int nc = row_chunks(M, K);
-    conv_job job = {.l = l, .y = y, .dy = dy, .pb = part, .B = B};
+    conv_job job = {.l = l, .y = y, .dy = dy, .pb = part};
     par_for(M, nc, dz_rows, &job);
     for (int k = 0; k < nc; k++)
 #pragma omp simd
@@ -1040,7 +1032,7 @@ static void conv_backward(layer *l, const float *x, const float *y, float *dy, f
     }
     /* dcol (M, RSC) = dz (M, K) W^T (K, RSC), into the col buffer; then scatter into dx */
     gemm_par(false, true, (int)M, RSC, K, 1.0f, dy, K, l->w, K, 0.0f, col, RSC);
-    col2im_batch(c, col, dx, B);
+    col_copy_batch(c, col, dx, B, col2im_examples);
 }
 
 /* ---- model language ---- */

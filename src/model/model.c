@@ -621,16 +621,14 @@ const float *model_infer_ws(const loom_model *m, const float *x, int B, float *w
             infer_chunk(m, x, B, c, ws, per, out);
         return out;
     }
+    /* each chunk runs on one thread: inside this region the layers' par_for loops are plain
+     * loops (par_is_serial) */
 #pragma omp parallel num_threads(team)
     {
-        /* each chunk runs on one thread: the layers' own parallel loops stay serial */
-        int saved = omp_get_max_threads();
-        omp_set_num_threads(1);
         float *w = ws + per * (size_t)omp_get_thread_num();
 #pragma omp for schedule(static)
         for (int c = 0; c < nc; c++)
             infer_chunk(m, x, B, c, w, per, out);
-        omp_set_num_threads(saved);
     }
     return out;
 }

@@ -131,7 +131,6 @@ typedef struct {
     const loom_opt_config *c;
     const step_scalars *k;
     float *w, *g, *m, *v;
-    size_t n;
     double *part; /* clipping: each chunk's sum of squares */
 } optim_job;
 
@@ -144,12 +143,11 @@ static void sumsq_chunk(void *ctx, long lo, long hi, int p) {
     j->part[p] = q;
 }
 
-/* the update of chunk ch: elements [ch OPT_CHUNK, (ch + 1) OPT_CHUNK) */
+/* the update of elements [lo, hi) */
 static void update_chunk(void *ctx, long lo, long hi, int ch) {
-    (void)lo, (void)hi;
+    (void)ch;
     const optim_job *j = ctx;
-    size_t a = (size_t)ch * OPT_CHUNK, b = a + OPT_CHUNK < j->n ? a + OPT_CHUNK : j->n;
-    update_range(j->c, j->k, j->w, j->g, j->m, j->v, a, b);
+    update_range(j->c, j->k, j->w, j->g, j->m, j->v, (size_t)lo, (size_t)hi);
 }
 
 void loom_optim_step(loom_optim *o, loom_model *mdl, float lr) {
@@ -180,8 +178,8 @@ void loom_optim_step(loom_optim *o, loom_model *mdl, float lr) {
         if (c->kind == LOOM_OPT_ADAMW && k.wd == 0.0f)
             k.wd = lr * 0.01f; /* AdamW without --weight-decay: the usual 0.01 */
     }
-    optim_job j = {.c = c, .k = &k, .w = w, .g = g, .m = o->m, .v = o->v, .n = n};
-    par_for(nc, nc, update_chunk, &j);
+    optim_job j = {.c = c, .k = &k, .w = w, .g = g, .m = o->m, .v = o->v};
+    par_for((long)n, nc, update_chunk, &j);
 }
 
 /* "constant" | "step[:EVERY[:GAMMA]]" | "exp[:GAMMA]" | "cosine[:WARMUP[:LR_MIN]]" |
