@@ -124,8 +124,25 @@ static void gemm_rows_body(void *ctx, long lo, long hi, int c) {
          g->C + (size_t)lo * g->ldc, g->ldc);
 }
 
-void gemm_par(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda,
-              const float *B, int ldb, float beta, float *C, int ldc) {
+bool gemm_splits_k(int N, int K) { return N < 128 && K >= 16384; }
+
+/* Half c of a K-split product: A0 B0 with beta into C, or A1 B1 into work. */
+static void gemm_k_half(void *ctx, long lo, long hi, int c) {
+    (void)lo, (void)hi;
+    const gemm_args *g = ctx;
+    int k0 = g->K / 2;
+    if (c == 0)
+        gemm(false, false, g->M, g->N, k0, g->alpha, g->A, g->lda, g->B, g->ldb, g->beta, g->C,
+             g->ldc);
+    else
+        gemm(false, false, g->M, g->N, g->K - k0, g->alpha, g->A + k0, g->lda,
+             g->B + (size_t)k0 * g->ldb, g->ldb, 0.0f, g->work, g->N);
+}
+
+/* gemm_par, or with work (gemm_par_ws) the split along K when it applies. */
+static void gemm_par_any(bool ta, bool tb, int M, int N, int K, float alpha, const float *A,
+                         int lda, const float *B, int ldb, float beta, float *C, int ldc,
+                         float *work) {
     gemm_args g = {.ta = ta,
                    .tb = tb,
                    .M = M,
@@ -138,7 +155,20 @@ void gemm_par(bool ta, bool tb, int M, int N, int K, float alpha, const float *A
                    .beta = beta,
                    .A = A,
                    .B = B,
-                   .C = C};
+                   .C = C,
+                   .work = work};
+    if (work && !ta && !tb && M <= 128 && M > 0 && gemm_splits_k(N, K) && 2.0 * M * N * K >= 4e6) {
+        /* measured on keras-v1's dense 100 forward (M 64): 3.1 ms split by rows, 2.5 split by K */
+        par_for(2, 2, gemm_k_half, &g);
+        for (int i = 0; i < M; i++) {
+            float *c = C + (size_t)i * ldc;
+            const float *w = work + (size_t)i * N;
+#pragma omp simd
+            for (int j = 0; j < N; j++)
+                c[j] += w[j];
+        }
+        return;
+    }
     /* A batch-sized product (few rows, many columns: a dense layer's forward pass and dx) is
      * split by columns, in blocks of 64: split by rows, every thread would pack all of B. */
     if (M <= 128 && N >= 128 && 2.0 * M * N * K >= 4e6) {
@@ -155,46 +185,12 @@ void gemm_par(bool ta, bool tb, int M, int N, int K, float alpha, const float *A
     par_for(M, nc > 16 ? 16 : nc, gemm_rows_body, &g);
 }
 
-bool gemm_splits_k(int N, int K) { return N < 128 && K >= 16384; }
-
-/* Half c of a K-split product: A0 B0 with beta into C, or A1 B1 into work. */
-static void gemm_k_half(void *ctx, long lo, long hi, int c) {
-    (void)lo, (void)hi;
-    const gemm_args *g = ctx;
-    int k0 = g->K / 2;
-    if (c == 0)
-        gemm(false, false, g->M, g->N, k0, g->alpha, g->A, g->lda, g->B, g->ldb, g->beta, g->C,
-             g->ldc);
-    else
-        gemm(false, false, g->M, g->N, g->K - k0, g->alpha, g->A + k0, g->lda,
-             g->B + (size_t)k0 * g->ldb, g->ldb, 0.0f, g->work, g->N);
+void gemm_par(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda,
+              const float *B, int ldb, float beta, float *C, int ldc) {
+    gemm_par_any(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL);
 }
 
 void gemm_par_ws(int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
                  float beta, float *C, int ldc, float *work) {
-    if (!work || M > 128 || M <= 0 || !gemm_splits_k(N, K) || 2.0 * M * N * K < 4e6) {
-        gemm_par(false, false, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-        return;
-    }
-    /* measured on keras-v1's dense 100 forward (M 64): 3.1 ms split by rows, 2.5 split by K */
-    gemm_args g = {.M = M,
-                   .N = N,
-                   .K = K,
-                   .lda = lda,
-                   .ldb = ldb,
-                   .ldc = ldc,
-                   .alpha = alpha,
-                   .beta = beta,
-                   .A = A,
-                   .B = B,
-                   .C = C,
-                   .work = work};
-    par_for(2, 2, gemm_k_half, &g);
-    for (int i = 0; i < M; i++) {
-        float *c = C + (size_t)i * ldc;
-        const float *w = work + (size_t)i * N;
-#pragma omp simd
-        for (int j = 0; j < N; j++)
-            c[j] += w[j];
-    }
+    gemm_par_any(false, false, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, work);
 }
