@@ -55,8 +55,9 @@ $(BUILD)/$(SONAME): $(LIB_OBJ)
 $(BUILD)/loom: $(CLI_OBJ) $(BUILD)/libloom.a
 	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libloom.a $(LDLIBS)
 
-$(BUILD)/tests/%: $(BUILD)/tests/%.o $(TLIB_OBJ) $(BUILD)/libloom.a
-	$(CC) $(LDFLAGS) -o $@ $< $(TLIB_OBJ) $(BUILD)/libloom.a $(LDLIBS)
+# The tests also link the CLI's study runner (cli/study.c: a study file is loom commands).
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(TLIB_OBJ) $(BUILD)/cli/study.o $(BUILD)/libloom.a
+	$(CC) $(LDFLAGS) -o $@ $< $(TLIB_OBJ) $(BUILD)/cli/study.o $(BUILD)/libloom.a $(LDLIBS)
 
 # Unit tests (synthetic data, about a minute) then the real-data group (tests/data/*.sh).
 test: all $(TESTS)
@@ -83,12 +84,15 @@ FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined
 FUZZ_CFLAGS  := -std=c17 -D_GNU_SOURCE -O1 -march=$(ARCH) -g -fno-omit-frame-pointer -fopenmp -Wall -Wextra \
                 -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-pass-failed $(FUZZ_SAN) -Iinclude \
                 $(BLAS_CFLAGS) $(shell pkg-config --cflags $(PKGS))
-FUZZ_OBJ     := $(LIB_SRC:%.c=build-fuzz/%.o)
+FUZZ_OBJ     := $(LIB_SRC:%.c=build-fuzz/%.o) build-fuzz/cli/study.o
 
 .PHONY: fuzz fuzz-build valgrind
 .SECONDARY: $(FUZZ_OBJ)
 -include $(shell find build-fuzz -name '*.d' 2>/dev/null)
 build-fuzz/src/%.o: src/%.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@
+build-fuzz/cli/%.o: cli/%.c
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@
 

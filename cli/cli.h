@@ -21,8 +21,11 @@ int cmd_predict(int argc, char **argv);
 /* Exit codes: 0 success, 1 the run failed, 2 usage error. */
 enum { EXIT_RUN = 1, EXIT_USAGE = 2 };
 
-/* Prints "loom: error: MSG" to stderr; returns the exit code for the status. */
+/* Prints "loom: error: MSG" to stderr, with the command's hint for an output that exists or an
+ * interruption (how to go on, in flags); returns the exit code for the status. */
 int cli_fail(const loom_error *err);
+extern const char *cli_hint_exists;      /* for LOOM_ERR_EXISTS */
+extern const char *cli_hint_interrupted; /* for LOOM_ERR_INTERRUPTED, NULL = none */
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* After getopt_long returned '?': names the unknown option or the missing value. */
@@ -54,18 +57,19 @@ void cli_make_plots(const char *run_dir);
 /* The command line joined with spaces (for config.txt). */
 const char *cli_command_line(int argc, char **argv);
 
-/* The training flags cv and tune share with train (cmd_cv.c): --epochs, --batch, --optimizer,
- * --lr, --momentum, --nesterov, --l2, --weight-decay, --clip-norm, --lr-schedule,
- * --early-stopping, named as loom_train_config_set's settings with '-' for '_'. */
+/* The run settings as flags (settings.c): one long option per setting of the library's table
+ * that s binds and whose flags meet groups (LOOM_SETTING_*), named as the setting with '-' for
+ * '_'. cli_setting_options copies the command's own options (mine, NULL-terminated) then those
+ * into out (cap entries, terminated); the settings get the codes CLI_SETTING + i. */
 struct option;
-/* Copies the command's options (mine, NULL-terminated) then the training flags into out
- * (cap entries, terminated); the training flags get the codes CLI_TRAIN_FLAG + i. */
-enum { CLI_TRAIN_FLAG = 1000 };
-void cli_train_options(struct option *out, int cap, const struct option *mine);
-/* Applies training flag code to t (and *lr_schedule); when overrides is not NULL, also appends
- * "key=value\n" to it (n bytes). Prints a usage error and returns false on a bad value. */
-bool cli_train_flag(const char *cmd, int code, const char *arg, loom_train_config *t,
-                    const char **lr_schedule, char *overrides, size_t n);
-void cli_train_help(void); /* the help lines of the training flags */
+enum { CLI_SETTING = 1000 };
+void cli_setting_options(struct option *out, int cap, const struct option *mine,
+                         const loom_settings *s, unsigned groups);
+/* Applies the setting of code to s; when overrides is not NULL, also appends "name=value\n" to it
+ * (n bytes). Prints a usage error naming the flag and returns false on a bad value. */
+bool cli_setting(const char *cmd, int code, const char *arg, const loom_settings *s,
+                 char *overrides, size_t n);
+/* One help line per setting that s binds and groups selects. */
+void cli_settings_help(const loom_settings *s, unsigned groups);
 
 #endif

@@ -1,116 +1,48 @@
 /* cmd_cv.c - `loom cv MODEL --folds K [options]`: fills a loom_cv_config (zoo defaults first,
- * then the flags given), calls loom_cv, prints the per-fold table and the mean ± std line.
- * Also the training flags that cv and tune share with train. */
+ * then the flags given), calls loom_cv, prints the per-fold table and the mean ± std line. */
 #include "cli.h"
 
 #include <getopt.h>
 #include <math.h>
 #include <string.h>
 
-/* ---- training flags shared by cv and tune ---- */
-
-static const char *const train_flags[] = {
-    "epochs",         "batch",   "optimizer",       "lr",        "momentum",
-    "nesterov",       "l2",      "weight-decay",    "clip-norm", "lr-schedule",
-    "early-stopping", "augment", "label-smoothing", "ema",       NULL,
-};
-
-void cli_train_options(struct option *out, int cap, const struct option *mine) {
-    int n = 0;
-    for (; mine[n].name && n < cap - 1; n++)
-        out[n] = mine[n];
-    for (int i = 0; train_flags[i] && n < cap - 1; i++, n++)
-        out[n] = (struct option){
-            train_flags[i], strcmp(train_flags[i], "nesterov") ? required_argument : no_argument,
-            NULL, CLI_TRAIN_FLAG + i};
-    out[n] = (struct option){0};
-}
-
-bool cli_train_flag(const char *cmd, int code, const char *arg, loom_train_config *t,
-                    const char **lr_schedule, char *overrides, size_t n) {
-    char key[32];
-    snprintf(key, sizeof key, "%s", train_flags[code - CLI_TRAIN_FLAG]);
-    for (char *c = key; *c; c++)
-        if (*c == '-')
-            *c = '_';
-    const char *value = arg ? arg : "1";
-    loom_error err = {0};
-    if (loom_train_config_set(t, lr_schedule, key, value, &err)) {
-        cli_usage_error(cmd, "--%s: %s", train_flags[code - CLI_TRAIN_FLAG], err.msg);
-        return false;
-    }
-    if (overrides) {
-        size_t used = strlen(overrides);
-        snprintf(overrides + used, n - used, "%s=%s\n", key, value);
-    }
-    return true;
-}
-
-void cli_train_help(void) {
-    printf(
-        "Training (as 'loom train'):\n"
-        "  --epochs N  --batch N  --optimizer sgd|adam|adamw|rmsprop  --lr X\n"
-        "  --momentum X  --nesterov  --l2 X  --weight-decay X  --clip-norm X\n"
-        "  --lr-schedule constant|step[:EVERY[:GAMMA]]|exp[:GAMMA]|cosine[:WARMUP[:MIN]]|"
-        "plateau[:P[:GAMMA]]\n"
-        "  --early-stopping P    stop after P epochs without a better val_loss; restore best\n"
-        "  --augment LIST        none | flip,shift:N (random flips, shifts of up to N px)\n"
-        "  --label-smoothing E   train against (1-E) one-hot + E/classes (default 0)\n"
-        "  --ema D               validate and keep an average of the weights (decay D per step)\n");
-}
-
 /* ---- loom cv ---- */
 
+static loom_settings cv_settings(loom_cv_config *cc) {
+    return (loom_settings){.train = &cc->train,
+                           .is_standardize = &cc->is_standardize,
+                           .subset = &cc->subset,
+                           .test_subset = &cc->test_subset};
+}
+
 static void help(void) {
+    loom_cv_config cc;
+    loom_cv_config_init(&cc);
+    loom_settings s = cv_settings(&cc);
     printf("usage: loom cv MODEL [options]\n"
            "Stratified K-fold cross-validation of MODEL (a zoo name or a model-text file) on the\n"
            "training set: every fold trained from scratch, its own seed derived from --seed.\n\n"
            "  --folds K             folds (default 5)\n"
            "  --test                also evaluate every fold's model on the test set\n"
-           "  --seed N              folds and fold seeds (default 42)\n"
-           "  --subset N            cross-validate a stratified subset of N training images\n"
-           "  --test-subset N       test on the first N test images\n"
-           "  --standardize         per-pixel standardisation fitted on each fold's training part\n"
            "  --out DIR             run directory (default runs/cv-MODEL)\n"
            "  --force               overwrite an existing run directory\n"
            "  --data DIR            IDX data directory (default $LOOM_DATA or %s)\n"
            "  --threads N           worker threads (results do not change)\n"
            "  --quiet               no progress bar\n",
            loom_default_data_dir());
-    cli_train_help();
+    printf("The settings (as 'loom train'; the seed also makes the folds, the standardisation is\n"
+           "fitted on each fold's training part):\n");
+    cli_settings_help(&s, LOOM_SETTING_TRAINING | LOOM_SETTING_DATA);
     printf("\nWrites DIR/cv.csv, cv.json, history_mean.csv, fold_K/history.csv, config.txt and\n"
            "the best fold's model.loom.\n");
 }
 
-enum {
-    O_FOLDS = 256,
-    O_TEST,
-    O_SEED,
-    O_SUBSET,
-    O_TSUB,
-    O_STD,
-    O_OUT,
-    O_FORCE,
-    O_DATA,
-    O_THREADS,
-    O_QUIET,
-    O_HELP
-};
+enum { O_FOLDS = 256, O_TEST, O_OUT, O_FORCE, O_DATA, O_THREADS, O_QUIET, O_HELP };
 
 static const struct option cv_opts[] = {
-    {"folds", 1, 0, O_FOLDS},
-    {"test", 0, 0, O_TEST},
-    {"seed", 1, 0, O_SEED},
-    {"subset", 1, 0, O_SUBSET},
-    {"test-subset", 1, 0, O_TSUB},
-    {"standardize", 0, 0, O_STD},
-    {"out", 1, 0, O_OUT},
-    {"force", 0, 0, O_FORCE},
-    {"data", 1, 0, O_DATA},
-    {"threads", 1, 0, O_THREADS},
-    {"quiet", 0, 0, O_QUIET},
-    {"help", 0, 0, O_HELP},
-    {0, 0, 0, 0},
+    {"folds", 1, 0, O_FOLDS}, {"test", 0, 0, O_TEST}, {"out", 1, 0, O_OUT},
+    {"force", 0, 0, O_FORCE}, {"data", 1, 0, O_DATA}, {"threads", 1, 0, O_THREADS},
+    {"quiet", 0, 0, O_QUIET}, {"help", 0, 0, O_HELP}, {0, 0, 0, 0},
 };
 
 static void print_result(const loom_cv_config *cc, const loom_cv_result *r) {
@@ -136,8 +68,11 @@ static void print_result(const loom_cv_config *cc, const loom_cv_result *r) {
 }
 
 int cmd_cv(int argc, char **argv) {
-    struct option opts[64];
-    cli_train_options(opts, 64, cv_opts);
+    struct option opts[96];
+    loom_cv_config cc;
+    loom_cv_config_init(&cc);
+    loom_settings set = cv_settings(&cc);
+    cli_setting_options(opts, 96, cv_opts, &set, LOOM_SETTING_TRAINING | LOOM_SETTING_DATA);
     int c, threads = 0;
     optind = 1;
     opterr = 0;
@@ -151,8 +86,6 @@ int cmd_cv(int argc, char **argv) {
     if (optind + 1 < argc)
         return cli_usage_error("cv", "unexpected argument '%s'", argv[optind + 1]);
 
-    loom_cv_config cc;
-    loom_cv_config_init(&cc);
     cc.model = argv[optind];
     loom_error err = {0};
     if (loom_cv_apply_zoo_defaults(&cc, &err))
@@ -168,19 +101,6 @@ int cmd_cv(int argc, char **argv) {
                 return EXIT_USAGE;
             break;
         case O_TEST: cc.is_test = true; break;
-        case O_SEED:
-            if (!cli_u64("cv", "--seed", optarg, &t->seed))
-                return EXIT_USAGE;
-            break;
-        case O_SUBSET:
-            if (!cli_int("cv", "--subset", optarg, 10, 100000000, &cc.subset))
-                return EXIT_USAGE;
-            break;
-        case O_TSUB:
-            if (!cli_int("cv", "--test-subset", optarg, 1, 100000000, &cc.test_subset))
-                return EXIT_USAGE;
-            break;
-        case O_STD: cc.is_standardize = true; break;
         case O_OUT: cc.out_dir = optarg; break;
         case O_FORCE: cc.is_force = true; break;
         case O_DATA: cc.data_dir = optarg; break;
@@ -190,8 +110,8 @@ int cmd_cv(int argc, char **argv) {
             break;
         case O_QUIET: t->is_progress = false; break;
         default:
-            if (c >= CLI_TRAIN_FLAG) {
-                if (!cli_train_flag("cv", c, optarg, t, &cc.lr_schedule, NULL, 0))
+            if (c >= CLI_SETTING) {
+                if (!cli_setting("cv", c, optarg, &set, NULL, 0))
                     return EXIT_USAGE;
                 break;
             }

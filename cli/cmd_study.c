@@ -1,5 +1,6 @@
 /* cmd_study.c - `loom study [STUDY_FILE]`: loom's main job, every study in one command. */
 #include "cli.h"
+#include "study.h"
 
 #include <getopt.h>
 #include <string.h>
@@ -22,7 +23,7 @@ int cmd_study(int argc, char **argv) {
         {"out", 1, 0, 'o'},   {"data", 1, 0, 'd'},   {"threads", 1, 0, 't'},
         {"print", 0, 0, 'p'}, {"help", 0, 0, 'h'},   {0, 0, 0, 0}};
     const char *cmdline = cli_command_line(argc + 1, argv - 1);
-    loom_study_config sc = {0};
+    cli_study_config sc = {0};
     int c;
     optind = 1;
     opterr = 0;
@@ -37,7 +38,7 @@ int cmd_study(int argc, char **argv) {
             if (!cli_int("study", "--threads", optarg, 0, 1024, &sc.threads))
                 return EXIT_USAGE;
             break;
-        case 'p': fputs(loom_study_builtin(), stdout); return 0;
+        case 'p': fputs(cli_study_builtin(), stdout); return 0;
         case 'h': help(); return 0;
         default: return cli_bad_option("study", argv);
         }
@@ -52,7 +53,7 @@ int cmd_study(int argc, char **argv) {
     sc.stop_flag = &cli_stop_flag;
     cli_install_signals();
     loom_error err = {0};
-    if (loom_study_run(&sc, &err))
+    if (cli_study_run(&sc, &err))
         return cli_fail(&err);
     printf("%s/REPORT.md\n", sc.out_dir ? sc.out_dir : "runs/study");
     return 0;

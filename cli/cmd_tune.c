@@ -6,7 +6,20 @@
 #include <getopt.h>
 #include <string.h>
 
+/* The training settings go to a copy that checks them (they become overrides of the space's
+ * lines, applied in the search); the data settings to tc itself. */
+static loom_settings tune_settings(loom_tune_config *tc, loom_train_config *check) {
+    return (loom_settings){.train = check,
+                           .val_split = &tc->val_split,
+                           .is_standardize = &tc->is_standardize,
+                           .subset = &tc->subset,
+                           .test_subset = &tc->test_subset};
+}
+
 static void help(void) {
+    loom_tune_config tc;
+    loom_tune_config_init(&tc);
+    loom_settings s = tune_settings(&tc, &tc.train);
     printf("usage: loom tune SPACE_FILE [options]\n"
            "Searches the hyperparameters of a search-space file (docs/SEARCH-SPACE.md; example:\n"
            "examples/mlp-space.txt), then retrains the best trial and tests it.\n\n"
@@ -19,11 +32,6 @@ static void help(void) {
            "  --budget-minutes M       start no trial after M minutes\n"
            "  --resume                 continue the search in --out (same settings)\n"
            "  --force                  start over where a search already is\n"
-           "  --seed N                 the search's seed (default 42)\n"
-           "  --val-split X            validation fraction without --cv (default 0.2)\n"
-           "  --subset N               search on a stratified subset of N training images\n"
-           "  --test-subset N          test the best on the first N test images\n"
-           "  --standardize            per-pixel standardisation\n"
            "  --no-best                do not retrain and test the best trial\n"
            "  --refit split|all        retrain the best on the search's training split\n"
            "                           (default: execution 1 again) or on all training images\n"
@@ -33,8 +41,9 @@ static void help(void) {
            "  --quiet                  no progress bar\n"
            "  --verbose                print every training epoch\n",
            loom_default_data_dir());
-    cli_train_help();
-    printf("Training flags set what the space file does not search, over its own lines.\n");
+    printf("The settings (as 'loom train'; the seed is the search's, --val-split applies without\n"
+           "--cv; the training ones set what the space does not search, over its own lines):\n");
+    cli_settings_help(&s, LOOM_SETTING_TRAINING | LOOM_SETTING_DATA);
 }
 
 enum {
@@ -47,11 +56,6 @@ enum {
     O_BUDGET,
     O_RESUME,
     O_FORCE,
-    O_SEED,
-    O_VAL,
-    O_SUBSET,
-    O_TSUB,
-    O_STD,
     O_NOBEST,
     O_REFIT,
     O_OUT,
@@ -72,11 +76,6 @@ static const struct option tune_opts[] = {
     {"budget-minutes", 1, 0, O_BUDGET},
     {"resume", 0, 0, O_RESUME},
     {"force", 0, 0, O_FORCE},
-    {"seed", 1, 0, O_SEED},
-    {"val-split", 1, 0, O_VAL},
-    {"subset", 1, 0, O_SUBSET},
-    {"test-subset", 1, 0, O_TSUB},
-    {"standardize", 0, 0, O_STD},
     {"no-best", 0, 0, O_NOBEST},
     {"refit", 1, 0, O_REFIT},
     {"out", 1, 0, O_OUT},
@@ -89,12 +88,13 @@ static const struct option tune_opts[] = {
 };
 
 int cmd_tune(int argc, char **argv) {
-    struct option opts[64];
-    cli_train_options(opts, 64, tune_opts);
+    struct option opts[96];
     loom_tune_config tc;
     loom_tune_config_init(&tc);
     loom_train_config check; /* the training flags are checked here, applied in the search */
     loom_train_config_init(&check);
+    loom_settings set = tune_settings(&tc, &check);
+    cli_setting_options(opts, 96, tune_opts, &set, LOOM_SETTING_TRAINING | LOOM_SETTING_DATA);
     static char overrides[4096];
     overrides[0] = '\0';
     loom_train_config *t = &tc.train;
@@ -140,23 +140,6 @@ int cmd_tune(int argc, char **argv) {
             break;
         case O_RESUME: tc.is_resume = true; break;
         case O_FORCE: tc.is_force = true; break;
-        case O_SEED:
-            if (!cli_u64("tune", "--seed", optarg, &t->seed))
-                return EXIT_USAGE;
-            break;
-        case O_VAL:
-            if (!cli_double("tune", "--val-split", optarg, 0.01, 0.99, &tc.val_split))
-                return EXIT_USAGE;
-            break;
-        case O_SUBSET:
-            if (!cli_int("tune", "--subset", optarg, 10, 100000000, &tc.subset))
-                return EXIT_USAGE;
-            break;
-        case O_TSUB:
-            if (!cli_int("tune", "--test-subset", optarg, 1, 100000000, &tc.test_subset))
-                return EXIT_USAGE;
-            break;
-        case O_STD: tc.is_standardize = true; break;
         case O_NOBEST: tc.is_skip_best = true; break;
         case O_REFIT:
             if (strcmp(optarg, "all") && strcmp(optarg, "split"))
@@ -173,9 +156,15 @@ int cmd_tune(int argc, char **argv) {
         case O_VERBOSE: tc.is_verbose = true; break;
         case O_HELP: help(); return 0;
         default:
-            if (c >= CLI_TRAIN_FLAG) {
-                if (!cli_train_flag("tune", c, optarg, &check, NULL, overrides, sizeof overrides))
+            if (c >= CLI_SETTING) {
+                /* a searchable setting overrides the space; the seed is the search's own */
+                bool is_override =
+                    loom_setting_info_at(c - CLI_SETTING)->flags & LOOM_SETTING_SEARCHABLE;
+                if (!cli_setting("tune", c, optarg, &set, is_override ? overrides : NULL,
+                                 sizeof overrides))
                     return EXIT_USAGE;
+                if (!is_override)
+                    t->seed = check.seed;
                 break;
             }
             return cli_usage_error("tune", "unknown option '%s'", argv[optind - 1]);
@@ -194,6 +183,8 @@ int cmd_tune(int argc, char **argv) {
     t->stop_flag = &cli_stop_flag;
     tc.command_line = cli_command_line(argc + 1, argv - 1);
     cli_install_signals();
+    cli_hint_exists = "--resume continues it, --force starts over";
+    cli_hint_interrupted = "continue with --resume";
 
     loom_tune_result res;
     loom_status st = loom_tune(&tc, &res, &err);

@@ -11,9 +11,17 @@
 
 volatile int cli_stop_flag = 0;
 
+const char *cli_hint_exists = "--force replaces it, --out DIR writes elsewhere";
+const char *cli_hint_interrupted = NULL;
+
 int cli_fail(const loom_error *err) {
-    fprintf(stderr, "loom: error: %s\n", err->msg[0] ? err->msg : loom_status_str(err->status));
-    return err->status == LOOM_ERR_ARG ? EXIT_USAGE : EXIT_RUN;
+    const char *hint = err->status == LOOM_ERR_EXISTS        ? cli_hint_exists
+                       : err->status == LOOM_ERR_INTERRUPTED ? cli_hint_interrupted
+                                                             : NULL;
+    fprintf(stderr, "loom: error: %s%s%s%s\n",
+            err->msg[0] ? err->msg : loom_status_str(err->status), hint ? " (" : "",
+            hint ? hint : "", hint ? ")" : "");
+    return err->status == LOOM_ERR_ARG || err->status == LOOM_ERR_EXISTS ? EXIT_USAGE : EXIT_RUN;
 }
 
 int cli_usage_error(const char *cmd, const char *fmt, ...) {

@@ -7,14 +7,18 @@ _loom_zoo() {
     "${COMP_WORDS[0]}" models 2>/dev/null | awk '{print $1}'
 }
 
+# The flags of a command as its --help lists them (train, cv and tune build theirs from the
+# library's settings table, so a new setting completes without a change here).
+_loom_flags() {
+    "${COMP_WORDS[0]}" "$1" --help 2>/dev/null | grep -o -e '--[a-z][a-z0-9-]*' | sort -u
+}
+
 _loom() {
     local cur prev cmd i
     COMPREPLY=()
     cur=${COMP_WORDS[COMP_CWORD]}
     prev=${COMP_WORDS[COMP_CWORD - 1]}
     local commands="study train eval summary models report bench plot cv tune compare predict help"
-    local train_opts="--epochs --batch --optimizer --lr --momentum --nesterov --l2 --weight-decay
-        --clip-norm --lr-schedule --early-stopping --augment --label-smoothing --ema"
 
     if [ "$COMP_CWORD" -eq 1 ]; then
         COMPREPLY=($(compgen -W "$commands --help --version" -- "$cur"))
@@ -47,9 +51,7 @@ _loom() {
 
     local opts=""
     case $cmd in
-    train) opts="$train_opts --seed --threads --out --force --data --val-split --split-mode
-        --standardize --subset --test-subset --no-test --log-every --quiet --no-plots
-        --checkpoint-every --checkpoint-steps --resume" ;;
+    train | cv | tune) opts="$(_loom_flags "$cmd") --no-plots" ;;
     eval) opts="--split --images --labels --data --out --batch --threads" ;;
     study) opts="--quick --resume --force --out --data --threads --print" ;;
     report) opts="-o --out --data" ;;
@@ -57,11 +59,6 @@ _loom() {
     models) opts="-v" ;;
     bench) opts="--batch --repeats --seconds --threads --layers" ;;
     plot) opts="--svg --overlay --column" ;;
-    cv) opts="$train_opts --folds --test --seed --subset --test-subset --standardize --out --force
-        --data --threads --quiet --no-plots" ;;
-    tune) opts="$train_opts --algorithm --trials --executions-per-trial --objective --cv --eta
-        --budget-minutes --resume --force --seed --val-split --subset --test-subset --standardize
-        --no-best --refit --out --data --threads --quiet --verbose --no-plots" ;;
     compare) opts="--out --alpha" ;;
     predict) opts="--top --json --idx --save-preprocessed --gray --invert --no-invert --no-crop --no-fit
         --threads" ;;

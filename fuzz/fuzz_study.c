@@ -2,7 +2,7 @@
  * `loom study` runs before any step). The input is the study text (at most 16 KiB). A study
  * that parses has 1 to 64 steps, and parsing it twice gives the same count; an error says why
  * on one line and names the source. */
-#include "../src/eval/study.h"
+#include "../cli/study.h"
 #include "fuzz.h"
 
 #include <stdint.h>

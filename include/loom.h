@@ -28,6 +28,7 @@ typedef enum {
     LOOM_ERR_ARG,         /* a bad argument or option value */
     LOOM_ERR_NUMERIC,     /* NaN or Inf appeared */
     LOOM_ERR_INTERRUPTED, /* stopped by a signal; state was saved */
+    LOOM_ERR_EXISTS,      /* an output exists and would be overwritten */
 } loom_status;
 
 typedef struct {
@@ -233,9 +234,9 @@ typedef enum {
 typedef struct {
     loom_opt_kind kind;
     float lr;
-    float momentum;          /* sgd; rmsprop */
+    float momentum;          /* sgd; rmsprop (NaN: the optimizer's default) */
     bool is_nesterov;        /* sgd */
-    float beta1, beta2, eps; /* adam; rmsprop uses beta2 as rho */
+    float beta1, beta2, eps; /* adam; rmsprop uses beta2 as rho (NaN: the default) */
     float weight_decay;      /* decoupled (adamw, or any optimizer) */
     float l2;                /* Keras-style l2 in the loss, weight groups only */
     float clip_norm;         /* global gradient norm clip, 0 = off */
@@ -252,6 +253,9 @@ void loom_optim_step(loom_optim *o, loom_model *m, float lr);
 /* "sgd", "adam", "adamw" or "rmsprop" -> *out; anything else is LOOM_ERR_ARG. */
 loom_status loom_opt_kind_parse(const char *s, loom_opt_kind *out, loom_error *err);
 const char *loom_opt_kind_str(loom_opt_kind k); /* static text, never NULL */
+/* c with the optimizer's defaults filled in where c leaves them NaN: momentum (sgd 0.9, others
+ * 0) and beta2 (rmsprop's rho 0.9, others 0.999). */
+loom_opt_config loom_opt_config_resolved(const loom_opt_config *c);
 
 typedef struct {
     loom_sched_kind kind;
@@ -307,10 +311,56 @@ typedef struct {
     const char *checkpoint_path; /* NULL = no checkpoints; else written atomically there */
     int checkpoint_every;        /* epochs between checkpoints (0 = 1) */
     int checkpoint_steps;        /* also every N steps inside an epoch, 0 = off */
-    bool is_resume; /* continue from checkpoint_path (bit-identical to no interruption) */
+    bool is_resume;          /* continue from checkpoint_path (bit-identical to no interruption) */
+    const char *lr_schedule; /* sched's text form (config.txt), NULL = constant; not owned */
 } loom_train_config;
 
-void loom_train_config_init(loom_train_config *c); /* defaults: adam 1e-3, batch 64, 10 epochs */
+/* Defaults: adam 1e-3, batch 64, 10 epochs, seed 42; momentum and beta2 are the optimizer's
+ * own defaults (NaN until loom_opt_config_resolved fills them). */
+void loom_train_config_init(loom_train_config *c);
+
+/* ---- settings by name ---------------------------------------------------------------------- */
+/* One table names every setting of a run (the config.txt key, e.g. "weight_decay"), its value's
+ * kind and range and a help line; the CLI's flags are the names with '-' for '_'. A command binds
+ * the table to its own variables with a loom_settings: the settings whose pointer is NULL are not
+ * the command's. */
+typedef struct {
+    loom_train_config *train;    /* epochs ... checkpoint_steps; required */
+    double *val_split;           /* fraction held out for validation */
+    loom_split_mode *split_mode; /* stratified | keras */
+    bool *is_standardize;        /* per-pixel standardisation */
+    int *subset;                 /* a stratified subset of the training examples, 0 = all */
+    int *test_subset;            /* the first N test examples, 0 = all */
+    bool *is_skip_test;          /* no test-set evaluation */
+} loom_settings;
+
+enum {
+    LOOM_SETTING_TRAINING = 1,   /* how the model is trained (train, cv, tune) */
+    LOOM_SETTING_DATA = 2,       /* which data a run uses and how it is split */
+    LOOM_SETTING_CHECKPOINT = 4, /* when checkpoints are written */
+    LOOM_SETTING_SEARCHABLE = 8  /* a search space may fix or search it */
+};
+typedef struct {
+    const char *name; /* "weight_decay": the config.txt key */
+    const char *arg;  /* the value's placeholder for help ("N", "X", "LIST"); NULL: a switch */
+    const char *help; /* one line */
+    unsigned flags;   /* LOOM_SETTING_* */
+} loom_setting_info;
+
+int loom_setting_count(void);
+const loom_setting_info *loom_setting_info_at(int i); /* static; NULL out of range */
+int loom_setting_find(const char *name);              /* index, or -1 */
+bool loom_setting_is_bound(const loom_settings *s, int i);
+/* Parses value into setting i of s (NULL value: a switch turned on). Text settings (lr_schedule)
+ * keep a pointer to value: keep it alive. Errors: LOOM_ERR_ARG "name: reason". */
+loom_status loom_setting_set(const loom_settings *s, int i, const char *value, loom_error *err);
+/* The same by name; an unknown or unbound name is LOOM_ERR_ARG listing the names s takes. */
+loom_status loom_settings_set(const loom_settings *s, const char *name, const char *value,
+                              loom_error *err);
+/* Setting i's value as config.txt writes it (reads back to the same value); "" when unbound. */
+void loom_setting_format(const loom_settings *s, int i, char *buf, size_t n);
+/* "name=value\n" lines of every bound setting, in table order (malloc'd; NULL: out of memory). */
+char *loom_settings_text(const loom_settings *s);
 
 typedef struct {
     loom_epoch *epochs; /* (n_epochs) owned */
@@ -466,13 +516,6 @@ loom_status loom_run_write_test(loom_model *m, const loom_dataset *test, int n, 
  * n >= ds->n. Errors: LOOM_ERR_ARG (an invalid dataset), LOOM_ERR_NOMEM. */
 loom_status loom_dataset_subset(loom_dataset **out, const loom_dataset *ds, int n, uint64_t seed,
                                 loom_error *err);
-/* Sets one training setting by the name config.txt and search-space files use: lr, batch,
- * epochs, optimizer, momentum, nesterov, l2, weight_decay, clip_norm, lr_schedule,
- * early_stopping, augment, seed. Checks the value (LOOM_ERR_ARG naming it). Choosing sgd sets
- * momentum 0.9 if it is 0, rmsprop sets rho (beta2) 0.9. *lr_schedule (may be NULL) is pointed at
- * value for lr_schedule, which is also parsed into c->sched: keep value alive. */
-loom_status loom_train_config_set(loom_train_config *c, const char **lr_schedule, const char *key,
-                                  const char *value, loom_error *err);
 
 /* Mean and sample standard deviation (n - 1 in the denominator; 0 for one value) of the finite
  * values among x[0..n); both NaN when there are none. */
@@ -500,7 +543,6 @@ typedef struct {
     bool is_test;             /* evaluate every fold's model on the test set */
     bool is_standardize;      /* per-pixel standardisation, fitted on each fold's training part */
     bool is_force;            /* overwrite an existing run directory */
-    const char *lr_schedule;  /* text form, NULL = constant */
     loom_train_config train;  /* train.seed makes the folds; fold k trains with derive(seed, k) */
     const char *command_line; /* recorded in config.txt */
 } loom_cv_config;
@@ -820,35 +862,6 @@ loom_status loom_report(const loom_report_config *rc, loom_error *err);
 
 /* ---- the study: `loom study` ------------------------------------------------------------ */
 
-/* The built-in study file (every zoo model of SEED-MODELS.md, 5-fold CV of rnn and lstm, the
- * MLP random search) and the built-in MLP search space it names as "builtin:mlp-space". */
-const char *loom_study_builtin(void);
-const char *loom_space_builtin_mlp(void);
-
-typedef struct {
-    const char *study_file;   /* NULL = the built-in study */
-    const char *exe;          /* the loom executable that runs each step (/proc/self/exe) */
-    const char *out_dir;      /* default runs/study */
-    const char *data_dir;     /* NULL = default */
-    int threads;              /* passed to every step, 0 = all cores */
-    bool is_quick;            /* a data subset and few epochs: about 10 minutes here */
-    bool is_resume;           /* skip finished steps, continue interrupted ones */
-    bool is_force;            /* start over in an existing out_dir */
-    const char *command_line; /* recorded in the report */
-    loom_log_fn log;          /* step lines (INFO) and live status (PROGRESS) */
-    void *log_user;
-    volatile int *stop_flag; /* set by a signal: the running step checkpoints, the study stops */
-} loom_study_config;
-
-/* Runs every step of the study file (lines "train MODEL [flags]", "cv MODEL [flags]",
- * "tune SPACE [flags]", '#' comments) as a child process of exe writing out_dir/<step>/ and
- * out_dir/<step>.log, then writes out_dir/REPORT.md (loom_report) over all steps. A step is
- * finished when out_dir/<step>/.done exists; with is_resume finished steps are skipped and an
- * interrupted training continues from its checkpoint. Errors: LOOM_ERR_FORMAT (the study file),
- * LOOM_ERR_ARG (out_dir holds a study, and not is_resume or is_force), LOOM_ERR_IO (files; a step
- * that fails: see its log), LOOM_ERR_INTERRUPTED (stop_flag), LOOM_ERR_NOMEM, loom_report's. */
-loom_status loom_study_run(const loom_study_config *sc, loom_error *err);
-
 /* ---- runs: what `loom train` / `loom eval` do, as library calls ------------------------------ */
 
 /* Resolves a model name: a zoo name (looked up first), or a file holding model text (not parsed
@@ -864,16 +877,18 @@ typedef struct {
     const char *out_dir;  /* run directory; NULL = runs/<model> */
     double val_split;     /* fraction held out for validation, default 0.2 */
     loom_split_mode split_mode;
-    bool is_standardize;     /* per-pixel standardisation (statistics saved in the model) */
-    int subset;              /* use only this many training examples (stratified), 0 = all */
-    int test_subset;         /* evaluate on the first N test examples, 0 = all */
-    bool is_force;           /* overwrite an existing run directory */
-    bool is_skip_test;       /* do not evaluate on the test set at the end */
-    bool is_resume;          /* continue the run in out_dir from its checkpoint */
-    const char *lr_schedule; /* text form, parsed into train.sched; NULL = constant */
+    bool is_standardize; /* per-pixel standardisation (statistics saved in the model) */
+    int subset;          /* use only this many training examples (stratified), 0 = all */
+    int test_subset;     /* evaluate on the first N test examples, 0 = all */
+    bool is_force;       /* overwrite an existing run directory */
+    bool is_skip_test;   /* do not evaluate on the test set at the end */
+    bool is_resume;      /* continue the run in out_dir from its checkpoint */
     loom_train_config train;
     const char *command_line; /* recorded in config.txt */
 } loom_run_config;
+
+/* The settings table bound to rc's variables: every setting of a training run. */
+loom_settings loom_run_settings(loom_run_config *rc);
 
 /* Reads RUN_DIR/config.txt back into rc (for --resume): rc is initialised first, then out_dir =
  * run_dir (not copied) and is_resume are set. Strings in rc point into *owner, which the caller
@@ -885,7 +900,7 @@ loom_status loom_run_config_load(loom_run_config *rc, const char *run_dir, char 
 /* Parses an augmentation list ("none", "flip", "shift:N", comma-separated) into cfg; NULL or ""
  * is none. Errors: LOOM_ERR_ARG (an unknown item, N outside 0..8). Not thread-safe (strtok), nor
  * are its callers: loom_run_config_load, loom_run_apply_zoo_defaults, loom_cv_apply_zoo_defaults,
- * loom_train_config_set, loom_space_parse, loom_tune_run. */
+ * loom_setting_set, loom_space_parse, loom_tune_run. */
 loom_status loom_augment_parse(const char *s, loom_train_config *cfg, loom_error *err);
 
 /* Defaults for rc; if model names a zoo entry its training defaults are applied (other names

@@ -164,10 +164,6 @@ static loom_status train_text(const char *text, loom_model **mo, loom_history *h
         c.opt.kind = opt;
         c.opt.lr = lr;
         c.label_smoothing = label_smoothing;
-        if (opt == LOOM_OPT_SGD)
-            c.opt.momentum = 0.9f;
-        if (opt == LOOM_OPT_RMSPROP)
-            c.opt.beta2 = 0.9f;
         if (sched)
             loom_sched_parse(sched, &c.sched, &err);
         st = loom_train(m, &c, ds, idx, 500, ds, idx + 500, 100, NULL, h, &err);

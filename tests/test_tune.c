@@ -5,6 +5,7 @@
  * and loom_compare on hand-made run directories. Synthetic 8x8 data: runs in seconds. */
 #include "check.h"
 #include "loom.h"
+#include "../cli/study.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -281,38 +282,78 @@ static void test_space_sampling(void) {
 
 /* ---- small pieces ---- */
 
-static void test_train_config_set(void) {
+static void test_settings(void) {
     loom_train_config c;
     loom_train_config_init(&c);
+    loom_settings s = {.train = &c};
     loom_error err = {0};
-    const char *sched = NULL;
-    CHECK(loom_train_config_set(&c, &sched, "lr", "0.01", &err) == LOOM_OK &&
-          fabsf(c.opt.lr - 0.01f) < 1e-9f);
-    CHECK(loom_train_config_set(&c, &sched, "batch", "32", &err) == LOOM_OK && c.batch == 32);
-    CHECK(loom_train_config_set(&c, &sched, "optimizer", "sgd", &err) == LOOM_OK &&
-          c.opt.kind == LOOM_OPT_SGD && c.opt.momentum == 0.9f);
-    CHECK(loom_train_config_set(&c, &sched, "optimizer", "rmsprop", &err) == LOOM_OK &&
-          c.opt.beta2 == 0.9f);
-    CHECK(loom_train_config_set(&c, &sched, "lr_schedule", "cosine", &err) == LOOM_OK &&
-          c.sched.kind == LOOM_SCHED_COSINE && sched && strcmp(sched, "cosine") == 0);
-    CHECK(loom_train_config_set(&c, &sched, "nesterov", "1", &err) == LOOM_OK && c.opt.is_nesterov);
-    CHECK(loom_train_config_set(&c, &sched, "seed", "123", &err) == LOOM_OK && c.seed == 123);
-    CHECK(loom_train_config_set(&c, &sched, "augment", "flip", &err) == LOOM_OK &&
-          c.is_augment_flip);
-    CHECK(loom_train_config_set(&c, &sched, "lr", "fast", &err) == LOOM_ERR_ARG);
-    CHECK(loom_train_config_set(&c, &sched, "batch", "0", &err) == LOOM_ERR_ARG);
-    CHECK(loom_train_config_set(&c, &sched, "epochs", "2.5", &err) == LOOM_ERR_ARG);
-    CHECK(loom_train_config_set(&c, &sched, "colour", "red", &err) == LOOM_ERR_ARG);
-    /* the message lists the known settings from the table, first to last */
-    CHECK_MSG(strstr(err.msg, "'colour' (lr, batch,") && strstr(err.msg, "label_smoothing") &&
-                  strstr(err.msg, ", seed)"),
+    CHECK(loom_settings_set(&s, "lr", "0.01", &err) == LOOM_OK && fabsf(c.opt.lr - 0.01f) < 1e-9f);
+    CHECK(loom_settings_set(&s, "batch", "32", &err) == LOOM_OK && c.batch == 32);
+    /* the optimizers' own defaults, filled where the settings leave them unset */
+    CHECK(loom_settings_set(&s, "optimizer", "sgd", &err) == LOOM_OK && c.opt.kind == LOOM_OPT_SGD);
+    CHECK(loom_opt_config_resolved(&c.opt).momentum == 0.9f);
+    CHECK(loom_opt_config_resolved(&c.opt).beta2 == 0.999f);
+    CHECK(loom_settings_set(&s, "optimizer", "rmsprop", &err) == LOOM_OK);
+    CHECK(loom_opt_config_resolved(&c.opt).beta2 == 0.9f);
+    CHECK(loom_opt_config_resolved(&c.opt).momentum == 0.0f);
+    CHECK(loom_settings_set(&s, "momentum", "0", &err) == LOOM_OK);
+    CHECK(loom_settings_set(&s, "optimizer", "sgd", &err) == LOOM_OK);
+    CHECK(loom_opt_config_resolved(&c.opt).momentum == 0.0f); /* given: kept */
+    CHECK(loom_settings_set(&s, "lr_schedule", "cosine", &err) == LOOM_OK &&
+          c.sched.kind == LOOM_SCHED_COSINE && c.lr_schedule &&
+          strcmp(c.lr_schedule, "cosine") == 0);
+    CHECK(loom_settings_set(&s, "nesterov", NULL, &err) == LOOM_OK && c.opt.is_nesterov);
+    CHECK(loom_settings_set(&s, "seed", "123", &err) == LOOM_OK && c.seed == 123);
+    CHECK(loom_settings_set(&s, "augment", "flip", &err) == LOOM_OK && c.is_augment_flip);
+    CHECK(loom_settings_set(&s, "lr", "fast", &err) == LOOM_ERR_ARG);
+    CHECK_MSG(strncmp(err.msg, "lr: ", 4) == 0, "%s", err.msg); /* names the setting, no flag */
+    CHECK(loom_settings_set(&s, "batch", "0", &err) == LOOM_ERR_ARG);
+    CHECK(loom_settings_set(&s, "epochs", "2.5", &err) == LOOM_ERR_ARG);
+    /* a data setting is not bound here: refused like an unknown one */
+    CHECK(loom_settings_set(&s, "val_split", "0.1", &err) == LOOM_ERR_ARG);
+    CHECK(loom_settings_set(&s, "colour", "red", &err) == LOOM_ERR_ARG);
+    /* the message lists the bound settings from the table, first to last */
+    CHECK_MSG(strstr(err.msg, "'colour' (seed, epochs,") && strstr(err.msg, "label_smoothing") &&
+                  !strstr(err.msg, "val_split") && strstr(err.msg, ", checkpoint_steps)"),
               "%s", err.msg);
-    CHECK(loom_train_config_set(&c, &sched, "label_smoothing", "0.1", &err) == LOOM_OK);
+    CHECK(loom_settings_set(&s, "label_smoothing", "0.1", &err) == LOOM_OK);
     CHECK_NEAR(c.label_smoothing, 0.1, 1e-7);
-    CHECK_MSG(strstr(err.msg, "colour") != NULL, "%s", err.msg);
-    CHECK(loom_train_config_set(&c, &sched, "ema", "0.999", &err) == LOOM_OK);
+    CHECK(loom_settings_set(&s, "ema", "0.999", &err) == LOOM_OK);
     CHECK_NEAR(c.ema, 0.999, 1e-7);
-    CHECK(loom_train_config_set(&c, &sched, "ema", "1", &err) == LOOM_ERR_ARG);
+    CHECK(loom_settings_set(&s, "ema", "1", &err) == LOOM_ERR_ARG);
+    CHECK(loom_settings_set(&s, "subset", "0", &err) == LOOM_ERR_ARG); /* not bound */
+
+    /* every setting of a run: formatted, read back into a fresh config, formatted the same */
+    loom_run_config a, b;
+    loom_run_config_init(&a);
+    loom_settings sa = loom_run_settings(&a);
+    const char *values[][2] = {
+        {"lr", "0.00123456789"},       {"ema", "0.99975"},       {"val_split", "0.1234567890123"},
+        {"split_mode", "keras"},       {"subset", "0"},          {"augment", "flip,shift:3"},
+        {"lr_schedule", "step:3:0.5"}, {"checkpoint_steps", "7"}};
+    for (size_t i = 0; i < sizeof values / sizeof *values; i++)
+        CHECK_MSG(loom_settings_set(&sa, values[i][0], values[i][1], &err) == LOOM_OK, "%s: %s",
+                  values[i][0], err.msg);
+    CHECK(loom_setting_count() > 20);
+    int n_bound = 0;
+    for (int i = 0; i < loom_setting_count(); i++) {
+        char va[256], vb[256];
+        loom_run_config_init(&b);
+        loom_settings sb = loom_run_settings(&b);
+        CHECK(loom_setting_is_bound(&sa, i));
+        loom_setting_format(&sa, i, va, sizeof va);
+        CHECK_MSG(loom_setting_set(&sb, i, va, &err) == LOOM_OK, "%s=%s: %s",
+                  loom_setting_info_at(i)->name, va, err.msg);
+        loom_setting_format(&sb, i, vb, sizeof vb);
+        CHECK_MSG(strcmp(va, vb) == 0, "%s: %s then %s", loom_setting_info_at(i)->name, va, vb);
+        n_bound++;
+    }
+    CHECK(n_bound == loom_setting_count());
+    CHECK(a.train.opt.lr == 0.00123456789f && a.val_split == 0.1234567890123);
+    char *text = loom_settings_text(&sa);
+    CHECK(text && strstr(text, "\nlr=0.0012345") && strstr(text, "momentum=0\n") &&
+          strstr(text, "split_mode=keras\n"));
+    free(text);
 }
 
 static void test_mean_std(void) {
@@ -522,7 +563,7 @@ static void test_tune_resume(void) {
 
     /* running again without --resume refuses; with other settings, resume refuses */
     tiny_tune_config(&tc, db);
-    CHECK(loom_tune_run(&tc, train, test, &rb, &err) == LOOM_ERR_ARG);
+    CHECK(loom_tune_run(&tc, train, test, &rb, &err) == LOOM_ERR_EXISTS);
     loom_tune_result_reset(&rb);
     tc.is_resume = true;
     tc.train.seed = 6;
@@ -725,7 +766,7 @@ static void test_compare(void) {
     CHECK(loom_compare(&cb, &r, &err) == LOOM_ERR_ARG);
 }
 
-/* loom_study_run: a step that finishes while a stop is requested is still recorded as done
+/* cli_study_run: a step that finishes while a stop is requested is still recorded as done
  * (its checkpoint is gone, so --resume would train it again from scratch). The steps run a
  * stand-in executable that ignores SIGINT and exits 0. */
 static void test_study_stop_after_finished_step(void) {
@@ -741,9 +782,9 @@ static void test_study_stop_after_finished_step(void) {
     CHECK(chmod(exe, 0755) == 0);
     CHECK(loom_file_write_atomic(study, steps, strlen(steps), &err) == LOOM_OK);
     volatile int stop = 1; /* as if SIGINT arrived while the first step ran */
-    loom_study_config sc = {
+    cli_study_config sc = {
         .study_file = study, .exe = exe, .out_dir = out, .threads = 1, .stop_flag = &stop};
-    loom_status st = loom_study_run(&sc, &err);
+    loom_status st = cli_study_run(&sc, &err);
     CHECK_MSG(st == LOOM_ERR_INTERRUPTED, "%d %s", st, err.msg);
     snprintf(done1, sizeof done1, "%s/mlp/.done", out);
     snprintf(done2, sizeof done2, "%s/cnn1/.done", out);
@@ -756,7 +797,7 @@ int main(void) {
     RUN(test_space_parse);
     RUN(test_space_errors);
     RUN(test_space_sampling);
-    RUN(test_train_config_set);
+    RUN(test_settings);
     RUN(test_mean_std);
     RUN(test_mcnemar);
     RUN(test_subset);

@@ -15,6 +15,7 @@ const char *loom_status_str(loom_status s) {
     case LOOM_ERR_ARG: return "bad argument";
     case LOOM_ERR_NUMERIC: return "numerical error";
     case LOOM_ERR_INTERRUPTED: return "interrupted";
+    case LOOM_ERR_EXISTS: return "exists";
     }
     return "unknown status";
 }

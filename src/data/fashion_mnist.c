@@ -347,8 +347,8 @@ loom_status loom_dataset_load_dir(loom_dataset **out, const char *dir, const cha
         missing = name_y;
     if (missing)
         return loom_error_set(err, LOOM_ERR_IO,
-                              "%s/%s[.gz]: not found; install dataset-fashion-mnist or pass "
-                              "--data DIR",
+                              "%s/%s[.gz]: not found; install dataset-fashion-mnist or give "
+                              "another data directory",
                               dir, missing);
     return loom_dataset_load_idx(out, images, labels, err);
 }

@@ -1,7 +1,10 @@
 /* zoo.c - the built-in models of ../shared/SEED-MODELS.md as model-language text, with the
  * training defaults loom uses for each (its study's optimizer and batch size unless better
- * ones were measured; see docs/RESULTS.md). */
+ * ones were measured; see docs/RESULTS.md); and loom_model_resolve: a zoo name or a model-text
+ * file to its text. */
 #include "../core/core.h"
+
+#include <sys/stat.h>
 
 static const loom_zoo_entry zoo[] = {
     {"mlp", "MLP with dropouts (Keras, tuned)",
@@ -77,4 +80,25 @@ const loom_zoo_entry *loom_zoo_find(const char *name) {
         if (strcmp(zoo[i].name, name) == 0)
             return &zoo[i];
     return NULL;
+}
+
+loom_status loom_model_resolve(const char *name, char **text_out, const loom_zoo_entry **zoo_out,
+                               loom_error *err) {
+    *text_out = NULL;
+    if (zoo_out)
+        *zoo_out = NULL;
+    const loom_zoo_entry *z = loom_zoo_find(name);
+    if (z) {
+        *text_out = strdup(z->text);
+        if (zoo_out)
+            *zoo_out = z;
+        return *text_out ? LOOM_OK : loom_error_set(err, LOOM_ERR_NOMEM, "out of memory");
+    }
+    struct stat st;
+    if (stat(name, &st) != 0)
+        return loom_error_set(err, LOOM_ERR_ARG,
+                              "unknown model '%s': not a zoo name (see 'loom models') and no "
+                              "such file",
+                              name);
+    return loom_file_read_all(name, text_out, NULL, err);
 }

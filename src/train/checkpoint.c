@@ -127,7 +127,7 @@ static loom_status load_one(const char *path, ckpt_state *s, loom_error *err) {
         memcpy(&was, &sz.ema_bits, 4);
         memcpy(&now, &s->sizes.ema_bits, 4);
         st = loom_error_set(err, LOOM_ERR_ARG,
-                            "%s: the run was trained with --ema %g, not %g: resume it with the "
+                            "%s: the run was trained with ema %g, not %g: resume it with the "
                             "same setting",
                             path, (double)was, (double)now);
         goto done;

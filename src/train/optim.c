@@ -20,7 +20,7 @@ loom_status loom_optim_create(loom_optim **out, const loom_opt_config *cfg, size
     loom_optim *o = calloc(1, sizeof *o);
     if (!o)
         return loom_error_set(err, LOOM_ERR_NOMEM, "optimizer: out of memory");
-    o->cfg = *cfg;
+    o->cfg = loom_opt_config_resolved(cfg);
     o->n = n_params;
     o->m = loom_xalloc(sizeof(float) * n_params);
     o->v = loom_xalloc(sizeof(float) * n_params);
@@ -48,13 +48,35 @@ void loom_optim_destroy(loom_optim *o) {
     free(o);
 }
 
-static const char *const opt_names[] = {"sgd", "adam", "adamw", "rmsprop"};
+/* The optimizers by loom_opt_kind: name and the defaults of the settings they read. */
+static const struct {
+    const char *name;
+    float momentum, beta2;
+} opt_table[] = {
+    [LOOM_OPT_SGD] = {"sgd", 0.9f, 0.999f},
+    [LOOM_OPT_ADAM] = {"adam", 0.0f, 0.999f},
+    [LOOM_OPT_ADAMW] = {"adamw", 0.0f, 0.999f},
+    [LOOM_OPT_RMSPROP] = {"rmsprop", 0.0f, 0.9f},
+};
+#define N_OPT ((int)(sizeof opt_table / sizeof *opt_table))
 
-const char *loom_opt_kind_str(loom_opt_kind k) { return opt_names[k]; }
+const char *loom_opt_kind_str(loom_opt_kind k) {
+    return k >= 0 && (int)k < N_OPT ? opt_table[k].name : "?";
+}
+
+loom_opt_config loom_opt_config_resolved(const loom_opt_config *c) {
+    loom_opt_config r = *c;
+    int k = c->kind >= 0 && (int)c->kind < N_OPT ? (int)c->kind : LOOM_OPT_ADAM;
+    if (isnan(r.momentum))
+        r.momentum = opt_table[k].momentum;
+    if (isnan(r.beta2))
+        r.beta2 = opt_table[k].beta2;
+    return r;
+}
 
 loom_status loom_opt_kind_parse(const char *s, loom_opt_kind *out, loom_error *err) {
-    for (int i = 0; i < 4; i++)
-        if (strcmp(s, opt_names[i]) == 0) {
+    for (int i = 0; i < N_OPT; i++)
+        if (strcmp(s, opt_table[i].name) == 0) {
             *out = (loom_opt_kind)i;
             return LOOM_OK;
         }
@@ -244,7 +266,7 @@ loom_status loom_sched_parse(const char *s, loom_sched_config *out, loom_error *
     return LOOM_OK;
 bad:
     return loom_error_set(err, LOOM_ERR_ARG,
-                          "bad --lr-schedule '%s': use constant, step[:EVERY[:GAMMA]], "
+                          "lr_schedule: bad value '%s': use constant, step[:EVERY[:GAMMA]], "
                           "exp[:GAMMA], cosine[:WARMUP[:LR_MIN]] or plateau[:PATIENCE[:GAMMA]]",
                           s);
 }

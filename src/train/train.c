@@ -13,9 +13,9 @@ void loom_train_config_init(loom_train_config *c) {
     c->batch = 64;
     c->opt = (loom_opt_config){.kind = LOOM_OPT_ADAM,
                                .lr = 1e-3f,
-                               .momentum = 0.0f,
+                               .momentum = NAN,
                                .beta1 = 0.9f,
-                               .beta2 = 0.999f,
+                               .beta2 = NAN,
                                .eps = 1e-7f};
     c->sched.kind = LOOM_SCHED_CONSTANT;
     c->seed = 42;
@@ -53,7 +53,7 @@ loom_status loom_augment_parse(const char *s, loom_train_config *cfg, loom_error
             cfg->augment_shift = k;
         else
             return loom_error_set(err, LOOM_ERR_ARG,
-                                  "bad --augment item '%s': use none, flip, shift:N (N 0..8)", tok);
+                                  "augment: bad item '%s': use none, flip, shift:N (N 0..8)", tok);
     }
     return LOOM_OK;
 }
@@ -119,7 +119,7 @@ loom_status loom_train(loom_model *m, const loom_train_config *cfg, const loom_d
     if (cfg->epochs < 1 || cfg->batch < 1)
         return loom_error_set(err, LOOM_ERR_ARG, "epochs and batch size must be >= 1");
     if (!(cfg->ema >= 0.0f && cfg->ema <= 0.9999f))
-        return loom_error_set(err, LOOM_ERR_ARG, "--ema must be from 0 to 0.9999, got %g",
+        return loom_error_set(err, LOOM_ERR_ARG, "ema must be from 0 to 0.9999, got %g",
                               (double)cfg->ema);
     if (n_train < 1)
         return loom_error_set(err, LOOM_ERR_ARG, "no training examples");
@@ -240,8 +240,8 @@ loom_status loom_train(loom_model *m, const loom_train_config *cfg, const loom_d
                 }
                 st = loom_error_set(err, LOOM_ERR_NUMERIC,
                                     "%s became %s at epoch %d, step %d (first non-finite: %s); "
-                                    "weights rolled back to the start of the epoch: lower --lr "
-                                    "or set --clip-norm",
+                                    "weights rolled back to the start of the epoch: lower lr or "
+                                    "set clip_norm",
                                     bad_grad >= 0 ? "a gradient" : "the loss",
                                     bad_grad >= 0 || isnan(L) ? "NaN" : "Inf", e + 1, s + 1, where);
                 if (cfg->checkpoint_path && p->epoch > 0)

@@ -3,7 +3,7 @@
  * kept; and the pieces the search shares with it: one training on a split, training settings
  * by name, stratified subsets, mean and sample standard deviation, in-memory text files. */
 #include "tune.h"
-#include "../train/receipt.h"
+#include "../run/rundir.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -149,119 +149,6 @@ loom_status loom_dataset_subset(loom_dataset **out, const loom_dataset *ds, int 
     return LOOM_OK;
 }
 
-/* ---- training settings by name ---- */
-
-typedef enum {
-    SET_FLOAT,
-    SET_INT,
-    SET_BOOL,
-    SET_OPTIMIZER,
-    SET_SCHEDULE,
-    SET_AUGMENT,
-    SET_SEED
-} set_kind;
-
-typedef struct {
-    const char *key;
-    set_kind kind;
-    size_t off; /* of the float or int in loom_train_config */
-    double lo, hi;
-} setting;
-
-static const setting settings[] = {
-    {"lr", SET_FLOAT, offsetof(loom_train_config, opt.lr), 1e-12, 100},
-    {"batch", SET_INT, offsetof(loom_train_config, batch), 1, 65536},
-    {"epochs", SET_INT, offsetof(loom_train_config, epochs), 1, 100000},
-    {"optimizer", SET_OPTIMIZER, 0, 0, 0},
-    {"momentum", SET_FLOAT, offsetof(loom_train_config, opt.momentum), 0, 0.9999},
-    {"nesterov", SET_BOOL, 0, 0, 1},
-    {"l2", SET_FLOAT, offsetof(loom_train_config, opt.l2), 0, 10},
-    {"weight_decay", SET_FLOAT, offsetof(loom_train_config, opt.weight_decay), 0, 10},
-    {"clip_norm", SET_FLOAT, offsetof(loom_train_config, opt.clip_norm), 0, 1e9},
-    {"lr_schedule", SET_SCHEDULE, 0, 0, 0},
-    {"early_stopping", SET_INT, offsetof(loom_train_config, early_stopping), 0, 100000},
-    {"label_smoothing", SET_FLOAT, offsetof(loom_train_config, label_smoothing), 0, 0.99},
-    {"ema", SET_FLOAT, offsetof(loom_train_config, ema), 0, 0.9999},
-    {"augment", SET_AUGMENT, 0, 0, 0},
-    {"seed", SET_SEED, 0, 0, 0},
-};
-
-#define N_SETTINGS ((int)(sizeof settings / sizeof *settings))
-_Static_assert(N_SETTINGS < TRAIN_SETTINGS_MAX, "raise TRAIN_SETTINGS_MAX");
-
-int train_setting_index(const char *key) {
-    for (int i = 0; i < N_SETTINGS; i++)
-        if (strcmp(settings[i].key, key) == 0)
-            return i;
-    return -1;
-}
-
-loom_status loom_train_config_set(loom_train_config *c, const char **lr_schedule, const char *key,
-                                  const char *value, loom_error *err) {
-    int i_set = train_setting_index(key);
-    if (i_set < 0) {
-        char known[512] = "";
-        for (int i = 0; i < N_SETTINGS; i++) {
-            size_t used = strlen(known);
-            snprintf(known + used, sizeof known - used, "%s%s", i ? ", " : "", settings[i].key);
-        }
-        return loom_error_set(err, LOOM_ERR_ARG, "unknown training setting '%s' (%s)", key, known);
-    }
-    const setting *s = &settings[i_set];
-    char *end = NULL;
-    errno = 0;
-    switch (s->kind) {
-    case SET_FLOAT: {
-        double v = strtod(value, &end);
-        if (!*value || *end || errno || !(v >= s->lo && v <= s->hi))
-            return loom_error_set(err, LOOM_ERR_ARG,
-                                  "%s: expected a number from %g to %g, got '%s'", key, s->lo,
-                                  s->hi, value);
-        *(float *)((char *)c + s->off) = (float)v;
-        return LOOM_OK;
-    }
-    case SET_INT: {
-        long v = strtol(value, &end, 10);
-        if (!*value || *end || errno || v < s->lo || v > s->hi)
-            return loom_error_set(err, LOOM_ERR_ARG,
-                                  "%s: expected a whole number from %g to %g, got '%s'", key, s->lo,
-                                  s->hi, value);
-        *(int *)((char *)c + s->off) = (int)v;
-        return LOOM_OK;
-    }
-    case SET_BOOL:
-        if (strcmp(value, "0") != 0 && strcmp(value, "1") != 0)
-            return loom_error_set(err, LOOM_ERR_ARG, "%s: expected 0 or 1, got '%s'", key, value);
-        c->opt.is_nesterov = value[0] == '1';
-        return LOOM_OK;
-    case SET_OPTIMIZER: {
-        loom_status st = loom_opt_kind_parse(value, &c->opt.kind, err);
-        if (st)
-            return st;
-        if (c->opt.kind == LOOM_OPT_SGD && c->opt.momentum == 0.0f)
-            c->opt.momentum = 0.9f; /* as `loom train` does */
-        c->opt.beta2 = c->opt.kind == LOOM_OPT_RMSPROP ? 0.9f : 0.999f;
-        return LOOM_OK;
-    }
-    case SET_SCHEDULE: {
-        loom_status st = loom_sched_parse(value, &c->sched, err);
-        if (st == LOOM_OK && lr_schedule)
-            *lr_schedule = value;
-        return st;
-    }
-    case SET_AUGMENT: return loom_augment_parse(value, c, err);
-    case SET_SEED: {
-        unsigned long long v = strtoull(value, &end, 10);
-        if (!*value || *end || errno || value[0] == '-')
-            return loom_error_set(err, LOOM_ERR_ARG,
-                                  "seed: expected a non-negative whole number, got '%s'", value);
-        c->seed = v;
-        return LOOM_OK;
-    }
-    }
-    return loom_error_set(err, LOOM_ERR_ARG, "%s: cannot be set", key);
-}
-
 /* ---- one training from scratch on a split ---- */
 
 loom_status tune_fit(const char *text, const char *source, const loom_dataset *ds,
@@ -301,10 +188,8 @@ loom_status loom_cv_apply_zoo_defaults(loom_cv_config *cc, loom_error *err) {
     rc.model = cc->model;
     rc.train = cc->train;
     loom_status st = loom_run_apply_zoo_defaults(&rc, err);
-    if (st == LOOM_OK && rc.model && loom_zoo_find(rc.model)) {
+    if (st == LOOM_OK && rc.model && loom_zoo_find(rc.model))
         cc->train = rc.train;
-        cc->lr_schedule = rc.lr_schedule;
-    }
     return st;
 }
 
@@ -340,7 +225,6 @@ static char *cv_config_text(const loom_cv_config *cc, int best_fold) {
     rc.subset = cc->subset;
     rc.test_subset = cc->test_subset;
     rc.is_skip_test = !cc->is_test;
-    rc.lr_schedule = cc->lr_schedule;
     rc.train = cc->train;
     rc.command_line = cc->command_line;
     char *base = loom_run_config_text(&rc);
@@ -477,10 +361,10 @@ loom_status loom_cv_run(const loom_cv_config *cc, const loom_dataset *train,
     if (!cc->model)
         return loom_error_set(err, LOOM_ERR_ARG, "no model given");
     if (K < 2 || K > 1000)
-        return loom_error_set(err, LOOM_ERR_ARG, "--folds must be from 2 to 1000, got %d", K);
+        return loom_error_set(err, LOOM_ERR_ARG, "folds must be from 2 to 1000, got %d", K);
     if (cc->is_test && !test)
         return loom_error_set(err, LOOM_ERR_ARG, "cv: testing the folds needs the test set");
-    loom_status st = cc->lr_schedule ? loom_sched_parse(cc->lr_schedule, &tc.sched, err) : LOOM_OK;
+    loom_status st = tc.lr_schedule ? loom_sched_parse(tc.lr_schedule, &tc.sched, err) : LOOM_OK;
     if (st || (st = loom_model_resolve(cc->model, &text, NULL, err)))
         return st;
     if (cc->out_dir)

@@ -4,7 +4,7 @@
  * execution trains from scratch on one validation split or K folds, and is appended and synced
  * to executions.csv as soon as it ends, so that a killed search resumes with the same result. */
 #include "tune.h"
-#include "../train/receipt.h"
+#include "../run/rundir.h"
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
@@ -139,10 +139,11 @@ void loom_space_hp_describe(const loom_space *s, int i, char *buf, size_t n) {
 
 /* ---- parsing ---- */
 
-/* A training setting a space may fix or search: any loom_train_config_set knows but the seed,
- * which the search derives for every execution. */
+/* A training setting a space may fix or search (the settings table's searchable ones: not the
+ * seed, which the search derives for every execution). */
 static bool is_setting_key(const char *w) {
-    return train_setting_index(w) >= 0 && strcmp(w, "seed") != 0;
+    int i = loom_setting_find(w);
+    return i >= 0 && (loom_setting_info_at(i)->flags & LOOM_SETTING_SEARCHABLE);
 }
 
 typedef struct {
@@ -410,7 +411,7 @@ static loom_status emit_item(parser *p, const raw_item *r, int block, int rep) {
             return perr(p, w0, "a training setting cannot be inside a repeat block");
         if (r->n_words != 2)
             return perr(p, w0, "expected one value after the training setting");
-        int k = train_setting_index(w0);
+        int k = loom_setting_find(w0);
         if (p->has_setting[k])
             return perr(p, w0, "the training setting is given twice");
         p->has_setting[k] = true;
@@ -578,7 +579,7 @@ static loom_status check_item(parser *p, const space_item *it, int k, const char
         loom_train_config_init(&c);
         char *eq = strchr(text, '=');
         *eq = '\0';
-        st = loom_train_config_set(&c, NULL, text, eq + 1, &e2);
+        st = loom_settings_set(&(loom_settings){.train = &c}, text, eq + 1, &e2);
     } else {
         item_text(s, it, vals, " ", text, sizeof text);
         loom_model *m = calloc(1, sizeof *m);
@@ -1092,13 +1093,13 @@ static loom_status apply_lines(loom_train_config *c, const char *lines, char *sc
             break;
         }
         *eq = '\0';
-        const char *sp = NULL;
         loom_error e2 = {0};
-        st = loom_train_config_set(c, &sp, l, eq + 1, &e2);
+        st = loom_settings_set(&(loom_settings){.train = c}, l, eq + 1, &e2);
         if (st)
             loom_error_set(err, st, "%s: %s", what, e2.msg);
-        else if (sp)
-            snprintf(sched, n, "%s", sp);
+        else if (strcmp(l, "lr_schedule") == 0)
+            snprintf(sched, n, "%s", eq + 1);
+        c->lr_schedule = sched; /* the setter pointed it into copy, freed below */
     }
     free(copy);
     return st;
@@ -1109,6 +1110,7 @@ static loom_status trial_config(search *s, const loom_space_point *pt, int epoch
                                 loom_train_config *c, char *sched, size_t n, loom_error *err) {
     *c = s->tc->train;
     snprintf(sched, n, "constant");
+    c->lr_schedule = sched;
     loom_status st = apply_lines(c, pt->train_text, sched, n, s->source, err);
     if (st == LOOM_OK)
         st = apply_lines(c, s->tc->train_overrides, sched, n, "command line", err);
@@ -1212,7 +1214,7 @@ static bool should_stop(const search *s) {
 static loom_status stopped(search *s, loom_error *err) {
     return loom_error_set(err, LOOM_ERR_INTERRUPTED,
                           "search stopped: %d executions are recorded in %s/executions.csv; "
-                          "continue with --resume",
+                          "the search can be resumed",
                           s->n_done, s->dir);
 }
 
@@ -1478,8 +1480,8 @@ static loom_status load_state(search *s, const char *settings, loom_error *err) 
         l = next;
         if (!loom_config_get(old, key, was, sizeof was) || strcmp(was, now) != 0) {
             st = loom_error_set(err, LOOM_ERR_ARG,
-                                "%s: cannot resume: %s was '%s', now '%s' (pass --force to "
-                                "start over)",
+                                "%s: cannot resume: %s was '%s', now '%s' (start over "
+                                "instead)",
                                 s->dir, key, loom_config_get(old, key, was, sizeof was) ? was : "",
                                 now);
             break;
@@ -1549,10 +1551,8 @@ static loom_status open_state(search *s, const char *settings, loom_error *err) 
     bool has_search = stat(path_join(path, sizeof path, s->dir, "tune.txt"), &sb) == 0;
     bool is_resume = tc->is_resume && has_search;
     if (has_search && !tc->is_resume && !tc->is_force)
-        return loom_error_set(err, LOOM_ERR_ARG,
-                              "%s: a search is already there: pass --resume to continue it or "
-                              "--force to start over",
-                              s->dir);
+        return loom_error_set(err, LOOM_ERR_EXISTS,
+                              "%s: a search is already there: resume it or start over", s->dir);
     loom_status st = loom_run_create_dir(s->dir, true, err);
     if (st)
         return st;
@@ -1711,7 +1711,8 @@ static loom_status retrain_best(search *s, loom_error *err) {
         fit_split = &all;
         if (c.early_stopping > 0) /* nothing to stop on: the full epochs */
             slog(s, LOOM_LOG_WARN,
-                 "--refit all: early stopping needs validation data; training %d epochs", c.epochs);
+                 "refit on all examples: early stopping needs validation data; training %d epochs",
+                 c.epochs);
         c.early_stopping = 0;
     }
     snprintf(s->prefix, sizeof s->prefix, "best (trial %d): ", b->trial + 1);
@@ -1749,7 +1750,6 @@ static loom_status retrain_best(search *s, loom_error *err) {
     rc.subset = tc->subset;
     rc.test_subset = tc->test_subset;
     rc.is_skip_test = s->test == NULL;
-    rc.lr_schedule = sched;
     rc.train = c;
     rc.command_line = tc->command_line;
     if (!(base = loom_run_config_text(&rc)) || !text_open(&cfg)) {
@@ -1830,22 +1830,22 @@ void loom_tune_result_reset(loom_tune_result *r) {
 
 static loom_status check_config(const loom_tune_config *tc, loom_error *err) {
     if (tc->trials < 1 || tc->trials > 100000)
-        return loom_error_set(err, LOOM_ERR_ARG, "--trials must be from 1 to 100000, got %d",
+        return loom_error_set(err, LOOM_ERR_ARG, "trials must be from 1 to 100000, got %d",
                               tc->trials);
     if (tc->executions < 1 || tc->executions > 1000)
         return loom_error_set(err, LOOM_ERR_ARG,
-                              "--executions-per-trial must be from 1 to 1000, got %d",
+                              "executions per trial must be from 1 to 1000, got %d",
                               tc->executions);
     if (tc->algorithm == LOOM_TUNE_HYPERBAND && (tc->eta < 2 || tc->eta > 100))
-        return loom_error_set(err, LOOM_ERR_ARG, "--eta must be from 2 to 100, got %d", tc->eta);
+        return loom_error_set(err, LOOM_ERR_ARG, "eta must be from 2 to 100, got %d", tc->eta);
     if (tc->cv_folds == 1 || tc->cv_folds < 0 || tc->cv_folds > 100)
-        return loom_error_set(err, LOOM_ERR_ARG, "--cv must be 0 (off) or from 2 to 100, got %d",
-                              tc->cv_folds);
+        return loom_error_set(err, LOOM_ERR_ARG,
+                              "cv folds must be 0 (off) or from 2 to 100, got %d", tc->cv_folds);
     if (!(tc->val_split > 0 && tc->val_split < 1))
-        return loom_error_set(err, LOOM_ERR_ARG, "--val-split must be in (0, 1), got %g",
+        return loom_error_set(err, LOOM_ERR_ARG, "val_split must be in (0, 1), got %g",
                               tc->val_split);
     if (!(tc->budget_minutes >= 0))
-        return loom_error_set(err, LOOM_ERR_ARG, "--budget-minutes must be >= 0");
+        return loom_error_set(err, LOOM_ERR_ARG, "the budget in minutes must be >= 0");
     return LOOM_OK;
 }
 

@@ -37,9 +37,7 @@ void default_run_dir(char *buf, size_t n, const char *prefix, const char *name);
 /* Splits one line of unquoted CSV in place at commas into at most max fields; returns the
  * count, or -1 when there are more. */
 int csv_split(char *line, char **fields, int max);
-/* The training settings loom_train_config_set knows (lr, batch, ..., seed): the index of key,
- * or -1; fewer than TRAIN_SETTINGS_MAX of them. */
+/* More than the settings table holds (loom_setting_count). */
 #define TRAIN_SETTINGS_MAX 32
-int train_setting_index(const char *key);
 
 #endif

@@ -1,8 +1,8 @@
 /* study.c - `loom study`: the whole set of studies from one plain-text study file. Each step is
  * one loom command run as a child process (so a step is isolated, killable and resumable on
  * its own) writing its own run directory; the report is made in-process at the end. */
-#include "../core/core.h"
 #include "study.h"
+#include "../src/core/core.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -53,8 +53,8 @@ static const char builtin_mlp_space[] =
     "epochs 40\n"
     "lr_schedule cosine\n";
 
-const char *loom_study_builtin(void) { return builtin_study; }
-const char *loom_space_builtin_mlp(void) { return builtin_mlp_space; }
+const char *cli_study_builtin(void) { return builtin_study; }
+const char *cli_space_builtin_mlp(void) { return builtin_mlp_space; }
 
 #define MAX_STEPS 64
 #define MAX_ARGS 48
@@ -178,7 +178,7 @@ static void fmt_dur(double s, char *buf, size_t n) {
         snprintf(buf, n, "%.0fs", s);
 }
 
-loom_status loom_study_run(const loom_study_config *sc, loom_error *err) {
+loom_status cli_study_run(const cli_study_config *sc, loom_error *err) {
     const char *out = sc->out_dir ? sc->out_dir : "runs/study";
     char *text = NULL;
     step *steps = calloc(MAX_STEPS, sizeof *steps);

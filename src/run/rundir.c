@@ -1,0 +1,209 @@
+/* rundir.c - the run directory, one owner for all who read or write it: config.txt (written
+ * and read back through the settings table), history.csv, receipt.txt, what kind of run a
+ * directory holds, and creating one without overwriting another. Below the plots, reports and
+ * workflows that use it. */
+#include "rundir.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <sys/stat.h>
+
+const char *loom_config_get(const char *config, const char *key, char *buf, size_t n) {
+    size_t kl = strlen(key);
+    for (const char *p = config; p && *p;) {
+        const char *eol = strchr(p, '\n');
+        size_t len = eol ? (size_t)(eol - p) : strlen(p);
+        if (len > kl && strncmp(p, key, kl) == 0 && p[kl] == '=') {
+            size_t vl = len - kl - 1;
+            if (vl >= n)
+                vl = n - 1;
+            memcpy(buf, p + kl + 1, vl);
+            buf[vl] = '\0';
+            return buf;
+        }
+        p = eol ? eol + 1 : NULL;
+    }
+    return NULL;
+}
+
+static bool has_file(const char *dir, const char *name) {
+    char p[2048];
+    struct stat st;
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    return stat(p, &st) == 0;
+}
+
+loom_run_kind loom_run_dir_kind(const char *dir) {
+    if (has_file(dir, "cv.csv"))
+        return LOOM_RUN_CV;
+    if (has_file(dir, "trials.csv") || has_file(dir, "tune.txt"))
+        return LOOM_RUN_TUNE;
+    if (has_file(dir, "model.loom") || has_file(dir, "history.csv") || has_file(dir, "config.txt"))
+        return LOOM_RUN_TRAIN;
+    return LOOM_RUN_NONE;
+}
+
+loom_status loom_run_create_dir(const char *dir, bool is_force, loom_error *err) {
+    struct stat st;
+    if (stat(dir, &st) == 0) {
+        if (!S_ISDIR(st.st_mode))
+            return loom_error_set(err, LOOM_ERR_IO, "%s: exists and is not a directory", dir);
+        if (is_force)
+            return LOOM_OK;
+        if (has_file(dir, "model.loom"))
+            return loom_error_set(err, LOOM_ERR_EXISTS,
+                                  "%s: a run already exists there: overwrite it or choose another "
+                                  "directory",
+                                  dir);
+        return LOOM_OK;
+    }
+    return loom_mkdir_p(dir, err);
+}
+
+void loom_run_config_init(loom_run_config *rc) {
+    memset(rc, 0, sizeof *rc);
+    rc->val_split = 0.2;
+    rc->split_mode = LOOM_SPLIT_STRATIFIED;
+    loom_train_config_init(&rc->train);
+}
+
+loom_settings loom_run_settings(loom_run_config *rc) {
+    return (loom_settings){.train = &rc->train,
+                           .val_split = &rc->val_split,
+                           .split_mode = &rc->split_mode,
+                           .is_standardize = &rc->is_standardize,
+                           .subset = &rc->subset,
+                           .test_subset = &rc->test_subset,
+                           .is_skip_test = &rc->is_skip_test};
+}
+
+char *loom_run_config_text(const loom_run_config *rc) {
+    loom_run_config copy = *rc; /* the settings are bound through non-const pointers */
+    loom_settings s = loom_run_settings(&copy);
+    char *settings = loom_settings_text(&s);
+    if (!settings)
+        return NULL;
+    const char *data_dir = rc->data_dir ? rc->data_dir : loom_default_data_dir();
+    const char *cmd = rc->command_line;
+    size_t len = strlen(settings) + strlen(rc->model ? rc->model : "") + strlen(data_dir) +
+                 (cmd ? strlen(cmd) : 0) + 128;
+    char *text = malloc(len);
+    if (text)
+        snprintf(text, len, "loom_version=%s\nmodel=%s\ndata_dir=%s\n%sthreads=%d\n%s%s%s",
+                 LOOM_VERSION, rc->model ? rc->model : "", data_dir, settings, loom_get_threads(),
+                 cmd ? "command=" : "", cmd ? cmd : "", cmd ? "\n" : "");
+    free(settings);
+    return text;
+}
+
+loom_status loom_run_config_load(loom_run_config *rc, const char *run_dir, char **owner,
+                                 loom_error *err) {
+    char path[2048];
+    snprintf(path, sizeof path, "%s/config.txt", run_dir);
+    *owner = NULL;
+    char *text = NULL;
+    loom_status st = loom_file_read_all(path, &text, NULL, err);
+    if (st)
+        return st;
+    loom_run_config_init(rc);
+    loom_settings s = loom_run_settings(rc);
+    /* split the text into NUL-terminated values in place: strings point into it */
+    for (char *p = text; *p && st == LOOM_OK;) {
+        char *eol = strchr(p, '\n');
+        if (eol)
+            *eol = '\0';
+        char *eq = strchr(p, '=');
+        if (eq) {
+            *eq = '\0';
+            const char *k = p, *v = eq + 1;
+            int i = loom_setting_find(k);
+            loom_error e2 = {0};
+            if (i >= 0 && (st = loom_setting_set(&s, i, v, &e2)))
+                loom_error_set(err, LOOM_ERR_FORMAT, "%s: %s", path, e2.msg);
+            else if (!strcmp(k, "model"))
+                rc->model = v;
+            else if (!strcmp(k, "data_dir"))
+                rc->data_dir = v;
+            else if (!strcmp(k, "command"))
+                rc->command_line = v;
+        }
+        if (!eol)
+            break;
+        p = eol + 1;
+    }
+    if (!st && !rc->model)
+        st = loom_error_set(err, LOOM_ERR_FORMAT, "%s: no model= line", path);
+    if (st) {
+        free(text);
+        return st;
+    }
+    rc->out_dir = run_dir;
+    rc->is_resume = true;
+    *owner = text;
+    return LOOM_OK;
+}
+
+loom_status loom_history_write_csv(const loom_history *h, const char *path, loom_error *err) {
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f)
+        return loom_error_set(err, LOOM_ERR_NOMEM, "%s: out of memory", path);
+    fprintf(f, "epoch,loss,acc,val_loss,val_acc,lr,seconds\n");
+    for (int i = 0; i < h->n_epochs; i++) {
+        const loom_epoch *e = &h->epochs[i];
+        fprintf(f, "%d,%.6f,%.6f,%.6f,%.6f,%.6g,%.3f\n", e->epoch, e->loss, e->acc, e->val_loss,
+                e->val_acc, e->lr, e->seconds);
+    }
+    loom_status st = fclose(f) != 0 ? loom_error_set(err, LOOM_ERR_NOMEM, "%s: out of memory", path)
+                                    : loom_file_write_atomic(path, text, len, err);
+    free(text);
+    return st;
+}
+
+receipt_in receipt_inputs(const char *model_text, const char *config, const loom_dataset *train,
+                          const loom_dataset *test) {
+    receipt_in r = {0, 0};
+    const loom_dataset *sets[2] = {train, test};
+    for (int i = 0; i < 2; i++)
+        if (sets[i]) {
+            size_t D = (size_t)sets[i]->H * sets[i]->W * sets[i]->C;
+            r.data = loom_crc32(r.data, sets[i]->x, D * (size_t)sets[i]->n);
+            r.data = loom_crc32(r.data, sets[i]->y, (size_t)sets[i]->n);
+        }
+    r.inputs = loom_crc32(0, LOOM_VERSION, strlen(LOOM_VERSION));
+    r.inputs = loom_crc32(r.inputs, model_text, strlen(model_text));
+    for (const char *p = config; p && *p;) {
+        const char *eol = strchr(p, '\n');
+        size_t len = eol ? (size_t)(eol - p) + 1 : strlen(p);
+        /* not inputs: how it was typed, the thread count, where the outputs went, where the
+         * model text came from (the text itself is hashed) */
+        if (strncmp(p, "command=", 8) != 0 && strncmp(p, "threads=", 8) != 0 &&
+            strncmp(p, "tune_dir=", 9) != 0 && strncmp(p, "model=", 6) != 0)
+            r.inputs = loom_crc32(r.inputs, p, len);
+        p += len;
+    }
+    r.inputs = loom_crc32(r.inputs, &r.data, sizeof r.data);
+    return r;
+}
+
+uint32_t receipt_weights(const loom_model *m) {
+    uint32_t w = loom_crc32(0, m->params, sizeof(float) * m->n_params);
+    return loom_crc32(w, m->state, sizeof(float) * m->n_state);
+}
+
+loom_status receipt_write(const char *dir, receipt_in in, const char *extra, uint32_t weights,
+                          loom_error *err) {
+    size_t n_extra = extra ? strlen(extra) : 0;
+    char *text = malloc(n_extra + 256);
+    if (!text)
+        return loom_error_set(err, LOOM_ERR_NOMEM, "%s/receipt.txt: out of memory", dir);
+    int n = snprintf(text, n_extra + 256,
+                     "loom_version=%s\ninputs_crc32=%08x\ndata_crc32=%08x\n%sweights_crc32=%08x\n",
+                     LOOM_VERSION, in.inputs, in.data, extra ? extra : "", weights);
+    char path[2048];
+    snprintf(path, sizeof path, "%s/receipt.txt", dir);
+    loom_status st = loom_file_write_atomic(path, text, (size_t)n, err);
+    free(text);
+    return st;
+}
