@@ -546,6 +546,99 @@ static loom_status prepare_data(search *s, const loom_dataset *train, loom_datas
     return LOOM_OK;
 }
 
+/* res's hyperparameter names (the space's) and room for the trials' points. */
+static loom_status init_result(search *s, loom_error *err) {
+    loom_tune_result *res = s->res;
+    res->n_hp = s->space->n_hp;
+    res->hp_names = calloc((size_t)res->n_hp + 1, sizeof *res->hp_names);
+    s->points = calloc((size_t)s->tc->trials, sizeof *s->points);
+    if (!res->hp_names || !s->points)
+        return loom_error_set(err, LOOM_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < res->n_hp; i++)
+        if (!(res->hp_names[i] = strdup(s->space->hps[i].name)))
+            return loom_error_set(err, LOOM_ERR_NOMEM, "out of memory");
+    return LOOM_OK;
+}
+
+/* The epochs every point trains for (successive halving's last round): point 0's. */
+static loom_status find_base_epochs(search *s, loom_error *err) {
+    loom_status st = make_point(s, 0, err);
+    if (st)
+        return st;
+    char sched[64];
+    loom_train_config c;
+    if ((st = trial_config(s, &s->points[0], 0, &c, sched, sizeof sched, err)))
+        return st;
+    s->base_epochs = c.epochs;
+    return LOOM_OK;
+}
+
+/* The search directory: --out, or runs/tune-<the space file's name without extension>. */
+static void choose_dir(search *s) {
+    if (s->tc->out_dir) {
+        snprintf(s->dir, sizeof s->dir, "%s", s->tc->out_dir);
+    } else {
+        char stem[256];
+        const char *slash = strrchr(s->source, '/');
+        snprintf(stem, sizeof stem, "%s", slash ? slash + 1 : s->source);
+        stem[strcspn(stem, ".")] = '\0';
+        default_run_dir(s->dir, sizeof s->dir, "tune-", stem);
+    }
+    snprintf(s->res->out_dir, sizeof s->res->out_dir, "%s", s->dir);
+}
+
+/* The search's opening lines: what is searched, on what, for what. */
+static void log_start(search *s) {
+    const loom_tune_config *tc = s->tc;
+    const char *algorithm = tc->algorithm == LOOM_TUNE_HYPERBAND ? "hyperband" : "random";
+    if (s->n_folds > 0)
+        slog(s, LOOM_LOG_INFO,
+             "loom %s: %s search over %d hyperparameters of %s on %d examples, %d-fold CV; "
+             "objective %s, %d trials x %d executions, seed %llu",
+             LOOM_VERSION, algorithm, s->res->n_hp, s->source, s->ds->n, s->n_folds,
+             loom_objective_str(tc->objective), tc->trials, tc->executions,
+             (unsigned long long)tc->train.seed);
+    else
+        slog(s, LOOM_LOG_INFO,
+             "loom %s: %s search over %d hyperparameters of %s on %d examples (%d validation); "
+             "objective %s, %d trials x %d executions, seed %llu",
+             LOOM_VERSION, algorithm, s->res->n_hp, s->source, s->split.n_train, s->split.n_val,
+             loom_objective_str(tc->objective), tc->trials, tc->executions,
+             (unsigned long long)tc->train.seed);
+    slog(s, LOOM_LOG_INFO, "each trial: its values, and [the best trial's] where they differ");
+}
+
+/* The search itself once set up: the trials, the results table, the best retrained. */
+static loom_status search_and_refit(search *s, loom_error *err) {
+    const loom_tune_config *tc = s->tc;
+    loom_status st =
+        tc->algorithm == LOOM_TUNE_HYPERBAND ? hyperband(s, err) : random_search(s, err);
+    if (st)
+        return st;
+    if (s->res->n_trials == 0)
+        return loom_error_set(err, LOOM_ERR_ARG, "no trial finished within the budget");
+    if ((st = write_summary(s, err)))
+        return st;
+    return tc->is_skip_best ? LOOM_OK : retrain_best(s, err);
+}
+
+/* Closes the search's files and frees what it holds (not res). */
+static void search_free(search *s) {
+    if (s->exec_fd >= 0)
+        close(s->exec_fd);
+    if (s->log_file)
+        fclose(s->log_file);
+    for (int t = 0; s->points && t < s->n_points; t++)
+        loom_space_point_reset(&s->points[t]);
+    free(s->points);
+    for (int k = 0; k < s->n_folds; k++)
+        loom_split_reset(&s->folds[k]);
+    free(s->folds);
+    loom_split_reset(&s->split);
+    free(s->done);
+    loom_space_destroy(s->space);
+}
+
 loom_status loom_tune_run(const loom_tune_config *tc, const loom_dataset *train,
                           const loom_dataset *test, loom_tune_result *res, loom_error *err) {
     loom_error own; /* err may be NULL; the search reads the messages it gets back */
@@ -573,92 +666,23 @@ loom_status loom_tune_run(const loom_tune_config *tc, const loom_dataset *train,
             return st;
         text = file_text;
     }
-    if ((st = loom_space_parse(&s.space, text, s.source, err)))
+    if ((st = loom_space_parse(&s.space, text, s.source, err)) || (st = check_overrides(&s, err)) ||
+        (st = init_result(&s, err)) || (st = find_base_epochs(&s, err)) ||
+        (st = prepare_data(&s, train, &sub, err)))
         goto done;
-    if ((st = check_overrides(&s, err)))
-        goto done;
-    res->n_hp = s.space->n_hp;
-    res->hp_names = calloc((size_t)res->n_hp + 1, sizeof *res->hp_names);
-    s.points = calloc((size_t)tc->trials, sizeof *s.points);
-    if (!res->hp_names || !s.points) {
-        st = loom_error_set(err, LOOM_ERR_NOMEM, "out of memory");
-        goto done;
-    }
-    for (int i = 0; i < res->n_hp; i++)
-        if (!(res->hp_names[i] = strdup(s.space->hps[i].name))) {
-            st = loom_error_set(err, LOOM_ERR_NOMEM, "out of memory");
-            goto done;
-        }
-    /* the epochs every point trains for (successive halving's last round) */
-    if ((st = make_point(&s, 0, err)))
-        goto done;
-    {
-        char sched[64];
-        loom_train_config c;
-        if ((st = trial_config(&s, &s.points[0], 0, &c, sched, sizeof sched, err)))
-            goto done;
-        s.base_epochs = c.epochs;
-    }
-    if ((st = prepare_data(&s, train, &sub, err)))
-        goto done;
-    if (tc->out_dir) {
-        snprintf(s.dir, sizeof s.dir, "%s", tc->out_dir);
-    } else {
-        char stem[256];
-        const char *slash = strrchr(s.source, '/');
-        snprintf(stem, sizeof stem, "%s", slash ? slash + 1 : s.source);
-        stem[strcspn(stem, ".")] = '\0';
-        default_run_dir(s.dir, sizeof s.dir, "tune-", stem);
-    }
-    snprintf(res->out_dir, sizeof res->out_dir, "%s", s.dir);
+    choose_dir(&s);
     if (!(settings = settings_text(&s, text))) {
         st = loom_error_set(err, LOOM_ERR_NOMEM, "out of memory");
         goto done;
     }
     if ((st = open_state(&s, settings, err)))
         goto done;
-    if (s.n_folds > 0)
-        slog(&s, LOOM_LOG_INFO,
-             "loom %s: %s search over %d hyperparameters of %s on %d examples, %d-fold CV; "
-             "objective %s, %d trials x %d executions, seed %llu",
-             LOOM_VERSION, tc->algorithm == LOOM_TUNE_HYPERBAND ? "hyperband" : "random", res->n_hp,
-             s.source, s.ds->n, s.n_folds, loom_objective_str(tc->objective), tc->trials,
-             tc->executions, (unsigned long long)tc->train.seed);
-    else
-        slog(&s, LOOM_LOG_INFO,
-             "loom %s: %s search over %d hyperparameters of %s on %d examples (%d validation); "
-             "objective %s, %d trials x %d executions, seed %llu",
-             LOOM_VERSION, tc->algorithm == LOOM_TUNE_HYPERBAND ? "hyperband" : "random", res->n_hp,
-             s.source, s.split.n_train, s.split.n_val, loom_objective_str(tc->objective),
-             tc->trials, tc->executions, (unsigned long long)tc->train.seed);
-    slog(&s, LOOM_LOG_INFO, "each trial: its values, and [the best trial's] where they differ");
-    st = tc->algorithm == LOOM_TUNE_HYPERBAND ? hyperband(&s, err) : random_search(&s, err);
-    if (st)
-        goto done;
-    if (res->n_trials == 0) {
-        st = loom_error_set(err, LOOM_ERR_ARG, "no trial finished within the budget");
-        goto done;
-    }
-    if ((st = write_summary(&s, err)))
-        goto done;
-    if (!tc->is_skip_best)
-        st = retrain_best(&s, err);
+    log_start(&s);
+    st = search_and_refit(&s, err);
 done:
     if (st == LOOM_ERR_INTERRUPTED && s.log_file)
         fprintf(s.log_file, "%s\n", err->msg);
-    if (s.exec_fd >= 0)
-        close(s.exec_fd);
-    if (s.log_file)
-        fclose(s.log_file);
-    for (int t = 0; s.points && t < s.n_points; t++)
-        loom_space_point_reset(&s.points[t]);
-    free(s.points);
-    for (int k = 0; k < s.n_folds; k++)
-        loom_split_reset(&s.folds[k]);
-    free(s.folds);
-    loom_split_reset(&s.split);
-    free(s.done);
-    loom_space_destroy(s.space);
+    search_free(&s);
     loom_dataset_destroy(sub);
     free(file_text);
     free(settings);

@@ -147,6 +147,116 @@ bool parse_number(const char *s, double *out) {
     return true;
 }
 
+/* The words inside a brace: options (step S, log, name=N) and the domain, which may be written
+ * with or without spaces ("512 | 256" is "512|256"). */
+typedef struct {
+    char domain[512];
+    char *name; /* after "name=", or NULL */
+    char *step; /* the word after "step", or NULL */
+    bool has_step;
+} brace_words;
+
+/* Splits in (the brace's text without the braces, cut in place) into bw; sets h->is_log. */
+static loom_status brace_split(parser *p, const char *token, char *in, brace_words *bw,
+                               space_hp *h) {
+    char *domain = bw->domain;
+    char *save = NULL;
+    loom_status st = LOOM_OK;
+    for (char *w = strtok_r(in, " \t", &save); w && st == LOOM_OK;
+         w = strtok_r(NULL, " \t", &save)) {
+        if (strcmp(w, "step") == 0) {
+            bw->step = strtok_r(NULL, " \t", &save);
+            if (bw->has_step || !bw->step)
+                st = perr(p, token, bw->has_step ? "'step' given twice" : "'step' needs a number");
+            bw->has_step = true;
+        } else if (strcmp(w, "log") == 0) {
+            if (h->is_log)
+                st = perr(p, token, "'log' given twice");
+            h->is_log = true;
+        } else if (strncmp(w, "name=", 5) == 0) {
+            if (bw->name)
+                st = perr(p, token, "'name=' given twice");
+            bw->name = w + 5;
+        } else if (*domain && !(strchr("|.", domain[strlen(domain) - 1]) || strchr("|.", *w))) {
+            st = perr(p, token, "unknown option '%s' (step S, log, name=NAME)", w);
+        } else if (strlen(domain) + strlen(w) + 1 < sizeof bw->domain) {
+            strcat(domain, w);
+        } else {
+            st = perr(p, token, "too long");
+        }
+    }
+    return st;
+}
+
+/* "name=N": checks N and copies it into h->name. */
+static loom_status brace_name(parser *p, const char *token, const char *name, space_hp *h) {
+    bool ok = *name && strlen(name) <= SPACE_MAX_NAME;
+    for (const char *c = name; *c; c++)
+        ok = ok && (isalnum((unsigned char)*c) || *c == '_');
+    if (!ok)
+        return perr(p, token, "a name is 1 to %d letters, digits or '_', got '%s'", SPACE_MAX_NAME,
+                    name);
+    if (!(h->name = strdup(name)))
+        return loom_error_set(p->err, LOOM_ERR_NOMEM, "%s: out of memory", p->source);
+    return LOOM_OK;
+}
+
+/* "LO..HI" (dots points at the "..") with an optional step or log: an int or float range. */
+static loom_status brace_range(parser *p, const char *token, char *dots, const brace_words *bw,
+                               space_hp *h) {
+    *dots = '\0';
+    const char *slo = bw->domain, *shi = dots + 2;
+    if (!parse_number(slo, &h->lo) || !parse_number(shi, &h->hi))
+        return perr(p, token, "expected numbers on both sides of '..'");
+    if (h->lo > h->hi)
+        return perr(p, token, "empty range: %g > %g", h->lo, h->hi);
+    bool is_int = is_int_literal(slo) && is_int_literal(shi);
+    if (bw->has_step) {
+        if (h->is_log)
+            return perr(p, token, "'step' and 'log' do not go together");
+        if (!parse_number(bw->step, &h->step) || !(h->step > 0))
+            return perr(p, token, "step must be a number > 0, got '%s'", bw->step);
+        if ((h->hi - h->lo) / h->step > 1e6)
+            return perr(p, token, "more than a million steps");
+        is_int = is_int && is_int_literal(bw->step);
+    }
+    if (h->is_log && !(h->lo > 0))
+        return perr(p, token, "a log range needs LO > 0");
+    h->kind = is_int ? HP_INT : HP_FLOAT;
+    return LOOM_OK;
+}
+
+/* "A|B|C" (domain, cut in place): the choices, each checked and copied into h->choices. */
+static loom_status brace_choices(parser *p, const char *token, char *domain, const brace_words *bw,
+                                 space_hp *h) {
+    if (bw->has_step || h->is_log)
+        return perr(p, token, "'step' and 'log' apply to ranges, not to choices");
+    for (char *c = domain;;) {
+        char *bar = strchr(c, '|');
+        if (bar)
+            *bar = '\0';
+        if (!*c)
+            return perr(p, token, "empty choice");
+        if (strpbrk(c, ",\"{}"))
+            return perr(p, token, "a choice cannot hold ',', '\"', '{' or '}': '%s'", c);
+        if (strlen(c) > SPACE_CHOICE_LEN)
+            return perr(p, token, "a choice is at most %d characters", SPACE_CHOICE_LEN);
+        if (h->n_choices == SPACE_N_CHOICES)
+            return perr(p, token, "more than %d choices", SPACE_N_CHOICES);
+        char **more = realloc(h->choices, sizeof *more * (size_t)(h->n_choices + 1));
+        if (more)
+            h->choices = more;
+        if (!more || !(h->choices[h->n_choices] = strdup(c)))
+            return loom_error_set(p->err, LOOM_ERR_NOMEM, "%s: out of memory", p->source);
+        h->n_choices++;
+        if (!bar)
+            break;
+        c = bar + 1;
+    }
+    h->kind = HP_CHOICE;
+    return LOOM_OK;
+}
+
 /* Parses "{...}" into h (kind, domain, optional name); h->name is left NULL when not given. */
 static loom_status parse_brace(parser *p, const char *token, space_hp *h) {
     memset(h, 0, sizeof *h);
@@ -160,129 +270,21 @@ static loom_status parse_brace(parser *p, const char *token, space_hp *h) {
         return loom_error_set(p->err, LOOM_ERR_NOMEM, "%s: out of memory", p->source);
     memcpy(in, token + 1, len - 2); /* without the braces */
     in[len - 2] = '\0';
-    char domain[512] = "", *name = NULL, *step = NULL;
-    bool has_step = false;
-    loom_status st = LOOM_OK;
-    /* words: options (step S, log, name=N) and the domain, written with or without spaces */
-    char *save = NULL;
-    for (char *w = strtok_r(in, " \t", &save); w && st == LOOM_OK;
-         w = strtok_r(NULL, " \t", &save)) {
-        if (strcmp(w, "step") == 0) {
-            step = strtok_r(NULL, " \t", &save);
-            if (has_step || !step)
-                st = perr(p, token, has_step ? "'step' given twice" : "'step' needs a number");
-            has_step = true;
-        } else if (strcmp(w, "log") == 0) {
-            if (h->is_log)
-                st = perr(p, token, "'log' given twice");
-            h->is_log = true;
-        } else if (strncmp(w, "name=", 5) == 0) {
-            if (name)
-                st = perr(p, token, "'name=' given twice");
-            name = w + 5;
-        } else if (*domain && !(strchr("|.", domain[strlen(domain) - 1]) || strchr("|.", *w))) {
-            st = perr(p, token, "unknown option '%s' (step S, log, name=NAME)", w);
-        } else if (strlen(domain) + strlen(w) + 1 < sizeof domain) {
-            strcat(domain, w); /* "512 | 256" is "512|256" */
-        } else {
-            st = perr(p, token, "too long");
-        }
-    }
-    if (st)
-        goto done;
-    if (name) {
-        bool ok = *name && strlen(name) <= SPACE_MAX_NAME;
-        for (const char *c = name; *c; c++)
-            ok = ok && (isalnum((unsigned char)*c) || *c == '_');
-        if (!ok) {
-            st = perr(p, token, "a name is 1 to %d letters, digits or '_', got '%s'",
-                      SPACE_MAX_NAME, name);
-            goto done;
-        }
-        if (!(h->name = strdup(name))) {
-            st = loom_error_set(p->err, LOOM_ERR_NOMEM, "%s: out of memory", p->source);
-            goto done;
-        }
-    }
-    if (!*domain) {
+    brace_words bw = {0};
+    loom_status st = brace_split(p, token, in, &bw, h);
+    if (st == LOOM_OK && bw.name)
+        st = brace_name(p, token, bw.name, h);
+    if (st == LOOM_OK && !*bw.domain)
         st = perr(p, token, "empty: expected {LO..HI}, {LO..HI step S}, {LO..HI log} or {A|B|C}");
-        goto done;
+    if (st == LOOM_OK) {
+        char *dots = strstr(bw.domain, "..");
+        if (dots && !strchr(bw.domain, '|'))
+            st = brace_range(p, token, dots, &bw, h);
+        else
+            st = brace_choices(p, token, bw.domain, &bw, h);
     }
-    char *dots = strstr(domain, "..");
-    if (dots && !strchr(domain, '|')) {
-        *dots = '\0';
-        const char *slo = domain, *shi = dots + 2;
-        if (!parse_number(slo, &h->lo) || !parse_number(shi, &h->hi)) {
-            st = perr(p, token, "expected numbers on both sides of '..'");
-            goto done;
-        }
-        if (h->lo > h->hi) {
-            st = perr(p, token, "empty range: %g > %g", h->lo, h->hi);
-            goto done;
-        }
-        bool is_int = is_int_literal(slo) && is_int_literal(shi);
-        if (has_step) {
-            if (h->is_log) {
-                st = perr(p, token, "'step' and 'log' do not go together");
-                goto done;
-            }
-            if (!parse_number(step, &h->step) || !(h->step > 0)) {
-                st = perr(p, token, "step must be a number > 0, got '%s'", step);
-                goto done;
-            }
-            if ((h->hi - h->lo) / h->step > 1e6) {
-                st = perr(p, token, "more than a million steps");
-                goto done;
-            }
-            is_int = is_int && is_int_literal(step);
-        }
-        if (h->is_log && !(h->lo > 0)) {
-            st = perr(p, token, "a log range needs LO > 0");
-            goto done;
-        }
-        h->kind = is_int ? HP_INT : HP_FLOAT;
-    } else {
-        if (has_step || h->is_log) {
-            st = perr(p, token, "'step' and 'log' apply to ranges, not to choices");
-            goto done;
-        }
-        for (char *c = domain;;) {
-            char *bar = strchr(c, '|');
-            if (bar)
-                *bar = '\0';
-            if (!*c) {
-                st = perr(p, token, "empty choice");
-                goto done;
-            }
-            if (strpbrk(c, ",\"{}")) {
-                st = perr(p, token, "a choice cannot hold ',', '\"', '{' or '}': '%s'", c);
-                goto done;
-            }
-            if (strlen(c) > SPACE_CHOICE_LEN) {
-                st = perr(p, token, "a choice is at most %d characters", SPACE_CHOICE_LEN);
-                goto done;
-            }
-            if (h->n_choices == SPACE_N_CHOICES) {
-                st = perr(p, token, "more than %d choices", SPACE_N_CHOICES);
-                goto done;
-            }
-            char **more = realloc(h->choices, sizeof *more * (size_t)(h->n_choices + 1));
-            if (more)
-                h->choices = more;
-            if (!more || !(h->choices[h->n_choices] = strdup(c))) {
-                st = loom_error_set(p->err, LOOM_ERR_NOMEM, "%s: out of memory", p->source);
-                goto done;
-            }
-            h->n_choices++;
-            if (!bar)
-                break;
-            c = bar + 1;
-        }
-        h->kind = HP_CHOICE;
-    }
-    if (!(h->token = strdup(token)))
+    if (st == LOOM_OK && !(h->token = strdup(token)))
         st = loom_error_set(p->err, LOOM_ERR_NOMEM, "%s: out of memory", p->source);
-done:
     free(in);
     if (st)
         hp_free(h);
