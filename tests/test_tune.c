@@ -636,7 +636,7 @@ static void test_tune_resume(void) {
     free(cfg);
     snprintf(pa, sizeof pa, "%s/best/model.txt", tc.out_dir);
     text = slurp(pa);
-    CHECK(text && strstr(text, "--val-split 0\n") != NULL);
+    CHECK(text && strstr(text, " val_split=0\n") != NULL);
     free(text);
     snprintf(pa, sizeof pa, "%s/best/history.csv", tc.out_dir);
     CHECK(count_lines(pa) == 3); /* the full 2 epochs */

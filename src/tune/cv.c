@@ -344,173 +344,210 @@ static void fold_stats(const loom_cv_result *r, size_t off, double *mean, double
     loom_mean_std(v, n, mean, sd);
 }
 
-loom_status loom_cv_run(const loom_cv_config *cc, const loom_dataset *train,
-                        const loom_dataset *test, loom_cv_result *res, loom_error *err) {
-    memset(res, 0, sizeof *res);
-    res->best_fold = -1;
-    int K = cc->folds;
-    loom_train_config tc = cc->train;
-    char *text = NULL, *config = NULL;
-    loom_dataset *sub = NULL;
-    loom_model *best = NULL, *m = NULL;
-    loom_split sp = {0};
-    loom_metrics val = {0}, tm = {0};
-    char path[2048], dir[1200];
-    fold_log fl = {cc->train.log, cc->train.log_user, ""};
+/* One cross-validation, shared by its steps. */
+typedef struct {
+    const loom_cv_config *cc;
+    const loom_dataset *ds;   /* the training data (a subset when asked) */
+    const loom_dataset *test; /* may be NULL */
+    loom_cv_result *res;
+    loom_train_config tc; /* cc->train with the schedule parsed and the log through fl */
+    fold_log fl;
+    char *text;       /* the model's text */
+    char *config;     /* config.txt */
+    loom_model *best; /* the best fold's model so far */
+} cv_run;
 
+/* Checks cc, resolves the model and the run directory, takes the subset (into *sub), creates
+ * the directory and writes a first config.txt (no best fold yet). */
+static loom_status cv_prepare(cv_run *r, const loom_dataset *train, loom_dataset **sub,
+                              loom_error *err) {
+    const loom_cv_config *cc = r->cc;
+    loom_cv_result *res = r->res;
+    int K = cc->folds;
+    char path[2048];
     if (!cc->model)
         return loom_error_set(err, LOOM_ERR_ARG, "no model given");
     if (K < 2 || K > 1000)
         return loom_error_set(err, LOOM_ERR_ARG, "folds must be from 2 to 1000, got %d", K);
-    if (cc->is_test && !test)
+    if (cc->is_test && !r->test)
         return loom_error_set(err, LOOM_ERR_ARG, "cv: testing the folds needs the test set");
-    loom_status st = tc.lr_schedule ? loom_sched_parse(tc.lr_schedule, &tc.sched, err) : LOOM_OK;
-    if (st || (st = loom_model_resolve(cc->model, &text, NULL, err)))
+    loom_status st =
+        r->tc.lr_schedule ? loom_sched_parse(r->tc.lr_schedule, &r->tc.sched, err) : LOOM_OK;
+    if (st || (st = loom_model_resolve(cc->model, &r->text, NULL, err)))
         return st;
     if (cc->out_dir)
         snprintf(res->run_dir, sizeof res->run_dir, "%s", cc->out_dir);
     else
         default_run_dir(res->run_dir, sizeof res->run_dir, "cv-", cc->model);
-    const loom_dataset *ds = train;
+    r->ds = train;
     if (cc->subset > 0 && cc->subset < train->n) {
-        if ((st = loom_dataset_subset(&sub, train, cc->subset, tc.seed, err)))
-            goto done;
-        ds = sub;
+        if ((st = loom_dataset_subset(sub, train, cc->subset, r->tc.seed, err)))
+            return st;
+        r->ds = *sub;
     }
-    if (K > ds->n) {
-        st = loom_error_set(err, LOOM_ERR_ARG, "%d folds of %d examples: too many folds", K, ds->n);
-        goto done;
-    }
+    if (K > r->ds->n)
+        return loom_error_set(err, LOOM_ERR_ARG, "%d folds of %d examples: too many folds", K,
+                              r->ds->n);
     if ((st = loom_run_create_dir(res->run_dir, cc->is_force, err)))
-        goto done;
+        return st;
     res->folds = calloc((size_t)K, sizeof *res->folds);
-    config = cv_config_text(cc, -1);
-    if (!res->folds || !config) {
-        st = loom_error_set(err, LOOM_ERR_NOMEM, "cv: out of memory");
-        goto done;
-    }
+    r->config = cv_config_text(cc, -1);
+    if (!res->folds || !r->config)
+        return loom_error_set(err, LOOM_ERR_NOMEM, "cv: out of memory");
     res->n_folds = K;
-    if ((st = loom_file_write_atomic(path_join(path, sizeof path, res->run_dir, "config.txt"),
-                                     config, strlen(config), err)))
+    return loom_file_write_atomic(path_join(path, sizeof path, res->run_dir, "config.txt"),
+                                  r->config, strlen(r->config), err);
+}
+
+/* Fold k: trained from scratch in run_dir/fold_k, validated (and tested), logged, kept when the
+ * best so far; cv.csv rewritten with the folds done. */
+static loom_status cv_fold(cv_run *r, int k, loom_error *err) {
+    const loom_cv_config *cc = r->cc;
+    loom_cv_result *res = r->res;
+    int K = cc->folds;
+    loom_cv_fold *f = &res->folds[k];
+    loom_model *m = NULL;
+    loom_split sp = {0};
+    loom_metrics val = {0}, tm = {0};
+    char path[2048], dir[1200];
+    f->test_acc = f->test_f1 = NAN;
+    snprintf(r->fl.prefix, sizeof r->fl.prefix, "fold %d/%d: ", k + 1, K);
+    snprintf(dir, sizeof dir, "%s/fold_%d", res->run_dir, k + 1);
+    loom_status st = loom_run_create_dir(dir, true, err);
+    if (st)
         goto done;
-    if (fl.fn) {
-        tc.log = fold_line;
-        tc.log_user = &fl;
-    }
-    log_printf(cc->train.log, cc->train.log_user, LOOM_LOG_INFO,
-               "loom %s: %d-fold cross-validation of %s on %d examples, seed %llu; %s lr %g, "
-               "batch %d, %d epochs",
-               LOOM_VERSION, K, cc->model, ds->n, (unsigned long long)cc->train.seed,
-               loom_opt_kind_str(tc.opt.kind), (double)tc.opt.lr, tc.batch, tc.epochs);
-    for (int k = 0; k < K; k++) {
-        loom_cv_fold *f = &res->folds[k];
-        f->test_acc = f->test_f1 = NAN;
-        snprintf(fl.prefix, sizeof fl.prefix, "fold %d/%d: ", k + 1, K);
-        snprintf(dir, sizeof dir, "%s/fold_%d", res->run_dir, k + 1);
-        if ((st = loom_run_create_dir(dir, true, err)))
-            goto done;
-        /* the folds depend on the seed only; each fold's training has its own stream */
-        if ((st = loom_split_kfold(&sp, ds, K, k, cc->train.seed, err)))
-            goto done;
-        tc.seed = loom_seed_derive(cc->train.seed, (uint64_t)k);
-        st = tune_fit(text, cc->model, ds, &sp, cc->is_standardize, &tc, &f->hist, &val, &m, err);
-        loom_split_reset(&sp);
-        if (st)
-            goto done;
-        f->seconds = f->hist.seconds;
-        f->weights_hash = receipt_weights(m);
-        f->val_acc = val.accuracy;
-        f->val_f1 = val.macro_f1;
-        f->val_loss = val.loss;
-        loom_metrics_reset(&val);
-        res->n_params = loom_model_n_params(m) + loom_model_n_state(m);
-        if ((st = loom_history_write_csv(&f->hist, path_join(path, sizeof path, dir, "history.csv"),
-                                         err)))
-            goto done;
-        char tail[96] = "";
-        if (cc->is_test) {
-            if ((st = loom_run_write_test(m, test, cc->test_subset, tc.batch, dir, &tm, err)))
-                goto done;
-            f->test_acc = tm.accuracy;
-            f->test_f1 = tm.macro_f1;
-            loom_metrics_reset(&tm);
-            snprintf(tail, sizeof tail, "; test accuracy %.4f, macro F1 %.4f", f->test_acc,
-                     f->test_f1);
-        }
-        log_printf(cc->train.log, cc->train.log_user, LOOM_LOG_INFO,
-                   "fold %d/%d: val accuracy %.4f, macro F1 %.4f, loss %.4f (%d epochs, %.1f s)%s",
-                   k + 1, K, f->val_acc, f->val_f1, f->val_loss, f->hist.n_epochs, f->seconds,
-                   tail);
-        if (res->best_fold < 0 || f->val_acc > res->folds[res->best_fold].val_acc) {
-            loom_model_destroy(best);
-            best = m;
-            res->best_fold = k;
-        } else {
-            loom_model_destroy(m);
-        }
-        m = NULL;
-        if ((st = write_cv_csv(res, k + 1, cc->is_test,
-                               path_join(path, sizeof path, res->run_dir, "cv.csv"), err)))
-            goto done;
-    }
-    fold_stats(res, offsetof(loom_cv_fold, val_acc), &res->val_acc_mean, &res->val_acc_sd);
-    fold_stats(res, offsetof(loom_cv_fold, val_f1), &res->val_f1_mean, &res->val_f1_sd);
-    fold_stats(res, offsetof(loom_cv_fold, val_loss), &res->val_loss_mean, &res->val_loss_sd);
-    fold_stats(res, offsetof(loom_cv_fold, test_acc), &res->test_acc_mean, &res->test_acc_sd);
-    fold_stats(res, offsetof(loom_cv_fold, test_f1), &res->test_f1_mean, &res->test_f1_sd);
-    if ((st = write_cv_json(cc, res, path_join(path, sizeof path, res->run_dir, "cv.json"), err)))
+    /* the folds depend on the seed only; each fold's training has its own stream */
+    if ((st = loom_split_kfold(&sp, r->ds, K, k, cc->train.seed, err)))
         goto done;
-    if ((st = write_history_mean(
-             res, path_join(path, sizeof path, res->run_dir, "history_mean.csv"), err)))
+    r->tc.seed = loom_seed_derive(cc->train.seed, (uint64_t)k);
+    st = tune_fit(r->text, cc->model, r->ds, &sp, cc->is_standardize, &r->tc, &f->hist, &val, &m,
+                  err);
+    loom_split_reset(&sp);
+    if (st)
         goto done;
-    free(config);
-    if (!(config = cv_config_text(cc, res->best_fold))) {
-        st = loom_error_set(err, LOOM_ERR_NOMEM, "cv: out of memory");
+    f->seconds = f->hist.seconds;
+    f->weights_hash = receipt_weights(m);
+    f->val_acc = val.accuracy;
+    f->val_f1 = val.macro_f1;
+    f->val_loss = val.loss;
+    res->n_params = loom_model_n_params(m) + loom_model_n_state(m);
+    if ((st = loom_history_write_csv(&f->hist, path_join(path, sizeof path, dir, "history.csv"),
+                                     err)))
         goto done;
-    }
-    if ((st = loom_file_write_atomic(path_join(path, sizeof path, res->run_dir, "config.txt"),
-                                     config, strlen(config), err)))
-        goto done;
-    if ((st = loom_model_save(best, config,
-                              path_join(path, sizeof path, res->run_dir, "model.loom"), err)))
-        goto done;
-    {
-        /* the receipt: the inputs, every fold's weights, and the saved (best) model's */
-        receipt_in rin = receipt_inputs(text, config, ds, cc->is_test ? test : NULL);
-        res->inputs_hash = rin.inputs;
-        char *extra = malloc((size_t)K * 40 + 1), *e = extra; /* one line per fold */
-        if (!extra) {
-            st = loom_error_set(err, LOOM_ERR_NOMEM, "cv: out of memory");
-            goto done;
-        }
-        *e = '\0';
-        for (int k = 0; k < K; k++)
-            e += sprintf(e, "fold_%d_weights_crc32=%08x\n", k + 1, res->folds[k].weights_hash);
-        st = receipt_write(res->run_dir, rin, extra, res->folds[res->best_fold].weights_hash, err);
-        free(extra);
-        if (st)
-            goto done;
-    }
+    char tail[96] = "";
     if (cc->is_test) {
-        st = loom_run_write_test(best, test, cc->test_subset, tc.batch, res->run_dir, &tm, err);
-        loom_metrics_reset(&tm);
-        if (st)
+        if ((st = loom_run_write_test(m, r->test, cc->test_subset, r->tc.batch, dir, &tm, err)))
             goto done;
+        f->test_acc = tm.accuracy;
+        f->test_f1 = tm.macro_f1;
+        snprintf(tail, sizeof tail, "; test accuracy %.4f, macro F1 %.4f", f->test_acc, f->test_f1);
     }
     log_printf(cc->train.log, cc->train.log_user, LOOM_LOG_INFO,
-               "mean +- std over %d folds: val accuracy %.4f +- %.4f, macro F1 %.4f +- %.4f, "
-               "loss %.4f +- %.4f; best fold %d saved in %s/model.loom",
-               K, res->val_acc_mean, res->val_acc_sd, res->val_f1_mean, res->val_f1_sd,
-               res->val_loss_mean, res->val_loss_sd, res->best_fold + 1, res->run_dir);
+               "fold %d/%d: val accuracy %.4f, macro F1 %.4f, loss %.4f (%d epochs, %.1f s)%s",
+               k + 1, K, f->val_acc, f->val_f1, f->val_loss, f->hist.n_epochs, f->seconds, tail);
+    if (res->best_fold < 0 || f->val_acc > res->folds[res->best_fold].val_acc) {
+        loom_model_destroy(r->best);
+        r->best = m;
+        res->best_fold = k;
+        m = NULL;
+    }
+    st = write_cv_csv(res, k + 1, cc->is_test, path_join(path, sizeof path, res->run_dir, "cv.csv"),
+                      err);
 done:
     loom_split_reset(&sp);
     loom_metrics_reset(&val);
     loom_metrics_reset(&tm);
     loom_model_destroy(m);
-    loom_model_destroy(best);
+    return st;
+}
+
+/* receipt.txt of the run: the inputs, every fold's weights, and the saved (best) model's. */
+static loom_status write_cv_receipt(cv_run *r, loom_error *err) {
+    loom_cv_result *res = r->res;
+    int K = res->n_folds;
+    receipt_in rin = receipt_inputs(r->text, r->config, r->ds, r->cc->is_test ? r->test : NULL);
+    res->inputs_hash = rin.inputs;
+    char *extra = malloc((size_t)K * 40 + 1), *e = extra; /* one line per fold */
+    if (!extra)
+        return loom_error_set(err, LOOM_ERR_NOMEM, "cv: out of memory");
+    *e = '\0';
+    for (int k = 0; k < K; k++)
+        e += sprintf(e, "fold_%d_weights_crc32=%08x\n", k + 1, res->folds[k].weights_hash);
+    loom_status st =
+        receipt_write(res->run_dir, rin, extra, res->folds[res->best_fold].weights_hash, err);
+    free(extra);
+    return st;
+}
+
+/* After the folds: mean +- std, cv.json, history_mean.csv, the final config.txt, the best
+ * fold's model (saved, receipted, tested) and the closing line. */
+static loom_status cv_finish(cv_run *r, loom_error *err) {
+    const loom_cv_config *cc = r->cc;
+    loom_cv_result *res = r->res;
+    char path[2048];
+    fold_stats(res, offsetof(loom_cv_fold, val_acc), &res->val_acc_mean, &res->val_acc_sd);
+    fold_stats(res, offsetof(loom_cv_fold, val_f1), &res->val_f1_mean, &res->val_f1_sd);
+    fold_stats(res, offsetof(loom_cv_fold, val_loss), &res->val_loss_mean, &res->val_loss_sd);
+    fold_stats(res, offsetof(loom_cv_fold, test_acc), &res->test_acc_mean, &res->test_acc_sd);
+    fold_stats(res, offsetof(loom_cv_fold, test_f1), &res->test_f1_mean, &res->test_f1_sd);
+    loom_status st =
+        write_cv_json(cc, res, path_join(path, sizeof path, res->run_dir, "cv.json"), err);
+    if (st || (st = write_history_mean(
+                   res, path_join(path, sizeof path, res->run_dir, "history_mean.csv"), err)))
+        return st;
+    free(r->config);
+    if (!(r->config = cv_config_text(cc, res->best_fold)))
+        return loom_error_set(err, LOOM_ERR_NOMEM, "cv: out of memory");
+    if ((st = loom_file_write_atomic(path_join(path, sizeof path, res->run_dir, "config.txt"),
+                                     r->config, strlen(r->config), err)) ||
+        (st = loom_model_save(r->best, r->config,
+                              path_join(path, sizeof path, res->run_dir, "model.loom"), err)) ||
+        (st = write_cv_receipt(r, err)))
+        return st;
+    if (cc->is_test) {
+        loom_metrics tm = {0};
+        st = loom_run_write_test(r->best, r->test, cc->test_subset, r->tc.batch, res->run_dir, &tm,
+                                 err);
+        loom_metrics_reset(&tm);
+        if (st)
+            return st;
+    }
+    log_printf(cc->train.log, cc->train.log_user, LOOM_LOG_INFO,
+               "mean +- std over %d folds: val accuracy %.4f +- %.4f, macro F1 %.4f +- %.4f, "
+               "loss %.4f +- %.4f; best fold %d saved in %s/model.loom",
+               res->n_folds, res->val_acc_mean, res->val_acc_sd, res->val_f1_mean, res->val_f1_sd,
+               res->val_loss_mean, res->val_loss_sd, res->best_fold + 1, res->run_dir);
+    return LOOM_OK;
+}
+
+loom_status loom_cv_run(const loom_cv_config *cc, const loom_dataset *train,
+                        const loom_dataset *test, loom_cv_result *res, loom_error *err) {
+    memset(res, 0, sizeof *res);
+    res->best_fold = -1;
+    cv_run r = {.cc = cc, .test = test, .res = res, .tc = cc->train};
+    r.fl = (fold_log){cc->train.log, cc->train.log_user, ""};
+    loom_dataset *sub = NULL;
+    loom_status st = cv_prepare(&r, train, &sub, err);
+    if (st)
+        goto done;
+    if (r.fl.fn) {
+        r.tc.log = fold_line;
+        r.tc.log_user = &r.fl;
+    }
+    log_printf(cc->train.log, cc->train.log_user, LOOM_LOG_INFO,
+               "loom %s: %d-fold cross-validation of %s on %d examples, seed %llu; %s lr %g, "
+               "batch %d, %d epochs",
+               LOOM_VERSION, cc->folds, cc->model, r.ds->n, (unsigned long long)cc->train.seed,
+               loom_opt_kind_str(r.tc.opt.kind), (double)r.tc.opt.lr, r.tc.batch, r.tc.epochs);
+    for (int k = 0; k < cc->folds && st == LOOM_OK; k++)
+        st = cv_fold(&r, k, err);
+    if (st == LOOM_OK)
+        st = cv_finish(&r, err);
+done:
+    loom_model_destroy(r.best);
     loom_dataset_destroy(sub);
-    free(text);
-    free(config);
+    free(r.text);
+    free(r.config);
     return st;
 }
 
