@@ -8,6 +8,9 @@
 
 #define SPACE_MAX_WORDS 16 /* words in one layer or setting line, as the model language */
 
+/* Streams derived from the search seed: the points, the executions, the validation split. */
+enum { STREAM_POINT = 1, STREAM_EXEC = 2, STREAM_SPLIT = 3 };
+
 typedef enum { HP_INT = 0, HP_FLOAT, HP_CHOICE } hp_kind;
 
 typedef struct {
