@@ -154,7 +154,7 @@ int cmd_train(int argc, char **argv) {
             return cli_fail(&err);
     }
     loom_train_config *t = &rc.train;
-    t->is_progress = true;
+    t->progress = cli_progress;
     bool has_momentum = false;
     double d;
     int i;
@@ -261,7 +261,7 @@ int cmd_train(int argc, char **argv) {
                 return EXIT_USAGE;
             t->log_every = i;
             break;
-        case O_QUIET: t->is_progress = false; break;
+        case O_QUIET: t->progress = NULL; break;
         case O_RESUME: break;
         case O_AUG:
             if (loom_augment_parse(optarg, t, &err))

@@ -315,12 +315,23 @@ void loom_cv_result_reset(loom_cv_result *r) {
     memset(r, 0, sizeof *r);
 }
 
-/* Forwards the trainer's lines with "fold k/K: " in front. */
+/* Forwards the trainer's lines and progress events with "fold k/K: " in front. */
 typedef struct {
     loom_log_fn fn;
     void *user;
+    loom_progress_fn progress;
+    void *progress_user;
     char prefix[32];
 } fold_log;
+
+static void fold_progress(void *user, const loom_progress *p) {
+    fold_log *fl = user;
+    char label[160];
+    snprintf(label, sizeof label, "%s%s", fl->prefix, p->label);
+    loom_progress q = *p;
+    q.label = label;
+    fl->progress(fl->progress_user, &q);
+}
 
 static void fold_line(void *user, loom_log_kind kind, const char *line) {
     fold_log *fl = user;
@@ -472,7 +483,10 @@ loom_status loom_cv_run(const loom_cv_config *cc, const loom_dataset *train,
     loom_split sp = {0};
     loom_metrics val = {0}, tm = {0};
     char path[2048], dir[1200];
-    fold_log fl = {cc->train.log, cc->train.log_user, ""};
+    fold_log fl = {.fn = cc->train.log,
+                   .user = cc->train.log_user,
+                   .progress = cc->train.progress,
+                   .progress_user = cc->train.progress_user};
 
     if (!cc->model)
         return loom_error_set(err, LOOM_ERR_ARG, "no model given");
@@ -512,6 +526,10 @@ loom_status loom_cv_run(const loom_cv_config *cc, const loom_dataset *train,
     if (fl.fn) {
         tc.log = fold_line;
         tc.log_user = &fl;
+    }
+    if (fl.progress) {
+        tc.progress = fold_progress;
+        tc.progress_user = &fl;
     }
     log_printf(cc->train.log, cc->train.log_user, LOOM_LOG_INFO,
                "loom %s: %d-fold cross-validation of %s on %d examples, seed %llu; %s lr %g, "

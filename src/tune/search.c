@@ -1021,6 +1021,16 @@ static void exec_line(void *user, loom_log_kind kind, const char *line) {
     slog(s, kind, "%s%s", s->prefix, line);
 }
 
+/* The trainer's progress events during an execution, with its prefix in front. */
+static void exec_progress(void *user, const loom_progress *p) {
+    search *s = user;
+    char label[256];
+    snprintf(label, sizeof label, "%s%s", s->prefix, p->label);
+    loom_progress q = *p;
+    q.label = label;
+    s->tc->train.progress(s->tc->train.progress_user, &q);
+}
+
 static void fmt_time(double sec, char *buf, size_t n) {
     if (sec >= 3600)
         snprintf(buf, n, "%dh%02dm", (int)(sec / 3600), (int)fmod(sec / 60, 60));
@@ -1116,6 +1126,10 @@ static loom_status trial_config(search *s, const loom_space_point *pt, int epoch
         c->epochs = epochs;
     c->log = exec_line;
     c->log_user = s;
+    if (c->progress) {
+        c->progress = exec_progress;
+        c->progress_user = s;
+    }
     return st;
 }
 
