@@ -41,6 +41,14 @@ bool cli_u64(const char *cmd, const char *flag, const char *s, uint64_t *out);
  * terminal and dropped in a pipe; other lines go to stderr. */
 void cli_log(void *user, loom_log_kind kind, const char *line);
 
+/* progress.c: the live status line, redrawn in place on a terminal and dropped in a pipe or on
+ * TERM=dumb; cli_status_clear wipes it before an ordinary line. */
+void cli_status_line(const char *line);
+void cli_status_clear(void);
+/* The progress callback (user is NULL): the Keras-style bar of each epoch on the status line,
+ * redrawn at most every 0.25 s and at the epoch's last step. */
+void cli_progress(void *user, const loom_progress *p);
+
 /* SIGINT/SIGTERM set this flag (once); a second signal exits at once. */
 extern volatile int cli_stop_flag;
 void cli_install_signals(void);

@@ -91,7 +91,7 @@ int cmd_cv(int argc, char **argv) {
     if (loom_cv_apply_zoo_defaults(&cc, &err))
         return cli_fail(&err);
     loom_train_config *t = &cc.train;
-    t->is_progress = true;
+    t->progress = cli_progress;
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -108,7 +108,7 @@ int cmd_cv(int argc, char **argv) {
             if (!cli_int("cv", "--threads", optarg, 0, 1024, &threads))
                 return EXIT_USAGE;
             break;
-        case O_QUIET: t->is_progress = false; break;
+        case O_QUIET: t->progress = NULL; break;
         default:
             if (c >= CLI_SETTING) {
                 if (!cli_setting("cv", c, optarg, &set, NULL, 0))

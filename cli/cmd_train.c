@@ -81,7 +81,7 @@ int cmd_train(int argc, char **argv) {
             return cli_fail(&err);
     }
     loom_train_config *t = &rc.train;
-    t->is_progress = true;
+    t->progress = cli_progress;
     set = loom_run_settings(&rc);
     int threads = 0, i;
     optind = 1;
@@ -100,7 +100,7 @@ int cmd_train(int argc, char **argv) {
                 return EXIT_USAGE;
             t->log_every = i;
             break;
-        case O_QUIET: t->is_progress = false; break;
+        case O_QUIET: t->progress = NULL; break;
         case O_RESUME: break;
         default:
             if (c >= CLI_SETTING) {

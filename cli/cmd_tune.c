@@ -98,7 +98,7 @@ int cmd_tune(int argc, char **argv) {
     static char overrides[4096];
     overrides[0] = '\0';
     loom_train_config *t = &tc.train;
-    t->is_progress = true;
+    t->progress = cli_progress;
     loom_error err = {0};
     int c, threads = 0;
     optind = 1;
@@ -152,7 +152,7 @@ int cmd_tune(int argc, char **argv) {
             if (!cli_int("tune", "--threads", optarg, 0, 1024, &threads))
                 return EXIT_USAGE;
             break;
-        case O_QUIET: t->is_progress = false; break;
+        case O_QUIET: t->progress = NULL; break;
         case O_VERBOSE: tc.is_verbose = true; break;
         case O_HELP: help(); return 0;
         default:

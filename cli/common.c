@@ -75,21 +75,11 @@ bool cli_u64(const char *cmd, const char *flag, const char *s, uint64_t *out) {
 
 void cli_log(void *user, loom_log_kind kind, const char *line) {
     (void)user;
-    static int is_tty = -1;
-    static bool has_partial = false;
-    if (is_tty < 0)
-        is_tty = isatty(2) && getenv("TERM") && strcmp(getenv("TERM"), "dumb") != 0;
     if (kind == LOOM_LOG_PROGRESS) {
-        if (!is_tty)
-            return;
-        fprintf(stderr, "\r%s\033[K", line);
-        has_partial = true;
+        cli_status_line(line);
         return;
     }
-    if (has_partial) {
-        fprintf(stderr, "\r\033[K");
-        has_partial = false;
-    }
+    cli_status_clear();
     fprintf(stderr, "%s\n", line);
 }
 

@@ -289,6 +289,22 @@ typedef struct {
 typedef enum { LOOM_LOG_INFO = 0, LOOM_LOG_WARN, LOOM_LOG_PROGRESS, LOOM_LOG_EPOCH } loom_log_kind;
 typedef void (*loom_log_fn)(void *user, loom_log_kind kind, const char *line);
 
+/* A training progress event, for a live display (the CLI draws a Keras-style bar from it): after
+ * every step (LOOM_PROGRESS_STEP) and at each epoch's end, after validation and just before the
+ * epoch's LOOM_LOG_EPOCH line (LOOM_PROGRESS_EPOCH_END). The library itself never prints. */
+typedef enum { LOOM_PROGRESS_STEP = 0, LOOM_PROGRESS_EPOCH_END } loom_progress_kind;
+typedef struct {
+    loom_progress_kind kind;
+    const char *label;        /* "" from loom_train; cv and tune put "fold k/K: " and the like */
+    int epoch, n_epochs;      /* 1-based epoch, and the epochs asked for */
+    int step, n_steps;        /* steps done in this epoch (1-based), steps per epoch */
+    double loss, acc;         /* the epoch's running means so far (loss with any L2 penalty) */
+    double seconds;           /* since the epoch (or its resumed part) started */
+    double val_loss, val_acc; /* EPOCH_END with validation data, else NaN */
+    double lr;                /* the epoch's learning rate */
+} loom_progress;
+typedef void (*loom_progress_fn)(void *user, const loom_progress *p);
+
 typedef struct {
     int epochs;
     int batch;
@@ -301,10 +317,11 @@ typedef struct {
                 * weights only; avg starts at the initial weights). Validation, early stopping
                 * and the final model use the averaged weights. 0 = off. */
     uint64_t seed;
-    int log_every;    /* iteration lines every N steps, 0 = off */
-    bool is_progress; /* live progress lines (LOOM_LOG_PROGRESS) */
-    loom_log_fn log;  /* may be NULL */
+    int log_every;   /* iteration lines every N steps, 0 = off */
+    loom_log_fn log; /* may be NULL */
     void *log_user;
+    loom_progress_fn progress; /* progress events; NULL = none */
+    void *progress_user;
     volatile int *stop_flag;     /* set non-zero (by a signal handler) to stop after this step */
     bool is_augment_flip;        /* random horizontal flips of training images */
     int augment_shift;           /* random translations of up to this many pixels, 0 = off */

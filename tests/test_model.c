@@ -488,6 +488,50 @@ static void test_ema(void) {
 }
 
 /* loom bench: throughput of a model-text file, and with is_layers a row per layer. */
+/* Progress events: one per step (steps 1..n_steps in order, running means) and one at each
+ * epoch's end that matches the history row; the library reports them and prints nothing. */
+typedef struct {
+    int n_step, n_end, last_step, bad_order;
+    double end_loss[2], end_val_acc[2];
+} progress_count;
+
+static void count_progress(void *user, const loom_progress *p) {
+    progress_count *pc = user;
+    if (p->kind == LOOM_PROGRESS_STEP) {
+        pc->bad_order += p->step != pc->last_step % p->n_steps + 1 || p->n_steps != 8;
+        pc->last_step = p->step;
+        pc->n_step++;
+    } else if (pc->n_end < 2) {
+        pc->end_loss[pc->n_end] = p->loss;
+        pc->end_val_acc[pc->n_end++] = p->val_acc;
+    }
+}
+
+static void test_progress_events(void) {
+    loom_dataset *ds = make_data(600, 3);
+    int idx[600];
+    iota(idx, 600);
+    loom_model *m = NULL;
+    loom_error err = {0};
+    CHECK(loom_model_create(&m, "flatten, dense 16 relu, dense 4", "p", 8, 8, 1, &err) == 0);
+    loom_model_init(m, 4);
+    loom_train_config c;
+    loom_train_config_init(&c);
+    c.epochs = 2;
+    c.batch = 64;
+    progress_count pc = {0};
+    c.progress = count_progress;
+    c.progress_user = &pc;
+    loom_history h = {0};
+    CHECK(loom_train(m, &c, ds, idx, 500, ds, idx + 500, 100, NULL, &h, &err) == LOOM_OK);
+    CHECK(pc.n_step == 16 && pc.n_end == 2 && pc.bad_order == 0);
+    CHECK(h.n_epochs == 2 && pc.end_loss[1] == h.epochs[1].loss &&
+          pc.end_val_acc[0] == h.epochs[0].val_acc);
+    loom_history_reset(&h);
+    loom_model_destroy(m);
+    loom_dataset_destroy(ds);
+}
+
 static void test_bench_layers(void) {
     char path[600];
     snprintf(path, sizeof path, "%s/bench.txt", check_tmpdir());
@@ -526,6 +570,7 @@ int main(void) {
     RUN(test_label_smoothing);
     RUN(test_config_round_trip);
     RUN(test_ema);
+    RUN(test_progress_events);
     RUN(test_bench_layers);
     return check_report();
 }

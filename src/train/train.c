@@ -1,6 +1,8 @@
 /* train.c - the training loop: seeded shuffling, mini-batches filled into buffers allocated
  * once, forward/backward/update, per-epoch validation, history, schedules, early stopping
- * with best-weight restore, NaN/Inf detection with rollback to the epoch's starting weights. */
+ * with best-weight restore, NaN/Inf detection with rollback to the epoch's starting weights.
+ * x (B, H, W, C) batches, logits and dlogits (B, K). Nothing is printed here: the caller gets
+ * log lines (cfg->log) and progress events (cfg->progress) to show as it likes. */
 #include "../model/model.h"
 #include "checkpoint.h"
 
@@ -24,15 +26,6 @@ void loom_train_config_init(loom_train_config *c) {
 void loom_history_reset(loom_history *h) {
     free(h->epochs);
     memset(h, 0, sizeof *h);
-}
-
-static void fmt_eta(double s, char *buf, size_t n) {
-    if (s >= 3600)
-        snprintf(buf, n, "%dh%02dm", (int)(s / 3600), (int)fmod(s / 60, 60));
-    else if (s >= 60)
-        snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
-    else
-        snprintf(buf, n, "%.0fs", s);
 }
 
 void optim_state(loom_optim *o, float **m, float **v, long **t);
@@ -107,15 +100,38 @@ static void augment_batch(float *x, int B, int H, int W, int C, const loom_train
     }
 }
 
-loom_status loom_train(loom_model *m, const loom_train_config *cfg, const loom_dataset *train,
-                       const int *idx_train, int n_train, const loom_dataset *val,
-                       const int *idx_val, int n_val, const loom_norm *nrm, loom_history *hist,
-                       loom_error *err) {
-    loom_error own; /* err may be NULL (ckpt_load copies an error into it) */
-    if (!err)
-        err = &own;
-    memset(hist, 0, sizeof *hist);
-    double t_start = loom_now();
+/* One training run: the caller's arguments, the buffers allocated once, the optimizer and the
+ * checkpointable state (everything a checkpoint must carry lives in ck.pos or behind ck's
+ * pointers). */
+typedef struct {
+    loom_model *m;
+    const loom_train_config *cfg;
+    const loom_dataset *train, *val;
+    const int *idx_val;
+    int n_train, n_val;
+    const loom_norm *nrm;
+    loom_history *hist;
+    loom_error *err;
+    int K;          /* the model's outputs */
+    int bs, steps;  /* batch size, steps per epoch */
+    size_t np, ns;  /* parameter and state floats */
+    float *x;       /* (bs, H, W, C) */
+    int *y;         /* (bs) */
+    float *dlogits; /* (bs, K) */
+    int *order;     /* (n_train) */
+    float *good;    /* (np + ns) weights at epoch start */
+    float *best;    /* (np + ns) best validation weights */
+    float *aug_tmp; /* (H, W, C) one image (augmentation) */
+    bool is_ema;
+    float *ema; /* (np) averaged weights, when is_ema */
+    loom_optim *opt;
+    long *opt_t; /* the optimizer's step count */
+    ckpt_state ck;
+} trainer;
+
+/* The settings and shapes loom_train needs before it allocates anything. */
+static loom_status check_args(const loom_model *m, const loom_train_config *cfg,
+                              const loom_dataset *train, int n_train, loom_error *err) {
     if (cfg->epochs < 1 || cfg->batch < 1)
         return loom_error_set(err, LOOM_ERR_ARG, "epochs and batch size must be >= 1");
     if (!(cfg->ema >= 0.0f && cfg->ema <= 0.9999f))
@@ -132,50 +148,51 @@ loom_status loom_train(loom_model *m, const loom_train_config *cfg, const loom_d
         return loom_error_set(err, LOOM_ERR_SHAPE,
                               "the model expects %dx%dx%d images, the data has %dx%dx%d",
                               m->in.d[0], m->in.d[1], m->in.d[2], train->H, train->W, train->C);
-    int bs = cfg->batch < n_train ? cfg->batch : n_train;
-    loom_status st = loom_model_prepare(m, bs, err);
+    return LOOM_OK;
+}
+
+/* The buffers, the optimizer and the starting position (seeded streams, or the checkpoint's
+ * when resuming). t's caller fields, K, bs and steps are set; the model is prepared for bs. */
+static loom_status trainer_setup(trainer *t, const int *idx_train) {
+    const loom_train_config *cfg = t->cfg;
+    loom_model *m = t->m;
+    size_t D = (size_t)t->train->H * t->train->W * t->train->C, np = m->n_params, ns = m->n_state;
+    int bs = t->bs;
+    t->np = np;
+    t->ns = ns;
+    t->x = loom_xalloc(sizeof(float) * D * bs);
+    t->y = malloc(sizeof(int) * (size_t)bs);
+    t->dlogits = loom_xalloc(sizeof(float) * (size_t)t->K * bs);
+    t->order = malloc(sizeof(int) * (size_t)t->n_train);
+    t->good = loom_xalloc(sizeof(float) * (np + ns));
+    t->best = loom_xalloc(sizeof(float) * (np + ns));
+    t->aug_tmp = loom_xalloc(sizeof(float) * D);
+    t->is_ema = cfg->ema > 0.0f;
+    t->ema = t->is_ema ? loom_xalloc(sizeof(float) * (np ? np : 1)) : NULL;
+    t->hist->epochs = calloc((size_t)cfg->epochs, sizeof *t->hist->epochs);
+    if (!t->x || !t->y || !t->dlogits || !t->order || !t->good || !t->best || !t->aug_tmp ||
+        !t->hist->epochs || (t->is_ema && !t->ema))
+        return loom_error_set(t->err, LOOM_ERR_NOMEM, "training buffers: out of memory");
+    loom_status st = loom_optim_create(&t->opt, &cfg->opt, np, t->err);
     if (st)
         return st;
-    size_t D = (size_t)train->H * train->W * train->C;
-    size_t np = m->n_params, ns = m->n_state;
-    float *x = loom_xalloc(sizeof(float) * D * bs);               /* (bs, H, W, C) */
-    int *y = malloc(sizeof(int) * (size_t)bs);                    /* (bs) */
-    float *dlogits = loom_xalloc(sizeof(float) * (size_t)K * bs); /* (bs, K) */
-    int *order = malloc(sizeof(int) * (size_t)n_train);           /* (n_train) */
-    float *good = loom_xalloc(sizeof(float) * (np + ns));         /* weights at epoch start */
-    float *best = loom_xalloc(sizeof(float) * (np + ns));         /* best validation weights */
-    float *aug_tmp = loom_xalloc(sizeof(float) * D);              /* one image (augmentation) */
-    bool is_ema = cfg->ema > 0.0f;
-    float *ema = is_ema ? loom_xalloc(sizeof(float) * (np ? np : 1)) : NULL; /* averaged weights */
-    hist->epochs = calloc((size_t)cfg->epochs, sizeof *hist->epochs);
-    loom_optim *opt = NULL;
-    if (!x || !y || !dlogits || !order || !good || !best || !aug_tmp || !hist->epochs ||
-        (is_ema && !ema)) {
-        st = loom_error_set(err, LOOM_ERR_NOMEM, "training buffers: out of memory");
-        goto done;
-    }
-    st = loom_optim_create(&opt, &cfg->opt, np, err);
-    if (st)
-        goto done;
-    memcpy(order, idx_train, sizeof(int) * (size_t)n_train);
-    if (is_ema)
-        memcpy(ema, m->params, sizeof(float) * np);
+    memcpy(t->order, idx_train, sizeof(int) * (size_t)t->n_train);
+    if (t->is_ema)
+        memcpy(t->ema, m->params, sizeof(float) * np);
 
-    /* everything that a checkpoint must carry lives in ck.pos or behind ck's pointers */
     uint32_t ema_bits = 0; /* off: 0 (also for -0) */
-    if (is_ema)
+    if (t->is_ema)
         memcpy(&ema_bits, &cfg->ema, 4);
-    ckpt_state ck = {.sizes = {np, ns, n_train, bs, cfg->epochs, ema_bits},
-                     .order = order,
-                     .params = m->params,
-                     .state = m->state,
-                     .best = best,
-                     .good = good,
-                     .ema = ema,
-                     .hist = hist->epochs};
-    long *opt_t;
-    optim_state(opt, &ck.opt_m, &ck.opt_v, &opt_t);
-    ckpt_pos *p = &ck.pos;
+    t->ck = (ckpt_state){.sizes = {np, ns, t->n_train, bs, cfg->epochs, ema_bits},
+                         .order = t->order,
+                         .params = m->params,
+                         .state = m->state,
+                         .best = t->best,
+                         .good = t->good,
+                         .ema = t->ema,
+                         .hist = t->hist->epochs};
+    optim_state(t->opt, &t->ck.opt_m, &t->ck.opt_v, &t->opt_t);
+    ckpt_pos *p = &t->ck.pos;
     loom_rng_seed(&p->rng_shuffle, loom_seed_derive(cfg->seed, 1001));
     loom_rng_seed(&p->rng_drop, loom_seed_derive(cfg->seed, 1002));
     loom_rng_seed(&p->rng_aug, loom_seed_derive(cfg->seed, 1003));
@@ -184,209 +201,319 @@ loom_status loom_train(loom_model *m, const loom_train_config *cfg, const loom_d
     p->lr_plateau = cfg->opt.lr;
     if (cfg->is_resume && cfg->checkpoint_path) {
         char warning[1200];
-        if ((st = ckpt_load(cfg->checkpoint_path, &ck, warning, sizeof warning, err)))
-            goto done;
+        if ((st = ckpt_load(cfg->checkpoint_path, &t->ck, warning, sizeof warning, t->err)))
+            return st;
         if (warning[0])
             log_printf(cfg->log, cfg->log_user, LOOM_LOG_WARN, "%s", warning);
-        *opt_t = p->opt_t;
-        hist->n_epochs = p->n_hist;
+        *t->opt_t = p->opt_t;
+        t->hist->n_epochs = p->n_hist;
         log_printf(cfg->log, cfg->log_user, LOOM_LOG_INFO, "resuming at epoch %d, step %d",
                    p->epoch + 1, p->step + 1);
     }
-    int ck_every = cfg->checkpoint_every > 0 ? cfg->checkpoint_every : 1;
+    return LOOM_OK;
+}
 
-    int steps = (n_train + bs - 1) / bs;
-    for (; p->epoch < cfg->epochs; p->epoch++, p->step = 0) {
-        int e = p->epoch;
-        double t0 = loom_now(), t_last = t0;
-        if (p->step == 0) { /* a fresh epoch (not one resumed in its middle) */
-            p->lr_epoch = cfg->sched.kind == LOOM_SCHED_PLATEAU
-                              ? p->lr_plateau
-                              : loom_sched_lr(&cfg->sched, cfg->opt.lr, e, cfg->epochs);
-            memcpy(good, m->params, sizeof(float) * np);
-            memcpy(good + np, m->state, sizeof(float) * ns);
-            loom_shuffle_int(order, n_train, &p->rng_shuffle);
-            p->loss_sum = p->pen_sum = 0;
-            p->seen = p->correct = 0;
+/* A progress event (cfg->progress is set) with the epoch's running loss and accuracy. */
+static void report_progress(const trainer *t, loom_progress_kind kind, int step, float lr,
+                            double seconds, double val_loss, double val_acc) {
+    const ckpt_pos *p = &t->ck.pos;
+    loom_progress ev = {.kind = kind,
+                        .label = "",
+                        .epoch = p->epoch + 1,
+                        .n_epochs = t->cfg->epochs,
+                        .step = step,
+                        .n_steps = t->steps,
+                        .loss = (p->loss_sum + p->pen_sum) / p->seen,
+                        .acc = (double)p->correct / p->seen,
+                        .seconds = seconds,
+                        .val_loss = val_loss,
+                        .val_acc = val_acc,
+                        .lr = lr};
+    t->cfg->progress(t->cfg->progress_user, &ev);
+}
+
+/* Step s's loss L or a gradient is not finite: roll back to the epoch's starting weights and
+ * say where the trouble started (bad_out, bad_grad: the first such layer, or -1). */
+static loom_status step_failed(trainer *t, int s, double L, int bad_out, int bad_grad) {
+    const loom_train_config *cfg = t->cfg;
+    loom_model *m = t->m;
+    memcpy(m->params, t->good, sizeof(float) * t->np);
+    memcpy(m->state, t->good + t->np, sizeof(float) * t->ns);
+    char where[256] = "the loss";
+    if (bad_out >= 0 || bad_grad >= 0) {
+        char nm[200];
+        model_layer_name(m, bad_out >= 0 ? bad_out : bad_grad, nm, sizeof nm);
+        snprintf(where, sizeof where, "%s of %s", bad_out >= 0 ? "the output" : "the gradient", nm);
+    }
+    loom_status st = loom_error_set(
+        t->err, LOOM_ERR_NUMERIC,
+        "%s became %s at epoch %d, step %d (first non-finite: %s); "
+        "weights rolled back to the start of the epoch: lower lr or set clip_norm",
+        bad_grad >= 0 ? "a gradient" : "the loss", bad_grad >= 0 || isnan(L) ? "NaN" : "Inf",
+        t->ck.pos.epoch + 1, s + 1, where);
+    if (cfg->checkpoint_path && t->ck.pos.epoch > 0)
+        log_printf(cfg->log, cfg->log_user, LOOM_LOG_WARN, "the last good checkpoint is %s",
+                   cfg->checkpoint_path);
+    return st;
+}
+
+/* After step s: a checkpoint every cfg->checkpoint_steps steps inside the epoch, and one when
+ * stop_flag is set (then LOOM_ERR_INTERRUPTED). The checkpoint resumes at step s + 1. */
+static loom_status checkpoint_step(trainer *t, int s) {
+    const loom_train_config *cfg = t->cfg;
+    ckpt_pos *p = &t->ck.pos;
+    bool is_stop = cfg->stop_flag && *cfg->stop_flag;
+    bool is_ck_step =
+        cfg->checkpoint_steps > 0 && (s + 1) % cfg->checkpoint_steps == 0 && s + 1 < t->steps;
+    if (cfg->checkpoint_path && (is_stop || is_ck_step)) {
+        p->step = s + 1;
+        p->opt_t = *t->opt_t;
+        p->n_hist = t->hist->n_epochs;
+        loom_status st = ckpt_save(cfg->checkpoint_path, &t->ck, t->err);
+        if (st)
+            return st;
+        p->step = s;
+    }
+    if (is_stop)
+        return loom_error_set(t->err, LOOM_ERR_INTERRUPTED, "interrupted at epoch %d, step %d%s",
+                              p->epoch + 1, s + 1,
+                              cfg->checkpoint_path ? "; checkpoint saved" : "");
+    return LOOM_OK;
+}
+
+/* Step s of the current epoch at rate lr: one batch forward, backward and update (and the
+ * average); then the iteration line, the progress event (t0: the epoch's start) and any
+ * checkpoint. */
+static loom_status train_step(trainer *t, int s, float lr, double t0) {
+    const loom_train_config *cfg = t->cfg;
+    loom_model *m = t->m;
+    ckpt_pos *p = &t->ck.pos;
+    int lo = s * t->bs, B = t->n_train - lo < t->bs ? t->n_train - lo : t->bs, K = t->K;
+    loom_batch_fill(t->train, t->order + lo, B, t->nrm, t->x, t->y);
+    if (cfg->is_augment_flip || cfg->augment_shift > 0)
+        augment_batch(t->x, B, t->train->H, t->train->W, t->train->C, cfg, &p->rng_aug, t->aug_tmp);
+    loom_model_zero_grad(m);
+    const float *logits = loom_model_forward(m, t->x, B, true, &p->rng_drop);
+    int nc = 0;
+    double L = loom_softmax_xent_smooth(logits, t->y, B, K, cfg->label_smoothing, t->dlogits, &nc);
+    int bad_out = isfinite(L) ? -1 : model_first_nonfinite_output(m, B);
+    int bad_grad = -1;
+    if (isfinite(L)) {
+        loom_model_backward(m, t->dlogits, B);
+        bad_grad = model_first_nonfinite_grad(m);
+    }
+    if (!isfinite(L) || bad_grad >= 0)
+        return step_failed(t, s, L, bad_out, bad_grad);
+    if (cfg->opt.l2 > 0.0f)
+        p->pen_sum += cfg->opt.l2 * loom_model_l2_apply(m, cfg->opt.l2, true) * B;
+    loom_optim_step(t->opt, m, lr);
+    if (t->is_ema)
+        ema_update(t->ema, m->params, t->np, cfg->ema, *t->opt_t);
+    p->loss_sum += L;
+    p->correct += nc;
+    p->seen += B;
+    if (cfg->log_every > 0 && (s + 1) % cfg->log_every == 0)
+        log_printf(cfg->log, cfg->log_user, LOOM_LOG_INFO,
+                   "Iteration: %d. Loss: %.4f. Accuracy: %.2f", p->epoch * t->steps + s + 1, L / B,
+                   100.0 * nc / B);
+    if (cfg->progress)
+        report_progress(t, LOOM_PROGRESS_STEP, s + 1, lr, loom_now() - t0, NAN, NAN);
+    return checkpoint_step(t, s);
+}
+
+/* h's validation loss and accuracy, of the averaged weights when there is an average. */
+static loom_status validate(trainer *t, loom_epoch *h) {
+    loom_metrics mt = {0};
+    if (t->is_ema)
+        ema_swap(t->m->params, t->ema, t->np);
+    loom_status st =
+        loom_evaluate(t->m, t->val, t->idx_val, t->n_val, t->nrm, t->bs, &mt, NULL, NULL, t->err);
+    if (t->is_ema)
+        ema_swap(t->m->params, t->ema, t->np);
+    if (st)
+        return st;
+    h->val_loss = mt.loss;
+    h->val_acc = mt.accuracy;
+    loom_metrics_reset(&mt);
+    return LOOM_OK;
+}
+
+/* Scores the finished epoch h: keeps the best weights (for early stopping), lowers the plateau
+ * schedule's rate, and returns true when early stopping ends the training here. */
+static bool monitor(trainer *t, loom_epoch *h) {
+    const loom_train_config *cfg = t->cfg;
+    ckpt_pos *p = &t->ck.pos;
+    size_t np = t->np;
+    /* monitor: validation loss when there is validation data, else training loss */
+    double score = isnan(h->val_loss) ? h->loss : h->val_loss;
+    if (score < p->best_score) {
+        p->best_score = score;
+        p->best_epoch = p->epoch;
+        p->since_best = 0;
+        p->plateau_wait = 0;
+        if (cfg->early_stopping > 0) {
+            /* the weights that were scored: the average when it was validated */
+            memcpy(t->best, t->is_ema && t->val && t->n_val > 0 ? t->ema : t->m->params,
+                   sizeof(float) * np);
+            memcpy(t->best + np, t->m->state, sizeof(float) * t->ns);
         }
-        float lr = p->lr_epoch;
-        for (; p->step < steps; p->step++) {
-            int s = p->step;
-            int lo = s * bs, B = n_train - lo < bs ? n_train - lo : bs;
-            loom_batch_fill(train, order + lo, B, nrm, x, y);
-            if (cfg->is_augment_flip || cfg->augment_shift > 0)
-                augment_batch(x, B, train->H, train->W, train->C, cfg, &p->rng_aug, aug_tmp);
-            loom_model_zero_grad(m);
-            const float *logits = loom_model_forward(m, x, B, true, &p->rng_drop);
-            int nc = 0;
-            double L =
-                loom_softmax_xent_smooth(logits, y, B, K, cfg->label_smoothing, dlogits, &nc);
-            int bad_out = isfinite(L) ? -1 : model_first_nonfinite_output(m, B);
-            int bad_grad = -1;
-            if (isfinite(L)) {
-                loom_model_backward(m, dlogits, B);
-                bad_grad = model_first_nonfinite_grad(m);
-            }
-            if (!isfinite(L) || bad_grad >= 0) {
-                /* roll back to the last good weights and say where the trouble started */
-                memcpy(m->params, good, sizeof(float) * np);
-                memcpy(m->state, good + np, sizeof(float) * ns);
-                char where[256] = "the loss";
-                if (bad_out >= 0 || bad_grad >= 0) {
-                    char nm[200];
-                    model_layer_name(m, bad_out >= 0 ? bad_out : bad_grad, nm, sizeof nm);
-                    snprintf(where, sizeof where, "%s of %s",
-                             bad_out >= 0 ? "the output" : "the gradient", nm);
-                }
-                st = loom_error_set(err, LOOM_ERR_NUMERIC,
-                                    "%s became %s at epoch %d, step %d (first non-finite: %s); "
-                                    "weights rolled back to the start of the epoch: lower lr or "
-                                    "set clip_norm",
-                                    bad_grad >= 0 ? "a gradient" : "the loss",
-                                    bad_grad >= 0 || isnan(L) ? "NaN" : "Inf", e + 1, s + 1, where);
-                if (cfg->checkpoint_path && p->epoch > 0)
-                    log_printf(cfg->log, cfg->log_user, LOOM_LOG_WARN,
-                               "the last good checkpoint is %s", cfg->checkpoint_path);
-                goto done;
-            }
-            if (cfg->opt.l2 > 0.0f)
-                p->pen_sum += cfg->opt.l2 * loom_model_l2_apply(m, cfg->opt.l2, true) * B;
-            loom_optim_step(opt, m, lr);
-            if (is_ema)
-                ema_update(ema, m->params, np, cfg->ema, *opt_t);
-            p->loss_sum += L;
-            p->correct += nc;
-            p->seen += B;
-            double now = loom_now();
-            if (cfg->log_every > 0 && (s + 1) % cfg->log_every == 0)
-                log_printf(cfg->log, cfg->log_user, LOOM_LOG_INFO,
-                           "Iteration: %d. Loss: %.4f. Accuracy: %.2f", e * steps + s + 1, L / B,
-                           100.0 * nc / B);
-            if (cfg->is_progress && (now - t_last > 0.25 || s + 1 == steps)) {
-                t_last = now;
-                char eta[32], bar[31];
-                fmt_eta((now - t0) / (s + 1) * (steps - s - 1), eta, sizeof eta);
-                int fill = (int)(30.0 * (s + 1) / steps);
-                for (int i = 0; i < 30; i++)
-                    bar[i] = i < fill ? '=' : i == fill ? '>' : '.';
-                bar[30] = '\0';
-                log_printf(cfg->log, cfg->log_user, LOOM_LOG_PROGRESS,
-                           "Epoch %d/%d %5d/%d [%s] - ETA: %s - loss: %.4f - acc: %.4f", e + 1,
-                           cfg->epochs, s + 1, steps, bar, eta,
-                           (p->loss_sum + p->pen_sum) / p->seen, (double)p->correct / p->seen);
-            }
-            bool is_stop = cfg->stop_flag && *cfg->stop_flag;
-            bool is_ck_step =
-                cfg->checkpoint_steps > 0 && (s + 1) % cfg->checkpoint_steps == 0 && s + 1 < steps;
-            if (cfg->checkpoint_path && (is_stop || is_ck_step)) {
-                p->step = s + 1;
-                p->opt_t = *opt_t;
-                p->n_hist = hist->n_epochs;
-                if ((st = ckpt_save(cfg->checkpoint_path, &ck, err)))
-                    goto done;
-                p->step = s;
-            }
-            if (is_stop) {
-                st = loom_error_set(err, LOOM_ERR_INTERRUPTED, "interrupted at epoch %d, step %d%s",
-                                    e + 1, s + 1, cfg->checkpoint_path ? "; checkpoint saved" : "");
-                goto done;
-            }
-        }
-        loom_epoch *h = &hist->epochs[hist->n_epochs++];
-        h->epoch = e + 1;
-        h->loss = (p->loss_sum + p->pen_sum) / p->seen;
-        h->acc = (double)p->correct / p->seen;
-        h->lr = lr;
-        h->val_loss = h->val_acc = NAN;
-        if (val && n_val > 0) {
-            loom_metrics mt = {0};
-            if (is_ema)
-                ema_swap(m->params, ema, np);
-            st = loom_evaluate(m, val, idx_val, n_val, nrm, bs, &mt, NULL, NULL, err);
-            if (is_ema)
-                ema_swap(m->params, ema, np);
-            if (st)
-                goto done;
-            h->val_loss = mt.loss;
-            h->val_acc = mt.accuracy;
-            loom_metrics_reset(&mt);
-        }
-        h->seconds = loom_now() - t0;
-        char tail[160] = "";
-        if (val && n_val > 0)
-            snprintf(tail, sizeof tail, " - val_loss: %.4f - val_acc: %.4f", h->val_loss,
-                     h->val_acc);
-        log_printf(cfg->log, cfg->log_user, LOOM_LOG_EPOCH,
-                   "Epoch %d/%d - %.1fs - loss: %.4f - acc: %.4f%s - lr: %.3g", e + 1, cfg->epochs,
-                   h->seconds, h->loss, h->acc, tail, (double)lr);
-        if (steps >= 50 && fabs(h->loss - log((double)K)) < 0.02 && h->acc < 1.5 / K)
-            log_printf(
-                cfg->log, cfg->log_user, LOOM_LOG_WARN,
-                "warning: the training loss stayed at ln(%d) = %.2f for epoch %d: the model is "
-                "not learning; check the learning rate and optimizer",
-                K, log((double)K), e + 1);
-        /* monitor: validation loss when there is validation data, else training loss */
-        double score = isnan(h->val_loss) ? h->loss : h->val_loss;
+        return false;
+    }
+    p->since_best++;
+    if (cfg->sched.kind == LOOM_SCHED_PLATEAU && ++p->plateau_wait >= cfg->sched.patience) {
+        p->lr_plateau = fmaxf(p->lr_plateau * cfg->sched.gamma, cfg->sched.lr_min);
+        p->plateau_wait = 0;
+    }
+    if (cfg->early_stopping > 0 && p->since_best >= cfg->early_stopping) {
+        t->hist->is_stopped_early = true;
+        log_printf(cfg->log, cfg->log_user, LOOM_LOG_INFO,
+                   "early stopping: no improvement for %d epochs; restoring epoch %d",
+                   p->since_best, p->best_epoch + 1);
+        return true;
+    }
+    return false;
+}
+
+/* The checkpoint every checkpoint_every epochs, positioned at the next epoch's start. */
+static loom_status checkpoint_epoch(trainer *t) {
+    ckpt_pos *p = &t->ck.pos, saved = *p;
+    p->epoch = saved.epoch + 1;
+    p->step = 0;
+    p->opt_t = *t->opt_t;
+    p->n_hist = t->hist->n_epochs;
+    loom_status st = ckpt_save(t->cfg->checkpoint_path, &t->ck, t->err);
+    *p = saved;
+    return st;
+}
+
+/* The end of an epoch trained at rate lr since t0: its history row, validation, the progress
+ * event and epoch line, the monitor, the epoch checkpoint. *is_last: no epoch follows. */
+static loom_status end_epoch(trainer *t, float lr, double t0, bool *is_last) {
+    const loom_train_config *cfg = t->cfg;
+    ckpt_pos *p = &t->ck.pos;
+    int e = p->epoch, K = t->K;
+    bool has_val = t->val && t->n_val > 0;
+    loom_epoch *h = &t->hist->epochs[t->hist->n_epochs++];
+    h->epoch = e + 1;
+    h->loss = (p->loss_sum + p->pen_sum) / p->seen;
+    h->acc = (double)p->correct / p->seen;
+    h->lr = lr;
+    h->val_loss = h->val_acc = NAN;
+    loom_status st = has_val ? validate(t, h) : LOOM_OK;
+    if (st)
+        return st;
+    h->seconds = loom_now() - t0;
+    if (cfg->progress)
+        report_progress(t, LOOM_PROGRESS_EPOCH_END, t->steps, lr, h->seconds, h->val_loss,
+                        h->val_acc);
+    char tail[160] = "";
+    if (has_val)
+        snprintf(tail, sizeof tail, " - val_loss: %.4f - val_acc: %.4f", h->val_loss, h->val_acc);
+    log_printf(cfg->log, cfg->log_user, LOOM_LOG_EPOCH,
+               "Epoch %d/%d - %.1fs - loss: %.4f - acc: %.4f%s - lr: %.3g", e + 1, cfg->epochs,
+               h->seconds, h->loss, h->acc, tail, (double)lr);
+    if (t->steps >= 50 && fabs(h->loss - log((double)K)) < 0.02 && h->acc < 1.5 / K)
+        log_printf(cfg->log, cfg->log_user, LOOM_LOG_WARN,
+                   "warning: the training loss stayed at ln(%d) = %.2f for epoch %d: the model is "
+                   "not learning; check the learning rate and optimizer",
+                   K, log((double)K), e + 1);
+    *is_last = monitor(t, h);
+    int ck_every = cfg->checkpoint_every > 0 ? cfg->checkpoint_every : 1;
+    if (cfg->checkpoint_path && !*is_last && e + 1 < cfg->epochs && (e + 1) % ck_every == 0)
+        return checkpoint_epoch(t);
+    return LOOM_OK;
+}
+
+/* One epoch from step p->step (0, or where a resumed checkpoint stood). A fresh epoch first
+ * sets its rate, keeps the weights for a rollback and shuffles. *is_last as end_epoch's. */
+static loom_status train_epoch(trainer *t, bool *is_last) {
+    const loom_train_config *cfg = t->cfg;
+    ckpt_pos *p = &t->ck.pos;
+    double t0 = loom_now();
+    if (p->step == 0) { /* a fresh epoch (not one resumed in its middle) */
+        p->lr_epoch = cfg->sched.kind == LOOM_SCHED_PLATEAU
+                          ? p->lr_plateau
+                          : loom_sched_lr(&cfg->sched, cfg->opt.lr, p->epoch, cfg->epochs);
+        memcpy(t->good, t->m->params, sizeof(float) * t->np);
+        memcpy(t->good + t->np, t->m->state, sizeof(float) * t->ns);
+        loom_shuffle_int(t->order, t->n_train, &p->rng_shuffle);
+        p->loss_sum = p->pen_sum = 0;
+        p->seen = p->correct = 0;
+    }
+    float lr = p->lr_epoch;
+    for (; p->step < t->steps; p->step++) {
+        loom_status st = train_step(t, p->step, lr, t0);
+        if (st)
+            return st;
+    }
+    return end_epoch(t, lr, t0, is_last);
+}
+
+/* The weights the training leaves: the average (--ema), or the best epoch's (early stopping). */
+static void finish(trainer *t) {
+    loom_model *m = t->m;
+    loom_history *hist = t->hist;
+    int best_epoch = t->ck.pos.best_epoch;
+    hist->best_epoch = best_epoch;
+    if (t->is_ema) /* the model is the averaged weights */
+        memcpy(m->params, t->ema, sizeof(float) * t->np);
+    if (t->cfg->early_stopping > 0 && best_epoch >= 0 && best_epoch != hist->n_epochs - 1) {
+        memcpy(m->params, t->best, sizeof(float) * t->np);
+        memcpy(m->state, t->best + t->np, sizeof(float) * t->ns);
+    }
+}
+
+loom_status loom_train(loom_model *m, const loom_train_config *cfg, const loom_dataset *train,
+                       const int *idx_train, int n_train, const loom_dataset *val,
+                       const int *idx_val, int n_val, const loom_norm *nrm, loom_history *hist,
+                       loom_error *err) {
+    loom_error own; /* err may be NULL (ckpt_load copies an error into it) */
+    if (!err)
+        err = &own;
+    memset(hist, 0, sizeof *hist);
+    double t_start = loom_now();
+    loom_status st = check_args(m, cfg, train, n_train, err);
+    if (st)
+        return st;
+    int bs = cfg->batch < n_train ? cfg->batch : n_train;
+    if ((st = loom_model_prepare(m, bs, err)))
+        return st;
+    trainer t = {.m = m,
+                 .cfg = cfg,
+                 .train = train,
+                 .val = val,
+                 .idx_val = idx_val,
+                 .n_train = n_train,
+                 .n_val = n_val,
+                 .nrm = nrm,
+                 .hist = hist,
+                 .err = err,
+                 .K = loom_model_n_outputs(m),
+                 .bs = bs,
+                 .steps = (n_train + bs - 1) / bs};
+    st = trainer_setup(&t, idx_train);
+    ckpt_pos *p = &t.ck.pos;
+    for (; st == LOOM_OK && p->epoch < cfg->epochs; p->epoch++, p->step = 0) {
         bool is_last = false;
-        if (score < p->best_score) {
-            p->best_score = score;
-            p->best_epoch = e;
-            p->since_best = 0;
-            p->plateau_wait = 0;
-            if (cfg->early_stopping > 0) {
-                /* the weights that were scored: the average when it was validated */
-                memcpy(best, is_ema && val && n_val > 0 ? ema : m->params, sizeof(float) * np);
-                memcpy(best + np, m->state, sizeof(float) * ns);
-            }
-        } else {
-            p->since_best++;
-            if (cfg->sched.kind == LOOM_SCHED_PLATEAU && ++p->plateau_wait >= cfg->sched.patience) {
-                p->lr_plateau = fmaxf(p->lr_plateau * cfg->sched.gamma, cfg->sched.lr_min);
-                p->plateau_wait = 0;
-            }
-            if (cfg->early_stopping > 0 && p->since_best >= cfg->early_stopping) {
-                hist->is_stopped_early = true;
-                log_printf(cfg->log, cfg->log_user, LOOM_LOG_INFO,
-                           "early stopping: no improvement for %d epochs; restoring epoch %d",
-                           p->since_best, p->best_epoch + 1);
-                is_last = true;
-            }
-        }
-        if (cfg->checkpoint_path && !is_last && e + 1 < cfg->epochs && (e + 1) % ck_every == 0) {
-            ckpt_pos saved = *p;
-            p->epoch = e + 1;
-            p->step = 0;
-            p->opt_t = *opt_t;
-            p->n_hist = hist->n_epochs;
-            st = ckpt_save(cfg->checkpoint_path, &ck, err);
-            *p = saved;
-            if (st)
-                goto done;
-        }
-        if (is_last)
+        st = train_epoch(&t, &is_last);
+        if (st || is_last)
             break;
     }
-    hist->best_epoch = p->best_epoch;
-    if (is_ema) /* the model is the averaged weights */
-        memcpy(m->params, ema, sizeof(float) * np);
-    if (cfg->early_stopping > 0 && p->best_epoch >= 0 && p->best_epoch != hist->n_epochs - 1) {
-        memcpy(m->params, best, sizeof(float) * np);
-        memcpy(m->state, best + np, sizeof(float) * ns);
-    }
-done:
+    if (st == LOOM_OK)
+        finish(&t);
     /* interrupted or stopped by a NaN: the weights left for model.loom are the average too (it
      * is finite: a failed step never reaches it); the checkpoint already holds both */
-    if (is_ema && ema && (st == LOOM_ERR_INTERRUPTED || st == LOOM_ERR_NUMERIC))
-        memcpy(m->params, ema, sizeof(float) * np);
+    if (t.is_ema && t.ema && (st == LOOM_ERR_INTERRUPTED || st == LOOM_ERR_NUMERIC))
+        memcpy(m->params, t.ema, sizeof(float) * t.np);
     hist->seconds = loom_now() - t_start;
-    loom_optim_destroy(opt);
-    free(x);
-    free(y);
-    free(dlogits);
-    free(order);
-    free(good);
-    free(best);
-    free(aug_tmp);
-    free(ema);
+    loom_optim_destroy(t.opt);
+    free(t.x);
+    free(t.y);
+    free(t.dlogits);
+    free(t.order);
+    free(t.good);
+    free(t.best);
+    free(t.aug_tmp);
+    free(t.ema);
     return st;
 }

@@ -200,12 +200,23 @@ void loom_cv_result_reset(loom_cv_result *r) {
     memset(r, 0, sizeof *r);
 }
 
-/* Forwards the trainer's lines with "fold k/K: " in front. */
+/* Forwards the trainer's lines and progress events with "fold k/K: " in front. */
 typedef struct {
     loom_log_fn fn;
     void *user;
+    loom_progress_fn progress;
+    void *progress_user;
     char prefix[32];
 } fold_log;
+
+static void fold_progress(void *user, const loom_progress *p) {
+    fold_log *fl = user;
+    char label[160];
+    snprintf(label, sizeof label, "%s%s", fl->prefix, p->label);
+    loom_progress q = *p;
+    q.label = label;
+    fl->progress(fl->progress_user, &q);
+}
 
 static void fold_line(void *user, loom_log_kind kind, const char *line) {
     fold_log *fl = user;
@@ -525,7 +536,10 @@ loom_status loom_cv_run(const loom_cv_config *cc, const loom_dataset *train,
     memset(res, 0, sizeof *res);
     res->best_fold = -1;
     cv_run r = {.cc = cc, .test = test, .res = res, .tc = cc->train};
-    r.fl = (fold_log){cc->train.log, cc->train.log_user, ""};
+    r.fl = (fold_log){.fn = cc->train.log,
+                      .user = cc->train.log_user,
+                      .progress = cc->train.progress,
+                      .progress_user = cc->train.progress_user};
     loom_dataset *sub = NULL;
     loom_status st = cv_prepare(&r, train, &sub, err);
     if (st)
@@ -533,6 +547,10 @@ loom_status loom_cv_run(const loom_cv_config *cc, const loom_dataset *train,
     if (r.fl.fn) {
         r.tc.log = fold_line;
         r.tc.log_user = &r.fl;
+    }
+    if (r.fl.progress) {
+        r.tc.progress = fold_progress;
+        r.tc.progress_user = &r.fl;
     }
     log_printf(cc->train.log, cc->train.log_user, LOOM_LOG_INFO,
                "loom %s: %d-fold cross-validation of %s on %d examples, seed %llu; %s lr %g, "

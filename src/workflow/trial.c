@@ -56,6 +56,16 @@ static void exec_line(void *user, loom_log_kind kind, const char *line) {
     slog(s, kind, "%s%s", s->prefix, line);
 }
 
+/* The trainer's progress events during an execution, with its prefix in front. */
+static void exec_progress(void *user, const loom_progress *p) {
+    search *s = user;
+    char label[256];
+    snprintf(label, sizeof label, "%s%s", s->prefix, p->label);
+    loom_progress q = *p;
+    q.label = label;
+    s->tc->train.progress(s->tc->train.progress_user, &q);
+}
+
 /* Applies "key=value" lines to c; the schedule's text is copied into sched (n bytes). */
 static loom_status apply_lines(loom_train_config *c, const char *lines, char *sched, size_t n,
                                const char *what, loom_error *err) {
@@ -99,6 +109,10 @@ loom_status trial_config(search *s, const loom_space_point *pt, int epochs, loom
         c->epochs = epochs;
     c->log = exec_line;
     c->log_user = s;
+    if (c->progress) {
+        c->progress = exec_progress;
+        c->progress_user = s;
+    }
     return st;
 }
 

@@ -1,0 +1,79 @@
+/* conv2d.h - what the conv layer (conv2d.c) and its direct AVX-512 kernels (conv2d_direct.c)
+ * share: the layer's settings, the short-run float copy, and the direct kernels' entry points.
+ * Per example: x (H, W, C) channels-last, W (R*S*C, K) with rows (r, s, c), y and dz (Ho, Wo, K),
+ * dx (H, W, C). Internal to src/layers/. */
+#ifndef LOOM_CONV2D_H
+#define LOOM_CONV2D_H
+
+#include "layer.h"
+
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
+
+typedef struct {
+    int K, R, S, stride; /* filters, kernel height and width, stride (both axes) */
+    bool is_same;        /* TensorFlow "same" padding, else "valid" */
+    act_kind act;
+    float alpha; /* leaky-relu slope / elu alpha */
+    /* set by init */
+    int H, W, C, Ho, Wo;   /* input (H, W, C), output (Ho, Wo, K) */
+    int pad_top, pad_left; /* zero rows above / columns left of the input */
+    bool is_pointwise;     /* 1x1 stride 1: col is x itself, no im2col */
+} conv_cfg;
+
+static inline int imin(int a, int b) { return a < b ? a : b; }
+static inline int imax(int a, int b) { return a > b ? a : b; }
+
+/* The runs im2col moves are short (S*C floats: 3 for a 1-channel 3x3 layer, 48 for 16
+ * channels), so a library call per run costs more than the copy: with AVX-512, 16 floats per
+ * move and one masked move for the tail; n = 0 writes nothing. (GCC turns such loops back
+ * into memcpy/memset calls unless the caller is built with no-tree-loop-distribute-patterns:
+ * NO_LIBCALLS below.) */
+static inline void copy_floats(float *restrict dst, const float *restrict src, int n) {
+#ifdef __AVX512F__
+    int j = 0;
+    for (; j + 16 <= n; j += 16)
+        _mm512_storeu_ps(dst + j, _mm512_loadu_ps(src + j));
+    if (j < n) {
+        __mmask16 m = (__mmask16)((1u << (n - j)) - 1u);
+        _mm512_mask_storeu_ps(dst + j, m, _mm512_maskz_loadu_ps(m, src + j));
+    }
+#else
+    if (n >= 64) {
+        memcpy(dst, src, sizeof(float) * (size_t)n);
+        return;
+    }
+    for (int j = 0; j < n; j++)
+        dst[j] = src[j];
+#endif
+}
+
+/* (GCC) no-tree-loop-distribute-patterns: keeps copy_floats' loops from becoming library calls */
+#if defined(__GNUC__) && !defined(__clang__)
+#define NO_LIBCALLS __attribute__((optimize("no-tree-loop-distribute-patterns")))
+#else
+#define NO_LIBCALLS
+#endif
+
+/* ---- the direct kernels (conv2d_direct.c), where AVX-512 is there ---- */
+#ifdef __AVX512F__
+#define CONV_DIRECT 1
+
+/* Floats of the padded copy of one example the direct kernels read (0 when x is read in place). */
+size_t conv_direct_pad_floats(const conv_cfg *c);
+/* y (Ho, Wo, K) = bias + conv(x) of one example; pad: scratch of conv_direct_pad_floats(c). */
+void conv_direct_one(const conv_cfg *c, const float *Wt, const float *bias, const float *x,
+                     float *pad, float *y);
+/* dw (RSC, K) += the weight gradient of one example: x its input, dz (Ho, Wo, K) its output
+ * gradient (after the activation); pad: scratch of conv_direct_pad_floats(c). */
+void conv_direct_dw_one(const conv_cfg *c, const float *x, const float *dz, float *pad, float *dw);
+/* Floats of one example's working space of conv_direct_dx_one. */
+size_t conv_direct_dx_floats(const conv_cfg *c);
+/* wf (R*S*C*K floats): the flipped, transposed sub-kernels of the stride's phases, for dx. */
+void conv_direct_flip(const conv_cfg *c, const float *w, float *wf);
+/* dx (H, W, C) of one example from dz (Ho, Wo, K); tmp holds conv_direct_dx_floats(c). */
+void conv_direct_dx_one(const conv_cfg *c, const float *wf, const float *dz, float *tmp, float *dx);
+#endif
+
+#endif
