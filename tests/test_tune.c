@@ -192,8 +192,8 @@ static void test_space_errors(void) {
         {"flatten\ndense {8|16} relu\ndense 10 softmax\nbatch {0..4}", 4, "'{0..4}'"},
         {"flatten\nrepeat {1..2} {\n}\ndense 10 softmax", 3, "'}'"},
         {"lr 1e-3\n", 0, "no layers"},
-        /* a choice that adds a layer ("+tanh") counts at its largest: 54 x 2 > 64 layers (the
-         * CI fuzz run of stop 12; the default choice alone makes 56) */
+        /* a choice that adds a layer ("+tanh") counts at its largest: 54 x 2 > 64 layers (found
+         * by fuzz_space, bug 12 of docs/RELIABILITY.md; the default choice alone makes 56) */
         {"flatten\nrepeat {54|1|4} {\n dense {42|6} {relu|+tanh}\n}\ndense 10 softmax", 3,
          "more than 64 layers"},
     };
