@@ -23,7 +23,7 @@ fi
 num() { sed -n "s/^[[:space:]]*\"$2\":[[:space:]]*\([-0-9.eE+]*\).*/\1/p" "$1" | head -n 1; }
 pct() { awk -v x="$1" 'BEGIN{printf "%.2f%%", 100 * x}'; }
 models=$($LOOM models | awk '{print $1}')
-# the test accuracy each model must reach (the project's issues: the published figure for the
+# the test accuracy each model must reach (loom's accuracy targets: the published figure for the
 # same architecture, beaten)
 target() {
     case $1 in

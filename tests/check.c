@@ -37,5 +37,9 @@ loom_dataset *check_dataset(int n, int H, int W, int n_classes) {
     ds->n_classes = n_classes;
     ds->x = malloc((size_t)n * H * W);
     ds->y = malloc((size_t)n);
+    if (!ds->x || !ds->y) {
+        loom_dataset_destroy(ds);
+        return NULL;
+    }
     return ds;
 }

@@ -44,7 +44,8 @@ extern int check_passed, check_failed;
     } while (0)
 
 /* An n-example dataset of H x W one-channel images in n_classes classes with x and y allocated
- * and uninitialised, for the caller to fill; free it with loom_dataset_free. */
+ * and uninitialised, for the caller to fill (NULL when out of memory); free it with
+ * loom_dataset_destroy. */
 loom_dataset *check_dataset(int n, int H, int W, int n_classes);
 
 /* Prints the closing line; returns the exit code. */

@@ -126,8 +126,13 @@ static void test_no_allocation_per_step(void) {
     loom_dataset *ds = check_dataset(704, 12, 12, 10);
     int *idx = malloc(sizeof(int) * 704);
     float *x = malloc(sizeof(float) * 64 * 144);
-    if (!ds || !idx || !x)
+    CHECK(ds && idx && x);
+    if (!ds || !idx || !x) {
+        loom_dataset_destroy(ds);
+        free(idx);
+        free(x);
         return;
+    }
     loom_rng rng;
     loom_rng_seed(&rng, 8);
     for (int i = 0; i < 704; i++) {

@@ -165,7 +165,7 @@ static loom_status train_text(const char *text, loom_model **mo, loom_history *h
         c.opt.lr = lr;
         c.label_smoothing = label_smoothing;
         if (sched)
-            loom_sched_parse(sched, &c.sched, &err);
+            CHECK_MSG(loom_sched_parse(sched, &c.sched, &err) == LOOM_OK, "%s", err.msg);
         st = loom_train(m, &c, ds, idx, 500, ds, idx + 500, 100, NULL, h, &err);
         if (st)
             fprintf(stderr, "    train: %s\n", err.msg);
@@ -188,6 +188,7 @@ static void test_optimizers_learn(void) {
         loom_model *m = NULL;
         loom_history h = {0};
         CHECK(train_small(&m, &h, kinds[i], lrs[i], 2, 5, NULL) == LOOM_OK);
+        CHECK_MSG(h.n_epochs == 4, "%s: %d epochs", loom_opt_kind_str(kinds[i]), h.n_epochs);
         if (h.n_epochs == 4) {
             CHECK_MSG(h.epochs[3].val_acc > 0.95, "%s: val_acc %.3f", loom_opt_kind_str(kinds[i]),
                       h.epochs[3].val_acc);
@@ -201,10 +202,13 @@ static void test_optimizers_learn(void) {
 static void test_determinism(void) {
     loom_model *a = NULL, *b = NULL, *c = NULL;
     loom_history ha = {0}, hb = {0}, hc = {0};
-    train_small(&a, &ha, LOOM_OPT_ADAM, 3e-3f, 2, 9, "cosine");
-    train_small(&b, &hb, LOOM_OPT_ADAM, 3e-3f, 2, 9, "cosine");
-    train_small(&c, &hc, LOOM_OPT_ADAM, 3e-3f, 1, 9, "cosine");
-    if (a && b && c) {
+    CHECK(train_small(&a, &ha, LOOM_OPT_ADAM, 3e-3f, 2, 9, "cosine") == LOOM_OK);
+    CHECK(train_small(&b, &hb, LOOM_OPT_ADAM, 3e-3f, 2, 9, "cosine") == LOOM_OK);
+    CHECK(train_small(&c, &hc, LOOM_OPT_ADAM, 3e-3f, 1, 9, "cosine") == LOOM_OK);
+    CHECK(a && b && c);
+    CHECK_MSG(ha.n_epochs == 4 && hb.n_epochs == 4 && hc.n_epochs == 4, "%d, %d, %d epochs",
+              ha.n_epochs, hb.n_epochs, hc.n_epochs);
+    if (a && b && c && ha.n_epochs == 4 && hb.n_epochs == 4 && hc.n_epochs == 4) {
         size_t n = loom_model_n_params(a) * sizeof(float);
         CHECK(memcmp(loom_model_params(a), loom_model_params(b), n) == 0);
         CHECK(memcmp(loom_model_params(a), loom_model_params(c), n) == 0); /* 1 vs 2 threads */
@@ -215,7 +219,8 @@ static void test_determinism(void) {
     }
     loom_model *d = NULL;
     loom_history hd = {0};
-    train_small(&d, &hd, LOOM_OPT_ADAM, 3e-3f, 2, 10, "cosine"); /* another seed differs */
+    /* another seed differs */
+    CHECK(train_small(&d, &hd, LOOM_OPT_ADAM, 3e-3f, 2, 10, "cosine") == LOOM_OK);
     if (a && d)
         CHECK(memcmp(loom_model_params(a), loom_model_params(d),
                      loom_model_n_params(a) * sizeof(float)) != 0);
@@ -324,7 +329,8 @@ static void test_label_smoothing(void) {
     label_smoothing = 0.1f;
     CHECK(train_text(SMALL_MODEL, &m1, &h1, LOOM_OPT_ADAM, 3e-3f, 1, 5, NULL) == LOOM_OK);
     label_smoothing = 0.0f;
-    if (m0 && m1) {
+    CHECK(m0 && m1 && h0.n_epochs == 4 && h1.n_epochs == 4);
+    if (m0 && m1 && h0.n_epochs == 4 && h1.n_epochs == 4) {
         CHECK_MSG(h1.epochs[3].val_acc > 0.95, "val_acc %.3f", h1.epochs[3].val_acc);
         /* the smoothed target keeps the training loss above the plain one */
         CHECK_MSG(h1.epochs[3].loss > h0.epochs[3].loss, "%.4f vs %.4f", h1.epochs[3].loss,

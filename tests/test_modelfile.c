@@ -217,14 +217,14 @@ static void test_layout(void) {
     loom_model_destroy(m);
 }
 
-/* Batch-norm statistics are state: saved and restored (skipped while batchnorm is not built). */
+/* Batch-norm statistics are state: saved and restored. */
 static void test_state_round_trip(void) {
     loom_error err = {0};
     loom_model *m = NULL, *m2 = NULL;
-    if (loom_model_create(&m, "flatten\nbatchnorm\ndense 3", "test", 2, 2, 1, &err) != LOOM_OK) {
-        fprintf(stderr, "  (no batchnorm layer yet: state round trip skipped: %s)\n", err.msg);
+    loom_status st = loom_model_create(&m, "flatten\nbatchnorm\ndense 3", "test", 2, 2, 1, &err);
+    CHECK_MSG(st == LOOM_OK, "%s", err.msg);
+    if (st != LOOM_OK)
         return;
-    }
     loom_model_init(m, 5);
     float *s = loom_model_state(m);
     for (size_t i = 0; i < loom_model_n_state(m); i++)

@@ -42,11 +42,13 @@ done
 check "[ -L '$P/lib/libloom.so' ] && [ \"\$(readlink '$P/lib/libloom.so')\" = libloom.so.0 ]"
 check "readelf -d '$P/lib/libloom.so.0' | grep -q 'SONAME.*libloom.so.0'"
 export PKG_CONFIG_PATH="$P/lib/pkgconfig"
-check "[ \"\$(pkg-config --modversion loom)\" = \"\$('$P/bin/loom' --version | cut -d' ' -f2)\" ]"
+check "[ -n \"\$(pkg-config --modversion loom)\" ] && [ \"\$(pkg-config --modversion loom)\" = \"\$('$P/bin/loom' --version | cut -d' ' -f2)\" ]"
 check "pkg-config --libs --static loom | grep -q -- -fopenmp"
 check "grep -q '^.SS \"loom predict' '$P/share/man/man1/loom.1'"
 if command -v man >/dev/null; then
     check "MANWIDTH=80 man -l '$P/share/man/man1/loom.1' 2>/dev/null | grep -q 'loom predict'"
+else
+    echo "skipped: no man(1) on this machine, the installed page is not rendered"
 fi
 check "bash -c '. \"$P/share/bash-completion/completions/loom\" && complete -p loom' >/dev/null"
 
@@ -59,7 +61,7 @@ LIBS_STATIC=$(pkg-config --libs --static loom | sed "s|-lloom|$P/lib/libloom.a|"
 cc $CFLAGS_W -o "$T/classify-static" examples/classify.c $(pkg-config --cflags loom) \
     $LIBS_STATIC 2>"$T/cc2.log"
 check '[ $? -eq 0 ]' || cat "$T/cc2.log"
-check "! readelf -d '$T/classify-static' | grep -q 'libloom'"
+check "[ -x '$T/classify-static' ] && ! readelf -d '$T/classify-static' | grep -q 'libloom'"
 check "readelf -d '$T/classify' | grep -q 'NEEDED.*libloom.so.0'"
 
 # 3. a model (PREDICT_MODEL, or a small one trained here) and its predictions on the original
@@ -100,7 +102,7 @@ check "[ -n '$want' ] && [ '$got' = '$want' ]"
 "$T/classify-static" "$T/run/model.loom" "$T/png/test-0.png" >"$T/c2.out" 2>&1
 check "cmp -s '$T/c.out' '$T/c2.out'"
 LD_LIBRARY_PATH="$P/lib" "$T/classify" "$T/run/model.loom" "$T/nothing.png" >"$T/c3.out" 2>&1
-check "[ \$? -ne 0 ] && grep -q 'nothing.png' '$T/c3.out'"
+check "[ \$? -ne 0 ] && [ -x '$T/classify' ] && grep -q 'nothing.png' '$T/c3.out'"
 
 # 6. loom predict on all of them: agreement with the originals' predictions
 files=""
