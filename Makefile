@@ -44,6 +44,12 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
+# The library's objects hide every symbol but loom.h's (LOOM_API): libloom.so exports the
+# public interface alone; the static library, the CLI and the tests still link the internals.
+$(BUILD)/src/%.o: src/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fvisibility=hidden -MMD -MP -c $< -o $@
+
 $(BUILD)/libloom.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^

@@ -11,6 +11,10 @@
 #include <stdint.h>
 #include <stdio.h>
 
+/* The functions of this header are libloom.so's interface: built with hidden visibility, the
+ * library exports these alone. */
+#define LOOM_API __attribute__((visibility("default")))
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -37,9 +41,9 @@ typedef struct {
 } loom_error;
 
 /* Text for a status code ("I/O error", ...). Never NULL. */
-const char *loom_status_str(loom_status s);
+LOOM_API const char *loom_status_str(loom_status s);
 /* Fills err (may be NULL) with status s and a printf-style message; returns s. */
-loom_status loom_error_set(loom_error *err, loom_status s, const char *fmt, ...)
+LOOM_API loom_status loom_error_set(loom_error *err, loom_status s, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* ---- random numbers (xoshiro256**, seeded through splitmix64) ----------------------------- */
@@ -50,22 +54,22 @@ typedef struct {
 
 /* Seeds rng, caller-owned state (no allocation): the same seed gives the same stream. An rng is
  * not thread-safe: one per thread. */
-void loom_rng_seed(loom_rng *rng, uint64_t seed);
-uint64_t loom_rng_next(loom_rng *rng);              /* the next 64 random bits */
-float loom_rng_uniform(loom_rng *rng);              /* [0, 1) */
-float loom_rng_normal(loom_rng *rng);               /* N(0, 1) */
-uint32_t loom_rng_below(loom_rng *rng, uint32_t n); /* uniform integer in [0, n) */
+LOOM_API void loom_rng_seed(loom_rng *rng, uint64_t seed);
+LOOM_API uint64_t loom_rng_next(loom_rng *rng);              /* the next 64 random bits */
+LOOM_API float loom_rng_uniform(loom_rng *rng);              /* [0, 1) */
+LOOM_API float loom_rng_normal(loom_rng *rng);               /* N(0, 1) */
+LOOM_API uint32_t loom_rng_below(loom_rng *rng, uint32_t n); /* uniform integer in [0, n) */
 /* A seed derived from a parent seed and a stream number (fold, trial, ...). */
-uint64_t loom_seed_derive(uint64_t seed, uint64_t stream);
+LOOM_API uint64_t loom_seed_derive(uint64_t seed, uint64_t stream);
 /* Fisher-Yates shuffle of n ints. */
-void loom_shuffle_int(int *a, int n, loom_rng *rng);
+LOOM_API void loom_shuffle_int(int *a, int n, loom_rng *rng);
 
 /* ---- threads ----------------------------------------------------------------------------- */
 
 /* Sets the number of worker threads (0 = all cores). Results never depend on it. Process-wide:
  * call it before starting threads of your own. */
-void loom_set_threads(int n);
-int loom_get_threads(void); /* the current number (all cores until set) */
+LOOM_API void loom_set_threads(int n);
+LOOM_API int loom_get_threads(void); /* the current number (all cores until set) */
 
 /* ---- datasets ------------------------------------------------------------------------------ */
 
@@ -86,21 +90,21 @@ typedef struct {
  * owned by the caller (loom_dataset_destroy). Errors: LOOM_ERR_ARG (NULL argument), LOOM_ERR_IO
  * (cannot open or read), LOOM_ERR_FORMAT (bad magic or sizes, truncated, trailing data, corrupt
  * gzip, counts differ), LOOM_ERR_NOMEM. */
-loom_status loom_dataset_load_idx(loom_dataset **out, const char *images_path,
-                                  const char *labels_path, loom_error *err);
+LOOM_API loom_status loom_dataset_load_idx(loom_dataset **out, const char *images_path,
+                                           const char *labels_path, loom_error *err);
 /* Loads the train or test pair from dir: {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz].
  * which is "train" or "test" (else LOOM_ERR_ARG); a missing file is LOOM_ERR_IO; otherwise the
  * errors of loom_dataset_load_idx. */
-loom_status loom_dataset_load_dir(loom_dataset **out, const char *dir, const char *which,
-                                  loom_error *err);
-void loom_dataset_destroy(loom_dataset *ds); /* frees ds and its arrays; accepts NULL */
+LOOM_API loom_status loom_dataset_load_dir(loom_dataset **out, const char *dir, const char *which,
+                                           loom_error *err);
+LOOM_API void loom_dataset_destroy(loom_dataset *ds); /* frees ds and its arrays; accepts NULL */
 /* The default data directory: $LOOM_DATA, else /usr/share/datasets/fashion-mnist. */
-const char *loom_default_data_dir(void);
+LOOM_API const char *loom_default_data_dir(void);
 /* Class name for label k ("T-shirt/top" ... for Fashion-MNIST, "0".. otherwise).
  * Returns a pointer to static storage or into buf (size >= 16). */
-const char *loom_class_name(const loom_dataset *ds, int k, char *buf);
+LOOM_API const char *loom_class_name(const loom_dataset *ds, int k, char *buf);
 /* Number of examples of each class among idx[0..n) (idx NULL = all). counts has n_classes. */
-void loom_dataset_class_counts(const loom_dataset *ds, const int *idx, int n, int *counts);
+LOOM_API void loom_dataset_class_counts(const loom_dataset *ds, const int *idx, int n, int *counts);
 
 /* An index split of a dataset. Arrays are owned by the split. */
 typedef struct {
@@ -116,13 +120,13 @@ typedef enum { LOOM_SPLIT_STRATIFIED = 0, LOOM_SPLIT_KERAS } loom_split_mode;
  * val_frac of the examples in file order, unshuffled). val_frac in [0, 1). The arrays are
  * owned by *out (loom_split_reset). Errors: LOOM_ERR_ARG (bad fraction, mode or dataset),
  * LOOM_ERR_NOMEM. */
-loom_status loom_split_create(loom_split *out, const loom_dataset *ds, double val_frac,
-                              loom_split_mode mode, uint64_t seed, loom_error *err);
+LOOM_API loom_status loom_split_create(loom_split *out, const loom_dataset *ds, double val_frac,
+                                       loom_split_mode mode, uint64_t seed, loom_error *err);
 /* Stratified k-fold: fold k of K as validation, the rest as training. Same seed, same folds.
  * Ownership and errors as loom_split_create (LOOM_ERR_ARG: K outside 2..n, k outside 0..K-1). */
-loom_status loom_split_kfold(loom_split *out, const loom_dataset *ds, int K, int k, uint64_t seed,
-                             loom_error *err);
-void loom_split_reset(loom_split *s); /* frees the arrays; accepts a zeroed split */
+LOOM_API loom_status loom_split_kfold(loom_split *out, const loom_dataset *ds, int K, int k,
+                                      uint64_t seed, loom_error *err);
+LOOM_API void loom_split_reset(loom_split *s); /* frees the arrays; accepts a zeroed split */
 
 /* Per-pixel standardisation statistics (mean, std of pixel/255 over the given examples). */
 typedef struct {
@@ -133,14 +137,14 @@ typedef struct {
 /* Fits the statistics on ds[idx[0..n)] (idx NULL = all of ds) and sets is_on; the arrays are
  * owned by *out (loom_norm_reset). Errors: LOOM_ERR_ARG (no examples, index out of range),
  * LOOM_ERR_NOMEM. */
-loom_status loom_norm_fit(loom_norm *out, const loom_dataset *ds, const int *idx, int n,
-                          loom_error *err);
-void loom_norm_reset(loom_norm *nrm); /* frees the arrays; accepts a zeroed struct */
+LOOM_API loom_status loom_norm_fit(loom_norm *out, const loom_dataset *ds, const int *idx, int n,
+                                   loom_error *err);
+LOOM_API void loom_norm_reset(loom_norm *nrm); /* frees the arrays; accepts a zeroed struct */
 
 /* Converts examples idx[0..n) to floats in x (n, H, W, C): pixel/255, then standardised when
  * nrm is on (nrm may be NULL); writes their labels to y (may be NULL). No allocation. */
-void loom_batch_fill(const loom_dataset *ds, const int *idx, int n, const loom_norm *nrm, float *x,
-                     int *y);
+LOOM_API void loom_batch_fill(const loom_dataset *ds, const int *idx, int n, const loom_norm *nrm,
+                              float *x, int *y);
 
 /* ---- models --------------------------------------------------------------------------------- */
 
@@ -152,38 +156,39 @@ typedef struct loom_model loom_model;
  * *out is owned by the caller (loom_model_destroy). Errors: LOOM_ERR_FORMAT (unknown word or
  * bad number, as "source:line: ..."), LOOM_ERR_SHAPE (the layers do not fit the input),
  * LOOM_ERR_ARG (bad input shape), LOOM_ERR_NOMEM. */
-loom_status loom_model_create(loom_model **out, const char *text, const char *source, int H, int W,
-                              int C, loom_error *err);
-void loom_model_destroy(loom_model *m); /* frees m and all it owns; accepts NULL */
+LOOM_API loom_status loom_model_create(loom_model **out, const char *text, const char *source,
+                                       int H, int W, int C, loom_error *err);
+LOOM_API void loom_model_destroy(loom_model *m); /* frees m and all it owns; accepts NULL */
 /* Initialises parameters (Glorot/He as the frameworks do) and state from seed. */
-void loom_model_init(loom_model *m, uint64_t seed);
+LOOM_API void loom_model_init(loom_model *m, uint64_t seed);
 /* Sizes the activation arena for batches of up to max_batch examples. Call before forward.
  * Errors: LOOM_ERR_ARG (max_batch < 1), LOOM_ERR_NOMEM. */
-loom_status loom_model_prepare(loom_model *m, int max_batch, loom_error *err);
+LOOM_API loom_status loom_model_prepare(loom_model *m, int max_batch, loom_error *err);
 /* Forward pass of B <= max_batch examples x (B, H, W, C); returns the logits (B, n_out), a view
  * into the arena valid until the next forward. rng is used by dropout when is_training. Not
  * thread-safe (the arena is the model's): for concurrent inference see loom_predict. */
-const float *loom_model_forward(loom_model *m, const float *x, int B, bool is_training,
-                                loom_rng *rng);
+LOOM_API const float *loom_model_forward(loom_model *m, const float *x, int B, bool is_training,
+                                         loom_rng *rng);
 /* Backward pass after a training forward: dlogits (B, n_out) -> adds into the gradients. */
-void loom_model_backward(loom_model *m, const float *dlogits, int B);
-void loom_model_zero_grad(loom_model *m); /* gradients accumulate: zero them once per step */
+LOOM_API void loom_model_backward(loom_model *m, const float *dlogits, int B);
+LOOM_API void
+loom_model_zero_grad(loom_model *m); /* gradients accumulate: zero them once per step */
 
-size_t loom_model_n_params(const loom_model *m); /* trainable parameters */
-size_t loom_model_n_state(const loom_model *m);  /* non-trainable state (BN statistics) */
-float *loom_model_params(loom_model *m);         /* (n_params) view */
-float *loom_model_grads(loom_model *m);          /* (n_params) view */
-float *loom_model_state(loom_model *m);          /* (n_state) view */
-int loom_model_n_outputs(const loom_model *m);   /* the last layer's size: the classes */
+LOOM_API size_t loom_model_n_params(const loom_model *m); /* trainable parameters */
+LOOM_API size_t loom_model_n_state(const loom_model *m);  /* non-trainable state (BN statistics) */
+LOOM_API float *loom_model_params(loom_model *m);         /* (n_params) view */
+LOOM_API float *loom_model_grads(loom_model *m);          /* (n_params) view */
+LOOM_API float *loom_model_state(loom_model *m);          /* (n_state) view */
+LOOM_API int loom_model_n_outputs(const loom_model *m);   /* the last layer's size: the classes */
 /* The per-example input shape (H, W, C) the model was created for. */
-void loom_model_input_shape(const loom_model *m, int *H, int *W, int *C);
-int loom_model_n_layers(const loom_model *m);
-const char *loom_model_text(const loom_model *m); /* canonical model text */
-double loom_model_flops(const loom_model *m);     /* forward FLOPs per example */
+LOOM_API void loom_model_input_shape(const loom_model *m, int *H, int *W, int *C);
+LOOM_API int loom_model_n_layers(const loom_model *m);
+LOOM_API const char *loom_model_text(const loom_model *m); /* canonical model text */
+LOOM_API double loom_model_flops(const loom_model *m);     /* forward FLOPs per example */
 /* Sum over weight groups (conv, dense, recurrent kernels) of w^2, and adds 2*l2*w into grads. */
-double loom_model_l2_apply(loom_model *m, float l2, bool add_grad);
+LOOM_API double loom_model_l2_apply(loom_model *m, float l2, bool add_grad);
 /* Writes the Keras-style summary table (layer, output shape, parameters, totals, FLOPs). */
-void loom_model_summary(const loom_model *m, FILE *f);
+LOOM_API void loom_model_summary(const loom_model *m, FILE *f);
 
 /* The built-in model zoo. */
 typedef struct {
@@ -203,22 +208,23 @@ typedef struct {
 
 /* Entries are static. The entry named name, or NULL; entry i of loom_zoo_count() (NULL out of
  * range). */
-const loom_zoo_entry *loom_zoo_find(const char *name);
-int loom_zoo_count(void);
-const loom_zoo_entry *loom_zoo_get(int i);
+LOOM_API const loom_zoo_entry *loom_zoo_find(const char *name);
+LOOM_API int loom_zoo_count(void);
+LOOM_API const loom_zoo_entry *loom_zoo_get(int i);
 
 /* ---- model files ---------------------------------------------------------------------------- */
 
 /* Writes model text, config text (key=value lines, may be NULL), parameters and state with a
  * CRC-32, through a temporary file renamed into place (a failed save leaves any old file as it
  * was). Errors: LOOM_ERR_IO, LOOM_ERR_ARG (texts too long), LOOM_ERR_NOMEM. */
-loom_status loom_model_save(const loom_model *m, const char *config, const char *path,
-                            loom_error *err);
+LOOM_API loom_status loom_model_save(const loom_model *m, const char *config, const char *path,
+                                     loom_error *err);
 /* Loads a model file; *config_out (may be NULL) receives a malloc'd copy of the config text.
  * On success *out is owned by the caller (loom_model_destroy), *config_out too (free). Errors:
  * LOOM_ERR_IO (cannot read), LOOM_ERR_FORMAT (not a model file, a newer version, corrupt:
  * checksum, sizes, or a model text that does not build), LOOM_ERR_NOMEM. */
-loom_status loom_model_load(loom_model **out, char **config_out, const char *path, loom_error *err);
+LOOM_API loom_status loom_model_load(loom_model **out, char **config_out, const char *path,
+                                     loom_error *err);
 
 /* ---- training ------------------------------------------------------------------------------- */
 
@@ -245,17 +251,17 @@ typedef struct {
 /* Optimizer state (moments) for n_params parameters; *out is owned by the caller
  * (loom_optim_destroy, accepts NULL). Errors: LOOM_ERR_ARG (lr <= 0), LOOM_ERR_NOMEM. */
 typedef struct loom_optim loom_optim;
-loom_status loom_optim_create(loom_optim **out, const loom_opt_config *cfg, size_t n_params,
-                              loom_error *err);
-void loom_optim_destroy(loom_optim *o);
+LOOM_API loom_status loom_optim_create(loom_optim **out, const loom_opt_config *cfg,
+                                       size_t n_params, loom_error *err);
+LOOM_API void loom_optim_destroy(loom_optim *o);
 /* One update of params from grads (grads are per-example means). lr overrides cfg->lr. */
-void loom_optim_step(loom_optim *o, loom_model *m, float lr);
+LOOM_API void loom_optim_step(loom_optim *o, loom_model *m, float lr);
 /* "sgd", "adam", "adamw" or "rmsprop" -> *out; anything else is LOOM_ERR_ARG. */
-loom_status loom_opt_kind_parse(const char *s, loom_opt_kind *out, loom_error *err);
-const char *loom_opt_kind_str(loom_opt_kind k); /* static text, never NULL */
+LOOM_API loom_status loom_opt_kind_parse(const char *s, loom_opt_kind *out, loom_error *err);
+LOOM_API const char *loom_opt_kind_str(loom_opt_kind k); /* static text, never NULL */
 /* c with the optimizer's defaults filled in where c leaves them NaN: momentum (sgd 0.9, others
  * 0) and beta2 (rmsprop's rho 0.9, others 0.999). */
-loom_opt_config loom_opt_config_resolved(const loom_opt_config *c);
+LOOM_API loom_opt_config loom_opt_config_resolved(const loom_opt_config *c);
 
 typedef struct {
     loom_sched_kind kind;
@@ -267,18 +273,18 @@ typedef struct {
 } loom_sched_config;
 /* Parses constant | step[:EVERY[:GAMMA]] | exp[:GAMMA] | cosine[:WARMUP[:LR_MIN]] |
  * plateau[:PATIENCE[:GAMMA]] into *out; LOOM_ERR_ARG names the bad part. */
-loom_status loom_sched_parse(const char *s, loom_sched_config *out, loom_error *err);
+LOOM_API loom_status loom_sched_parse(const char *s, loom_sched_config *out, loom_error *err);
 /* Learning rate for epoch e (0-based) of n_epochs from base lr (not plateau). */
-float loom_sched_lr(const loom_sched_config *s, float lr, int e, int n_epochs);
+LOOM_API float loom_sched_lr(const loom_sched_config *s, float lr, int e, int n_epochs);
 
 /* Softmax + cross-entropy over logits (B, N) and labels (B). Writes dlogits = (p - onehot)/B
  * (may be NULL); returns the summed loss (not the mean) and counts correct argmaxes. */
-double loom_softmax_xent(const float *logits, const int *y, int B, int N, float *dlogits,
-                         int *n_correct);
+LOOM_API double loom_softmax_xent(const float *logits, const int *y, int B, int N, float *dlogits,
+                                  int *n_correct);
 /* The same with label smoothing in [0, 1): the target is (1 - smoothing) onehot(y) +
  * smoothing / N, and dlogits = (p - target) / B. smoothing 0 is loom_softmax_xent. */
-double loom_softmax_xent_smooth(const float *logits, const int *y, int B, int N, float smoothing,
-                                float *dlogits, int *n_correct);
+LOOM_API double loom_softmax_xent_smooth(const float *logits, const int *y, int B, int N,
+                                         float smoothing, float *dlogits, int *n_correct);
 
 /* One epoch's history row. */
 typedef struct {
@@ -334,7 +340,7 @@ typedef struct {
 
 /* Defaults: adam 1e-3, batch 64, 10 epochs, seed 42; momentum and beta2 are the optimizer's
  * own defaults (NaN until loom_opt_config_resolved fills them). */
-void loom_train_config_init(loom_train_config *c);
+LOOM_API void loom_train_config_init(loom_train_config *c);
 
 /* ---- settings by name ---------------------------------------------------------------------- */
 /* One table names every setting of a run (the config.txt key, e.g. "weight_decay"), its value's
@@ -364,20 +370,21 @@ typedef struct {
     unsigned flags;   /* LOOM_SETTING_* */
 } loom_setting_info;
 
-int loom_setting_count(void);
-const loom_setting_info *loom_setting_info_at(int i); /* static; NULL out of range */
-int loom_setting_find(const char *name);              /* index, or -1 */
-bool loom_setting_is_bound(const loom_settings *s, int i);
+LOOM_API int loom_setting_count(void);
+LOOM_API const loom_setting_info *loom_setting_info_at(int i); /* static; NULL out of range */
+LOOM_API int loom_setting_find(const char *name);              /* index, or -1 */
+LOOM_API bool loom_setting_is_bound(const loom_settings *s, int i);
 /* Parses value into setting i of s (NULL value: a switch turned on). Text settings (lr_schedule)
  * keep a pointer to value: keep it alive. Errors: LOOM_ERR_ARG "name: reason". */
-loom_status loom_setting_set(const loom_settings *s, int i, const char *value, loom_error *err);
+LOOM_API loom_status loom_setting_set(const loom_settings *s, int i, const char *value,
+                                      loom_error *err);
 /* The same by name; an unknown or unbound name is LOOM_ERR_ARG listing the names s takes. */
-loom_status loom_settings_set(const loom_settings *s, const char *name, const char *value,
-                              loom_error *err);
+LOOM_API loom_status loom_settings_set(const loom_settings *s, const char *name, const char *value,
+                                       loom_error *err);
 /* Setting i's value as config.txt writes it (reads back to the same value); "" when unbound. */
-void loom_setting_format(const loom_settings *s, int i, char *buf, size_t n);
+LOOM_API void loom_setting_format(const loom_settings *s, int i, char *buf, size_t n);
 /* "name=value\n" lines of every bound setting, in table order (malloc'd; NULL: out of memory). */
-char *loom_settings_text(const loom_settings *s);
+LOOM_API char *loom_settings_text(const loom_settings *s);
 
 typedef struct {
     loom_epoch *epochs; /* (n_epochs) owned */
@@ -386,17 +393,17 @@ typedef struct {
     double seconds;
     bool is_stopped_early;
 } loom_history;
-void loom_history_reset(loom_history *h); /* frees the rows; accepts a zeroed history */
+LOOM_API void loom_history_reset(loom_history *h); /* frees the rows; accepts a zeroed history */
 
 /* Trains m on train[idx_train] and validates on val[idx_val] (val may be NULL) each epoch.
  * m must be initialised. hist is filled (the caller resets it, also on failure). Errors:
  * LOOM_ERR_ARG (bad settings, no examples), LOOM_ERR_SHAPE (the data does not fit the model),
  * LOOM_ERR_NOMEM, LOOM_ERR_NUMERIC (the loss is not finite), LOOM_ERR_INTERRUPTED (stop_flag; a
  * checkpoint is written when configured), LOOM_ERR_IO, LOOM_ERR_FORMAT (checkpoints). */
-loom_status loom_train(loom_model *m, const loom_train_config *cfg, const loom_dataset *train,
-                       const int *idx_train, int n_train, const loom_dataset *val,
-                       const int *idx_val, int n_val, const loom_norm *nrm, loom_history *hist,
-                       loom_error *err);
+LOOM_API loom_status loom_train(loom_model *m, const loom_train_config *cfg,
+                                const loom_dataset *train, const int *idx_train, int n_train,
+                                const loom_dataset *val, const int *idx_val, int n_val,
+                                const loom_norm *nrm, loom_history *hist, loom_error *err);
 
 /* ---- evaluation ----------------------------------------------------------------------------- */
 
@@ -414,38 +421,41 @@ typedef struct {
 
 /* Zeroes mt and allocates its confusion matrix, owned by mt (loom_metrics_reset). Errors:
  * LOOM_ERR_ARG (n_classes outside 1..LOOM_MAX_CLASSES), LOOM_ERR_NOMEM. */
-loom_status loom_metrics_init(loom_metrics *mt, int n_classes, loom_error *err);
-void loom_metrics_reset(loom_metrics *mt); /* frees the matrix; accepts a zeroed struct */
+LOOM_API loom_status loom_metrics_init(loom_metrics *mt, int n_classes, loom_error *err);
+LOOM_API void loom_metrics_reset(loom_metrics *mt); /* frees the matrix; accepts a zeroed struct */
 /* Counts one example; labels outside [0, n_classes) are ignored (asserted in debug builds). */
-void loom_metrics_confusion_add(loom_metrics *mt, int y_true, int y_pred);
+LOOM_API void loom_metrics_confusion_add(loom_metrics *mt, int y_true, int y_pred);
 /* Computes accuracy, per-class and averaged P/R/F1 from the confusion matrix (0 where undefined).
  */
-void loom_metrics_compute(loom_metrics *mt);
+LOOM_API void loom_metrics_compute(loom_metrics *mt);
 /* Runs m over ds[idx] (idx NULL = the first n examples; all when n <= 0) in batches; fills mt
  * (initialised here: the caller resets it; on failure it is reset here) and, if pred is not NULL,
  * pred (n) predicted labels and prob (n) their probabilities (may be NULL). Runs
  * loom_model_forward: not concurrently on one model. Errors: LOOM_ERR_ARG, LOOM_ERR_SHAPE (the
  * data does not fit the model), LOOM_ERR_NOMEM, LOOM_ERR_NUMERIC (a non-finite output). */
-loom_status loom_evaluate(loom_model *m, const loom_dataset *ds, const int *idx, int n,
-                          const loom_norm *nrm, int batch, loom_metrics *mt, int *pred, float *prob,
-                          loom_error *err);
+LOOM_API loom_status loom_evaluate(loom_model *m, const loom_dataset *ds, const int *idx, int n,
+                                   const loom_norm *nrm, int batch, loom_metrics *mt, int *pred,
+                                   float *prob, loom_error *err);
 /* scikit-learn-style classification report to f; ds (may be NULL) names the classes. */
-void loom_metrics_report(const loom_metrics *mt, const loom_dataset *ds, FILE *f);
+LOOM_API void loom_metrics_report(const loom_metrics *mt, const loom_dataset *ds, FILE *f);
 /* Writes metrics.json-style JSON / confusion CSV (via temp file + rename). Errors: LOOM_ERR_IO,
  * LOOM_ERR_ARG (path too long), LOOM_ERR_NOMEM. */
-loom_status loom_metrics_write_json(const loom_metrics *mt, const loom_dataset *ds,
-                                    const char *path, loom_error *err);
-loom_status loom_metrics_write_confusion_csv(const loom_metrics *mt, const loom_dataset *ds,
+LOOM_API loom_status loom_metrics_write_json(const loom_metrics *mt, const loom_dataset *ds,
                                              const char *path, loom_error *err);
+LOOM_API loom_status loom_metrics_write_confusion_csv(const loom_metrics *mt,
+                                                      const loom_dataset *ds, const char *path,
+                                                      loom_error *err);
 
 /* ---- files ---------------------------------------------------------------------------------- */
 
 /* Writes len bytes to path atomically: path.tmp.PID, fsync, rename; on failure the old file is
  * left as it was. Errors: LOOM_ERR_IO, LOOM_ERR_ARG (path too long). */
-loom_status loom_file_write_atomic(const char *path, const void *data, size_t len, loom_error *err);
+LOOM_API loom_status loom_file_write_atomic(const char *path, const void *data, size_t len,
+                                            loom_error *err);
 /* Reads a whole file into *out (malloc'd, NUL-terminated, the caller frees it); *len_out may be
  * NULL. Errors: LOOM_ERR_IO (cannot open or read, a directory), LOOM_ERR_NOMEM. */
-loom_status loom_file_read_all(const char *path, char **out, size_t *len_out, loom_error *err);
+LOOM_API loom_status loom_file_read_all(const char *path, char **out, size_t *len_out,
+                                        loom_error *err);
 
 /* ---- plots: PNG or SVG through PLplot's cairo driver --------------------------------------- */
 /* Every plot writes out (".svg": SVG, else PNG) through out.tmp.PID renamed into place, never
@@ -463,80 +473,58 @@ typedef struct {
 
 /* Up to 20 series on one plot (the second ten dashed), legend to the right. The arrays stay
  * the caller's. */
-loom_status loom_plot_overlay(const char *out, const char *title, const char *x_label,
-                              const char *y_label, const loom_plot_series *series, int n_series,
-                              loom_error *err);
+LOOM_API loom_status loom_plot_overlay(const char *out, const char *title, const char *x_label,
+                                       const char *y_label, const loom_plot_series *series,
+                                       int n_series, loom_error *err);
 /* One column of history.csv ("val_acc" when NULL; "acc", "loss", "val_loss") per epoch of up
  * to 20 runs, labelled by their model names (config.txt model=). A directory without a
  * history.csv whose subdirectories hold one (the folds of a CV run) is drawn as the mean with
  * a +-std band. */
-loom_status loom_plot_overlay_runs(const char *out, const char *const *run_dirs, int n_runs,
-                                   const char *column, loom_error *err);
+LOOM_API loom_status loom_plot_overlay_runs(const char *out, const char *const *run_dirs,
+                                            int n_runs, const char *column, loom_error *err);
 /* Loss and accuracy per epoch, training vs validation, in two panels. src is a history.csv, a
  * run directory, or a directory of fold runs (mean +- std). */
-loom_status loom_plot_history(const char *src, const char *out, loom_error *err);
+LOOM_API loom_status loom_plot_history(const char *src, const char *out, loom_error *err);
 /* Heatmap of a confusion.csv (header "true\pred,<class names>", one row of counts per true
  * class): counts, or row-normalised ratios when is_normalized; a colour bar and every value. */
-loom_status loom_plot_confusion(const char *confusion_csv, bool is_normalized, const char *out,
-                                loom_error *err);
+LOOM_API loom_status loom_plot_confusion(const char *confusion_csv, bool is_normalized,
+                                         const char *out, loom_error *err);
 /* per_class (1..16) images of every class of ds, one row per class named on the left. */
-loom_status loom_plot_samples(const loom_dataset *ds, int per_class, const char *out,
-                              loom_error *err);
+LOOM_API loom_status loom_plot_samples(const loom_dataset *ds, int per_class, const char *out,
+                                       loom_error *err);
 /* Up to max_images (1..64) of the most confident mistakes in predictions_csv ("index,true,pred,
  * prob", index into ds, the test set), captioned "true → pred (confidence)". */
-loom_status loom_plot_misclassified(const loom_dataset *ds, const char *predictions_csv,
-                                    int max_images, const char *out, loom_error *err);
+LOOM_API loom_status loom_plot_misclassified(const loom_dataset *ds, const char *predictions_csv,
+                                             int max_images, const char *out, loom_error *err);
 /* One box per layer (its text, output shape, parameters) from summary.txt, a run directory
  * holding one, or any file with loom_model_summary's table. */
-loom_status loom_plot_architecture(const char *src, const char *out, loom_error *err);
+LOOM_API loom_status loom_plot_architecture(const char *src, const char *out, loom_error *err);
 /* Score against each hyperparameter of a trials.csv (columns trial, score, then one per
  * hyperparameter; numeric or categorical), one panel each, the best trial marked. */
-loom_status loom_plot_trials(const char *trials_csv, const char *out, loom_error *err);
+LOOM_API loom_status loom_plot_trials(const char *trials_csv, const char *out, loom_error *err);
 /* Every plot run_dir's files allow: learning_curves, confusion, confusion_norm, architecture,
  * trials, samples and misclassified (.png, and .svg too when is_svg); files that are absent
  * are skipped. The image grids load config.txt's data_dir (else the default data directory).
  * Logs each file written (LOOM_LOG_INFO, the path) and each grid skipped for want of data
  * (LOOM_LOG_WARN); a corrupt file does not stop the others, and the first error is returned;
  * LOOM_ERR_IO when run_dir holds nothing to plot. */
-loom_status loom_plot_run(const char *run_dir, bool is_svg, loom_log_fn log, void *user,
-                          loom_error *err);
+LOOM_API loom_status loom_plot_run(const char *run_dir, bool is_svg, loom_log_fn log, void *user,
+                                   loom_error *err);
 
 /* ---- experiments: k-fold cross-validation, hyperparameter search, comparing runs ------------ */
 /* Seeds: folds come from train.seed, fold k trains with loom_seed_derive(seed, k); trial t of a
  * search draws its point and its executions' seeds from streams derived from the search seed.
  * The same seed gives the same folds, trials and numbers for any thread count. */
 
-/* Pieces of a training run (src/train/run.c) shared with cross-validation and the search. */
-
-/* Creates model text for ds's image shape, initialised from seed; with is_standardize a
- * standardize layer goes first, fitted on ds[idx[0..n)]. *out is the caller's to destroy
- * (loom_model_destroy). Errors: those of loom_model_create and, with is_standardize, of
- * loom_norm_fit. */
-loom_status loom_model_build(loom_model **out, const char *text, const char *source,
-                             const loom_dataset *ds, const int *idx, int n, bool is_standardize,
-                             uint64_t seed, loom_error *err);
-/* Writes h as CSV (epoch,loss,acc,val_loss,val_acc,lr,seconds) through a temp file + rename.
- * Errors: LOOM_ERR_IO, LOOM_ERR_ARG (path too long), LOOM_ERR_NOMEM. */
-loom_status loom_history_write_csv(const loom_history *h, const char *path, loom_error *err);
-/* Creates dir and its parents; refuses an existing dir holding model.loom unless is_force.
- * Errors: LOOM_ERR_ARG (a run is there), LOOM_ERR_IO (cannot create; a file of that name, unless
- * is_force). */
-loom_status loom_run_create_dir(const char *dir, bool is_force, loom_error *err);
-/* Evaluates m on the first n images of test (all when n <= 0), fills mt and writes (dir must
- * exist) dir/predictions.csv (index,true,pred,prob), dir/metrics.json, dir/confusion.csv. Pass mt
- * zeroed; the caller resets it (loom_metrics_reset), also on failure. Errors: those of
- * loom_evaluate, LOOM_ERR_IO, LOOM_ERR_NOMEM. */
-loom_status loom_run_write_test(loom_model *m, const loom_dataset *test, int n, int batch,
-                                const char *dir, loom_metrics *mt, loom_error *err);
 /* A stratified, seeded subset of about n examples of ds (rounded per class) as a new dataset
  * that the caller destroys (loom_dataset_destroy); a copy of all of ds when n <= 0 or
  * n >= ds->n. Errors: LOOM_ERR_ARG (an invalid dataset), LOOM_ERR_NOMEM. */
-loom_status loom_dataset_subset(loom_dataset **out, const loom_dataset *ds, int n, uint64_t seed,
-                                loom_error *err);
+LOOM_API loom_status loom_dataset_subset(loom_dataset **out, const loom_dataset *ds, int n,
+                                         uint64_t seed, loom_error *err);
 
 /* Mean and sample standard deviation (n - 1 in the denominator; 0 for one value) of the finite
  * values among x[0..n); both NaN when there are none. */
-void loom_mean_std(const double *x, int n, double *mean, double *sd);
+LOOM_API void loom_mean_std(const double *x, int n, double *mean, double *sd);
 
 typedef struct {
     long b, c;      /* discordant pairs: b = A right and B wrong, c = A wrong and B right */
@@ -547,7 +535,7 @@ typedef struct {
     bool is_exact;
 } loom_mcnemar;
 /* McNemar's test of two classifiers scored on the same examples. */
-loom_mcnemar loom_mcnemar_test(long b, long c);
+LOOM_API loom_mcnemar loom_mcnemar_test(long b, long c);
 
 /* Cross-validation: `loom cv`. */
 typedef struct {
@@ -565,9 +553,9 @@ typedef struct {
 } loom_cv_config;
 
 /* 5 folds, loom_train_config_init's settings; then, when model is a zoo name, its defaults. */
-void loom_cv_config_init(loom_cv_config *cc);
+LOOM_API void loom_cv_config_init(loom_cv_config *cc);
 /* Errors as loom_run_apply_zoo_defaults. */
-loom_status loom_cv_apply_zoo_defaults(loom_cv_config *cc, loom_error *err);
+LOOM_API loom_status loom_cv_apply_zoo_defaults(loom_cv_config *cc, loom_error *err);
 
 typedef struct {
     loom_history hist;
@@ -587,7 +575,8 @@ typedef struct {
     uint32_t inputs_hash; /* receipt (receipt.txt): version, model text, settings, data */
     char run_dir[1024];
 } loom_cv_result;
-void loom_cv_result_reset(loom_cv_result *r); /* frees the folds; accepts a zeroed result */
+LOOM_API void
+loom_cv_result_reset(loom_cv_result *r); /* frees the folds; accepts a zeroed result */
 
 /* Stratified K-fold cross-validation of cc->model over train (test: the test set, needed when
  * cc->is_test, else may be NULL), each fold trained from scratch. Writes the run directory:
@@ -596,24 +585,24 @@ void loom_cv_result_reset(loom_cv_result *r); /* frees the folds; accepts a zero
  * Reset res (loom_cv_result_reset) after the call, also on failure. Errors: LOOM_ERR_ARG (no or
  * unknown model, folds outside 2..1000 or above the examples, is_test without test, a bad
  * lr_schedule, a run in out_dir without is_force), LOOM_ERR_IO, the model text's and training's. */
-loom_status loom_cv_run(const loom_cv_config *cc, const loom_dataset *train,
-                        const loom_dataset *test, loom_cv_result *res, loom_error *err);
+LOOM_API loom_status loom_cv_run(const loom_cv_config *cc, const loom_dataset *train,
+                                 const loom_dataset *test, loom_cv_result *res, loom_error *err);
 /* What `loom cv` does: loads the data from cc->data_dir (the test set only when is_test), then
  * loom_cv_run; its ownership and errors, and those of loom_dataset_load_dir. */
-loom_status loom_cv(const loom_cv_config *cc, loom_cv_result *res, loom_error *err);
+LOOM_API loom_status loom_cv(const loom_cv_config *cc, loom_cv_result *res, loom_error *err);
 
 /* Search spaces (docs/SEARCH-SPACE.md): the model language with {ranges} and {choices}, repeat
  * blocks and training settings. */
 typedef struct loom_space loom_space;
 /* Parses a space; on success *out is owned by the caller (loom_space_destroy). Errors:
  * LOOM_ERR_FORMAT, reading "source:line: 'token': reason"; LOOM_ERR_NOMEM. */
-loom_status loom_space_parse(loom_space **out, const char *text, const char *source,
-                             loom_error *err);
-void loom_space_destroy(loom_space *s);                     /* accepts NULL */
-int loom_space_n_hp(const loom_space *s);                   /* hyperparameters */
-const char *loom_space_hp_name(const loom_space *s, int i); /* "dense_1_units", or name= */
+LOOM_API loom_status loom_space_parse(loom_space **out, const char *text, const char *source,
+                                      loom_error *err);
+LOOM_API void loom_space_destroy(loom_space *s);                     /* accepts NULL */
+LOOM_API int loom_space_n_hp(const loom_space *s);                   /* hyperparameters */
+LOOM_API const char *loom_space_hp_name(const loom_space *s, int i); /* "dense_1_units", or name= */
 /* "int 1..4", "float 0..0.3 step 0.1", "float 0.0001..0.01 log", "choice 512|256|128". */
-void loom_space_hp_describe(const loom_space *s, int i, char *buf, size_t n);
+LOOM_API void loom_space_hp_describe(const loom_space *s, int i, char *buf, size_t n);
 
 typedef struct {
     char **values; /* (n_values = n_hp) values as text; NULL when inactive (a repetition
@@ -625,9 +614,10 @@ typedef struct {
 /* Draws one point from seed. Every hyperparameter is drawn, in order, active or not, so a seed
  * always gives the same point. out is overwritten, not freed: the caller resets it
  * (loom_space_point_reset). Errors: LOOM_ERR_NOMEM (out is then reset). */
-loom_status loom_space_sample(const loom_space *s, uint64_t seed, loom_space_point *out,
-                              loom_error *err);
-void loom_space_point_reset(loom_space_point *p); /* frees all it owns; accepts a zeroed point */
+LOOM_API loom_status loom_space_sample(const loom_space *s, uint64_t seed, loom_space_point *out,
+                                       loom_error *err);
+LOOM_API void
+loom_space_point_reset(loom_space_point *p); /* frees all it owns; accepts a zeroed point */
 
 /* The search: `loom tune`. */
 typedef enum { LOOM_TUNE_RANDOM = 0, LOOM_TUNE_HYPERBAND } loom_tune_algorithm;
@@ -637,8 +627,8 @@ typedef enum {
     LOOM_OBJECTIVE_VAL_F1       /* the final model's validation macro F1, maximised */
 } loom_objective;
 /* "val_acc", "val_loss" or "val_f1" -> *out; anything else is LOOM_ERR_ARG. */
-loom_status loom_objective_parse(const char *s, loom_objective *out, loom_error *err);
-const char *loom_objective_str(loom_objective o); /* static text; "?" out of range */
+LOOM_API loom_status loom_objective_parse(const char *s, loom_objective *out, loom_error *err);
+LOOM_API const char *loom_objective_str(loom_objective o); /* static text; "?" out of range */
 
 typedef struct {
     const char *space_file; /* the search-space file */
@@ -670,7 +660,7 @@ typedef struct {
 } loom_tune_config;
 /* Defaults: random search for val_acc, 10 trials x 1 execution, eta 3, val_split 0.2, and
  * loom_train_config_init's training settings. */
-void loom_tune_config_init(loom_tune_config *tc);
+LOOM_API void loom_tune_config_init(loom_tune_config *tc);
 
 typedef struct {
     int trial; /* 0-based point number */
@@ -694,7 +684,8 @@ typedef struct {
     char *summary;         /* the results table (Markdown), best first, owned */
     char out_dir[1024];
 } loom_tune_result;
-void loom_tune_result_reset(loom_tune_result *r); /* frees all it owns; accepts a zeroed result */
+LOOM_API void
+loom_tune_result_reset(loom_tune_result *r); /* frees all it owns; accepts a zeroed result */
 
 /* Searches tc's space on train and writes out_dir: tune.txt (settings), executions.csv (one line
  * appended and synced per finished execution), trials.csv, trials.json, summary.md, tune.log,
@@ -704,11 +695,12 @@ void loom_tune_result_reset(loom_tune_result *r); /* frees all it owns; accepts 
  * Reset res (loom_tune_result_reset) after the call, also on failure. Errors: LOOM_ERR_ARG
  * (bad settings; out_dir holds a search and not is_resume/is_force, or one with other settings;
  * no trial finished), LOOM_ERR_FORMAT (the space, executions.csv), LOOM_ERR_IO, training's. */
-loom_status loom_tune_run(const loom_tune_config *tc, const loom_dataset *train,
-                          const loom_dataset *test, loom_tune_result *res, loom_error *err);
+LOOM_API loom_status loom_tune_run(const loom_tune_config *tc, const loom_dataset *train,
+                                   const loom_dataset *test, loom_tune_result *res,
+                                   loom_error *err);
 /* What `loom tune` does: loads the data from tc->data_dir (the test set unless is_skip_best),
  * then loom_tune_run; its ownership and errors, and those of loom_dataset_load_dir. */
-loom_status loom_tune(const loom_tune_config *tc, loom_tune_result *res, loom_error *err);
+LOOM_API loom_status loom_tune(const loom_tune_config *tc, loom_tune_result *res, loom_error *err);
 
 /* Comparing runs: `loom compare`. */
 typedef struct {
@@ -725,13 +717,14 @@ typedef struct {
     loom_mcnemar *tests; /* (n_pairs) owned */
     int (*pairs)[2];     /* (n_pairs) run indices, owned */
 } loom_compare_result;
-void loom_compare_result_reset(loom_compare_result *r); /* accepts a zeroed result */
+LOOM_API void loom_compare_result_reset(loom_compare_result *r); /* accepts a zeroed result */
 /* Reads each run's config.txt, history.csv, metrics.json (cv.json for cross-validation) and
  * predictions.csv; tests every pair with predictions of the same test set. On success res is the
  * caller's (loom_compare_result_reset); on failure it is reset here. Errors: LOOM_ERR_ARG (no
  * runs, a directory without config.txt or best/config.txt), LOOM_ERR_IO (a missing history.csv or
  * cv.json, writing out_dir), LOOM_ERR_FORMAT (malformed files), LOOM_ERR_NOMEM. */
-loom_status loom_compare(const loom_compare_config *cc, loom_compare_result *res, loom_error *err);
+LOOM_API loom_status loom_compare(const loom_compare_config *cc, loom_compare_result *res,
+                                  loom_error *err);
 /* ---- prediction ------------------------------------------------------------------------------ */
 
 /* Prediction with a loaded model (loom_model_load). The model is only read: any number of threads
@@ -744,31 +737,32 @@ loom_status loom_compare(const loom_compare_config *cc, loom_compare_result *res
  * LOOM_ERR_NUMERIC (the model's output is not finite). */
 
 /* Probabilities for n images x (n, H, W, C). Allocates a workspace for the call, frees it. */
-loom_status loom_predict(const loom_model *m, const float *x, int n, float *probs, loom_error *err);
+LOOM_API loom_status loom_predict(const loom_model *m, const float *x, int n, float *probs,
+                                  loom_error *err);
 /* The same for uint8 pixels px (n, H, W, C), converted as pixel/255. */
-loom_status loom_predict_u8(const loom_model *m, const uint8_t *px, int n, float *probs,
-                            loom_error *err);
+LOOM_API loom_status loom_predict_u8(const loom_model *m, const uint8_t *px, int n, float *probs,
+                                     loom_error *err);
 
 /* A predictor: a workspace for batches of up to max_batch images with one model, reused across
  * calls so that no call allocates. Use one predictor per thread; many predictors may share a
  * model, which must outlive them. On success *out is owned by the caller
  * (loom_predictor_destroy). Errors: LOOM_ERR_ARG (NULL argument, max_batch < 1), LOOM_ERR_NOMEM. */
 typedef struct loom_predictor loom_predictor;
-loom_status loom_predictor_create(loom_predictor **out, const loom_model *m, int max_batch,
-                                  loom_error *err);
-void loom_predictor_destroy(loom_predictor *p); /* accepts NULL */
+LOOM_API loom_status loom_predictor_create(loom_predictor **out, const loom_model *m, int max_batch,
+                                           loom_error *err);
+LOOM_API void loom_predictor_destroy(loom_predictor *p); /* accepts NULL */
 /* Probabilities for n >= 1 images, any n (run in batches of max_batch). */
-loom_status loom_predictor_run(loom_predictor *p, const float *x, int n, float *probs,
-                               loom_error *err);
-loom_status loom_predictor_run_u8(loom_predictor *p, const uint8_t *px, int n, float *probs,
-                                  loom_error *err);
+LOOM_API loom_status loom_predictor_run(loom_predictor *p, const float *x, int n, float *probs,
+                                        loom_error *err);
+LOOM_API loom_status loom_predictor_run_u8(loom_predictor *p, const uint8_t *px, int n,
+                                           float *probs, loom_error *err);
 
 /* Name of output k of m: Fashion-MNIST's class names when m has 10 outputs, else "k" written
  * into buf (at least 16 bytes). Returns static storage or buf; never NULL. */
-const char *loom_model_class_name(const loom_model *m, int k, char *buf);
+LOOM_API const char *loom_model_class_name(const loom_model *m, int k, char *buf);
 /* Indices of the k largest of probs[0..n), largest first (ties: lower index first), into top;
  * k is clipped to n. Returns the number written. */
-int loom_top_k(const float *probs, int n, int k, int *top);
+LOOM_API int loom_top_k(const float *probs, int n, int k, int *top);
 
 /* An 8-bit image in memory. */
 typedef struct {
@@ -783,12 +777,12 @@ typedef struct {
  * the file's length before any allocation; at most 65535 pixels a side and 2^26 pixels. On success
  * *out is owned by the caller (loom_image_destroy). Errors: LOOM_ERR_IO (cannot read),
  * LOOM_ERR_FORMAT (unknown, malformed, truncated or too large), LOOM_ERR_NOMEM. */
-loom_status loom_image_load(loom_image **out, const char *path, loom_error *err);
-void loom_image_destroy(loom_image *img); /* accepts NULL */
+LOOM_API loom_status loom_image_load(loom_image **out, const char *path, loom_error *err);
+LOOM_API void loom_image_destroy(loom_image *img); /* accepts NULL */
 /* Writes px (H, W, C), C = 1 (gray) or 3 (RGB), as an 8-bit PNG, atomically (temporary file and
  * rename). Errors: LOOM_ERR_ARG (bad size), LOOM_ERR_IO, LOOM_ERR_NOMEM. */
-loom_status loom_image_save_png(const char *path, const uint8_t *px, int W, int H, int C,
-                                loom_error *err);
+LOOM_API loom_status loom_image_save_png(const char *path, const uint8_t *px, int W, int H, int C,
+                                         loom_error *err);
 
 typedef enum { LOOM_INVERT_AUTO = 0, LOOM_INVERT_ALWAYS, LOOM_INVERT_NEVER } loom_invert_mode;
 /* How a colour image becomes one channel: BT.601 luma (0.299 R + 0.587 G + 0.114 B), the plain
@@ -801,7 +795,7 @@ typedef enum {
     LOOM_GRAY_BLUE
 } loom_gray_mode;
 /* Parses luma|mean|red|green|blue (also r, g, b); false when s is none of them. */
-bool loom_gray_mode_parse(const char *s, loom_gray_mode *out);
+LOOM_API bool loom_gray_mode_parse(const char *s, loom_gray_mode *out);
 
 /* Preprocessing to the Fashion-MNIST convention (a light garment on black, filling the frame). */
 typedef struct {
@@ -814,7 +808,7 @@ typedef struct {
     loom_gray_mode gray;     /* colour to one channel (default luma) */
 } loom_preprocess_config;
 /* Defaults: luma, auto invert, crop, fit, threshold 0.05 (the dataset's own trimming used 5%). */
-void loom_preprocess_config_init(loom_preprocess_config *c);
+LOOM_API void loom_preprocess_config_init(loom_preprocess_config *c);
 
 typedef struct {
     bool is_inverted;
@@ -824,8 +818,9 @@ typedef struct {
 /* Turns img into out (H, W) uint8: gray (luma 0.299 R + 0.587 G + 0.114 B), inverted as
  * configured, cropped, then fitted with area averaging (a box filter) on a black frame. info
  * (may be NULL) says what was done. Errors: LOOM_ERR_ARG, LOOM_ERR_NOMEM (temporaries). */
-loom_status loom_image_preprocess(const loom_image *img, const loom_preprocess_config *cfg, int H,
-                                  int W, uint8_t *out, loom_preprocess_info *info, loom_error *err);
+LOOM_API loom_status loom_image_preprocess(const loom_image *img, const loom_preprocess_config *cfg,
+                                           int H, int W, uint8_t *out, loom_preprocess_info *info,
+                                           loom_error *err);
 
 /* What `loom predict` does. */
 typedef struct {
@@ -840,7 +835,8 @@ typedef struct {
     loom_log_fn log; /* per-image failures (LOOM_LOG_WARN); may be NULL */
     void *log_user;
 } loom_predict_config;
-void loom_predict_config_init(loom_predict_config *pc); /* top_k 3, preprocessing defaults */
+LOOM_API void
+loom_predict_config_init(loom_predict_config *pc); /* top_k 3, preprocessing defaults */
 
 /* Loads the model and predicts every image and IDX example, writing the results to out: text
  * lines "NAME: CLASS P, CLASS P, ..." or one JSON document. An image that cannot be read is
@@ -848,7 +844,7 @@ void loom_predict_config_init(loom_predict_config *pc); /* top_k 3, preprocessin
  * a message counting them. Errors: LOOM_ERR_ARG (nothing to predict, bad top_k), the model
  * file's and images' errors, LOOM_ERR_SHAPE (the model does not take 1-channel images, or the IDX
  * images have another size), LOOM_ERR_IO (writing). */
-loom_status loom_run_predict(const loom_predict_config *pc, FILE *out, loom_error *err);
+LOOM_API loom_status loom_run_predict(const loom_predict_config *pc, FILE *out, loom_error *err);
 
 /* ---- the study report: `loom report` ---------------------------------------------------- */
 
@@ -875,7 +871,7 @@ typedef struct {
  * there (loom_compare). Errors: LOOM_ERR_ARG (no runs), LOOM_ERR_IO (a directory without
  * history.csv, metrics.json, cv.csv or trials.csv; creating out_dir/img; writing),
  * LOOM_ERR_NOMEM. */
-loom_status loom_report(const loom_report_config *rc, loom_error *err);
+LOOM_API loom_status loom_report(const loom_report_config *rc, loom_error *err);
 
 /* ---- the study: `loom study` ------------------------------------------------------------ */
 
@@ -885,8 +881,8 @@ loom_status loom_report(const loom_report_config *rc, loom_error *err);
  * here). *text_out is malloc'd, the caller frees it; *zoo_out (may be NULL) is set to the static
  * entry for zoo names, else NULL. Errors: LOOM_ERR_ARG (neither a zoo name nor a file),
  * LOOM_ERR_IO (cannot read the file), LOOM_ERR_NOMEM. */
-loom_status loom_model_resolve(const char *name, char **text_out, const loom_zoo_entry **zoo_out,
-                               loom_error *err);
+LOOM_API loom_status loom_model_resolve(const char *name, char **text_out,
+                                        const loom_zoo_entry **zoo_out, loom_error *err);
 
 typedef struct {
     const char *model;    /* zoo name or model-text file */
@@ -905,25 +901,25 @@ typedef struct {
 } loom_run_config;
 
 /* The settings table bound to rc's variables: every setting of a training run. */
-loom_settings loom_run_settings(loom_run_config *rc);
+LOOM_API loom_settings loom_run_settings(loom_run_config *rc);
 
 /* Reads RUN_DIR/config.txt back into rc (for --resume): rc is initialised first, then out_dir =
  * run_dir (not copied) and is_resume are set. Strings in rc point into *owner, which the caller
  * frees (free) after the run; NULL on failure. Errors: those of loom_file_read_all, LOOM_ERR_ARG
  * (a bad optimizer or augment value), LOOM_ERR_FORMAT (no model= line). */
-loom_status loom_run_config_load(loom_run_config *rc, const char *run_dir, char **owner,
-                                 loom_error *err);
+LOOM_API loom_status loom_run_config_load(loom_run_config *rc, const char *run_dir, char **owner,
+                                          loom_error *err);
 
 /* Parses an augmentation list ("none", "flip", "shift:N", comma-separated) into cfg; NULL or ""
  * is none. Errors: LOOM_ERR_ARG (an unknown item, N outside 0..8). Not thread-safe (strtok), nor
  * are its callers: loom_run_config_load, loom_run_apply_zoo_defaults, loom_cv_apply_zoo_defaults,
  * loom_setting_set, loom_space_parse, loom_tune_run. */
-loom_status loom_augment_parse(const char *s, loom_train_config *cfg, loom_error *err);
+LOOM_API loom_status loom_augment_parse(const char *s, loom_train_config *cfg, loom_error *err);
 
 /* Defaults for rc; if model names a zoo entry its training defaults are applied (other names
  * are left alone; LOOM_ERR_ARG only for a zoo entry with a bad optimizer or augment value). */
-void loom_run_config_init(loom_run_config *rc);
-loom_status loom_run_apply_zoo_defaults(loom_run_config *rc, loom_error *err);
+LOOM_API void loom_run_config_init(loom_run_config *rc);
+LOOM_API loom_status loom_run_apply_zoo_defaults(loom_run_config *rc, loom_error *err);
 
 typedef struct {
     loom_history hist;
@@ -934,7 +930,8 @@ typedef struct {
     uint32_t weights_hash; /* receipt: CRC-32 of the final weights and state */
     char run_dir[1024];
 } loom_run_result;
-void loom_run_result_reset(loom_run_result *r); /* frees hist and test; accepts a zeroed result */
+LOOM_API void
+loom_run_result_reset(loom_run_result *r); /* frees hist and test; accepts a zeroed result */
 
 /* Trains rc->model and writes the run directory: model.loom, config.txt, history.csv,
  * checkpoint.loomck (every epoch, and every train.checkpoint_steps steps; on SIGINT/SIGTERM;
@@ -944,7 +941,8 @@ void loom_run_result_reset(loom_run_result *r); /* frees hist and test; accepts 
  * the call, also on failure. Errors: LOOM_ERR_ARG (no or unknown model, bad val_split or
  * lr_schedule, a run in out_dir without is_force or is_resume), LOOM_ERR_IO, the data's, the model
  * text's and loom_train's (after LOOM_ERR_NUMERIC or LOOM_ERR_INTERRUPTED model.loom is saved). */
-loom_status loom_run_train(const loom_run_config *rc, loom_run_result *res, loom_error *err);
+LOOM_API loom_status loom_run_train(const loom_run_config *rc, loom_run_result *res,
+                                    loom_error *err);
 
 typedef struct {
     const char *model_file;
@@ -960,13 +958,8 @@ typedef struct {
  * destroys it, loom_dataset_destroy) so that class names can be printed. Errors: those of
  * loom_model_load, the data and loom_evaluate; LOOM_ERR_ARG (a bad split, images without labels
  * or labels without images), LOOM_ERR_SHAPE (the images do not fit the model), LOOM_ERR_IO. */
-loom_status loom_run_eval(const loom_eval_config *ec, loom_metrics *mt, loom_dataset **ds_out,
-                          loom_error *err);
-
-/* Config text helpers: value of key in "key=value" lines (copied into buf), or NULL. */
-const char *loom_config_get(const char *config, const char *key, char *buf, size_t n);
-/* The config.txt text of a run of rc (malloc'd; NULL when out of memory). */
-char *loom_run_config_text(const loom_run_config *rc);
+LOOM_API loom_status loom_run_eval(const loom_eval_config *ec, loom_metrics *mt,
+                                   loom_dataset **ds_out, loom_error *err);
 
 /* ---- benchmark ------------------------------------------------------------------------------ */
 
@@ -992,8 +985,9 @@ typedef struct {
  * more repeat is timed layer by layer (r->layers). Nothing to free.
  * Errors: LOOM_ERR_ARG (batch < 1, repeats outside 1..100, an unknown model), those of the model
  * file and text (LOOM_ERR_IO, LOOM_ERR_FORMAT, LOOM_ERR_SHAPE), LOOM_ERR_NOMEM. */
-loom_status loom_bench(const char *model, int batch, int repeats, double seconds_per_repeat,
-                       bool is_layers, loom_bench_result *r, loom_error *err);
+LOOM_API loom_status loom_bench(const char *model, int batch, int repeats,
+                                double seconds_per_repeat, bool is_layers, loom_bench_result *r,
+                                loom_error *err);
 
 #ifdef __cplusplus
 }

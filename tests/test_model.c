@@ -3,6 +3,7 @@
  * schedules, determinism (same seed, 1 vs 2 threads), learning a synthetic task, NaN stop. */
 #include "check.h"
 #include "loom.h"
+#include "../src/run/rundir.h"
 
 #include <math.h>
 #include <stdlib.h>

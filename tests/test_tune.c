@@ -5,6 +5,7 @@
  * and loom_compare on hand-made run directories. Synthetic 8x8 data: runs in seconds. */
 #include "check.h"
 #include "loom.h"
+#include "../src/run/rundir.h"
 #include "../cli/study.h"
 
 #include <math.h>

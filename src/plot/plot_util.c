@@ -4,6 +4,7 @@
  * plot_confusion.c, plot_images.c, plot_arch.c and plot_trials.c; plot_run.c calls them. */
 #include "plot.h"
 #include "../core/core.h"
+#include "../run/rundir.h"
 
 #include <errno.h>
 #include <math.h>

@@ -13,6 +13,35 @@
 typedef enum { LOOM_RUN_NONE = 0, LOOM_RUN_TRAIN, LOOM_RUN_CV, LOOM_RUN_TUNE } loom_run_kind;
 loom_run_kind loom_run_dir_kind(const char *dir);
 
+/* Pieces of a training run (src/workflow/train_run.c) shared with cross-validation and the
+ * search. */
+
+/* Creates model text for ds's image shape, initialised from seed; with is_standardize a
+ * standardize layer goes first, fitted on ds[idx[0..n)]. *out is the caller's to destroy
+ * (loom_model_destroy). Errors: those of loom_model_create and, with is_standardize, of
+ * loom_norm_fit. */
+loom_status loom_model_build(loom_model **out, const char *text, const char *source,
+                             const loom_dataset *ds, const int *idx, int n, bool is_standardize,
+                             uint64_t seed, loom_error *err);
+/* Writes h as CSV (epoch,loss,acc,val_loss,val_acc,lr,seconds) through a temp file + rename.
+ * Errors: LOOM_ERR_IO, LOOM_ERR_ARG (path too long), LOOM_ERR_NOMEM. */
+loom_status loom_history_write_csv(const loom_history *h, const char *path, loom_error *err);
+/* Creates dir and its parents; refuses an existing dir holding model.loom unless is_force.
+ * Errors: LOOM_ERR_ARG (a run is there), LOOM_ERR_IO (cannot create; a file of that name, unless
+ * is_force). */
+loom_status loom_run_create_dir(const char *dir, bool is_force, loom_error *err);
+/* Evaluates m on the first n images of test (all when n <= 0), fills mt and writes (dir must
+ * exist) dir/predictions.csv (index,true,pred,prob), dir/metrics.json, dir/confusion.csv. Pass mt
+ * zeroed; the caller resets it (loom_metrics_reset), also on failure. Errors: those of
+ * loom_evaluate, LOOM_ERR_IO, LOOM_ERR_NOMEM. */
+loom_status loom_run_write_test(loom_model *m, const loom_dataset *test, int n, int batch,
+                                const char *dir, loom_metrics *mt, loom_error *err);
+
+/* Config text helpers: value of key in "key=value" lines (copied into buf), or NULL. */
+const char *loom_config_get(const char *config, const char *key, char *buf, size_t n);
+/* The config.txt text of a run of rc (malloc'd; NULL when out of memory). */
+char *loom_run_config_text(const loom_run_config *rc);
+
 typedef struct {
     uint32_t inputs; /* version, model text, configuration, data */
     uint32_t data;   /* the training (and test) images and labels */

@@ -2,6 +2,7 @@
  * the files the runs wrote (config.txt, summary.txt, history.csv, metrics.json, confusion.csv,
  * predictions.csv, cv.csv/cv.json, trials.csv) and draws through the plot module. */
 #include "../core/core.h"
+#include "../run/rundir.h"
 #include "../plot/plot.h"
 
 #include <cjson/cJSON.h>

@@ -5,6 +5,7 @@
 #define LOOM_TUNE_H
 
 #include "../core/core.h"
+#include "../run/rundir.h"
 
 /* Trains text from scratch (seed tc->seed) on ds[sp->train], validating on ds[sp->val] each
  * epoch; fills hist and val (the final model on the validation part; the caller resets it) and
