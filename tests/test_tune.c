@@ -357,6 +357,38 @@ static void test_settings(void) {
     free(text);
 }
 
+/* The run directory's one history.csv reader: a file loom wrote, and malformed ones. */
+static void test_history_read(void) {
+    loom_history w = {0}, h;
+    loom_epoch rows[2] = {{1, 0.5, 0.8, NAN, NAN, 1e-3, 1.5}, {2, 0.25, 0.9, 0.3, 0.875, 1e-3, 2}};
+    w.epochs = rows;
+    w.n_epochs = 2;
+    loom_error err = {0};
+    char path[1024];
+    snprintf(path, sizeof path, "%s/history.csv", check_tmpdir());
+    CHECK(loom_history_write_csv(&w, path, &err) == LOOM_OK);
+    CHECK_MSG(loom_history_read_csv(path, &h, &err) == LOOM_OK, "%s", err.msg);
+    CHECK(h.n_epochs == 2 && h.epochs[1].epoch == 2 && h.epochs[1].val_acc == 0.875);
+    CHECK(isnan(h.epochs[0].val_loss) && h.epochs[0].acc == 0.8 && h.seconds == 3.5);
+    loom_history_reset(&h);
+    const char *bad[][2] = {
+        {"", "empty"},
+        {"epoch,loss,acc\n", "no epochs"},
+        {"epoch,loss\n1,0.5\n", "epoch, loss and acc"},
+        {"epoch,loss,acc\n1,0.5\n", "2 fields"},
+        {"epoch,loss,acc\n1,x,0.5\n", "loss 'x'"},
+        {"epoch,loss,acc,val_loss\n1,0.5,0.5,\n2,,0.5,1\n", ":3: loss ''"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        put_file(check_tmpdir(), "bad_history.csv", bad[i][0]);
+        snprintf(path, sizeof path, "%s/bad_history.csv", check_tmpdir());
+        CHECK_MSG(loom_history_read_csv(path, &h, &err) == LOOM_ERR_FORMAT &&
+                      strstr(err.msg, bad[i][1]) != NULL,
+                  "case %zu: %s", i, err.msg);
+        CHECK(h.n_epochs == 0 && h.epochs == NULL);
+    }
+}
+
 static void test_mean_std(void) {
     double x[] = {2, 4, 4, 4, 5, 5, 7, 9}, mean, sd;
     loom_mean_std(x, 8, &mean, &sd);
@@ -804,6 +836,7 @@ int main(void) {
     RUN(test_space_errors);
     RUN(test_space_sampling);
     RUN(test_settings);
+    RUN(test_history_read);
     RUN(test_mean_std);
     RUN(test_mcnemar);
     RUN(test_subset);

@@ -3,6 +3,7 @@
  * optionally with a +-std band. A directory of fold runs (subdirectories holding history.csv)
  * is read as the per-epoch mean and standard deviation over its folds. */
 #include "plot.h"
+#include "../run/rundir.h"
 
 #include <dirent.h>
 #include <math.h>
@@ -36,29 +37,15 @@ static void history_reset(history *h) {
     memset(h, 0, sizeof *h);
 }
 
-/* One history.csv: epoch, loss, acc required; val_loss, val_acc optional (empty or nan: none). */
+/* One history.csv, read by the run directory's reader, as a curve set. */
 static loom_status history_read_csv(const char *path, history *h, loom_error *err) {
-    plot_csv t;
     memset(h, 0, sizeof *h);
     snprintf(h->path, sizeof h->path, "%s", path);
-    loom_status st = plot_csv_load(&t, path, err);
+    loom_history lh;
+    loom_status st = loom_history_read_csv(path, &lh, err);
     if (st)
         return st;
-    int ce, cols[H_N];
-    if ((st = plot_csv_need(&t, "epoch", &ce, err)))
-        goto done;
-    for (int k = 0; k < H_N; k++) {
-        cols[k] = plot_csv_col(&t, h_names[k]);
-        if (cols[k] < 0 && k < H_VAL_LOSS) {
-            st = plot_csv_need(&t, h_names[k], &cols[k], err);
-            goto done;
-        }
-    }
-    if (t.n_rows == 0) {
-        st = loom_error_set(err, LOOM_ERR_FORMAT, "%s: no epochs after the header", path);
-        goto done;
-    }
-    h->n = t.n_rows;
+    h->n = lh.n_epochs;
     h->n_runs = 1;
     h->epoch = malloc(sizeof(double) * (size_t)h->n);
     for (int k = 0; k < H_N; k++)
@@ -69,24 +56,16 @@ static loom_status history_read_csv(const char *path, history *h, loom_error *er
             goto done;
         }
     for (int i = 0; i < h->n; i++) {
-        if ((st = plot_csv_num(&t, i, ce, &h->epoch[i], err)))
-            goto done;
-        for (int k = 0; k < H_N; k++) {
-            h->mean[k][i] = NAN;
-            if (cols[k] < 0)
-                continue;
-            const char *s = plot_csv_cell(&t, i, cols[k]);
-            bool is_missing = k >= H_VAL_LOSS && (!*s || strcasecmp(s, "nan") == 0);
-            if (is_missing)
-                continue;
-            if ((st = plot_csv_num(&t, i, cols[k], &h->mean[k][i], err)))
-                goto done;
-            if (k >= H_VAL_LOSS)
-                h->has_val = true;
-        }
+        const loom_epoch *e = &lh.epochs[i];
+        h->epoch[i] = e->epoch;
+        h->mean[H_LOSS][i] = e->loss;
+        h->mean[H_ACC][i] = e->acc;
+        h->mean[H_VAL_LOSS][i] = e->val_loss;
+        h->mean[H_VAL_ACC][i] = e->val_acc;
+        h->has_val |= !isnan(e->val_loss) || !isnan(e->val_acc);
     }
 done:
-    plot_csv_reset(&t);
+    loom_history_reset(&lh);
     if (st)
         history_reset(h);
     return st;

@@ -5,6 +5,8 @@
 #include "rundir.h"
 
 #include <errno.h>
+#include <math.h>
+#include <strings.h>
 #include <stdarg.h>
 #include <sys/stat.h>
 
@@ -38,7 +40,8 @@ loom_run_kind loom_run_dir_kind(const char *dir) {
         return LOOM_RUN_CV;
     if (has_file(dir, "trials.csv") || has_file(dir, "tune.txt"))
         return LOOM_RUN_TUNE;
-    if (has_file(dir, "model.loom") || has_file(dir, "history.csv") || has_file(dir, "config.txt"))
+    if (has_file(dir, "model.loom") || has_file(dir, "history.csv") ||
+        has_file(dir, "metrics.json") || has_file(dir, "config.txt"))
         return LOOM_RUN_TRAIN;
     return LOOM_RUN_NONE;
 }
@@ -158,6 +161,98 @@ loom_status loom_history_write_csv(const loom_history *h, const char *path, loom
     loom_status st = fclose(f) != 0 ? loom_error_set(err, LOOM_ERR_NOMEM, "%s: out of memory", path)
                                     : loom_file_write_atomic(path, text, len, err);
     free(text);
+    return st;
+}
+
+/* One number of a history.csv cell: "" and "nan" are NaN where the column may be missing. */
+static bool history_cell(const char *s, bool is_optional, double *out) {
+    if (is_optional && (!*s || strcasecmp(s, "nan") == 0)) {
+        *out = NAN;
+        return true;
+    }
+    char *end = NULL;
+    errno = 0;
+    *out = strtod(s, &end);
+    return *s && !*end && !errno;
+}
+
+loom_status loom_history_read_csv(const char *path, loom_history *h, loom_error *err) {
+    memset(h, 0, sizeof *h);
+    char *text = NULL;
+    loom_status st = loom_file_read_all(path, &text, NULL, err);
+    if (st)
+        return st;
+    /* columns: epoch, loss, acc required; val_loss, val_acc, lr, seconds optional */
+    static const char *const names[7] = {"epoch",   "loss", "acc",    "val_loss",
+                                         "val_acc", "lr",   "seconds"};
+    int col[7] = {-1, -1, -1, -1, -1, -1, -1}, n_cols = 0, cap = 0, line = 0;
+    char *save = NULL;
+    for (char *l = strtok_r(text, "\n", &save); l && !st; l = strtok_r(NULL, "\n", &save)) {
+        line++;
+        l[strcspn(l, "\r")] = '\0';
+        char *f[32];
+        int n = 0;
+        for (char *c = l;; c++) {
+            if (n == 32)
+                break;
+            f[n++] = c;
+            c = strchr(c, ',');
+            if (!c)
+                break;
+            *c = '\0';
+        }
+        if (line == 1) {
+            n_cols = n;
+            for (int i = 0; i < n; i++)
+                for (int k = 0; k < 7; k++)
+                    if (strcmp(f[i], names[k]) == 0)
+                        col[k] = i;
+            if (col[0] < 0 || col[1] < 0 || col[2] < 0)
+                st = loom_error_set(err, LOOM_ERR_FORMAT,
+                                    "%s: expected a header with epoch, loss and acc", path);
+            continue;
+        }
+        if (n != n_cols) {
+            st = loom_error_set(err, LOOM_ERR_FORMAT, "%s:%d: %d fields, the header has %d", path,
+                                line, n, n_cols);
+            break;
+        }
+        if (h->n_epochs == cap) {
+            cap = cap ? 2 * cap : 64;
+            loom_epoch *e = realloc(h->epochs, sizeof *e * (size_t)cap);
+            if (!e) {
+                st = loom_error_set(err, LOOM_ERR_NOMEM, "%s: out of memory", path);
+                break;
+            }
+            h->epochs = e;
+        }
+        double v[7];
+        for (int k = 0; k < 7 && !st; k++) {
+            if (col[k] < 0)
+                v[k] = NAN;
+            else if (!history_cell(f[col[k]], k >= 3, &v[k]))
+                st = loom_error_set(err, LOOM_ERR_FORMAT, "%s:%d: %s '%s' is not a number", path,
+                                    line, names[k], f[col[k]]);
+        }
+        if (st)
+            break;
+        h->epochs[h->n_epochs++] = (loom_epoch){.epoch = (int)v[0],
+                                                .loss = v[1],
+                                                .acc = v[2],
+                                                .val_loss = v[3],
+                                                .val_acc = v[4],
+                                                .lr = v[5],
+                                                .seconds = isnan(v[6]) ? 0 : v[6]};
+    }
+    if (!st && line == 0)
+        st = loom_error_set(err, LOOM_ERR_FORMAT, "%s: empty", path);
+    else if (!st && h->n_epochs == 0)
+        st = loom_error_set(err, LOOM_ERR_FORMAT, "%s: no epochs after the header", path);
+    free(text);
+    if (st)
+        loom_history_reset(h);
+    for (int i = 0; !st && i < h->n_epochs; i++)
+        h->seconds += h->epochs[i].seconds;
     return st;
 }
 

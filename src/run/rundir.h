@@ -8,8 +8,9 @@
 
 #include "../model/model.h"
 
-/* What a directory holds: a training run (model.loom, history.csv or config.txt), a
- * cross-validation (cv.csv), a search (trials.csv or tune.txt), or none of these. */
+/* What a directory holds: a cross-validation (cv.csv), a search (trials.csv or tune.txt), a
+ * training run (model.loom, history.csv, metrics.json or config.txt), or none of these. The one
+ * place that decides; the reports, comparisons and plots ask it. */
 typedef enum { LOOM_RUN_NONE = 0, LOOM_RUN_TRAIN, LOOM_RUN_CV, LOOM_RUN_TUNE } loom_run_kind;
 loom_run_kind loom_run_dir_kind(const char *dir);
 
@@ -26,6 +27,11 @@ loom_status loom_model_build(loom_model **out, const char *text, const char *sou
 /* Writes h as CSV (epoch,loss,acc,val_loss,val_acc,lr,seconds) through a temp file + rename.
  * Errors: LOOM_ERR_IO, LOOM_ERR_ARG (path too long), LOOM_ERR_NOMEM. */
 loom_status loom_history_write_csv(const loom_history *h, const char *path, loom_error *err);
+/* Reads a history.csv (epoch, loss, acc; val_loss, val_acc, lr, seconds optional: NaN, seconds 0,
+ * where absent or written empty or nan) into h (reset it after, also on failure); h->seconds is
+ * the sum. Errors: those of loom_file_read_all; LOOM_ERR_FORMAT naming the file and line (a
+ * missing column, a field count unlike the header's, a cell that is not a number, no rows). */
+loom_status loom_history_read_csv(const char *path, loom_history *h, loom_error *err);
 /* Creates dir and its parents; refuses an existing dir holding model.loom unless is_force.
  * Errors: LOOM_ERR_ARG (a run is there), LOOM_ERR_IO (cannot create; a file of that name, unless
  * is_force). */

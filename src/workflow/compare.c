@@ -66,46 +66,24 @@ typedef struct {
  * val_loss when early stopping restored the best epoch, else the last). */
 static loom_status read_history(const char *path, bool is_best_row, hist_row *out,
                                 loom_error *err) {
-    char *text = NULL;
     memset(out, 0, sizeof *out);
     out->acc = out->val_acc = NAN;
-    loom_status st = loom_file_read_all(path, &text, NULL, err);
+    loom_history h;
+    loom_status st = loom_history_read_csv(path, &h, err);
     if (st)
         return st;
-    int col[4] = {-1, -1, -1, -1}; /* acc, val_acc, val_loss, seconds */
-    const char *names[4] = {"acc", "val_acc", "val_loss", "seconds"};
     double best_loss = INFINITY;
-    char *save = NULL;
-    for (char *l = strtok_r(text, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
-        char *f[16];
-        int n = csv_split(l, f, 16);
-        if (n < 0)
-            continue;
-        if (col[0] < 0) { /* the header */
-            for (int i = 0; i < n; i++)
-                for (int c = 0; c < 4; c++)
-                    if (strcmp(f[i], names[c]) == 0)
-                        col[c] = i;
-            if (col[0] < 0 || col[1] < 0 || col[2] < 0 || col[3] < 0) {
-                free(text);
-                return loom_error_set(err, LOOM_ERR_FORMAT,
-                                      "%s: expected the columns acc, val_acc, val_loss, seconds",
-                                      path);
-            }
-            continue;
-        }
-        if (n <= col[0] || n <= col[1] || n <= col[2] || n <= col[3])
-            continue;
-        double loss = strtod(f[col[2]], NULL);
-        out->n_epochs++;
-        out->seconds += strtod(f[col[3]], NULL);
-        if (!is_best_row || loss < best_loss) {
-            best_loss = loss;
-            out->acc = strtod(f[col[0]], NULL);
-            out->val_acc = strtod(f[col[1]], NULL);
+    out->n_epochs = h.n_epochs;
+    out->seconds = h.seconds;
+    for (int i = 0; i < h.n_epochs; i++) {
+        const loom_epoch *e = &h.epochs[i];
+        if (!is_best_row || e->val_loss < best_loss) {
+            best_loss = e->val_loss;
+            out->acc = e->acc;
+            out->val_acc = e->val_acc;
         }
     }
-    free(text);
+    loom_history_reset(&h);
     return LOOM_OK;
 }
 
@@ -235,13 +213,12 @@ static loom_status read_run(const char *given, run_info *r, loom_error *err) {
     r->params = r->epochs = r->sec_per_epoch = NAN;
     r->train_acc = r->val_acc = r->test_acc = r->precision = r->recall = r->f1 = unknown;
     snprintf(r->dir, sizeof r->dir, "%s", given);
-    if (!exists(path_join(path, sizeof path, r->dir, "config.txt"))) {
-        snprintf(r->dir, sizeof r->dir, "%s/best", given); /* a search: its retrained best */
-        if (!exists(path_join(path, sizeof path, r->dir, "config.txt")))
-            return loom_error_set(err, LOOM_ERR_ARG,
-                                  "%s: not a run directory (no config.txt, nor best/config.txt)",
-                                  given);
-    }
+    if (loom_run_dir_kind(r->dir) == LOOM_RUN_TUNE) /* a search: its retrained best */
+        snprintf(r->dir, sizeof r->dir, "%s/best", given);
+    if (!exists(path_join(path, sizeof path, r->dir, "config.txt")))
+        return loom_error_set(err, LOOM_ERR_ARG,
+                              "%s: not a run directory (no config.txt, nor best/config.txt)",
+                              given);
     loom_status st = loom_file_read_all(path, &config, NULL, err);
     if (st)
         return st;

@@ -337,11 +337,12 @@ loom_status loom_report(const loom_report_config *rc, loom_error *err) {
     for (int i = 0; i < rc->n_runs; i++) {
         run_info *r = &runs[i];
         r->dir = rc->run_dirs[i];
-        if (exists(r->dir, "cv.csv"))
+        loom_run_kind kind = loom_run_dir_kind(r->dir);
+        if (kind == LOOM_RUN_CV)
             r->kind = RUN_CV;
-        else if (exists(r->dir, "trials.csv"))
+        else if (kind == LOOM_RUN_TUNE)
             r->kind = RUN_TUNE;
-        else if (exists(r->dir, "history.csv") || exists(r->dir, "metrics.json"))
+        else if (kind == LOOM_RUN_TRAIN)
             r->kind = RUN_TRAIN;
         else {
             st = loom_error_set(err, LOOM_ERR_IO,
