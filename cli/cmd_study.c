@@ -52,6 +52,7 @@ int cmd_study(int argc, char **argv) {
     sc.log = cli_log;
     sc.stop_flag = &cli_stop_flag;
     cli_install_signals();
+    cli_hint_exists = "--resume continues it, --force starts over";
     loom_error err = {0};
     if (cli_study_run(&sc, &err))
         return cli_fail(&err);

@@ -178,155 +178,142 @@ static void fmt_dur(double s, char *buf, size_t n) {
         snprintf(buf, n, "%.0fs", s);
 }
 
-loom_status cli_study_run(const cli_study_config *sc, loom_error *err) {
-    const char *out = sc->out_dir ? sc->out_dir : "runs/study";
-    char *text = NULL;
-    step *steps = calloc(MAX_STEPS, sizeof *steps);
-    const char **dirs = NULL;
-    char(*dir_buf)[2048] = NULL;
-    loom_status st = LOOM_OK;
-    if (!steps)
-        return loom_error_set(err, LOOM_ERR_NOMEM, "study: out of memory");
-    if (sc->study_file) {
-        if ((st = loom_file_read_all(sc->study_file, &text, NULL, err)))
-            goto done;
-    } else if (!(text = strdup(builtin_study))) {
-        st = loom_error_set(err, LOOM_ERR_NOMEM, "study: out of memory");
-        goto done;
-    }
-    int n = 0;
-    if ((st = parse_study(text, sc->study_file ? sc->study_file : "builtin study", steps, &n, err)))
-        goto done;
-
-    /* the study directory */
+/* The study directory: refuses one that holds a study unless resuming or forced; writes
+ * study.txt (the study's text) and mlp-space.txt (the built-in space; quick: 3 epochs). */
+static loom_status prepare_dir(const cli_study_config *sc, const char *out, char *space_path,
+                               size_t n_space, loom_error *err) {
     char marker[2300];
     snprintf(marker, sizeof marker, "%s/study.txt", out);
-    if (file_exists(marker) && !sc->is_resume && !sc->is_force) {
-        st = loom_error_set(err, LOOM_ERR_ARG,
-                            "%s: a study is already there: pass --resume to continue it or "
-                            "--force to start over",
-                            out);
-        goto done;
+    if (file_exists(marker) && !sc->is_resume && !sc->is_force)
+        return loom_error_set(err, LOOM_ERR_EXISTS, "%s: a study is already there", out);
+    loom_status st = loom_mkdir_p(out, err);
+    if (st)
+        return st;
+    char *src = NULL;
+    if (sc->study_file)
+        loom_file_read_all(sc->study_file, &src, NULL, err);
+    const char *body = src ? src : builtin_study;
+    st = loom_file_write_atomic(marker, body, strlen(body), err);
+    free(src);
+    if (st)
+        return st;
+    snprintf(space_path, n_space, "%s/mlp-space.txt", out);
+    char sp[sizeof builtin_mlp_space + 16];
+    snprintf(sp, sizeof sp, "%s", builtin_mlp_space);
+    if (sc->is_quick) {
+        char *e = strstr(sp, "epochs 40");
+        if (e)
+            memcpy(e, "epochs 3 ", 9);
     }
-    if ((st = loom_mkdir_p(out, err)))
-        goto done;
-    {
-        char *src = NULL;
-        if (sc->study_file)
-            loom_file_read_all(sc->study_file, &src, NULL, err);
-        const char *body = src ? src : builtin_study;
-        st = loom_file_write_atomic(marker, body, strlen(body), err);
-        free(src);
-        if (st)
-            goto done;
-    }
-    /* the built-in space, written where tune can read it (quick: fewer epochs) */
-    char space_path[2300];
-    snprintf(space_path, sizeof space_path, "%s/mlp-space.txt", out);
-    {
-        char sp[sizeof builtin_mlp_space + 16];
-        snprintf(sp, sizeof sp, "%s", builtin_mlp_space);
+    return loom_file_write_atomic(space_path, sp, strlen(sp), err);
+}
+
+/* The command line of step s into argv (MAX_ARGS + 24 entries, NULL-terminated): the step's own
+ * words writing into dir, or `train --resume dir` for a training a checkpoint can continue. Its
+ * strings point into s, sc, dir, space_path and threads. Sets *is_resumed for a continued one. */
+static void step_argv(const cli_study_config *sc, const step *s, const char *dir,
+                      const char *space_path, const char *threads, char **argv, bool *is_resumed) {
+    int a = 0;
+    char ck[2400];
+    snprintf(ck, sizeof ck, "%s/checkpoint.loomck", dir);
+    bool is_train = strcmp(s->argv[0], "train") == 0;
+    argv[a++] = (char *)sc->exe;
+    *is_resumed = is_train && sc->is_resume && file_exists(ck);
+    if (*is_resumed) {
+        argv[a++] = "train";
+        argv[a++] = "--resume";
+        argv[a++] = (char *)dir;
+    } else {
+        argv[a++] = s->argv[0];
+        argv[a++] = strncmp(s->argv[1], "builtin:", 8) == 0 ? (char *)space_path : s->argv[1];
+        for (int k = 2; k < s->argc; k++)
+            argv[a++] = s->argv[k];
         if (sc->is_quick) {
-            char *e = strstr(sp, "epochs 40");
-            if (e)
-                memcpy(e, "epochs 3 ", 9);
+            argv[a++] = "--subset";
+            argv[a++] = "10000";
+            if (strcmp(s->argv[0], "tune") != 0) {
+                argv[a++] = "--epochs";
+                argv[a++] = "3";
+            }
         }
-        if ((st = loom_file_write_atomic(space_path, sp, strlen(sp), err)))
-            goto done;
+        argv[a++] = "--out";
+        argv[a++] = (char *)dir;
+        argv[a++] = "--force";
+        if (sc->data_dir) {
+            argv[a++] = "--data";
+            argv[a++] = (char *)sc->data_dir;
+        }
+        argv[a++] = "--quiet";
     }
+    argv[a++] = "--threads";
+    argv[a++] = (char *)threads;
+    argv[a] = NULL;
+}
 
-    double t0 = loom_now(), spent = 0;
-    int n_run = 0, n_earlier = 0;
-    char threads[16];
+/* What the steps loop keeps between steps (for the ETA and the report's provenance). */
+typedef struct {
+    double t0, spent; /* the study's start; seconds of the steps run in this session */
+    int n_run;        /* steps run in this session */
+    int n_earlier;    /* steps finished (or begun) in an earlier session */
+} study_clock;
+
+/* Runs step i of n (or skips it when it finished earlier) as a child loom process. */
+static loom_status run_step(const cli_study_config *sc, const char *out, const step *s, int i,
+                            int n, const char *space_path, study_clock *ck, loom_error *err) {
+    char dir[2300], done_path[2400], log_path[2400], threads[16];
+    snprintf(dir, sizeof dir, "%s/%s", out, s->slug);
+    snprintf(done_path, sizeof done_path, "%s/.done", dir);
+    snprintf(log_path, sizeof log_path, "%s/%s.log", out, s->slug);
     snprintf(threads, sizeof threads, "%d", sc->threads);
-    for (int i = 0; i < n; i++) {
-        step *s = &steps[i];
-        char dir[2300], done_path[2400], log_path[2400];
-        snprintf(dir, sizeof dir, "%s/%s", out, s->slug);
-        snprintf(done_path, sizeof done_path, "%s/.done", dir);
-        snprintf(log_path, sizeof log_path, "%s/%s.log", out, s->slug);
-        if (sc->is_resume && file_exists(done_path)) {
-            log_printf(sc->log, sc->log_user, LOOM_LOG_INFO,
-                       "[%d/%d] %s %s: finished earlier, skipped", i + 1, n, s->argv[0],
-                       s->argv[1]);
-            n_earlier++;
-            continue;
-        }
-        char *argv[MAX_ARGS + 24];
-        int a = 0;
-        char ck[2400];
-        snprintf(ck, sizeof ck, "%s/checkpoint.loomck", dir);
-        bool is_train = strcmp(s->argv[0], "train") == 0;
-        argv[a++] = (char *)sc->exe;
-        if (is_train && sc->is_resume && file_exists(ck)) {
-            n_earlier++;
-            argv[a++] = "train";
-            argv[a++] = "--resume";
-            argv[a++] = dir;
-        } else {
-            argv[a++] = s->argv[0];
-            argv[a++] = strncmp(s->argv[1], "builtin:", 8) == 0 ? space_path : s->argv[1];
-            for (int k = 2; k < s->argc; k++)
-                argv[a++] = s->argv[k];
-            if (sc->is_quick) {
-                argv[a++] = "--subset";
-                argv[a++] = "10000";
-                if (strcmp(s->argv[0], "tune") != 0) {
-                    argv[a++] = "--epochs";
-                    argv[a++] = "3";
-                }
-            }
-            argv[a++] = "--out";
-            argv[a++] = dir;
-            argv[a++] = "--force";
-            if (sc->data_dir) {
-                argv[a++] = "--data";
-                argv[a++] = (char *)sc->data_dir;
-            }
-            argv[a++] = "--quiet";
-        }
-        argv[a++] = "--threads";
-        argv[a++] = threads;
-        argv[a] = NULL;
-        char eta[32] = "?", el[32];
-        fmt_dur(loom_now() - t0, el, sizeof el);
-        if (n_run > 0)
-            fmt_dur(spent / n_run * (n - i), eta, sizeof eta);
-        log_printf(sc->log, sc->log_user, LOOM_LOG_INFO,
-                   "[%d/%d] %s %s (elapsed %s, ETA %s; log: %s)", i + 1, n, s->argv[0], s->argv[1],
-                   el, eta, log_path);
-        double ts = loom_now();
-        int rc = run_child(argv, log_path, sc->stop_flag);
-        double dt = loom_now() - ts;
-        /* a step that finished is recorded even when a signal came as it ended: its checkpoint
-         * is gone, so --resume would otherwise train it again from the start */
-        if (rc == 0 && (st = loom_file_write_atomic(done_path, "", 0, err)))
-            goto done;
-        if (sc->stop_flag && *sc->stop_flag) {
-            st = loom_error_set(err, LOOM_ERR_INTERRUPTED,
-                                "study interrupted in step %d (%s %s): continue with 'loom "
-                                "study --resume --out %s'",
-                                i + 1, s->argv[0], s->argv[1], out);
-            goto done;
-        }
-        if (rc != 0) {
-            st = loom_error_set(err, LOOM_ERR_IO,
-                                "study step %d (%s %s, line %d) failed with exit %d: see %s", i + 1,
-                                s->argv[0], s->argv[1], s->line, rc, log_path);
-            goto done;
-        }
-        spent += dt;
-        n_run++;
-        char d[32];
-        fmt_dur(dt, d, sizeof d);
-        log_printf(sc->log, sc->log_user, LOOM_LOG_INFO, "[%d/%d] %s %s: done in %s", i + 1, n,
-                   s->argv[0], s->argv[1], d);
+    if (sc->is_resume && file_exists(done_path)) {
+        log_printf(sc->log, sc->log_user, LOOM_LOG_INFO, "[%d/%d] %s %s: finished earlier, skipped",
+                   i + 1, n, s->argv[0], s->argv[1]);
+        ck->n_earlier++;
+        return LOOM_OK;
     }
+    char *argv[MAX_ARGS + 24];
+    bool is_resumed = false;
+    step_argv(sc, s, dir, space_path, threads, argv, &is_resumed);
+    ck->n_earlier += is_resumed;
+    char eta[32] = "?", el[32];
+    fmt_dur(loom_now() - ck->t0, el, sizeof el);
+    if (ck->n_run > 0)
+        fmt_dur(ck->spent / ck->n_run * (n - i), eta, sizeof eta);
+    log_printf(sc->log, sc->log_user, LOOM_LOG_INFO, "[%d/%d] %s %s (elapsed %s, ETA %s; log: %s)",
+               i + 1, n, s->argv[0], s->argv[1], el, eta, log_path);
+    double ts = loom_now();
+    int rc = run_child(argv, log_path, sc->stop_flag);
+    double dt = loom_now() - ts;
+    /* a step that finished is recorded even when a signal came as it ended: its checkpoint is
+     * gone, so --resume would otherwise train it again from the start */
+    loom_status st = rc == 0 ? loom_file_write_atomic(done_path, "", 0, err) : LOOM_OK;
+    if (st)
+        return st;
+    if (sc->stop_flag && *sc->stop_flag)
+        return loom_error_set(err, LOOM_ERR_INTERRUPTED,
+                              "study interrupted in step %d (%s %s): continue with 'loom study "
+                              "--resume --out %s'",
+                              i + 1, s->argv[0], s->argv[1], out);
+    if (rc != 0)
+        return loom_error_set(err, LOOM_ERR_IO,
+                              "study step %d (%s %s, line %d) failed with exit %d: see %s", i + 1,
+                              s->argv[0], s->argv[1], s->line, rc, log_path);
+    ck->spent += dt;
+    ck->n_run++;
+    char d[32];
+    fmt_dur(dt, d, sizeof d);
+    log_printf(sc->log, sc->log_user, LOOM_LOG_INFO, "[%d/%d] %s %s: done in %s", i + 1, n,
+               s->argv[0], s->argv[1], d);
+    return LOOM_OK;
+}
 
-    /* the report over every step */
+/* REPORT.md over every step's directory. */
+static loom_status write_report(const cli_study_config *sc, const char *out, const step *steps,
+                                int n, const study_clock *ck, loom_error *err) {
     size_t n_dirs = n > 0 ? (size_t)n : 1; /* parse_study guarantees n >= 1 */
-    dirs = calloc(n_dirs, sizeof *dirs);
-    dir_buf = calloc(n_dirs, sizeof *dir_buf);
+    const char **dirs = calloc(n_dirs, sizeof *dirs);
+    char(*dir_buf)[2048] = calloc(n_dirs, sizeof *dir_buf);
+    loom_status st = LOOM_OK;
     if (!dirs || !dir_buf) {
         st = loom_error_set(err, LOOM_ERR_NOMEM, "study: out of memory");
         goto done;
@@ -347,17 +334,41 @@ loom_status cli_study_run(const cli_study_config *sc, loom_error *err) {
                                "not what the models can reach: see docs/RESULTS.md for that."
                              : NULL,
         .command_line = sc->command_line,
-        .wall_seconds = loom_now() - t0,
-        .n_earlier = n_earlier,
+        .wall_seconds = loom_now() - ck->t0,
+        .n_earlier = ck->n_earlier,
         .log = sc->log,
         .log_user = sc->log_user,
     };
     st = loom_report(&rc, err);
 done:
-    free(text);
-    free(steps);
     free(dirs);
     free(dir_buf);
+    return st;
+}
+
+loom_status cli_study_run(const cli_study_config *sc, loom_error *err) {
+    const char *out = sc->out_dir ? sc->out_dir : "runs/study";
+    char *text = NULL, space_path[2300];
+    step *steps = calloc(MAX_STEPS, sizeof *steps);
+    if (!steps)
+        return loom_error_set(err, LOOM_ERR_NOMEM, "study: out of memory");
+    loom_status st = LOOM_OK;
+    if (sc->study_file)
+        st = loom_file_read_all(sc->study_file, &text, NULL, err);
+    else if (!(text = strdup(builtin_study)))
+        st = loom_error_set(err, LOOM_ERR_NOMEM, "study: out of memory");
+    int n = 0;
+    if (!st)
+        st = parse_study(text, sc->study_file ? sc->study_file : "builtin study", steps, &n, err);
+    if (!st)
+        st = prepare_dir(sc, out, space_path, sizeof space_path, err);
+    study_clock ck = {.t0 = loom_now()};
+    for (int i = 0; i < n && !st; i++)
+        st = run_step(sc, out, &steps[i], i, n, space_path, &ck, err);
+    if (!st)
+        st = write_report(sc, out, steps, n, &ck, err);
+    free(text);
+    free(steps);
     return st;
 }
 

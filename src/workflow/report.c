@@ -319,37 +319,17 @@ static void tune_section(FILE *md, const loom_report_config *rc, const run_info 
     }
 }
 
-loom_status loom_report(const loom_report_config *rc, loom_error *err) {
-    if (rc->n_runs < 1)
-        return loom_error_set(err, LOOM_ERR_ARG, "report: no run directories given");
-    run_info *runs = calloc((size_t)rc->n_runs, sizeof *runs);
-    char *md_text = NULL;
-    size_t md_len = 0;
-    FILE *md = NULL;
-    loom_dataset *test = NULL;
-    loom_status st = LOOM_OK;
-    if (!runs)
-        return loom_error_set(err, LOOM_ERR_NOMEM, "report: out of memory");
-    char img[2048];
-    snprintf(img, sizeof img, "%s/img", rc->out_dir);
-    if ((st = loom_mkdir_p(img, err)))
-        goto done;
+/* Reads what kind of run each directory holds, its config.txt, name and slug. */
+static loom_status read_runs(const loom_report_config *rc, run_info *runs, loom_error *err) {
     for (int i = 0; i < rc->n_runs; i++) {
         run_info *r = &runs[i];
         r->dir = rc->run_dirs[i];
         loom_run_kind kind = loom_run_dir_kind(r->dir);
-        if (kind == LOOM_RUN_CV)
-            r->kind = RUN_CV;
-        else if (kind == LOOM_RUN_TUNE)
-            r->kind = RUN_TUNE;
-        else if (kind == LOOM_RUN_TRAIN)
-            r->kind = RUN_TRAIN;
-        else {
-            st = loom_error_set(err, LOOM_ERR_IO,
-                                "%s: not a run directory (no history.csv, cv.csv or trials.csv)",
-                                r->dir);
-            goto done;
-        }
+        if (kind == LOOM_RUN_NONE)
+            return loom_error_set(err, LOOM_ERR_IO,
+                                  "%s: not a run directory (no history.csv, cv.csv or trials.csv)",
+                                  r->dir);
+        r->kind = kind == LOOM_RUN_CV ? RUN_CV : kind == LOOM_RUN_TUNE ? RUN_TUNE : RUN_TRAIN;
         r->config = read_opt(r->dir, "config.txt");
         const char *base = strrchr(r->dir, '/');
         base = base && base[1] ? base + 1 : r->dir;
@@ -360,31 +340,13 @@ loom_status loom_report(const loom_report_config *rc, loom_error *err) {
             if (*c == '/' || *c == ' ')
                 *c = '_';
     }
-    char data_dir[1024];
-    if (rc->data_dir)
-        snprintf(data_dir, sizeof data_dir, "%s", rc->data_dir);
-    else if (!runs[0].config ||
-             !loom_config_get(runs[0].config, "data_dir", data_dir, sizeof data_dir))
-        snprintf(data_dir, sizeof data_dir, "%s", loom_default_data_dir());
+    return LOOM_OK;
+}
+
+/* The comparison table and the overlays of validation accuracy (every run; the sequence
+ * models on their own). Failures become notes in the report, not errors. */
+static void results_section(FILE *md, const loom_report_config *rc, const run_info *runs) {
     loom_error e = {0};
-    if (loom_dataset_load_dir(&test, data_dir, "test", &e) != LOOM_OK)
-        test = NULL;
-
-    md = open_memstream(&md_text, &md_len);
-    if (!md) {
-        st = loom_error_set(err, LOOM_ERR_NOMEM, "report: out of memory");
-        goto done;
-    }
-    fprintf(md, "# loom study report\n\n");
-    if (rc->note)
-        fprintf(md, "> %s\n\n", rc->note);
-    fprintf(md, "Runs: ");
-    for (int i = 0; i < rc->n_runs; i++)
-        fprintf(md, "%s`%s`", i ? ", " : "", runs[i].dir);
-    fprintf(md, ".\n\n");
-    dataset_section(md, rc, data_dir);
-
-    /* the comparison table */
     fprintf(md, "## Results\n\n");
     loom_compare_config cc = {rc->run_dirs, rc->n_runs, rc->out_dir, 0.05};
     loom_compare_result cr = {0};
@@ -393,8 +355,6 @@ loom_status loom_report(const loom_report_config *rc, loom_error *err) {
     else
         fprintf(md, "_(comparison not made: %s)_\n\n", e.msg);
     loom_compare_result_reset(&cr);
-
-    /* overlays of validation accuracy: all runs, and the sequence models on their own */
     const char *dirs[20], *seq[20];
     int nd = 0, ns = 0;
     for (int i = 0; i < rc->n_runs && nd < 20; i++) {
@@ -408,20 +368,23 @@ loom_status loom_report(const loom_report_config *rc, loom_error *err) {
     char out[2048];
     if (nd > 1) {
         img_path(rc, "all", "val_acc", out, sizeof out);
-        st = loom_plot_overlay_runs(out, dirs, nd, "val_acc", &e);
+        loom_status st = loom_plot_overlay_runs(out, dirs, nd, "val_acc", &e);
         picture(md, rc, "all", "val_acc", "validation accuracy per epoch, every run", st, &e);
     }
     if (ns > 1) {
         img_path(rc, "sequence", "val_acc", out, sizeof out);
-        st = loom_plot_overlay_runs(out, seq, ns, "val_acc", &e);
+        loom_status st = loom_plot_overlay_runs(out, seq, ns, "val_acc", &e);
         picture(md, rc, "sequence", "val_acc", "validation accuracy per epoch, sequence models", st,
                 &e);
     }
-    st = LOOM_OK;
+}
 
+/* One section per run: a search's own and its retrained best's, a training's, a cv's. */
+static void runs_section(FILE *md, const loom_report_config *rc, const run_info *runs,
+                         const loom_dataset *test) {
     fprintf(md, "## The runs\n\n");
     for (int i = 0; i < rc->n_runs; i++) {
-        run_info *r = &runs[i];
+        const run_info *r = &runs[i];
         if (r->kind == RUN_TUNE) {
             fprintf(md, "### %s (hyperparameter search)\n\n", r->slug);
             tune_section(md, rc, r);
@@ -441,6 +404,47 @@ loom_status loom_report(const loom_report_config *rc, loom_error *err) {
         if (r->kind == RUN_CV)
             cv_section(md, r);
     }
+}
+
+loom_status loom_report(const loom_report_config *rc, loom_error *err) {
+    if (rc->n_runs < 1)
+        return loom_error_set(err, LOOM_ERR_ARG, "report: no run directories given");
+    run_info *runs = calloc((size_t)rc->n_runs, sizeof *runs);
+    char *md_text = NULL;
+    size_t md_len = 0;
+    FILE *md = NULL;
+    loom_dataset *test = NULL;
+    loom_status st = LOOM_OK;
+    if (!runs)
+        return loom_error_set(err, LOOM_ERR_NOMEM, "report: out of memory");
+    char img[2048];
+    snprintf(img, sizeof img, "%s/img", rc->out_dir);
+    if ((st = loom_mkdir_p(img, err)) || (st = read_runs(rc, runs, err)))
+        goto done;
+    char data_dir[1024];
+    if (rc->data_dir)
+        snprintf(data_dir, sizeof data_dir, "%s", rc->data_dir);
+    else if (!runs[0].config ||
+             !loom_config_get(runs[0].config, "data_dir", data_dir, sizeof data_dir))
+        snprintf(data_dir, sizeof data_dir, "%s", loom_default_data_dir());
+    loom_error e = {0};
+    if (loom_dataset_load_dir(&test, data_dir, "test", &e) != LOOM_OK)
+        test = NULL;
+    md = open_memstream(&md_text, &md_len);
+    if (!md) {
+        st = loom_error_set(err, LOOM_ERR_NOMEM, "report: out of memory");
+        goto done;
+    }
+    fprintf(md, "# loom study report\n\n");
+    if (rc->note)
+        fprintf(md, "> %s\n\n", rc->note);
+    fprintf(md, "Runs: ");
+    for (int i = 0; i < rc->n_runs; i++)
+        fprintf(md, "%s`%s`", i ? ", " : "", runs[i].dir);
+    fprintf(md, ".\n\n");
+    dataset_section(md, rc, data_dir);
+    results_section(md, rc, runs);
+    runs_section(md, rc, runs, test);
     provenance(md, rc, runs, rc->n_runs);
     if (fclose(md) != 0) {
         md = NULL;
