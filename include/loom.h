@@ -448,15 +448,6 @@ LOOM_API loom_status loom_metrics_write_confusion_csv(const loom_metrics *mt,
 
 /* ---- files ---------------------------------------------------------------------------------- */
 
-/* Writes len bytes to path atomically: path.tmp.PID, fsync, rename; on failure the old file is
- * left as it was. Errors: LOOM_ERR_IO, LOOM_ERR_ARG (path too long). */
-LOOM_API loom_status loom_file_write_atomic(const char *path, const void *data, size_t len,
-                                            loom_error *err);
-/* Reads a whole file into *out (malloc'd, NUL-terminated, the caller frees it); *len_out may be
- * NULL. Errors: LOOM_ERR_IO (cannot open or read, a directory), LOOM_ERR_NOMEM. */
-LOOM_API loom_status loom_file_read_all(const char *path, char **out, size_t *len_out,
-                                        loom_error *err);
-
 /* ---- plots: PNG or SVG through PLplot's cairo driver --------------------------------------- */
 /* Every plot writes out (".svg": SVG, else PNG) through out.tmp.PID renamed into place, never
  * prints, and returns LOOM_ERR_IO for missing or unwritable files, LOOM_ERR_FORMAT for malformed
@@ -515,16 +506,6 @@ LOOM_API loom_status loom_plot_run(const char *run_dir, bool is_svg, loom_log_fn
 /* Seeds: folds come from train.seed, fold k trains with loom_seed_derive(seed, k); trial t of a
  * search draws its point and its executions' seeds from streams derived from the search seed.
  * The same seed gives the same folds, trials and numbers for any thread count. */
-
-/* A stratified, seeded subset of about n examples of ds (rounded per class) as a new dataset
- * that the caller destroys (loom_dataset_destroy); a copy of all of ds when n <= 0 or
- * n >= ds->n. Errors: LOOM_ERR_ARG (an invalid dataset), LOOM_ERR_NOMEM. */
-LOOM_API loom_status loom_dataset_subset(loom_dataset **out, const loom_dataset *ds, int n,
-                                         uint64_t seed, loom_error *err);
-
-/* Mean and sample standard deviation (n - 1 in the denominator; 0 for one value) of the finite
- * values among x[0..n); both NaN when there are none. */
-LOOM_API void loom_mean_std(const double *x, int n, double *mean, double *sd);
 
 typedef struct {
     long b, c;      /* discordant pairs: b = A right and B wrong, c = A wrong and B right */

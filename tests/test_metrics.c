@@ -4,6 +4,7 @@
 #include "check.h"
 
 #include "loom.h"
+#include "../src/core/core.h"
 
 #include <cjson/cJSON.h>
 #include <stdlib.h>

@@ -6,6 +6,7 @@
 #include "check.h"
 
 #include "loom.h"
+#include "../src/core/core.h"
 
 #include <stdint.h>
 #include <stdlib.h>

@@ -5,6 +5,7 @@
 #include "check.h"
 
 #include "loom.h"
+#include "../src/core/core.h"
 
 #include <cjson/cJSON.h>
 #include <jpeglib.h>

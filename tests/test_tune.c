@@ -6,6 +6,7 @@
 #include "check.h"
 #include "loom.h"
 #include "../src/run/rundir.h"
+#include "../src/workflow/tune.h"
 #include "../cli/study.h"
 
 #include <math.h>

@@ -107,4 +107,12 @@ void float_text(float v, char *buf, size_t n);
 /* mkdir -p: dir and its missing parents (0755); LOOM_ERR_IO naming dir when it cannot be made. */
 loom_status loom_mkdir_p(const char *dir, loom_error *err);
 
+/* Files (files.c). */
+/* Writes len bytes to path atomically: path.tmp.PID, fsync, rename; on failure the old file is
+ * left as it was. Errors: LOOM_ERR_IO, LOOM_ERR_ARG (path too long). */
+loom_status loom_file_write_atomic(const char *path, const void *data, size_t len, loom_error *err);
+/* Reads a whole file into *out (malloc'd, NUL-terminated, the caller frees it); *len_out may be
+ * NULL. Errors: LOOM_ERR_IO (cannot open or read, a directory), LOOM_ERR_NOMEM. */
+loom_status loom_file_read_all(const char *path, char **out, size_t *len_out, loom_error *err);
+
 #endif

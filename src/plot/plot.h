@@ -5,6 +5,7 @@
 #define LOOM_PLOT_H
 
 #include "loom.h"
+#include "../core/core.h"
 
 /* Colour map 0 slots set up for every figure. */
 enum {

@@ -348,7 +348,7 @@ static loom_status write_cv_json(const loom_cv_config *cc, const loom_cv_result 
 
 /* Mean and std of one field over the folds. */
 static void fold_stats(const loom_cv_result *r, size_t off, double *mean, double *sd) {
-    double v[256];
+    double v[256] = {0};
     int n = r->n_folds < 256 ? r->n_folds : 256;
     for (int k = 0; k < n; k++)
         v[k] = *(const double *)((const char *)&r->folds[k] + off);

@@ -41,4 +41,14 @@ int csv_split(char *line, char **fields, int max);
 /* More than the settings table holds (loom_setting_count). */
 #define TRAIN_SETTINGS_MAX 32
 
+/* Mean and sample standard deviation (n - 1 in the denominator; 0 for one value) of the finite
+ * values among x[0..n); both NaN when there are none. */
+void loom_mean_std(const double *x, int n, double *mean, double *sd);
+
+/* A stratified, seeded subset of about n examples of ds (rounded per class) as a new dataset
+ * that the caller destroys (loom_dataset_destroy); a copy of all of ds when n <= 0 or
+ * n >= ds->n. Errors: LOOM_ERR_ARG (an invalid dataset), LOOM_ERR_NOMEM. */
+loom_status loom_dataset_subset(loom_dataset **out, const loom_dataset *ds, int n, uint64_t seed,
+                                loom_error *err);
+
 #endif
