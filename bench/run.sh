@@ -19,11 +19,13 @@ $PY -c 'import torch' 2>/dev/null || has_torch=0
 for m in $models; do
     for r in $(seq "$ROUNDS"); do
         $LOOM bench "$m" --threads "$THREADS" --batch 64 --repeats 5 2>>"$tmp/stderr" |
-            awk -F'|' 'NR==3{gsub(/ /,""); print $5, $8, $7, $9, $10}' >>"$tmp/loom.$m"
+            awk -F'|' -v m="$m" '{x = $2; gsub(/ /, "", x)} x == m {gsub(/ /, ""); print $5, $9, $7, $10, $12}' >>"$tmp/loom.$m"
         [ $has_torch -eq 1 ] && $PY bench/torch_ref.py "$m" "$THREADS" >>"$tmp/torch.$m"
     done
 done
-peak=230
+# the fp32 peak of this machine, measured by loom in this run (never a fixed figure)
+peak=$($LOOM bench --peak --threads "$THREADS" | sed -n 's/.*fp32 \([0-9]*\) GFLOP.*/\1/p')
+kernels=$($LOOM bench --peak --threads "$THREADS" | head -n 1)
 {
     echo "# Benchmarks"
     echo
@@ -35,7 +37,8 @@ peak=230
     [ $has_torch -eq 1 ] && echo "PyTorch $($PY -c 'import torch;print(torch.__version__)') (Debian python3-torch)."
     busy=$(grep -c "another job kept a core busy" "$tmp/stderr" 2>/dev/null)
     [ "${busy:-0}" -gt 0 ] && echo "**$busy loom runs found another job keeping a core busy and ran passive OpenMP workers: these figures are low; re-run on a quiet machine.**"
-    echo "% of peak: achieved training GFLOP/s (3x forward FLOPs) over ${peak} GFLOP/s (fp32 FMA, 2 cores)."
+    echo "$kernels."
+    echo "% of peak: achieved training GFLOP/s (3x forward FLOPs) over ${peak} GFLOP/s, the fp32 FMA peak \`loom bench --peak\` measured on $THREADS threads in this run."
     echo
     echo "| model | loom train img/s | PyTorch train img/s | ratio | loom GFLOP/s | % of peak | loom infer img/s | PyTorch infer img/s | infer ratio | loom peak RSS MiB | PyTorch peak RSS MiB |"
     echo "|---|---|---|---|---|---|---|---|---|---|---|"

@@ -1,11 +1,51 @@
 /* cmd_bench.c - `loom bench MODEL...|all`: training and inference images/s (median of repeats)
- * and achieved GFLOP/s, one table row per model. */
+ * and achieved GFLOP/s, one table row per model, as a share of the fp32 peak measured in the same
+ * run; each model's own peak RSS; a banner naming the CPU's features and loom's kernels. */
 #include "cli.h"
 
 #include <getopt.h>
-#include <sys/resource.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Resets the process's peak resident set (Linux: clear_refs 5), so that the next reading of
+ * VmHWM is one model's own; false where the kernel does not allow it. */
+static bool reset_peak_rss(void) {
+    FILE *f = fopen("/proc/self/clear_refs", "w");
+    if (!f)
+        return false;
+    bool ok = fputs("5", f) >= 0;
+    return fclose(f) == 0 && ok;
+}
+
+/* VmHWM in MiB, NaN when unknown. */
+static double peak_rss_mib(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    double kib = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "VmHWM: %lf kB", &kib) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kib >= 0 ? kib / 1024 : 0.0 / 0.0;
+}
+
+/* The banner: the CPU, loom's kernels, and the peaks measured now. */
+static void print_banner(const loom_peak *pk) {
+    char d[512];
+    loom_cpu_describe(d, sizeof d);
+    printf("%s\n", d);
+    printf("measured peak, %d threads: fp32 %.0f GFLOP/s (%d-bit FMA)", pk->threads, pk->fp32,
+           pk->fp32_width);
+    if (pk->fp32_256 > 0)
+        printf(", %.0f with 256-bit", pk->fp32_256);
+    if (pk->bf16 > 0)
+        printf("; bf16 %.0f GFLOP/s", pk->bf16);
+    if (pk->int8 > 0)
+        printf("; int8 %.0f GOP/s", pk->int8);
+    printf("\n\n");
+}
 
 /* The per-layer table of one model: ms per step forward and backward, and the share of the step. */
 static void print_layers(const char *name, const loom_bench_result *r) {
@@ -26,15 +66,12 @@ static void print_layers(const char *name, const loom_bench_result *r) {
 }
 
 int cmd_bench(int argc, char **argv) {
-    static const struct option opts[] = {{"batch", 1, 0, 'b'},
-                                         {"repeats", 1, 0, 'r'},
-                                         {"seconds", 1, 0, 's'},
-                                         {"threads", 1, 0, 't'},
-                                         {"layers", 0, 0, 'l'},
-                                         {"help", 0, 0, 'h'},
-                                         {0, 0, 0, 0}};
+    static const struct option opts[] = {{"batch", 1, 0, 'b'},   {"repeats", 1, 0, 'r'},
+                                         {"seconds", 1, 0, 's'}, {"threads", 1, 0, 't'},
+                                         {"layers", 0, 0, 'l'},  {"peak", 0, 0, 'p'},
+                                         {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
     int batch = 64, repeats = 5, threads = 0, c;
-    bool is_layers = false;
+    bool is_layers = false, is_peak_only = false;
     double seconds = 1.0;
     optind = 1;
     opterr = 0;
@@ -57,24 +94,35 @@ int cmd_bench(int argc, char **argv) {
                 return EXIT_USAGE;
             break;
         case 'l': is_layers = true; break;
+        case 'p': is_peak_only = true; break;
         case 'h':
-            printf("usage: loom bench MODEL...|all [--batch 64] [--repeats 5] [--seconds 1]\n"
-                   "       [--threads N] [--layers]\nTraining (forward+backward+Adam) and "
-                   "inference throughput on random images; median of the repeats.\n"
-                   "  --layers   then where a training step's time goes, layer by layer\n");
+            printf(
+                "usage: loom bench MODEL...|all [--batch 64] [--repeats 5] [--seconds 1]\n"
+                "       [--threads N] [--layers]\nTraining (forward+backward+Adam) and "
+                "inference throughput on random images; median of the repeats.\n"
+                "  --layers   then where a training step's time goes, layer by layer\n"
+                "  --peak     only the banner: the CPU, the kernels, the measured peaks\n"
+                "GFLOP/s are also shown as a share of the fp32 peak measured in the same run;\n"
+                "peak RSS is each model's own (the process's high-water mark, reset per model).\n");
             return 0;
         default: return cli_bad_option("bench", argv);
         }
     }
-    if (optind >= argc)
+    if (optind >= argc && !is_peak_only)
         return cli_usage_error("bench", "no model given (a zoo name, a file, or 'all')");
     loom_set_threads(threads);
+    loom_peak pk;
+    loom_cpu_peak(&pk, 0.3);
+    print_banner(&pk);
+    if (is_peak_only)
+        return 0;
     if (cli_is_passive_auto && loom_get_threads() > 1)
         fprintf(stderr, "loom: note: another job kept a core busy when bench started, so OpenMP "
                         "workers sleep between parallel regions: slower, not this machine's "
                         "figures (set OMP_WAIT_POLICY=active to measure anyway)\n");
-    printf("| model | batch | threads | train img/s | (min-max) | train GFLOP/s | infer img/s | "
-           "infer GFLOP/s | peak RSS MiB |\n|---|---|---|---|---|---|---|---|---|\n");
+    printf("| model | batch | threads | train img/s | (min-max) | train GFLOP/s | %% of peak | "
+           "infer img/s | infer GFLOP/s | %% of peak | peak RSS MiB |\n"
+           "|---|---|---|---|---|---|---|---|---|---|---|\n");
     bool is_all = strcmp(argv[optind], "all") == 0;
     int n = is_all ? loom_zoo_count() : argc - optind;
     /* with --layers, each model's layer table follows the main table */
@@ -85,16 +133,18 @@ int cmd_bench(int argc, char **argv) {
         const char *name = is_all ? loom_zoo_get(i)->name : argv[optind + i];
         loom_bench_result r;
         loom_error err = {0};
+        bool has_rss = reset_peak_rss();
         if (loom_bench(name, batch, repeats, seconds, is_layers, &r, &err)) {
             free(res);
             return cli_fail(&err);
         }
         res[i] = r;
-        struct rusage ru;
-        getrusage(RUSAGE_SELF, &ru);
-        printf("| %s | %d | %d | %.0f | %.0f-%.0f | %.1f | %.0f | %.1f | %.0f |\n", name, batch,
-               loom_get_threads(), r.train_ips, r.train_min_ips, r.train_max_ips, r.train_gflops,
-               r.infer_ips, r.infer_gflops, ru.ru_maxrss / 1024.0);
+        double rss = has_rss ? peak_rss_mib() : 0.0 / 0.0;
+        printf(
+            "| %s | %d | %d | %.0f | %.0f-%.0f | %.1f | %.0f%% | %.0f | %.1f | %.0f%% | %.0f |\n",
+            name, batch, loom_get_threads(), r.train_ips, r.train_min_ips, r.train_max_ips,
+            r.train_gflops, 100 * r.train_gflops / pk.fp32, r.infer_ips, r.infer_gflops,
+            100 * r.infer_gflops / pk.fp32, rss);
         fflush(stdout);
     }
     for (int i = 0; i < n && is_layers; i++)

@@ -71,6 +71,31 @@ LOOM_API void loom_shuffle_int(int *a, int n, loom_rng *rng);
 LOOM_API void loom_set_threads(int n);
 LOOM_API int loom_get_threads(void); /* the current number (all cores until set) */
 
+/* ---- the CPU: what it can do, and its measured peak ------------------------------------------ */
+
+typedef struct {
+    bool has_avx2_fma; /* 256-bit fp32 FMA */
+    bool has_avx512;   /* AVX-512 F, BW and VL */
+    bool has_bf16;     /* AVX-512 BF16 dot products */
+    bool has_vnni;     /* AVX-512 VNNI int8 dot products */
+} loom_cpu;
+/* The running CPU's feature flags (asked of the CPU, not looked up by model name). */
+LOOM_API void loom_cpu_features(loom_cpu *out);
+
+typedef struct {
+    double fp32;     /* GFLOP/s of fp32 FMAs at the widest vector the CPU has (0: no FMA) */
+    int fp32_width;  /* that width in bits: 512 or 256 */
+    double fp32_256; /* with 256-bit vectors when the widest is 512 (0 otherwise) */
+    double bf16;     /* GFLOP/s of AVX-512 BF16 dot products (0: not there) */
+    double int8;     /* GOP/s of AVX-512 VNNI int8 dot products (0: not there) */
+    int threads;     /* worker threads that ran at once (loom_get_threads) */
+} loom_peak;
+/* Measures the arithmetic peaks in this process, every worker thread at once, each for about
+ * seconds (0: 0.2), best of the timed runs. Nothing to free. */
+LOOM_API void loom_cpu_peak(loom_peak *p, double seconds);
+/* One line: the CPU's features and the kernels loom runs on it (products, convolutions). */
+LOOM_API void loom_cpu_describe(char *buf, size_t n);
+
 /* ---- datasets ------------------------------------------------------------------------------ */
 
 #define LOOM_MAX_CLASSES 256

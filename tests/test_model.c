@@ -539,6 +539,41 @@ static void test_progress_events(void) {
     loom_dataset_destroy(ds);
 }
 
+/* The CPU's features as /proc/cpuinfo lists them, and a measured peak for what is there. */
+static void test_cpu_peak(void) {
+    loom_cpu f;
+    loom_cpu_features(&f);
+    FILE *ci = fopen("/proc/cpuinfo", "r");
+    char line[8192];
+    bool has_flags = false, avx512f = false, bf16 = false, fma = false;
+    while (ci && fgets(line, sizeof line, ci))
+        if (strncmp(line, "flags", 5) == 0) {
+            has_flags = true;
+            avx512f = strstr(line, " avx512f ") != NULL;
+            bf16 = strstr(line, " avx512_bf16") != NULL;
+            fma = strstr(line, " fma ") != NULL && strstr(line, " avx2 ") != NULL;
+            break;
+        }
+    if (ci)
+        fclose(ci);
+    CHECK(has_flags);
+    CHECK(f.has_avx2_fma == fma);
+    CHECK(!f.has_avx512 || avx512f);
+    CHECK(f.has_bf16 == (bf16 && f.has_avx512));
+    loom_peak p;
+    loom_cpu_peak(&p, 0.05);
+    CHECK(p.threads == loom_get_threads());
+    if (f.has_avx512 || f.has_avx2_fma) {
+        /* at least one 256-bit FMA per cycle per thread at 1 GHz: 16 GFLOP/s a thread */
+        CHECK_MSG(p.fp32 > 16.0 * p.threads, "fp32 peak %.1f GFLOP/s", p.fp32);
+        CHECK(p.fp32_width == (f.has_avx512 ? 512 : 256));
+    }
+    CHECK(f.has_bf16 ? p.bf16 > p.fp32 * 0.9 : p.bf16 == 0);
+    char d[512];
+    loom_cpu_describe(d, sizeof d);
+    CHECK_MSG(strstr(d, "products: ") && strstr(d, "convolutions: "), "%s", d);
+}
+
 static void test_bench_layers(void) {
     char path[600];
     snprintf(path, sizeof path, "%s/bench.txt", check_tmpdir());
@@ -579,5 +614,6 @@ int main(void) {
     RUN(test_ema);
     RUN(test_progress_events);
     RUN(test_bench_layers);
+    RUN(test_cpu_peak);
     return check_report();
 }

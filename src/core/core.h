@@ -31,6 +31,10 @@ static inline loom_shape shape3(int h, int w, int c) { return (loom_shape){3, {h
 /* "(26, 26, 32)" */
 void shape_format(loom_shape s, char *buf, size_t n);
 
+/* The library that runs the matrix products and the kernel it chose ("OpenBLAS 0.3.21,
+ * Cooperlake kernels, single-threaded calls"). */
+void gemm_describe(char *buf, size_t n);
+
 /* ---- arena: one block, bump allocation, 64-byte aligned, reset not freed ---- */
 typedef struct {
     char *base;

@@ -18,6 +18,20 @@ void loom_set_threads(int n) {
 #endif
 }
 
+void gemm_describe(char *buf, size_t n) {
+#ifdef LOOM_BLAS_BLIS
+    snprintf(buf, n, "BLIS");
+#else
+    /* the configuration string starts "OpenBLAS 0.3.21 ...": its first two words */
+    const char *corename = openblas_get_corename(), *config = openblas_get_config();
+    int len = 0;
+    for (int words = 0; config && config[len] && words < 2; len++)
+        words += config[len + 1] == ' ' || config[len + 1] == '\0';
+    snprintf(buf, n, "%.*s, %s kernels", config ? len : 8, config ? config : "OpenBLAS",
+             corename ? corename : "?");
+#endif
+}
+
 int loom_get_threads(void) {
     if (g_threads == 0)
         loom_set_threads(0);

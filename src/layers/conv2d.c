@@ -564,6 +564,18 @@ loom_status parse_activation(int argc, char **argv, int *i, act_kind *act, float
                              bool *is_softmax, loom_error *err);
 
 /* conv K RxS [stride N | sN] [same | valid] [activation [alpha]], options in any order. */
+const char *conv_kernels_describe(void) {
+#ifdef CONV_DIRECT
+#ifdef __AVX512VL__
+    return "direct AVX-512 kernels (256-bit last filter vector), else im2col + GEMM";
+#else
+    return "direct AVX-512 kernels, else im2col + GEMM";
+#endif
+#else
+    return "im2col + GEMM (no AVX-512 in this build)";
+#endif
+}
+
 loom_status conv_parse(layer *l, int argc, char **argv, loom_error *err);
 loom_status conv_parse(layer *l, int argc, char **argv, loom_error *err) {
     conv_cfg c = {.stride = 1};

@@ -99,6 +99,10 @@ typedef struct {
 } layer_kind_entry;
 extern const layer_kind_entry loom_layer_kinds[];
 
+/* Which convolution kernels this build runs where they apply ("AVX-512 direct kernels" or
+ * "im2col + GEMM"): chosen at build time by the compiler's target (-march). */
+const char *conv_kernels_describe(void);
+
 /* Helpers for parsers. */
 bool parse_int(const char *s, int *out);            /* whole string, decimal */
 bool parse_float(const char *s, float *out);        /* whole string */

@@ -27,6 +27,19 @@ static void bench_step(loom_model *m, loom_optim *opt, const loom_dataset *ds, c
         *t_update += loom_now() - t;
 }
 
+void loom_cpu_describe(char *buf, size_t n) {
+    loom_cpu f;
+    loom_cpu_features(&f);
+    char blas[200];
+    gemm_describe(blas, sizeof blas);
+    snprintf(buf, n, "CPU %s%s%s; products: %s; convolutions: %s",
+             f.has_avx512     ? "AVX-512F/BW/VL"
+             : f.has_avx2_fma ? "AVX2+FMA"
+                              : "without AVX2",
+             f.has_bf16 ? ", AVX-512 BF16" : "", f.has_vnni ? ", AVX-512 VNNI" : "", blas,
+             conv_kernels_describe());
+}
+
 loom_status loom_bench(const char *model, int batch, int repeats, double seconds_per_repeat,
                        bool is_layers, loom_bench_result *r, loom_error *err) {
     memset(r, 0, sizeof *r);
