@@ -4,6 +4,7 @@
 #include "../core/core.h"
 #include "../run/rundir.h"
 #include "../plot/plot.h"
+#include "tune.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -457,6 +458,14 @@ loom_status loom_report(const loom_report_config *rc, loom_error *err) {
     st = loom_file_write_atomic(path, md_text, md_len, err);
     if (st == LOOM_OK)
         log_printf(rc->log, rc->log_user, LOOM_LOG_INFO, "%s", path);
+    int n_missing = 0;
+    if (st == LOOM_OK && (st = report_html_write(md_text, md_len, rc->out_dir, "loom study report",
+                                                 &n_missing, err)) == LOOM_OK) {
+        if (n_missing > 0)
+            log_printf(rc->log, rc->log_user, LOOM_LOG_WARN,
+                       "REPORT.html: %d pictures could not be read and stay links", n_missing);
+        log_printf(rc->log, rc->log_user, LOOM_LOG_INFO, "%s/REPORT.html", rc->out_dir);
+    }
 done:
     if (md)
         fclose(md);

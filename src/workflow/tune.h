@@ -51,4 +51,10 @@ void loom_mean_std(const double *x, int n, double *mean, double *sd);
 loom_status loom_dataset_subset(loom_dataset **out, const loom_dataset *ds, int n, uint64_t seed,
                                 loom_error *err);
 
+/* Writes dir/REPORT.html from the report's Markdown md (md_len bytes): one self-contained page,
+ * every picture under dir that md names embedded; *n_missing counts pictures that could not be
+ * read (left as links). Errors: LOOM_ERR_IO, LOOM_ERR_NOMEM. */
+loom_status report_html_write(const char *md, size_t md_len, const char *dir, const char *title,
+                              int *n_missing, loom_error *err);
+
 #endif
