@@ -518,6 +518,10 @@ LOOM_API loom_status loom_plot_architecture(const char *src, const char *out, lo
 /* Score against each hyperparameter of a trials.csv (columns trial, score, then one per
  * hyperparameter; numeric or categorical), one panel each, the best trial marked. */
 LOOM_API loom_status loom_plot_trials(const char *trials_csv, const char *out, loom_error *err);
+/* McNemar's p-values between every pair of n runs (2..64) as a heatmap: p (n, n) symmetric, NaN
+ * on the diagonal and for pairs not tested; '*' marks p < alpha. */
+LOOM_API loom_status loom_plot_pvalues(const char *out, const char *const *labels, int n,
+                                       const double *p, double alpha, loom_error *err);
 /* Every plot run_dir's files allow: learning_curves, confusion, confusion_norm, architecture,
  * trials, samples and misclassified (.png, and .svg too when is_svg); files that are absent
  * are skipped. The image grids load config.txt's data_dir (else the default data directory).
@@ -722,6 +726,8 @@ typedef struct {
     int n_pairs;         /* pairs tested with McNemar's test */
     loom_mcnemar *tests; /* (n_pairs) owned */
     int (*pairs)[2];     /* (n_pairs) run indices, owned */
+    char (*labels)[256]; /* (n_runs) each run's label in the tables, owned */
+    int best;            /* the paired run with the highest test accuracy, -1 when none */
 } loom_compare_result;
 LOOM_API void loom_compare_result_reset(loom_compare_result *r); /* accepts a zeroed result */
 /* Reads each run's config.txt, history.csv, metrics.json (cv.json for cross-validation) and

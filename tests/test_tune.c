@@ -81,7 +81,7 @@ static int count_lines(const char *path) {
 }
 
 static void put_file(const char *dir, const char *name, const char *text) {
-    char path[1024];
+    char path[2200];
     snprintf(path, sizeof path, "%s/%s", dir, name);
     loom_error err = {0};
     loom_file_write_atomic(path, text, strlen(text), &err);
@@ -764,6 +764,37 @@ static void make_run(const char *name, const char *model, const int *pred, int n
     free(pc);
 }
 
+/* Five runs: 10 pairs, more than the Markdown lists: each run against the best one (all runs
+ * score 90%: the first is the best on ties), every pair in mcnemar.csv. */
+static void test_compare_many(void) {
+    int n = 40;
+    const char *names[5] = {"many_0", "many_1", "many_2", "many_3", "many_4"}, *dirs[5];
+    int *pred = malloc(sizeof(int) * (size_t)n);
+    CHECK(pred != NULL);
+    for (int r = 0; pred && r < 5; r++) {
+        /* run r is wrong on its first 3 r + 1 images */
+        for (int i = 0; i < n; i++)
+            pred[i] = i < 3 * r + 1 ? (i % 3 + 1) % 3 : i % 3;
+        make_run(names[r], "mlp", pred, n);
+        dirs[r] = tmp_path(names[r]);
+    }
+    free(pred);
+    loom_compare_config cc = {dirs, 5, tmp_path("cmp_many"), 0.05};
+    loom_compare_result r;
+    loom_error err = {0};
+    CHECK_MSG(loom_compare(&cc, &r, &err) == LOOM_OK, "%s", err.msg);
+    CHECK(r.n_pairs == 10 && r.best == 0 && r.labels && strcmp(r.labels[3], "many_3") == 0);
+    CHECK_MSG(r.markdown && strstr(r.markdown, "each run against the best one, many_0 (all 10 "
+                                               "pairs: mcnemar.csv)"),
+              "%s", r.markdown ? r.markdown : "");
+    CHECK(r.markdown && strstr(r.markdown, "| many_0 | many_4 |") &&
+          !strstr(r.markdown, "| many_1 | many_2 |"));
+    char p[1200];
+    snprintf(p, sizeof p, "%s/mcnemar.csv", tmp_path("cmp_many"));
+    CHECK(count_lines(p) == 11);
+    loom_compare_result_reset(&r);
+}
+
 static void test_compare(void) {
     /* 40 images, labels i % 3. A right on all but 2; B wrong on 12 of A's right ones:
      * b = 12 (A right, B wrong), c = 2 (A wrong, B right) */
@@ -845,6 +876,7 @@ int main(void) {
     RUN(test_tune_resume);
     RUN(test_tune_hyperband_cv);
     RUN(test_compare);
+    RUN(test_compare_many);
     RUN(test_study_stop_after_finished_step);
     return check_report();
 }

@@ -436,21 +436,44 @@ static loom_status pair_tests(run_info *runs, int n, loom_compare_result *res, l
     return LOOM_OK;
 }
 
+/* The paired run with the highest test accuracy (the first on ties), -1 when none is paired. */
+static int best_paired(const run_info *runs, const loom_compare_result *res) {
+    int best = -1;
+    for (int i = 0; i < res->n_pairs; i++)
+        for (int s = 0; s < 2; s++) {
+            int r = res->pairs[i][s];
+            if (best < 0 || runs[r].test_acc.mean > runs[best].test_acc.mean ||
+                (runs[r].test_acc.mean == runs[best].test_acc.mean && r < best))
+                best = r;
+        }
+    return best;
+}
+
+/* Pairs beyond which the Markdown keeps only each run against the best one (the picture and
+ * mcnemar.csv have them all). */
+enum { MCNEMAR_MD_PAIRS = 6 };
+
 static void markdown_tests(FILE *f, const run_info *runs, const loom_compare_result *res,
                            double alpha) {
     fprintf(f,
             "\nMcNemar's test on the test-set predictions (b: A right and B wrong, c: A "
             "wrong and B right; chi-square with continuity correction, exact binomial when "
-            "b + c < %d):\n\n",
+            "b + c < %d)",
             MCNEMAR_EXACT_BELOW);
     if (res->n_pairs == 0) {
-        fprintf(f, "no two runs have predictions.csv on the same test set.\n");
+        fprintf(f, ":\n\nno two runs have predictions.csv on the same test set.\n");
         return;
     }
-    fprintf(f, "| A | B | n | b | c | chi² | p | test | significant (α = %g) |\n", alpha);
+    bool is_short = res->n_pairs > MCNEMAR_MD_PAIRS && res->best >= 0;
+    if (is_short)
+        fprintf(f, ", each run against the best one, %s (all %d pairs: mcnemar.csv)",
+                runs[res->best].label, res->n_pairs);
+    fprintf(f, ":\n\n| A | B | n | b | c | chi² | p | test | significant (α = %g) |\n", alpha);
     fprintf(f, "|---|---|---:|---:|---:|---:|---:|---|---|\n");
     for (int i = 0; i < res->n_pairs; i++) {
         const loom_mcnemar *m = &res->tests[i];
+        if (is_short && res->pairs[i][0] != res->best && res->pairs[i][1] != res->best)
+            continue;
         const run_info *a = &runs[res->pairs[i][0]], *b = &runs[res->pairs[i][1]];
         fprintf(f, "| %s | %s | %d | %ld | %ld | %.3f | %.4g | %s | %s |\n", a->label, b->label,
                 a->n_pred, m->b, m->c, m->chi2, m->p, m->is_exact ? "exact" : "chi²",
@@ -458,7 +481,27 @@ static void markdown_tests(FILE *f, const run_info *runs, const loom_compare_res
     }
 }
 
+/* Every pair's test: mcnemar.csv. */
+static loom_status write_mcnemar_csv(const run_info *runs, const loom_compare_result *res,
+                                     double alpha, const char *path, loom_error *err) {
+    text_out t;
+    if (!text_open(&t))
+        return loom_error_set(err, LOOM_ERR_NOMEM, "%s: out of memory", path);
+    fprintf(t.f, "a,b,n,b_count,c_count,chi2,p,test,significant\n");
+    for (int i = 0; i < res->n_pairs; i++) {
+        const loom_mcnemar *m = &res->tests[i];
+        const run_info *a = &runs[res->pairs[i][0]], *b = &runs[res->pairs[i][1]];
+        csv_text(t.f, a->label);
+        fputc(',', t.f);
+        csv_text(t.f, b->label);
+        fprintf(t.f, ",%d,%ld,%ld,%.6g,%.6g,%s,%d\n", a->n_pred, m->b, m->c, m->chi2, m->p,
+                m->is_exact ? "exact" : "chi2", m->p < alpha);
+    }
+    return text_save(&t, path, err);
+}
+
 void loom_compare_result_reset(loom_compare_result *r) {
+    free(r->labels);
     free(r->markdown);
     free(r->tests);
     free(r->pairs);
@@ -486,6 +529,11 @@ loom_status loom_compare(const loom_compare_config *cc, loom_compare_result *res
             }
     if (st == LOOM_OK)
         st = pair_tests(runs, n, res, err);
+    res->best = st == LOOM_OK ? best_paired(runs, res) : -1;
+    if (st == LOOM_OK && !(res->labels = calloc((size_t)n, sizeof *res->labels)))
+        st = loom_error_set(err, LOOM_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < n && st == LOOM_OK; i++)
+        snprintf(res->labels[i], sizeof res->labels[i], "%s", runs[i].label);
     text_out md = {0};
     if (st == LOOM_OK && !text_open(&md))
         st = loom_error_set(err, LOOM_ERR_NOMEM, "out of memory");
@@ -507,6 +555,9 @@ loom_status loom_compare(const loom_compare_config *cc, loom_compare_result *res
         if (st == LOOM_OK)
             st = write_json(runs, n, res, alpha,
                             path_join(path, sizeof path, cc->out_dir, "compare.json"), err);
+        if (st == LOOM_OK)
+            st = write_mcnemar_csv(runs, res, alpha,
+                                   path_join(path, sizeof path, cc->out_dir, "mcnemar.csv"), err);
     }
     text_discard(&md);
     for (int i = 0; i < n; i++) {

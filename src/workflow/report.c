@@ -344,6 +344,35 @@ static loom_status read_runs(const loom_report_config *rc, run_info *runs, loom_
     return LOOM_OK;
 }
 
+/* McNemar's p-value of every pair as a picture, when there are three pairs or more. */
+static void pvalue_picture(FILE *md, const loom_report_config *rc, const loom_compare_result *cr) {
+    int n = cr->n_runs;
+    if (cr->n_pairs < 3 || n > 64)
+        return;
+    double *p = malloc(sizeof(double) * (size_t)n * n);
+    const char **labels = malloc(sizeof *labels * (size_t)n);
+    loom_error e = {0};
+    loom_status st = LOOM_ERR_NOMEM;
+    char out[2048];
+    if (p && labels) {
+        for (int i = 0; i < n * n; i++)
+            p[i] = NAN;
+        for (int i = 0; i < cr->n_pairs; i++) {
+            int a = cr->pairs[i][0], b = cr->pairs[i][1];
+            p[(size_t)a * n + b] = p[(size_t)b * n + a] = cr->tests[i].p;
+        }
+        for (int i = 0; i < n; i++)
+            labels[i] = cr->labels[i];
+        img_path(rc, "all", "mcnemar", out, sizeof out);
+        st = loom_plot_pvalues(out, labels, n, p, 0.05, &e);
+    } else {
+        loom_error_set(&e, st, "out of memory");
+    }
+    picture(md, rc, "all", "mcnemar", "McNemar's test, p-value of every pair", st, &e);
+    free(p);
+    free(labels);
+}
+
 /* The comparison table and the overlays of validation accuracy (every run; the sequence
  * models on their own). Failures become notes in the report, not errors. */
 static void results_section(FILE *md, const loom_report_config *rc, const run_info *runs) {
@@ -351,10 +380,12 @@ static void results_section(FILE *md, const loom_report_config *rc, const run_in
     fprintf(md, "## Results\n\n");
     loom_compare_config cc = {rc->run_dirs, rc->n_runs, rc->out_dir, 0.05};
     loom_compare_result cr = {0};
-    if (loom_compare(&cc, &cr, &e) == LOOM_OK && cr.markdown)
+    if (loom_compare(&cc, &cr, &e) == LOOM_OK && cr.markdown) {
         fprintf(md, "%s\n", cr.markdown);
-    else
+        pvalue_picture(md, rc, &cr);
+    } else {
         fprintf(md, "_(comparison not made: %s)_\n\n", e.msg);
+    }
     loom_compare_result_reset(&cr);
     const char *dirs[20], *seq[20];
     int nd = 0, ns = 0;
