@@ -477,10 +477,10 @@ static char *class_names_json(const loom_model *m) {
     return text;
 }
 
-/* Builds the graph into g and model (all of it in g's pool). Returns LOOM_ERR_ARG with a message
- * naming the first layer that has no ONNX lowering. */
-static loom_status build(graph *g, const loom_model *m, Onnx__ModelProto *model,
-                         Onnx__GraphProto *gp, loom_error *err) {
+/* Builds the graph into g and model (all of it in g's pool); classes: the class names' JSON.
+ * Returns LOOM_ERR_ARG with a message naming the first layer that has no ONNX lowering. */
+static loom_status build(graph *g, const loom_model *m, const char *classes,
+                         Onnx__ModelProto *model, Onnx__GraphProto *gp, loom_error *err) {
     int H, W, C;
     loom_model_input_shape(m, &H, &W, &C);
     emit e = {.g = g, .i = 0, .cur = name(g, "image")};
@@ -548,18 +548,21 @@ static loom_status build(graph *g, const loom_model *m, Onnx__ModelProto *model,
     model->producer_name = name(g, "loom");
     model->producer_version = name(g, "%s", LOOM_VERSION);
     model->graph = gp;
-    char *classes = class_names_json(m);
-    if (!classes)
-        longjmp(g->on_nomem, 1);
-    char *classes_copy = pool_alloc(g, strlen(classes) + 1);
-    memcpy(classes_copy, classes, strlen(classes) + 1);
-    cJSON_free(classes);
     model->n_metadata_props = 3;
     model->metadata_props = pool_alloc(g, sizeof *model->metadata_props * 3);
-    model->metadata_props[0] = meta(g, "class_names", classes_copy);
+    model->metadata_props[0] = meta(g, "class_names", classes);
     model->metadata_props[1] = meta(g, "loom_version", LOOM_VERSION);
     model->metadata_props[2] = meta(g, "loom_model", m->text);
     return LOOM_OK;
+}
+
+/* build, with the pool's out-of-memory jump landing here: nothing of this function's own changes
+ * after setjmp, so nothing is lost by the jump (g is the caller's). */
+static loom_status build_or_nomem(graph *g, const loom_model *m, const char *classes,
+                                  Onnx__ModelProto *model, Onnx__GraphProto *gp, loom_error *err) {
+    if (setjmp(g->on_nomem))
+        return loom_error_set(err, LOOM_ERR_NOMEM, "onnx: out of memory");
+    return build(g, m, classes, model, gp, err);
 }
 
 loom_status loom_export_onnx(const loom_model *m, const char *path, loom_error *err) {
@@ -571,12 +574,9 @@ loom_status loom_export_onnx(const loom_model *m, const char *path, loom_error *
     onnx__model_proto__init(&model);
     onnx__graph_proto__init(&gp);
     uint8_t *buf = NULL;
-    loom_status st;
-    if (setjmp(g.on_nomem)) {
-        st = loom_error_set(err, LOOM_ERR_NOMEM, "onnx: out of memory");
-        goto done;
-    }
-    st = build(&g, m, &model, &gp, err);
+    char *classes = class_names_json(m);
+    loom_status st = classes ? build_or_nomem(&g, m, classes, &model, &gp, err)
+                             : loom_error_set(err, LOOM_ERR_NOMEM, "onnx: out of memory");
     if (st)
         goto done;
     size_t len = onnx__model_proto__get_packed_size(&model);
@@ -589,6 +589,7 @@ loom_status loom_export_onnx(const loom_model *m, const char *path, loom_error *
     st = loom_file_write_atomic(path, buf, len, err);
 done:
     free(buf);
+    cJSON_free(classes);
     pool_free(&g);
     return st;
 }
