@@ -1,5 +1,6 @@
 # loom - build, test, sanitize, format. Objects go to build/ (or build-sanitize/).
-# Dependencies through pkg-config: zlib, a CBLAS (BLAS=openblas|blis), libcjson; OpenMP by flag.
+# Dependencies through pkg-config: zlib, a CBLAS (BLAS=openblas|blis), libcjson, libprotobuf-c;
+# OpenMP by flag. ONNX's schema (onnx.proto) becomes C through protoc-c at build time.
 
 CC      ?= gcc
 ARCH    ?= native
@@ -17,11 +18,11 @@ else
   BLAS_LIBS   := $(shell pkg-config --libs openblas)
 endif
 
-PKGS     := zlib libcjson plplot libpng libjpeg libcmark-gfm
+PKGS     := zlib libcjson plplot libpng libjpeg libcmark-gfm libprotobuf-c
 CFLAGS   ?=
 CFLAGS   += -std=c17 -D_GNU_SOURCE $(OPT) -g -fopenmp -fno-math-errno -fPIC -Wall -Wextra -Wshadow \
             -Wstrict-prototypes -Wmissing-prototypes $(WERROR) $(SAN) \
-            -Iinclude $(BLAS_CFLAGS) $(shell pkg-config --cflags $(PKGS))
+            -Iinclude -I$(BUILD)/gen $(BLAS_CFLAGS) $(shell pkg-config --cflags $(PKGS))
 LDLIBS   := $(BLAS_LIBS) $(shell pkg-config --libs $(PKGS)) -lm
 LDFLAGS  += -fopenmp $(SAN)
 
@@ -30,7 +31,10 @@ CLI_SRC  := $(sort $(wildcard cli/*.c))
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
 TEST_LIB := $(filter-out $(TEST_SRC),$(sort $(wildcard tests/*.c)))
 
-LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+# ONNX's own schema (proto2; Debian's libonnx-dev, or python3-onnx's copy via ONNX_PROTO=...),
+# turned into C by protoc-c in BUILD/gen and compiled into the library: generated, never committed.
+ONNX_PROTO ?= /usr/include/onnx/onnx.proto
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/onnx.pb-c.o
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TLIB_OBJ := $(TEST_LIB:%.c=$(BUILD)/%.o)
 TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
@@ -50,6 +54,16 @@ $(BUILD)/src/%.o: src/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -fvisibility=hidden -MMD -MP -c $< -o $@
 
+%/gen/onnx.pb-c.c %/gen/onnx.pb-c.h: $(ONNX_PROTO)
+	@mkdir -p $*/gen
+	protoc-c --proto_path=$(dir $(ONNX_PROTO)) --c_out=$*/gen $(notdir $(ONNX_PROTO))
+
+.PRECIOUS: %/gen/onnx.pb-c.c %/gen/onnx.pb-c.h
+$(BUILD)/gen/onnx.pb-c.o: $(BUILD)/gen/onnx.pb-c.c
+	$(CC) $(CFLAGS) -fvisibility=hidden -c $< -o $@
+
+$(BUILD)/src/export/onnx.o: $(BUILD)/gen/onnx.pb-c.h
+
 $(BUILD)/libloom.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
@@ -65,8 +79,20 @@ $(BUILD)/loom: $(CLI_OBJ) $(BUILD)/libloom.a
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TLIB_OBJ) $(BUILD)/cli/study.o $(BUILD)/libloom.a
 	$(CC) $(LDFLAGS) -o $@ $< $(TLIB_OBJ) $(BUILD)/cli/study.o $(BUILD)/libloom.a $(LDLIBS)
 
+# The ONNX door's comparison program (tests/data/onnx.sh): not a unit test, no test_ prefix.
+$(BUILD)/tests/onnx_compare: tests/onnx/compare.c $(BUILD)/libloom.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libloom.a $(LDLIBS)
+
+# onnxruntime-node, which the ONNX door's test runs the exported models in (npm, not in Debian;
+# --ignore-scripts: the package holds its Linux x64 library, its install script only downloads)
+ORT_NODE := tests/onnx/node_modules/onnxruntime-node/package.json
+$(ORT_NODE): tests/onnx/package.json
+	npm install --ignore-scripts --no-audit --no-fund --prefix tests/onnx
+	@touch $@
+
 # Unit tests (synthetic data, about a minute) then the real-data group (tests/data/*.sh).
-test: all $(TESTS)
+test: all $(TESTS) $(BUILD)/tests/onnx_compare $(ORT_NODE)
 	@sh tests/run.sh $(BUILD)
 
 test-unit: all $(TESTS)
@@ -89,8 +115,9 @@ FUZZ_NAMES   := $(patsubst fuzz/%.c,%,$(sort $(wildcard fuzz/fuzz_*.c)))
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined
 FUZZ_CFLAGS  := -std=c17 -D_GNU_SOURCE -O1 -march=$(ARCH) -g -fno-omit-frame-pointer -fopenmp -Wall -Wextra \
                 -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-pass-failed $(FUZZ_SAN) -Iinclude \
+                -Ibuild-fuzz/gen \
                 $(BLAS_CFLAGS) $(shell pkg-config --cflags $(PKGS))
-FUZZ_OBJ     := $(LIB_SRC:%.c=build-fuzz/%.o) build-fuzz/cli/study.o
+FUZZ_OBJ     := $(LIB_SRC:%.c=build-fuzz/%.o) build-fuzz/gen/onnx.pb-c.o build-fuzz/cli/study.o
 
 .PHONY: fuzz fuzz-build valgrind
 .SECONDARY: $(FUZZ_OBJ)
@@ -98,6 +125,9 @@ FUZZ_OBJ     := $(LIB_SRC:%.c=build-fuzz/%.o) build-fuzz/cli/study.o
 build-fuzz/src/%.o: src/%.c
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@
+build-fuzz/gen/onnx.pb-c.o: build-fuzz/gen/onnx.pb-c.c
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+build-fuzz/src/export/onnx.o: build-fuzz/gen/onnx.pb-c.h
 build-fuzz/cli/%.o: cli/%.c
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@

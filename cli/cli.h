@@ -17,6 +17,7 @@ int cmd_tune(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
 int cmd_plot(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 
 /* Exit codes: 0 success, 1 the run failed, 2 usage error. */
 enum { EXIT_RUN = 1, EXIT_USAGE = 2 };

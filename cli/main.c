@@ -27,6 +27,7 @@ static const command commands[] = {
     {"compare", cmd_compare, "compare run directories in one table, with McNemar's test"},
     {"plot", cmd_plot, "PNG/SVG plots of a run directory (or --overlay of several runs)"},
     {"predict", cmd_predict, "top classes of PNG/JPEG/PGM/PPM images or IDX images"},
+    {"export", cmd_export, "write a model file as ONNX or safetensors, for use elsewhere"},
 };
 #define N_COMMANDS ((int)(sizeof commands / sizeof *commands))
 

@@ -18,7 +18,7 @@ _loom() {
     COMPREPLY=()
     cur=${COMP_WORDS[COMP_CWORD]}
     prev=${COMP_WORDS[COMP_CWORD - 1]}
-    local commands="study train eval summary models report bench plot cv tune compare predict help"
+    local commands="study train eval summary models report bench plot cv tune compare predict export help"
 
     if [ "$COMP_CWORD" -eq 1 ]; then
         COMPREPLY=($(compgen -W "$commands --help --version" -- "$cur"))
@@ -60,6 +60,7 @@ _loom() {
     bench) opts="--batch --repeats --seconds --threads --layers" ;;
     plot) opts="--svg --overlay --column" ;;
     compare) opts="--out --alpha" ;;
+    export) opts="-o --out --format" ;;
     predict) opts="--top --json --idx --save-preprocessed --gray --invert --no-invert --no-crop --no-fit
         --threads" ;;
     help)
@@ -87,6 +88,12 @@ _loom() {
     train | cv | summary | bench)
         [ "$n_args" -eq 0 ] || [ "$cmd" = bench ] &&
             COMPREPLY=($(compgen -W "$(_loom_zoo) all" -- "$cur") $(compgen -f -- "$cur")) ;;
+    export)
+        if [ "$prev" = --format ]; then
+            COMPREPLY=($(compgen -W "onnx safetensors" -- "$cur"))
+        elif [ "$n_args" -eq 0 ]; then
+            COMPREPLY=($(compgen -f -X '!*.loom' -- "$cur") $(compgen -d -- "$cur"))
+        fi ;;
     eval)
         [ "$n_args" -eq 0 ] &&
             COMPREPLY=($(compgen -f -X '!*.loom' -- "$cur") $(compgen -d -- "$cur")) ;;

@@ -237,6 +237,20 @@ LOOM_API const loom_zoo_entry *loom_zoo_find(const char *name);
 LOOM_API int loom_zoo_count(void);
 LOOM_API const loom_zoo_entry *loom_zoo_get(int i);
 
+/* ---- doors to other systems (docs/FORMATS.md) ------------------------------------------------ */
+
+/* Writes m as an ONNX model (IR version 8, opset 13): input "image" float32 (N, C, H, W) of raw
+ * pixels 0..255 (the /255 and any standardize layer are in the graph), output "probabilities"
+ * (N, classes); metadata class_names (a JSON array), loom_version, loom_model. Written through a
+ * temporary file renamed into place. Errors: LOOM_ERR_ARG (NULL argument, or a layer kind with no
+ * ONNX form, named), LOOM_ERR_IO, LOOM_ERR_NOMEM. */
+LOOM_API loom_status loom_export_onnx(const loom_model *m, const char *path, loom_error *err);
+/* Writes m's parameters and state as safetensors (u64 LE header length, JSON header, raw LE
+ * float32), named and laid out as PyTorch's state_dict of the equivalent nn.Sequential; written
+ * like loom_export_onnx. Errors: LOOM_ERR_ARG, LOOM_ERR_IO, LOOM_ERR_NOMEM. */
+LOOM_API loom_status loom_export_safetensors(const loom_model *m, const char *path,
+                                             loom_error *err);
+
 /* ---- model files ---------------------------------------------------------------------------- */
 
 /* Writes model text, config text (key=value lines, may be NULL), parameters and state with a

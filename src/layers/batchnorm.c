@@ -316,6 +316,10 @@ static void bn_describe(const layer *l, char *buf, size_t n) {
     snprintf(buf, n, "batchnorm%s%s", mo, ep);
 }
 
+static void bn_lower(const layer *l, layer_lowering *out) {
+    *out = (layer_lowering){.kind = LOWER_BATCHNORM, .eps = ((const bn_cfg *)l->cfg)->eps};
+}
+
 static const layer_ops bn_ops = {
     .kind = "batchnorm",
     .init = bn_init,
@@ -323,6 +327,7 @@ static const layer_ops bn_ops = {
     .forward = bn_forward,
     .backward = bn_backward,
     .describe = bn_describe,
+    .lower = bn_lower,
 };
 
 /* batchnorm [momentum M] [eps E]; also "momentum=M", "eps=E" ("epsilon" for "eps"). */

@@ -552,12 +552,29 @@ static void conv_describe(const layer *l, char *buf, size_t n) {
     }
 }
 
+static void conv_lower(const layer *l, layer_lowering *out) {
+    const conv_cfg *c = l->cfg;
+    /* the padding below and right: whatever the output's last window reaches past the input */
+    int pad_bottom = imax((c->Ho - 1) * c->stride + c->R - c->H - c->pad_top, 0);
+    int pad_right = imax((c->Wo - 1) * c->stride + c->S - c->W - c->pad_left, 0);
+    *out = (layer_lowering){.kind = LOWER_CONV,
+                            .act = c->act,
+                            .alpha = c->alpha,
+                            .units = c->K,
+                            .kh = c->R,
+                            .kw = c->S,
+                            .sh = c->stride,
+                            .sw = c->stride,
+                            .pad = {c->pad_top, c->pad_left, pad_bottom, pad_right}};
+}
+
 static const layer_ops conv_ops = {
     .kind = "conv",
     .init = conv_init,
     .forward = conv_forward,
     .backward = conv_backward,
     .describe = conv_describe,
+    .lower = conv_lower,
 };
 
 loom_status parse_activation(int argc, char **argv, int *i, act_kind *act, float *alpha,

@@ -73,8 +73,18 @@ static void dense_describe(const layer *l, char *buf, size_t n) {
         snprintf(buf, n, "dense %d %s", c->units, act_name(c->act));
 }
 
+static void dense_lower(const layer *l, layer_lowering *out) {
+    const dense_cfg *c = l->cfg;
+    *out = (layer_lowering){.kind = LOWER_DENSE,
+                            .act = c->act,
+                            .alpha = c->alpha,
+                            .is_softmax = c->is_softmax,
+                            .units = c->units};
+}
+
 static const layer_ops dense_ops = {
     .kind = "dense",
+    .lower = dense_lower,
     .init = dense_init,
     .forward = dense_forward,
     .backward = dense_backward,

@@ -30,6 +30,43 @@ typedef struct {
 
 typedef struct layer layer;
 
+/* What a door to another system (ONNX, safetensors, generated C) needs to know of a layer,
+ * format-neutral: its kind and settings. The door reads the numbers from l->w and l->state in
+ * the layout the kind's file states at its top, and maps them to its own. */
+typedef enum {
+    LOWER_DENSE = 0,     /* w: W (N, K), b (K) */
+    LOWER_CONV,          /* w: W (R*S*C, K) rows (r, s, c), b (K) */
+    LOWER_MAXPOOL,       /* no padding, floor */
+    LOWER_AVGPOOL,       /* no padding, floor */
+    LOWER_GLOBALAVGPOOL, /* (H, W, C) -> (C) */
+    LOWER_BATCHNORM,     /* w: gamma (C), beta (C); state: running mean (C), variance (C) */
+    LOWER_DROPOUT,       /* the identity at inference */
+    LOWER_FLATTEN,       /* memory order unchanged: (H, W, C) flattens channels fastest */
+    LOWER_ACTIVATION,    /* act, alpha */
+    LOWER_STANDARDIZE,   /* state: mean (in), std (in); y = (x - mean) / std */
+    LOWER_RNN,           /* w per direction: W_ih (N, G*H), W_hh (H, G*H), b_ih, b_hh (G*H) */
+    LOWER_LSTM,          /* as rnn, G = 4 gates in the order i f g o */
+    LOWER_GRU,           /* as rnn, G = 3 gates in the order r z n, n's b_hh inside r * (.) */
+    LOWER_ROWS,          /* (H, W, C) -> (T = H, W*C), memory order unchanged */
+    LOWER_COLUMNS,       /* (H, W, C) -> (T = W, H*C): y[w, h*C + c] = x[h, w, c] */
+} lower_kind;
+
+/* Activation functions shared by dense/conv (fused) and the standalone activation layers. */
+typedef enum { ACT_NONE = 0, ACT_RELU, ACT_LEAKY_RELU, ACT_ELU, ACT_TANH, ACT_SIGMOID } act_kind;
+
+typedef struct {
+    lower_kind kind;
+    act_kind act;    /* dense/conv fused, activation layers; rnn: ACT_TANH or ACT_RELU */
+    float alpha;     /* leaky-relu slope / elu alpha */
+    bool is_softmax; /* dense: the outputs are logits for the softmax */
+    int units;       /* dense/conv K, recurrent H */
+    int kh, kw;      /* conv kernel, pool window */
+    int sh, sw;      /* strides */
+    int pad[4];      /* conv: zero rows above, columns left, rows below, columns right */
+    bool is_sequences, is_bidirectional; /* recurrent: output every step; D = 2 directions */
+    float eps;                           /* batchnorm */
+} layer_lowering;
+
 typedef struct {
     const char *kind; /* "dense", "conv", ... as in the model language */
     /* l->in and the layer's private cfg are set; set l->out, n_params, n_state, groups,
@@ -56,6 +93,8 @@ typedef struct {
      * training, or at rate 0): the model then passes the input on as for a view, without the
      * copy, and the backward pass after it passes dy on as dx. */
     bool (*is_identity)(const layer *l, bool is_training);
+    /* The layer's kind and settings for the doors to other systems (after init). */
+    void (*lower)(const layer *l, layer_lowering *out);
 } layer_ops;
 
 struct layer {
@@ -76,8 +115,6 @@ struct layer {
     bool is_whole_batch;
 };
 
-/* Activation functions shared by dense/conv (fused) and the standalone activation layers. */
-typedef enum { ACT_NONE = 0, ACT_RELU, ACT_LEAKY_RELU, ACT_ELU, ACT_TANH, ACT_SIGMOID } act_kind;
 const char *act_name(act_kind a);
 bool act_parse(const char *s, act_kind *out);
 /* y = f(x) in place over n values (alpha: leaky slope / elu alpha). */

@@ -222,22 +222,32 @@ static void pool_describe(const layer *l, char *buf, size_t n) {
 }
 
 /* One table per word so that messages and summaries name the layer as written. */
+static void pool_lower(const layer *l, layer_lowering *out) {
+    const pool_cfg *c = l->cfg;
+    static const lower_kind kinds[] = {LOWER_MAXPOOL, LOWER_AVGPOOL, LOWER_GLOBALAVGPOOL};
+    *out =
+        (layer_lowering){.kind = kinds[c->kind], .kh = c->P, .kw = c->Q, .sh = c->sh, .sw = c->sw};
+}
+
 static const layer_ops pool_ops[] = {
     {.kind = "maxpool",
      .init = pool_init,
      .forward = pool_forward,
      .backward = pool_backward,
-     .describe = pool_describe},
+     .describe = pool_describe,
+     .lower = pool_lower},
     {.kind = "avgpool",
      .init = pool_init,
      .forward = pool_forward,
      .backward = pool_backward,
-     .describe = pool_describe},
+     .describe = pool_describe,
+     .lower = pool_lower},
     {.kind = "globalavgpool",
      .init = pool_init,
      .forward = pool_forward,
      .backward = pool_backward,
-     .describe = pool_describe},
+     .describe = pool_describe,
+     .lower = pool_lower},
 };
 
 /* maxpool P [stride S | sS], avgpool P [stride S | sS] (P may be PxQ), globalavgpool. */

@@ -702,6 +702,16 @@ static void rec_describe(const layer *l, char *buf, size_t n) {
     }
 }
 
+static void rec_lower(const layer *l, layer_lowering *out) {
+    const rec_cfg *c = l->cfg;
+    static const lower_kind kinds[] = {LOWER_RNN, LOWER_LSTM, LOWER_GRU};
+    *out = (layer_lowering){.kind = kinds[c->cell],
+                            .act = c->act,
+                            .units = c->units,
+                            .is_sequences = c->is_sequences,
+                            .is_bidirectional = c->is_bidirectional};
+}
+
 static const layer_ops rec_ops = {
     .kind = "recurrent",
     .init = rec_init,
@@ -709,6 +719,7 @@ static const layer_ops rec_ops = {
     .forward = rec_forward,
     .backward = rec_backward,
     .describe = rec_describe,
+    .lower = rec_lower,
 };
 
 /* rnn H [return-sequences] [bidirectional] [activation tanh|relu] [recurrent-dropout R]

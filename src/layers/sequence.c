@@ -71,12 +71,18 @@ static void sequence_describe(const layer *l, char *buf, size_t n) {
     snprintf(buf, n, "%s", ((const sequence_cfg *)l->cfg)->is_columns ? "columns" : "rows");
 }
 
+static void sequence_lower(const layer *l, layer_lowering *out) {
+    bool is_columns = ((const sequence_cfg *)l->cfg)->is_columns;
+    *out = (layer_lowering){.kind = is_columns ? LOWER_COLUMNS : LOWER_ROWS};
+}
+
 static const layer_ops sequence_ops = {
     .kind = "sequence",
     .init = sequence_init,
     .forward = sequence_forward,
     .backward = sequence_backward,
     .describe = sequence_describe,
+    .lower = sequence_lower,
 };
 
 loom_status sequence_parse(layer *l, int argc, char **argv, loom_error *err);

@@ -29,7 +29,12 @@ static void flatten_describe(const layer *l, char *buf, size_t n) {
     (void)l;
     snprintf(buf, n, "flatten");
 }
+static void flatten_lower(const layer *l, layer_lowering *out) {
+    (void)l;
+    *out = (layer_lowering){.kind = LOWER_FLATTEN};
+}
 static const layer_ops flatten_ops = {.kind = "flatten",
+                                      .lower = flatten_lower,
                                       .init = flatten_init,
                                       .forward = flatten_forward,
                                       .backward = flatten_backward,
@@ -147,7 +152,12 @@ static void dropout_describe(const layer *l, char *buf, size_t n) {
 static bool dropout_is_identity(const layer *l, bool is_training) {
     return !is_training || ((const dropout_cfg *)l->cfg)->rate <= 0.0f;
 }
+static void dropout_lower(const layer *l, layer_lowering *out) {
+    (void)l;
+    *out = (layer_lowering){.kind = LOWER_DROPOUT};
+}
 static const layer_ops dropout_ops = {.kind = "dropout",
+                                      .lower = dropout_lower,
                                       .init = dropout_init,
                                       .forward = dropout_forward,
                                       .backward = dropout_backward,
@@ -206,7 +216,12 @@ static void act_layer_describe(const layer *l, char *buf, size_t n) {
     else
         snprintf(buf, n, "%s", act_name(c->act));
 }
+static void act_layer_lower(const layer *l, layer_lowering *out) {
+    const act_cfg *c = l->cfg;
+    *out = (layer_lowering){.kind = LOWER_ACTIVATION, .act = c->act, .alpha = c->alpha};
+}
 static const layer_ops act_ops = {.kind = "activation",
+                                  .lower = act_layer_lower,
                                   .init = act_init,
                                   .forward = act_layer_forward,
                                   .backward = act_layer_backward,
@@ -284,7 +299,12 @@ static void std_describe(const layer *l, char *buf, size_t n) {
     (void)l;
     snprintf(buf, n, "standardize");
 }
+static void std_lower(const layer *l, layer_lowering *out) {
+    (void)l;
+    *out = (layer_lowering){.kind = LOWER_STANDARDIZE};
+}
 static const layer_ops std_ops = {.kind = "standardize",
+                                  .lower = std_lower,
                                   .init = std_init,
                                   .init_params = std_init_params,
                                   .forward = std_forward,

@@ -1,0 +1,81 @@
+/* cmd_export.c - `loom export MODEL_FILE -o OUT [--format onnx|safetensors]`: writes a model file
+ * in another system's format. The format comes from --format or else OUT's extension; each
+ * format is one library function (src/export/). */
+#include "cli.h"
+
+#include <getopt.h>
+#include <string.h>
+
+/* The formats: name, file extension, writer. */
+typedef struct {
+    const char *name, *ext;
+    loom_status (*write)(const loom_model *m, const char *path, loom_error *err);
+} export_format;
+
+static const export_format formats[] = {
+    {"onnx", ".onnx", loom_export_onnx},
+    {"safetensors", ".safetensors", loom_export_safetensors},
+};
+#define N_FORMATS ((int)(sizeof formats / sizeof *formats))
+
+static void help(void) {
+    printf("usage: loom export MODEL_FILE -o OUT [options]\n\n"
+           "Writes a trained model for use elsewhere:\n"
+           "  onnx          an ONNX model (IR 8, opset 13): input \"image\" float (N, 1, 28, 28)\n"
+           "                of raw pixels 0-255, output \"probabilities\" (N, classes)\n"
+           "  safetensors   the weights, named as PyTorch's state_dict of the same layers\n\n"
+           "  -o, --out OUT    the file to write (replaced atomically)\n"
+           "  --format F       onnx | safetensors (default: from OUT's extension)\n");
+}
+
+static const export_format *format_of_path(const char *path) {
+    size_t n = strlen(path);
+    for (int i = 0; i < N_FORMATS; i++) {
+        size_t e = strlen(formats[i].ext);
+        if (n > e && strcmp(path + n - e, formats[i].ext) == 0)
+            return &formats[i];
+    }
+    return NULL;
+}
+
+int cmd_export(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"out", 1, 0, 'o'}, {"format", 1, 0, 'f'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+    const char *out = NULL, *format = NULL;
+    int c;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "o:", opts, NULL)) != -1) {
+        switch (c) {
+        case 'o': out = optarg; break;
+        case 'f': format = optarg; break;
+        case 'h': help(); return 0;
+        default: return cli_bad_option("export", argv);
+        }
+    }
+    if (optind >= argc)
+        return cli_usage_error("export", "no model file given");
+    if (optind + 1 < argc)
+        return cli_usage_error("export", "unexpected argument '%s'", argv[optind + 1]);
+    if (!out)
+        return cli_usage_error("export", "no output file given (-o OUT)");
+    const export_format *f = NULL;
+    if (format) {
+        for (int i = 0; i < N_FORMATS && !f; i++)
+            if (strcmp(format, formats[i].name) == 0)
+                f = &formats[i];
+        if (!f)
+            return cli_usage_error("export", "--format expects onnx or safetensors, got '%s'",
+                                   format);
+    } else if (!(f = format_of_path(out))) {
+        return cli_usage_error("export", "cannot tell the format from '%s': give --format", out);
+    }
+    loom_model *m = NULL;
+    loom_error err = {0};
+    if (loom_model_load(&m, NULL, argv[optind], &err) || f->write(m, out, &err)) {
+        loom_model_destroy(m);
+        return cli_fail(&err);
+    }
+    loom_model_destroy(m);
+    return 0;
+}

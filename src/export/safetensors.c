@@ -1,0 +1,280 @@
+/* safetensors.c - the door to safetensors: a loom model's parameters and state as the
+ * state_dict of the equivalent PyTorch nn.Sequential (one module per layer, a fused activation
+ * one more module after it). File: u64 little-endian header length, a JSON header (name ->
+ * dtype, shape, data_offsets), then the raw little-endian tensors. Names and layouts per layer
+ * kind: docs/FORMATS.md, "safetensors". */
+#include "../model/model.h"
+
+#include <cjson/cJSON.h>
+
+/* One tensor of the file: float32 values, or (is_i64) a single int64 zero. */
+typedef struct {
+    char name[64];
+    int rank, dims[4];
+    float *v; /* (product of dims) owned; NULL for the int64 */
+    bool is_i64;
+} st_tensor;
+
+typedef struct {
+    st_tensor *t; /* (n) owned */
+    int n, cap;
+} st_list;
+
+static void list_free(st_list *s) {
+    for (int i = 0; i < s->n; i++)
+        free(s->t[i].v);
+    free(s->t);
+}
+
+/* Appends a float tensor "<module>.<what>" of the given dims, values to fill; NULL when out of
+ * memory. */
+static float *add(st_list *s, int module, const char *what, int rank, const int *dims) {
+    if (s->n == s->cap) {
+        int cap = s->cap ? 2 * s->cap : 32;
+        st_tensor *t = realloc(s->t, sizeof *t * (size_t)cap);
+        if (!t)
+            return NULL;
+        s->t = t;
+        s->cap = cap;
+    }
+    st_tensor *t = &s->t[s->n];
+    memset(t, 0, sizeof *t);
+    snprintf(t->name, sizeof t->name, "%d.%s", module, what);
+    t->rank = rank;
+    size_t n = 1;
+    for (int i = 0; i < rank; i++)
+        n *= (size_t)(t->dims[i] = dims[i]);
+    t->v = malloc(sizeof(float) * (n ? n : 1));
+    if (!t->v)
+        return NULL;
+    s->n++;
+    return t->v;
+}
+
+/* Where PyTorch's feature j of a vector flattened from an image (H, W, C) (nn.Flatten of NCHW:
+ * order (c, h, w)) sits in loom's flattening (order (h, w, c)); img.rank == 0: the same j. */
+static size_t feature(loom_shape img, size_t j) {
+    if (img.rank != 3)
+        return j;
+    size_t H = (size_t)img.d[0], W = (size_t)img.d[1], C = (size_t)img.d[2];
+    size_t c = j / (H * W), h = j / W % H, w = j % W;
+    return (h * W + w) * C + c;
+}
+
+/* Values of a per-example tensor of loom shape s in PyTorch's layout: images (C, H, W). */
+static float *per_example(st_list *s, int module, const char *what, loom_shape sh, const float *v) {
+    int dims[3] = {sh.d[0], sh.d[1], sh.d[2]};
+    if (sh.rank == 3)
+        dims[0] = sh.d[2], dims[1] = sh.d[0], dims[2] = sh.d[1];
+    float *t = add(s, module, what, sh.rank, dims);
+    if (!t)
+        return NULL;
+    for (size_t j = 0; j < shape_size(sh); j++)
+        t[j] = sh.rank == 3 ? v[feature(sh, j)] : v[j];
+    return t;
+}
+
+/* The tensors of layer l as module *module (advanced past it and its fused activation); img is
+ * the image shape when l's input vector was flattened from one (else rank 0). */
+static bool add_layer(st_list *s, const layer *l, const layer_lowering *lw, loom_shape img,
+                      int *module) {
+    int k = (*module)++;
+    switch (lw->kind) {
+    case LOWER_DENSE: {
+        int N = l->in.d[0], K = lw->units;
+        float *w = add(s, k, "weight", 2, (const int[]){K, N}); /* (out, in): loom's W^T */
+        if (!w)
+            return false;
+        for (int o = 0; o < K; o++)
+            for (int j = 0; j < N; j++)
+                w[(size_t)o * N + j] = l->w[feature(img, (size_t)j) * K + o];
+        float *b = add(s, k, "bias", 1, &K);
+        if (!b)
+            return false;
+        memcpy(b, l->w + (size_t)N * K, sizeof(float) * K);
+        if (lw->act != ACT_NONE && !lw->is_softmax)
+            (*module)++;
+        return true;
+    }
+    case LOWER_CONV: {
+        int C = l->in.d[2], K = lw->units, R = lw->kh, S = lw->kw;
+        float *w = add(s, k, "weight", 4, (const int[]){K, C, R, S});
+        if (!w)
+            return false;
+        for (int o = 0; o < K; o++)
+            for (int c = 0; c < C; c++)
+                for (int r = 0; r < R; r++)
+                    for (int q = 0; q < S; q++)
+                        w[(((size_t)o * C + c) * R + r) * S + q] =
+                            l->w[(((size_t)r * S + q) * C + c) * K + o];
+        float *b = add(s, k, "bias", 1, &K);
+        if (!b)
+            return false;
+        memcpy(b, l->w + (size_t)R * S * C * K, sizeof(float) * K);
+        if (lw->act != ACT_NONE)
+            (*module)++;
+        return true;
+    }
+    case LOWER_BATCHNORM: {
+        int C = l->in.d[l->in.rank - 1];
+        const char *what[4] = {"weight", "bias", "running_mean", "running_var"};
+        const float *src[4] = {l->w, l->w + C, l->state, l->state + C};
+        for (int i = 0; i < 4; i++) {
+            float *t = add(s, k, what[i], 1, &C);
+            if (!t)
+                return false;
+            for (int j = 0; j < C; j++)
+                t[j] = src[i][feature(img, (size_t)j)];
+        }
+        if (!add(s, k, "num_batches_tracked", 0, NULL))
+            return false;
+        s->t[s->n - 1].is_i64 = true;
+        return true;
+    }
+    case LOWER_STANDARDIZE: {
+        size_t D = shape_size(l->in);
+        return per_example(s, k, "mean", l->in, l->state) &&
+               per_example(s, k, "std", l->in, l->state + D);
+    }
+    case LOWER_RNN:
+    case LOWER_LSTM:
+    case LOWER_GRU: {
+        /* loom keeps PyTorch's gate order, transposed: weight_ih (G*H, F) = W_ih^T */
+        int G = lw->kind == LOWER_LSTM ? 4 : lw->kind == LOWER_GRU ? 3 : 1;
+        int F = l->in.d[1], H = lw->units, GH = G * H, D = lw->is_bidirectional ? 2 : 1;
+        for (int d = 0; d < D; d++) {
+            const char *sfx = d ? "_reverse" : "";
+            const float *wih = l->w + (size_t)d * ((size_t)GH * (F + H) + 2 * (size_t)GH);
+            const float *whh = wih + (size_t)F * GH, *b = whh + (size_t)H * GH;
+            char nm[4][40];
+            snprintf(nm[0], sizeof nm[0], "weight_ih_l0%s", sfx);
+            snprintf(nm[1], sizeof nm[1], "weight_hh_l0%s", sfx);
+            snprintf(nm[2], sizeof nm[2], "bias_ih_l0%s", sfx);
+            snprintf(nm[3], sizeof nm[3], "bias_hh_l0%s", sfx);
+            float *ti = add(s, k, nm[0], 2, (const int[]){GH, F});
+            float *th = ti ? add(s, k, nm[1], 2, (const int[]){GH, H}) : NULL;
+            float *bi = th ? add(s, k, nm[2], 1, &GH) : NULL;
+            float *bh = bi ? add(s, k, nm[3], 1, &GH) : NULL;
+            if (!bh)
+                return false;
+            for (int g = 0; g < GH; g++) {
+                for (int f = 0; f < F; f++)
+                    ti[(size_t)g * F + f] = wih[(size_t)f * GH + g];
+                for (int h = 0; h < H; h++)
+                    th[(size_t)g * H + h] = whh[(size_t)h * GH + g];
+            }
+            memcpy(bi, b, sizeof(float) * GH);
+            memcpy(bh, b + GH, sizeof(float) * GH);
+        }
+        return true;
+    }
+    case LOWER_GLOBALAVGPOOL: (*module)++; return true; /* AdaptiveAvgPool2d(1), Flatten() */
+    case LOWER_MAXPOOL:
+    case LOWER_AVGPOOL:
+    case LOWER_DROPOUT:
+    case LOWER_FLATTEN:
+    case LOWER_ACTIVATION:
+    case LOWER_ROWS:
+    case LOWER_COLUMNS: return true; /* no parameters */
+    }
+    return true;
+}
+
+/* The whole file in one malloc'd buffer (*out, *len); false when out of memory. */
+static bool assemble(const loom_model *m, const st_list *s, uint8_t **out, size_t *len) {
+    cJSON *h = cJSON_CreateObject(), *md = cJSON_AddObjectToObject(h, "__metadata__");
+    bool is_ok = h && md && cJSON_AddStringToObject(md, "format", "pt") &&
+                 cJSON_AddStringToObject(md, "loom_version", LOOM_VERSION) &&
+                 cJSON_AddStringToObject(md, "loom_model", m->text);
+    size_t off = 0;
+    for (int i = 0; is_ok && i < s->n; i++) {
+        const st_tensor *t = &s->t[i];
+        size_t n = 1;
+        for (int k = 0; k < t->rank; k++)
+            n *= (size_t)t->dims[k];
+        size_t bytes = t->is_i64 ? 8 : 4 * n;
+        cJSON *e = cJSON_AddObjectToObject(h, t->name);
+        cJSON *shape = e ? cJSON_AddArrayToObject(e, "shape") : NULL;
+        cJSON *offs = shape ? cJSON_AddArrayToObject(e, "data_offsets") : NULL;
+        is_ok = offs && cJSON_AddStringToObject(e, "dtype", t->is_i64 ? "I64" : "F32");
+        for (int k = 0; is_ok && k < t->rank; k++)
+            is_ok = cJSON_AddItemToArray(shape, cJSON_CreateNumber(t->dims[k]));
+        is_ok = is_ok && cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)off)) &&
+                cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)(off + bytes)));
+        off += bytes;
+    }
+    char *text = is_ok ? cJSON_PrintUnformatted(h) : NULL;
+    cJSON_Delete(h);
+    if (!text)
+        return false;
+    size_t hlen = strlen(text), padded = (hlen + 7) / 8 * 8; /* data starts 8-byte aligned */
+    *len = 8 + padded + off;
+    uint8_t *buf = malloc(*len), *p;
+    if (!buf) {
+        cJSON_free(text);
+        return false;
+    }
+    for (int k = 0; k < 8; k++)
+        buf[k] = (uint8_t)((uint64_t)padded >> (8 * k));
+    memcpy(buf + 8, text, hlen);
+    memset(buf + 8 + hlen, ' ', padded - hlen);
+    cJSON_free(text);
+    p = buf + 8 + padded;
+    for (int i = 0; i < s->n; i++) {
+        const st_tensor *t = &s->t[i];
+        if (t->is_i64) {
+            memset(p, 0, 8);
+            p += 8;
+            continue;
+        }
+        size_t n = 1;
+        for (int k = 0; k < t->rank; k++)
+            n *= (size_t)t->dims[k];
+        for (size_t j = 0; j < n; j++, p += 4) {
+            uint32_t u;
+            memcpy(&u, &t->v[j], 4);
+            for (int k = 0; k < 4; k++)
+                p[k] = (uint8_t)(u >> (8 * k));
+        }
+    }
+    *out = buf;
+    return true;
+}
+
+loom_status loom_export_safetensors(const loom_model *m, const char *path, loom_error *err) {
+    if (!m || !path)
+        return loom_error_set(err, LOOM_ERR_ARG, "safetensors: NULL argument");
+    st_list s = {0};
+    loom_shape img = {0}; /* the image the current vector was flattened from */
+    int module = 0;
+    for (int i = 0; i < m->n_layers; i++) {
+        const layer *l = &m->layers[i];
+        layer_lowering lw;
+        if (!l->ops->lower) {
+            char desc[128];
+            model_layer_name(m, i, desc, sizeof desc);
+            list_free(&s);
+            return loom_error_set(err, LOOM_ERR_ARG, "safetensors: %s has no PyTorch form", desc);
+        }
+        l->ops->lower(l, &lw);
+        /* from a flatten of an image to the dense layer that reads it (per-feature layers in
+         * between), vectors are in PyTorch's (c, h, w) order */
+        if (lw.kind == LOWER_FLATTEN && l->in.rank == 3)
+            img = l->in;
+        if (!add_layer(&s, l, &lw, l->in.rank == 1 ? img : (loom_shape){0}, &module)) {
+            list_free(&s);
+            return loom_error_set(err, LOOM_ERR_NOMEM, "safetensors: out of memory");
+        }
+        if (lw.kind == LOWER_DENSE)
+            img = (loom_shape){0};
+    }
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    bool is_ok = assemble(m, &s, &buf, &len);
+    list_free(&s);
+    if (!is_ok)
+        return loom_error_set(err, LOOM_ERR_NOMEM, "safetensors: out of memory");
+    loom_status st = loom_file_write_atomic(path, buf, len, err);
+    free(buf);
+    return st;
+}
