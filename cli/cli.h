@@ -28,8 +28,15 @@ extern const char *cli_hint_exists;      /* for LOOM_ERR_EXISTS */
 extern const char *cli_hint_interrupted; /* for LOOM_ERR_INTERRUPTED, NULL = none */
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* After getopt_long returned '?': names the unknown option or the missing value. */
-int cli_bad_option(const char *cmd, char **argv);
+/* getopt_long for every command (set optind = 1 before a scan): returns the option's code (its
+ * val), -1 at the end, or '?' after printing one usage error naming the option: unknown, or a
+ * value option without its value (at the end of the line, or followed by another option:
+ * "--epochs --batch 32" is "--epochs needs a value", never epochs = "--batch"). -h or --help
+ * anywhere returns the code of opts' "help" entry ('h' when it has none). shorts: the short
+ * options as for getopt ("o:"), or NULL. */
+struct option;
+int cli_getopt(const char *cmd, int argc, char **argv, const char *shorts,
+               const struct option *opts);
 
 /* Flag value parsers: print a usage error naming the flag and return false on bad input. */
 bool cli_int(const char *cmd, const char *flag, const char *s, int lo, int hi, int *out);
@@ -69,7 +76,6 @@ const char *cli_command_line(int argc, char **argv);
  * that s binds and whose flags meet groups (LOOM_SETTING_*), named as the setting with '-' for
  * '_'. cli_setting_options copies the command's own options (mine, NULL-terminated) then those
  * into out (cap entries, terminated); the settings get the codes CLI_SETTING + i. */
-struct option;
 enum { CLI_SETTING = 1000 };
 void cli_setting_options(struct option *out, int cap, const struct option *mine,
                          const loom_settings *s, unsigned groups);

@@ -37,8 +37,7 @@ int cmd_bench(int argc, char **argv) {
     bool is_layers = false;
     double seconds = 1.0;
     optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = cli_getopt("bench", argc, argv, NULL, opts)) != -1) {
         switch (c) {
         case 'b':
             if (!cli_int("bench", "--batch", optarg, 1, 65536, &batch))
@@ -63,7 +62,7 @@ int cmd_bench(int argc, char **argv) {
                    "inference throughput on random images; median of the repeats.\n"
                    "  --layers   then where a training step's time goes, layer by layer\n");
             return 0;
-        default: return cli_bad_option("bench", argv);
+        default: return EXIT_USAGE;
         }
     }
     if (optind >= argc)

@@ -50,9 +50,10 @@ int cmd_train(int argc, char **argv) {
     const char *cmdline = cli_command_line(argc + 1, argv - 1); /* before getopt permutes */
     const char *model = NULL, *resume = NULL;
     optind = 1;
-    opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = cli_getopt("train", argc, argv, NULL, opts)) != -1) {
+        if (c == '?')
+            return EXIT_USAGE;
         if (c == O_HELP) {
             help();
             return 0;
@@ -85,8 +86,7 @@ int cmd_train(int argc, char **argv) {
     set = loom_run_settings(&rc);
     int threads = 0, i;
     optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = cli_getopt("train", argc, argv, NULL, opts)) != -1) {
         switch (c) {
         case O_THREADS:
             if (!cli_int("train", "--threads", optarg, 0, 1024, &threads))
@@ -108,7 +108,7 @@ int cmd_train(int argc, char **argv) {
                     return EXIT_USAGE;
                 break;
             }
-            return cli_bad_option("train", argv);
+            return EXIT_USAGE;
         }
     }
     if (resume && (model || optind < argc))

@@ -1,0 +1,61 @@
+#!/bin/sh
+# A careful user's edges (real data group): what each command does when the line is not quite
+# right or the run does not go the common way. Option parsing: every value option of every
+# command (read from its help) without its value, at the end of the line or followed by another
+# option, is one usage error naming the option, never a run with the next word as the value;
+# -h works after any command and anywhere on its line.
+. "$(dirname "$0")/lib.inc"
+need_data
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+cd "$T" || exit 1 # a run that took a model name for a directory would show up here
+case $LOOM in /*) ;; *) LOOM="$OLDPWD/$LOOM" ;; esac
+
+# expect_error CODE PATTERN command...: exit CODE, exactly one "loom: error: " line on stderr
+# matching PATTERN (grep -E), nothing else on stderr.
+expect_error() {
+    code=$1; pat=$2; shift 2
+    "$@" >"$T/o" 2>"$T/e"; rc=$?
+    n=$(grep -c '^loom: error: ' "$T/e")
+    if [ "$rc" -eq "$code" ] && [ "$n" -eq 1 ] && [ "$(wc -l <"$T/e")" -eq 1 ] &&
+        grep '^loom: error: ' "$T/e" | grep -Eq -- "$pat"; then
+        ok
+    else
+        bad "expected exit $code and one error line matching '$pat' from: $* (got $rc: $(cat "$T/e"))"
+    fi
+}
+
+# ---- 1. option parsing ----
+cmds=$($LOOM help | awk '/^  [a-z]+  / {print $1}')
+n_opts=0
+for c in $cmds; do
+    # the value options in the help: "--name VALUE", "--name a|b", "-o DIR"
+    opts=$($LOOM help "$c" | grep -oE -- '-(-[a-z][a-z0-9-]*|[a-z]) [A-Z0-9][A-Za-z0-9_|]*|--[a-z][a-z0-9-]* [a-z]+\|[a-z|]+' |
+        awk '{print $1}' | sort -u)
+    for o in $opts; do
+        n_opts=$((n_opts + 1))
+        expect_error 2 "^loom: error: $o needs a value" $LOOM "$c" mlp "$o"
+        expect_error 2 "^loom: error: $o needs a value" $LOOM "$c" "$o" --quiet mlp
+    done
+    # -h after the command, and among other words, is the help (the same text as --help)
+    $LOOM "$c" --help >"$T/h1" 2>&1
+    $LOOM "$c" -h >"$T/h2" 2>&1
+    check "[ \$? -eq 0 ] && cmp -s '$T/h1' '$T/h2' && grep -q 'loom $c' '$T/h2'"
+    $LOOM "$c" mlp --bogus -h >"$T/h3" 2>&1
+    check "[ \$? -eq 0 ] && cmp -s '$T/h1' '$T/h3'"
+done
+echo "option parsing: $n_opts value options over $(echo $cmds | wc -w) commands"
+check "[ $n_opts -ge 80 ]"
+# the examples from the field: a missing value never becomes a silent run
+expect_error 2 '^loom: error: --epochs needs a value' $LOOM train --epochs --batch 32 mlp
+expect_error 2 '^loom: error: --out needs a value' $LOOM train mlp --subset 500 --out
+expect_error 2 '^loom: error: --split needs a value' $LOOM eval --split
+expect_error 2 '^loom: error: --trials needs a value' $LOOM tune x --trials --cv 3
+expect_error 2 "^loom: error: unknown option '--bogus'" $LOOM train mlp --bogus
+expect_error 2 "^loom: error: unknown option '-x'" $LOOM eval -x m.loom
+check "[ -z \"\$(find '$T' -mindepth 1 -type d)\" ]" # no run directory appeared
+$LOOM help help >"$T/o" 2>&1
+check "[ \$? -eq 0 ] && grep -q '^usage: loom COMMAND' '$T/o'"
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
