@@ -18,7 +18,8 @@ int cmd_compare(int argc, char **argv);
 int cmd_plot(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 
-/* Exit codes: 0 success, 1 the run failed, 2 usage error. */
+/* Exit codes: 0 success, 1 the run failed, 2 usage error; a run stopped by SIGINT or SIGTERM
+ * (LOOM_ERR_INTERRUPTED) exits 128 + the signal, as the shell reports a command it ended. */
 enum { EXIT_RUN = 1, EXIT_USAGE = 2 };
 
 /* Prints "loom: error: MSG" to stderr, with the command's hint for an output that exists or an
@@ -56,7 +57,7 @@ void cli_status_clear(void);
  * redrawn at most every 0.25 s and at the epoch's last step. */
 void cli_progress(void *user, const loom_progress *p);
 
-/* SIGINT/SIGTERM set this flag (once); a second signal exits at once. */
+/* SIGINT/SIGTERM set this flag to the signal's number (once); a second signal exits at once. */
 extern volatile int cli_stop_flag;
 void cli_install_signals(void);
 

@@ -125,6 +125,16 @@ int cmd_train(int argc, char **argv) {
         static char hint[1200];
         snprintf(hint, sizeof hint, "continue with 'loom train --resume %s'", res.run_dir);
         cli_hint_interrupted = hint;
+        if (st == LOOM_ERR_INTERRUPTED) {
+            /* train.log says how to go on too (the library logged where it stopped) */
+            char path[1200];
+            snprintf(path, sizeof path, "%s/train.log", res.run_dir);
+            FILE *f = fopen(path, "a");
+            if (f) {
+                fprintf(f, "%s\n", hint);
+                fclose(f);
+            }
+        }
         loom_run_result_reset(&res);
         free(owner);
         return cli_fail(&err);

@@ -21,6 +21,8 @@ int cli_fail(const loom_error *err) {
     fprintf(stderr, "loom: error: %s%s%s%s\n",
             err->msg[0] ? err->msg : loom_status_str(err->status), hint ? " (" : "",
             hint ? hint : "", hint ? ")" : "");
+    if (err->status == LOOM_ERR_INTERRUPTED) /* as the shell reports a command the signal ended */
+        return 128 + (cli_stop_flag > 0 ? cli_stop_flag : SIGINT);
     return err->status == LOOM_ERR_ARG || err->status == LOOM_ERR_EXISTS ? EXIT_USAGE : EXIT_RUN;
 }
 
@@ -88,7 +90,7 @@ static void on_signal(int sig) {
         signal(sig, SIG_DFL);
         raise(sig);
     }
-    cli_stop_flag = 1;
+    cli_stop_flag = sig;
 }
 
 void cli_install_signals(void) {

@@ -283,7 +283,7 @@ loom_status loom_run_train(const loom_run_config *rc, loom_run_result *res, loom
     st = loom_train(m, &tc, train, sp.train, sp.n_train, train, sp.val, sp.n_val, NULL, &res->hist,
                     err);
     if (st == LOOM_ERR_INTERRUPTED)
-        log_printf(tee, &tl, LOOM_LOG_WARN, "checkpoint saved in %s: the run can be resumed",
+        log_printf(tee, &tl, LOOM_LOG_WARN, "stopped: %s in %s: the run can be resumed", err->msg,
                    res->run_dir);
     if (st == LOOM_ERR_NUMERIC || st == LOOM_ERR_INTERRUPTED) {
         /* keep what was learned: the trainer rolled back to the last good weights */
