@@ -25,7 +25,7 @@ static void help(void) {
            "  --folds K             folds (default 5)\n"
            "  --test                also evaluate every fold's model on the test set\n"
            "  --out DIR             run directory (default runs/cv-MODEL)\n"
-           "  --force               overwrite an existing run directory\n"
+           "  --force               replace an existing run (its files go first)\n"
            "  --data DIR            IDX data directory (default $LOOM_DATA or %s)\n"
            "  --threads N           worker threads (results do not change)\n"
            "  --quiet               no progress bar\n",

@@ -17,7 +17,7 @@ static void help(void) {
     printf("  --log-every N         print an iteration line every N steps\n"
            "  --threads N           worker threads (default: all cores; results do not change)\n"
            "  --out DIR             run directory (default runs/MODEL)\n"
-           "  --force               overwrite an existing run directory\n"
+           "  --force               replace an existing run (its files go first)\n"
            "  --data DIR            IDX data directory (default $LOOM_DATA or %s)\n"
            "  --quiet               no progress bar\n"
            "  --no-plots            do not draw the run's plots at the end\n"

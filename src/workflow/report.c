@@ -330,10 +330,6 @@ loom_status loom_report(const loom_report_config *rc, loom_error *err) {
     loom_status st = LOOM_OK;
     if (!runs)
         return loom_error_set(err, LOOM_ERR_NOMEM, "report: out of memory");
-    char img[2048];
-    snprintf(img, sizeof img, "%s/img", rc->out_dir);
-    if ((st = loom_mkdir_p(img, err)))
-        goto done;
     for (int i = 0; i < rc->n_runs; i++) {
         run_info *r = &runs[i];
         r->dir = rc->run_dirs[i];
@@ -359,6 +355,11 @@ loom_status loom_report(const loom_report_config *rc, loom_error *err) {
             if (*c == '/' || *c == ' ')
                 *c = '_';
     }
+    /* the runs are read before the report's directory is made: a bad one leaves nothing */
+    char img[2048];
+    snprintf(img, sizeof img, "%s/img", rc->out_dir);
+    if ((st = loom_mkdir_p(img, err)))
+        goto done;
     char data_dir[1024];
     if (rc->data_dir)
         snprintf(data_dir, sizeof data_dir, "%s", rc->data_dir);

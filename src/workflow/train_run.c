@@ -196,6 +196,13 @@ loom_status loom_run_write_test(loom_model *m, const loom_dataset *test, int n, 
     return eval_write(m, test, NULL, n > 0 && n < test->n ? n : test->n, batch, dir, mt, err);
 }
 
+static bool run_has(const char *dir, const char *name) {
+    char p[2200];
+    struct stat sb;
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    return stat(p, &sb) == 0;
+}
+
 loom_status loom_run_train(const loom_run_config *rc, loom_run_result *res, loom_error *err) {
     memset(res, 0, sizeof *res);
     loom_status st = LOOM_OK;
@@ -205,6 +212,7 @@ loom_status loom_run_train(const loom_run_config *rc, loom_run_result *res, loom
     loom_split sp = {0};
     char *cfg = NULL;
     tee_log tl = {NULL, rc->train.log, rc->train.log_user};
+    bool is_dir_ours = false, is_created = false; /* the run directory: made or reused here */
     loom_train_config tc = rc->train;
     const char *data_dir = rc->data_dir ? rc->data_dir : loom_default_data_dir();
 
@@ -228,8 +236,19 @@ loom_status loom_run_train(const loom_run_config *rc, loom_run_result *res, loom
         goto done;
     if (!rc->is_skip_test && (st = loom_dataset_load_dir(&test, data_dir, "test", err)))
         goto done;
+    /* everything that can fail on the inputs fails before the run directory is made */
+    if ((st = make_split(train, rc->subset, rc->val_split, rc->split_mode, tc.seed, &sp, err)))
+        goto done;
+    if ((st = loom_model_build(&m, text, rc->model, train, sp.train, sp.n_train, rc->is_standardize,
+                               tc.seed, err)))
+        goto done;
+    struct stat dir_st;
+    is_created = stat(res->run_dir, &dir_st) != 0;
     if ((st = loom_run_create_dir(res->run_dir, rc->is_force || rc->is_resume, err)))
         goto done;
+    is_dir_ours = true;
+    if (rc->is_force && !rc->is_resume) /* a new run replaces the old one, files and all */
+        loom_run_clear_dir(res->run_dir);
     char path[2048], ck_path[2048];
     snprintf(ck_path, sizeof ck_path, "%s/checkpoint.loomck", res->run_dir);
     tc.checkpoint_path = ck_path;
@@ -242,12 +261,6 @@ loom_status loom_run_train(const loom_run_config *rc, loom_run_result *res, loom
     }
     tc.log = tee;
     tc.log_user = &tl;
-
-    if ((st = make_split(train, rc->subset, rc->val_split, rc->split_mode, tc.seed, &sp, err)))
-        goto done;
-    if ((st = loom_model_build(&m, text, rc->model, train, sp.train, sp.n_train, rc->is_standardize,
-                               tc.seed, err)))
-        goto done;
     res->n_params = m->n_params;
     {
         loom_run_config full = *rc;
@@ -327,6 +340,13 @@ loom_status loom_run_train(const loom_run_config *rc, loom_run_result *res, loom
 done:
     if (tl.f)
         fclose(tl.f);
+    /* a run that failed before it made a model file or a checkpoint leaves nothing behind; an
+     * interrupted run keeps its checkpoint, a diverged one its last good weights */
+    if (st && is_dir_ours && !rc->is_resume && st != LOOM_ERR_INTERRUPTED &&
+        st != LOOM_ERR_NUMERIC && !run_has(res->run_dir, "model.loom") &&
+        !run_has(res->run_dir, "checkpoint.loomck") &&
+        !run_has(res->run_dir, "checkpoint.loomck.prev"))
+        loom_run_discard_dir(res->run_dir, is_created);
     free(cfg);
     free(text);
     loom_split_reset(&sp);

@@ -3,7 +3,8 @@
 # right or the run does not go the common way. Option parsing: every value option of every
 # command (read from its help) without its value, at the end of the line or followed by another
 # option, is one usage error naming the option, never a run with the next word as the value;
-# -h works after any command and anywhere on its line.
+# -h works after any command and anywhere on its line. Leftovers: a run that fails leaves no
+# half-made directory, and --force replaces the whole old run.
 . "$(dirname "$0")/lib.inc"
 need_data
 T=$(mktemp -d)
@@ -56,6 +57,30 @@ expect_error 2 "^loom: error: unknown option '-x'" $LOOM eval -x m.loom
 check "[ -z \"\$(find '$T' -mindepth 1 -type d)\" ]" # no run directory appeared
 $LOOM help help >"$T/o" 2>&1
 check "[ \$? -eq 0 ] && grep -q '^usage: loom COMMAND' '$T/o'"
+
+# ---- 3. leftovers: a failed run leaves nothing; --force replaces the whole run ----
+printf 'dense 10\nbogus 3\n' >"$T/bad.txt"
+expect_error 1 "bad.txt:2: unknown layer kind 'bogus'" $LOOM train "$T/bad.txt" --subset 500 --out "$T/badrun"
+check "[ ! -e '$T/badrun' ]"
+expect_error 1 "bad.txt:2: unknown layer kind 'bogus'" $LOOM cv "$T/bad.txt" --subset 500 --out "$T/badcv"
+check "[ ! -e '$T/badcv' ]"
+mkdir "$T/notrun"
+expect_error 1 'not a run directory' $LOOM report "$T/notrun" -o "$T/badrep"
+check "[ ! -e '$T/badrep' ]"
+# a directory that was there stays, with the user's own files; the run's files go
+mkdir "$T/keep" && echo mine >"$T/keep/notes.txt"
+expect_error 1 "unknown layer kind" $LOOM train "$T/bad.txt" --subset 500 --out "$T/keep"
+check "[ \"\$(ls '$T/keep')\" = notes.txt ]"
+TR="mlp --subset 1000 --epochs 1 --quiet"
+$LOOM train $TR --out "$T/f" >/dev/null 2>&1
+check "[ -s '$T/f/learning_curves.png' ] && [ -s '$T/f/metrics.json' ]"
+echo mine >"$T/f/notes.txt"
+$LOOM train $TR --no-plots --no-test --force --out "$T/f" >/dev/null 2>&1
+check "[ \$? -eq 0 ] && [ -s '$T/f/model.loom' ] && [ -s '$T/f/notes.txt' ]"
+check "[ -z \"\$(ls '$T/f' | grep -E '\\.png\$|metrics.json|predictions.csv|confusion.csv')\" ]"
+$LOOM cv mlp --folds 3 --subset 600 --epochs 1 --quiet --no-plots --out "$T/cv" >/dev/null 2>&1
+$LOOM cv mlp --folds 2 --subset 600 --epochs 1 --quiet --no-plots --force --out "$T/cv" >/dev/null 2>&1
+check "[ \$? -eq 0 ] && [ -d '$T/cv/fold_2' ] && [ ! -e '$T/cv/fold_3' ]"
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
