@@ -162,6 +162,12 @@ loom_status loom_run_config_load(loom_run_config *rc, const char *run_dir, char 
     char path[2048];
     snprintf(path, sizeof path, "%s/config.txt", run_dir);
     *owner = NULL;
+    struct stat sb;
+    if (stat(path, &sb) != 0 && errno == ENOENT)
+        return loom_error_set(err, LOOM_ERR_ARG,
+                              "%s: no config.txt: not a run directory, or a run stopped before it "
+                              "was set up (start it again)",
+                              run_dir);
     char *text = NULL;
     loom_status st = loom_file_read_all(path, &text, NULL, err);
     if (st)

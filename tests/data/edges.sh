@@ -4,7 +4,9 @@
 # command (read from its help) without its value, at the end of the line or followed by another
 # option, is one usage error naming the option, never a run with the next word as the value;
 # -h works after any command and anywhere on its line. Leftovers: a run that fails leaves no
-# half-made directory, and --force replaces the whole old run.
+# half-made directory, and --force replaces the whole old run. Resume: a finished run says so, a
+# refused resume leaves config.txt as it was, a run stopped before its first checkpoint starts
+# again and ends as an uninterrupted one.
 . "$(dirname "$0")/lib.inc"
 need_data
 T=$(mktemp -d)
@@ -81,6 +83,32 @@ check "[ -z \"\$(ls '$T/f' | grep -E '\\.png\$|metrics.json|predictions.csv|conf
 $LOOM cv mlp --folds 3 --subset 600 --epochs 1 --quiet --no-plots --out "$T/cv" >/dev/null 2>&1
 $LOOM cv mlp --folds 2 --subset 600 --epochs 1 --quiet --no-plots --force --out "$T/cv" >/dev/null 2>&1
 check "[ \$? -eq 0 ] && [ -d '$T/cv/fold_2' ] && [ ! -e '$T/cv/fold_3' ]"
+
+# ---- 4. resume ----
+crc() { sed -n 's/^weights_crc32[ =:]*//p' "$1/receipt.txt"; }
+RR="mlp --subset 2000 --epochs 2 --quiet --no-plots --no-test --checkpoint-steps 5"
+$LOOM train $RR --out "$T/ref" >/dev/null 2>&1
+check "[ -n \"\$(crc '$T/ref')\" ]"
+cp "$T/ref/config.txt" "$T/ref.cfg"
+expect_error 2 'the run is finished .*nothing to resume' $LOOM train --resume "$T/ref"
+expect_error 2 'the run is finished' $LOOM train --resume "$T/ref" --epochs 5 --lr 0.5
+check "cmp -s '$T/ref.cfg' '$T/ref/config.txt'"
+# stopped before its first checkpoint (only config.txt made): starts again from step 0
+mkdir "$T/early" && cp "$T/ref/config.txt" "$T/early/"
+$LOOM train --resume "$T/early" >/dev/null 2>"$T/e"
+check "[ \$? -eq 0 ] && grep -q 'starting again from step 0' '$T/e'"
+check "[ \"\$(crc '$T/early')\" = \"\$(crc '$T/ref')\" ]"
+expect_error 2 'no config.txt' $LOOM train --resume "$T/nosuchrun"
+# a resume refused by its checkpoint (another batch size) leaves config.txt; then it resumes
+$LOOM train $RR --epochs 30 --out "$T/int" >/dev/null 2>&1 &
+pid=$!
+wait_for "[ -f '$T/int/checkpoint.loomck.prev' ] || ! kill -0 $pid 2>/dev/null"
+kill -INT $pid 2>/dev/null; wait $pid
+check "[ -f '$T/int/checkpoint.loomck' ]"
+cp "$T/int/config.txt" "$T/int.cfg"
+$LOOM train --resume "$T/int" --batch 32 >/dev/null 2>"$T/e"
+check "[ \$? -eq 1 ] && grep -q '^loom: error: .*checkpoint belongs to another' '$T/e'"
+check "cmp -s '$T/int.cfg' '$T/int/config.txt'"
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
