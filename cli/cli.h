@@ -45,6 +45,10 @@ bool cli_double(const char *cmd, const char *flag, const char *s, double lo, dou
                 double *out);
 bool cli_u64(const char *cmd, const char *flag, const char *s, uint64_t *out);
 
+/* loom_set_threads(n) (0: all cores), with one warning line when n is more than the cores this
+ * process may run on: done as asked, only slower. */
+void cli_set_threads(int n);
+
 /* The console log callback: user is NULL. Progress lines are redrawn in place on a
  * terminal and dropped in a pipe; other lines go to stderr. */
 void cli_log(void *user, loom_log_kind kind, const char *line);

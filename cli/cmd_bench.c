@@ -67,7 +67,7 @@ int cmd_bench(int argc, char **argv) {
     }
     if (optind >= argc)
         return cli_usage_error("bench", "no model given (a zoo name, a file, or 'all')");
-    loom_set_threads(threads);
+    cli_set_threads(threads);
     if (cli_is_passive_auto && loom_get_threads() > 1)
         fprintf(stderr, "loom: note: another job kept a core busy when bench started, so OpenMP "
                         "workers sleep between parallel regions: slower, not this machine's "

@@ -119,7 +119,7 @@ int cmd_cv(int argc, char **argv) {
             return EXIT_USAGE;
         }
     }
-    loom_set_threads(threads);
+    cli_set_threads(threads);
     t->log = cli_log;
     t->stop_flag = &cli_stop_flag;
     cc.command_line = cli_command_line(argc + 1, argv - 1);

@@ -48,7 +48,7 @@ int cmd_eval(int argc, char **argv) {
     if (optind + 1 < argc)
         return cli_usage_error("eval", "unexpected argument '%s'", argv[optind + 1]);
     ec.model_file = argv[optind];
-    loom_set_threads(threads);
+    cli_set_threads(threads);
     loom_metrics mt = {0};
     loom_dataset *ds = NULL;
     loom_error err = {0};

@@ -67,7 +67,7 @@ int cmd_predict(int argc, char **argv) {
     if (pc.n_images == 0 && !pc.idx_path)
         return cli_usage_error("predict", "no images given");
     pc.log = cli_log;
-    loom_set_threads(threads);
+    cli_set_threads(threads);
     loom_error err = {0};
     if (loom_run_predict(&pc, stdout, &err))
         return cli_fail(&err);

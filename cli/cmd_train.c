@@ -113,7 +113,7 @@ int cmd_train(int argc, char **argv) {
     }
     if (resume && (model || optind < argc))
         return cli_usage_error("train", "--resume RUN_DIR takes no model: the run names it");
-    loom_set_threads(threads);
+    cli_set_threads(threads);
     t->log = cli_log;
     t->stop_flag = &cli_stop_flag;
     rc.command_line = cmdline;

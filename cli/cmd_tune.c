@@ -177,7 +177,7 @@ int cmd_tune(int argc, char **argv) {
         return cli_usage_error("tune", "--resume and --force exclude each other");
     tc.space_file = argv[optind];
     tc.train_overrides = overrides;
-    loom_set_threads(threads);
+    cli_set_threads(threads);
     t->log = cli_log;
     t->stop_flag = &cli_stop_flag;
     tc.command_line = cli_command_line(argc + 1, argv - 1);

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -82,7 +83,9 @@ void cli_log(void *user, loom_log_kind kind, const char *line) {
         return;
     }
     cli_status_clear();
-    fprintf(stderr, "%s\n", line);
+    /* the library's warnings read "warning: ..."; on the console they are loom's, as its errors */
+    bool is_warning = kind == LOOM_LOG_WARN && strncmp(line, "warning: ", 9) == 0;
+    fprintf(stderr, "%s%s\n", is_warning ? "loom: " : "", line);
 }
 
 static void on_signal(int sig) {
@@ -168,6 +171,19 @@ int cli_getopt(const char *cmd, int argc, char **argv, const char *shorts,
         return '?';
     }
     return c;
+}
+
+void cli_set_threads(int n) {
+    cpu_set_t cpus;
+    int n_cores = sched_getaffinity(0, sizeof cpus, &cpus) == 0
+                      ? CPU_COUNT(&cpus)
+                      : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (n > n_cores && n_cores > 0)
+        fprintf(stderr,
+                "loom: warning: --threads %d is more than the %d cores loom may use: as asked, "
+                "but slower (the results do not change)\n",
+                n, n_cores);
+    loom_set_threads(n);
 }
 
 bool cli_is_plots = true;

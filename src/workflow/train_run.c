@@ -309,6 +309,10 @@ loom_status loom_run_train(const loom_run_config *rc, loom_run_result *res, loom
                LOOM_VERSION, rc->model, m->n_params, sp.n_train, sp.n_val,
                loom_opt_kind_str(tc.opt.kind), (double)tc.opt.lr, tc.batch, tc.epochs,
                (unsigned long long)tc.seed, loom_get_threads());
+    if (rc->subset > train->n)
+        log_printf(tee, &tl, LOOM_LOG_WARN,
+                   "warning: subset %d is more than the %d training examples: all of them are used",
+                   rc->subset, train->n);
     if (is_restart)
         log_printf(tee, &tl, LOOM_LOG_WARN,
                    "%s: no checkpoint (the run stopped before its first one): starting again from "

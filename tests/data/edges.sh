@@ -6,7 +6,8 @@
 # -h works after any command and anywhere on its line. Leftovers: a run that fails leaves no
 # half-made directory, and --force replaces the whole old run. Resume: a finished run says so, a
 # refused resume leaves config.txt as it was, a run stopped before its first checkpoint starts
-# again and ends as an uninterrupted one.
+# again and ends as an uninterrupted one. Silent clamps: more threads than cores, a subset larger
+# than the data, early stopping without validation data: each done, with one warning line.
 . "$(dirname "$0")/lib.inc"
 need_data
 T=$(mktemp -d)
@@ -109,6 +110,24 @@ cp "$T/int/config.txt" "$T/int.cfg"
 $LOOM train --resume "$T/int" --batch 32 >/dev/null 2>"$T/e"
 check "[ \$? -eq 1 ] && grep -q '^loom: error: .*checkpoint belongs to another' '$T/e'"
 check "cmp -s '$T/int.cfg' '$T/int/config.txt'"
+
+# ---- 5. no silent clamps: one warning line each ----
+warns() { grep -c '^loom: warning: ' "$1"; }
+S="mlp --epochs 1 --quiet --no-plots --no-test"
+$LOOM train $S --subset 500 --threads $(($(nproc) + 1)) --out "$T/w1" >/dev/null 2>"$T/e"
+check "[ \$? -eq 0 ] && [ \$(warns '$T/e') -eq 1 ] && grep -q '^loom: warning: --threads $(($(nproc) + 1)) is more than the $(nproc) cores' '$T/e'"
+$LOOM train $S --subset 500 --threads "$(nproc)" --out "$T/w0" >/dev/null 2>"$T/e"
+check "[ \$? -eq 0 ] && [ \$(warns '$T/e') -eq 0 ]"
+$LOOM train $S --subset 100000 --out "$T/w2" >/dev/null 2>"$T/e"
+check "[ \$? -eq 0 ] && [ \$(warns '$T/e') -eq 1 ] && grep -q '^loom: warning: subset 100000 is more than the 60000 training examples' '$T/e'"
+$LOOM train $S --subset 500 --val-split 0 --early-stopping 3 --out "$T/w3" >/dev/null 2>"$T/e"
+check "[ \$? -eq 0 ] && [ \$(warns '$T/e') -eq 1 ] && grep -q '^loom: warning: no validation examples: early_stopping watches the training loss' '$T/e'"
+check "grep -q '^warning: no validation examples' '$T/w3/train.log'"
+$LOOM cv mlp --folds 2 --epochs 1 --quiet --no-plots --subset 100000 --out "$T/w4" >/dev/null 2>"$T/e" &
+pid=$!
+wait_for "grep -q 'warning' '$T/e' || ! kill -0 $pid 2>/dev/null"
+kill $pid 2>/dev/null; wait $pid 2>/dev/null
+check "[ \$(warns '$T/e') -eq 1 ] && grep -q 'warning: subset 100000 is more than the 60000' '$T/e'"
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
