@@ -7,7 +7,8 @@
 # half-made directory, and --force replaces the whole old run. Resume: a finished run says so, a
 # refused resume leaves config.txt as it was, a run stopped before its first checkpoint starts
 # again and ends as an uninterrupted one. Silent clamps: more threads than cores, a subset larger
-# than the data, early stopping without validation data: each done, with one warning line.
+# than the data, early stopping without validation data: each done, with one warning line. The
+# progress bar on a 60-column terminal: no line wider, and Keras's final line (time per step) kept.
 . "$(dirname "$0")/lib.inc"
 need_data
 T=$(mktemp -d)
@@ -128,6 +129,22 @@ pid=$!
 wait_for "grep -q 'warning' '$T/e' || ! kill -0 $pid 2>/dev/null"
 kill $pid 2>/dev/null; wait $pid 2>/dev/null
 check "[ \$(warns '$T/e') -eq 1 ] && grep -q 'warning: subset 100000 is more than the 60000' '$T/e'"
+
+# ---- 6. the progress bar fits the terminal ----
+if command -v script >/dev/null 2>&1; then
+    for cols in 60 100; do
+        script -qc "COLUMNS=$cols $LOOM train small-conv --subset 1000 --epochs 2 --no-plots --no-test --out '$T/pb$cols'" /dev/null >"$T/tty" 2>&1
+        # the bar's lines, split at carriage returns, escape sequences out
+        tr '\r' '\n' <"$T/tty" | sed 's/\x1b\[K//g' | grep ' \[[=>.]*\] - ' >"$T/bars"
+        widest=$(awk '{ if (length($0) > w) w = length($0) } END { print w + 0 }' "$T/bars")
+        echo "progress bar at COLUMNS=$cols: $(wc -l <"$T/bars") redraws, widest $widest"
+        check "[ \$(wc -l <'$T/bars') -ge 2 ] && [ $widest -le $((cols - 1)) ]"
+        check "[ \$(grep -c '13/13 \[=*\] - [0-9]*s [0-9]*[mu]s/step' '$T/bars') -eq 2 ]"
+    done
+    check "grep -q '\[==============================\]' '$T/bars'" # 30 columns when they fit
+else
+    echo "note: no script(1) here: the progress bar is not tested"
+fi
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
