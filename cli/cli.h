@@ -19,7 +19,8 @@ int cmd_plot(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 
-/* Exit codes: 0 success, 1 the run failed, 2 usage error. */
+/* Exit codes: 0 success, 1 the run failed, 2 usage error; a run stopped by SIGINT or SIGTERM
+ * (LOOM_ERR_INTERRUPTED) exits 128 + the signal, as the shell reports a command it ended. */
 enum { EXIT_RUN = 1, EXIT_USAGE = 2 };
 
 /* Prints "loom: error: MSG" to stderr, with the command's hint for an output that exists or an
@@ -29,14 +30,25 @@ extern const char *cli_hint_exists;      /* for LOOM_ERR_EXISTS */
 extern const char *cli_hint_interrupted; /* for LOOM_ERR_INTERRUPTED, NULL = none */
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* After getopt_long returned '?': names the unknown option or the missing value. */
-int cli_bad_option(const char *cmd, char **argv);
+/* getopt_long for every command (set optind = 1 before a scan): returns the option's code (its
+ * val), -1 at the end, or '?' after printing one usage error naming the option: unknown, or a
+ * value option without its value (at the end of the line, or followed by another option:
+ * "--epochs --batch 32" is "--epochs needs a value", never epochs = "--batch"). -h or --help
+ * anywhere returns the code of opts' "help" entry ('h' when it has none). shorts: the short
+ * options as for getopt ("o:"), or NULL. */
+struct option;
+int cli_getopt(const char *cmd, int argc, char **argv, const char *shorts,
+               const struct option *opts);
 
 /* Flag value parsers: print a usage error naming the flag and return false on bad input. */
 bool cli_int(const char *cmd, const char *flag, const char *s, int lo, int hi, int *out);
 bool cli_double(const char *cmd, const char *flag, const char *s, double lo, double hi,
                 double *out);
 bool cli_u64(const char *cmd, const char *flag, const char *s, uint64_t *out);
+
+/* loom_set_threads(n) (0: all cores), with one warning line when n is more than the cores this
+ * process may run on: done as asked, only slower. */
+void cli_set_threads(int n);
 
 /* The console log callback: user is NULL. Progress lines are redrawn in place on a
  * terminal and dropped in a pipe; other lines go to stderr. */
@@ -50,7 +62,7 @@ void cli_status_clear(void);
  * redrawn at most every 0.25 s and at the epoch's last step. */
 void cli_progress(void *user, const loom_progress *p);
 
-/* SIGINT/SIGTERM set this flag (once); a second signal exits at once. */
+/* SIGINT/SIGTERM set this flag to the signal's number (once); a second signal exits at once. */
 extern volatile int cli_stop_flag;
 void cli_install_signals(void);
 
@@ -70,7 +82,6 @@ const char *cli_command_line(int argc, char **argv);
  * that s binds and whose flags meet groups (LOOM_SETTING_*), named as the setting with '-' for
  * '_'. cli_setting_options copies the command's own options (mine, NULL-terminated) then those
  * into out (cap entries, terminated); the settings get the codes CLI_SETTING + i. */
-struct option;
 enum { CLI_SETTING = 1000 };
 void cli_setting_options(struct option *out, int cap, const struct option *mine,
                          const loom_settings *s, unsigned groups);

@@ -74,8 +74,7 @@ int cmd_bench(int argc, char **argv) {
     bool is_layers = false, is_peak_only = false;
     double seconds = 1.0;
     optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = cli_getopt("bench", argc, argv, NULL, opts)) != -1) {
         switch (c) {
         case 'b':
             if (!cli_int("bench", "--batch", optarg, 1, 65536, &batch))
@@ -105,12 +104,12 @@ int cmd_bench(int argc, char **argv) {
                 "GFLOP/s are also shown as a share of the fp32 peak measured in the same run;\n"
                 "peak RSS is each model's own (the process's high-water mark, reset per model).\n");
             return 0;
-        default: return cli_bad_option("bench", argv);
+        default: return EXIT_USAGE;
         }
     }
     if (optind >= argc && !is_peak_only)
         return cli_usage_error("bench", "no model given (a zoo name, a file, or 'all')");
-    loom_set_threads(threads);
+    cli_set_threads(threads);
     loom_peak pk;
     loom_cpu_peak(&pk, 0.3);
     print_banner(&pk);

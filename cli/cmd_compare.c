@@ -22,8 +22,7 @@ int cmd_compare(int argc, char **argv) {
     cc.alpha = 0.05;
     int c;
     optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = cli_getopt("compare", argc, argv, NULL, opts)) != -1) {
         switch (c) {
         case 'o': cc.out_dir = optarg; break;
         case 'a':
@@ -31,7 +30,7 @@ int cmd_compare(int argc, char **argv) {
                 return EXIT_USAGE;
             break;
         case 'h': help(); return 0;
-        default: return cli_usage_error("compare", "unknown option '%s'", argv[optind - 1]);
+        default: return EXIT_USAGE;
         }
     }
     if (optind >= argc)

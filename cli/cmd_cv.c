@@ -25,7 +25,7 @@ static void help(void) {
            "  --folds K             folds (default 5)\n"
            "  --test                also evaluate every fold's model on the test set\n"
            "  --out DIR             run directory (default runs/cv-MODEL)\n"
-           "  --force               overwrite an existing run directory\n"
+           "  --force               replace an existing run (its files go first)\n"
            "  --data DIR            IDX data directory (default $LOOM_DATA or %s)\n"
            "  --threads N           worker threads (results do not change)\n"
            "  --quiet               no progress bar\n",
@@ -75,12 +75,14 @@ int cmd_cv(int argc, char **argv) {
     cli_setting_options(opts, 96, cv_opts, &set, LOOM_SETTING_TRAINING | LOOM_SETTING_DATA);
     int c, threads = 0;
     optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1)
+    while ((c = cli_getopt("cv", argc, argv, NULL, opts)) != -1) {
+        if (c == '?')
+            return EXIT_USAGE;
         if (c == O_HELP) {
             help();
             return 0;
         }
+    }
     if (optind >= argc)
         return cli_usage_error("cv", "no model given");
     if (optind + 1 < argc)
@@ -93,8 +95,7 @@ int cmd_cv(int argc, char **argv) {
     loom_train_config *t = &cc.train;
     t->progress = cli_progress;
     optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = cli_getopt("cv", argc, argv, NULL, opts)) != -1) {
         switch (c) {
         case O_FOLDS:
             if (!cli_int("cv", "--folds", optarg, 2, 1000, &cc.folds))
@@ -115,10 +116,10 @@ int cmd_cv(int argc, char **argv) {
                     return EXIT_USAGE;
                 break;
             }
-            return cli_usage_error("cv", "unknown option '%s'", argv[optind - 1]);
+            return EXIT_USAGE;
         }
     }
-    loom_set_threads(threads);
+    cli_set_threads(threads);
     t->log = cli_log;
     t->stop_flag = &cli_stop_flag;
     cc.command_line = cli_command_line(argc + 1, argv - 1);

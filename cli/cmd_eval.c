@@ -24,8 +24,7 @@ int cmd_eval(int argc, char **argv) {
     loom_eval_config ec = {0};
     int threads = 0, c;
     optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = cli_getopt("eval", argc, argv, NULL, opts)) != -1) {
         switch (c) {
         case 's': ec.split = optarg; break;
         case 'i': ec.images = optarg; break;
@@ -41,7 +40,7 @@ int cmd_eval(int argc, char **argv) {
                 return EXIT_USAGE;
             break;
         case 'h': help(); return 0;
-        default: return cli_bad_option("eval", argv);
+        default: return EXIT_USAGE;
         }
     }
     if (optind >= argc)
@@ -49,7 +48,7 @@ int cmd_eval(int argc, char **argv) {
     if (optind + 1 < argc)
         return cli_usage_error("eval", "unexpected argument '%s'", argv[optind + 1]);
     ec.model_file = argv[optind];
-    loom_set_threads(threads);
+    cli_set_threads(threads);
     loom_metrics mt = {0};
     loom_dataset *ds = NULL;
     loom_error err = {0};

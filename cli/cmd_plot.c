@@ -41,13 +41,13 @@ int cmd_plot(int argc, char **argv) {
     const char *overlay = NULL, *column = NULL;
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = cli_getopt("plot", argc, argv, NULL, opts)) != -1) {
         switch (c) {
         case 's': is_svg = true; break;
         case 'o': overlay = optarg; break;
         case 'c': column = optarg; break;
         case 'h': help(); return 0;
-        default: return cli_usage_error("plot", "unknown option '%s'", argv[optind - 1]);
+        default: return EXIT_USAGE;
         }
     }
     loom_error err = {0};

@@ -33,8 +33,7 @@ int cmd_predict(int argc, char **argv) {
     loom_predict_config_init(&pc);
     int threads = 0, c;
     optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = cli_getopt("predict", argc, argv, NULL, opts)) != -1) {
         switch (c) {
         case 'k':
             if (!cli_int("predict", "--top", optarg, 1, LOOM_MAX_CLASSES, &pc.top_k))
@@ -57,7 +56,7 @@ int cmd_predict(int argc, char **argv) {
                 return EXIT_USAGE;
             break;
         case 'h': help(); return 0;
-        default: return cli_bad_option("predict", argv);
+        default: return EXIT_USAGE;
         }
     }
     if (optind >= argc)
@@ -68,7 +67,7 @@ int cmd_predict(int argc, char **argv) {
     if (pc.n_images == 0 && !pc.idx_path)
         return cli_usage_error("predict", "no images given");
     pc.log = cli_log;
-    loom_set_threads(threads);
+    cli_set_threads(threads);
     loom_error err = {0};
     if (loom_run_predict(&pc, stdout, &err))
         return cli_fail(&err);

@@ -11,8 +11,7 @@ int cmd_report(int argc, char **argv) {
     loom_report_config rc = {0};
     int c;
     optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "o:", opts, NULL)) != -1) {
+    while ((c = cli_getopt("report", argc, argv, "o:", opts)) != -1) {
         switch (c) {
         case 'o': rc.out_dir = optarg; break;
         case 'd': rc.data_dir = optarg; break;
@@ -24,7 +23,7 @@ int cmd_report(int argc, char **argv) {
                 "learning curves, confusion heatmaps, per-class report and mistakes; CV and\n"
                 "tuning tables where present.\n");
             return 0;
-        default: return cli_bad_option("report", argv);
+        default: return EXIT_USAGE;
         }
     }
     if (optind >= argc)

@@ -26,8 +26,7 @@ int cmd_study(int argc, char **argv) {
     cli_study_config sc = {0};
     int c;
     optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = cli_getopt("study", argc, argv, NULL, opts)) != -1) {
         switch (c) {
         case 'q': sc.is_quick = true; break;
         case 'r': sc.is_resume = true; break;
@@ -40,7 +39,7 @@ int cmd_study(int argc, char **argv) {
             break;
         case 'p': fputs(cli_study_builtin(), stdout); return 0;
         case 'h': help(); return 0;
-        default: return cli_bad_option("study", argv);
+        default: return EXIT_USAGE;
         }
     }
     if (optind < argc)

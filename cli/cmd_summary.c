@@ -1,31 +1,36 @@
 /* cmd_summary.c - `loom summary NAME|FILE|MODEL_FILE` and `loom models [-v]`. */
 #include "cli.h"
 
+#include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
 
 int cmd_summary(int argc, char **argv) {
-    if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-        printf("usage: loom summary NAME|MODEL_TEXT_FILE|MODEL_FILE [--input HxWxC]\n"
-               "Prints each layer's output shape and parameter count, the totals and the\n"
-               "forward FLOPs per image. Input shape default 28x28x1.\n");
-        return 0;
-    }
-    if (argc < 2)
-        return cli_usage_error("summary", "no model given");
-    int H = 28, W = 28, C = 1;
-    for (int i = 2; i < argc; i++) {
-        if (strcmp(argv[i], "--input") == 0 && i + 1 < argc) {
-            if (sscanf(argv[++i], "%dx%dx%d", &H, &W, &C) != 3 || H < 1 || W < 1 || C < 1)
-                return cli_usage_error("summary", "--input expects HxWxC, got '%s'", argv[i]);
-        } else {
-            return cli_usage_error("summary", "unexpected argument '%s'", argv[i]);
+    static const struct option opts[] = {{"input", 1, 0, 'i'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+    int H = 28, W = 28, C = 1, c;
+    optind = 1;
+    while ((c = cli_getopt("summary", argc, argv, NULL, opts)) != -1) {
+        switch (c) {
+        case 'i':
+            if (sscanf(optarg, "%dx%dx%d", &H, &W, &C) != 3 || H < 1 || W < 1 || C < 1)
+                return cli_usage_error("summary", "--input expects HxWxC, got '%s'", optarg);
+            break;
+        case 'h':
+            printf("usage: loom summary NAME|MODEL_TEXT_FILE|MODEL_FILE [--input HxWxC]\n"
+                   "Prints each layer's output shape and parameter count, the totals and the\n"
+                   "forward FLOPs per image. Input shape default 28x28x1.\n");
+            return 0;
+        default: return EXIT_USAGE;
         }
     }
+    if (optind >= argc)
+        return cli_usage_error("summary", "no model given");
+    if (optind + 1 < argc)
+        return cli_usage_error("summary", "unexpected argument '%s'", argv[optind + 1]);
     loom_error err = {0};
     loom_model *m = NULL;
     char *config = NULL;
-    const char *name = argv[1];
+    const char *name = argv[optind];
     size_t len = strlen(name);
     if (len > 5 && strcmp(name + len - 5, ".loom") == 0) {
         if (loom_model_load(&m, &config, name, &err))
@@ -49,16 +54,22 @@ int cmd_summary(int argc, char **argv) {
 }
 
 int cmd_models(int argc, char **argv) {
-    bool is_verbose =
-        argc >= 2 && (strcmp(argv[1], "-v") == 0 || strcmp(argv[1], "--verbose") == 0);
-    if (argc >= 2 && !is_verbose) {
-        if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+    static const struct option opts[] = {{"verbose", 0, 0, 'v'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+    bool is_verbose = false;
+    int c;
+    optind = 1;
+    while ((c = cli_getopt("models", argc, argv, "v", opts)) != -1) {
+        switch (c) {
+        case 'v': is_verbose = true; break;
+        case 'h':
             printf("usage: loom models [-v]\nLists the built-in models; -v adds training "
                    "defaults and the model text.\n");
             return 0;
+        default: return EXIT_USAGE;
         }
-        return cli_usage_error("models", "unexpected argument '%s'", argv[1]);
     }
+    if (optind < argc)
+        return cli_usage_error("models", "unexpected argument '%s'", argv[optind]);
     for (int i = 0; i < loom_zoo_count(); i++) {
         const loom_zoo_entry *z = loom_zoo_get(i);
         loom_model *m = NULL;

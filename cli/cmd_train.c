@@ -17,7 +17,7 @@ static void help(void) {
     printf("  --log-every N         print an iteration line every N steps\n"
            "  --threads N           worker threads (default: all cores; results do not change)\n"
            "  --out DIR             run directory (default runs/MODEL)\n"
-           "  --force               overwrite an existing run directory\n"
+           "  --force               replace an existing run (its files go first)\n"
            "  --data DIR            IDX data directory (default $LOOM_DATA or %s)\n"
            "  --quiet               no progress bar\n"
            "  --no-plots            do not draw the run's plots at the end\n"
@@ -50,9 +50,10 @@ int cmd_train(int argc, char **argv) {
     const char *cmdline = cli_command_line(argc + 1, argv - 1); /* before getopt permutes */
     const char *model = NULL, *resume = NULL;
     optind = 1;
-    opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = cli_getopt("train", argc, argv, NULL, opts)) != -1) {
+        if (c == '?')
+            return EXIT_USAGE;
         if (c == O_HELP) {
             help();
             return 0;
@@ -85,8 +86,7 @@ int cmd_train(int argc, char **argv) {
     set = loom_run_settings(&rc);
     int threads = 0, i;
     optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = cli_getopt("train", argc, argv, NULL, opts)) != -1) {
         switch (c) {
         case O_THREADS:
             if (!cli_int("train", "--threads", optarg, 0, 1024, &threads))
@@ -108,12 +108,12 @@ int cmd_train(int argc, char **argv) {
                     return EXIT_USAGE;
                 break;
             }
-            return cli_bad_option("train", argv);
+            return EXIT_USAGE;
         }
     }
     if (resume && (model || optind < argc))
         return cli_usage_error("train", "--resume RUN_DIR takes no model: the run names it");
-    loom_set_threads(threads);
+    cli_set_threads(threads);
     t->log = cli_log;
     t->stop_flag = &cli_stop_flag;
     rc.command_line = cmdline;
@@ -125,6 +125,16 @@ int cmd_train(int argc, char **argv) {
         static char hint[1200];
         snprintf(hint, sizeof hint, "continue with 'loom train --resume %s'", res.run_dir);
         cli_hint_interrupted = hint;
+        if (st == LOOM_ERR_INTERRUPTED) {
+            /* train.log says how to go on too (the library logged where it stopped) */
+            char path[1200];
+            snprintf(path, sizeof path, "%s/train.log", res.run_dir);
+            FILE *f = fopen(path, "a");
+            if (f) {
+                fprintf(f, "%s\n", hint);
+                fclose(f);
+            }
+        }
         loom_run_result_reset(&res);
         free(owner);
         return cli_fail(&err);

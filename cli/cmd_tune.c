@@ -102,8 +102,7 @@ int cmd_tune(int argc, char **argv) {
     loom_error err = {0};
     int c, threads = 0;
     optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = cli_getopt("tune", argc, argv, NULL, opts)) != -1) {
         switch (c) {
         case O_ALGO:
             if (strcmp(optarg, "random") == 0)
@@ -167,7 +166,7 @@ int cmd_tune(int argc, char **argv) {
                     t->seed = check.seed;
                 break;
             }
-            return cli_usage_error("tune", "unknown option '%s'", argv[optind - 1]);
+            return EXIT_USAGE;
         }
     }
     if (optind >= argc)
@@ -178,7 +177,7 @@ int cmd_tune(int argc, char **argv) {
         return cli_usage_error("tune", "--resume and --force exclude each other");
     tc.space_file = argv[optind];
     tc.train_overrides = overrides;
-    loom_set_threads(threads);
+    cli_set_threads(threads);
     t->log = cli_log;
     t->stop_flag = &cli_stop_flag;
     tc.command_line = cli_command_line(argc + 1, argv - 1);

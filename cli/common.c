@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -21,6 +22,8 @@ int cli_fail(const loom_error *err) {
     fprintf(stderr, "loom: error: %s%s%s%s\n",
             err->msg[0] ? err->msg : loom_status_str(err->status), hint ? " (" : "",
             hint ? hint : "", hint ? ")" : "");
+    if (err->status == LOOM_ERR_INTERRUPTED) /* as the shell reports a command the signal ended */
+        return 128 + (cli_stop_flag > 0 ? cli_stop_flag : SIGINT);
     return err->status == LOOM_ERR_ARG || err->status == LOOM_ERR_EXISTS ? EXIT_USAGE : EXIT_RUN;
 }
 
@@ -80,7 +83,9 @@ void cli_log(void *user, loom_log_kind kind, const char *line) {
         return;
     }
     cli_status_clear();
-    fprintf(stderr, "%s\n", line);
+    /* the library's warnings read "warning: ..."; on the console they are loom's, as its errors */
+    bool is_warning = kind == LOOM_LOG_WARN && strncmp(line, "warning: ", 9) == 0;
+    fprintf(stderr, "%s%s\n", is_warning ? "loom: " : "", line);
 }
 
 static void on_signal(int sig) {
@@ -88,7 +93,7 @@ static void on_signal(int sig) {
         signal(sig, SIG_DFL);
         raise(sig);
     }
-    cli_stop_flag = 1;
+    cli_stop_flag = sig;
 }
 
 void cli_install_signals(void) {
@@ -114,11 +119,71 @@ const char *cli_command_line(int argc, char **argv) {
     return buf;
 }
 
-int cli_bad_option(const char *cmd, char **argv) {
-    const char *opt = argv[optind - 1];
-    if (optopt != 0) /* a known option without its value */
-        return cli_usage_error(cmd, "option '%s' needs a value", opt);
-    return cli_usage_error(cmd, "unknown option '%s'", opt);
+/* The word the user typed for the option getopt_long is at ("--epochs", "-o"), without "=VALUE". */
+static const char *option_word(const char *w, char *buf, size_t n) {
+    snprintf(buf, n, "%s", w);
+    char *eq = strchr(buf, '=');
+    if (eq && buf[0] == '-' && buf[1] == '-')
+        *eq = '\0';
+    return buf;
+}
+
+int cli_getopt(const char *cmd, int argc, char **argv, const char *shorts,
+               const struct option *opts) {
+    /* -h or --help anywhere before "--" asks for the help, whatever else the line holds */
+    int help = 'h';
+    for (const struct option *o = opts; o->name; o++)
+        if (strcmp(o->name, "help") == 0)
+            help = o->val;
+    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0)
+            return help;
+    char optstring[64], word[256];
+    snprintf(optstring, sizeof optstring, ":%s", shorts ? shorts : ""); /* ':' = missing value */
+    opterr = 0;
+    int li = -1;
+    int c = getopt_long(argc, argv, optstring, opts, &li);
+    if (c == ':') { /* a value option at the end of the line */
+        const char *w = option_word(argv[optind - 1], word, sizeof word);
+        for (const struct option *o = opts; w[1] == '-' && o->name; o++)
+            if (o->val == optopt && o->has_arg == required_argument)
+                snprintf(word, sizeof word, "--%s", o->name);
+        cli_usage_error(cmd, "%s needs a value", word);
+        return '?';
+    }
+    if (c == '?') {
+        if (optopt > 0 && optopt < 256 && argv[optind - 1][1] != '-')
+            snprintf(word, sizeof word, "-%c", optopt);
+        else
+            option_word(argv[optind - 1], word, sizeof word);
+        cli_usage_error(cmd, "unknown option '%s'", word);
+        return '?';
+    }
+    /* a value taken from the next word that is itself an option ("--epochs --batch 32"): the
+     * value is missing, not "--batch" */
+    if (c != -1 && optarg && optind >= 2 && optarg == argv[optind - 1] &&
+        strncmp(optarg, "--", 2) == 0) {
+        if (li >= 0)
+            snprintf(word, sizeof word, "--%s", opts[li].name);
+        else
+            option_word(argv[optind - 2], word, sizeof word);
+        cli_usage_error(cmd, "%s needs a value (got the option '%s')", word, optarg);
+        return '?';
+    }
+    return c;
+}
+
+void cli_set_threads(int n) {
+    cpu_set_t cpus;
+    int n_cores = sched_getaffinity(0, sizeof cpus, &cpus) == 0
+                      ? CPU_COUNT(&cpus)
+                      : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (n > n_cores && n_cores > 0)
+        fprintf(stderr,
+                "loom: warning: --threads %d is more than the %d cores loom may use: as asked, "
+                "but slower (the results do not change)\n",
+                n, n_cores);
+    loom_set_threads(n);
 }
 
 bool cli_is_plots = true;

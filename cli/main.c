@@ -137,7 +137,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (strcmp(cmd, "help") == 0) {
-        if (argc < 3) {
+        if (argc < 3 || strcmp(argv[2], "help") == 0) {
             usage(stdout);
             return 0;
         }

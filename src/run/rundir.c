@@ -4,11 +4,13 @@
  * workflows that use it. */
 #include "rundir.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <strings.h>
 #include <stdarg.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 const char *loom_config_get(const char *config, const char *key, char *buf, size_t n) {
     size_t kl = strlen(key);
@@ -63,6 +65,65 @@ loom_status loom_run_create_dir(const char *dir, bool is_force, loom_error *err)
     return loom_mkdir_p(dir, err);
 }
 
+/* What train and cv write in a run directory (cv also fold_K/ holding a train run's files), and
+ * the stems of the plots drawn there (.png, .svg). */
+static const char *const run_files[] = {"config.txt",
+                                        "train.log",
+                                        "summary.txt",
+                                        "history.csv",
+                                        "model.loom",
+                                        "receipt.txt",
+                                        "predictions.csv",
+                                        "metrics.json",
+                                        "confusion.csv",
+                                        "checkpoint.loomck",
+                                        "checkpoint.loomck.prev",
+                                        "cv.csv",
+                                        "cv.json",
+                                        "history_mean.csv",
+                                        NULL};
+static const char *const plot_stems[] = {"learning_curves", "confusion", "confusion_norm",
+                                         "architecture",    "trials",    "samples",
+                                         "misclassified",   NULL};
+
+static bool is_run_file(const char *name) {
+    for (int i = 0; run_files[i]; i++)
+        if (strcmp(name, run_files[i]) == 0)
+            return true;
+    const char *dot = strrchr(name, '.');
+    if (!dot || (strcmp(dot, ".png") && strcmp(dot, ".svg")))
+        return false;
+    for (int i = 0; plot_stems[i]; i++)
+        if (strlen(plot_stems[i]) == (size_t)(dot - name) &&
+            strncmp(name, plot_stems[i], (size_t)(dot - name)) == 0)
+            return true;
+    return false;
+}
+
+void loom_run_clear_dir(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    for (struct dirent *e; (e = readdir(d));) {
+        char p[4096];
+        int k = 0;
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        if (is_run_file(e->d_name)) {
+            unlink(p);
+        } else if (sscanf(e->d_name, "fold_%d", &k) == 1 && k > 0) {
+            loom_run_clear_dir(p);
+            rmdir(p); /* only when nothing else is in it */
+        }
+    }
+    closedir(d);
+}
+
+void loom_run_discard_dir(const char *dir, bool is_created) {
+    loom_run_clear_dir(dir);
+    if (is_created)
+        rmdir(dir);
+}
+
 void loom_run_config_init(loom_run_config *rc) {
     memset(rc, 0, sizeof *rc);
     rc->val_split = 0.2;
@@ -104,6 +165,12 @@ loom_status loom_run_config_load(loom_run_config *rc, const char *run_dir, char 
     char path[2048];
     snprintf(path, sizeof path, "%s/config.txt", run_dir);
     *owner = NULL;
+    struct stat sb;
+    if (stat(path, &sb) != 0 && errno == ENOENT)
+        return loom_error_set(err, LOOM_ERR_ARG,
+                              "%s: no config.txt: not a run directory, or a run stopped before it "
+                              "was set up (start it again)",
+                              run_dir);
     char *text = NULL;
     loom_status st = loom_file_read_all(path, &text, NULL, err);
     if (st)

@@ -36,6 +36,13 @@ loom_status loom_history_read_csv(const char *path, loom_history *h, loom_error 
  * Errors: LOOM_ERR_ARG (a run is there), LOOM_ERR_IO (cannot create; a file of that name, unless
  * is_force). */
 loom_status loom_run_create_dir(const char *dir, bool is_force, loom_error *err);
+/* Removes what train and cv write in dir (their files and plots; fold_K/ directories, emptied
+ * then removed when nothing else is in them), so that a run replacing another (force) leaves none
+ * of the old one's files beside its own. Other files stay; a file that cannot go is ignored. */
+void loom_run_clear_dir(const char *dir);
+/* After a run failed before making anything worth keeping: loom_run_clear_dir, then removes dir
+ * itself when is_created (the run made it) and it is empty. */
+void loom_run_discard_dir(const char *dir, bool is_created);
 /* Evaluates m on the first n images of test (all when n <= 0), fills mt and writes (dir must
  * exist) dir/predictions.csv (index,true,pred,prob), dir/metrics.json, dir/confusion.csv. Pass mt
  * zeroed; the caller resets it (loom_metrics_reset), also on failure. Errors: those of

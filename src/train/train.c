@@ -492,6 +492,17 @@ loom_status loom_train(loom_model *m, const loom_train_config *cfg, const loom_d
                  .bs = bs,
                  .steps = (n_train + bs - 1) / bs};
     st = trainer_setup(&t, idx_train);
+    /* what watches the validation loss watches the training loss when there is none: say so */
+    bool is_val = val && n_val > 0;
+    if (st == LOOM_OK && !is_val &&
+        (cfg->early_stopping > 0 || cfg->sched.kind == LOOM_SCHED_PLATEAU))
+        log_printf(cfg->log, cfg->log_user, LOOM_LOG_WARN,
+                   "warning: no validation examples: %s watch%s the training loss instead",
+                   cfg->early_stopping > 0 && cfg->sched.kind == LOOM_SCHED_PLATEAU
+                       ? "early_stopping and the plateau schedule"
+                   : cfg->early_stopping > 0 ? "early_stopping"
+                                             : "the plateau schedule",
+                   cfg->early_stopping > 0 && cfg->sched.kind == LOOM_SCHED_PLATEAU ? "" : "es");
     ckpt_pos *p = &t.ck.pos;
     for (; st == LOOM_OK && p->epoch < cfg->epochs; p->epoch++, p->step = 0) {
         bool is_last = false;

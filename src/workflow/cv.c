@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stddef.h>
+#include <sys/stat.h>
 
 /* ---- small shared helpers ---- */
 
@@ -366,6 +367,8 @@ typedef struct {
     char *text;       /* the model's text */
     char *config;     /* config.txt */
     loom_model *best; /* the best fold's model so far */
+    bool is_dir_ours; /* run_dir was made (is_created) or reused by this run */
+    bool is_created;
 } cv_run;
 
 /* Checks cc, resolves the model and the run directory, takes the subset (into *sub), creates
@@ -399,8 +402,18 @@ static loom_status cv_prepare(cv_run *r, const loom_dataset *train, loom_dataset
     if (K > r->ds->n)
         return loom_error_set(err, LOOM_ERR_ARG, "%d folds of %d examples: too many folds", K,
                               r->ds->n);
+    /* the model text fails here, before the run directory is made */
+    loom_model *m = NULL;
+    if ((st = loom_model_create(&m, r->text, cc->model, r->ds->H, r->ds->W, r->ds->C, err)))
+        return st;
+    loom_model_destroy(m);
+    struct stat sb;
+    r->is_created = stat(res->run_dir, &sb) != 0;
     if ((st = loom_run_create_dir(res->run_dir, cc->is_force, err)))
         return st;
+    r->is_dir_ours = true;
+    if (cc->is_force) /* a new run replaces the old one, files and all */
+        loom_run_clear_dir(res->run_dir);
     res->folds = calloc((size_t)K, sizeof *res->folds);
     r->config = cv_config_text(cc, -1);
     if (!res->folds || !r->config)
@@ -557,11 +570,22 @@ loom_status loom_cv_run(const loom_cv_config *cc, const loom_dataset *train,
                "batch %d, %d epochs",
                LOOM_VERSION, cc->folds, cc->model, r.ds->n, (unsigned long long)cc->train.seed,
                loom_opt_kind_str(r.tc.opt.kind), (double)r.tc.opt.lr, r.tc.batch, r.tc.epochs);
+    if (cc->subset > r.ds->n)
+        log_printf(cc->train.log, cc->train.log_user, LOOM_LOG_WARN,
+                   "warning: subset %d is more than the %d training examples: all of them are used",
+                   cc->subset, r.ds->n);
     for (int k = 0; k < cc->folds && st == LOOM_OK; k++)
         st = cv_fold(&r, k, err);
     if (st == LOOM_OK)
         st = cv_finish(&r, err);
 done:
+    /* a failed cross-validation that finished no fold leaves nothing behind (an interrupted one
+     * keeps what it did) */
+    char cv_csv[2048];
+    struct stat sb;
+    if (st && st != LOOM_ERR_INTERRUPTED && r.is_dir_ours &&
+        stat(path_join(cv_csv, sizeof cv_csv, res->run_dir, "cv.csv"), &sb) != 0)
+        loom_run_discard_dir(res->run_dir, r.is_created);
     loom_model_destroy(r.best);
     loom_dataset_destroy(sub);
     free(r.text);

@@ -449,9 +449,10 @@ loom_status loom_report(const loom_report_config *rc, loom_error *err) {
     loom_status st = LOOM_OK;
     if (!runs)
         return loom_error_set(err, LOOM_ERR_NOMEM, "report: out of memory");
+    /* the runs are read before the report's directory is made: a bad one leaves nothing */
     char img[2048];
     snprintf(img, sizeof img, "%s/img", rc->out_dir);
-    if ((st = loom_mkdir_p(img, err)) || (st = read_runs(rc, runs, err)))
+    if ((st = read_runs(rc, runs, err)) || (st = loom_mkdir_p(img, err)))
         goto done;
     char data_dir[1024];
     if (rc->data_dir)

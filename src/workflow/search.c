@@ -477,6 +477,10 @@ static void log_start(search *s) {
              LOOM_VERSION, algorithm, s->res->n_hp, s->source, s->split.n_train, s->split.n_val,
              loom_objective_str(tc->objective), tc->trials, tc->executions,
              (unsigned long long)tc->train.seed);
+    if (tc->subset > s->ds->n)
+        slog(s, LOOM_LOG_WARN,
+             "warning: subset %d is more than the %d training examples: all of them are used",
+             tc->subset, s->ds->n);
     slog(s, LOOM_LOG_INFO, "each trial: its values, and [the best trial's] where they differ");
 }
 

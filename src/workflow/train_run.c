@@ -196,6 +196,13 @@ loom_status loom_run_write_test(loom_model *m, const loom_dataset *test, int n, 
     return eval_write(m, test, NULL, n > 0 && n < test->n ? n : test->n, batch, dir, mt, err);
 }
 
+static bool run_has(const char *dir, const char *name) {
+    char p[2200];
+    struct stat sb;
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    return stat(p, &sb) == 0;
+}
+
 loom_status loom_run_train(const loom_run_config *rc, loom_run_result *res, loom_error *err) {
     memset(res, 0, sizeof *res);
     loom_status st = LOOM_OK;
@@ -205,6 +212,7 @@ loom_status loom_run_train(const loom_run_config *rc, loom_run_result *res, loom
     loom_split sp = {0};
     char *cfg = NULL;
     tee_log tl = {NULL, rc->train.log, rc->train.log_user};
+    bool is_dir_ours = false, is_created = false; /* the run directory: made or reused here */
     loom_train_config tc = rc->train;
     const char *data_dir = rc->data_dir ? rc->data_dir : loom_default_data_dir();
 
@@ -224,30 +232,42 @@ loom_status loom_run_train(const loom_run_config *rc, loom_run_result *res, loom
     for (char *p = res->run_dir + 5; !rc->out_dir && *p; p++)
         if (*p == '/')
             *p = '_';
+    /* resuming: a finished run has nothing to resume; a run stopped before its first checkpoint
+     * starts again from step 0 (with its own settings, so it ends as an uninterrupted one) */
+    bool is_resume = rc->is_resume, is_restart = false;
+    if (is_resume && !run_has(res->run_dir, "checkpoint.loomck") &&
+        !run_has(res->run_dir, "checkpoint.loomck.prev")) {
+        if (run_has(res->run_dir, "model.loom") && run_has(res->run_dir, "history.csv")) {
+            st = loom_error_set(err, LOOM_ERR_ARG,
+                                "%s: the run is finished (its model is %s/model.loom): nothing "
+                                "to resume",
+                                res->run_dir, res->run_dir);
+            goto done;
+        }
+        is_resume = false;
+        is_restart = true;
+    }
     if ((st = loom_dataset_load_dir(&train, data_dir, "train", err)))
         goto done;
     if (!rc->is_skip_test && (st = loom_dataset_load_dir(&test, data_dir, "test", err)))
         goto done;
-    if ((st = loom_run_create_dir(res->run_dir, rc->is_force || rc->is_resume, err)))
-        goto done;
-    char path[2048], ck_path[2048];
-    snprintf(ck_path, sizeof ck_path, "%s/checkpoint.loomck", res->run_dir);
-    tc.checkpoint_path = ck_path;
-    tc.is_resume = rc->is_resume;
-    snprintf(path, sizeof path, "%s/train.log", res->run_dir);
-    tl.f = fopen(path, rc->is_resume ? "a" : "w");
-    if (!tl.f) {
-        st = loom_error_set(err, LOOM_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
-        goto done;
-    }
-    tc.log = tee;
-    tc.log_user = &tl;
-
+    /* everything that can fail on the inputs fails before the run directory is made */
     if ((st = make_split(train, rc->subset, rc->val_split, rc->split_mode, tc.seed, &sp, err)))
         goto done;
     if ((st = loom_model_build(&m, text, rc->model, train, sp.train, sp.n_train, rc->is_standardize,
                                tc.seed, err)))
         goto done;
+    struct stat dir_st;
+    is_created = stat(res->run_dir, &dir_st) != 0;
+    if ((st = loom_run_create_dir(res->run_dir, rc->is_force || rc->is_resume, err)))
+        goto done;
+    is_dir_ours = true;
+    if (rc->is_force && !rc->is_resume) /* a new run replaces the old one, files and all */
+        loom_run_clear_dir(res->run_dir);
+    char path[2048], ck_path[2048];
+    snprintf(ck_path, sizeof ck_path, "%s/checkpoint.loomck", res->run_dir);
+    tc.checkpoint_path = ck_path;
+    tc.is_resume = is_resume;
     res->n_params = m->n_params;
     {
         loom_run_config full = *rc;
@@ -256,10 +276,19 @@ loom_status loom_run_train(const loom_run_config *rc, loom_run_result *res, loom
             st = loom_error_set(err, LOOM_ERR_NOMEM, "%s/config.txt: out of memory", res->run_dir);
             goto done;
         }
+        /* a resumed run's config.txt changes only once its checkpoint was taken (below) */
         snprintf(path, sizeof path, "%s/config.txt", res->run_dir);
-        if ((st = loom_file_write_atomic(path, cfg, strlen(cfg), err)))
+        if (!is_resume && (st = loom_file_write_atomic(path, cfg, strlen(cfg), err)))
             goto done;
     }
+    snprintf(path, sizeof path, "%s/train.log", res->run_dir);
+    tl.f = fopen(path, rc->is_resume ? "a" : "w");
+    if (!tl.f) {
+        st = loom_error_set(err, LOOM_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+        goto done;
+    }
+    tc.log = tee;
+    tc.log_user = &tl;
     {
         char *sum = NULL;
         size_t sum_len = 0;
@@ -280,10 +309,25 @@ loom_status loom_run_train(const loom_run_config *rc, loom_run_result *res, loom
                LOOM_VERSION, rc->model, m->n_params, sp.n_train, sp.n_val,
                loom_opt_kind_str(tc.opt.kind), (double)tc.opt.lr, tc.batch, tc.epochs,
                (unsigned long long)tc.seed, loom_get_threads());
+    if (rc->subset > train->n)
+        log_printf(tee, &tl, LOOM_LOG_WARN,
+                   "warning: subset %d is more than the %d training examples: all of them are used",
+                   rc->subset, train->n);
+    if (is_restart)
+        log_printf(tee, &tl, LOOM_LOG_WARN,
+                   "%s: no checkpoint (the run stopped before its first one): starting again from "
+                   "step 0",
+                   res->run_dir);
     st = loom_train(m, &tc, train, sp.train, sp.n_train, train, sp.val, sp.n_val, NULL, &res->hist,
                     err);
+    if (is_resume && (st == LOOM_OK || st == LOOM_ERR_INTERRUPTED || st == LOOM_ERR_NUMERIC)) {
+        loom_error e2 = {0}; /* the checkpoint was taken: the run now has these settings */
+        snprintf(path, sizeof path, "%s/config.txt", res->run_dir);
+        if (loom_file_write_atomic(path, cfg, strlen(cfg), st ? &e2 : err) && !st)
+            st = err->status;
+    }
     if (st == LOOM_ERR_INTERRUPTED)
-        log_printf(tee, &tl, LOOM_LOG_WARN, "checkpoint saved in %s: the run can be resumed",
+        log_printf(tee, &tl, LOOM_LOG_WARN, "stopped: %s in %s: the run can be resumed", err->msg,
                    res->run_dir);
     if (st == LOOM_ERR_NUMERIC || st == LOOM_ERR_INTERRUPTED) {
         /* keep what was learned: the trainer rolled back to the last good weights */
@@ -327,6 +371,13 @@ loom_status loom_run_train(const loom_run_config *rc, loom_run_result *res, loom
 done:
     if (tl.f)
         fclose(tl.f);
+    /* a run that failed before it made a model file or a checkpoint leaves nothing behind; an
+     * interrupted run keeps its checkpoint, a diverged one its last good weights */
+    if (st && is_dir_ours && !rc->is_resume && st != LOOM_ERR_INTERRUPTED &&
+        st != LOOM_ERR_NUMERIC && !run_has(res->run_dir, "model.loom") &&
+        !run_has(res->run_dir, "checkpoint.loomck") &&
+        !run_has(res->run_dir, "checkpoint.loomck.prev"))
+        loom_run_discard_dir(res->run_dir, is_created);
     free(cfg);
     free(text);
     loom_split_reset(&sp);

@@ -99,6 +99,7 @@ if [ "$rc" -eq 1 ] && grep -Eq '^loom: error: .*(out of memory|cannot allocate)'
 else
     bad "out of memory: expected exit 1 and 'out of memory'/'cannot allocate' (got $rc: $(cat "$T/e"))"
 fi
+check '[ ! -e "$T/oom" ]' # a run that failed before its first checkpoint leaves nothing
 
 # 5. determinism: the same seed gives identical weights, history and receipts for 1, 2 and 3
 # threads

@@ -1,9 +1,11 @@
 #!/bin/sh
-# SIGINT in each long-running command (real data group): `loom cv` stopped in its second fold,
+# SIGINT in each long-running command (real data group): `loom train` stopped mid-training,
+# `loom cv` stopped in its second fold,
 # `loom tune` stopped in the middle of its search and resumed, `loom study` stopped in its second
 # step and resumed. Each interrupted run exits non-zero with one "loom: error: ..." line and
 # keeps what it finished; tune and study say how to continue, and their resumed runs end as an
-# uninterrupted one does (tune: the same trials.csv but for the seconds column). The signal is
+# uninterrupted one does (tune: the same trials.csv but for the seconds column). Each exits 130
+# (128 + SIGINT), as the shell reports a command Ctrl-C ended. The signal is
 # sent once the run is under way: a file the step writes is polled for first. About 30 s.
 . "$(dirname "$0")/lib.inc"
 need_data
@@ -23,13 +25,25 @@ one_error() {
     [ "$(grep -c '^loom: error: ' "$1")" -eq 1 ] && grep '^loom: error: ' "$1" | grep -Eq "$2"
 }
 
+# ---- train: SIGINT after the first epoch; train.log says so and how to go on ----
+D="$T/train"
+$LOOM train mlp --subset 20000 --epochs 30 --no-test --quiet --out "$D" >"$T/o" 2>"$T/e" &
+interrupt $! "grep -q '^Epoch 1/' '$D/train.log' 2>/dev/null"
+echo "train: exit $rc; $(grep '^loom: error: ' "$T/e")"
+check "[ $sent -eq 1 ]"
+check "[ $rc -eq 130 ]"
+check "one_error '$T/e' 'interrupted at epoch .*continue with .loom train --resume'"
+check "grep -q '^stopped: interrupted at epoch' '$D/train.log'"
+check "[ \"\$(tail -n 1 '$D/train.log')\" = \"continue with 'loom train --resume $D'\" ]"
+check "[ -s '$D/checkpoint.loomck' ]"
+
 # ---- cv: SIGINT in fold 2 of 3 ----
 D="$T/cv"
 $LOOM cv mlp --folds 3 --subset 3000 --epochs 2 --quiet --out "$D" >"$T/o" 2>"$T/e" &
 interrupt $! "[ -d '$D/fold_2' ]"
 echo "cv: exit $rc; $(grep '^loom: error: ' "$T/e")"
 check "[ $sent -eq 1 ]"
-check "[ $rc -eq 1 ]"
+check "[ $rc -eq 130 ]"
 check "one_error '$T/e' 'interrupted'"
 # fold 1 is kept: its history and its row of cv.csv; nothing claims the CV finished
 check "[ -s '$D/fold_1/history.csv' ]"
@@ -46,7 +60,7 @@ $LOOM tune $TUNE --out "$D" >"$T/o" 2>"$T/e" &
 interrupt $! "[ \$(cat '$D/executions.csv' 2>/dev/null | wc -l) -ge 2 ]"
 echo "tune: exit $rc; $(grep '^loom: error: ' "$T/e")"
 check "[ $sent -eq 1 ]"
-check "[ $rc -eq 1 ]"
+check "[ $rc -eq 130 ]"
 check "one_error '$T/e' 'stopped.*continue with --resume'"
 n_before=$(($(wc -l <"$D/executions.csv") - 1))
 check "[ $n_before -ge 1 ] && [ $n_before -lt 3 ]"
@@ -77,7 +91,7 @@ $LOOM study "$T/study.txt" --out "$D" >"$T/o" 2>"$T/e" &
 interrupt $! "[ -f '$D/cnn1/train.log' ]"
 echo "study: exit $rc; $(grep '^loom: error: ' "$T/e")"
 check "[ $sent -eq 1 ]"
-check "[ $rc -eq 1 ]"
+check "[ $rc -eq 130 ]"
 check "one_error '$T/e' 'interrupted in step 2 .*loom study --resume --out'"
 check "[ -f '$D/mlp/.done' ] && [ ! -f '$D/cnn1/.done' ] && [ ! -d '$D/mlp-2' ]"
 check "[ ! -f '$D/REPORT.md' ]"
