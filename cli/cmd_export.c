@@ -44,13 +44,12 @@ int cmd_export(int argc, char **argv) {
     const char *out = NULL, *format = NULL;
     int c;
     optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "o:", opts, NULL)) != -1) {
+    while ((c = cli_getopt("export", argc, argv, "o:", opts)) != -1) {
         switch (c) {
         case 'o': out = optarg; break;
         case 'f': format = optarg; break;
         case 'h': help(); return 0;
-        default: return cli_bad_option("export", argv);
+        default: return EXIT_USAGE;
         }
     }
     if (optind >= argc)
