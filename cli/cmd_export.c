@@ -1,20 +1,44 @@
-/* cmd_export.c - `loom export MODEL_FILE -o OUT [--format onnx|safetensors]`: writes a model file
+/* cmd_export.c - `loom export MODEL_FILE -o OUT [--format onnx|safetensors|c]`: writes a model
  * in another system's format. The format comes from --format or else OUT's extension; each
  * format is one library function (src/export/). */
 #include "cli.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <string.h>
+#include <sys/stat.h>
 
-/* The formats: name, file extension, writer. */
+/* The formats: name, file extension (none: OUT is a directory), writer (prefix: C only). */
 typedef struct {
     const char *name, *ext;
-    loom_status (*write)(const loom_model *m, const char *path, loom_error *err);
+    loom_status (*write)(const loom_model *m, const char *out, const char *prefix, loom_error *err);
 } export_format;
 
+static loom_status write_onnx(const loom_model *m, const char *out, const char *prefix,
+                              loom_error *err) {
+    (void)prefix;
+    return loom_export_onnx(m, out, err);
+}
+
+static loom_status write_safetensors(const loom_model *m, const char *out, const char *prefix,
+                                     loom_error *err) {
+    (void)prefix;
+    return loom_export_safetensors(m, out, err);
+}
+
+/* The C files go into the directory OUT, made if it is not there (one level, like mkdir). */
+static loom_status write_c(const loom_model *m, const char *out, const char *prefix,
+                           loom_error *err) {
+    if (mkdir(out, 0777) != 0 && errno != EEXIST)
+        return loom_error_set(err, LOOM_ERR_IO, "%s: cannot create the directory: %s", out,
+                              strerror(errno));
+    return loom_export_c(m, out, prefix, err);
+}
+
 static const export_format formats[] = {
-    {"onnx", ".onnx", loom_export_onnx},
-    {"safetensors", ".safetensors", loom_export_safetensors},
+    {"onnx", ".onnx", write_onnx},
+    {"safetensors", ".safetensors", write_safetensors},
+    {"c", NULL, write_c},
 };
 #define N_FORMATS ((int)(sizeof formats / sizeof *formats))
 
@@ -23,14 +47,18 @@ static void help(void) {
            "Writes a trained model for use elsewhere:\n"
            "  onnx          an ONNX model (IR 8, opset 13): input \"image\" float (N, 1, 28, 28)\n"
            "                of raw pixels 0-255, output \"probabilities\" (N, classes)\n"
-           "  safetensors   the weights, named as PyTorch's state_dict of the same layers\n\n"
-           "  -o, --out OUT    the file to write (replaced atomically)\n"
-           "  --format F       onnx | safetensors (default: from OUT's extension)\n");
+           "  safetensors   the weights, named as PyTorch's state_dict of the same layers\n"
+           "  c             OUT/PREFIX.c and OUT/PREFIX.h: standalone C99, libm only, no malloc\n\n"
+           "  -o, --out OUT    the file (or, for c, the directory) to write; replaced atomically\n"
+           "  --format F       onnx | safetensors | c (default: from OUT's extension)\n"
+           "  --prefix NAME    c: the files' and symbols' prefix (default model)\n");
 }
 
 static const export_format *format_of_path(const char *path) {
     size_t n = strlen(path);
     for (int i = 0; i < N_FORMATS; i++) {
+        if (!formats[i].ext)
+            continue;
         size_t e = strlen(formats[i].ext);
         if (n > e && strcmp(path + n - e, formats[i].ext) == 0)
             return &formats[i];
@@ -39,15 +67,19 @@ static const export_format *format_of_path(const char *path) {
 }
 
 int cmd_export(int argc, char **argv) {
-    static const struct option opts[] = {
-        {"out", 1, 0, 'o'}, {"format", 1, 0, 'f'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
-    const char *out = NULL, *format = NULL;
+    static const struct option opts[] = {{"out", 1, 0, 'o'},
+                                         {"format", 1, 0, 'f'},
+                                         {"prefix", 1, 0, 'p'},
+                                         {"help", 0, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    const char *out = NULL, *format = NULL, *prefix = NULL;
     int c;
     optind = 1;
     while ((c = cli_getopt("export", argc, argv, "o:", opts)) != -1) {
         switch (c) {
         case 'o': out = optarg; break;
         case 'f': format = optarg; break;
+        case 'p': prefix = optarg; break;
         case 'h': help(); return 0;
         default: return EXIT_USAGE;
         }
@@ -64,14 +96,16 @@ int cmd_export(int argc, char **argv) {
             if (strcmp(format, formats[i].name) == 0)
                 f = &formats[i];
         if (!f)
-            return cli_usage_error("export", "--format expects onnx or safetensors, got '%s'",
+            return cli_usage_error("export", "--format expects onnx, safetensors or c, got '%s'",
                                    format);
     } else if (!(f = format_of_path(out))) {
         return cli_usage_error("export", "cannot tell the format from '%s': give --format", out);
     }
     loom_model *m = NULL;
     loom_error err = {0};
-    if (loom_model_load(&m, NULL, argv[optind], &err) || f->write(m, out, &err)) {
+    if (prefix && f->write != write_c)
+        return cli_usage_error("export", "--prefix is for --format c");
+    if (loom_model_load(&m, NULL, argv[optind], &err) || f->write(m, out, prefix, &err)) {
         loom_model_destroy(m);
         return cli_fail(&err);
     }

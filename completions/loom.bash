@@ -60,7 +60,7 @@ _loom() {
     bench) opts="--batch --repeats --seconds --threads --layers" ;;
     plot) opts="--svg --overlay --column" ;;
     compare) opts="--out --alpha" ;;
-    export) opts="-o --out --format" ;;
+    export) opts="-o --out --format --prefix" ;;
     predict) opts="--top --json --idx --save-preprocessed --gray --invert --no-invert --no-crop --no-fit
         --threads" ;;
     help)
@@ -90,7 +90,7 @@ _loom() {
             COMPREPLY=($(compgen -W "$(_loom_zoo) all" -- "$cur") $(compgen -f -- "$cur")) ;;
     export)
         if [ "$prev" = --format ]; then
-            COMPREPLY=($(compgen -W "onnx safetensors" -- "$cur"))
+            COMPREPLY=($(compgen -W "onnx safetensors c" -- "$cur"))
         elif [ "$n_args" -eq 0 ]; then
             COMPREPLY=($(compgen -f -X '!*.loom' -- "$cur") $(compgen -d -- "$cur"))
         fi ;;

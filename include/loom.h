@@ -872,6 +872,19 @@ loom_predict_config_init(loom_predict_config *pc); /* top_k 3, preprocessing def
  * images have another size), LOOM_ERR_IO (writing). */
 LOOM_API loom_status loom_run_predict(const loom_predict_config *pc, FILE *out, loom_error *err);
 
+/* ---- generated C: a model as standalone C99 source ------------------------------------------ */
+
+/* Writes out_dir/PREFIX.h and out_dir/PREFIX.c: the model m as C99 that needs only libm (weights
+ * as static const arrays, no malloc, no global mutable state): int PREFIX_predict_ws(image,
+ * probabilities, work) takes raw 0-255 pixels (H, W, C) and returns the class (layout:
+ * docs/FORMATS.md, "Generated C"). prefix NULL or "" is "model". Both files are written as
+ * temporaries in out_dir and renamed into place when whole (existing ones are replaced); on failure
+ * neither is left. Errors: LOOM_ERR_ARG (NULL model or directory, a prefix that is not a C
+ * identifier, a layer kind the export cannot write, named), LOOM_ERR_IO (out_dir is not a
+ * writable directory), LOOM_ERR_NUMERIC (a weight is not finite), LOOM_ERR_NOMEM. */
+LOOM_API loom_status loom_export_c(const loom_model *m, const char *out_dir, const char *prefix,
+                                   loom_error *err);
+
 /* ---- the study report: `loom report` ---------------------------------------------------- */
 
 typedef struct {
