@@ -658,6 +658,56 @@ static void test_infer_chunks(void) {
     free(x), free(z1), free(z2), free(one);
 }
 
+/* gemm_fixed: against a product in double; each row's bits the same whatever the rows around it
+ * (M 1 and M 37), the threads (1 and 2) and the path (AVX-512 and plain C); columns not in the
+ * product untouched. Shapes with tails in both directions, and one split over threads. */
+static void test_gemm_fixed(void) {
+    const int shapes[][3] = {{37, 70, 33}, {9, 16, 5}, {40, 200, 300}, {1, 3, 1}};
+    loom_rng rng;
+    loom_rng_seed(&rng, 21);
+    for (size_t t = 0; t < sizeof shapes / sizeof shapes[0]; t++) {
+        int M = shapes[t][0], N = shapes[t][1], K = shapes[t][2], lda = K + 1, ldb = N + 3,
+            ldc = N + 2;
+        float *A = malloc(sizeof(float) * M * lda), *Bm = malloc(sizeof(float) * K * ldb);
+        float *C[3];
+        for (int v = 0; v < 3; v++)
+            C[v] = malloc(sizeof(float) * M * ldc);
+        for (int i = 0; i < M * lda; i++)
+            A[i] = loom_rng_uniform(&rng) - 0.5f;
+        for (int i = 0; i < K * ldb; i++)
+            Bm[i] = loom_rng_uniform(&rng) - 0.5f;
+        for (int v = 0; v < 3; v++)
+            for (int i = 0; i < M * ldc; i++)
+                C[v][i] = (float)(i % 5) - 2.0f;
+        loom_set_threads(2);
+        gemm_fixed(M, N, K, A, lda, Bm, ldb, C[0], ldc); /* all rows at once, 2 threads */
+        loom_set_threads(1);
+        for (int i = 0; i < M; i++) /* one row at a time */
+            gemm_fixed(1, N, K, A + (size_t)i * lda, lda, Bm, ldb, C[1] + (size_t)i * ldc, ldc);
+        gemm_fixed_force_portable(true);
+        gemm_fixed(M, N, K, A, lda, Bm, ldb, C[2], ldc);
+        gemm_fixed_force_portable(false);
+        loom_set_threads(0);
+        double worst = 0;
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++) {
+                double ref = (i * ldc + j) % 5 - 2.0;
+                for (int k = 0; k < K; k++)
+                    ref += (double)A[i * lda + k] * Bm[k * ldb + j];
+                worst = fmax(worst, fabs(C[0][i * ldc + j] - ref));
+            }
+        CHECK_MSG(worst < 1e-4, "M %d N %d K %d: max error %g", M, N, K, worst);
+        CHECK_MSG(memcmp(C[0], C[1], sizeof(float) * M * ldc) == 0, "rows alone differ (t %zu)", t);
+        CHECK_MSG(memcmp(C[0], C[2], sizeof(float) * M * ldc) == 0, "plain C differs (t %zu)", t);
+        for (int i = 0; i < M; i++)
+            for (int j = N; j < ldc; j++)
+                CHECK(C[0][i * ldc + j] == (float)((i * ldc + j) % 5) - 2.0f);
+        free(A), free(Bm);
+        for (int v = 0; v < 3; v++)
+            free(C[v]);
+    }
+}
+
 /* gemm's own loop for the untransposed small products OpenBLAS would allocate for (N % 16 in
  * 1..8, M N K <= 10^6), and the shapes beside it, against a product in double. */
 static void test_gemm_small_nn(void) {
@@ -716,6 +766,7 @@ int main(void) {
     RUN(test_infer_chunks);
     RUN(test_gemm_split_k);
     RUN(test_gemm_small_nn);
+    RUN(test_gemm_fixed);
     RUN(test_dropout_passed);
     return check_report();
 }

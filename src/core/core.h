@@ -31,6 +31,13 @@ static inline loom_shape shape3(int h, int w, int c) { return (loom_shape){3, {h
 /* "(26, 26, 32)" */
 void shape_format(loom_shape s, char *buf, size_t n);
 
+/* C (M, N) += A (M, K) B (K, N), row-major, every element summed in k order from C's value, one
+ * fused multiply-add at a time: the same bits whatever M, the threads or the CPU's vector width
+ * (gemm_fixed.c). gemm_fixed_force_portable(true) runs the plain C path (tests). */
+void gemm_fixed(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C,
+                int ldc);
+void gemm_fixed_force_portable(bool on);
+
 /* The library that runs the matrix products and the kernel it chose ("OpenBLAS 0.3.21,
  * Cooperlake kernels, single-threaded calls"). */
 void gemm_describe(char *buf, size_t n);

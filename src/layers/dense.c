@@ -35,13 +35,17 @@ static loom_status dense_init(layer *l, loom_error *err) {
 }
 
 static void dense_forward(layer *l, const fwd_ctx *ctx, const float *x, float *y, int B) {
-    (void)ctx;
     dense_cfg *c = l->cfg;
     int N = l->in.d[0], K = c->units;
     const float *W = l->w, *b = l->w + (size_t)N * K;
     for (int i = 0; i < B; i++)
         memcpy(y + (size_t)i * K, b, sizeof(float) * K);
-    gemm_par_ws(B, K, N, 1.0f, x, N, W, K, 1.0f, y, K, l->scratch_per_example ? l->scratch : NULL);
+    /* inference: each example's output the same bits whatever batch it comes in */
+    if (ctx && !ctx->is_training)
+        gemm_fixed(B, K, N, x, N, W, K, y, K);
+    else
+        gemm_par_ws(B, K, N, 1.0f, x, N, W, K, 1.0f, y, K,
+                    l->scratch_per_example ? l->scratch : NULL);
     act_forward(c->act, c->alpha, y, (size_t)B * K);
 }
 

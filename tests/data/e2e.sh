@@ -30,6 +30,11 @@ check "grep -q 'macro avg' '$T/eval'"
 check "[ -s '$T/metrics.json' ] && [ -s '$T/confusion.csv' ]"
 $LOOM eval "$T/run/model.loom" --split val >"$T/evalv" 2>&1
 check '[ $? -eq 0 ]'
+# the same predictions and probabilities whatever the evaluation batch and the threads
+for b in 1 33 1000; do
+    $LOOM eval "$T/run/model.loom" --batch $b --threads 1 --out "$T/b$b" >/dev/null 2>&1
+    check "cmp -s '$T/predictions.csv' '$T/b$b/predictions.csv'"
+done
 
 # 3. bad input: one line on stderr, non-zero exit, nothing overwritten
 expect_fail() { # code, command...
