@@ -62,8 +62,14 @@ static bool read_act(int argc, char **argv, int *i, xlayer *x) {
 static loom_status read_layer(int index, char *line, xlayer *x, loom_error *err) {
     char *argv[32];
     int argc = 0;
-    for (char *p = strtok(line, " \t"); p && argc < 32; p = strtok(NULL, " \t"))
-        argv[argc++] = p;
+    for (char *p = line; *p && argc < 32;) { /* words split in place (no strtok: re-entrant) */
+        while (*p == ' ' || *p == '\t')
+            *p++ = '\0';
+        if (*p)
+            argv[argc++] = p;
+        while (*p && *p != ' ' && *p != '\t')
+            p++;
+    }
     memset(x, 0, sizeof *x);
     x->sh = x->sw = 1;
     if (argc == 0)
