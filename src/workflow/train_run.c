@@ -203,27 +203,39 @@ static bool run_has(const char *dir, const char *name) {
     return stat(p, &sb) == 0;
 }
 
-loom_status loom_run_train(const loom_run_config *rc, loom_run_result *res, loom_error *err) {
-    memset(res, 0, sizeof *res);
-    loom_status st = LOOM_OK;
-    char *text = NULL;
-    loom_dataset *train = NULL, *test = NULL;
-    loom_model *m = NULL;
-    loom_split sp = {0};
-    char *cfg = NULL;
-    tee_log tl = {NULL, rc->train.log, rc->train.log_user};
-    bool is_dir_ours = false, is_created = false; /* the run directory: made or reused here */
-    loom_train_config tc = rc->train;
-    const char *data_dir = rc->data_dir ? rc->data_dir : loom_default_data_dir();
+/* One training run, shared by its steps. */
+typedef struct {
+    const loom_run_config *rc;
+    loom_run_result *res;
+    loom_train_config tc; /* rc->train with the schedule parsed, checkpoints and log set */
+    const char *data_dir;
+    char *text; /* the model text */
+    char *cfg;  /* config.txt */
+    loom_dataset *train, *test;
+    loom_model *m;
+    loom_split sp;
+    tee_log tl;
+    bool is_resume;   /* continue from the checkpoint */
+    bool is_restart;  /* asked to resume, but no checkpoint yet: from step 0 */
+    bool is_dir_ours; /* the run directory was made or taken over here */
+    bool is_created;  /* ... and did not exist before */
+    char ck_path[2048];
+} train_run;
 
+/* Everything that can fail on the inputs, before the run directory is made: the settings, the
+ * model's text, the directory's name, resume or restart, the data, the split, the model. */
+static loom_status run_prepare(train_run *r, loom_error *err) {
+    const loom_run_config *rc = r->rc;
+    loom_run_result *res = r->res;
+    loom_status st;
     if (!rc->model)
         return loom_error_set(err, LOOM_ERR_ARG, "no model given");
-    if (tc.lr_schedule && (st = loom_sched_parse(tc.lr_schedule, &tc.sched, err)))
+    if (r->tc.lr_schedule && (st = loom_sched_parse(r->tc.lr_schedule, &r->tc.sched, err)))
         return st;
     if (!(rc->val_split >= 0.0 && rc->val_split < 1.0))
         return loom_error_set(err, LOOM_ERR_ARG, "val_split must be in [0, 1), got %g",
                               rc->val_split);
-    if ((st = loom_model_resolve(rc->model, &text, NULL, err)))
+    if ((st = loom_model_resolve(rc->model, &r->text, NULL, err)))
         return st;
     if (rc->out_dir)
         snprintf(res->run_dir, sizeof res->run_dir, "%s", rc->out_dir);
@@ -234,156 +246,184 @@ loom_status loom_run_train(const loom_run_config *rc, loom_run_result *res, loom
             *p = '_';
     /* resuming: a finished run has nothing to resume; a run stopped before its first checkpoint
      * starts again from step 0 (with its own settings, so it ends as an uninterrupted one) */
-    bool is_resume = rc->is_resume, is_restart = false;
-    if (is_resume && !run_has(res->run_dir, "checkpoint.loomck") &&
+    r->is_resume = rc->is_resume;
+    if (r->is_resume && !run_has(res->run_dir, "checkpoint.loomck") &&
         !run_has(res->run_dir, "checkpoint.loomck.prev")) {
-        if (run_has(res->run_dir, "model.loom") && run_has(res->run_dir, "history.csv")) {
-            st = loom_error_set(err, LOOM_ERR_ARG,
-                                "%s: the run is finished (its model is %s/model.loom): nothing "
-                                "to resume",
-                                res->run_dir, res->run_dir);
-            goto done;
-        }
-        is_resume = false;
-        is_restart = true;
+        if (run_has(res->run_dir, "model.loom") && run_has(res->run_dir, "history.csv"))
+            return loom_error_set(err, LOOM_ERR_ARG,
+                                  "%s: the run is finished (its model is %s/model.loom): nothing "
+                                  "to resume",
+                                  res->run_dir, res->run_dir);
+        r->is_resume = false;
+        r->is_restart = true;
     }
-    if ((st = loom_dataset_load_dir(&train, data_dir, "train", err)))
-        goto done;
-    if (!rc->is_skip_test && (st = loom_dataset_load_dir(&test, data_dir, "test", err)))
-        goto done;
-    /* everything that can fail on the inputs fails before the run directory is made */
-    if ((st = make_split(train, rc->subset, rc->val_split, rc->split_mode, tc.seed, &sp, err)))
-        goto done;
-    if ((st = loom_model_build(&m, text, rc->model, train, sp.train, sp.n_train, rc->is_standardize,
-                               tc.seed, err)))
-        goto done;
+    if ((st = loom_dataset_load_dir(&r->train, r->data_dir, "train", err)))
+        return st;
+    if (!rc->is_skip_test && (st = loom_dataset_load_dir(&r->test, r->data_dir, "test", err)))
+        return st;
+    if ((st = make_split(r->train, rc->subset, rc->val_split, rc->split_mode, r->tc.seed, &r->sp,
+                         err)))
+        return st;
+    return loom_model_build(&r->m, r->text, rc->model, r->train, r->sp.train, r->sp.n_train,
+                            rc->is_standardize, r->tc.seed, err);
+}
+
+/* The run directory: made (or replaced with force), config.txt (not yet for a resumed run: only
+ * once its checkpoint was taken), train.log opened, summary.txt. */
+static loom_status run_open_dir(train_run *r, loom_error *err) {
+    const loom_run_config *rc = r->rc;
+    const char *dir = r->res->run_dir;
     struct stat dir_st;
-    is_created = stat(res->run_dir, &dir_st) != 0;
-    if ((st = loom_run_create_dir(res->run_dir, rc->is_force || rc->is_resume, err)))
-        goto done;
-    is_dir_ours = true;
+    r->is_created = stat(dir, &dir_st) != 0;
+    loom_status st = loom_run_create_dir(dir, rc->is_force || rc->is_resume, err);
+    if (st)
+        return st;
+    r->is_dir_ours = true;
     if (rc->is_force && !rc->is_resume) /* a new run replaces the old one, files and all */
-        loom_run_clear_dir(res->run_dir);
-    char path[2048], ck_path[2048];
-    snprintf(ck_path, sizeof ck_path, "%s/checkpoint.loomck", res->run_dir);
-    tc.checkpoint_path = ck_path;
-    tc.is_resume = is_resume;
-    res->n_params = m->n_params;
-    {
-        loom_run_config full = *rc;
-        full.data_dir = data_dir;
-        if (!(cfg = loom_run_config_text(&full))) {
-            st = loom_error_set(err, LOOM_ERR_NOMEM, "%s/config.txt: out of memory", res->run_dir);
-            goto done;
-        }
-        /* a resumed run's config.txt changes only once its checkpoint was taken (below) */
-        snprintf(path, sizeof path, "%s/config.txt", res->run_dir);
-        if (!is_resume && (st = loom_file_write_atomic(path, cfg, strlen(cfg), err)))
-            goto done;
-    }
-    snprintf(path, sizeof path, "%s/train.log", res->run_dir);
-    tl.f = fopen(path, rc->is_resume ? "a" : "w");
-    if (!tl.f) {
-        st = loom_error_set(err, LOOM_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
-        goto done;
-    }
-    tc.log = tee;
-    tc.log_user = &tl;
-    {
-        char *sum = NULL;
-        size_t sum_len = 0;
-        FILE *mf = open_memstream(&sum, &sum_len);
-        if (mf) {
-            loom_model_summary(m, mf);
-            fclose(mf);
-            sbuf sb = {sum, sum_len, sum_len + 1, false};
-            st = sb_write(&sb, res->run_dir, "summary.txt", err);
-            free(sum);
-            if (st)
-                goto done;
-        }
-    }
-    log_printf(tee, &tl, LOOM_LOG_INFO,
+        loom_run_clear_dir(dir);
+    snprintf(r->ck_path, sizeof r->ck_path, "%s/checkpoint.loomck", dir);
+    r->tc.checkpoint_path = r->ck_path;
+    r->tc.is_resume = r->is_resume;
+    r->res->n_params = r->m->n_params;
+    loom_run_config full = *rc;
+    full.data_dir = r->data_dir;
+    if (!(r->cfg = loom_run_config_text(&full)))
+        return loom_error_set(err, LOOM_ERR_NOMEM, "%s/config.txt: out of memory", dir);
+    char path[2048];
+    snprintf(path, sizeof path, "%s/config.txt", dir);
+    if (!r->is_resume && (st = loom_file_write_atomic(path, r->cfg, strlen(r->cfg), err)))
+        return st;
+    snprintf(path, sizeof path, "%s/train.log", dir);
+    r->tl.f = fopen(path, rc->is_resume ? "a" : "w");
+    if (!r->tl.f)
+        return loom_error_set(err, LOOM_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+    r->tc.log = tee;
+    r->tc.log_user = &r->tl;
+    char *sum = NULL;
+    size_t sum_len = 0;
+    FILE *mf = open_memstream(&sum, &sum_len);
+    if (!mf)
+        return LOOM_OK;
+    loom_model_summary(r->m, mf);
+    fclose(mf);
+    sbuf sb = {sum, sum_len, sum_len + 1, false};
+    st = sb_write(&sb, dir, "summary.txt", err);
+    free(sum);
+    return st;
+}
+
+/* The log's opening lines: what is trained on what, and the warnings about the settings. */
+static void run_log_start(train_run *r) {
+    const loom_run_config *rc = r->rc;
+    const loom_train_config *tc = &r->tc;
+    log_printf(tee, &r->tl, LOOM_LOG_INFO,
                "loom %s: training %s (%zu parameters) on %d examples, validating on %d; "
                "%s lr %g, batch %d, %d epochs, seed %llu, %d threads",
-               LOOM_VERSION, rc->model, m->n_params, sp.n_train, sp.n_val,
-               loom_opt_kind_str(tc.opt.kind), (double)tc.opt.lr, tc.batch, tc.epochs,
-               (unsigned long long)tc.seed, loom_get_threads());
-    if (rc->subset > train->n)
-        log_printf(tee, &tl, LOOM_LOG_WARN,
+               LOOM_VERSION, rc->model, r->m->n_params, r->sp.n_train, r->sp.n_val,
+               loom_opt_kind_str(tc->opt.kind), (double)tc->opt.lr, tc->batch, tc->epochs,
+               (unsigned long long)tc->seed, loom_get_threads());
+    if (rc->subset > r->train->n)
+        log_printf(tee, &r->tl, LOOM_LOG_WARN,
                    "warning: subset %d is more than the %d training examples: all of them are used",
-                   rc->subset, train->n);
-    if (is_restart)
-        log_printf(tee, &tl, LOOM_LOG_WARN,
+                   rc->subset, r->train->n);
+    if (r->is_restart)
+        log_printf(tee, &r->tl, LOOM_LOG_WARN,
                    "%s: no checkpoint (the run stopped before its first one): starting again from "
                    "step 0",
-                   res->run_dir);
-    st = loom_train(m, &tc, train, sp.train, sp.n_train, train, sp.val, sp.n_val, NULL, &res->hist,
-                    err);
-    if (is_resume && (st == LOOM_OK || st == LOOM_ERR_INTERRUPTED || st == LOOM_ERR_NUMERIC)) {
+                   r->res->run_dir);
+}
+
+/* After the training: a resumed run's config.txt; an interrupted or diverged run keeps what it
+ * learned (the trainer rolled back to the last good weights). */
+static loom_status run_after_training(train_run *r, loom_status st, loom_error *err) {
+    const char *dir = r->res->run_dir;
+    char path[2048];
+    if (r->is_resume && (st == LOOM_OK || st == LOOM_ERR_INTERRUPTED || st == LOOM_ERR_NUMERIC)) {
         loom_error e2 = {0}; /* the checkpoint was taken: the run now has these settings */
-        snprintf(path, sizeof path, "%s/config.txt", res->run_dir);
-        if (loom_file_write_atomic(path, cfg, strlen(cfg), st ? &e2 : err) && !st)
+        snprintf(path, sizeof path, "%s/config.txt", dir);
+        if (loom_file_write_atomic(path, r->cfg, strlen(r->cfg), st ? &e2 : err) && !st)
             st = err->status;
     }
     if (st == LOOM_ERR_INTERRUPTED)
-        log_printf(tee, &tl, LOOM_LOG_WARN, "stopped: %s in %s: the run can be resumed", err->msg,
-                   res->run_dir);
+        log_printf(tee, &r->tl, LOOM_LOG_WARN, "stopped: %s in %s: the run can be resumed",
+                   err->msg, dir);
     if (st == LOOM_ERR_NUMERIC || st == LOOM_ERR_INTERRUPTED) {
-        /* keep what was learned: the trainer rolled back to the last good weights */
         loom_error e2 = {0};
-        char mp[2048];
-        snprintf(mp, sizeof mp, "%s/model.loom", res->run_dir);
-        if (loom_model_save(m, cfg, mp, &e2) == LOOM_OK)
-            log_printf(tee, &tl, LOOM_LOG_WARN, "the last good weights are in %s", mp);
+        snprintf(path, sizeof path, "%s/model.loom", dir);
+        if (loom_model_save(r->m, r->cfg, path, &e2) == LOOM_OK)
+            log_printf(tee, &r->tl, LOOM_LOG_WARN, "the last good weights are in %s", path);
     }
-    if (st)
-        goto done;
-    snprintf(path, sizeof path, "%s/history.csv", res->run_dir);
-    if ((st = loom_history_write_csv(&res->hist, path, err)))
-        goto done;
-    snprintf(path, sizeof path, "%s/model.loom", res->run_dir);
-    if ((st = loom_model_save(m, cfg, path, err)))
-        goto done;
-    log_printf(tee, &tl, LOOM_LOG_INFO, "saved %s (%.1f s of training)", path, res->hist.seconds);
-    receipt_in rin = receipt_inputs(m->text, cfg, train, test);
+    return st;
+}
+
+/* A finished training: history.csv, model.loom, receipt.txt, the checkpoint gone, the test. */
+static loom_status run_finish(train_run *r, loom_error *err) {
+    loom_run_result *res = r->res;
+    const char *dir = res->run_dir;
+    char path[2048];
+    snprintf(path, sizeof path, "%s/history.csv", dir);
+    loom_status st = loom_history_write_csv(&res->hist, path, err);
+    snprintf(path, sizeof path, "%s/model.loom", dir);
+    if (st || (st = loom_model_save(r->m, r->cfg, path, err)))
+        return st;
+    log_printf(tee, &r->tl, LOOM_LOG_INFO, "saved %s (%.1f s of training)", path,
+               res->hist.seconds);
+    receipt_in rin = receipt_inputs(r->m->text, r->cfg, r->train, r->test);
     res->inputs_hash = rin.inputs;
-    res->weights_hash = receipt_weights(m);
-    log_printf(tee, &tl, LOOM_LOG_INFO, "receipt: inputs %08x, data %08x, weights %08x", rin.inputs,
-               rin.data, res->weights_hash);
-    if ((st = receipt_write(res->run_dir, rin, NULL, res->weights_hash, err)))
-        goto done;
-    remove(ck_path); /* finished: the model file supersedes the checkpoint */
-    {
-        char prev[2100];
-        snprintf(prev, sizeof prev, "%s.prev", ck_path);
-        remove(prev);
+    res->weights_hash = receipt_weights(r->m);
+    log_printf(tee, &r->tl, LOOM_LOG_INFO, "receipt: inputs %08x, data %08x, weights %08x",
+               rin.inputs, rin.data, res->weights_hash);
+    if ((st = receipt_write(dir, rin, NULL, res->weights_hash, err)))
+        return st;
+    remove(r->ck_path); /* finished: the model file supersedes the checkpoint */
+    char prev[2100];
+    snprintf(prev, sizeof prev, "%s.prev", r->ck_path);
+    remove(prev);
+    if (r->rc->is_skip_test)
+        return LOOM_OK;
+    if ((st = loom_run_write_test(r->m, r->test, r->rc->test_subset, r->tc.batch, dir, &res->test,
+                                  err)))
+        return st;
+    res->has_test = true;
+    log_printf(tee, &r->tl, LOOM_LOG_INFO,
+               "test: accuracy %.2f%%, macro F1 %.2f%%, loss %.4f (%ld images)",
+               100 * res->test.accuracy, 100 * res->test.macro_f1, res->test.loss, res->test.n);
+    return LOOM_OK;
+}
+
+loom_status loom_run_train(const loom_run_config *rc, loom_run_result *res, loom_error *err) {
+    memset(res, 0, sizeof *res);
+    train_run r = {.rc = rc,
+                   .res = res,
+                   .tc = rc->train,
+                   .data_dir = rc->data_dir ? rc->data_dir : loom_default_data_dir(),
+                   .tl = {NULL, rc->train.log, rc->train.log_user}};
+    loom_status st = run_prepare(&r, err);
+    if (st == LOOM_OK)
+        st = run_open_dir(&r, err);
+    if (st == LOOM_OK) {
+        run_log_start(&r);
+        st = loom_train(r.m, &r.tc, r.train, r.sp.train, r.sp.n_train, r.train, r.sp.val,
+                        r.sp.n_val, NULL, &res->hist, err);
+        st = run_after_training(&r, st, err);
     }
-    if (!rc->is_skip_test) {
-        if ((st = loom_run_write_test(m, test, rc->test_subset, tc.batch, res->run_dir, &res->test,
-                                      err)))
-            goto done;
-        res->has_test = true;
-        log_printf(tee, &tl, LOOM_LOG_INFO,
-                   "test: accuracy %.2f%%, macro F1 %.2f%%, loss %.4f (%ld images)",
-                   100 * res->test.accuracy, 100 * res->test.macro_f1, res->test.loss, res->test.n);
-    }
-done:
-    if (tl.f)
-        fclose(tl.f);
+    if (st == LOOM_OK)
+        st = run_finish(&r, err);
+    if (r.tl.f)
+        fclose(r.tl.f);
     /* a run that failed before it made a model file or a checkpoint leaves nothing behind; an
      * interrupted run keeps its checkpoint, a diverged one its last good weights */
-    if (st && is_dir_ours && !rc->is_resume && st != LOOM_ERR_INTERRUPTED &&
+    if (st && r.is_dir_ours && !rc->is_resume && st != LOOM_ERR_INTERRUPTED &&
         st != LOOM_ERR_NUMERIC && !run_has(res->run_dir, "model.loom") &&
         !run_has(res->run_dir, "checkpoint.loomck") &&
         !run_has(res->run_dir, "checkpoint.loomck.prev"))
-        loom_run_discard_dir(res->run_dir, is_created);
-    free(cfg);
-    free(text);
-    loom_split_reset(&sp);
-    loom_model_destroy(m);
-    loom_dataset_destroy(train);
-    loom_dataset_destroy(test);
+        loom_run_discard_dir(res->run_dir, r.is_created);
+    free(r.cfg);
+    free(r.text);
+    loom_split_reset(&r.sp);
+    loom_model_destroy(r.m);
+    loom_dataset_destroy(r.train);
+    loom_dataset_destroy(r.test);
     return st;
 }
 
