@@ -35,7 +35,11 @@ static void usage(FILE *f) {
     fprintf(f, "usage: loom COMMAND [options]   (loom COMMAND --help for its options)\n\n");
     for (int i = 0; i < N_COMMANDS; i++)
         fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
-    fprintf(f, "\nData: --data DIR or $LOOM_DATA (default %s).\n", loom_default_data_dir());
+    fprintf(f,
+            "\nData: --data DIR or $LOOM_DATA (default %s): IDX files, or image folders\n"
+            "DIR/train/CLASS/*.png|jpg and DIR/test/CLASS/*; --skip-bad-images (any command)\n"
+            "leaves unreadable images out instead of stopping.\n",
+            loom_default_data_dir());
 }
 
 /* GNU OpenMP lets an idle worker spin for about 300,000 iterations before it sleeps. On a quiet
@@ -150,18 +154,21 @@ int main(int argc, char **argv) {
         fprintf(stderr, "loom: error: unknown command '%s' (see 'loom --help')\n", argv[2]);
         return EXIT_USAGE;
     }
-    if (strcmp(cmd, "train") == 0 || strcmp(cmd, "cv") == 0 || strcmp(cmd, "tune") == 0) {
-        /* --no-plots: the commands that end by drawing their run's plots */
-        int j = 1;
-        for (int i = 1; i < argc; i++) {
-            if (strcmp(argv[i], "--no-plots") == 0)
-                cli_is_plots = false;
-            else
-                argv[j++] = argv[i];
-        }
-        argc = j;
-        argv[argc] = NULL;
+    bool is_plotting =
+        strcmp(cmd, "train") == 0 || strcmp(cmd, "cv") == 0 || strcmp(cmd, "tune") == 0;
+    /* --no-plots: the commands that end by drawing their run's plots; --skip-bad-images: every
+     * command that reads data (image folders) */
+    int j = 1;
+    for (int i = 1; i < argc; i++) {
+        if (is_plotting && strcmp(argv[i], "--no-plots") == 0)
+            cli_is_plots = false;
+        else if (strcmp(argv[i], "--skip-bad-images") == 0)
+            loom_set_skip_bad_images(true);
+        else
+            argv[j++] = argv[i];
     }
+    argc = j;
+    argv[argc] = NULL;
     for (int i = 0; i < N_COMMANDS; i++)
         if (strcmp(cmd, commands[i].name) == 0)
             return commands[i].run(argc - 1, argv + 1);

@@ -101,12 +101,14 @@ LOOM_API void loom_cpu_describe(char *buf, size_t n);
 #define LOOM_MAX_CLASSES 256
 
 typedef struct {
-    int n;           /* number of images */
-    int H, W, C;     /* image shape; C = 1 for IDX files */
-    uint8_t *x;      /* (n, H, W, C) pixels, owned */
-    uint8_t *y;      /* (n) labels in [0, n_classes), owned */
-    int n_classes;   /* max label + 1, at least 2; 10 for Fashion-MNIST */
-    bool is_fashion; /* class names are Fashion-MNIST's */
+    int n;              /* number of images */
+    int H, W, C;        /* image shape; C = 1 for IDX files */
+    uint8_t *x;         /* (n, H, W, C) pixels, owned */
+    uint8_t *y;         /* (n) labels in [0, n_classes), owned */
+    int n_classes;      /* max label + 1, at least 2; 10 for Fashion-MNIST */
+    bool is_fashion;    /* class names are Fashion-MNIST's */
+    char **class_names; /* (n_classes) owned, an image folder's class folders; NULL otherwise */
+    int n_skipped;      /* image folders: unreadable images left out (loom_set_skip_bad_images) */
 } loom_dataset;
 
 /* Reads an IDX image file and an IDX label file (each plain or gzip). Validates magic,
@@ -117,6 +119,11 @@ typedef struct {
  * gzip, counts differ), LOOM_ERR_NOMEM. */
 LOOM_API loom_status loom_dataset_load_idx(loom_dataset **out, const char *images_path,
                                            const char *labels_path, loom_error *err);
+/* Image folders (docs/FORMATS.md): when dir holds train/ or test/, loom_dataset_load_dir reads
+ * dir/WHICH/CLASS/IMAGE (png, jpg) instead of IDX files. An unreadable image is an error naming it,
+ * unless this is on (process-wide, off by default): then it is left out and counted in
+ * n_skipped. */
+LOOM_API void loom_set_skip_bad_images(bool on);
 /* Loads the train or test pair from dir: {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz].
  * which is "train" or "test" (else LOOM_ERR_ARG); a missing file is LOOM_ERR_IO; otherwise the
  * errors of loom_dataset_load_idx. */
@@ -783,8 +790,9 @@ LOOM_API loom_status loom_predictor_run(loom_predictor *p, const float *x, int n
 LOOM_API loom_status loom_predictor_run_u8(loom_predictor *p, const uint8_t *px, int n,
                                            float *probs, loom_error *err);
 
-/* Name of output k of m: Fashion-MNIST's class names when m has 10 outputs, else "k" written
- * into buf (at least 16 bytes). Returns static storage or buf; never NULL. */
+/* Name of output k of m: the class names it was trained with when its file records them (image
+ * folders), else Fashion-MNIST's when m has 10 outputs, else "k" written into buf (at least 16
+ * bytes). Returns storage of m, static storage or buf; never NULL. */
 LOOM_API const char *loom_model_class_name(const loom_model *m, int k, char *buf);
 /* Indices of the k largest of probs[0..n), largest first (ties: lower index first), into top;
  * k is clipped to n. Returns the number written. */

@@ -118,6 +118,10 @@ void float_text(float v, char *buf, size_t n);
 /* mkdir -p: dir and its missing parents (0755); LOOM_ERR_IO naming dir when it cannot be made. */
 loom_status loom_mkdir_p(const char *dir, loom_error *err);
 
+/* Image folders (src/data/folder.c): whether dir/which is a directory; the dataset it holds. */
+bool folder_has(const char *dir, const char *which);
+loom_status folder_load(loom_dataset **out, const char *dir, const char *which, loom_error *err);
+
 /* Files (files.c). */
 /* Writes len bytes to path atomically: path.tmp.PID, fsync, rename; on failure the old file is
  * left as it was. Errors: LOOM_ERR_IO, LOOM_ERR_ARG (path too long). */

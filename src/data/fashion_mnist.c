@@ -335,6 +335,8 @@ loom_status loom_dataset_load_dir(loom_dataset **out, const char *dir, const cha
     else
         return loom_error_set(err, LOOM_ERR_ARG, "dataset part '%s': expected train or test",
                               which ? which : "(null)");
+    if (folder_has(dir, which))
+        return folder_load(out, dir, which, err);
     if (strlen(dir) > sizeof images - 64)
         return loom_error_set(err, LOOM_ERR_ARG, "data directory path is too long (%zu bytes)",
                               strlen(dir));
@@ -358,6 +360,9 @@ void loom_dataset_destroy(loom_dataset *ds) {
         return;
     free(ds->x);
     free(ds->y);
+    for (int k = 0; ds->class_names && k < ds->n_classes; k++)
+        free(ds->class_names[k]);
+    free(ds->class_names);
     free(ds);
 }
 
@@ -367,6 +372,8 @@ const char *loom_default_data_dir(void) {
 }
 
 const char *loom_class_name(const loom_dataset *ds, int k, char *buf) {
+    if (ds && ds->class_names && k >= 0 && k < ds->n_classes && ds->class_names[k])
+        return ds->class_names[k];
     if (ds && ds->is_fashion && k >= 0 && k < 10)
         return fashion_names[k];
     if (!buf)

@@ -543,12 +543,9 @@ static void write_header(FILE *f, const plan *p) {
     fprintf(f, "#define %s_N_CLASSES %d\n", U, p->n_out);
     fprintf(f, "/* an initializer: static const char *const names[] = %s_CLASS_NAMES; */\n", U);
     fprintf(f, "#define %s_CLASS_NAMES {", U);
-    static const loom_dataset fashion = {.n_classes = 10, .is_fashion = true};
     for (int k = 0; k < p->n_out; k++) {
         char buf[32];
-        const char *name = p->n_out == 10 ? loom_class_name(&fashion, k, buf) : buf;
-        if (p->n_out != 10)
-            snprintf(buf, sizeof buf, "%d", k);
+        const char *name = loom_model_class_name(m, k, buf);
         fputc('"', f);
         for (const char *c = name; *c; c++) {
             if (*c == '"' || *c == '\\')

@@ -266,6 +266,9 @@ void loom_model_destroy(loom_model *m) {
     free(m->state);
     free(m->groups);
     free(m->text);
+    for (int k = 0; m->class_names && k < m->n_class_names; k++)
+        free(m->class_names[k]);
+    free(m->class_names);
     arena_free(&m->mem);
     free(m);
 }

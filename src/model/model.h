@@ -43,6 +43,10 @@ struct loom_model {
      * the model infers on the whole batch */
     float *iws, *ilogits;
     size_t n_iws;
+    /* the class names the model was trained with (an image folder's, from its file's config
+     * "classes=" line), or NULL: Fashion-MNIST's for 10 outputs, else the numbers */
+    char **class_names;
+    int n_class_names;
 };
 
 /* Builds layers from parsed text without allocating parameters (used by create and tests). */

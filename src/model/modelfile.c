@@ -6,6 +6,7 @@
 #include "model.h"
 
 #include <assert.h>
+#include <cjson/cJSON.h>
 #include <inttypes.h>
 
 #define MODEL_MAGIC "LOOMMODL"
@@ -179,6 +180,40 @@ static loom_status check_header(const unsigned char *buf, size_t len, const char
     return LOOM_OK;
 }
 
+/* The config text's "classes=" line (a JSON array of one name per output; written for models
+ * trained on image folders) into m->class_names. No line: none. A line that is not such an
+ * array, or names a count other than the outputs: LOOM_ERR_FORMAT. */
+static loom_status read_class_names(loom_model *m, const char *config, const char *path,
+                                    loom_error *err) {
+    const char *line = NULL;
+    for (const char *p = config; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+        if (strncmp(p, "classes=", 8) == 0)
+            line = p + 8;
+    if (!line)
+        return LOOM_OK;
+    size_t len = strcspn(line, "\n");
+    cJSON *a = cJSON_ParseWithLength(line, len);
+    int n = cJSON_IsArray(a) ? cJSON_GetArraySize(a) : -1;
+    loom_status st = LOOM_OK;
+    if (n != loom_model_n_outputs(m))
+        st = loom_error_set(err, LOOM_ERR_FORMAT,
+                            "%s: its classes= line is not a list of %d class names", path,
+                            loom_model_n_outputs(m));
+    else if (!(m->class_names = calloc((size_t)n, sizeof *m->class_names)))
+        st = loom_error_set(err, LOOM_ERR_NOMEM, "%s: out of memory", path);
+    for (int k = 0; st == LOOM_OK && k < n; k++) {
+        const char *s = cJSON_GetStringValue(cJSON_GetArrayItem(a, k));
+        if (!s)
+            st = loom_error_set(err, LOOM_ERR_FORMAT, "%s: class name %d is not a string", path, k);
+        else if (!(m->class_names[k] = strdup(s)))
+            st = loom_error_set(err, LOOM_ERR_NOMEM, "%s: out of memory", path);
+        else
+            m->n_class_names = k + 1;
+    }
+    cJSON_Delete(a);
+    return st;
+}
+
 loom_status loom_model_load(loom_model **out, char **config_out, const char *path,
                             loom_error *err) {
     *out = NULL;
@@ -250,6 +285,8 @@ loom_status loom_model_load(loom_model **out, char **config_out, const char *pat
     }
     get_floats(loom_model_params(m), params_at, n_params);
     get_floats(loom_model_state(m), state_at, n_state);
+    if ((st = read_class_names(m, config, path, err)))
+        goto done;
 done:
     free(file);
     free(text);

@@ -5,6 +5,7 @@
 #include "rundir.h"
 
 #include <dirent.h>
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
 #include <strings.h>
@@ -158,6 +159,26 @@ char *loom_run_config_text(const loom_run_config *rc) {
                  cmd ? "command=" : "", cmd ? cmd : "", cmd ? "\n" : "");
     free(settings);
     return text;
+}
+
+char *loom_config_with_classes(char *config, const loom_dataset *ds) {
+    if (!config || !ds || !ds->class_names)
+        return config;
+    cJSON *a = cJSON_CreateArray();
+    for (int k = 0; a && k < ds->n_classes; k++)
+        if (!cJSON_AddItemToArray(a, cJSON_CreateString(ds->class_names[k]))) {
+            cJSON_Delete(a);
+            a = NULL;
+        }
+    char *json = a ? cJSON_PrintUnformatted(a) : NULL;
+    cJSON_Delete(a);
+    size_t len = json ? strlen(config) + strlen(json) + 16 : 0;
+    char *out = json ? malloc(len) : NULL;
+    if (out)
+        snprintf(out, len, "%sclasses=%s\n", config, json);
+    free(json);
+    free(config);
+    return out;
 }
 
 loom_status loom_run_config_load(loom_run_config *rc, const char *run_dir, char **owner,

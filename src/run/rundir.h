@@ -8,6 +8,11 @@
 
 #include "../model/model.h"
 
+/* config with a "classes=" line (a JSON array of ds's class names) added when ds has names of
+ * its own (image folders): the model file keeps them. Takes config (frees it); NULL when out of
+ * memory. */
+char *loom_config_with_classes(char *config, const loom_dataset *ds);
+
 /* What a directory holds: a cross-validation (cv.csv), a search (trials.csv or tune.txt), a
  * training run (model.loom, history.csv, metrics.json or config.txt), or none of these. The one
  * place that decides; the reports, comparisons and plots ask it. */

@@ -129,13 +129,18 @@ loom_status loom_dataset_subset(loom_dataset **out, const loom_dataset *ds, int 
     }
     size_t D = (size_t)ds->H * ds->W * ds->C;
     loom_dataset *s = calloc(1, sizeof *s);
+    bool is_names_ok = true;
     if (s) {
         *s = *ds;
         s->n = m;
         s->x = malloc(D * (size_t)(m > 0 ? m : 1));
         s->y = malloc((size_t)(m > 0 ? m : 1));
+        s->class_names = ds->class_names ? calloc((size_t)ds->n_classes, sizeof(char *)) : NULL;
+        is_names_ok = !ds->class_names || s->class_names;
+        for (int k = 0; s->class_names && k < ds->n_classes; k++)
+            is_names_ok &= (s->class_names[k] = strdup(ds->class_names[k])) != NULL;
     }
-    if (!s || !s->x || !s->y) {
+    if (!s || !s->x || !s->y || !is_names_ok) {
         loom_dataset_destroy(s);
         loom_split_reset(&pick);
         return loom_error_set(err, LOOM_ERR_NOMEM, "subset of %d examples: out of memory", m);

@@ -287,7 +287,7 @@ static loom_status run_open_dir(train_run *r, loom_error *err) {
     r->res->n_params = r->m->n_params;
     loom_run_config full = *rc;
     full.data_dir = r->data_dir;
-    if (!(r->cfg = loom_run_config_text(&full)))
+    if (!(r->cfg = loom_config_with_classes(loom_run_config_text(&full), r->train)))
         return loom_error_set(err, LOOM_ERR_NOMEM, "%s/config.txt: out of memory", dir);
     char path[2048];
     snprintf(path, sizeof path, "%s/config.txt", dir);
@@ -326,6 +326,13 @@ static void run_log_start(train_run *r) {
         log_printf(tee, &r->tl, LOOM_LOG_WARN,
                    "warning: subset %d is more than the %d training examples: all of them are used",
                    rc->subset, r->train->n);
+    for (int t = 0; t < 2; t++) {
+        const loom_dataset *ds = t ? r->test : r->train;
+        if (ds && ds->n_skipped > 0)
+            log_printf(tee, &r->tl, LOOM_LOG_WARN,
+                       "warning: %d unreadable %s images left out (%d read)", ds->n_skipped,
+                       t ? "test" : "training", ds->n);
+    }
     if (r->is_restart)
         log_printf(tee, &r->tl, LOOM_LOG_WARN,
                    "%s: no checkpoint (the run stopped before its first one): starting again from "
