@@ -212,7 +212,14 @@ static loom_status history_load(const char *src, history *h, loom_error *err) {
 
 /* ---- line panels ----------------------------------------------------------------------------- */
 
-enum { LEGEND_NONE, LEGEND_UPPER_RIGHT, LEGEND_LOWER_RIGHT, LEGEND_OUTSIDE };
+enum {
+    LEGEND_NONE,
+    LEGEND_UPPER_RIGHT,
+    LEGEND_LOWER_RIGHT,
+    LEGEND_UPPER_LEFT,
+    LEGEND_LOWER_LEFT,
+    LEGEND_OUTSIDE
+};
 
 typedef struct {
     double vx0, vx1, vy0, vy1; /* viewport, page coordinates */
@@ -310,7 +317,60 @@ static void draw_series(const loom_plot_series *s, int color, bool has_markers, 
     plwidth(1.0);
 }
 
-static void draw_legend(const line_panel *p, bool has_markers) {
+/* How much of the drawn data a legend box in corner `where` would cover: the series' points and
+ * 16 samples along each segment between them, counted inside the box (w, h: its size as
+ * fractions of the panel). */
+static int legend_cover(const line_panel *p, int where, double w, double h, double x0, double x1,
+                        double y0, double y1) {
+    bool is_right = where == LEGEND_UPPER_RIGHT || where == LEGEND_LOWER_RIGHT;
+    bool is_top = where == LEGEND_UPPER_RIGHT || where == LEGEND_UPPER_LEFT;
+    double bx0 = is_right ? 1.0 - w : 0.0, bx1 = is_right ? 1.0 : w;
+    double by0 = is_top ? 1.0 - h : 0.0, by1 = is_top ? 1.0 : h;
+    int n = 0;
+    for (int k = 0; k < p->n; k++) {
+        const loom_plot_series *s = &p->s[k];
+        for (int i = 0; i < s->n; i++) {
+            if (!isfinite(s->x[i]) || !isfinite(s->y[i]))
+                continue;
+            bool has_next = i + 1 < s->n && isfinite(s->x[i + 1]) && isfinite(s->y[i + 1]);
+            for (int t = 0; t < (has_next ? 16 : 1); t++) {
+                double f = t / 16.0;
+                double x = has_next ? s->x[i] + f * (s->x[i + 1] - s->x[i]) : s->x[i];
+                double y = has_next ? s->y[i] + f * (s->y[i + 1] - s->y[i]) : s->y[i];
+                double u = (x - x0) / (x1 - x0), v = (y - y0) / (y1 - y0);
+                n += u >= bx0 && u <= bx1 && v >= by0 && v <= by1;
+            }
+        }
+    }
+    return n;
+}
+
+/* The corner for an inside legend: the one that covers the least data (the asked-for corner on
+ * ties, then upper right, lower right, upper left, lower left). */
+static int legend_corner(const line_panel *p, double x0, double x1, double y0, double y1) {
+    if (p->legend == LEGEND_OUTSIDE || p->legend == LEGEND_NONE)
+        return p->legend;
+    int n = p->n + (p->marker_label ? 1 : 0);
+    size_t longest = 0;
+    for (int k = 0; k < p->n; k++)
+        longest =
+            p->s[k].label && strlen(p->s[k].label) > longest ? strlen(p->s[k].label) : longest;
+    if (p->marker_label && strlen(p->marker_label) > longest)
+        longest = strlen(p->marker_label);
+    /* about what pllegend draws at font 0.95 on these panels */
+    double w = fmin(0.9, 0.16 + 0.026 * (double)longest), h = fmin(0.9, 0.05 + 0.085 * n);
+    static const int order[] = {LEGEND_UPPER_RIGHT, LEGEND_LOWER_RIGHT, LEGEND_UPPER_LEFT,
+                                LEGEND_LOWER_LEFT};
+    int best = p->legend, best_n = legend_cover(p, p->legend, w, h, x0, x1, y0, y1);
+    for (int i = 0; i < 4 && best_n > 0; i++) {
+        int c = legend_cover(p, order[i], w, h, x0, x1, y0, y1);
+        if (c < best_n)
+            best = order[i], best_n = c;
+    }
+    return best;
+}
+
+static void draw_legend(const line_panel *p, bool has_markers, int corner) {
     int n = p->n + (p->marker_label ? 1 : 0);
     enum { N = PLOT_MAX_SERIES + 1 };
     PLINT opt[N], tcol[N], lcol[N], lsty[N], scol[N], snum[N];
@@ -335,14 +395,16 @@ static void draw_legend(const line_panel *p, bool has_markers) {
                                               : "",
                               esc[k], sizeof esc[k]);
     }
-    PLINT pos = PL_POSITION_RIGHT | PL_POSITION_VIEWPORT;
+    bool is_left = corner == LEGEND_UPPER_LEFT || corner == LEGEND_LOWER_LEFT;
+    PLINT pos = (is_left ? PL_POSITION_LEFT : PL_POSITION_RIGHT) | PL_POSITION_VIEWPORT;
     double x = 0.02, y = 0.03;
-    if (p->legend == LEGEND_OUTSIDE) { /* beside the plot, vertically centred */
-        pos |= PL_POSITION_OUTSIDE;
+    if (corner == LEGEND_OUTSIDE) { /* beside the plot, vertically centred */
+        pos = PL_POSITION_RIGHT | PL_POSITION_VIEWPORT | PL_POSITION_OUTSIDE;
         y = 0.0;
     } else
         pos |= PL_POSITION_INSIDE |
-               (p->legend == LEGEND_UPPER_RIGHT ? PL_POSITION_TOP : PL_POSITION_BOTTOM);
+               (corner == LEGEND_UPPER_RIGHT || corner == LEGEND_UPPER_LEFT ? PL_POSITION_TOP
+                                                                            : PL_POSITION_BOTTOM);
     PLFLT lw_out, lh_out;
     plot_font(0.95);
     pllegend(&lw_out, &lh_out, PL_LEGEND_BACKGROUND | PL_LEGEND_BOUNDING_BOX, pos, x, y, 0.07,
@@ -390,7 +452,7 @@ static void draw_line_panel(const line_panel *p) {
     if (p->y_label)
         plmtex("l", 4.6, 0.5, 0.5, plot_escape(p->y_label, buf, sizeof buf));
     if (p->legend != LEGEND_NONE && p->n > 0)
-        draw_legend(p, has_markers);
+        draw_legend(p, has_markers, legend_corner(p, x0, x1, y0, y1));
 }
 
 /* ---- learning curves ------------------------------------------------------------------------- */
