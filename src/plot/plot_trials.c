@@ -4,6 +4,7 @@
  * best trial marked. Empty or "nan" cells (a conditional hyperparameter, a failed trial) are left
  * out. */
 #include "plot.h"
+#include "../run/rundir.h"
 
 #include <math.h>
 #include <plplot.h>
@@ -20,6 +21,8 @@
 typedef struct {
     const char *name;
     bool is_log, is_cat;
+    bool is_int;    /* every value a whole number: ticks on whole numbers */
+    bool is_nonneg; /* no value below 0: the axis does not go below 0 either */
     int n_cats;
     const char *cats[TR_MAX_CATS]; /* category names, in order of first appearance */
     double *x;                     /* (n_rows) value, log10 value or category index; NaN: none */
@@ -33,6 +36,7 @@ typedef struct {
     int n_panels, n_cols, n_rows_grid;
     int width, height;
     double y0, y1;
+    char run[128]; /* the search's name: its space file's, else its directory's */
 } trials_ctx;
 
 static bool is_missing(const char *s) {
@@ -59,12 +63,20 @@ static void draw_panel(const trials_ctx *c, int k) {
         x0 = -0.5;
         x1 = p->n_cats - 0.5;
     } else if (x1 - x0 < 1e-12)
-        plot_pad_range(&x0, &x1, 0.0, fabs(x0) > 0 ? 0.1 * fabs(x0) : 0.5);
+        plot_pad_range(&x0, &x1, 0.0, p->is_int ? 1.0 : fabs(x0) > 0 ? 0.1 * fabs(x0) : 0.5);
     else
         plot_pad_range(&x0, &x1, 0.08, 0.0);
+    /* a quantity that is never negative (a dropout rate, a count) gets no negative axis: just
+     * room for a point at 0 */
+    if (!p->is_cat && !p->is_log && p->is_nonneg && x0 < 0)
+        x0 = -0.04 * x1;
+    /* whole numbers over a short range: a tick on each */
+    bool is_unit = !p->is_cat && !p->is_log && p->is_int && x1 - x0 <= 12.5;
+    double xtick = is_unit ? 1.0 : 0.0;
+    int nxsub = is_unit ? 1 : 0;
     plwind(x0, x1, c->y0, c->y1);
     plcol0(PC_GRID);
-    plbox(p->is_cat ? "" : "g", 0.0, 0, "g", 0.0, 0);
+    plbox(p->is_cat ? "" : "g", xtick, nxsub, "g", 0.0, 0);
     plot_font(0.85);
     plcol0(PC_FG);
     if (p->is_cat) {
@@ -73,7 +85,7 @@ static void draw_panel(const trials_ctx *c, int k) {
         for (int j = 0; j < p->n_cats; j++)
             plmtex("b", 1.4, (j + 0.5) / p->n_cats, 0.5, plot_escape(p->cats[j], buf, sizeof buf));
     } else
-        plbox(p->is_log ? "bcnstl" : "bcnst", 0.0, 0, "bcnstv", 0.0, 0);
+        plbox(p->is_log ? "bcnstl" : "bcnst", xtick, nxsub, "bcnstv", 0.0, 0);
     plot_font(1.0);
     char buf[160];
     plmtex("t", 0.8, 0.5, 0.5, plot_escape(p->name, buf, sizeof buf));
@@ -98,9 +110,9 @@ static void draw_trials(void *vctx) {
     char buf[256];
     plcol0(PC_FG);
     plot_font(1.3);
-    plot_page_text(0.5, 1.0 - 36.0 / c->height, 0.0, 0.5,
-                   "Tuning trials: score against each "
-                   "hyperparameter");
+    char title[256];
+    snprintf(title, sizeof title, "%s: score against each hyperparameter", c->run);
+    plot_page_text(0.5, 1.0 - 36.0 / c->height, 0.0, 0.5, plot_escape(title, buf, sizeof buf));
     plot_font(1.0);
     plcol0(PC_MUTED);
     snprintf(buf, sizeof buf, "%d trials; the best (red) is trial %s with score %.4g", c->t->n_rows,
@@ -108,6 +120,37 @@ static void draw_trials(void *vctx) {
     plot_page_text(0.5, 1.0 - 66.0 / c->height, 0.0, 0.5, buf);
     for (int k = 0; k < c->n_panels; k++)
         draw_panel(c, k);
+}
+
+/* The search's name for the title: its space file's base name without the extension (tune.txt
+ * beside the trials), else the directory's name. */
+static void run_name(const char *trials_csv, char *out, size_t n) {
+    char dir[1024], space[1024];
+    snprintf(dir, sizeof dir, "%s", trials_csv);
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *slash = '\0';
+    else
+        snprintf(dir, sizeof dir, ".");
+    char path[1100], *text = NULL;
+    snprintf(path, sizeof path, "%s/tune.txt", dir);
+    const char *name = NULL;
+    if (loom_file_read_all(path, &text, NULL, NULL) == LOOM_OK)
+        name = loom_config_get(text, "space_file", space, sizeof space);
+    if (!name) {
+        snprintf(space, sizeof space, "%s", dir);
+        size_t len = strlen(space);
+        while (len > 1 && space[len - 1] == '/')
+            space[--len] = '\0';
+        name = space;
+    }
+    const char *base = strrchr(name, '/');
+    base = base && base[1] ? base + 1 : name;
+    snprintf(out, n, "%s", base);
+    char *dot = strrchr(out, '.');
+    if (dot && dot != out)
+        *dot = '\0';
+    free(text);
 }
 
 /* Fills panel p from column col: numeric when every present cell is a number, else categorical. */
@@ -134,6 +177,10 @@ static loom_status make_panel(trials_ctx *c, tr_panel *p, int col, loom_error *e
         hi = fmax(hi, p->x[i]);
     }
     if (is_num) {
+        p->is_int = true;
+        for (int i = 0; i < n; i++)
+            p->is_int &= !isfinite(p->x[i]) || p->x[i] == floor(p->x[i]);
+        p->is_nonneg = lo >= 0;
         p->is_log = lo > 0 && hi / lo >= 20;
         for (int i = 0; i < n && p->is_log; i++)
             p->x[i] = log10(p->x[i]);
@@ -165,7 +212,8 @@ loom_status loom_plot_trials(const char *trials_csv, const char *out, loom_error
     loom_status st = plot_csv_load(&t, trials_csv, err);
     if (st)
         return st;
-    trials_ctx c = {&t, NULL, -1, {{0}}, 0, 0, 0, 0, 0, 0, 0};
+    trials_ctx c = {.t = &t, .best = -1};
+    run_name(trials_csv, c.run, sizeof c.run);
     if (t.n_cols < 2 || strcmp(t.cells[0], "trial") != 0 || strcmp(t.cells[1], "score") != 0) {
         st = loom_error_set(err, LOOM_ERR_FORMAT,
                             "%s: the header must start with the columns trial,score", trials_csv);
