@@ -1047,17 +1047,20 @@ typedef struct {
         double forward_ms, backward_ms;
     } layers[64];
     double update_ms, other_ms;
+    double infer_int8_ips; /* with is_int8: inference of the int8 copy (loom_model_quantize) */
 } loom_bench_result;
 
 /* Times training steps (forward, backward, Adam update) and inference batches of model (zoo
  * name or model-text file) on random 28x28x1 images, median of repeats after one warm-up; a
  * repeat runs as many steps as take about seconds_per_repeat (at least 3); with is_layers, one
- * more repeat is timed layer by layer (r->layers). Nothing to free.
+ * more repeat is timed layer by layer (r->layers); with is_int8, the model (its random weights) is
+ * quantized on the fly, calibrated on the bench's random images, and its inference timed the same
+ * way (r->infer_int8_ips). Nothing to free.
  * Errors: LOOM_ERR_ARG (batch < 1, repeats outside 1..100, an unknown model), those of the model
  * file and text (LOOM_ERR_IO, LOOM_ERR_FORMAT, LOOM_ERR_SHAPE), LOOM_ERR_NOMEM. */
 LOOM_API loom_status loom_bench(const char *model, int batch, int repeats,
-                                double seconds_per_repeat, bool is_layers, loom_bench_result *r,
-                                loom_error *err);
+                                double seconds_per_repeat, bool is_layers, bool is_int8,
+                                loom_bench_result *r, loom_error *err);
 
 #ifdef __cplusplus
 }
