@@ -66,12 +66,12 @@ static void print_layers(const char *name, const loom_bench_result *r) {
 }
 
 int cmd_bench(int argc, char **argv) {
-    static const struct option opts[] = {{"batch", 1, 0, 'b'},   {"repeats", 1, 0, 'r'},
-                                         {"seconds", 1, 0, 's'}, {"threads", 1, 0, 't'},
-                                         {"layers", 0, 0, 'l'},  {"peak", 0, 0, 'p'},
-                                         {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
+    static const struct option opts[] = {
+        {"batch", 1, 0, 'b'},   {"repeats", 1, 0, 'r'}, {"seconds", 1, 0, 's'},
+        {"threads", 1, 0, 't'}, {"layers", 0, 0, 'l'},  {"peak", 0, 0, 'p'},
+        {"int8", 0, 0, 'i'},    {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
     int batch = 64, repeats = 5, threads = 0, c;
-    bool is_layers = false, is_peak_only = false;
+    bool is_layers = false, is_peak_only = false, is_int8 = false;
     double seconds = 1.0;
     optind = 1;
     while ((c = cli_getopt("bench", argc, argv, NULL, opts)) != -1) {
@@ -94,13 +94,16 @@ int cmd_bench(int argc, char **argv) {
             break;
         case 'l': is_layers = true; break;
         case 'p': is_peak_only = true; break;
+        case 'i': is_int8 = true; break;
         case 'h':
             printf(
                 "usage: loom bench MODEL...|all [--batch 64] [--repeats 5] [--seconds 1]\n"
-                "       [--threads N] [--layers]\nTraining (forward+backward+Adam) and "
+                "       [--threads N] [--layers] [--int8]\nTraining (forward+backward+Adam) and "
                 "inference throughput on random images; median of the repeats.\n"
                 "  --layers   then where a training step's time goes, layer by layer\n"
                 "  --peak     only the banner: the CPU, the kernels, the measured peaks\n"
+                "  --int8     also inference of an int8 copy (quantized on the fly, calibrated\n"
+                "             on the random images): its img/s and the speed-up over fp32\n"
                 "GFLOP/s are also shown as a share of the fp32 peak measured in the same run;\n"
                 "peak RSS is each model's own (the process's high-water mark, reset per model).\n");
             return 0;
@@ -120,8 +123,9 @@ int cmd_bench(int argc, char **argv) {
                         "workers sleep between parallel regions: slower, not this machine's "
                         "figures (set OMP_WAIT_POLICY=active to measure anyway)\n");
     printf("| model | batch | threads | train img/s | (min-max) | train GFLOP/s | %% of peak | "
-           "infer img/s | infer GFLOP/s | %% of peak | peak RSS MiB |\n"
-           "|---|---|---|---|---|---|---|---|---|---|---|\n");
+           "infer img/s | infer GFLOP/s | %% of peak | peak RSS MiB |%s\n"
+           "|---|---|---|---|---|---|---|---|---|---|---|%s\n",
+           is_int8 ? " int8 infer img/s | int8 speed-up |" : "", is_int8 ? "---|---|" : "");
     bool is_all = strcmp(argv[optind], "all") == 0;
     int n = is_all ? loom_zoo_count() : argc - optind;
     /* with --layers, each model's layer table follows the main table */
@@ -133,17 +137,19 @@ int cmd_bench(int argc, char **argv) {
         loom_bench_result r;
         loom_error err = {0};
         bool has_rss = reset_peak_rss();
-        if (loom_bench(name, batch, repeats, seconds, is_layers, &r, &err)) {
+        if (loom_bench(name, batch, repeats, seconds, is_layers, is_int8, &r, &err)) {
             free(res);
             return cli_fail(&err);
         }
         res[i] = r;
         double rss = has_rss ? peak_rss_mib() : 0.0 / 0.0;
-        printf(
-            "| %s | %d | %d | %.0f | %.0f-%.0f | %.1f | %.0f%% | %.0f | %.1f | %.0f%% | %.0f |\n",
-            name, batch, loom_get_threads(), r.train_ips, r.train_min_ips, r.train_max_ips,
-            r.train_gflops, 100 * r.train_gflops / pk.fp32, r.infer_ips, r.infer_gflops,
-            100 * r.infer_gflops / pk.fp32, rss);
+        printf("| %s | %d | %d | %.0f | %.0f-%.0f | %.1f | %.0f%% | %.0f | %.1f | %.0f%% | %.0f |",
+               name, batch, loom_get_threads(), r.train_ips, r.train_min_ips, r.train_max_ips,
+               r.train_gflops, 100 * r.train_gflops / pk.fp32, r.infer_ips, r.infer_gflops,
+               100 * r.infer_gflops / pk.fp32, rss);
+        if (is_int8)
+            printf(" %.0f | %.2fx |", r.infer_int8_ips, r.infer_int8_ips / r.infer_ips);
+        printf("\n");
         fflush(stdout);
     }
     for (int i = 0; i < n && is_layers; i++)

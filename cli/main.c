@@ -28,6 +28,7 @@ static const command commands[] = {
     {"plot", cmd_plot, "PNG/SVG plots of a run directory (or --overlay of several runs)"},
     {"predict", cmd_predict, "top classes of PNG/JPEG/PGM/PPM images or IDX images"},
     {"export", cmd_export, "write a model file as ONNX or safetensors, for use elsewhere"},
+    {"quantize", cmd_quantize, "an int8 copy of a model file (post-training quantization)"},
 };
 #define N_COMMANDS ((int)(sizeof commands / sizeof *commands))
 

@@ -18,7 +18,7 @@ _loom() {
     COMPREPLY=()
     cur=${COMP_WORDS[COMP_CWORD]}
     prev=${COMP_WORDS[COMP_CWORD - 1]}
-    local commands="study train eval summary models report bench plot cv tune compare predict export help"
+    local commands="study train eval summary models report bench plot cv tune compare predict export quantize help"
 
     if [ "$COMP_CWORD" -eq 1 ]; then
         COMPREPLY=($(compgen -W "$commands --help --version" -- "$cur"))
@@ -45,7 +45,7 @@ _loom() {
         --early-stopping | --seed | --threads | --val-split | --subset | --test-subset | \
         --log-every | --checkpoint-every | --checkpoint-steps | --folds | --trials | \
         --executions-per-trial | --cv | --eta | --budget-minutes | --repeats | --seconds | \
-        --alpha | --top | --input)
+        --alpha | --top | --input | --calibrate | --percentile)
         return ;;
     esac
 
@@ -57,10 +57,11 @@ _loom() {
     report) opts="-o --out --data" ;;
     summary) opts="--input" ;;
     models) opts="-v" ;;
-    bench) opts="--batch --repeats --seconds --threads --layers" ;;
+    bench) opts="--batch --repeats --seconds --threads --layers --int8" ;;
     plot) opts="--svg --overlay --column" ;;
     compare) opts="--out --alpha" ;;
     export) opts="-o --out --format --prefix" ;;
+    quantize) opts="-o --out --calibrate --percentile --seed --data --threads" ;;
     predict) opts="--top --json --idx --save-preprocessed --gray --invert --no-invert --no-crop --no-fit
         --threads" ;;
     help)
@@ -78,7 +79,7 @@ _loom() {
         case ${COMP_WORDS[i]} in
         --nesterov | --force | --standardize | --no-test | --quiet | --test | --no-best | \
             --verbose | --svg | --json | --invert | --no-invert | --no-crop | --no-fit | -v | \
-            --quick | --print) ;;
+            --quick | --print | --int8) ;;
         --resume) [ "$cmd" = train ] && ((i++)) ;;
         -*) ((i++)) ;;
         *) ((n_args++)) ;;
@@ -94,7 +95,7 @@ _loom() {
         elif [ "$n_args" -eq 0 ]; then
             COMPREPLY=($(compgen -f -X '!*.loom' -- "$cur") $(compgen -d -- "$cur"))
         fi ;;
-    eval)
+    eval | quantize)
         [ "$n_args" -eq 0 ] &&
             COMPREPLY=($(compgen -f -X '!*.loom' -- "$cur") $(compgen -d -- "$cur")) ;;
     predict)

@@ -272,6 +272,38 @@ LOOM_API loom_status loom_model_save(const loom_model *m, const char *config, co
 LOOM_API loom_status loom_model_load(loom_model **out, char **config_out, const char *path,
                                      loom_error *err);
 
+/* ---- int8 quantization ---------------------------------------------------------------------- */
+
+/* The default activation calibration: the maximum |x| at each int8 layer's input (docs/RESULTS.md,
+ * "int8": the 99.999th, 99.99th and 99.9th percentiles were within noise of it, none better in
+ * test loss, so the simplest rule stays). */
+#define LOOM_QUANT_PERCENTILE 100.0
+/* Post-training int8 quantization: *out is a new model (the caller destroys it) whose dense and
+ * conv layers are int8 layers ("int8 conv 32 3x3 relu": per-output-channel symmetric int8
+ * weights, int8 activations with one scale per tensor, int32 sums, fp32 bias); every other layer
+ * is copied. x (n, H, W, C) are calibration inputs as loom_batch_fill makes them; the activation
+ * scale is the percentile (in (50, 100], 100 = the maximum) of |x| at each int8 layer's input. m's
+ * arena is used (loom_model_prepare). Errors: LOOM_ERR_ARG (m already quantized, no dense or conv
+ * layer, no images, percentile out of range), LOOM_ERR_NOMEM. */
+LOOM_API loom_status loom_model_quantize(loom_model **out, loom_model *m, const float *x, int n,
+                                         double percentile, loom_error *err);
+/* Whether m has int8 layers (made by loom_model_quantize, or loaded from such a file). */
+LOOM_API bool loom_model_is_quantized(const loom_model *m);
+
+typedef struct {
+    const char *model_file; /* a float model file */
+    const char *out_path;   /* the int8 model file to write (temporary file + rename) */
+    const char *data_dir;   /* the training images to calibrate on; NULL = default */
+    int calibrate;          /* a stratified subset of this many training images; 0 = 1,000 */
+    double percentile;      /* 0 = LOOM_QUANT_PERCENTILE */
+    uint64_t seed;          /* of the stratified subset */
+} loom_quantize_config;
+/* loom quantize: loads the model, calibrates on the subset, quantizes, saves (the config text is
+ * kept). Nothing is written on failure. Errors: those of loom_model_load, the data,
+ * loom_model_quantize and loom_model_save; LOOM_ERR_ARG (calibrate outside 1..the training
+ * images), LOOM_ERR_SHAPE (the images do not fit the model). */
+LOOM_API loom_status loom_run_quantize(const loom_quantize_config *qc, loom_error *err);
+
 /* ---- training ------------------------------------------------------------------------------- */
 
 typedef enum { LOOM_OPT_SGD = 0, LOOM_OPT_ADAM, LOOM_OPT_ADAMW, LOOM_OPT_RMSPROP } loom_opt_kind;
@@ -1024,17 +1056,20 @@ typedef struct {
         double forward_ms, backward_ms;
     } layers[64];
     double update_ms, other_ms;
+    double infer_int8_ips; /* with is_int8: inference of the int8 copy (loom_model_quantize) */
 } loom_bench_result;
 
 /* Times training steps (forward, backward, Adam update) and inference batches of model (zoo
  * name or model-text file) on random 28x28x1 images, median of repeats after one warm-up; a
  * repeat runs as many steps as take about seconds_per_repeat (at least 3); with is_layers, one
- * more repeat is timed layer by layer (r->layers). Nothing to free.
+ * more repeat is timed layer by layer (r->layers); with is_int8, the model (its random weights) is
+ * quantized on the fly, calibrated on the bench's random images, and its inference timed the same
+ * way (r->infer_int8_ips). Nothing to free.
  * Errors: LOOM_ERR_ARG (batch < 1, repeats outside 1..100, an unknown model), those of the model
  * file and text (LOOM_ERR_IO, LOOM_ERR_FORMAT, LOOM_ERR_SHAPE), LOOM_ERR_NOMEM. */
 LOOM_API loom_status loom_bench(const char *model, int batch, int repeats,
-                                double seconds_per_repeat, bool is_layers, loom_bench_result *r,
-                                loom_error *err);
+                                double seconds_per_repeat, bool is_layers, bool is_int8,
+                                loom_bench_result *r, loom_error *err);
 
 #ifdef __cplusplus
 }

@@ -50,13 +50,15 @@ static bool write_bytes(const char *path, const void *data, size_t len) {
     return fclose(f) == 0 && ok;
 }
 
-/* An independent writer of the documented layout, with every field under the test's control. */
+/* An independent writer of the documented layout, with every field under the test's control:
+ * version 1, or version 2 with an empty int8 byte section. */
 static unsigned char *build_file(size_t *len_out, uint32_t version, uint32_t H, uint32_t W,
                                  uint32_t C, const char *text, const char *config,
                                  const float *params, size_t n_params, const float *state,
                                  size_t n_state) {
     size_t nt = strlen(text), nc = strlen(config);
-    size_t len = 8 + 4 * 5 + 4 + nt + 4 + nc + 8 + 4 * n_params + 8 + 4 * n_state + 4;
+    size_t len = 8 + 4 * 5 + 4 + nt + 4 + nc + 8 + 4 * n_params + 8 + 4 * n_state + 4 +
+                 (version >= 2 ? 8 : 0);
     unsigned char *b = malloc(len), *p = b;
     if (!b)
         return NULL;
@@ -78,6 +80,9 @@ static unsigned char *build_file(size_t *len_out, uint32_t version, uint32_t H, 
     put64(p, n_state);
     if (n_state)
         memcpy(p + 8, state, 4 * n_state);
+    p += 8 + 4 * n_state;
+    if (version >= 2)
+        put64(p, 0); /* no int8 bytes */
     fix_crc(b, len);
     *len_out = len;
     return b;
@@ -205,14 +210,14 @@ static void test_layout(void) {
     CHECK(loom_model_save(m, CONFIG, path, &err) == LOOM_OK);
     size_t n_want = 0, n_got = 0;
     unsigned char *want =
-        build_file(&n_want, 1, 4, 4, 1, loom_model_text(m), CONFIG, loom_model_params(m),
+        build_file(&n_want, 2, 4, 4, 1, loom_model_text(m), CONFIG, loom_model_params(m),
                    loom_model_n_params(m), loom_model_state(m), loom_model_n_state(m));
     char *got = NULL;
     CHECK(loom_file_read_all(path, &got, &n_got, &err) == LOOM_OK);
     CHECK(want && got && n_want == n_got && memcmp(want, got, n_got) == 0);
     /* 16*16+16 + 16*10+10 parameters */
     CHECK(loom_model_n_params(m) == 442);
-    CHECK(n_got == 56 + strlen(loom_model_text(m)) + strlen(CONFIG) + 4 * 442);
+    CHECK(n_got == 64 + strlen(loom_model_text(m)) + strlen(CONFIG) + 4 * 442);
     free(want);
     free(got);
     loom_model_destroy(m);
@@ -262,7 +267,7 @@ static void test_corrupt_byte(void) {
         return;
     size_t n_text = strlen(SMALL_MODEL) + 1; /* canonical text ends with a newline */
     size_t params_at = OFF_TEXT + n_text + 4 + strlen(CONFIG) + 8;
-    CHECK(params_at + 4 * 442 + 8 + 4 == len);
+    CHECK(params_at + 4 * 442 + 8 + 8 + 4 == len); /* n_state 0, n_bytes 0 */
     b[params_at + 101] ^= 0x10;
     const char *path = tmp_path("flipped.loom");
     CHECK(write_bytes(path, b, len));
@@ -304,14 +309,18 @@ static void test_future_version(void) {
     unsigned char *b = saved_bytes("version.loom", &len);
     if (!b)
         return;
-    const char *path = tmp_path("v2.loom");
-    put32(b + OFF_VERSION, 2);
+    const char *path = tmp_path("v3.loom");
+    put32(b + OFF_VERSION, 3);
     CHECK(write_bytes(path, b, len)); /* CRC now wrong: the version check comes first */
-    expect_load_error(path, LOOM_ERR_FORMAT, "format version 2, this loom reads version 1");
+    expect_load_error(path, LOOM_ERR_FORMAT, "format version 3, this loom reads versions 1 to 2");
     fix_crc(b, len);
     CHECK(write_bytes(path, b, len));
-    expect_load_error(path, LOOM_ERR_FORMAT, "format version 2, this loom reads version 1");
-    put32(b + OFF_VERSION, 1);
+    expect_load_error(path, LOOM_ERR_FORMAT, "format version 3, this loom reads versions 1 to 2");
+    put32(b + OFF_VERSION, 0);
+    fix_crc(b, len);
+    CHECK(write_bytes(path, b, len));
+    expect_load_error(path, LOOM_ERR_FORMAT, "format version 0, this loom reads versions 1 to 2");
+    put32(b + OFF_VERSION, 2);
     put32(b + OFF_FLAGS, 4);
     fix_crc(b, len);
     CHECK(write_bytes(path, b, len));
@@ -408,8 +417,32 @@ static void test_inconsistent(void) {
     free(b);
 }
 
+/* A version-1 file (no int8 byte section) of a trained model still loads, with its values. */
+static void test_version1_loads(void) {
+    loom_model *m = small_model(), *m2 = NULL;
+    if (!m)
+        return;
+    size_t len = 0;
+    unsigned char *b =
+        build_file(&len, 1, 4, 4, 1, loom_model_text(m), CONFIG, loom_model_params(m),
+                   loom_model_n_params(m), loom_model_state(m), loom_model_n_state(m));
+    const char *path = tmp_path("v1.loom");
+    CHECK(b && write_bytes(path, b, len));
+    loom_error err = {0};
+    char *config = NULL;
+    CHECK_MSG(loom_model_load(&m2, &config, path, &err) == LOOM_OK, "%s", err.msg);
+    CHECK(m2 && config && strcmp(config, CONFIG) == 0);
+    CHECK(m2 &&
+          memcmp(loom_model_params(m), loom_model_params(m2), 4 * loom_model_n_params(m)) == 0);
+    free(config);
+    free(b);
+    loom_model_destroy(m);
+    loom_model_destroy(m2);
+}
+
 int main(void) {
     RUN(test_round_trip);
+    RUN(test_version1_loads);
     RUN(test_no_config);
     RUN(test_layout);
     RUN(test_state_round_trip);

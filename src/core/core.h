@@ -91,6 +91,29 @@ typedef void (*par_body)(void *ctx, long lo, long hi, int c);
  * do the numbers; only a chunk's own work may depend on c. The one way loops here go parallel. */
 void par_for(long n, int nc, par_body body, void *ctx);
 
+/* ---- int8 products (qgemm.c): the quantized layers' y = (acc - zp colsum) scale + bias ---- */
+#define QGEMM_MAX_CHUNKS 64
+typedef struct {
+    int M, N4, K, Kp; /* rows; reduction in groups of 4; columns, and Kp = K rounded to 16 */
+    const uint8_t *a; /* (M, lda) activations, u8, N4 * 4 used per row */
+    size_t lda;
+    const int8_t *w;       /* (N4, Kp, 4) packed weights, zero beyond K and the reduction */
+    const int32_t *colsum; /* (K) column sums of the int8 weights */
+    int32_t zp;            /* the activations' zero point (0 or 128) */
+    const float *scale;    /* (K) the activation scale times each column's weight scale */
+    const float *bias;     /* (K) */
+    float *y;              /* (M, ldy) output */
+    size_t ldy;
+    int32_t *work; /* (QGEMM_MAX_CHUNKS, Kp) for the portable path */
+} qgemm_args;
+/* The product over the worker threads in fixed row chunks: the same bits on every path, thread
+ * count and row count. */
+void qgemm(const qgemm_args *g);
+/* Whether qgemm runs its AVX-512 VNNI kernel (the CPU has it, and the test hook allows it). */
+bool qgemm_has_vnni(void);
+/* Test hook: off makes qgemm run the portable C path, process-wide; on by default. */
+void qgemm_set_vnni(bool on);
+
 /* ---- misc ---- */
 /* Formats one line and hands it to fn (does nothing when fn is NULL). */
 void log_printf(loom_log_fn fn, void *user, loom_log_kind kind, const char *fmt, ...)

@@ -106,6 +106,10 @@ struct layer {
     int n_groups;
     float *w, *dw; /* (n_params) views into the model's buffers */
     float *state;  /* (n_state) view */
+    /* int8 layers: their packed weights and column sums, a view into the model's byte buffer
+     * (saved with the model, never trained); n_bytes is a multiple of 64, 0 for other kinds */
+    size_t n_bytes;
+    uint8_t *bytes;
     size_t scratch_per_example, scratch_fixed;
     float *scratch; /* arena view */
     int max_batch;

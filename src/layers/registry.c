@@ -12,6 +12,7 @@ loom_status pool_parse(layer *l, int argc, char **argv, loom_error *err);
 loom_status batchnorm_parse(layer *l, int argc, char **argv, loom_error *err);
 loom_status recurrent_parse(layer *l, int argc, char **argv, loom_error *err);
 loom_status sequence_parse(layer *l, int argc, char **argv, loom_error *err);
+loom_status int8_parse(layer *l, int argc, char **argv, loom_error *err);
 
 const layer_kind_entry loom_layer_kinds[] = {
     {"dense", dense_parse},
@@ -33,5 +34,6 @@ const layer_kind_entry loom_layer_kinds[] = {
     {"gru", recurrent_parse},
     {"rows", sequence_parse},
     {"columns", sequence_parse},
+    {"int8", int8_parse},
     {NULL, NULL},
 };

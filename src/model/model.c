@@ -193,6 +193,7 @@ static loom_status create(loom_model **out, const char *text, const char *source
         }
         m->n_params += l->n_params;
         m->n_state += l->n_state;
+        m->n_bytes += l->n_bytes;
         n_groups += l->n_groups;
         s = l->out;
     }
@@ -207,24 +208,28 @@ static loom_status create(loom_model **out, const char *text, const char *source
     if (n_counts) {
         n_counts[0] = m->n_params;
         n_counts[1] = m->n_state;
+        n_counts[2] = m->n_bytes;
         loom_model_destroy(m);
         return LOOM_OK;
     }
     m->params = loom_xalloc(sizeof(float) * m->n_params);
     m->grads = loom_xalloc(sizeof(float) * m->n_params);
     m->state = loom_xalloc(sizeof(float) * m->n_state);
+    m->bytes = loom_xalloc(m->n_bytes + 64);
     m->groups = calloc((size_t)n_groups + 1, sizeof *m->groups);
-    if (!m->params || !m->grads || !m->state || !m->groups) {
+    if (!m->params || !m->grads || !m->state || !m->bytes || !m->groups) {
         st = loom_error_set(err, LOOM_ERR_NOMEM, "%s: cannot allocate %zu parameters", source,
                             m->n_params);
         goto fail;
     }
-    size_t po = 0, so = 0;
+    size_t po = 0, so = 0, bo = 0;
     for (int i = 0; i < m->n_layers; i++) {
         layer *l = &m->layers[i];
         l->w = m->params + po;
         l->dw = m->grads + po;
         l->state = m->state + so;
+        l->bytes = l->n_bytes ? m->bytes + bo : NULL;
+        bo += l->n_bytes;
         for (int g = 0; g < l->n_groups; g++)
             m->groups[m->n_groups++] =
                 (model_group){po + l->groups[g].off, l->groups[g].len, l->groups[g].kind, i};
@@ -247,12 +252,13 @@ loom_status loom_model_create(loom_model **out, const char *text, const char *so
 }
 
 loom_status model_count(const char *text, const char *source, int H, int W, int C, size_t *n_params,
-                        size_t *n_state, loom_error *err) {
+                        size_t *n_state, size_t *n_bytes, loom_error *err) {
     loom_model *none = NULL;
-    size_t n[2] = {0, 0};
+    size_t n[3] = {0, 0, 0};
     loom_status st = create(&none, text, source, H, W, C, n, err);
     *n_params = n[0];
     *n_state = n[1];
+    *n_bytes = n[2];
     return st;
 }
 
@@ -264,6 +270,7 @@ void loom_model_destroy(loom_model *m) {
     free(m->params);
     free(m->grads);
     free(m->state);
+    free(m->bytes);
     free(m->groups);
     free(m->text);
     for (int k = 0; m->class_names && k < m->n_class_names; k++)

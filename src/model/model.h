@@ -22,6 +22,8 @@ struct loom_model {
     float *params, *grads; /* (n_params) owned */
     float *state;          /* (n_state) owned */
     size_t n_params, n_state;
+    uint8_t *bytes; /* (n_bytes) owned: the int8 layers' bytes, 64-byte aligned views */
+    size_t n_bytes;
     model_group *groups; /* (n_groups) owned */
     int n_groups;
     /* arena: own[i] (max_batch, out_i) for every layer but views, two gradient buffers of the
@@ -54,7 +56,7 @@ loom_status model_parse(loom_model *m, const char *text, const char *source, loo
 /* The parameter and state counts text would give for inputs (H, W, C), with the errors of
  * loom_model_create, allocating no parameters: lets a loader bound them by its file's size. */
 loom_status model_count(const char *text, const char *source, int H, int W, int C, size_t *n_params,
-                        size_t *n_state, loom_error *err);
+                        size_t *n_state, size_t *n_bytes, loom_error *err);
 
 /* Numerical trouble: the first layer (0-based) whose last forward output (B examples) holds a
  * NaN or Inf, or whose parameter gradients do; -1 when all are finite. */

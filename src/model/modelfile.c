@@ -1,6 +1,7 @@
 /* modelfile.c - saving and loading models: one versioned little-endian binary file holding
- * the input shape, the model text, the config text, the parameters and the state (float32),
- * closed by a CRC-32 of everything before it. The layout is in docs/FORMATS.md.
+ * the input shape, the model text, the config text, the parameters and the state (float32), the
+ * int8 layers' bytes (version 2), closed by a CRC-32 of everything before it. Version 1 files
+ * (no bytes section) still load. The layout is in docs/FORMATS.md.
  * Loading trusts nothing: the version is checked before the CRC (a newer file is reported as
  * newer, not corrupt), and every length is bounded by the bytes that remain before allocating. */
 #include "model.h"
@@ -11,8 +12,10 @@
 
 #define MODEL_MAGIC "LOOMMODL"
 #define MODEL_MAGIC_LEN 8
-#define MODEL_VERSION 1u
-/* magic, version, flags, H, W, C, text length, config length, n_params, n_state, CRC */
+#define MODEL_VERSION 2u
+#define MODEL_VERSION_OLDEST 1u /* the oldest version still read */
+/* magic, version, flags, H, W, C, text length, config length, n_params, n_state, CRC (version 1;
+ * version 2 adds the 8-byte n_bytes) */
 #define MODEL_MIN_SIZE (MODEL_MAGIC_LEN + 5 * 4 + 4 + 4 + 8 + 8 + 4) /* 56 */
 #define MODEL_MAX_DIM 65536u /* largest accepted H, W or C */
 
@@ -64,7 +67,8 @@ loom_status loom_model_save(const loom_model *m, const char *config, const char 
     size_t n_text = strlen(text), n_config = strlen(config);
     if (n_text > UINT32_MAX || n_config > UINT32_MAX)
         return loom_error_set(err, LOOM_ERR_ARG, "%s: model or config text too long", path);
-    size_t size = MODEL_MIN_SIZE + n_text + n_config + 4 * (m->n_params + m->n_state);
+    size_t size =
+        MODEL_MIN_SIZE + n_text + n_config + 4 * (m->n_params + m->n_state) + 8 + m->n_bytes;
     unsigned char *buf = malloc(size);
     if (!buf)
         return loom_error_set(err, LOOM_ERR_NOMEM, "%s: cannot allocate %zu bytes", path, size);
@@ -85,6 +89,10 @@ loom_status loom_model_save(const loom_model *m, const char *config, const char 
     p = put_floats(p, m->params, m->n_params);
     p = put_u64(p, m->n_state);
     p = put_floats(p, m->state, m->n_state);
+    p = put_u64(p, m->n_bytes);
+    if (m->n_bytes)
+        memcpy(p, m->bytes, m->n_bytes);
+    p += m->n_bytes;
     p = put_u32(p, loom_crc32(0, buf, (size_t)(p - buf)));
     assert((size_t)(p - buf) == size);
     loom_status st = loom_file_write_atomic(path, buf, size, err);
@@ -163,16 +171,16 @@ static loom_status check_header(const unsigned char *buf, size_t len, const char
                               "%s: file too short (%zu bytes, a model file has at least %d)", path,
                               len, MODEL_MIN_SIZE);
     uint32_t version = get_u32(buf + MODEL_MAGIC_LEN);
-    if (version != MODEL_VERSION)
+    if (version < MODEL_VERSION_OLDEST || version > MODEL_VERSION)
         return loom_error_set(err, LOOM_ERR_FORMAT,
-                              "%s: format version %" PRIu32 ", this loom reads version %u: "
+                              "%s: format version %" PRIu32 ", this loom reads versions %u to %u: "
                               "retrain or use the loom that wrote it",
-                              path, version, MODEL_VERSION);
+                              path, version, MODEL_VERSION_OLDEST, MODEL_VERSION);
     uint32_t flags = get_u32(buf + MODEL_MAGIC_LEN + 4);
     if (flags != 0)
         return loom_error_set(err, LOOM_ERR_FORMAT,
-                              "%s: unknown flags 0x%" PRIx32 " (version 1 defines none)", path,
-                              flags);
+                              "%s: unknown flags 0x%" PRIx32 " (version %" PRIu32 " defines none)",
+                              path, flags, version);
     uint32_t crc = get_u32(buf + len - 4);
     if (loom_crc32(0, buf, len - 4) != crc)
         return loom_error_set(err, LOOM_ERR_FORMAT, "%s: checksum mismatch: the file is corrupt",
@@ -255,17 +263,36 @@ loom_status loom_model_load(loom_model **out, char **config_out, const char *pat
     st = read_count(&r, "state", path, &n_state, &state_at, err);
     if (st)
         goto done;
+    size_t n_bytes = 0;
+    const unsigned char *bytes_at = NULL;
+    if (get_u32(buf + MODEL_MAGIC_LEN) >= 2) { /* version 2: the int8 layers' bytes */
+        if (remaining(&r) < 8) {
+            st = loom_error_set(err, LOOM_ERR_FORMAT, "%s: file ends inside the byte count", path);
+            goto done;
+        }
+        uint64_t nb = get_u64(r.p);
+        r.p += 8;
+        if (nb > remaining(&r)) {
+            st = loom_error_set(err, LOOM_ERR_FORMAT,
+                                "%s: byte count %" PRIu64 " exceeds the %zu bytes that remain",
+                                path, nb, remaining(&r));
+            goto done;
+        }
+        n_bytes = (size_t)nb;
+        bytes_at = r.p;
+        r.p += n_bytes;
+    }
     if (remaining(&r) != 0) {
-        st = loom_error_set(err, LOOM_ERR_FORMAT, "%s: %zu unexpected bytes after the state", path,
-                            remaining(&r));
+        st = loom_error_set(err, LOOM_ERR_FORMAT, "%s: %zu unexpected bytes after the %s", path,
+                            remaining(&r), bytes_at ? "int8 bytes" : "state");
         goto done;
     }
     /* The counts the text implies are checked against the file's (bounded by its size) before
      * anything is allocated: a lying text cannot ask for gigabytes. Errors from the parser
      * already start with the path, which is the source name. */
-    size_t n_params_text = 0, n_state_text = 0;
+    size_t n_params_text = 0, n_state_text = 0, n_bytes_text = 0;
     st = model_count(text, path, (int)dims[0], (int)dims[1], (int)dims[2], &n_params_text,
-                     &n_state_text, err);
+                     &n_state_text, &n_bytes_text, err);
     if (st == LOOM_OK && n_params_text != n_params)
         st = loom_error_set(err, LOOM_ERR_FORMAT,
                             "%s: parameter count %zu does not match the model text (%zu)", path,
@@ -274,6 +301,10 @@ loom_status loom_model_load(loom_model **out, char **config_out, const char *pat
         st = loom_error_set(err, LOOM_ERR_FORMAT,
                             "%s: state count %zu does not match the model text (%zu)", path,
                             n_state, n_state_text);
+    if (st == LOOM_OK && n_bytes_text != n_bytes)
+        st = loom_error_set(err, LOOM_ERR_FORMAT,
+                            "%s: int8 byte count %zu does not match the model text (%zu)", path,
+                            n_bytes, n_bytes_text);
     if (st == LOOM_OK)
         st = loom_model_create(&m, text, path, (int)dims[0], (int)dims[1], (int)dims[2], err);
     if (st) {
@@ -285,6 +316,8 @@ loom_status loom_model_load(loom_model **out, char **config_out, const char *pat
     }
     get_floats(loom_model_params(m), params_at, n_params);
     get_floats(loom_model_state(m), state_at, n_state);
+    if (n_bytes)
+        memcpy(m->bytes, bytes_at, n_bytes);
     if ((st = read_class_names(m, config, path, err)))
         goto done;
 done:

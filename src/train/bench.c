@@ -40,8 +40,24 @@ void loom_cpu_describe(char *buf, size_t n) {
              conv_kernels_describe());
 }
 
+/* Inference images/s of q over the bench's batches: the median of repeats of steps batches. */
+static double bench_infer(loom_model *q, const loom_dataset *ds, const int *idx, int batch,
+                          int repeats, int steps, float *x, int *y, double *t) {
+    for (int rep = -1; rep < repeats; rep++) { /* rep -1: warm-up */
+        double a = loom_now();
+        for (int s = 0; s < steps; s++) {
+            loom_batch_fill(ds, idx + (s % BENCH_BATCHES) * batch, batch, NULL, x, y);
+            model_infer(q, x, batch);
+        }
+        if (rep >= 0)
+            t[rep] = (double)steps * batch / (loom_now() - a);
+    }
+    qsort(t, (size_t)repeats, sizeof(double), cmp_double);
+    return repeats % 2 ? t[repeats / 2] : 0.5 * (t[repeats / 2 - 1] + t[repeats / 2]);
+}
+
 loom_status loom_bench(const char *model, int batch, int repeats, double seconds_per_repeat,
-                       bool is_layers, loom_bench_result *r, loom_error *err) {
+                       bool is_layers, bool is_int8, loom_bench_result *r, loom_error *err) {
     memset(r, 0, sizeof *r);
     if (batch < 1 || repeats < 1 || repeats > 100)
         return loom_error_set(err, LOOM_ERR_ARG, "bench: batch >= 1 and 1..100 repeats");
@@ -136,13 +152,27 @@ loom_status loom_bench(const char *model, int batch, int repeats, double seconds
         r->update_ms = 1e3 * t_update / steps;
         r->other_ms = 1e3 * (total - layers - t_update) / steps;
     }
-    free(idx);
     qsort(t_train, (size_t)repeats, sizeof(double), cmp_double);
     qsort(t_inf, (size_t)repeats, sizeof(double), cmp_double);
     r->train_ips = repeats % 2 ? t_train[repeats / 2]
                                : 0.5 * (t_train[repeats / 2 - 1] + t_train[repeats / 2]);
     r->infer_ips =
         repeats % 2 ? t_inf[repeats / 2] : 0.5 * (t_inf[repeats / 2 - 1] + t_inf[repeats / 2]);
+    if (is_int8) { /* calibrated on the first bench batch (random pixels) */
+        loom_model *q = NULL;
+        loom_batch_fill(&ds, idx, batch, NULL, x, y);
+        st = loom_model_quantize(&q, m, x, batch, LOOM_QUANT_PERCENTILE, err);
+        if (st == LOOM_OK)
+            st = loom_model_prepare(q, batch, err);
+        if (st == LOOM_OK)
+            r->infer_int8_ips = bench_infer(q, &ds, idx, batch, repeats, steps, x, y, t_inf);
+        loom_model_destroy(q);
+        if (st) {
+            free(idx);
+            goto done;
+        }
+    }
+    free(idx);
     r->train_min_ips = t_train[0];
     r->train_max_ips = t_train[repeats - 1];
     double fl = loom_model_flops(m);

@@ -1,0 +1,289 @@
+/* quantized.c - the int8 layer: a dense or conv layer with int8 weights, written "int8 dense 128
+ * relu" or "int8 conv 32 3x3 same relu" (the model line it replaces after the word int8); made by
+ * loom_model_quantize, inference only. x (B, in) float, quantized per tensor at the input:
+ * u = clamp(round(x / sx), lo, hi) + zp (zp 0: 0..255 for inputs never negative; zp 128: -127..127
+ * shifted to 1..255); W (N, K) per output column symmetric: q = round(W / sw[k]) in -127..127;
+ * y = f((sum_n u q - zp colsum[k]) * (sx sw[k]) + b[k]), the sum exact in int32 (qgemm.c).
+ * Conv: N = R*S*C, the input quantized then im2col'd as bytes, padding = zp (the zero).
+ * Parameters: b (K). State: sw (K), sx, zp. Bytes: colsum (Kp) int32, then the packed weights
+ * (N4, Kp, 4) s8 (qgemm.c), each part padded to 64 bytes; N4 = ceil(N / 4), Kp = K up to 16. */
+#include "quantized.h"
+
+#include <math.h>
+
+typedef struct {
+    layer inner;         /* the dense or conv layer it stands for: settings and shapes only */
+    layer_lowering lw;   /* inner's */
+    bool is_conv;        /* else dense */
+    int N, N4, K, Kp;    /* reduction length and its groups of 4; columns and K up to 16 */
+    int H, W, C, Ho, Wo; /* conv: input (H, W, C), output (Ho, Wo, K) */
+    size_t colsum_bytes; /* the colsum part of the bytes, padded to 64 */
+    size_t xq_bytes;     /* per example: the quantized input (conv), or row (dense) */
+    size_t col_bytes;    /* per example: the u8 col matrix (Ho Wo, N4 * 4) (conv) */
+} int8_cfg;
+
+static size_t round64(size_t n) { return (n + 63) & ~(size_t)63; }
+
+static loom_status int8_init(layer *l, loom_error *err) {
+    int8_cfg *c = l->cfg;
+    c->inner.in = l->in;
+    loom_status st = c->inner.ops->init(&c->inner, err);
+    if (st)
+        return st;
+    c->inner.ops->lower(&c->inner, &c->lw);
+    c->is_conv = c->lw.kind == LOWER_CONV;
+    c->K = c->lw.units;
+    if (c->is_conv) {
+        c->H = l->in.d[0];
+        c->W = l->in.d[1];
+        c->C = l->in.d[2];
+        c->Ho = c->inner.out.d[0];
+        c->Wo = c->inner.out.d[1];
+        c->N = c->lw.kh * c->lw.kw * c->C;
+    } else {
+        c->N = l->in.d[0];
+    }
+    /* the int32 sum: up to 255 * 127 per product */
+    if (c->N > INT8_MAX_REDUCTION)
+        return loom_error_set(err, LOOM_ERR_SHAPE,
+                              "int8: a reduction of %d values is longer than int32 sums allow "
+                              "(%d)",
+                              c->N, INT8_MAX_REDUCTION);
+    c->N4 = (c->N + 3) / 4;
+    c->Kp = (c->K + 15) / 16 * 16;
+    l->out = c->inner.out;
+    l->n_params = (size_t)c->K;
+    l->groups[0] = (param_group){0, (size_t)c->K, GROUP_BIAS, c->N, c->K};
+    l->n_groups = 1;
+    l->n_state = (size_t)c->K + 2;
+    c->colsum_bytes = round64(sizeof(int32_t) * (size_t)c->Kp);
+    l->n_bytes = c->colsum_bytes + round64((size_t)c->N4 * c->Kp * 4);
+    if (c->is_conv) {
+        c->xq_bytes = (size_t)c->H * c->W * c->C;
+        c->col_bytes = (size_t)c->Ho * c->Wo * c->N4 * 4;
+    } else {
+        c->xq_bytes = (size_t)c->N4 * 4;
+        c->col_bytes = 0;
+    }
+    l->scratch_per_example = (c->xq_bytes + c->col_bytes + 3) / 4 + 1;
+    /* the combined scales (Kp), then the portable path's int32 sums (QGEMM_MAX_CHUNKS, Kp) */
+    l->scratch_fixed = (size_t)c->Kp * (QGEMM_MAX_CHUNKS + 1) + 16;
+    l->flops = c->inner.flops;
+    return LOOM_OK;
+}
+
+/* One activation to its byte. NaN goes to the lowest level. */
+static inline uint8_t quant(float x, float inv, int zp) {
+    float lo = zp ? -127.0f : 0.0f, hi = zp ? 127.0f : 255.0f;
+    float v = x * inv;
+    v = !(v >= lo) ? lo : v > hi ? hi : v;
+    return (uint8_t)((int)nearbyintf(v) + zp);
+}
+
+typedef struct {
+    const int8_cfg *c;
+    const float *x;
+    uint8_t *xq, *col;
+    float inv;
+    int zp;
+} quant_job;
+
+/* dense: row b of x to N4 * 4 bytes (the padding zp: its weights are 0) */
+static void quant_rows(void *ctx, long lo, long hi, int k) {
+    (void)k;
+    const quant_job *j = ctx;
+    const int8_cfg *c = j->c;
+    for (long b = lo; b < hi; b++) {
+        const float *x = j->x + (size_t)b * c->N;
+        uint8_t *u = j->xq + (size_t)b * c->N4 * 4;
+        for (int n = 0; n < c->N; n++)
+            u[n] = quant(x[n], j->inv, j->zp);
+        for (int n = c->N; n < c->N4 * 4; n++)
+            u[n] = (uint8_t)j->zp;
+    }
+}
+
+/* Short runs of bytes (S C: 3 for a 1-channel 3x3 layer) by plain loops: a library call per run
+ * costs more than the copy. NO_LIBCALLS keeps GCC from turning the loops back into calls. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define NO_LIBCALLS __attribute__((optimize("no-tree-loop-distribute-patterns")))
+#else
+#define NO_LIBCALLS
+#endif
+NO_LIBCALLS static inline void set_bytes(uint8_t *dst, uint8_t v, int n) {
+    for (int j = 0; j < n; j++)
+        dst[j] = v;
+}
+NO_LIBCALLS static inline void copy_bytes(uint8_t *restrict dst, const uint8_t *restrict src,
+                                          int n) {
+    for (int j = 0; j < n; j++)
+        dst[j] = src[j];
+}
+
+/* conv: example b quantized, then its col rows (oh, ow), columns (r, s, c) as im2col's */
+NO_LIBCALLS static void quant_images(void *ctx, long lo, long hi, int k) {
+    (void)k;
+    const quant_job *j = ctx;
+    const int8_cfg *c = j->c;
+    int C = c->C, S = c->lw.kw, R = c->lw.kh, stride = c->lw.sh, ld = c->N4 * 4;
+    uint8_t z = (uint8_t)j->zp;
+    for (long b = lo; b < hi; b++) {
+        const float *x = j->x + (size_t)b * c->xq_bytes;
+        uint8_t *xq = j->xq + (size_t)b * c->xq_bytes;
+        for (size_t i = 0; i < c->xq_bytes; i++)
+            xq[i] = quant(x[i], j->inv, j->zp);
+        uint8_t *col = j->col + (size_t)b * c->col_bytes;
+        for (int oh = 0; oh < c->Ho; oh++) {
+            int ih0 = oh * stride - c->lw.pad[0];
+            for (int ow = 0; ow < c->Wo; ow++) {
+                int iw0 = ow * stride - c->lw.pad[1];
+                uint8_t *dst = col + ((size_t)oh * c->Wo + ow) * ld;
+                /* per kernel row, the in-range part is (s_hi - s_lo) C contiguous bytes */
+                int s_lo = iw0 < 0 ? -iw0 : 0, s_hi = c->W - iw0 < S ? c->W - iw0 : S;
+                for (int r = 0; r < R; r++, dst += S * C) {
+                    int ih = ih0 + r;
+                    if (ih < 0 || ih >= c->H || s_lo >= s_hi) {
+                        set_bytes(dst, z, S * C);
+                        continue;
+                    }
+                    set_bytes(dst, z, s_lo * C);
+                    copy_bytes(dst + s_lo * C, xq + ((size_t)ih * c->W + iw0 + s_lo) * C,
+                               (s_hi - s_lo) * C);
+                    set_bytes(dst + s_hi * C, z, (S - s_hi) * C);
+                }
+                set_bytes(dst, z, ld - c->N);
+            }
+        }
+    }
+}
+
+static void int8_forward(layer *l, const fwd_ctx *ctx, const float *x, float *y, int B) {
+    (void)ctx;
+    const int8_cfg *c = l->cfg;
+    const float *sw = l->state, sx = l->state[c->K];
+    int zp = (int)l->state[c->K + 1];
+    float *scale = l->scratch;
+    for (int k = 0; k < c->K; k++)
+        scale[k] = sx * sw[k];
+    int32_t *work = (int32_t *)(l->scratch + c->Kp);
+    uint8_t *xq = (uint8_t *)(l->scratch + (size_t)c->Kp * (QGEMM_MAX_CHUNKS + 1) + 16);
+    quant_job j = {.c = c, .x = x, .xq = xq, .inv = sx > 0 ? 1.0f / sx : 0.0f, .zp = zp};
+    size_t per = c->xq_bytes + c->col_bytes;
+    int nc = par_n_chunks(B, (long)(65536 / (per + 1)) + 1);
+    qgemm_args g = {.N4 = c->N4,
+                    .K = c->K,
+                    .Kp = c->Kp,
+                    .lda = (size_t)c->N4 * 4,
+                    .w = (const int8_t *)(l->bytes + c->colsum_bytes),
+                    .colsum = (const int32_t *)l->bytes,
+                    .zp = zp,
+                    .scale = scale,
+                    .bias = l->w,
+                    .y = y,
+                    .ldy = (size_t)c->K,
+                    .work = work};
+    if (c->is_conv) {
+        j.col = xq;
+        j.xq = xq + (size_t)B * c->col_bytes;
+        par_for(B, nc, quant_images, &j);
+        g.M = B * c->Ho * c->Wo;
+        g.a = j.col;
+    } else {
+        par_for(B, nc, quant_rows, &j);
+        g.M = B;
+        g.a = xq;
+    }
+    qgemm(&g);
+    act_forward(c->lw.act, c->lw.alpha, y, (size_t)B * shape_size(l->out));
+}
+
+/* Inference only: no gradient flows through an int8 layer. */
+static void int8_backward(layer *l, const float *x, const float *y, float *dy, float *dx, int B) {
+    (void)x;
+    (void)y;
+    (void)dy;
+    if (dx)
+        memset(dx, 0, sizeof(float) * shape_size(l->in) * (size_t)B);
+}
+
+static void int8_describe(const layer *l, char *buf, size_t n) {
+    const int8_cfg *c = l->cfg;
+    char inner[200];
+    c->inner.ops->describe(&c->inner, inner, sizeof inner);
+    snprintf(buf, n, "int8 %s", inner);
+}
+
+static void int8_destroy(layer *l) {
+    int8_cfg *c = l->cfg;
+    if (!c)
+        return;
+    if (c->inner.ops && c->inner.ops->destroy)
+        c->inner.ops->destroy(&c->inner);
+    else
+        free(c->inner.cfg);
+    free(c);
+}
+
+static const layer_ops int8_ops = {
+    .kind = "int8",
+    .init = int8_init,
+    .forward = int8_forward,
+    .backward = int8_backward,
+    .describe = int8_describe,
+    .destroy = int8_destroy,
+};
+
+loom_status dense_parse(layer *l, int argc, char **argv, loom_error *err);
+loom_status conv_parse(layer *l, int argc, char **argv, loom_error *err);
+
+loom_status int8_parse(layer *l, int argc, char **argv, loom_error *err) {
+    if (argc < 2 || (strcmp(argv[1], "dense") != 0 && strcmp(argv[1], "conv") != 0))
+        return loom_error_set(err, LOOM_ERR_FORMAT, "int8: expected 'dense' or 'conv', found '%s'",
+                              argc < 2 ? "" : argv[1]);
+    int8_cfg *c = calloc(1, sizeof *c);
+    if (!c)
+        return loom_error_set(err, LOOM_ERR_NOMEM, "int8: out of memory");
+    loom_status st = argv[1][0] == 'd' ? dense_parse(&c->inner, argc - 1, argv + 1, err)
+                                       : conv_parse(&c->inner, argc - 1, argv + 1, err);
+    if (st) {
+        free(c);
+        return st;
+    }
+    l->ops = &int8_ops;
+    l->cfg = c;
+    return LOOM_OK;
+}
+
+bool layer_is_int8(const layer *l) { return l->ops == &int8_ops; }
+
+void int8_fill(layer *l, const float *Wf, const float *bias, float sx, int zp) {
+    const int8_cfg *c = l->cfg;
+    int N = c->N, K = c->K, Kp = c->Kp;
+    float *sw = l->state;
+    int32_t *colsum = (int32_t *)l->bytes;
+    int8_t *wp = (int8_t *)(l->bytes + c->colsum_bytes);
+    memset(l->bytes, 0, l->n_bytes);
+    for (int k = 0; k < K; k++) {
+        float amax = 0.0f;
+        for (int n = 0; n < N; n++)
+            amax = fmaxf(amax, fabsf(Wf[(size_t)n * K + k]));
+        sw[k] = amax / 127.0f;
+        int32_t sum = 0;
+        for (int n = 0; amax > 0.0f && n < N; n++) {
+            float v = nearbyintf(Wf[(size_t)n * K + k] / sw[k]);
+            int q = v > 127.0f ? 127 : v < -127.0f ? -127 : (int)v;
+            wp[((size_t)(n / 4) * Kp + k) * 4 + n % 4] = (int8_t)q;
+            sum += q;
+        }
+        colsum[k] = sum;
+        l->w[k] = bias[k];
+    }
+    l->state[K] = sx;
+    l->state[K + 1] = (float)zp;
+}
+
+void int8_shape(const layer *l, int *N, int *K) {
+    const int8_cfg *c = l->cfg;
+    *N = c->N;
+    *K = c->K;
+}
