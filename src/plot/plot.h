@@ -87,4 +87,7 @@ bool plot_has_history(const char *dir);
 /* Nice axis range: [lo, hi] padded by frac of the span (at least min_pad). */
 void plot_pad_range(double *lo, double *hi, double frac, double min_pad);
 
+/* s cut to at most max bytes (on a UTF-8 character boundary) into buf, "…" marking a cut. */
+const char *plot_cut_label(const char *s, int max, char *buf, size_t n);
+
 #endif

@@ -22,20 +22,6 @@ typedef struct {
     double accuracy;
 } cm_ctx;
 
-/* A class name cut to at most max bytes (on a UTF-8 character boundary), "…" marking a cut. */
-static const char *short_name(const char *s, int max, char *buf, size_t n) {
-    int len = (int)strlen(s);
-    if (len <= max) {
-        snprintf(buf, n, "%s", s);
-        return buf;
-    }
-    int cut = max - 1;
-    while (cut > 0 && ((unsigned char)s[cut] & 0xC0) == 0x80)
-        cut--;
-    snprintf(buf, n, "%.*s…", cut, s);
-    return buf;
-}
-
 static void draw_cm(void *vctx) {
     const cm_ctx *c = vctx;
     int K = c->K;
@@ -79,7 +65,7 @@ static void draw_cm(void *vctx) {
     double name_scale = fmin(1.0, cell_px / 40.0);
     plot_font(name_scale);
     for (int k = 0; k < K; k++) {
-        short_name(c->names[k], 14, name, sizeof name);
+        plot_cut_label(c->names[k], 14, name, sizeof name);
         double x = vx0 + (k + 0.5) * (vx1 - vx0) / K;
         plot_page_text(x + 4.0 / CM_W, vy0 - 12.0 / CM_H, 45.0, 1.0, name);
         double y = vy1 - (k + 0.5) * (vy1 - vy0) / K;

@@ -20,20 +20,6 @@ typedef struct {
     double alpha;
 } pv_ctx;
 
-/* A label cut to at most max bytes on a UTF-8 boundary, "…" marking a cut. */
-static const char *cut_label(const char *s, int max, char *buf, size_t n) {
-    int len = (int)strlen(s);
-    if (len <= max) {
-        snprintf(buf, n, "%s", s);
-        return buf;
-    }
-    int cut = max - 1;
-    while (cut > 0 && ((unsigned char)s[cut] & 0xC0) == 0x80)
-        cut--;
-    snprintf(buf, n, "%.*s…", cut, s);
-    return buf;
-}
-
 static double shade(double p) {
     if (!(p > 0))
         return 1.0;
@@ -74,7 +60,7 @@ static void draw_pv(void *vctx) {
     plbox("bc", 0.0, 0, "bc", 0.0, 0);
     plot_font(fmin(1.0, cell_px / 40.0));
     for (int k = 0; k < n; k++) {
-        cut_label(c->labels[k], 16, name, sizeof name);
+        plot_cut_label(c->labels[k], 16, name, sizeof name);
         double x = vx0 + (k + 0.5) * (vx1 - vx0) / n;
         plot_page_text(x + 4.0 / PV_W, vy0 - 12.0 / PV_H, 45.0, 1.0, name);
         double y = vy1 - (k + 0.5) * (vy1 - vy0) / n;

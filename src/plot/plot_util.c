@@ -424,3 +424,16 @@ const char *plot_run_config(const char *dir, const char *key, char *buf, size_t 
     free(text);
     return v;
 }
+
+const char *plot_cut_label(const char *s, int max, char *buf, size_t n) {
+    int len = (int)strlen(s);
+    if (len <= max) {
+        snprintf(buf, n, "%s", s);
+        return buf;
+    }
+    int cut = max - 1;
+    while (cut > 0 && ((unsigned char)s[cut] & 0xC0) == 0x80)
+        cut--;
+    snprintf(buf, n, "%.*s…", cut, s);
+    return buf;
+}
