@@ -28,6 +28,7 @@ static const command commands[] = {
     {"plot", cmd_plot, "PNG/SVG plots of a run directory (or --overlay of several runs)"},
     {"predict", cmd_predict, "top classes of PNG/JPEG/PGM/PPM images or IDX images"},
     {"export", cmd_export, "write a model file as ONNX or safetensors, for use elsewhere"},
+    {"import", cmd_import, "a model from ONNX, or safetensors weights, as a loom model file"},
 };
 #define N_COMMANDS ((int)(sizeof commands / sizeof *commands))
 
