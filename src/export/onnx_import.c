@@ -419,7 +419,7 @@ static loom_status reshape_to(imp *s, const int64_t *r, int rr) {
         }
     }
     if (rr == 3 && r[1] == -1) { /* to ONNX's sequence (A, N, B) */
-        bool is_ok = (s->f == F_Y && s->D == 1 && A == s->T && r[2] == s->H) ||
+        bool is_ok = (s->f == F_Y && s->D == 1 && r[0] == s->T && r[2] == s->H) ||
                      (s->f == F_TNDH && r[0] == s->T && r[2] == (int64_t)s->D * s->H);
         if (is_ok) {
             s->f = F_TNF;
