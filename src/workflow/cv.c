@@ -578,7 +578,7 @@ loom_status loom_cv_run(const loom_cv_config *cc, const loom_dataset *train,
         st = cv_fold(&r, k, err);
     if (st == LOOM_OK)
         st = cv_finish(&r, err);
-done:
+done:;
     /* a failed cross-validation that finished no fold leaves nothing behind (an interrupted one
      * keeps what it did) */
     char cv_csv[2048];
