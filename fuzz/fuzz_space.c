@@ -41,7 +41,7 @@ static void check_train_text(const char *text) {
             abort(); /* the sampler writes key=value */
         *eq = '\0';
         loom_error err = {0};
-        if (loom_train_config_set(&c, NULL, l, eq + 1, &err) != LOOM_OK) {
+        if (loom_settings_set(&(loom_settings){.train = &c}, l, eq + 1, &err) != LOOM_OK) {
             fprintf(stderr, "a drawn setting is refused: %s\n", err.msg);
             abort();
         }

@@ -256,9 +256,9 @@ LOOM_API loom_status loom_export_safetensors(const loom_model *m, const char *pa
  * (N, C, H, W) images or (N, T, F) sequences, a leading Div by 255 taken as loom's own pixel
  * scaling. A file written by loom_export_onnx comes back with the same model text and
  * bit-identical parameters and state. *config_out (may be NULL) receives key=value lines for
- * loom_model_save (class_names from the metadata), malloc'd. On success *out is owned by the
- * caller (loom_model_destroy). Errors: LOOM_ERR_FORMAT (not ONNX, truncated, a tensor whose data
- * does not fit its dims, or a node loom cannot express: one line naming the node, its op type
+ * loom_model_save (classes= from the metadata's class_names), malloc'd. On success *out is owned by
+ * the caller (loom_model_destroy). Errors: LOOM_ERR_FORMAT (not ONNX, truncated, a tensor whose
+ * data does not fit its dims, or a node loom cannot express: one line naming the node, its op type
  * and what loom lacks), LOOM_ERR_IO, LOOM_ERR_NOMEM. Never allocates more than about 16 times
  * the file's size for the decoded message. */
 LOOM_API loom_status loom_import_onnx(loom_model **out, char **config_out, const char *path,

@@ -101,7 +101,7 @@ static void test_class_names(void) {
         return;
     CHECK(loom_export_onnx(m, tmp_path("cn.onnx"), &err) == LOOM_OK);
     CHECK(loom_import_onnx(&back, &config, tmp_path("cn.onnx"), &err) == LOOM_OK);
-    CHECK(config && strstr(config, "class_names=[\"T-shirt/top\",") != NULL);
+    CHECK(config && strstr(config, "classes=[\"T-shirt/top\",") != NULL);
     free(config);
     loom_model_destroy(back);
     loom_model_destroy(m);

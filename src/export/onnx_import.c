@@ -676,7 +676,8 @@ static loom_status build_model(imp *s, const Onnx__ModelProto *mp, int H, int W,
     return LOOM_OK;
 }
 
-/* "class_names=[...]" when the metadata holds loom's class names, one per output. */
+/* "classes=[...]" (the model file's class names, as a model trained on image folders keeps them)
+ * when the metadata holds loom's class_names, one per output. */
 static char *config_of(const Onnx__ModelProto *mp, const loom_model *m) {
     const char *names = meta(mp, "class_names");
     cJSON *a = names ? cJSON_Parse(names) : NULL;
@@ -688,7 +689,7 @@ static char *config_of(const Onnx__ModelProto *mp, const loom_model *m) {
     size_t n = (flat ? strlen(flat) : 0) + 64;
     char *config = malloc(n);
     if (config)
-        snprintf(config, n, "imported=onnx\n%s%s%s", flat ? "class_names=" : "", flat ? flat : "",
+        snprintf(config, n, "imported=onnx\n%s%s%s", flat ? "classes=" : "", flat ? flat : "",
                  flat ? "\n" : "");
     cJSON_free(flat);
     return config;
