@@ -19,6 +19,7 @@ int cmd_plot(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
+int cmd_import(int argc, char **argv);
 
 /* Exit codes: 0 success, 1 the run failed, 2 usage error; a run stopped by SIGINT or SIGTERM
  * (LOOM_ERR_INTERRUPTED) exits 128 + the signal, as the shell reports a command it ended. */

@@ -27,8 +27,9 @@ static const command commands[] = {
     {"compare", cmd_compare, "compare run directories in one table, with McNemar's test"},
     {"plot", cmd_plot, "PNG/SVG plots of a run directory (or --overlay of several runs)"},
     {"predict", cmd_predict, "top classes of PNG/JPEG/PGM/PPM images or IDX images"},
-    {"export", cmd_export, "write a model file as ONNX or safetensors, for use elsewhere"},
+    {"export", cmd_export, "write a model file as ONNX, safetensors or standalone C"},
     {"quantize", cmd_quantize, "an int8 copy of a model file (post-training quantization)"},
+    {"import", cmd_import, "a model from ONNX, or safetensors weights, as a loom model file"},
 };
 #define N_COMMANDS ((int)(sizeof commands / sizeof *commands))
 

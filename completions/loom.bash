@@ -18,7 +18,7 @@ _loom() {
     COMPREPLY=()
     cur=${COMP_WORDS[COMP_CWORD]}
     prev=${COMP_WORDS[COMP_CWORD - 1]}
-    local commands="study train eval summary models report bench plot cv tune compare predict export quantize help"
+    local commands="study train eval summary models report bench plot cv tune compare predict export import quantize help"
 
     if [ "$COMP_CWORD" -eq 1 ]; then
         COMPREPLY=($(compgen -W "$commands --help --version" -- "$cur"))
@@ -40,6 +40,7 @@ _loom() {
     --resume) [ "$cmd" = train ] && COMPREPLY=($(compgen -d -- "$cur")) && return ;;
     --gray) COMPREPLY=($(compgen -W "luma mean red green blue" -- "$cur")); return ;;
     --augment) COMPREPLY=($(compgen -W "none flip flip,shift:2 shift:2" -- "$cur")); return ;;
+    --weights) COMPREPLY=($(compgen -f -X '!*.safetensors' -- "$cur") $(compgen -d -- "$cur")); return ;;
     --images | --labels | --idx | --overlay) COMPREPLY=($(compgen -f -- "$cur")); return ;;
     --epochs | --batch | --lr | --momentum | --l2 | --weight-decay | --clip-norm | --label-smoothing | --ema | \
         --early-stopping | --seed | --threads | --val-split | --subset | --test-subset | \
@@ -62,6 +63,7 @@ _loom() {
     compare) opts="--out --alpha" ;;
     export) opts="-o --out --format --prefix" ;;
     quantize) opts="-o --out --calibrate --percentile --seed --data --threads" ;;
+    import) opts="-o --out --weights --input" ;;
     predict) opts="--top --json --idx --save-preprocessed --gray --invert --no-invert --no-crop --no-fit
         --threads" ;;
     help)
@@ -96,6 +98,13 @@ _loom() {
             COMPREPLY=($(compgen -f -X '!*.loom' -- "$cur") $(compgen -d -- "$cur"))
         fi ;;
     eval | quantize)
+    import)
+        if [ "$prev" = --weights ]; then
+            COMPREPLY=($(compgen -f -X '!*.safetensors' -- "$cur") $(compgen -d -- "$cur"))
+        elif [ "$n_args" -eq 0 ]; then
+            COMPREPLY=($(compgen -W "$(_loom_zoo)" -- "$cur") $(compgen -f -- "$cur"))
+        fi ;;
+    eval)
         [ "$n_args" -eq 0 ] &&
             COMPREPLY=($(compgen -f -X '!*.loom' -- "$cur") $(compgen -d -- "$cur")) ;;
     predict)

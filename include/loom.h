@@ -258,6 +258,28 @@ LOOM_API loom_status loom_export_onnx(const loom_model *m, const char *path, loo
 LOOM_API loom_status loom_export_safetensors(const loom_model *m, const char *path,
                                              loom_error *err);
 
+/* Reads an ONNX model (a file, or size bytes at data named source in messages) into a new loom
+ * model: a chain of the nodes loom's layers express (docs/FORMATS.md, "ONNX import"), input
+ * (N, C, H, W) images or (N, T, F) sequences, a leading Div by 255 taken as loom's own pixel
+ * scaling. A file written by loom_export_onnx comes back with the same model text and
+ * bit-identical parameters and state. *config_out (may be NULL) receives key=value lines for
+ * loom_model_save (classes= from the metadata's class_names), malloc'd. On success *out is owned by
+ * the caller (loom_model_destroy). Errors: LOOM_ERR_FORMAT (not ONNX, truncated, a tensor whose
+ * data does not fit its dims, or a node loom cannot express: one line naming the node, its op type
+ * and what loom lacks), LOOM_ERR_IO, LOOM_ERR_NOMEM. Never allocates more than about 16 times
+ * the file's size for the decoded message. */
+LOOM_API loom_status loom_import_onnx(loom_model **out, char **config_out, const char *path,
+                                      loom_error *err);
+LOOM_API loom_status loom_import_onnx_buffer(loom_model **out, char **config_out, const void *data,
+                                             size_t size, const char *source, loom_error *err);
+/* Sets m's parameters and state from a safetensors file named and laid out as
+ * loom_export_safetensors writes them (PyTorch's state_dict of the equivalent nn.Sequential).
+ * Every tensor the model needs must be there as F32 with the expected shape, and no other (an
+ * I64 num_batches_tracked is allowed); on any error m is left as it was. Errors: LOOM_ERR_FORMAT
+ * (a header that lies: offsets out of range, another dtype, a missing, extra or misshapen
+ * tensor, named), LOOM_ERR_IO, LOOM_ERR_NOMEM. */
+LOOM_API loom_status loom_import_safetensors(loom_model *m, const char *path, loom_error *err);
+
 /* ---- model files ---------------------------------------------------------------------------- */
 
 /* Writes model text, config text (key=value lines, may be NULL), parameters and state with a

@@ -318,21 +318,31 @@ static void lower_pool(emit *e, const layer_lowering *lw) {
     attr_ints(e->g, n, "strides", 2, strides);
 }
 
-/* y = a x + b per channel with loom's inference coefficients a = gamma / sqrt(var + eps),
- * b = beta - mean a (computed in double as batchnorm.c does); the channel is the last axis in
- * loom, axis 1 of an NCHW image: a and b are (C, 1, 1) there, (C) on vectors and sequences. */
+/* BatchNormalization (inference form) with gamma, beta, the running mean and variance and eps as
+ * loom keeps them, so that an import gives them back bit for bit. ONNX normalises axis 1: an NCHW
+ * image's channels and a vector's features as loom does; a sequence (N, T, F) is transposed to
+ * (N, F, T) around it, since loom normalises its last axis. */
 static void lower_batchnorm(emit *e, const layer *l, const layer_lowering *lw) {
-    int C = l->in.d[l->in.rank - 1], dims[3] = {C, 1, 1}, rank = l->in.rank == 3 ? 3 : 1;
-    const float *gamma = l->w, *beta = l->w + C, *mean = l->state, *var = l->state + C;
-    char *an = val(e, "scale"), *bn = val(e, "shift");
-    uint8_t *a = init_f32(e->g, an, rank, dims), *b = init_f32(e->g, bn, rank, dims);
-    for (int k = 0; k < C; k++) {
-        double ak = gamma[k] / sqrt((double)var[k] + lw->eps);
-        put_f32(a, (size_t)k, (float)ak);
-        put_f32(b, (size_t)k, (float)(beta[k] - mean[k] * ak));
+    int C = l->in.d[l->in.rank - 1];
+    const float *src[4] = {l->w, l->w + C, l->state, l->state + C};
+    const char *what[4] = {"gamma", "beta", "mean", "var"};
+    char *names[4];
+    for (int i = 0; i < 4; i++) {
+        names[i] = val(e, what[i]);
+        uint8_t *raw = init_f32(e->g, names[i], 1, &C);
+        for (int k = 0; k < C; k++)
+            put_f32(raw, (size_t)k, src[i][k]);
     }
-    binary(e, "Mul", "bn_mul", an);
-    binary(e, "Add", "bn_add", bn);
+    bool is_seq = l->in.rank == 2;
+    if (is_seq)
+        transpose(e, "nft", 3, (const int[]){0, 2, 1});
+    char *y = val(e, "batchnorm");
+    Onnx__NodeProto *n = node(e->g, "BatchNormalization", y, 5, 1, e->cur, names[0], names[1],
+                              names[2], names[3], y);
+    attr_float(e->g, n, "epsilon", lw->eps);
+    e->cur = y;
+    if (is_seq)
+        transpose(e, "ntf", 3, (const int[]){0, 2, 1});
 }
 
 /* To (batch, flattened) in loom's order: an NCHW image goes back to NHWC first. */

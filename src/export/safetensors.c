@@ -18,12 +18,91 @@ typedef struct {
 typedef struct {
     st_tensor *t; /* (n) owned */
     int n, cap;
+    /* import: the file's header and data; each tensor is read from it and moved into the
+     * model (the export's mapping run backwards); used marks the header entries taken */
+    bool is_import;
+    const cJSON *head;
+    const uint8_t *data;
+    size_t n_data;
+    const cJSON **used; /* (n_used) */
+    int n_used;
+    const char *path;
+    loom_error *err;
+    loom_status st;
 } st_list;
+
+/* Moves one value between PyTorch's tensor and loom's buffer, the way the list goes. */
+#define XFER(s, pt, lm)                                                                            \
+    do {                                                                                           \
+        if ((s)->is_import)                                                                        \
+            (lm) = (pt);                                                                           \
+        else                                                                                       \
+            (pt) = (lm);                                                                           \
+    } while (0)
 
 static void list_free(st_list *s) {
     for (int i = 0; i < s->n; i++)
         free(s->t[i].v);
     free(s->t);
+    free(s->used);
+}
+
+static float *lie(st_list *s, const char *name, const char *fmt, const char *detail) {
+    char msg[160];
+    snprintf(msg, sizeof msg, fmt, detail);
+    s->st = loom_error_set(s->err, LOOM_ERR_FORMAT, "%s: tensor '%s': %s", s->path, name, msg);
+    return NULL;
+}
+
+/* Import: tensor t's values from the file, after checking what its header entry says. */
+static float *read_tensor(st_list *s, st_tensor *t) {
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(s->head, t->name);
+    if (!e)
+        return lie(s, t->name, "missing: the model needs it%s", "");
+    const cJSON *dt = cJSON_GetObjectItemCaseSensitive(e, "dtype");
+    const cJSON *shape = cJSON_GetObjectItemCaseSensitive(e, "shape");
+    const cJSON *offs = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
+    const char *want = t->is_i64 ? "I64" : "F32";
+    if (!cJSON_IsString(dt) || strcmp(dt->valuestring, want) != 0)
+        return lie(s, t->name, "dtype %s, loom reads it as this one only",
+                   cJSON_IsString(dt) ? dt->valuestring : "(none)");
+    char exp[96];
+    size_t k = (size_t)snprintf(exp, sizeof exp, "[");
+    for (int i = 0; i < t->rank && k < sizeof exp; i++)
+        k += (size_t)snprintf(exp + k, sizeof exp - k, "%s%d", i ? ", " : "", t->dims[i]);
+    if (k < sizeof exp)
+        snprintf(exp + k, sizeof exp - k, "]");
+    bool is_ok = cJSON_IsArray(shape) && cJSON_GetArraySize(shape) == t->rank;
+    for (int i = 0; is_ok && i < t->rank; i++) {
+        const cJSON *d = cJSON_GetArrayItem(shape, i);
+        is_ok = cJSON_IsNumber(d) && d->valuedouble == t->dims[i];
+    }
+    if (!is_ok)
+        return lie(s, t->name, "its shape does not fit the model, which needs %s", exp);
+    size_t n = 1;
+    for (int i = 0; i < t->rank; i++)
+        n *= (size_t)t->dims[i];
+    size_t bytes = (t->is_i64 ? 8 : 4) * n;
+    const cJSON *a = cJSON_GetArrayItem(offs, 0), *b = cJSON_GetArrayItem(offs, 1);
+    if (!cJSON_IsArray(offs) || cJSON_GetArraySize(offs) != 2 || !cJSON_IsNumber(a) ||
+        !cJSON_IsNumber(b) || !(a->valuedouble >= 0) || !(b->valuedouble <= (double)s->n_data) ||
+        a->valuedouble != (double)(size_t)a->valuedouble ||
+        b->valuedouble - a->valuedouble != (double)bytes)
+        return lie(s, t->name, "data_offsets out of range or not %s values' bytes", exp);
+    const cJSON **u = realloc(s->used, sizeof *u * (size_t)(s->n_used + 1));
+    if (!u)
+        return NULL;
+    s->used = u;
+    s->used[s->n_used++] = e;
+    if (t->is_i64)
+        return t->v;
+    const uint8_t *p = s->data + (size_t)a->valuedouble;
+    for (size_t j = 0; j < n; j++, p += 4) {
+        uint32_t x =
+            (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+        memcpy(&t->v[j], &x, 4);
+    }
+    return t->v;
 }
 
 /* Appends a float tensor "<module>.<what>" of the given dims, values to fill; NULL when out of
@@ -48,7 +127,7 @@ static float *add(st_list *s, int module, const char *what, int rank, const int 
     if (!t->v)
         return NULL;
     s->n++;
-    return t->v;
+    return s->is_import && strcmp(what, "num_batches_tracked") != 0 ? read_tensor(s, t) : t->v;
 }
 
 /* Where PyTorch's feature j of a vector flattened from an image (H, W, C) (nn.Flatten of NCHW:
@@ -62,7 +141,7 @@ static size_t feature(loom_shape img, size_t j) {
 }
 
 /* Values of a per-example tensor of loom shape s in PyTorch's layout: images (C, H, W). */
-static float *per_example(st_list *s, int module, const char *what, loom_shape sh, const float *v) {
+static float *per_example(st_list *s, int module, const char *what, loom_shape sh, float *v) {
     int dims[3] = {sh.d[0], sh.d[1], sh.d[2]};
     if (sh.rank == 3)
         dims[0] = sh.d[2], dims[1] = sh.d[0], dims[2] = sh.d[1];
@@ -70,7 +149,7 @@ static float *per_example(st_list *s, int module, const char *what, loom_shape s
     if (!t)
         return NULL;
     for (size_t j = 0; j < shape_size(sh); j++)
-        t[j] = sh.rank == 3 ? v[feature(sh, j)] : v[j];
+        XFER(s, t[j], v[sh.rank == 3 ? feature(sh, j) : j]);
     return t;
 }
 
@@ -87,11 +166,12 @@ static bool add_layer(st_list *s, const layer *l, const layer_lowering *lw, loom
             return false;
         for (int o = 0; o < K; o++)
             for (int j = 0; j < N; j++)
-                w[(size_t)o * N + j] = l->w[feature(img, (size_t)j) * K + o];
+                XFER(s, w[(size_t)o * N + j], l->w[feature(img, (size_t)j) * K + o]);
         float *b = add(s, k, "bias", 1, &K);
         if (!b)
             return false;
-        memcpy(b, l->w + (size_t)N * K, sizeof(float) * K);
+        for (int o = 0; o < K; o++)
+            XFER(s, b[o], l->w[(size_t)N * K + o]);
         if (lw->act != ACT_NONE && !lw->is_softmax)
             (*module)++;
         return true;
@@ -105,12 +185,13 @@ static bool add_layer(st_list *s, const layer *l, const layer_lowering *lw, loom
             for (int c = 0; c < C; c++)
                 for (int r = 0; r < R; r++)
                     for (int q = 0; q < S; q++)
-                        w[(((size_t)o * C + c) * R + r) * S + q] =
-                            l->w[(((size_t)r * S + q) * C + c) * K + o];
+                        XFER(s, w[(((size_t)o * C + c) * R + r) * S + q],
+                             l->w[(((size_t)r * S + q) * C + c) * K + o]);
         float *b = add(s, k, "bias", 1, &K);
         if (!b)
             return false;
-        memcpy(b, l->w + (size_t)R * S * C * K, sizeof(float) * K);
+        for (int o = 0; o < K; o++)
+            XFER(s, b[o], l->w[(size_t)R * S * C * K + o]);
         if (lw->act != ACT_NONE)
             (*module)++;
         return true;
@@ -118,14 +199,16 @@ static bool add_layer(st_list *s, const layer *l, const layer_lowering *lw, loom
     case LOWER_BATCHNORM: {
         int C = l->in.d[l->in.rank - 1];
         const char *what[4] = {"weight", "bias", "running_mean", "running_var"};
-        const float *src[4] = {l->w, l->w + C, l->state, l->state + C};
+        float *src[4] = {l->w, l->w + C, l->state, l->state + C};
         for (int i = 0; i < 4; i++) {
             float *t = add(s, k, what[i], 1, &C);
             if (!t)
                 return false;
             for (int j = 0; j < C; j++)
-                t[j] = src[i][feature(img, (size_t)j)];
+                XFER(s, t[j], src[i][feature(img, (size_t)j)]);
         }
+        if (s->is_import) /* optional, and its value (a count) means nothing to loom */
+            return true;
         if (!add(s, k, "num_batches_tracked", 0, NULL))
             return false;
         s->t[s->n - 1].is_i64 = true;
@@ -144,8 +227,8 @@ static bool add_layer(st_list *s, const layer *l, const layer_lowering *lw, loom
         int F = l->in.d[1], H = lw->units, GH = G * H, D = lw->is_bidirectional ? 2 : 1;
         for (int d = 0; d < D; d++) {
             const char *sfx = d ? "_reverse" : "";
-            const float *wih = l->w + (size_t)d * ((size_t)GH * (F + H) + 2 * (size_t)GH);
-            const float *whh = wih + (size_t)F * GH, *b = whh + (size_t)H * GH;
+            float *wih = l->w + (size_t)d * ((size_t)GH * (F + H) + 2 * (size_t)GH);
+            float *whh = wih + (size_t)F * GH, *b = whh + (size_t)H * GH;
             char nm[4][40];
             snprintf(nm[0], sizeof nm[0], "weight_ih_l0%s", sfx);
             snprintf(nm[1], sizeof nm[1], "weight_hh_l0%s", sfx);
@@ -159,12 +242,12 @@ static bool add_layer(st_list *s, const layer *l, const layer_lowering *lw, loom
                 return false;
             for (int g = 0; g < GH; g++) {
                 for (int f = 0; f < F; f++)
-                    ti[(size_t)g * F + f] = wih[(size_t)f * GH + g];
+                    XFER(s, ti[(size_t)g * F + f], wih[(size_t)f * GH + g]);
                 for (int h = 0; h < H; h++)
-                    th[(size_t)g * H + h] = whh[(size_t)h * GH + g];
+                    XFER(s, th[(size_t)g * H + h], whh[(size_t)h * GH + g]);
+                XFER(s, bi[g], b[g]);
+                XFER(s, bh[g], b[GH + g]);
             }
-            memcpy(bi, b, sizeof(float) * GH);
-            memcpy(bh, b + GH, sizeof(float) * GH);
         }
         return true;
     }
@@ -241,10 +324,8 @@ static bool assemble(const loom_model *m, const st_list *s, uint8_t **out, size_
     return true;
 }
 
-loom_status loom_export_safetensors(const loom_model *m, const char *path, loom_error *err) {
-    if (!m || !path)
-        return loom_error_set(err, LOOM_ERR_ARG, "safetensors: NULL argument");
-    st_list s = {0};
+/* Every layer's tensors into s (export: from the model; import: from the file into the model). */
+static loom_status walk_layers(const loom_model *m, st_list *s, loom_error *err) {
     loom_shape img = {0}; /* the image the current vector was flattened from */
     int module = 0;
     for (int i = 0; i < m->n_layers; i++) {
@@ -253,7 +334,6 @@ loom_status loom_export_safetensors(const loom_model *m, const char *path, loom_
         if (!l->ops->lower) {
             char desc[128];
             model_layer_name(m, i, desc, sizeof desc);
-            list_free(&s);
             return loom_error_set(err, LOOM_ERR_ARG, "safetensors: %s has no PyTorch form", desc);
         }
         l->ops->lower(l, &lw);
@@ -261,12 +341,23 @@ loom_status loom_export_safetensors(const loom_model *m, const char *path, loom_
          * between), vectors are in PyTorch's (c, h, w) order */
         if (lw.kind == LOWER_FLATTEN && l->in.rank == 3)
             img = l->in;
-        if (!add_layer(&s, l, &lw, l->in.rank == 1 ? img : (loom_shape){0}, &module)) {
-            list_free(&s);
-            return loom_error_set(err, LOOM_ERR_NOMEM, "safetensors: out of memory");
-        }
+        if (!add_layer(s, l, &lw, l->in.rank == 1 ? img : (loom_shape){0}, &module))
+            return s->st ? s->st
+                         : loom_error_set(err, LOOM_ERR_NOMEM, "safetensors: out of memory");
         if (lw.kind == LOWER_DENSE)
             img = (loom_shape){0};
+    }
+    return LOOM_OK;
+}
+
+loom_status loom_export_safetensors(const loom_model *m, const char *path, loom_error *err) {
+    if (!m || !path)
+        return loom_error_set(err, LOOM_ERR_ARG, "safetensors: NULL argument");
+    st_list s = {0};
+    loom_status st = walk_layers(m, &s, err);
+    if (st) {
+        list_free(&s);
+        return st;
     }
     uint8_t *buf = NULL;
     size_t len = 0;
@@ -274,7 +365,79 @@ loom_status loom_export_safetensors(const loom_model *m, const char *path, loom_
     list_free(&s);
     if (!is_ok)
         return loom_error_set(err, LOOM_ERR_NOMEM, "safetensors: out of memory");
-    loom_status st = loom_file_write_atomic(path, buf, len, err);
+    st = loom_file_write_atomic(path, buf, len, err);
+    free(buf);
+    return st;
+}
+
+/* The header: u64 little-endian length, then that many bytes of JSON, within the file. */
+static loom_status read_header(const char *path, const uint8_t *buf, size_t len, cJSON **head,
+                               loom_error *err) {
+    *head = NULL;
+    if (len < 8)
+        return loom_error_set(err, LOOM_ERR_FORMAT, "%s: not safetensors: %zu bytes", path, len);
+    uint64_t n = 0;
+    for (int k = 0; k < 8; k++)
+        n |= (uint64_t)buf[k] << (8 * k);
+    if (n > len - 8)
+        return loom_error_set(err, LOOM_ERR_FORMAT,
+                              "%s: header length %llu exceeds the %zu bytes that follow", path,
+                              (unsigned long long)n, len - 8);
+    *head = cJSON_ParseWithLength((const char *)buf + 8, (size_t)n);
+    if (!cJSON_IsObject(*head)) {
+        cJSON_Delete(*head);
+        *head = NULL;
+        return loom_error_set(err, LOOM_ERR_FORMAT, "%s: the header is not a JSON object", path);
+    }
+    return LOOM_OK;
+}
+
+loom_status loom_import_safetensors(loom_model *m, const char *path, loom_error *err) {
+    if (!m || !path)
+        return loom_error_set(err, LOOM_ERR_ARG, "safetensors: NULL argument");
+    char *buf = NULL;
+    size_t len = 0;
+    cJSON *head = NULL;
+    float *keep = NULL;
+    loom_status st = loom_file_read_all(path, &buf, &len, err);
+    if (st || (st = read_header(path, (const uint8_t *)buf, len, &head, err)))
+        goto done;
+    size_t n_head = 0;
+    for (int k = 0; k < 8; k++)
+        n_head |= (size_t)((const uint8_t *)buf)[k] << (8 * k);
+    /* the model as it was, restored on any error */
+    keep = malloc(sizeof(float) * (m->n_params + m->n_state + 1));
+    if (!keep) {
+        st = loom_error_set(err, LOOM_ERR_NOMEM, "%s: out of memory", path);
+        goto done;
+    }
+    memcpy(keep, m->params, sizeof(float) * m->n_params);
+    memcpy(keep + m->n_params, m->state, sizeof(float) * m->n_state);
+    st_list s = {.is_import = true,
+                 .head = head,
+                 .data = (const uint8_t *)buf + 8 + n_head,
+                 .n_data = len - 8 - n_head,
+                 .path = path,
+                 .err = err};
+    st = walk_layers(m, &s, err);
+    for (const cJSON *e = head->child; !st && e; e = e->next) {
+        bool is_used = strcmp(e->string, "__metadata__") == 0;
+        for (int i = 0; i < s.n_used && !is_used; i++)
+            is_used = s.used[i] == e;
+        const char *dot = strrchr(e->string, '.');
+        if (!is_used && !(dot && strcmp(dot, ".num_batches_tracked") == 0))
+            st = loom_error_set(err, LOOM_ERR_FORMAT,
+                                "%s: tensor '%.80s' is not a parameter of the model", path,
+                                e->string);
+    }
+    list_free(&s);
+    if (st) {
+        memcpy(m->params, keep, sizeof(float) * m->n_params);
+        memcpy(m->state, keep + m->n_params, sizeof(float) * m->n_state);
+    }
+done:
+    free(keep);
+    cJSON_Delete(head);
     free(buf);
     return st;
 }
