@@ -659,21 +659,52 @@ static void fmt_count(double v, char *buf, size_t n) {
     snprintf(buf, n, "%s", out);
 }
 
-void loom_model_summary(const loom_model *m, FILE *f) {
+/* One summary row per layer; a residual block as its head row (output shape, all its
+ * parameters), its inner layers and shortcut indented below it, and its closing brace. */
+static void summary_layer(const layer *l, int depth, FILE *f) {
     char shp[64], cnt[48], desc[256];
+    int ind = 2 * depth;
+    shape_format(l->out, shp, sizeof shp);
+    fmt_count((double)(l->n_params + l->n_state), cnt, sizeof cnt);
+    if (!layer_is_residual(l)) {
+        l->ops->describe(l, desc, sizeof desc);
+        fprintf(f, "%*s%-*.*s %-18s %12s\n", ind, "", 44 - ind, 44 - ind, desc, shp, cnt);
+        return;
+    }
+    layer *parts = malloc(sizeof(layer) * RESIDUAL_MAX_LAYERS), proj;
+    if (!parts)
+        return;
+    int n = residual_parts(l, parts, RESIDUAL_MAX_LAYERS, &proj);
+    fprintf(f, "%*s%-*s %-18s %12s\n", ind, "", 44 - ind,
+            proj.ops ? "residual proj {" : "residual {", shp, cnt);
+    for (int j = 0; j < n; j++)
+        summary_layer(&parts[j], depth + 1, f);
+    if (proj.ops) {
+        char pd[200];
+        proj.ops->describe(&proj, pd, sizeof pd);
+        snprintf(desc, sizeof desc, "shortcut: %s", pd);
+        shape_format(proj.out, shp, sizeof shp);
+        fmt_count((double)proj.n_params, cnt, sizeof cnt);
+        fprintf(f, "%*s%-*.*s %-18s %12s\n", ind + 2, "", 42 - ind, 42 - ind, desc, shp, cnt);
+    }
+    layer_lowering lw;
+    l->ops->lower(l, &lw);
+    snprintf(desc, sizeof desc, "} + %s%s%s", proj.ops ? "shortcut" : "input",
+             lw.act != ACT_NONE ? ", " : "", lw.act != ACT_NONE ? act_name(lw.act) : "");
+    fprintf(f, "%*s%s\n", ind, "", desc);
+    free(parts);
+}
+
+void loom_model_summary(const loom_model *m, FILE *f) {
+    char shp[64], cnt[48];
     const char *rule = "-----------------------------------------------------------------------"
                        "---------";
     fprintf(f, "%-44s %-18s %12s\n", "Layer", "Output shape", "Params");
     fprintf(f, "%s\n", rule);
     shape_format(m->in, shp, sizeof shp);
     fprintf(f, "%-44s %-18s %12s\n", "input", shp, "0");
-    for (int i = 0; i < m->n_layers; i++) {
-        const layer *l = &m->layers[i];
-        l->ops->describe(l, desc, sizeof desc);
-        shape_format(l->out, shp, sizeof shp);
-        fmt_count((double)(l->n_params + l->n_state), cnt, sizeof cnt);
-        fprintf(f, "%-44.44s %-18s %12s\n", desc, shp, cnt);
-    }
+    for (int i = 0; i < m->n_layers; i++)
+        summary_layer(&m->layers[i], 0, f);
     fprintf(f, "%s\n", rule);
     fmt_count((double)(m->n_params + m->n_state), cnt, sizeof cnt);
     fprintf(f, "Total params: %s\n", cnt);
