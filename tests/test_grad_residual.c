@@ -7,6 +7,7 @@
 #include "gradcheck.h"
 
 #include <string.h>
+#include <unistd.h>
 
 static void test_identity(void) {
     gradcheck_expect("conv 3 3x3 same, residual { conv 3 3x3 same tanh, conv 3 3x3 same }, "
@@ -144,6 +145,75 @@ static void test_text_and_inference(void) {
     loom_model_destroy(m);
 }
 
+/* save -> load: the same text (nesting, projections, the activations after the additions), the
+ * same parameters and batchnorm state, bitwise-identical outputs. */
+static void test_save_load(void) {
+    enum { B = 5 };
+    const char *text = "conv 4 3x3 same, batchnorm, relu, repeat 2 { residual { conv 4 3x3 same, "
+                       "batchnorm, relu, conv 4 3x3 same, batchnorm } relu }, residual { conv 6 "
+                       "3x3 s2 same, residual proj { conv 6 3x3 same } elu 0.5 } leaky_relu 0.2, "
+                       "globalavgpool, dense 3 softmax";
+    loom_model *m = NULL, *m2 = NULL;
+    loom_error err = {0};
+    CHECK(loom_model_create(&m, text, "save", 10, 10, 1, &err) == LOOM_OK);
+    if (!m)
+        return;
+    loom_model_init(m, 8);
+    static float x[B * 100], y1[B * 3];
+    loom_rng rng;
+    loom_rng_seed(&rng, 9);
+    for (int i = 0; i < B * 100; i++)
+        x[i] = loom_rng_uniform(&rng);
+    CHECK(loom_model_prepare(m, B, &err) == LOOM_OK);
+    loom_model_forward(m, x, B, true, &rng); /* moves the running statistics off their start */
+    memcpy(y1, loom_model_forward(m, x, B, false, NULL), sizeof y1);
+    char path[] = "/tmp/loom_test_residual_XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    if (fd >= 0)
+        close(fd);
+    CHECK(loom_model_save(m, "model=x\n", path, &err) == LOOM_OK);
+    CHECK_MSG(loom_model_load(&m2, NULL, path, &err) == LOOM_OK, "%s", err.msg);
+    remove(path);
+    if (m2) {
+        CHECK(strcmp(loom_model_text(m2), loom_model_text(m)) == 0);
+        CHECK(loom_model_n_params(m2) == loom_model_n_params(m));
+        CHECK(memcmp(loom_model_params(m2), loom_model_params(m),
+                     sizeof(float) * loom_model_n_params(m)) == 0);
+        CHECK(memcmp(loom_model_state(m2), loom_model_state(m),
+                     sizeof(float) * loom_model_n_state(m)) == 0);
+        CHECK(loom_model_prepare(m2, B, &err) == LOOM_OK);
+        CHECK(memcmp(loom_model_forward(m2, x, B, false, NULL), y1, sizeof y1) == 0);
+    }
+    loom_model_destroy(m);
+    loom_model_destroy(m2);
+}
+
+/* Random erasing: parsed and formatted back to the same values, and drawn in place. */
+static void test_erase_setting(void) {
+    loom_train_config cfg = {0};
+    loom_error err = {0};
+    char buf[128];
+    CHECK(loom_augment_parse("flip,shift:2,erase", &cfg, &err) == LOOM_OK);
+    CHECK(cfg.is_augment_flip && cfg.augment_shift == 2 && cfg.erase_p == 0.5f);
+    loom_augment_format(&cfg, buf, sizeof buf);
+    CHECK_MSG(strcmp(buf, "flip,shift:2,erase:0.5:0.02-0.4:0.3") == 0, "%s", buf);
+    CHECK(loom_augment_parse("erase:0.25:0.1-0.2:0.5", &cfg, &err) == LOOM_OK);
+    loom_augment_format(&cfg, buf, sizeof buf);
+    CHECK_MSG(strcmp(buf, "shift:0,erase:0.25:0.1-0.2:0.5") == 0, "%s", buf);
+    loom_train_config c2 = {0};
+    CHECK(loom_augment_parse(buf, &c2, &err) == LOOM_OK);
+    CHECK(c2.erase_p == cfg.erase_p && c2.erase_area_min == cfg.erase_area_min &&
+          c2.erase_area_max == cfg.erase_area_max && c2.erase_aspect == cfg.erase_aspect);
+    CHECK(loom_augment_parse("erase:1.5", &cfg, &err) == LOOM_ERR_ARG);
+    CHECK(strstr(err.msg, "'erase:1.5'") != NULL);
+    CHECK(loom_augment_parse("erase:0.5:0.4-0.1", &cfg, &err) == LOOM_ERR_ARG);
+    CHECK(loom_augment_parse("erase:0.5:0.1", &cfg, &err) == LOOM_ERR_ARG);
+    CHECK(loom_augment_parse("flip", &cfg, &err) == LOOM_OK && cfg.erase_p == 0.0f);
+    loom_augment_format(&cfg, buf, sizeof buf);
+    CHECK(strcmp(buf, "flip,shift:0") == 0);
+}
+
 static void expect_error(const char *text, const char *part) {
     loom_model *m = NULL;
     loom_error err = {0};
@@ -173,6 +243,8 @@ int main(void) {
     RUN(test_batchnorm_dropout);
     RUN(test_threads);
     RUN(test_text_and_inference);
+    RUN(test_save_load);
+    RUN(test_erase_setting);
     RUN(test_errors);
     return check_report();
 }

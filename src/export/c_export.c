@@ -430,19 +430,18 @@ static const char *const helper_text[] = {
 };
 
 /* Residual blocks: the block's input kept, and added back to its output. */
-static const char residual_text[] =
-    "/* y (n) = x (n) */\n"
-    "static void @_copy(const float *x, float *y, long n) {\n"
-    "    long i;\n"
-    "    for (i = 0; i < n; i++)\n"
-    "        y[i] = x[i];\n"
-    "}\n\n"
-    "/* y (n) += x (n) */\n"
-    "static void @_add(float *y, const float *x, long n) {\n"
-    "    long i;\n"
-    "    for (i = 0; i < n; i++)\n"
-    "        y[i] += x[i];\n"
-    "}\n\n";
+static const char residual_text[] = "/* y (n) = x (n) */\n"
+                                    "static void @_copy(const float *x, float *y, long n) {\n"
+                                    "    long i;\n"
+                                    "    for (i = 0; i < n; i++)\n"
+                                    "        y[i] = x[i];\n"
+                                    "}\n\n"
+                                    "/* y (n) += x (n) */\n"
+                                    "static void @_add(float *y, const float *x, long n) {\n"
+                                    "    long i;\n"
+                                    "    for (i = 0; i < n; i++)\n"
+                                    "        y[i] += x[i];\n"
+                                    "}\n\n";
 
 static const char softmax_text[] =
     "/* p (K) = softmax of z (K), in double as loom computes it; returns the index of the largest\n"
@@ -467,10 +466,10 @@ static const char softmax_text[] =
  * its inner layers, its projection (a conv with is_shortcut) and X_RES_END. */
 typedef struct {
     const loom_model *m;
-    xlayer *x;  /* (n) owned */
-    layer *ls;  /* (n) owned copies; inner layers' w and state point into their block's */
+    xlayer *x; /* (n) owned */
+    layer *ls; /* (n) owned copies; inner layers' w and state point into their block's */
     int n, cap;
-    int depth;  /* residual blocks nested at most this deep: one stash buffer each */
+    int depth; /* residual blocks nested at most this deep: one stash buffer each */
     bool has_proj;
     const char *prefix;
     char upper[72];           /* the prefix in capitals, for macros */
@@ -535,7 +534,10 @@ static loom_status plan_layer(plan *p, const layer *l, int index, int depth, loo
         if (!plan_push(p, &proj, &x))
             st = loom_error_set(err, LOOM_ERR_NOMEM, "C export: out of memory");
     }
-    x = (xlayer){.kind = X_RES_END, .act = lw.act, .alpha = lw.alpha, .has_proj = proj.ops != NULL,
+    x = (xlayer){.kind = X_RES_END,
+                 .act = lw.act,
+                 .alpha = lw.alpha,
+                 .has_proj = proj.ops != NULL,
                  .depth = depth};
     if (!st && !plan_push(p, l, &x))
         st = loom_error_set(err, LOOM_ERR_NOMEM, "C export: out of memory");

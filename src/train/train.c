@@ -36,7 +36,8 @@ static bool parse_erase(const char *tok, loom_train_config *cfg) {
     if (strncmp(tok, "erase", 5) != 0)
         return false;
     const char *p = tok + 5;
-    for (int k = 0; *p && k < 4; k++) {
+    int k = 0;
+    for (; *p && k < 4; k++) {
         if (*p != (k == 2 ? '-' : ':'))
             return false;
         char *end;
@@ -45,8 +46,8 @@ static bool parse_erase(const char *tok, loom_train_config *cfg) {
             return false;
         p = end;
     }
-    if (*p || !(v[0] > 0.0f && v[0] <= 1.0f) || !(v[1] > 0.0f && v[1] <= v[2] && v[2] < 1.0f) ||
-        !(v[3] > 0.0f && v[3] <= 1.0f))
+    if (*p || k == 2 || !(v[0] > 0.0f && v[0] <= 1.0f) ||
+        !(v[1] > 0.0f && v[1] <= v[2] && v[2] < 1.0f) || !(v[3] > 0.0f && v[3] <= 1.0f))
         return false;
     cfg->erase_p = v[0];
     cfg->erase_area_min = v[1];
