@@ -185,8 +185,7 @@ static const setting table[] = {
      1,
      false},
     {{"augment", "LIST",
-      "none | flip,shift:N,erase[:P[:AMIN-AMAX[:R]]] (random flips, shifts of up to N px, "
-      "random erasing)",
+      "none | flip,shift:N,erase[:P[:AMIN-AMAX[:R]]] (flips, shifts, random erasing)",
       LOOM_SETTING_TRAINING | LOOM_SETTING_SEARCHABLE},
      K_AUGMENT,
      TR(is_augment_flip),
