@@ -234,6 +234,10 @@ static void test_errors(void) {
     expect_error("residual { conv 2 3x3 same, bogus 3 }, flatten, dense 3",
                  "spec.txt:1: unknown layer kind 'bogus'");
     expect_error("{ conv 2 3x3 }, flatten, dense 3", "without 'residual' or 'repeat N'");
+    expect_error("repeat 1000 { repeat 1000 { repeat 1000 { } } }, flatten, dense 3",
+                 "spec.txt:1: repeat: an empty block");
+    expect_error("flatten, dense 3, residual { repeat 60 { residual { repeat 60 { tanh } } } }",
+                 "longer than");
 }
 
 int main(void) {

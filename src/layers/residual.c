@@ -162,6 +162,8 @@ static loom_status make_proj(layer *l, res_cfg *c, loom_error *err) {
     return LOOM_OK;
 }
 
+static void res_describe(const layer *l, char *buf, size_t n);
+
 static loom_status res_init(layer *l, loom_error *err) {
     res_cfg *c = l->cfg;
     loom_shape s = l->in;
@@ -212,6 +214,17 @@ static loom_status res_init(layer *l, loom_error *err) {
             n_grad = shape_size(q->out);
     }
     c->n_grad = n_grad;
+    /* the model text holds the block on one line: it must fit, to read back the same */
+    char *line = malloc(RESIDUAL_DESCRIBE_MAX);
+    if (!line)
+        return loom_error_set(err, LOOM_ERR_NOMEM, "residual: out of memory");
+    res_describe(l, line, RESIDUAL_DESCRIBE_MAX);
+    size_t len = strlen(line);
+    free(line);
+    if (len + 1 >= RESIDUAL_DESCRIBE_MAX)
+        return loom_error_set(err, LOOM_ERR_FORMAT,
+                              "residual: the block's one-line text is longer than %d characters",
+                              RESIDUAL_DESCRIBE_MAX - 2);
     l->scratch_per_example += 2 * n_grad;
     l->scratch_fixed += 2 * RES_ALIGN;
     l->flops += (double)shape_size(l->out) * (c->act == ACT_NONE ? 1 : 2);

@@ -221,12 +221,14 @@ static loom_status parse_seq(parser *ps, layer *out, int cap, int *n, int depth)
             if (it->argc != 2 || !parse_int(it->argv[1], &count) || count < 1 || count > 1000)
                 return perr(ps, it->line, "repeat: expected a count from 1 to 1000, found '%s'",
                             it->argc > 1 ? it->argv[1] : "");
-            int start = ps->pos;
+            int start = ps->pos, n0 = *n;
             for (int r = 0; r < count; r++) {
                 ps->pos = start;
                 loom_status st = parse_body(ps, it, out, cap, n, depth);
                 if (st)
                     return st;
+                if (*n == n0) /* also bounds the work of nested repeats */
+                    return perr(ps, it->line, "%s: an empty block", "repeat");
             }
             continue;
         }
