@@ -143,7 +143,7 @@ assert np.array_equal(tensor('5.bias'), inits['l5_bias'])
 PY
 $LOOM export "$T/run-mlp/model.loom" -o "$T/x.bin" 2>"$T/err"
 check "[ \$? -eq 2 ] && [ \$(wc -l < '$T/err') -eq 1 ] && [ ! -e '$T/x.bin' ]"
-$LOOM export "$T/run-mlp/model.loom" -o "$T/y.onnx" --format c 2>"$T/err"
+$LOOM export "$T/run-mlp/model.loom" -o "$T/y.onnx" --format tflite 2>"$T/err"
 check "[ \$? -eq 2 ] && grep -q 'onnx' '$T/err'"
 $LOOM export "$T/nothing.loom" -o "$T/z.onnx" 2>"$T/err"
 check "[ \$? -eq 1 ] && [ \$(wc -l < '$T/err') -eq 1 ] && [ ! -e '$T/z.onnx' ]"
