@@ -174,8 +174,9 @@ static loom_status res_init(layer *l, loom_error *err) {
     l->flops = 0;
     l->is_whole_batch = false;
     size_t n_grad = shape_size(l->in);
+    /* the inner layers in order, then (j = n) the projection when the shortcut needs one */
     for (int j = 0; j <= c->n; j++) {
-        layer *q = &c->inner[j < c->n ? j : 0];
+        layer *q = j < c->n ? &c->inner[j] : &c->proj;
         if (j == c->n) {
             l->out = s;
             if (!c->is_proj_forced && shape_equal(l->in, l->out)) {
@@ -185,7 +186,6 @@ static loom_status res_init(layer *l, loom_error *err) {
             loom_status r = make_proj(l, c, err);
             if (r)
                 return r;
-            q = &c->proj;
         } else {
             q->in = s;
             loom_error e2 = {0};
