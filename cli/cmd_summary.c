@@ -88,13 +88,29 @@ int cmd_models(int argc, char **argv) {
                 printf(" --augment %s", z->augment);
             if (z->early_stopping > 0)
                 printf(" --early-stopping %d", z->early_stopping);
+            /* the zoo's "name=value" settings as flags: --name-with-dashes value (a switch alone)
+             */
+            for (const char *w = z->settings; w && *w;) {
+                size_t n = strcspn(w, " ");
+                const char *eq = memchr(w, '=', n);
+                if (eq) {
+                    printf(" --");
+                    for (const char *q = w; q < eq; q++)
+                        putchar(*q == '_' ? '-' : *q);
+                    if (!(eq + 2 == w + n && eq[1] == '1'))
+                        printf(" %.*s", (int)(w + n - eq - 1), eq + 1);
+                }
+                w += n + (w[n] == ' ');
+            }
             printf("\n");
             if (z->published)
                 printf("    published: %s\n", z->published);
-            printf("    model: ");
+            /* a model with blocks keeps its lines, so that it reads as written */
+            bool has_blocks = strchr(z->text, '{') != NULL;
+            printf(has_blocks ? "    model:\n        " : "    model: ");
             for (const char *p = z->text; *p; p++)
                 if (*p == '\n')
-                    printf(p[1] ? ", " : "\n");
+                    printf(!p[1] ? "\n" : has_blocks ? "\n        " : ", ");
                 else
                     putchar(*p);
         }

@@ -236,6 +236,8 @@ typedef struct {
     int early_stopping;    /* patience, 0 = off */
     const char *published; /* figure to beat, or NULL */
     const char *augment;   /* training augmentation, e.g. "flip,shift:2"; "" = none */
+    /* more default settings as "name=value ..." (numbers and switches), or NULL */
+    const char *settings;
 } loom_zoo_entry;
 
 /* Entries are static. The entry named name, or NULL; entry i of loom_zoo_count() (NULL out of
@@ -428,9 +430,13 @@ typedef struct {
     void *log_user;
     loom_progress_fn progress; /* progress events; NULL = none */
     void *progress_user;
-    volatile int *stop_flag;     /* set non-zero (by a signal handler) to stop after this step */
-    bool is_augment_flip;        /* random horizontal flips of training images */
-    int augment_shift;           /* random translations of up to this many pixels, 0 = off */
+    volatile int *stop_flag; /* set non-zero (by a signal handler) to stop after this step */
+    bool is_augment_flip;    /* random horizontal flips of training images */
+    int augment_shift;       /* random translations of up to this many pixels, 0 = off */
+    /* random erasing (Zhong et al. 2017): with probability erase_p a rectangle of erase_area_min
+     * to erase_area_max of the image, aspect ratio erase_aspect to 1/erase_aspect (log-uniform),
+     * is filled with uniform [0, 1) noise; erase_p 0 = off */
+    float erase_p, erase_area_min, erase_area_max, erase_aspect;
     const char *checkpoint_path; /* NULL = no checkpoints; else written atomically there */
     int checkpoint_every;        /* epochs between checkpoints (0 = 1) */
     int checkpoint_steps;        /* also every N steps inside an epoch, 0 = off */
@@ -1016,6 +1022,8 @@ LOOM_API loom_status loom_run_config_load(loom_run_config *rc, const char *run_d
  * are its callers: loom_run_config_load, loom_run_apply_zoo_defaults, loom_cv_apply_zoo_defaults,
  * loom_setting_set, loom_space_parse, loom_tune_run. */
 LOOM_API loom_status loom_augment_parse(const char *s, loom_train_config *cfg, loom_error *err);
+/* The augmentation of cfg as loom_augment_parse reads it back to the same values. */
+LOOM_API void loom_augment_format(const loom_train_config *cfg, char *buf, size_t n);
 
 /* Defaults for rc; if model names a zoo entry its training defaults are applied (other names
  * are left alone; LOOM_ERR_ARG only for a zoo entry with a bad optimizer or augment value). */

@@ -73,6 +73,9 @@ static const char *models[] = {
     "flatten, dense 10 softmax",
     "rows, lstm 16 recurrent-dropout 0.25, dense 10 softmax",
     "rows, gru 12 return-sequences, rnn 8, dense 10 softmax",
+    "conv 8 3x3 same, batchnorm, relu, repeat 2 { residual { conv 8 3x3 same, batchnorm, relu, "
+    "dropout 0.1, conv 8 3x3 same, batchnorm } relu }, residual { conv 12 3x3 s2 same, "
+    "residual { conv 12 3x3 same tanh } } relu, globalavgpool, dense 10 softmax",
 };
 
 /* The model of text for 12x12 inputs, initialised; NULL after a failed CHECK. */

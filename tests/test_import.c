@@ -83,9 +83,36 @@ static void round_trip(const char *what, const char *text) {
     loom_model_destroy(m);
 }
 
+/* A model with residual blocks leaves loom (ONNX, with Add nodes) but does not come back: the
+ * import takes chains only, and safetensors has no form for a block. Both say so in one line. */
+static void residual_refused(const char *what, const char *text) {
+    loom_model *m = model(text, 11), *back = NULL;
+    if (!m)
+        return;
+    loom_error err = {0};
+    char *config = NULL;
+    CHECK_MSG(loom_export_onnx(m, tmp_path("rt.onnx"), &err) == LOOM_OK, "%s", err.msg);
+    CHECK(loom_import_onnx(&back, &config, tmp_path("rt.onnx"), &err) == LOOM_ERR_FORMAT);
+    CHECK_MSG(strstr(err.msg, "(Add)") != NULL, "%s: %s", what, err.msg);
+    CHECK(loom_export_safetensors(m, tmp_path("rt.safetensors"), &err) != LOOM_OK);
+    CHECK_MSG(strstr(err.msg, "residual") != NULL, "%s: %s", what, err.msg);
+    free(config);
+    loom_model_destroy(back);
+    loom_model_destroy(m);
+}
+
 static void test_zoo_round_trip(void) {
-    for (int i = 0; i < loom_zoo_count(); i++)
-        round_trip(loom_zoo_get(i)->name, loom_zoo_get(i)->text);
+    int n_blocks = 0;
+    for (int i = 0; i < loom_zoo_count(); i++) {
+        const loom_zoo_entry *z = loom_zoo_get(i);
+        if (strstr(z->text, "residual")) {
+            residual_refused(z->name, z->text);
+            n_blocks++;
+        } else {
+            round_trip(z->name, z->text);
+        }
+    }
+    CHECK(n_blocks <= 1); /* the zoo's one residual model; the other 15 round-trip */
 }
 
 static void test_kinds_round_trip(void) {

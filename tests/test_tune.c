@@ -163,6 +163,45 @@ static void test_space_parse(void) {
     loom_space_destroy(s);
 }
 
+/* Residual blocks in a space: their lines pass on to the model text, inside and around repeat
+ * blocks, with searched words inside; an unclosed block names its line. */
+static void test_space_residual(void) {
+    const char *text = "conv {8|16} 3x3 same\n"
+                       "repeat {1..2} {\n"
+                       "  residual {\n"
+                       "    conv {8|16} 3x3 same, batchnorm, relu\n"
+                       "  } relu\n"
+                       "}\n"
+                       "residual proj {\n"
+                       "  conv 24 3x3 s2 same\n"
+                       "  residual {\n"
+                       "    conv 24 3x3 same\n"
+                       "  }\n"
+                       "}\n"
+                       "globalavgpool, dense 10 softmax\n"
+                       "lr {1e-3..1e-2 log}\n";
+    loom_space *s = NULL;
+    loom_error err = {0};
+    CHECK_MSG(loom_space_parse(&s, text, "res.txt", &err) == LOOM_OK, "%s", err.msg);
+    if (!s)
+        return;
+    for (uint64_t seed = 1; seed <= 4; seed++) {
+        loom_space_point pt;
+        CHECK(loom_space_sample(s, seed, &pt, &err) == LOOM_OK);
+        loom_model *m = NULL;
+        CHECK_MSG(loom_model_create(&m, pt.model_text, "point", 28, 28, 1, &err) == LOOM_OK,
+                  "%s\n%s", err.msg, pt.model_text);
+        CHECK(strstr(pt.model_text, "} relu\n") != NULL);
+        loom_model_destroy(m);
+        loom_space_point_reset(&pt);
+    }
+    loom_space_destroy(s);
+    CHECK(loom_space_parse(&s, "conv 8 3x3 same\nresidual {\nconv 8 3x3 same\nflatten, dense 10",
+                           "open.txt", &err) != LOOM_OK);
+    CHECK_MSG(strstr(err.msg, "open.txt:2") && strstr(err.msg, "not closed"), "%s", err.msg);
+    loom_space_destroy(s);
+}
+
 static void test_space_errors(void) {
     static const struct {
         const char *text;
@@ -865,6 +904,7 @@ static void test_study_stop_after_finished_step(void) {
 
 int main(void) {
     RUN(test_space_parse);
+    RUN(test_space_residual);
     RUN(test_space_errors);
     RUN(test_space_sampling);
     RUN(test_settings);

@@ -30,6 +30,8 @@ typedef enum {
     X_STD,
     X_REC,
     X_COLUMNS,
+    X_RES_BEGIN, /* a residual block's input kept in its stash buffer (one per nesting depth) */
+    X_RES_END,   /* the block's output: + the stash (or the projection), then act */
 } xkind;
 
 /* One layer as the export sees it. */
@@ -44,6 +46,9 @@ typedef struct {
     bool is_seq, is_bidir;
     bool is_folded;   /* batchnorm folded into the layer before */
     bool has_bn_fold; /* dense/conv: the next layer's batchnorm is folded into the weights */
+    bool is_shortcut; /* conv: a residual block's projection, from its stash into pt */
+    bool has_proj;    /* X_RES_END: the projection's output pt is added, else the stash */
+    int depth;        /* X_RES_BEGIN, X_RES_END, shortcut: the block's nesting depth */
 } xlayer;
 
 /* Reads an activation word (and its alpha) at words[*i]; false when words[*i] is none. */
@@ -430,6 +435,20 @@ static const char *const helper_text[] = {
     "}\n\n",
 };
 
+/* Residual blocks: the block's input kept, and added back to its output. */
+static const char residual_text[] = "/* y (n) = x (n) */\n"
+                                    "static void @_copy(const float *x, float *y, long n) {\n"
+                                    "    long i;\n"
+                                    "    for (i = 0; i < n; i++)\n"
+                                    "        y[i] = x[i];\n"
+                                    "}\n\n"
+                                    "/* y (n) += x (n) */\n"
+                                    "static void @_add(float *y, const float *x, long n) {\n"
+                                    "    long i;\n"
+                                    "    for (i = 0; i < n; i++)\n"
+                                    "        y[i] += x[i];\n"
+                                    "}\n\n";
+
 static const char softmax_text[] =
     "/* p (K) = softmax of z (K), in double as loom computes it; returns the index of the largest\n"
     " * probability (the first of ties). */\n"
@@ -449,9 +468,15 @@ static const char softmax_text[] =
     "}\n\n";
 
 /* Everything the writers need to know about the model. */
+/* The layers the export writes: the model's, with each residual block unrolled into X_RES_BEGIN,
+ * its inner layers, its projection (a conv with is_shortcut) and X_RES_END. */
 typedef struct {
     const loom_model *m;
-    xlayer x[MODEL_MAX_LAYERS];
+    xlayer *x; /* (n) owned */
+    layer *ls; /* (n) owned copies; inner layers' w and state point into their block's */
+    int n, cap;
+    int depth; /* residual blocks nested at most this deep: one stash buffer each */
+    bool has_proj;
     const char *prefix;
     char upper[72];           /* the prefix in capitals, for macros */
     size_t max_act;           /* floats of the largest activation (input included) */
@@ -460,8 +485,71 @@ typedef struct {
     size_t n_work;            /* floats of the work buffer */
     double macs;              /* multiply-adds per image, roughly */
     int n_out;                /* logits */
-    bool uses[X_COLUMNS + 1]; /* which helpers */
+    bool uses[X_RES_END + 1]; /* which helpers */
 } plan;
+
+/* Appends layer l (copied) as an entry with x's kind; false when out of memory. */
+static bool plan_push(plan *p, const layer *l, const xlayer *x) {
+    if (p->n == p->cap) {
+        int cap = p->cap ? 2 * p->cap : 64;
+        xlayer *nx = realloc(p->x, sizeof *nx * (size_t)cap);
+        if (nx)
+            p->x = nx;
+        layer *nl = nx ? realloc(p->ls, sizeof *nl * (size_t)cap) : NULL;
+        if (!nl)
+            return false;
+        p->ls = nl;
+        p->cap = cap;
+    }
+    p->x[p->n] = *x;
+    p->ls[p->n] = *l;
+    p->n++;
+    return true;
+}
+
+/* Layer l (index: its top-level position, for messages) into the plan, a residual block
+ * unrolled. */
+static loom_status plan_layer(plan *p, const layer *l, int index, int depth, loom_error *err) {
+    xlayer x;
+    if (!layer_is_residual(l)) {
+        char line[512];
+        l->ops->describe(l, line, sizeof line);
+        loom_status st = read_layer(index, line, &x, err);
+        if (st)
+            return st;
+        return plan_push(p, l, &x) ? LOOM_OK
+                                   : loom_error_set(err, LOOM_ERR_NOMEM, "C export: out of memory");
+    }
+    layer_lowering lw;
+    l->ops->lower(l, &lw);
+    layer *parts = malloc(sizeof(layer) * RESIDUAL_MAX_LAYERS), proj;
+    if (!parts)
+        return loom_error_set(err, LOOM_ERR_NOMEM, "C export: out of memory");
+    int n = residual_parts(l, parts, RESIDUAL_MAX_LAYERS, &proj);
+    p->depth = depth + 1 > p->depth ? depth + 1 : p->depth;
+    loom_status st = LOOM_OK;
+    x = (xlayer){.kind = X_RES_BEGIN, .depth = depth};
+    if (!plan_push(p, l, &x))
+        st = loom_error_set(err, LOOM_ERR_NOMEM, "C export: out of memory");
+    for (int j = 0; j < n && !st; j++)
+        st = plan_layer(p, &parts[j], index, depth + 1, err);
+    if (!st && proj.ops) {
+        x = (xlayer){.kind = X_CONV, .R = 1, .S = 1, .is_shortcut = true, .depth = depth};
+        x.sh = x.sw = (l->in.d[0] + l->out.d[0] - 1) / l->out.d[0];
+        p->has_proj = true;
+        if (!plan_push(p, &proj, &x))
+            st = loom_error_set(err, LOOM_ERR_NOMEM, "C export: out of memory");
+    }
+    x = (xlayer){.kind = X_RES_END,
+                 .act = lw.act,
+                 .alpha = lw.alpha,
+                 .has_proj = proj.ops != NULL,
+                 .depth = depth};
+    if (!st && !plan_push(p, l, &x))
+        st = loom_error_set(err, LOOM_ERR_NOMEM, "C export: out of memory");
+    free(parts);
+    return st;
+}
 
 /* Reads the layers, decides folding and the buffers. */
 static loom_status make_plan(plan *p, const loom_model *m, const char *prefix, loom_error *err) {
@@ -472,19 +560,18 @@ static loom_status make_plan(plan *p, const loom_model *m, const char *prefix, l
         p->upper[i] = (char)toupper((unsigned char)prefix[i]);
     p->max_act = (size_t)m->in.d[0] * m->in.d[1] * m->in.d[2];
     for (int i = 0; i < m->n_layers; i++) {
-        const layer *l = &m->layers[i];
-        char line[512];
-        l->ops->describe(l, line, sizeof line);
-        loom_status st = read_layer(i, line, &p->x[i], err);
+        loom_status st = plan_layer(p, &m->layers[i], i, 0, err);
         if (st)
             return st;
-        size_t out = shape_size(l->out);
-        p->max_act = out > p->max_act ? out : p->max_act;
-        p->macs += l->flops / 2;
+        p->macs += m->layers[i].flops / 2;
     }
-    for (int i = 0; i < m->n_layers; i++) {
+    for (int i = 0; i < p->n; i++) {
+        size_t out = shape_size(p->ls[i].out);
+        p->max_act = out > p->max_act ? out : p->max_act;
+    }
+    for (int i = 0; i < p->n; i++) {
         xlayer *x = &p->x[i];
-        const layer *l = &m->layers[i];
+        const layer *l = &p->ls[i];
         /* a batchnorm right after a dense or conv without activation: x W a + (b a + beta'),
          * the same map with the scale folded into the weights */
         if (x->kind == X_BN && i > 0 &&
@@ -499,7 +586,11 @@ static loom_status make_plan(plan *p, const loom_model *m, const char *prefix, l
             size_t ws = 2 * GH + 2 * (size_t)H;
             p->n_rec_ws = ws > p->n_rec_ws ? ws : p->n_rec_ws;
         }
-        if (!x->is_folded) {
+        if (x->kind == X_RES_BEGIN || x->kind == X_RES_END) {
+            p->uses[x->kind] = true;
+            if (x->act != ACT_NONE)
+                p->uses[X_ACT] = true;
+        } else if (!x->is_folded) {
             p->uses[x->kind] = true;
             if ((x->kind == X_DENSE || x->kind == X_CONV) && x->act != ACT_NONE)
                 p->uses[X_ACT] = true;
@@ -508,7 +599,8 @@ static loom_status make_plan(plan *p, const loom_model *m, const char *prefix, l
     }
     const layer *last = &m->layers[m->n_layers - 1];
     p->n_out = (int)shape_size(last->out);
-    p->n_work = 2 * p->max_act + p->n_rec_ws;
+    /* then a stash per nesting depth of residual blocks and the projection's output */
+    p->n_work = 2 * p->max_act + p->n_rec_ws + (size_t)(p->depth + p->has_proj) * p->max_act;
     return LOOM_OK;
 }
 
@@ -591,13 +683,15 @@ static void write_header(FILE *f, const plan *p) {
 static loom_status write_weights(FILE *f, const plan *p, loom_error *err) {
     const loom_model *m = p->m;
     loom_status st = LOOM_OK;
-    for (int i = 0; i < m->n_layers && !st; i++) {
+    (void)m;
+    for (int i = 0; i < p->n && !st; i++) {
         const xlayer *x = &p->x[i];
-        const layer *l = &m->layers[i];
+        const layer *l = &p->ls[i];
         char name[32];
         snprintf(name, sizeof name, "%s%d", x->kind == X_STD ? "s" : "l", i);
         if (x->is_folded || x->kind == X_PASS || x->kind == X_ACT || x->kind == X_COLUMNS ||
-            x->kind == X_MAXPOOL || x->kind == X_AVGPOOL || x->kind == X_GAP)
+            x->kind == X_MAXPOOL || x->kind == X_AVGPOOL || x->kind == X_GAP ||
+            x->kind == X_RES_BEGIN || x->kind == X_RES_END)
             continue;
         if (x->kind == X_STD) {
             st = put_array(f, p->prefix, name, l->state, l->n_state, i, err);
@@ -610,7 +704,7 @@ static loom_status write_weights(FILE *f, const plan *p, loom_error *err) {
             free(ab);
         } else if (x->has_bn_fold) {
             /* W (rows, K) then b (K): W a per column, b a + b' */
-            const layer *bn = &m->layers[i + 1];
+            const layer *bn = &p->ls[i + 1];
             int K = l->out.d[l->out.rank - 1];
             size_t rows = (l->n_params - (size_t)K) / (size_t)K;
             float *w = malloc(sizeof(float) * l->n_params), *ab = malloc(sizeof(float) * 2 * K);
@@ -653,23 +747,48 @@ static void write_predict(FILE *f, const plan *p) {
     fprintf(f, "    float *const t0 = work, *const t1 = work + %zuL;\n", p->max_act);
     if (p->n_rec_ws)
         fprintf(f, "    float *const rw = work + %zuL;\n", 2 * p->max_act);
+    /* residual blocks: the stash of depth d, s<d>, and the projection's output pt */
+    size_t off = 2 * p->max_act + p->n_rec_ws;
+    for (int d = 0; d < p->depth; d++, off += p->max_act)
+        fprintf(f, "    float *const s%d = work + %zuL;\n", d, off);
+    if (p->has_proj)
+        fprintf(f, "    float *const pt = work + %zuL;\n", off);
     fprintf(f, "    long i;\n");
     fprintf(f, "    for (i = 0; i < %zuL; i++)\n        t0[i] = image[i] / 255.0f;\n",
             (size_t)m->in.d[0] * m->in.d[1] * m->in.d[2]);
     int cur = 0;
     static const char *const bufs[] = {"t0", "t1"};
-    for (int i = 0; i < m->n_layers; i++) {
+    for (int i = 0; i < p->n; i++) {
         const xlayer *x = &p->x[i];
-        const layer *l = &m->layers[i];
+        const layer *l = &p->ls[i];
         char line[512], si[64], so[64];
-        l->ops->describe(l, line, sizeof line);
+        if (x->kind == X_RES_BEGIN || x->kind == X_RES_END)
+            snprintf(line, sizeof line, "residual block %s (depth %d)",
+                     x->kind == X_RES_BEGIN ? "begins" : "ends", x->depth);
+        else if (x->is_shortcut)
+            snprintf(line, sizeof line, "the block's shortcut conv %d 1x1 s%d", l->out.d[2], x->sh);
+        else
+            l->ops->describe(l, line, sizeof line);
         shape_format(l->in, si, sizeof si);
         shape_format(l->out, so, sizeof so);
         fprintf(f, "    /* layer %d: %s: %s -> %s%s */\n", i, line, si, so,
                 x->is_folded ? ", folded into the layer before" : "");
         const char *in = bufs[cur], *out = bufs[1 - cur];
         size_t n_out = shape_size(l->out);
+        char stash[16];
+        snprintf(stash, sizeof stash, "s%d", x->depth);
+        if (x->is_shortcut) {
+            in = stash;
+            out = "pt";
+        }
         switch (x->kind) {
+        case X_RES_BEGIN:
+            fprintf(f, "    %s_copy(%s, %s, %zuL);\n", P, in, stash, shape_size(l->in));
+            break;
+        case X_RES_END:
+            fprintf(f, "    %s_add(%s, %s, %zuL);\n", P, in, x->has_proj ? "pt" : stash, n_out);
+            put_act(f, P, in, n_out, x->act, x->alpha);
+            break;
         case X_DENSE:
             fprintf(f, "    %s_dense(%s, %s, %s_l%d, %d, %d);\n", P, in, out, P, i, l->in.d[0],
                     l->out.d[0]);
@@ -685,7 +804,7 @@ static void write_predict(FILE *f, const plan *p) {
                     P, in, out, P, i, H, W, l->in.d[2], l->out.d[2], x->R, x->S, x->sh, pt, pl, Ho,
                     Wo);
             put_act(f, P, out, n_out, x->act, x->alpha);
-            cur = 1 - cur;
+            cur = x->is_shortcut ? cur : 1 - cur;
             break;
         }
         case X_MAXPOOL:
@@ -759,6 +878,8 @@ static loom_status write_source(FILE *f, const plan *p, loom_error *err) {
     for (int k = 0; k <= X_COLUMNS; k++)
         if (p->uses[k])
             put_text(f, p->prefix, helper_text[k]);
+    if (p->uses[X_RES_BEGIN])
+        put_text(f, p->prefix, residual_text);
     put_text(f, p->prefix, softmax_text);
     write_predict(f, p);
     return LOOM_OK;
@@ -873,6 +994,10 @@ done:
         unlink(tmp_h);
     if (tmp_c[0])
         unlink(tmp_c);
+    if (p) {
+        free(p->x);
+        free(p->ls);
+    }
     free(p);
     return st;
 }

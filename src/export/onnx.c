@@ -196,14 +196,16 @@ static void init_i64(graph *g, const char *tname, int n, const int64_t *v) {
 
 /* ---- lowering, layer by layer ---- */
 
-/* Names of layer i's values: "l<i>_<what>". The current value is in *cur. */
+/* Names of layer i's values: "l<i>_<what>", inside residual blocks "l<i>.<j>..._<what>" (sub
+ * holds ".<j>..."). The current value is in *cur. */
 typedef struct {
     graph *g;
     int i;
+    char sub[96];
     char *cur;
 } emit;
 
-static char *val(emit *e, const char *what) { return name(e->g, "l%d_%s", e->i, what); }
+static char *val(emit *e, const char *what) { return name(e->g, "l%d%s_%s", e->i, e->sub, what); }
 
 /* cur = op(cur) with a fresh output named l<i>_<what>; returns the node. */
 static Onnx__NodeProto *unary(emit *e, const char *op, const char *what) {
@@ -487,6 +489,61 @@ static char *class_names_json(const loom_model *m) {
     return text;
 }
 
+/* Layer l after e->cur; false when it (or a layer inside it) has no lowering. A residual
+ * block: its inner layers from the block's input (their values named l<i>.<j>_...), the
+ * shortcut from that same input (the projection's Conv as l<i>.proj_...), then Add and the
+ * activation. */
+static bool lower_layer(emit *e, const layer *l) {
+    layer_lowering lw;
+    if (!l->ops->lower)
+        return false;
+    l->ops->lower(l, &lw);
+    switch (lw.kind) {
+    case LOWER_DENSE: lower_dense(e, l, &lw); break;
+    case LOWER_CONV: lower_conv(e, l, &lw); break;
+    case LOWER_MAXPOOL:
+    case LOWER_AVGPOOL:
+    case LOWER_GLOBALAVGPOOL: lower_pool(e, &lw); break;
+    case LOWER_BATCHNORM: lower_batchnorm(e, l, &lw); break;
+    case LOWER_DROPOUT: break; /* the identity at inference */
+    case LOWER_FLATTEN: lower_flatten(e, l); break;
+    case LOWER_ACTIVATION: activation(e, lw.act, lw.alpha); break;
+    case LOWER_STANDARDIZE: lower_standardize(e, l); break;
+    case LOWER_RNN:
+    case LOWER_LSTM:
+    case LOWER_GRU: lower_recurrent(e, l, &lw); break;
+    case LOWER_ROWS:
+    case LOWER_COLUMNS: lower_sequence(e, l, lw.kind == LOWER_COLUMNS); break;
+    case LOWER_RESIDUAL: {
+        layer *parts = pool_alloc(e->g, sizeof(layer) * RESIDUAL_MAX_LAYERS), proj;
+        int n = residual_parts(l, parts, RESIDUAL_MAX_LAYERS, &proj);
+        char *x = e->cur, sub[sizeof e->sub];
+        memcpy(sub, e->sub, sizeof sub);
+        size_t len = strlen(sub);
+        for (int j = 0; j < n; j++) {
+            snprintf(e->sub + len, sizeof e->sub - len, ".%d", j + 1);
+            if (!lower_layer(e, &parts[j]))
+                return false;
+        }
+        char *fx = e->cur, *sx = x;
+        if (proj.ops) {
+            snprintf(e->sub + len, sizeof e->sub - len, ".proj");
+            e->cur = x;
+            if (!lower_layer(e, &proj))
+                return false;
+            sx = e->cur;
+        }
+        memcpy(e->sub, sub, sizeof sub);
+        char *y = val(e, "add");
+        node(e->g, "Add", y, 2, 1, fx, sx, y);
+        e->cur = y;
+        activation(e, lw.act, lw.alpha);
+        break;
+    }
+    }
+    return true;
+}
+
 /* Builds the graph into g and model (all of it in g's pool); classes: the class names' JSON.
  * Returns LOOM_ERR_ARG with a message naming the first layer that has no ONNX lowering. */
 static loom_status build(graph *g, const loom_model *m, const char *classes,
@@ -499,31 +556,12 @@ static loom_status build(graph *g, const loom_model *m, const char *classes,
     put_f32(init_f32(g, scale, 0, NULL), 0, 255.0f);
     binary(&e, "Div", "pixels", scale);
     for (int i = 0; i < m->n_layers; i++) {
-        const layer *l = &m->layers[i];
-        layer_lowering lw;
-        if (!l->ops->lower) {
+        e.i = i + 1;
+        e.sub[0] = '\0';
+        if (!lower_layer(&e, &m->layers[i])) {
             char desc[128];
             model_layer_name(m, i, desc, sizeof desc);
             return loom_error_set(err, LOOM_ERR_ARG, "onnx: %s has no ONNX form", desc);
-        }
-        l->ops->lower(l, &lw);
-        e.i = i + 1;
-        switch (lw.kind) {
-        case LOWER_DENSE: lower_dense(&e, l, &lw); break;
-        case LOWER_CONV: lower_conv(&e, l, &lw); break;
-        case LOWER_MAXPOOL:
-        case LOWER_AVGPOOL:
-        case LOWER_GLOBALAVGPOOL: lower_pool(&e, &lw); break;
-        case LOWER_BATCHNORM: lower_batchnorm(&e, l, &lw); break;
-        case LOWER_DROPOUT: break; /* the identity at inference */
-        case LOWER_FLATTEN: lower_flatten(&e, l); break;
-        case LOWER_ACTIVATION: activation(&e, lw.act, lw.alpha); break;
-        case LOWER_STANDARDIZE: lower_standardize(&e, l); break;
-        case LOWER_RNN:
-        case LOWER_LSTM:
-        case LOWER_GRU: lower_recurrent(&e, l, &lw); break;
-        case LOWER_ROWS:
-        case LOWER_COLUMNS: lower_sequence(&e, l, lw.kind == LOWER_COLUMNS); break;
         }
     }
     const layer *last = &m->layers[m->n_layers - 1];

@@ -572,6 +572,9 @@ static void line_of(const imp_layer *l, char *buf, size_t n) {
         break;
     case LOWER_ROWS: snprintf(buf, n, "rows"); break;
     case LOWER_COLUMNS: snprintf(buf, n, "columns"); break;
+    case LOWER_RESIDUAL: /* the walk builds no blocks: a graph that branches is refused */
+        snprintf(buf, n, "residual");
+        break;
     }
 }
 

@@ -258,7 +258,8 @@ static bool add_layer(st_list *s, const layer *l, const layer_lowering *lw, loom
     case LOWER_FLATTEN:
     case LOWER_ACTIVATION:
     case LOWER_ROWS:
-    case LOWER_COLUMNS: return true; /* no parameters */
+    case LOWER_COLUMNS: return true;  /* no parameters */
+    case LOWER_RESIDUAL: return true; /* refused by loom_export_safetensors */
     }
     return true;
 }
@@ -331,12 +332,14 @@ static loom_status walk_layers(const loom_model *m, st_list *s, loom_error *err)
     for (int i = 0; i < m->n_layers; i++) {
         const layer *l = &m->layers[i];
         layer_lowering lw;
-        if (!l->ops->lower) {
+        if (l->ops->lower)
+            l->ops->lower(l, &lw);
+        /* a residual block is no nn.Sequential module: refused by name */
+        if (!l->ops->lower || lw.kind == LOWER_RESIDUAL) {
             char desc[128];
             model_layer_name(m, i, desc, sizeof desc);
             return loom_error_set(err, LOOM_ERR_ARG, "safetensors: %s has no PyTorch form", desc);
         }
-        l->ops->lower(l, &lw);
         /* from a flatten of an image to the dense layer that reads it (per-feature layers in
          * between), vectors are in PyTorch's (c, h, w) order */
         if (lw.kind == LOWER_FLATTEN && l->in.rank == 3)

@@ -169,3 +169,21 @@ void init_orthogonal(float *w, int rows, int cols, loom_rng *rng) {
             w[(size_t)i * cols + j] = (float)(tr ? a[(size_t)j * c + i] : a[(size_t)i * c + j]);
     free(a);
 }
+
+void layer_init_params(layer *l, loom_rng *rng) {
+    if (l->ops->init_params) {
+        l->ops->init_params(l, rng);
+        return;
+    }
+    for (int g = 0; g < l->n_groups; g++) {
+        param_group *pg = &l->groups[g];
+        float *w = l->w + pg->off;
+        if (pg->kind == GROUP_WEIGHT)
+            init_glorot_uniform(w, pg->len, pg->fan_in, pg->fan_out, rng);
+        else if (pg->kind == GROUP_BN_GAMMA)
+            for (size_t j = 0; j < pg->len; j++)
+                w[j] = 1.0f;
+        else
+            memset(w, 0, sizeof(float) * pg->len);
+    }
+}

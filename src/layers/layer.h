@@ -21,7 +21,7 @@ typedef struct {
     int fan_in, fan_out; /* for initialisation */
 } param_group;
 
-#define LAYER_MAX_GROUPS 12
+#define LAYER_MAX_GROUPS 48 /* a residual block holds its inner layers' groups */
 
 typedef struct {
     bool is_training;
@@ -49,6 +49,8 @@ typedef enum {
     LOWER_GRU,           /* as rnn, G = 3 gates in the order r z n, n's b_hh inside r * (.) */
     LOWER_ROWS,          /* (H, W, C) -> (T = H, W*C), memory order unchanged */
     LOWER_COLUMNS,       /* (H, W, C) -> (T = W, H*C): y[w, h*C + c] = x[h, w, c] */
+    LOWER_RESIDUAL,      /* y = act(F(x) + S(x)): F the inner layers, S the identity or the
+                          * projection (a conv 1x1 with a stride), both from residual_parts */
 } lower_kind;
 
 /* Activation functions shared by dense/conv (fused) and the standalone activation layers. */
@@ -148,6 +150,23 @@ const char *conv_kernels_describe(void);
 bool parse_int(const char *s, int *out);            /* whole string, decimal */
 bool parse_float(const char *s, float *out);        /* whole string */
 bool parse_kernel(const char *s, int *kh, int *kw); /* "3x3" or "3" */
+
+/* Residual blocks (src/layers/residual.c). The model language's braces (src/model/model.c) build
+ * a block from its inner layers (parsed, not yet initialised; residual_make takes them over, also
+ * on error): "proj" forces the 1x1 projection shortcut, which is chosen anyway when the inner
+ * layers change the shape; act follows the addition. residual_parts copies the inner layers
+ * (at most max) into parts with w, dw and state pointing into the block's, and the projection
+ * into *proj (ops NULL for the identity); returns the number of inner layers. */
+#define RESIDUAL_MAX_LAYERS 64
+#define RESIDUAL_MAX_LAYERS_TEXT "64"
+#define RESIDUAL_DESCRIBE_MAX 8192 /* bytes of a block's one-line description */
+loom_status residual_make(layer *l, layer *inner, int n, bool is_proj_forced, act_kind act,
+                          float alpha, loom_error *err);
+int residual_parts(const layer *l, layer *parts, int max, layer *proj);
+bool layer_is_residual(const layer *l);
+/* The parameters and state of one layer (w, state set): the kind's init_params, or the default
+ * (Glorot-uniform weights, unit batchnorm gammas, zeros elsewhere). */
+void layer_init_params(layer *l, loom_rng *rng);
 
 /* Glorot-uniform fill of n values with given fans. */
 void init_glorot_uniform(float *w, size_t n, int fan_in, int fan_out, loom_rng *rng);

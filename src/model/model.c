@@ -40,79 +40,246 @@ static void layer_release(layer *l) {
     l->cfg = NULL;
 }
 
+/* One item of the model language: a layer's words, or a brace. */
+typedef struct {
+    char *argv[16];
+    int argc, line;
+    char brace;         /* '{', '}' or 0 for words */
+    bool follows_close; /* words right after a '}' on its line, before any ',' or '+' */
+} item;
+
+typedef struct {
+    item *items;
+    int n, pos;
+    const char *source;
+    loom_error *err;
+} parser;
+
+/* Splits buf (modified in place) into items: newlines, ',' and '+' separate them, '{' and '}'
+ * are items of their own, '#' starts a comment. Returns -1 for a layer of too many words. */
+static int tokenize(char *buf, item *items, int cap, int *bad_line) {
+    int n = 0, line = 1;
+    bool after_close = false;
+    char *p = buf;
+    while (*p) {
+        size_t len = strcspn(p, "\n,+{}#");
+        char c = p[len];
+        p[len] = '\0';
+        item it = {.line = line, .follows_close = after_close};
+        it.argc = split_words(p, it.argv, 16);
+        if (it.argc < 0) {
+            *bad_line = line;
+            return -1;
+        }
+        if (it.argc > 0) {
+            if (n < cap)
+                items[n] = it;
+            n++;
+            after_close = false;
+        }
+        p += len + (c != '\0');
+        if (c == '{' || c == '}') {
+            if (n < cap)
+                items[n] = (item){.brace = c, .line = line};
+            n++;
+            after_close = c == '}';
+        } else {
+            after_close = false;
+            if (c == '#')
+                p += strcspn(p, "\n");
+        }
+        if (c == '\n' || (c == '#' && *p == '\n'))
+            line++;
+        if (c == '#' && *p == '\n')
+            p++;
+    }
+    return n;
+}
+
+static loom_status perr(parser *ps, int line, const char *fmt, const char *token) {
+    char msg[200];
+    snprintf(msg, sizeof msg, fmt, token);
+    return loom_error_set(ps->err, LOOM_ERR_FORMAT, "%s:%d: %s", ps->source, line, msg);
+}
+
+static void release_all(layer *ls, int n) {
+    for (int i = 0; i < n; i++)
+        layer_release(&ls[i]);
+}
+
+static loom_status parse_seq(parser *ps, layer *out, int cap, int *n, int depth);
+
+/* One plain layer from its words into l. */
+static loom_status parse_layer(parser *ps, const item *it, layer *l) {
+    char **argv = (char **)it->argv;
+    const layer_kind_entry *k = loom_layer_kinds;
+    while (k->word && strcmp(k->word, argv[0]) != 0)
+        k++;
+    if (!k->word) {
+        char kinds[400] = "";
+        for (const layer_kind_entry *q = loom_layer_kinds; q->word; q++) {
+            size_t used = strlen(kinds);
+            snprintf(kinds + used, sizeof kinds - used, "%s%s", q == loom_layer_kinds ? "" : ", ",
+                     q->word);
+        }
+        return loom_error_set(ps->err, LOOM_ERR_FORMAT,
+                              "%s:%d: unknown layer kind '%s' (kinds: %s, and the blocks "
+                              "residual { ... } and repeat N { ... })",
+                              ps->source, it->line, argv[0], kinds);
+    }
+    memset(l, 0, sizeof *l);
+    loom_error e2 = {0};
+    loom_status st = k->parse(l, it->argc, argv, &e2);
+    if (st)
+        loom_error_set(ps->err, st, "%s:%d: %s", ps->source, it->line, e2.msg);
+    return st;
+}
+
+/* "{" at ps->pos, then a sequence, then "}": the layers appended to out. */
+static loom_status parse_body(parser *ps, const item *head, layer *out, int cap, int *n,
+                              int depth) {
+    if (ps->pos >= ps->n || ps->items[ps->pos].brace != '{')
+        return perr(ps, head->line, "expected '{' after '%s'", head->argv[0]);
+    if (depth >= 16)
+        return perr(ps, head->line, "'%s': blocks nested more than 16 deep", head->argv[0]);
+    ps->pos++;
+    loom_status st = parse_seq(ps, out, cap, n, depth + 1);
+    if (st)
+        return st;
+    if (ps->pos >= ps->n)
+        return perr(ps, head->line, "'%s {' is not closed by '}'", head->argv[0]);
+    ps->pos++; /* the '}' */
+    return LOOM_OK;
+}
+
+/* residual [proj] { ... } [activation]: the block into l. */
+static loom_status parse_residual(parser *ps, const item *head, layer *l, int depth) {
+    bool is_proj = false;
+    for (int i = 1; i < head->argc; i++) {
+        if (strcmp(head->argv[i], "proj") != 0 || is_proj)
+            return perr(ps, head->line, "residual: unexpected word '%s' (residual [proj] { ... })",
+                        head->argv[i]);
+        is_proj = true;
+    }
+    layer *inner = calloc(RESIDUAL_MAX_LAYERS, sizeof *inner);
+    if (!inner)
+        return loom_error_set(ps->err, LOOM_ERR_NOMEM, "%s: out of memory", ps->source);
+    int n = 0;
+    loom_status st = parse_body(ps, head, inner, RESIDUAL_MAX_LAYERS, &n, depth);
+    act_kind act = ACT_NONE;
+    float alpha = 0.0f;
+    if (st == LOOM_OK && ps->pos < ps->n && ps->items[ps->pos].follows_close) {
+        /* the activation after the addition: an activation layer's words */
+        const item *a = &ps->items[ps->pos++];
+        layer t = {0};
+        st = parse_layer(ps, a, &t);
+        if (st == LOOM_OK && (!t.ops->lower || strcmp(t.ops->kind, "activation") != 0))
+            st = perr(ps, a->line,
+                      "residual: '%s' after '}' is not an activation (write it on a line of its "
+                      "own to follow the block as a layer)",
+                      a->argv[0]);
+        if (st == LOOM_OK) {
+            layer_lowering lw;
+            t.ops->lower(&t, &lw);
+            act = lw.act;
+            alpha = lw.alpha;
+        }
+        if (t.ops)
+            layer_release(&t);
+    }
+    if (st == LOOM_OK && n == 0)
+        st = perr(ps, head->line, "%s: an empty block", "residual");
+    if (st) {
+        release_all(inner, n);
+        free(inner);
+        return st;
+    }
+    memset(l, 0, sizeof *l);
+    loom_error e2 = {0};
+    st = residual_make(l, inner, n, is_proj, act, alpha, &e2);
+    free(inner);
+    if (st)
+        loom_error_set(ps->err, st, "%s:%d: %s", ps->source, head->line, e2.msg);
+    return st;
+}
+
+/* Items from ps->pos up to a '}' (not consumed) or the end into out (at most cap layers). A
+ * block's depth: 0 at the top, where '}' is an error. */
+static loom_status parse_seq(parser *ps, layer *out, int cap, int *n, int depth) {
+    while (ps->pos < ps->n) {
+        const item *it = &ps->items[ps->pos];
+        if (it->brace == '}') {
+            if (depth == 0)
+                return perr(ps, it->line, "'%s' without a block to close", "}");
+            return LOOM_OK;
+        }
+        if (it->brace == '{')
+            return perr(ps, it->line, "'%s' without 'residual' or 'repeat N' before it", "{");
+        ps->pos++;
+        if (strcmp(it->argv[0], "repeat") == 0) {
+            int count = 0;
+            if (it->argc != 2 || !parse_int(it->argv[1], &count) || count < 1 || count > 1000)
+                return perr(ps, it->line, "repeat: expected a count from 1 to 1000, found '%s'",
+                            it->argc > 1 ? it->argv[1] : "");
+            int start = ps->pos, n0 = *n;
+            for (int r = 0; r < count; r++) {
+                ps->pos = start;
+                loom_status st = parse_body(ps, it, out, cap, n, depth);
+                if (st)
+                    return st;
+                if (*n == n0) /* also bounds the work of nested repeats */
+                    return perr(ps, it->line, "%s: an empty block", "repeat");
+            }
+            continue;
+        }
+        if (*n == cap)
+            return loom_error_set(ps->err, LOOM_ERR_FORMAT, "%s:%d: more than %d layers%s",
+                                  ps->source, it->line, cap, depth ? " in one block" : "");
+        loom_status st = strcmp(it->argv[0], "residual") == 0
+                             ? parse_residual(ps, it, &out[*n], depth)
+                             : parse_layer(ps, it, &out[*n]);
+        if (st)
+            return st;
+        (*n)++;
+    }
+    return LOOM_OK;
+}
+
 /* Parses text into m->layers (ops + cfg only). Items are separated by newlines, commas or
- * " + "; '#' starts a comment. Errors: "source:line: message". */
+ * " + "; '#' starts a comment; "residual [proj] { ... } [activation]" makes a block of the items
+ * inside, "repeat N { ... }" repeats its items. Errors: "source:line: message". */
 loom_status model_parse(loom_model *m, const char *text, const char *source, loom_error *err) {
     size_t len = strlen(text);
     char *buf = malloc(len + 1);
     if (!buf)
         return loom_error_set(err, LOOM_ERR_NOMEM, "%s: out of memory", source);
     memcpy(buf, text, len + 1);
+    for (char *c = buf; *c; c++)
+        *c = (char)tolower((unsigned char)*c);
+    int bad_line = 0, n = tokenize(buf, NULL, 0, &bad_line);
     loom_status st = LOOM_OK;
-    int line = 1;
-    char *p = buf;
-    while (*p && st == LOOM_OK) {
-        char *eol = p + strcspn(p, "\n");
-        bool at_end = *eol == '\0';
-        *eol = '\0';
-        char *hash = strchr(p, '#');
-        if (hash)
-            *hash = '\0';
-        /* items on this line: split at ',' and '+' */
-        char *item = p;
-        while (item && st == LOOM_OK) {
-            char *sep = item + strcspn(item, ",+");
-            char *next = *sep ? sep + 1 : NULL;
-            *sep = '\0';
-            char *argv[16];
-            int argc = split_words(item, argv, 16);
-            if (argc < 0) {
-                st = loom_error_set(err, LOOM_ERR_FORMAT, "%s:%d: too many words in one layer",
-                                    source, line);
-                break;
-            }
-            if (argc > 0) {
-                for (int i = 0; i < argc; i++)
-                    for (char *c = argv[i]; *c; c++)
-                        *c = (char)tolower((unsigned char)*c);
-                const layer_kind_entry *k = loom_layer_kinds;
-                while (k->word && strcmp(k->word, argv[0]) != 0)
-                    k++;
-                if (!k->word || !k->parse) {
-                    char kinds[400] = "";
-                    for (const layer_kind_entry *q = loom_layer_kinds; q->word; q++) {
-                        size_t used = strlen(kinds);
-                        snprintf(kinds + used, sizeof kinds - used, "%s%s",
-                                 q == loom_layer_kinds ? "" : ", ", q->word);
-                    }
-                    st = loom_error_set(err, LOOM_ERR_FORMAT,
-                                        "%s:%d: unknown layer kind '%s' (kinds: %s)", source, line,
-                                        argv[0], kinds);
-                    break;
-                }
-                if (m->n_layers == MODEL_MAX_LAYERS) {
-                    st = loom_error_set(err, LOOM_ERR_FORMAT, "%s:%d: more than %d layers", source,
-                                        line, MODEL_MAX_LAYERS);
-                    break;
-                }
-                layer *l = &m->layers[m->n_layers];
-                memset(l, 0, sizeof *l);
-                loom_error e2 = {0};
-                st = k->parse(l, argc, argv, &e2);
-                if (st) {
-                    loom_error_set(err, st, "%s:%d: %s", source, line, e2.msg);
-                    break;
-                }
-                m->n_layers++;
-            }
-            item = next;
-        }
-        p = at_end ? eol : eol + 1;
-        line++;
+    parser ps = {.source = source, .err = err};
+    if (n < 0) {
+        st = loom_error_set(err, LOOM_ERR_FORMAT, "%s:%d: too many words in one layer", source,
+                            bad_line);
+        goto done;
     }
-    free(buf);
+    /* the tokenizer wrote nothing into buf on the counting pass but its '\0's: run it again */
+    memcpy(buf, text, len + 1);
+    for (char *c = buf; *c; c++)
+        *c = (char)tolower((unsigned char)*c);
+    ps.items = malloc(sizeof(item) * (size_t)(n + 1));
+    if (!ps.items) {
+        st = loom_error_set(err, LOOM_ERR_NOMEM, "%s: out of memory", source);
+        goto done;
+    }
+    ps.n = tokenize(buf, ps.items, n, &bad_line);
+    st = parse_seq(&ps, m->layers, MODEL_MAX_LAYERS, &m->n_layers, 0);
     if (st == LOOM_OK && m->n_layers == 0)
         st = loom_error_set(err, LOOM_ERR_FORMAT, "%s: no layers", source);
+done:
+    free(ps.items);
+    free(buf);
     return st;
 }
 
@@ -124,15 +291,19 @@ static loom_status build_text(loom_model *m, loom_error *err) {
     if (!m->text)
         return loom_error_set(err, LOOM_ERR_NOMEM, "model text: out of memory");
     m->text[0] = '\0';
+    char *line = malloc(RESIDUAL_DESCRIBE_MAX);
+    if (!line)
+        return loom_error_set(err, LOOM_ERR_NOMEM, "model text: out of memory");
     for (int i = 0; i < m->n_layers; i++) {
-        char line[256];
-        m->layers[i].ops->describe(&m->layers[i], line, sizeof line);
+        m->layers[i].ops->describe(&m->layers[i], line, RESIDUAL_DESCRIBE_MAX);
         size_t n = strlen(line);
         if (used + n + 2 > cap) {
             cap = 2 * (cap + n);
             char *t = realloc(m->text, cap);
-            if (!t)
+            if (!t) {
+                free(line);
                 return loom_error_set(err, LOOM_ERR_NOMEM, "model text: out of memory");
+            }
             m->text = t;
         }
         memcpy(m->text + used, line, n);
@@ -140,6 +311,7 @@ static loom_status build_text(loom_model *m, loom_error *err) {
         m->text[used++] = '\n';
         m->text[used] = '\0';
     }
+    free(line);
     return LOOM_OK;
 }
 
@@ -286,21 +458,7 @@ void loom_model_init(loom_model *m, uint64_t seed) {
         layer *l = &m->layers[i];
         /* each layer its own stream: inserting a layer does not reshuffle the others */
         loom_rng_seed(&rng, loom_seed_derive(seed, (uint64_t)i));
-        if (l->ops->init_params) {
-            l->ops->init_params(l, &rng);
-            continue;
-        }
-        for (int g = 0; g < l->n_groups; g++) {
-            param_group *pg = &l->groups[g];
-            float *w = l->w + pg->off;
-            if (pg->kind == GROUP_WEIGHT)
-                init_glorot_uniform(w, pg->len, pg->fan_in, pg->fan_out, &rng);
-            else if (pg->kind == GROUP_BN_GAMMA)
-                for (size_t j = 0; j < pg->len; j++)
-                    w[j] = 1.0f;
-            else
-                memset(w, 0, sizeof(float) * pg->len);
-        }
+        layer_init_params(l, &rng);
     }
 }
 
@@ -513,21 +671,52 @@ static void fmt_count(double v, char *buf, size_t n) {
     snprintf(buf, n, "%s", out);
 }
 
-void loom_model_summary(const loom_model *m, FILE *f) {
+/* One summary row per layer; a residual block as its head row (output shape, all its
+ * parameters), its inner layers and shortcut indented below it, and its closing brace. */
+static void summary_layer(const layer *l, int depth, FILE *f) {
     char shp[64], cnt[48], desc[256];
+    int ind = 2 * depth;
+    shape_format(l->out, shp, sizeof shp);
+    fmt_count((double)(l->n_params + l->n_state), cnt, sizeof cnt);
+    if (!layer_is_residual(l)) {
+        l->ops->describe(l, desc, sizeof desc);
+        fprintf(f, "%*s%-*.*s %-18s %12s\n", ind, "", 44 - ind, 44 - ind, desc, shp, cnt);
+        return;
+    }
+    layer *parts = malloc(sizeof(layer) * RESIDUAL_MAX_LAYERS), proj;
+    if (!parts)
+        return;
+    int n = residual_parts(l, parts, RESIDUAL_MAX_LAYERS, &proj);
+    fprintf(f, "%*s%-*s %-18s %12s\n", ind, "", 44 - ind,
+            proj.ops ? "residual proj {" : "residual {", shp, cnt);
+    for (int j = 0; j < n; j++)
+        summary_layer(&parts[j], depth + 1, f);
+    if (proj.ops) {
+        char pd[200];
+        proj.ops->describe(&proj, pd, sizeof pd);
+        snprintf(desc, sizeof desc, "shortcut: %s", pd);
+        shape_format(proj.out, shp, sizeof shp);
+        fmt_count((double)proj.n_params, cnt, sizeof cnt);
+        fprintf(f, "%*s%-*.*s %-18s %12s\n", ind + 2, "", 42 - ind, 42 - ind, desc, shp, cnt);
+    }
+    layer_lowering lw;
+    l->ops->lower(l, &lw);
+    snprintf(desc, sizeof desc, "} + %s%s%s", proj.ops ? "shortcut" : "input",
+             lw.act != ACT_NONE ? ", " : "", lw.act != ACT_NONE ? act_name(lw.act) : "");
+    fprintf(f, "%*s%s\n", ind, "", desc);
+    free(parts);
+}
+
+void loom_model_summary(const loom_model *m, FILE *f) {
+    char shp[64], cnt[48];
     const char *rule = "-----------------------------------------------------------------------"
                        "---------";
     fprintf(f, "%-44s %-18s %12s\n", "Layer", "Output shape", "Params");
     fprintf(f, "%s\n", rule);
     shape_format(m->in, shp, sizeof shp);
     fprintf(f, "%-44s %-18s %12s\n", "input", shp, "0");
-    for (int i = 0; i < m->n_layers; i++) {
-        const layer *l = &m->layers[i];
-        l->ops->describe(l, desc, sizeof desc);
-        shape_format(l->out, shp, sizeof shp);
-        fmt_count((double)(l->n_params + l->n_state), cnt, sizeof cnt);
-        fprintf(f, "%-44.44s %-18s %12s\n", desc, shp, cnt);
-    }
+    for (int i = 0; i < m->n_layers; i++)
+        summary_layer(&m->layers[i], 0, f);
     fprintf(f, "%s\n", rule);
     fmt_count((double)(m->n_params + m->n_state), cnt, sizeof cnt);
     fprintf(f, "Total params: %s\n", cnt);

@@ -1,7 +1,9 @@
 /* plot_arch.c - architecture diagram from a model summary (loom_model_summary's table:
  * "layer text  (output shape)  params" rows between two rules): one box per layer, coloured by
  * kind, with its text, output shape and parameter count, joined by arrows from input to output;
- * long models wrap into side-by-side columns. Drawn in pixel coordinates. */
+ * long models wrap into side-by-side columns. A residual block is its head box, its inner layers'
+ * boxes indented below it (the summary indents them) and the addition's box, with the shortcut
+ * drawn from the head to the addition on the left. Drawn in pixel coordinates. */
 #include "plot.h"
 
 #include <ctype.h>
@@ -16,9 +18,13 @@
 #define AR_MARGIN 50
 #define AR_TOP 160
 #define AR_SHAPE_R 132 /* right edge of the shape column, from the box's right edge */
+#define AR_INDENT 36   /* per nesting depth of residual blocks */
+#define AR_MAX_DEPTH 8
 
 typedef struct {
     char text[64], shape[48], params[32];
+    int depth;     /* residual blocks around the layer */
+    int skip_from; /* an addition's box: the block's head box; else -1 */
 } arch_layer;
 
 typedef struct {
@@ -44,10 +50,10 @@ static int kind_color(const char *text) {
     static const struct {
         const char *word;
         int color;
-    } kinds[] = {{"conv", 0},  {"maxpool", 1},    {"avgpool", 1}, {"pool", 1},
-                 {"dense", 2}, {"batchnorm", 3},  {"lstm", 4},    {"gru", 4},
-                 {"rnn", 4},   {"dropout", 5},    {"flatten", 6}, {"rows", 6},
-                 {"input", 7}, {"standardize", 7}};
+    } kinds[] = {{"conv", 0},  {"maxpool", 1},     {"avgpool", 1},  {"pool", 1},
+                 {"dense", 2}, {"batchnorm", 3},   {"lstm", 4},     {"gru", 4},
+                 {"rnn", 4},   {"dropout", 5},     {"flatten", 6},  {"rows", 6},
+                 {"input", 7}, {"standardize", 7}, {"residual", 6}, {"+", 7}};
     size_t n = strcspn(text, " ");
     for (size_t i = 0; i < sizeof kinds / sizeof *kinds; i++)
         if (strlen(kinds[i].word) == n && strncmp(text, kinds[i].word, n) == 0)
@@ -55,12 +61,14 @@ static int kind_color(const char *text) {
     return PC_BOX + 5;
 }
 
-/* Top-left corner of box i. */
+/* Top-left corner of box i (indented by its depth); its width is box_w. */
 static void box_pos(const arch_ctx *c, int i, double *x0, double *top) {
     int col = i / c->per_col, row = i % c->per_col;
-    *x0 = AR_MARGIN + col * (AR_BOX_W + AR_COL_GAP);
+    *x0 = AR_MARGIN + col * (AR_BOX_W + AR_COL_GAP) + c->l[i].depth * AR_INDENT;
     *top = c->height - AR_TOP - row * (c->box_h + c->gap);
 }
+
+static double box_w(const arch_ctx *c, int i) { return AR_BOX_W - c->l[i].depth * AR_INDENT; }
 
 static void arrow_head(double x, double y) {
     PLFLT hx[3] = {x - 6, x + 6, x}, hy[3] = {y + 9, y + 9, y};
@@ -88,7 +96,21 @@ static void draw_arch(void *vctx) {
     for (int i = 0; i < c->n; i++) {
         double x0, top;
         box_pos(c, i, &x0, &top);
-        double x1 = x0 + AR_BOX_W, bot = top - c->box_h, mid = (top + bot) / 2;
+        double x1 = x0 + box_w(c, i), bot = top - c->box_h, mid = (top + bot) / 2;
+        int from = c->l[i].skip_from;
+        if (from >= 0 && from / c->per_col == i / c->per_col) {
+            /* the shortcut: from the head box's left edge down to the addition's */
+            double hx0, htop, xs = x0 - AR_INDENT / 2.0 + 4;
+            box_pos(c, from, &hx0, &htop);
+            plcol0(PC_MUTED);
+            plwidth(1.5);
+            PLFLT sx[4] = {hx0, xs, xs, x0 - 8},
+                  sy[4] = {htop - c->box_h / 2, htop - c->box_h / 2, mid, mid};
+            plline(4, sx, sy);
+            PLFLT hx[3] = {x0 - 9, x0 - 9, x0}, hy[3] = {mid - 6, mid + 6, mid};
+            plfill(3, hx, hy);
+            plwidth(1.0);
+        }
         plcol0(kind_color(c->l[i].text));
         plot_rect(x0, bot, x1, top);
         plcol0(PC_MUTED);
@@ -106,12 +128,13 @@ static void draw_arch(void *vctx) {
         /* arrow to the next box: straight down, or over to the top of the next column */
         double nx0, ntop;
         box_pos(c, i + 1, &nx0, &ntop);
-        double xm = x0 + AR_BOX_W / 2.0, nxm = nx0 + AR_BOX_W / 2.0;
+        double xm = x0 + box_w(c, i) / 2.0, nxm = nx0 + box_w(c, i + 1) / 2.0;
         plcol0(PC_FG);
         plwidth(1.5);
-        if (nx0 == x0) {
-            PLFLT ax[2] = {xm, xm}, ay[2] = {bot, ntop + 8};
-            plline(2, ax, ay);
+        if ((i + 1) / c->per_col == i / c->per_col) {
+            PLFLT ax[4] = {xm, xm, nxm, nxm},
+                  ay[4] = {bot, bot - c->gap / 2, bot - c->gap / 2, ntop + 8};
+            plline(4, ax, ay);
         } else {
             /* over the column headings to the top of the next column */
             double xg = x1 + AR_COL_GAP / 2.0, ylow = bot - c->gap / 2, yhigh = ntop + 46;
@@ -127,6 +150,7 @@ static void draw_arch(void *vctx) {
 /* Parses the summary table; fills c->l, c->n and c->totals. */
 static loom_status parse_summary(char *text, const char *path, arch_ctx *c, loom_error *err) {
     int line_no = 0, state = 0; /* 0 before the header, 1 before the rule, 2 rows, 3 totals */
+    int heads[AR_MAX_DEPTH], n_heads = 0; /* the residual blocks open */
     char total[64] = "", flops[64] = "";
     for (char *line = text; line;) {
         char *eol = strchr(line, '\n');
@@ -140,7 +164,19 @@ static loom_status parse_summary(char *text, const char *path, arch_ctx *c, loom
             state = 2;
         else if (state == 2 && strncmp(s, "---", 3) == 0)
             state = 3;
-        else if (state == 2 && *s) {
+        else if (state == 2 && *s == '}') {
+            /* a residual block's closing row, "} + input, relu": the addition's box */
+            if (n_heads == 0 || c->n == AR_MAX_LAYERS)
+                return loom_error_set(err, LOOM_ERR_FORMAT, "%s:%d: '}' without a block", path,
+                                      line_no);
+            arch_layer *l = &c->l[c->n++];
+            int head = heads[--n_heads];
+            snprintf(l->text, sizeof l->text, "%s", trim(s + 1));
+            snprintf(l->shape, sizeof l->shape, "%s", c->l[head].shape);
+            l->params[0] = '\0';
+            l->depth = c->l[head].depth;
+            l->skip_from = head;
+        } else if (state == 2 && *s) {
             char *close = strrchr(s, ')'), *open = NULL;
             for (char *q = close; close && q >= s; q--)
                 if (*q == '(') {
@@ -161,6 +197,15 @@ static loom_status parse_summary(char *text, const char *path, arch_ctx *c, loom
             *open = '\0';
             snprintf(l->text, sizeof l->text, "%s", trim(s));
             snprintf(l->params, sizeof l->params, "%s", strcmp(params, "0") ? params : "");
+            l->depth = n_heads;
+            l->skip_from = -1;
+            if (strncmp(l->text, "residual", 8) == 0 && l->text[strlen(l->text) - 1] == '{') {
+                if (n_heads == AR_MAX_DEPTH)
+                    return loom_error_set(err, LOOM_ERR_FORMAT,
+                                          "%s:%d: residual blocks nested more than %d deep", path,
+                                          line_no, AR_MAX_DEPTH);
+                heads[n_heads++] = c->n - 1;
+            }
         } else if (state == 3 && strncmp(s, "Total params:", 13) == 0)
             snprintf(total, sizeof total, "%s", trim(s + 13));
         else if (state == 3 && strncmp(s, "Forward FLOPs per image:", 24) == 0) {

@@ -184,7 +184,8 @@ static const setting table[] = {
      0,
      1,
      false},
-    {{"augment", "LIST", "none | flip,shift:N (random flips, shifts of up to N px)",
+    {{"augment", "LIST",
+      "none | flip,shift:N,erase[:P[:AMIN-AMAX[:R]]] (flips, shifts, random erasing)",
       LOOM_SETTING_TRAINING | LOOM_SETTING_SEARCHABLE},
      K_AUGMENT,
      TR(is_augment_flip),
@@ -366,10 +367,7 @@ void loom_setting_format(const loom_settings *s, int i, char *buf, size_t n) {
         snprintf(buf, n, "%s", v ? v : "constant");
         break;
     }
-    case K_AUGMENT:
-        snprintf(buf, n, "%sshift:%d", s->train->is_augment_flip ? "flip," : "",
-                 s->train->augment_shift);
-        break;
+    case K_AUGMENT: loom_augment_format(s->train, buf, n); break;
     case K_SPLIT:
         snprintf(buf, n, "%s",
                  *(const loom_split_mode *)p == LOOM_SPLIT_KERAS ? "keras" : "stratified");

@@ -30,25 +30,78 @@ void loom_history_reset(loom_history *h) {
 
 void optim_state(loom_optim *o, float **m, float **v, long **t);
 
+/* "erase[:P[:AMIN-AMAX[:R]]]" into cfg (defaults 0.5, 0.02-0.4, 0.3, as Zhong et al.). */
+static bool parse_erase(const char *tok, loom_train_config *cfg) {
+    float v[4] = {0.5f, 0.02f, 0.4f, 0.3f};
+    if (strncmp(tok, "erase", 5) != 0)
+        return false;
+    const char *p = tok + 5;
+    int k = 0;
+    for (; *p && k < 4; k++) {
+        if (*p != (k == 2 ? '-' : ':'))
+            return false;
+        char *end;
+        v[k] = strtof(p + 1, &end);
+        if (end == p + 1)
+            return false;
+        p = end;
+    }
+    if (*p || k == 2 || !(v[0] > 0.0f && v[0] <= 1.0f) ||
+        !(v[1] > 0.0f && v[1] <= v[2] && v[2] < 1.0f) || !(v[3] > 0.0f && v[3] <= 1.0f))
+        return false;
+    cfg->erase_p = v[0];
+    cfg->erase_area_min = v[1];
+    cfg->erase_area_max = v[2];
+    cfg->erase_aspect = v[3];
+    return true;
+}
+
 loom_status loom_augment_parse(const char *s, loom_train_config *cfg, loom_error *err) {
     cfg->is_augment_flip = false;
     cfg->augment_shift = 0;
+    cfg->erase_p = 0.0f;
     if (!s || !*s || strcmp(s, "none") == 0)
         return LOOM_OK;
     char buf[128];
     snprintf(buf, sizeof buf, "%s", s);
-    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+    char *save = NULL;
+    for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
         int k;
         char tail;
         if (strcmp(tok, "flip") == 0)
             cfg->is_augment_flip = true;
         else if (sscanf(tok, "shift:%d%c", &k, &tail) == 1 && k >= 0 && k <= 8)
             cfg->augment_shift = k;
-        else
+        else if (!parse_erase(tok, cfg))
             return loom_error_set(err, LOOM_ERR_ARG,
-                                  "augment: bad item '%s': use none, flip, shift:N (N 0..8)", tok);
+                                  "augment: bad item '%s': use none, flip, shift:N (N 0..8), "
+                                  "erase[:P[:AMIN-AMAX[:R]]] (P in (0, 1], 0 < AMIN <= AMAX < 1, "
+                                  "R in (0, 1])",
+                                  tok);
     }
     return LOOM_OK;
+}
+
+/* v with the fewest digits that read back to the same float. */
+static void short_float(float v, char *buf, size_t n) {
+    for (int d = 1; d <= 9; d++) {
+        snprintf(buf, n, "%.*g", d, (double)v);
+        if (strtof(buf, NULL) == v)
+            return;
+    }
+}
+
+void loom_augment_format(const loom_train_config *cfg, char *buf, size_t n) {
+    snprintf(buf, n, "%sshift:%d", cfg->is_augment_flip ? "flip," : "", cfg->augment_shift);
+    if (cfg->erase_p > 0.0f) {
+        char v[4][24];
+        short_float(cfg->erase_p, v[0], sizeof v[0]);
+        short_float(cfg->erase_area_min, v[1], sizeof v[1]);
+        short_float(cfg->erase_area_max, v[2], sizeof v[2]);
+        short_float(cfg->erase_aspect, v[3], sizeof v[3]);
+        size_t used = strlen(buf);
+        snprintf(buf + used, n > used ? n - used : 0, ",erase:%s:%s-%s:%s", v[0], v[1], v[2], v[3]);
+    }
 }
 
 /* avg = d * avg + (1 - d) * w over the trainable weights (--ema), after optimizer step t
@@ -71,8 +124,34 @@ static void ema_swap(float *restrict a, float *restrict b, size_t n) {
     }
 }
 
-/* Random horizontal flip and translation (zero fill) of each image of x (B, H, W, C) in place;
- * tmp holds one image. The draws come from rng in a fixed order. */
+/* Random erasing of one image (H, W, C) in place: with probability erase_p, up to 10 tries to
+ * place a rectangle of the drawn area and aspect ratio inside the image; the first that fits
+ * is filled with uniform [0, 1) noise. The draws follow the image's flip/shift draw. */
+static void erase_one(float *img, int H, int W, int C, const loom_train_config *cfg,
+                      loom_rng *rng) {
+    if (loom_rng_uniform(rng) >= cfg->erase_p)
+        return;
+    double lr = log((double)cfg->erase_aspect);
+    for (int attempt = 0; attempt < 10; attempt++) {
+        double area = (double)H * W *
+                      (cfg->erase_area_min +
+                       (cfg->erase_area_max - cfg->erase_area_min) * loom_rng_uniform(rng));
+        double aspect = exp(lr + (-2.0 * lr) * loom_rng_uniform(rng)); /* lr <= 0 */
+        int he = (int)lround(sqrt(area * aspect)), we = (int)lround(sqrt(area / aspect));
+        if (he < 1 || we < 1 || he >= H || we >= W)
+            continue;
+        int y0 = (int)loom_rng_below(rng, (uint32_t)(H - he + 1));
+        int x0 = (int)loom_rng_below(rng, (uint32_t)(W - we + 1));
+        for (int h = y0; h < y0 + he; h++)
+            for (size_t j = 0; j < (size_t)we * C; j++)
+                img[((size_t)h * W + x0) * C + j] = loom_rng_uniform(rng);
+        return;
+    }
+}
+
+/* Random horizontal flip and translation (zero fill) of each image of x (B, H, W, C) in place,
+ * the flip and shift applied after the erasing; tmp holds one image. The draws come from rng in
+ * a fixed order: per image the flip/shift draw, then the erasing's (when on). */
 static void augment_batch(float *x, int B, int H, int W, int C, const loom_train_config *cfg,
                           loom_rng *rng, float *tmp) {
     int s = cfg->augment_shift;
@@ -82,9 +161,11 @@ static void augment_batch(float *x, int B, int H, int W, int C, const loom_train
         bool is_flip = cfg->is_augment_flip && (r & 1);
         int dy = s ? (int)((r >> 8) % (uint64_t)(2 * s + 1)) - s : 0;
         int dx = s ? (int)((r >> 24) % (uint64_t)(2 * s + 1)) - s : 0;
+        float *img = x + (size_t)b * D;
+        if (cfg->erase_p > 0.0f)
+            erase_one(img, H, W, C, cfg, rng);
         if (!is_flip && dx == 0 && dy == 0)
             continue;
-        float *img = x + (size_t)b * D;
         memcpy(tmp, img, sizeof(float) * D);
         for (int h = 0; h < H; h++) {
             int sh = h - dy;
@@ -290,7 +371,7 @@ static loom_status train_step(trainer *t, int s, float lr, double t0) {
     ckpt_pos *p = &t->ck.pos;
     int lo = s * t->bs, B = t->n_train - lo < t->bs ? t->n_train - lo : t->bs, K = t->K;
     loom_batch_fill(t->train, t->order + lo, B, t->nrm, t->x, t->y);
-    if (cfg->is_augment_flip || cfg->augment_shift > 0)
+    if (cfg->is_augment_flip || cfg->augment_shift > 0 || cfg->erase_p > 0.0f)
         augment_batch(t->x, B, t->train->H, t->train->W, t->train->C, cfg, &p->rng_aug, t->aug_tmp);
     loom_model_zero_grad(m);
     const float *logits = loom_model_forward(m, t->x, B, true, &p->rng_drop);

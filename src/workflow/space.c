@@ -354,11 +354,33 @@ static void raw_free(raw_item *r) {
     r->n_words = 0;
 }
 
+/* A residual block's opening ("residual [proj] {") or closing ("} [activation]") line: passed on
+ * to the model text word for word, neither a layer nor checked on its own. */
+static bool is_struct_words(const char *w0) {
+    return strcmp(w0, "residual") == 0 || strcmp(w0, "}") == 0;
+}
+
 /* Adds raw item r as repetition rep of block (or at top level) to the expanded space. */
 static loom_status emit_item(parser *p, const raw_item *r, int block, int rep) {
     loom_space *s = p->s;
     p->line = r->line;
     const char *w0 = r->words[0];
+    if (is_struct_words(w0)) {
+        if (!grow((void **)&s->items, &s->cap_items, s->n_items + 1, sizeof *s->items))
+            return loom_error_set(p->err, LOOM_ERR_NOMEM, "%s: out of memory", p->source);
+        space_item *it = &s->items[s->n_items++];
+        memset(it, 0, sizeof *it);
+        it->line = r->line;
+        it->block = block;
+        it->rep = rep;
+        for (int i = 0; i < r->n_words; i++) {
+            it->hp[i] = -1;
+            if (!(it->words[i] = strdup(r->words[i])))
+                return loom_error_set(p->err, LOOM_ERR_NOMEM, "%s: out of memory", p->source);
+            it->n_words = i + 1;
+        }
+        return LOOM_OK;
+    }
     bool is_setting = is_setting_key(w0);
     if (w0[0] == '{')
         return perr(p, w0, "the layer kind (first word) cannot be searched");
@@ -561,8 +583,8 @@ static loom_status check_space(parser *p) {
     loom_space *s = p->s;
     for (int i = 0; i < s->n_items; i++) {
         const space_item *it = &s->items[i];
-        if (it->rep > 1)
-            continue; /* the same words as repetition 1 */
+        if (it->rep > 1 || is_struct_words(it->words[0]))
+            continue; /* the same words as repetition 1; a block's braces */
         bool has_hp = false;
         for (int w = 0; w < it->n_words; w++)
             has_hp = has_hp || it->hp[w] >= 0;
@@ -724,6 +746,10 @@ loom_status loom_space_parse(loom_space **out, const char *text, const char *sou
     char *buf = strdup(text);
     raw_item *body = NULL; /* the open block's lines */
     int n_body = 0, cap_body = 0, block = -1, block_line = 0;
+    /* the blocks open, innermost last: 'p' the repeat block, 'r' residual blocks (their lines
+     * go on to the model text as they are) */
+    char open[32];
+    int n_open = 0, open_line[32];
     raw_item r = {0};
     loom_status st = LOOM_OK;
     if (!s || !buf || !(s->source = strdup(p.source))) {
@@ -751,9 +777,35 @@ loom_status loom_space_parse(loom_space **out, const char *text, const char *sou
             p.line = line_no; /* emitting a block's body moves it */
             if ((st = split_item(&p, item, &r)))
                 break;
-            if (r.n_words == 0) {
+            bool is_residual_open = r.n_words > 0 && strcmp(r.words[0], "residual") == 0;
+            bool is_residual_close = r.n_words > 0 && strcmp(r.words[0], "}") == 0 && n_open > 0 &&
+                                     open[n_open - 1] == 'r';
+            if (is_residual_open &&
+                (strcmp(r.words[r.n_words - 1], "{") != 0 ||
+                 (r.n_words == 3 && strcmp(r.words[1], "proj") != 0) || r.n_words > 3)) {
+                st = perr(&p, r.words[0],
+                          "in a space, 'residual {' or 'residual proj {' ends its line");
+            } else if (is_residual_open && n_open == 32) {
+                st = perr(&p, r.words[0], "blocks nested more than 32 deep");
+            } else if (is_residual_open || is_residual_close) {
+                if (is_residual_open) {
+                    open_line[n_open] = p.line;
+                    open[n_open++] = 'r';
+                } else {
+                    n_open--;
+                }
+                if (block < 0) {
+                    st = emit_item(&p, &r, -1, 0);
+                } else if (!grow((void **)&body, &cap_body, n_body + 1, sizeof *body)) {
+                    st = loom_error_set(err, LOOM_ERR_NOMEM, "%s: out of memory", p.source);
+                } else {
+                    body[n_body++] = r; /* the block takes the words */
+                    r.n_words = 0;
+                }
+            } else if (r.n_words == 0) {
                 /* empty */
             } else if (strcmp(r.words[0], "}") == 0) {
+                n_open -= n_open > 0;
                 if (r.n_words != 1)
                     st = perr(&p, r.words[1], "expected nothing after '}'");
                 else if (block < 0)
@@ -772,8 +824,13 @@ loom_status loom_space_parse(loom_space **out, const char *text, const char *sou
             } else if (strcmp(r.words[0], "repeat") == 0) {
                 if (block >= 0)
                     st = perr(&p, "repeat", "repeat blocks cannot be nested");
-                else if ((st = open_block(&p, &r, &block)) == LOOM_OK)
+                else if (n_open == 32)
+                    st = perr(&p, "repeat", "blocks nested more than 32 deep");
+                else if ((st = open_block(&p, &r, &block)) == LOOM_OK) {
                     block_line = p.line;
+                    open_line[n_open] = p.line;
+                    open[n_open++] = 'p';
+                }
             } else if (block >= 0) {
                 if (!grow((void **)&body, &cap_body, n_body + 1, sizeof *body)) {
                     st = loom_error_set(err, LOOM_ERR_NOMEM, "%s: out of memory", p.source);
@@ -794,6 +851,10 @@ loom_status loom_space_parse(loom_space **out, const char *text, const char *sou
     if (st == LOOM_OK && block >= 0) {
         p.line = block_line;
         st = perr(&p, "repeat", "the block opened here is not closed with '}'");
+    }
+    if (st == LOOM_OK && n_open > 0) {
+        p.line = open_line[n_open - 1];
+        st = perr(&p, "residual", "the block opened here is not closed with '}'");
     }
     if (st == LOOM_OK && p.n_layers == 0)
         st = loom_error_set(err, LOOM_ERR_FORMAT, "%s: no layers", p.source);

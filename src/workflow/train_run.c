@@ -24,7 +24,20 @@ loom_status loom_run_apply_zoo_defaults(loom_run_config *rc, loom_error *err) {
     loom_settings set = loom_run_settings(rc);
     if ((st = loom_settings_set(&set, "lr_schedule", z->lr_schedule, err)))
         return st;
-    return loom_settings_set(&set, "augment", z->augment, err);
+    if ((st = loom_settings_set(&set, "augment", z->augment, err)))
+        return st;
+    /* "name=value ..." (numbers and switches: nothing keeps a pointer into the copy) */
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", z->settings ? z->settings : "");
+    char *save = NULL;
+    for (char *w = strtok_r(buf, " ", &save); w && !st; w = strtok_r(NULL, " ", &save)) {
+        char *eq = strchr(w, '=');
+        if (!eq)
+            return loom_error_set(err, LOOM_ERR_ARG, "zoo %s: bad setting '%s'", z->name, w);
+        *eq = '\0';
+        st = loom_settings_set(&set, w, eq + 1, err);
+    }
+    return st;
 }
 
 void loom_run_result_reset(loom_run_result *r) {

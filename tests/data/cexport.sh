@@ -1,6 +1,6 @@
 #!/bin/sh
-# The C export against loom itself on real data: every zoo model (and three models that use the
-# layer kinds the zoo does not: standardize, batchnorm folded and applied, strides, padding,
+# The C export against loom itself on real data: every zoo model (and four models that use the
+# layer kinds the zoo does not: residual blocks nested and with projections, standardize, batchnorm folded and applied, strides, padding,
 # pooling windows, every activation, columns, bidirectional and stacked cells) is trained
 # briefly, exported by loom_export_c (tests/data/cexport_tool.c on libloom.a), compiled alone as
 # C99 with nothing but -lm, and run on the first 1,000 test images by tests/data/cexport_main.c:
@@ -50,6 +50,23 @@ flatten
 dropout 0.1
 dense 10 softmax
 M
+cat >"$T/kinds-residual.txt" <<'M'
+conv 8 3x3 same
+batchnorm
+relu
+residual { conv 8 3x3 same, batchnorm, relu, conv 8 3x3 same, batchnorm } relu
+residual {
+    conv 12 3x3 s2 same
+    batchnorm
+    relu
+    residual { conv 12 3x3 same, batchnorm, dropout 0.1 } elu
+    conv 12 3x3 same
+} relu
+repeat 2 { residual proj { conv 12 3x3 same tanh } }
+maxpool 2
+flatten
+dense 10 softmax
+M
 
 # Each model in two steps: train, export and loom's reference output (prepare), then compile, run
 # and compare (finish: in the background, while the next model trains; one at a time, as the
@@ -96,6 +113,7 @@ export_one mlp-standardize mlp --standardize
 export_one kinds-conv "$T/kinds-conv.txt"
 export_one kinds-gated "$T/kinds-gated.txt"
 export_one kinds-rnn "$T/kinds-rnn.txt"
+export_one kinds-residual "$T/kinds-residual.txt"
 wait
 
 n_zoo=0
@@ -110,14 +128,15 @@ for name in $NAMES; do
         "compiled in $(cat "$d/cc.seconds") s"
     case $name in mlp-standardize|kinds-*) ;; *) n_zoo=$((n_zoo + 1)) ;; esac
 done
-check "[ $n_zoo -eq 15 ]"
+check "[ $n_zoo -eq $($LOOM models | awk 'NF' | wc -l) ]"
 check "grep -q 'model_standardize(' '$T/mlp-standardize/c/model.c'"
 check "grep -q 'define MODEL_HAS_PREDICT' '$T/mlp-standardize/c/model.h'"
 check "grep -q 'folded into the layer before' '$T/kinds-conv/c/model.c'"
 check "grep -q 'model_affine(' '$T/kinds-rnn/c/model.c'"
+check "grep -q 'model_add(' '$T/kinds-residual/c/model.c'"
 
 # the sanitizers over every helper: the three kinds models on 50 images
-for name in kinds-conv kinds-gated kinds-rnn; do
+for name in kinds-conv kinds-gated kinds-rnn kinds-residual; do
     d="$T/$name"
     $CC -std=c99 -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined \
         -o "$d/prog-san" "$d/c/model.c" "$d/c/main.c" -lm 2>"$d/cc-san.log"

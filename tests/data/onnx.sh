@@ -1,8 +1,9 @@
 #!/bin/sh
-# The ONNX door against onnxruntime (the "real data" test group): every zoo model, and two models
-# that hold every other layer kind (standardize, avgpool, globalavgpool, batchnorm on vectors and
-# sequences, the standalone activations, 'same' stride-2 padding, columns, bidirectional and
-# stacked rnn/lstm/gru with return-sequences), trained briefly, exported with `loom export`,
+# The ONNX door against onnxruntime (the "real data" test group): every zoo model, and three models
+# that hold every other layer kind (residual blocks nested and with projections, standardize,
+# avgpool, globalavgpool, batchnorm on vectors and sequences, the standalone activations, 'same'
+# stride-2 padding, columns, bidirectional and stacked rnn/lstm/gru with return-sequences),
+# trained briefly, exported with `loom export`,
 # checked by ONNX's own checker (full_check), run in onnxruntime-node on the first 1,000 test
 # images as raw pixels and compared with loom's probabilities: max |difference| <= 1e-5 and the
 # same class for every image. Also a safetensors export's header and a few tensors against the
@@ -56,6 +57,25 @@ dropout 0.1
 tanh
 dense 10 softmax
 SPEC
+# residual blocks: identity and projection shortcuts (stride 2 with a channel change, and forced),
+# a block nested in another, batchnorm and dropout inside, activations after the addition
+cat >"$T/kinds-residual.txt" <<'SPEC'
+conv 8 3x3 same
+batchnorm
+relu
+residual { conv 8 3x3 same, batchnorm, relu, conv 8 3x3 same, batchnorm } relu
+residual {
+    conv 12 3x3 s2 same
+    batchnorm
+    relu
+    residual { conv 12 3x3 same, batchnorm, dropout 0.1 } elu
+    conv 12 3x3 same
+} relu
+repeat 2 { residual proj { conv 12 3x3 same tanh } }
+maxpool 2
+flatten
+dense 10 softmax
+SPEC
 
 # 3. each model: train, export, check, run, compare
 export_check() { # name, model file
@@ -90,6 +110,8 @@ done
 train kinds-image "$T/kinds-image.txt" --standardize &&
     export_check kinds-image "$T/run-kinds-image/model.loom"
 train kinds-seq "$T/kinds-seq.txt" && export_check kinds-seq "$T/run-kinds-seq/model.loom"
+train kinds-residual "$T/kinds-residual.txt" &&
+    export_check kinds-residual "$T/run-kinds-residual/model.loom"
 
 # 4. safetensors: the header, and the first dense layer's weight against the ONNX initializer
 $LOOM export "$T/run-mlp/model.loom" -o "$T/mlp.safetensors" 2>"$T/err"
