@@ -97,14 +97,13 @@ _loom() {
         elif [ "$n_args" -eq 0 ]; then
             COMPREPLY=($(compgen -f -X '!*.loom' -- "$cur") $(compgen -d -- "$cur"))
         fi ;;
-    eval | quantize)
     import)
         if [ "$prev" = --weights ]; then
             COMPREPLY=($(compgen -f -X '!*.safetensors' -- "$cur") $(compgen -d -- "$cur"))
         elif [ "$n_args" -eq 0 ]; then
             COMPREPLY=($(compgen -W "$(_loom_zoo)" -- "$cur") $(compgen -f -- "$cur"))
         fi ;;
-    eval)
+    eval | quantize)
         [ "$n_args" -eq 0 ] &&
             COMPREPLY=($(compgen -f -X '!*.loom' -- "$cur") $(compgen -d -- "$cur")) ;;
     predict)
