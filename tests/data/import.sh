@@ -55,6 +55,25 @@ for name in conv-maxpool drop-norm-l2; do
         bad "$name: import --weights: $(cat "$T/err")"
     fi
 done
+# loom -> PyTorch: loom's safetensors export of each zoo CNN (the model its weights were imported
+# into, dropouts and all, as PyTorch's nn.Sequential has them) loads into PyTorch's own module
+# (load_state_dict, strict) and gives loom's probabilities
+for name in conv-maxpool drop-norm-l2; do
+    $LOOM export "$T/$name-st.loom" -o "$T/$name-loom.safetensors" 2>"$T/err" ||
+        bad "$name: export: $(cat "$T/err")"
+done
+if PYTHONPATH="$ROOT/tests/import" $PY "$ROOT/tests/import/torch_load.py" "$T" "$DATA" \
+    conv-maxpool drop-norm-l2 >"$T/py2.out" 2>"$T/py2.err"; then
+    ok
+    for name in conv-maxpool drop-norm-l2; do
+        line=$("$CMP" "$T/$name-st.loom" "$IMAGES" $N "$T/$name-loom.bin" $TOL 2>&1)
+        rc=$?
+        echo "$name (loom's export in PyTorch): $line"
+        if [ $rc -eq 0 ]; then ok; else bad "$name (loom's export in PyTorch): $line"; fi
+    done
+else
+    bad "torch_load.py: $(grep -v -i warn "$T/py2.err" | tail -n 3)"
+fi
 
 # 3. refused: an op loom lacks, named in one line; a truncated file; lying safetensors
 $LOOM import "$T/selu.onnx" -o "$T/selu.loom" 2>"$T/err"
