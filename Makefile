@@ -62,8 +62,8 @@ $(BUILD)/src/%.o: src/%.c
 $(BUILD)/gen/onnx.pb-c.o: $(BUILD)/gen/onnx.pb-c.c
 	$(CC) $(CFLAGS) -fvisibility=hidden -c $< -o $@
 
-$(BUILD)/src/export/onnx.o $(BUILD)/src/export/onnx_import.o $(BUILD)/src/export/onnx_import_layers.o: \
-    $(BUILD)/gen/onnx.pb-c.h
+$(BUILD)/src/export/onnx.o $(BUILD)/src/export/onnx_import.o $(BUILD)/src/export/onnx_import_layers.o \
+    $(BUILD)/src/export/onnx_import_util.o: $(BUILD)/gen/onnx.pb-c.h
 
 $(BUILD)/libloom.a: $(LIB_OBJ)
 	@rm -f $@
@@ -129,7 +129,8 @@ build-fuzz/src/%.o: src/%.c
 build-fuzz/gen/onnx.pb-c.o: build-fuzz/gen/onnx.pb-c.c
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
 build-fuzz/src/export/onnx.o build-fuzz/src/export/onnx_import.o \
-    build-fuzz/src/export/onnx_import_layers.o: build-fuzz/gen/onnx.pb-c.h
+    build-fuzz/src/export/onnx_import_layers.o build-fuzz/src/export/onnx_import_util.o: \
+    build-fuzz/gen/onnx.pb-c.h
 build-fuzz/cli/%.o: cli/%.c
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@

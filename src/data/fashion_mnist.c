@@ -355,17 +355,6 @@ loom_status loom_dataset_load_dir(loom_dataset **out, const char *dir, const cha
     return loom_dataset_load_idx(out, images, labels, err);
 }
 
-void loom_dataset_destroy(loom_dataset *ds) {
-    if (!ds)
-        return;
-    free(ds->x);
-    free(ds->y);
-    for (int k = 0; ds->class_names && k < ds->n_classes; k++)
-        free(ds->class_names[k]);
-    free(ds->class_names);
-    free(ds);
-}
-
 const char *loom_default_data_dir(void) {
     const char *env = getenv("LOOM_DATA");
     return env && *env ? env : "/usr/share/datasets/fashion-mnist";

@@ -1,11 +1,7 @@
-/* c_export.c - the door to plain C: writes a trained model as standalone C99 source, PREFIX.h and
- * PREFIX.c, that needs nothing but libm: the weights as static const float arrays, one small
- * function per layer kind used, and the forward pass as straight-line calls over a work buffer.
- * Each layer is read through its model-language line (the layer's describe) and its shapes, with
- * the parameter layouts the layers keep: images (H, W, C) channels-last, dense W (N, K) then b (K),
- * conv W (R*S*C, K) rows (r, s, c) then b (K), recurrent per direction W_ih (N, G*H), W_hh (H,
- * G*H), b_ih, b_hh in PyTorch's gate order. The generated layout: docs/FORMATS.md, "Generated C".
- */
+/* c_export.c - the door to plain C: a trained model as standalone C99 (PREFIX.h, PREFIX.c) that
+ * needs only libm: static const float weights, one function per layer kind used, the forward pass
+ * as straight-line calls over a work buffer. Layers are read through their model-language lines,
+ * shapes and parameter layouts (docs/FORMATS.md, "Generated C"). */
 #define _POSIX_C_SOURCE 200809L
 #include "../model/model.h"
 

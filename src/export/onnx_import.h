@@ -1,4 +1,4 @@
-/* onnx_import.h - what the ONNX import's two files share (internal): the walk's state, the
+/* onnx_import.h - what the ONNX import's three files share (internal): the walk's state, the
  * values beside the chain, and the helpers and per-op handlers. onnx_import.c decodes the file,
  * walks the nodes and builds the loom model; onnx_import_layers.c turns the ops that change
  * layouts or carry numbers into loom layers. */
@@ -84,6 +84,11 @@ float imp_f32(const Onnx__TensorProto *t, size_t i);
 int64_t imp_i64(const Onnx__TensorProto *t, size_t i);
 const cval *imp_find(const imp *s, const char *name);
 const cval *imp_fconst(imp *s, const char *name);
+/* A tensor's values are there, as many as its dims say (float32 or int64, raw little-endian or
+ * typed, no external data); *n gets the count. Refuses otherwise, naming what. */
+loom_status imp_check_tensor(imp *s, const Onnx__TensorProto *t, const char *what, size_t *n);
+/* Records the value name as kind, from tensor t (checked). */
+loom_status imp_add_val(imp *s, const char *name, vkind kind, const Onnx__TensorProto *t);
 loom_status imp_want(imp *s, const char *name, const char *what, int rank, const int64_t *d,
                      const cval **out);
 const Onnx__AttributeProto *imp_attr(const Onnx__NodeProto *n, const char *key);

@@ -335,3 +335,13 @@ done:
     }
     return st;
 }
+
+const char *loom_model_class_name(const loom_model *m, int k, char *buf) {
+    if (m && m->class_names && k >= 0 && k < m->n_class_names)
+        return m->class_names[k];
+    static const loom_dataset fashion = {.n_classes = 10, .is_fashion = true};
+    if (m && loom_model_n_outputs(m) == 10)
+        return loom_class_name(&fashion, k, buf);
+    snprintf(buf, 16, "%d", k);
+    return buf;
+}

@@ -168,16 +168,6 @@ loom_status loom_predict_u8(const loom_model *m, const uint8_t *px, int n, float
     return predict_once(m, NULL, px, n, probs, err);
 }
 
-const char *loom_model_class_name(const loom_model *m, int k, char *buf) {
-    if (m && m->class_names && k >= 0 && k < m->n_class_names)
-        return m->class_names[k];
-    static const loom_dataset fashion = {.n_classes = 10, .is_fashion = true};
-    if (m && loom_model_n_outputs(m) == 10)
-        return loom_class_name(&fashion, k, buf);
-    snprintf(buf, 16, "%d", k);
-    return buf;
-}
-
 int loom_top_k(const float *probs, int n, int k, int *top) {
     if (k > n)
         k = n;
