@@ -735,7 +735,8 @@ static void put_act(FILE *f, const char *P, const char *buf, size_t n, act_kind 
 }
 
 /* PREFIX_predict_ws: the layers in order over two activation buffers t0, t1 (max_act floats
- * each) and the recurrent workspace rw. */
+ * each) and the recurrent workspace rw. One case per layer kind, in one switch as the generated
+ * function reads (a little over 120 lines: split, the cases would lose their common frame). */
 static void write_predict(FILE *f, const plan *p) {
     const loom_model *m = p->m;
     const char *P = p->prefix, *U = p->upper;

@@ -56,6 +56,52 @@ static double bench_infer(loom_model *q, const loom_dataset *ds, const int *idx,
     return repeats % 2 ? t[repeats / 2] : 0.5 * (t[repeats / 2 - 1] + t[repeats / 2]);
 }
 
+/* The median of n sorted values. */
+static double median_sorted(const double *v, int n) {
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* One more repeat of steps training steps timed layer by layer (r->layers), after the others, so
+ * that the clock reads do not touch their figures. */
+static void bench_layers(loom_model *m, loom_optim *opt, const loom_dataset *ds, const int *idx,
+                         int steps, int batch, float *x, int *y, float *dl, loom_rng *rng,
+                         loom_bench_result *r) {
+    _Static_assert(sizeof r->layers / sizeof r->layers[0] >= MODEL_MAX_LAYERS,
+                   "loom_bench_result holds every layer");
+    double prof[2 * MODEL_MAX_LAYERS] = {0}, t_update = 0;
+    m->prof = prof;
+    double a = loom_now();
+    for (int s = 0; s < steps; s++)
+        bench_step(m, opt, ds, idx, s, batch, x, y, dl, rng, &t_update);
+    double total = loom_now() - a, layers = 0;
+    m->prof = NULL;
+    r->n_layers = m->n_layers;
+    for (int i = 0; i < m->n_layers; i++) {
+        m->layers[i].ops->describe(&m->layers[i], r->layers[i].name, sizeof r->layers[i].name);
+        r->layers[i].forward_ms = 1e3 * prof[2 * i] / steps;
+        r->layers[i].backward_ms = 1e3 * prof[2 * i + 1] / steps;
+        layers += prof[2 * i] + prof[2 * i + 1];
+    }
+    r->update_ms = 1e3 * t_update / steps;
+    r->other_ms = 1e3 * (total - layers - t_update) / steps;
+}
+
+/* m quantized (calibrated on the first bench batch, random pixels) and its inference timed as
+ * the float model's was: r->infer_int8_ips. */
+static loom_status bench_int8(loom_model *m, const loom_dataset *ds, const int *idx, int batch,
+                              int repeats, int steps, float *x, int *y, double *t_inf,
+                              loom_bench_result *r, loom_error *err) {
+    loom_model *q = NULL;
+    loom_batch_fill(ds, idx, batch, NULL, x, y);
+    loom_status st = loom_model_quantize(&q, m, x, batch, LOOM_QUANT_PERCENTILE, err);
+    if (st == LOOM_OK)
+        st = loom_model_prepare(q, batch, err);
+    if (st == LOOM_OK)
+        r->infer_int8_ips = bench_infer(q, ds, idx, batch, repeats, steps, x, y, t_inf);
+    loom_model_destroy(q);
+    return st;
+}
+
 loom_status loom_bench(const char *model, int batch, int repeats, double seconds_per_repeat,
                        bool is_layers, bool is_int8, loom_bench_result *r, loom_error *err) {
     memset(r, 0, sizeof *r);
@@ -132,45 +178,15 @@ loom_status loom_bench(const char *model, int batch, int repeats, double seconds
             t_inf[rep] = (double)steps * batch / (c - b);
         }
     }
-    if (is_layers) {
-        _Static_assert(sizeof r->layers / sizeof r->layers[0] >= MODEL_MAX_LAYERS,
-                       "loom_bench_result holds every layer");
-        double prof[2 * MODEL_MAX_LAYERS] = {0}, t_update = 0;
-        m->prof = prof;
-        double a = loom_now();
-        for (int s = 0; s < steps; s++)
-            bench_step(m, opt, &ds, idx, s, batch, x, y, dl, &rng, &t_update);
-        double total = loom_now() - a, layers = 0;
-        m->prof = NULL;
-        r->n_layers = m->n_layers;
-        for (int i = 0; i < m->n_layers; i++) {
-            m->layers[i].ops->describe(&m->layers[i], r->layers[i].name, sizeof r->layers[i].name);
-            r->layers[i].forward_ms = 1e3 * prof[2 * i] / steps;
-            r->layers[i].backward_ms = 1e3 * prof[2 * i + 1] / steps;
-            layers += prof[2 * i] + prof[2 * i + 1];
-        }
-        r->update_ms = 1e3 * t_update / steps;
-        r->other_ms = 1e3 * (total - layers - t_update) / steps;
-    }
+    if (is_layers)
+        bench_layers(m, opt, &ds, idx, steps, batch, x, y, dl, &rng, r);
     qsort(t_train, (size_t)repeats, sizeof(double), cmp_double);
     qsort(t_inf, (size_t)repeats, sizeof(double), cmp_double);
-    r->train_ips = repeats % 2 ? t_train[repeats / 2]
-                               : 0.5 * (t_train[repeats / 2 - 1] + t_train[repeats / 2]);
-    r->infer_ips =
-        repeats % 2 ? t_inf[repeats / 2] : 0.5 * (t_inf[repeats / 2 - 1] + t_inf[repeats / 2]);
-    if (is_int8) { /* calibrated on the first bench batch (random pixels) */
-        loom_model *q = NULL;
-        loom_batch_fill(&ds, idx, batch, NULL, x, y);
-        st = loom_model_quantize(&q, m, x, batch, LOOM_QUANT_PERCENTILE, err);
-        if (st == LOOM_OK)
-            st = loom_model_prepare(q, batch, err);
-        if (st == LOOM_OK)
-            r->infer_int8_ips = bench_infer(q, &ds, idx, batch, repeats, steps, x, y, t_inf);
-        loom_model_destroy(q);
-        if (st) {
-            free(idx);
-            goto done;
-        }
+    r->train_ips = median_sorted(t_train, repeats);
+    r->infer_ips = median_sorted(t_inf, repeats);
+    if (is_int8 && (st = bench_int8(m, &ds, idx, batch, repeats, steps, x, y, t_inf, r, err))) {
+        free(idx);
+        goto done;
     }
     free(idx);
     r->train_min_ips = t_train[0];

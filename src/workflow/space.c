@@ -736,6 +736,10 @@ static loom_status check_size(parser *p) {
     return LOOM_OK;
 }
 
+/* Longer than the house's ~120 lines, on purpose: the item loop is one state machine over the
+ * open blocks (a repeat body collecting its lines, the stack of residual blocks passing theirs
+ * on), and its state is these locals; split into helpers they would share it all as a struct
+ * and each case would read less plainly than it does here, next to the others. */
 loom_status loom_space_parse(loom_space **out, const char *text, const char *source,
                              loom_error *err) {
     *out = NULL;
