@@ -139,14 +139,16 @@ static void run_name(const char *trials_csv, char *out, size_t n) {
         name = loom_config_get(text, "space_file", space, sizeof space);
     if (!name) {
         snprintf(space, sizeof space, "%s", dir);
-        size_t len = strlen(space);
-        while (len > 1 && space[len - 1] == '/')
-            space[--len] = '\0';
+        size_t end = strlen(space);
+        while (end > 1 && space[end - 1] == '/')
+            space[--end] = '\0';
         name = space;
     }
     const char *base = strrchr(name, '/');
     base = base && base[1] ? base + 1 : name;
-    snprintf(out, n, "%s", base);
+    size_t len = strlen(base) < n ? strlen(base) : n - 1; /* a long name is cut */
+    memcpy(out, base, len);
+    out[len] = '\0';
     char *dot = strrchr(out, '.');
     if (dot && dot != out)
         *dot = '\0';
