@@ -74,9 +74,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     /* A valid text may ask for billions of parameters; for it "cannot allocate" is the right
      * answer, but the fuzzer's malloc limit would call it a crash: count first, and build only
      * models of at most MAX_PARAMS floats. */
-    size_t n_params = 0, n_state = 0;
-    loom_status st = model_count(text, "fuzz", s[0], s[1], s[2], &n_params, &n_state, &err);
-    if (st == LOOM_OK && (n_params > MAX_PARAMS || n_state > MAX_PARAMS)) {
+    size_t n_params = 0, n_state = 0, n_bytes = 0;
+    loom_status st =
+        model_count(text, "fuzz", s[0], s[1], s[2], &n_params, &n_state, &n_bytes, &err);
+    if (st == LOOM_OK && (n_params > MAX_PARAMS || n_state > MAX_PARAMS || n_bytes > MAX_PARAMS)) {
         free(text);
         return 0;
     }
