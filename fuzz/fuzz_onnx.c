@@ -27,8 +27,11 @@ static void use(loom_model *m) {
         free(x);
         free(p);
     }
-    char path[64];
-    snprintf(path, sizeof path, "/tmp/fuzz_onnx.%d.onnx", (int)getpid());
+    /* the export writes a file: in $TMPDIR, else the C library's temporary directory */
+    const char *dir = getenv("TMPDIR");
+    char path[1100];
+    snprintf(path, sizeof path, "%.1000s/fuzz_onnx.%d.onnx", dir && *dir ? dir : P_tmpdir,
+             (int)getpid());
     loom_model *back = NULL;
     if (loom_export_onnx(m, path, &err) == LOOM_OK) {
         if (loom_import_onnx(&back, NULL, path, &err) != LOOM_OK ||

@@ -6,6 +6,8 @@
 #include "check.h"
 
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
 float gradcheck_corrupt_scale = 1.0f;
 
@@ -134,4 +136,57 @@ void gradcheck_expect(const char *text, int H, int W, int C, int B) {
               r.n_checked);
     CHECK_MSG(r.n_skipped * 10 <= r.n_checked + r.n_skipped, "[%s] %d skipped of %d", text,
               r.n_skipped, r.n_checked + r.n_skipped);
+}
+
+void gradcheck_threads_expect(const char *text, int H, int W, int C, int B, int max_threads) {
+    size_t D = (size_t)H * W * C;
+    float *x = malloc(sizeof(float) * D * (size_t)B), *ref_y = NULL, *ref_g = NULL, *dl = NULL;
+    loom_rng rng;
+    loom_rng_seed(&rng, 3);
+    for (size_t i = 0; x && i < D * (size_t)B; i++)
+        x[i] = loom_rng_uniform(&rng);
+    CHECK(x != NULL);
+    int K = 0;
+    size_t n = 0;
+    for (int t = 1; x && t <= max_threads; t++) {
+        loom_set_threads(t);
+        loom_model *m = NULL;
+        loom_error err = {0};
+        CHECK_MSG(loom_model_create(&m, text, "threads", H, W, C, &err) == LOOM_OK, "%s", err.msg);
+        if (!m)
+            break;
+        loom_model_init(m, 4);
+        CHECK(loom_model_prepare(m, B, &err) == LOOM_OK);
+        if (t == 1) { /* the same dL/dy for every thread count */
+            K = loom_model_n_outputs(m);
+            n = loom_model_n_params(m);
+            dl = malloc(sizeof(float) * (size_t)K * B);
+            ref_y = malloc(sizeof(float) * (size_t)K * B);
+            ref_g = malloc(sizeof(float) * (n ? n : 1));
+            for (int i = 0; dl && i < K * B; i++)
+                dl[i] = loom_rng_uniform(&rng) - 0.5f;
+        }
+        if (!dl || !ref_y || !ref_g) {
+            loom_model_destroy(m);
+            CHECK(dl && ref_y && ref_g);
+            break;
+        }
+        loom_rng r2; /* dropout masks: the same stream on every thread count */
+        loom_rng_seed(&r2, 11);
+        loom_model_zero_grad(m);
+        const float *y = loom_model_forward(m, x, B, true, &r2);
+        loom_model_backward(m, dl, B);
+        if (t == 1) {
+            memcpy(ref_y, y, sizeof(float) * (size_t)K * B);
+            memcpy(ref_g, loom_model_grads(m), sizeof(float) * n);
+        } else {
+            CHECK_MSG(memcmp(ref_y, y, sizeof(float) * (size_t)K * B) == 0,
+                      "[%s] outputs on %d threads differ", text, t);
+            CHECK_MSG(memcmp(ref_g, loom_model_grads(m), sizeof(float) * n) == 0,
+                      "[%s] gradients on %d threads differ", text, t);
+        }
+        loom_model_destroy(m);
+    }
+    loom_set_threads(0);
+    free(x), free(dl), free(ref_y), free(ref_g);
 }

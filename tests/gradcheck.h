@@ -25,4 +25,8 @@ extern float gradcheck_corrupt_scale;
 /* CHECKs that a model text passes: no bad entries, at most 10% skipped. */
 void gradcheck_expect(const char *text, int H, int W, int C, int B);
 
+/* CHECKs that a training forward and backward of text on B examples (dropout masks from one
+ * seed) gives the same outputs and gradients, bit for bit, on 2 .. max_threads threads as on 1. */
+void gradcheck_threads_expect(const char *text, int H, int W, int C, int B, int max_threads);
+
 #endif
