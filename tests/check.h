@@ -52,5 +52,10 @@ loom_dataset *check_dataset(int n, int H, int W, int n_classes);
 int check_report(void);
 /* A temporary directory for this test binary (created once, under $TMPDIR or /tmp). */
 const char *check_tmpdir(void);
+/* check_tmpdir()/name, in a ring of 64 buffers: a path stays valid for the next 63 calls. */
+const char *tmp_path(const char *name);
+/* Models over every layer kind the zoo does not use, for 28x28x1 inputs (the doors' tests). */
+extern const char *const check_kinds[];
+extern const int check_n_kinds;
 
 #endif

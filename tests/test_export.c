@@ -10,25 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *tmp_path(const char *name) {
-    static char buf[8][512];
-    static int next;
-    char *p = buf[next++ % 8];
-    snprintf(p, sizeof buf[0], "%s/%s", check_tmpdir(), name);
-    return p;
-}
-
-/* Every layer kind in two models (images, sequences). */
-static const char *const specs[] = {
-    "standardize\nconv 4 3x3 s2 same leaky_relu 0.1\nbatchnorm\nmaxpool 2\nconv 4 3x3 elu\n"
-    "avgpool 2 stride 1\nsigmoid\ndropout 0.5\nflatten\ndense 8 tanh\nbatchnorm\nrelu\n"
-    "dense 3 softmax\n",
-    "columns\ngru 4 return-sequences bidirectional\nbatchnorm\nlstm 3 return-sequences\n"
-    "rnn 2 bidirectional activation relu\nelu\ndense 3 softmax\n",
-    "rows\nrnn 3 return-sequences\nflatten\ndense 3\n",
-    "conv 2 3x3\nglobalavgpool\ndense 3 softmax\n",
-};
-
 static loom_model *model(const char *text) {
     loom_model *m = NULL;
     loom_error err = {0};
@@ -39,8 +20,8 @@ static loom_model *model(const char *text) {
 }
 
 static void test_every_kind(void) {
-    for (size_t i = 0; i < sizeof specs / sizeof *specs; i++) {
-        loom_model *m = model(specs[i]);
+    for (int i = 0; i < check_n_kinds; i++) {
+        loom_model *m = model(check_kinds[i]);
         if (!m)
             continue;
         loom_error err = {0};

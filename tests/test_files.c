@@ -43,14 +43,6 @@ static int count_fds(void) {
     return n;
 }
 
-static const char *tmp_path(const char *name) {
-    static char buf[4][512];
-    static int next;
-    char *p = buf[next++ % 4];
-    snprintf(p, sizeof buf[0], "%s/%s", check_tmpdir(), name);
-    return p;
-}
-
 static bool write_bytes(const char *path, const void *data, size_t len) {
     FILE *f = fopen(path, "wb");
     if (!f)

@@ -188,12 +188,6 @@ static void test_report(void) {
     loom_metrics_reset(&mt);
 }
 
-static const char *tmp_path(const char *name) {
-    static char buf[512];
-    snprintf(buf, sizeof buf, "%s/%s", check_tmpdir(), name);
-    return buf;
-}
-
 static void test_json(void) {
     loom_metrics mt;
     loom_error err = {0};

@@ -19,14 +19,6 @@
 /* Field offsets of the fixed header (docs/FORMATS.md). */
 enum { OFF_VERSION = 8, OFF_FLAGS = 12, OFF_H = 16, OFF_TEXT_LEN = 28, OFF_TEXT = 32 };
 
-static const char *tmp_path(const char *name) {
-    static char buf[4][512];
-    static int next;
-    char *p = buf[next++ % 4];
-    snprintf(p, sizeof buf[0], "%s/%s", check_tmpdir(), name);
-    return p;
-}
-
 static void put32(unsigned char *p, uint32_t v) {
     for (int i = 0; i < 4; i++)
         p[i] = (unsigned char)(v >> (8 * i));

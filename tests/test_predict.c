@@ -16,14 +16,6 @@
 #include <string.h>
 #include <zlib.h>
 
-static const char *tmp_path(const char *name) {
-    static char buf[64][512]; /* a ring: a path stays valid for the next 63 calls */
-    static int next;
-    char *p = buf[next++ % 64];
-    snprintf(p, sizeof buf[0], "%s/%s", check_tmpdir(), name);
-    return p;
-}
-
 static bool write_bytes(const char *path, const void *data, size_t len) {
     FILE *f = fopen(path, "wb");
     if (!f)

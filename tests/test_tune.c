@@ -87,14 +87,6 @@ static void put_file(const char *dir, const char *name, const char *text) {
     loom_file_write_atomic(path, text, strlen(text), &err);
 }
 
-static const char *tmp_path(const char *name) {
-    static char buf[8][1024];
-    static int i;
-    i = (i + 1) % 8;
-    snprintf(buf[i], sizeof buf[i], "%s/%s", check_tmpdir(), name);
-    return buf[i];
-}
-
 /* ---- search spaces ---- */
 
 #define MLP_SPACE                                                                                  \
