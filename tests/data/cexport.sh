@@ -50,23 +50,7 @@ flatten
 dropout 0.1
 dense 10 softmax
 M
-cat >"$T/kinds-residual.txt" <<'M'
-conv 8 3x3 same
-batchnorm
-relu
-residual { conv 8 3x3 same, batchnorm, relu, conv 8 3x3 same, batchnorm } relu
-residual {
-    conv 12 3x3 s2 same
-    batchnorm
-    relu
-    residual { conv 12 3x3 same, batchnorm, dropout 0.1 } elu
-    conv 12 3x3 same
-} relu
-repeat 2 { residual proj { conv 12 3x3 same tanh } }
-maxpool 2
-flatten
-dense 10 softmax
-M
+cp "$(dirname "$0")/models/kinds-residual.txt" "$T/kinds-residual.txt"
 
 # Each model in two steps: train, export and loom's reference output (prepare), then compile, run
 # and compare (finish: in the background, while the next model trains; one at a time, as the

@@ -59,23 +59,7 @@ dense 10 softmax
 SPEC
 # residual blocks: identity and projection shortcuts (stride 2 with a channel change, and forced),
 # a block nested in another, batchnorm and dropout inside, activations after the addition
-cat >"$T/kinds-residual.txt" <<'SPEC'
-conv 8 3x3 same
-batchnorm
-relu
-residual { conv 8 3x3 same, batchnorm, relu, conv 8 3x3 same, batchnorm } relu
-residual {
-    conv 12 3x3 s2 same
-    batchnorm
-    relu
-    residual { conv 12 3x3 same, batchnorm, dropout 0.1 } elu
-    conv 12 3x3 same
-} relu
-repeat 2 { residual proj { conv 12 3x3 same tanh } }
-maxpool 2
-flatten
-dense 10 softmax
-SPEC
+cp "$(dirname "$0")/models/kinds-residual.txt" "$T/kinds-residual.txt"
 
 # 3. each model: train, export, check, run, compare
 export_check() { # name, model file
