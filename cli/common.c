@@ -16,6 +16,13 @@ const char *cli_hint_exists = "--force replaces it, --out DIR writes elsewhere";
 const char *cli_hint_interrupted = NULL;
 
 int cli_fail(const loom_error *err) {
+    /* another process of the job failed (its own message says why), or all stopped alike (rank
+     * 0 says where) */
+    if (loom_dist_rank() > 0 &&
+        (loom_dist_is_other_failure(err) || err->status == LOOM_ERR_INTERRUPTED ||
+         err->status == LOOM_ERR_NUMERIC))
+        return err->status == LOOM_ERR_ARG || err->status == LOOM_ERR_EXISTS ? EXIT_USAGE
+                                                                             : EXIT_RUN;
     const char *hint = err->status == LOOM_ERR_EXISTS        ? cli_hint_exists
                        : err->status == LOOM_ERR_INTERRUPTED ? cli_hint_interrupted
                                                              : NULL;

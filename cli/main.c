@@ -127,8 +127,44 @@ static void set_wait_policy(char **argv) {
     unsetenv("LOOM_REEXEC");
 }
 
+/* The commands that a job of several processes shares (the others run in one process). */
+static bool is_job_command(const char *cmd) {
+    return strcmp(cmd, "train") == 0 || strcmp(cmd, "cv") == 0 || strcmp(cmd, "tune") == 0 ||
+           strcmp(cmd, "study") == 0;
+}
+
+static int run(int argc, char **argv);
+
 int main(int argc, char **argv) {
     set_wait_policy(argv);
+    loom_error err = {0};
+    if (loom_dist_init(&argc, &argv, &err)) {
+        fprintf(stderr, "loom: error: %s\n", err.msg);
+        return EXIT_RUN;
+    }
+    int code;
+    if (loom_dist_size() > 1 && argc >= 2 && !is_job_command(argv[1]) && argv[1][0] != '-') {
+        /* every process decides alike: rank 0 says it */
+        if (loom_dist_rank() == 0)
+            fprintf(stderr,
+                    "loom: error: 'loom %s' runs in one process: run it without mpirun (train, "
+                    "cv, tune and study share their work over the processes)\n",
+                    argv[1]);
+        code = EXIT_USAGE;
+    } else {
+        /* rank 0 speaks for the job: the others keep only their own error messages */
+        if (loom_dist_rank() > 0 && !freopen("/dev/null", "w", stdout))
+            return EXIT_RUN;
+        code = run(argc, argv);
+        /* a process failing alone (its disk, its data) would leave the others waiting */
+        if (code != 0 && !loom_dist_is_agreed())
+            loom_dist_abort(code);
+    }
+    loom_dist_finalize();
+    return code;
+}
+
+static int run(int argc, char **argv) {
     if (argc < 2) {
         usage(stderr);
         return EXIT_USAGE;

@@ -71,6 +71,40 @@ LOOM_API void loom_shuffle_int(int *a, int n, loom_rng *rng);
 LOOM_API void loom_set_threads(int n);
 LOOM_API int loom_get_threads(void); /* the current number (all cores until set) */
 
+/* ---- processes: one job over MPI ---------------------------------------------------------- */
+
+/* Joins the job when a launcher (mpirun) started this process; a plain run is a world of one
+ * process and no MPI call is made. Call once, first thing in main; loom_dist_finalize at exit. */
+LOOM_API loom_status loom_dist_init(int *argc, char ***argv, loom_error *err);
+LOOM_API void loom_dist_finalize(void);
+/* Ends every process of the job with exit code code (a failure the others cannot know of). */
+LOOM_API void loom_dist_abort(int code);
+LOOM_API int loom_dist_rank(void); /* 0 .. size - 1; rank 0 writes the outputs */
+LOOM_API int loom_dist_size(void);
+/* Solo: this process works alone (a unit taken from a shared queue): loom_dist_rank and
+ * loom_dist_size then say 0 and 1, and the collectives are no-ops; the job's own numbers stay
+ * in loom_dist_job_rank and loom_dist_job_size. */
+LOOM_API void loom_dist_set_solo(bool on);
+LOOM_API int loom_dist_job_rank(void);
+LOOM_API int loom_dist_job_size(void);
+/* True once a failure known to every process was reported (loom_dist_agree, an agreed stop):
+ * the processes then end on their own, no loom_dist_abort needed. */
+LOOM_API bool loom_dist_is_agreed(void);
+/* Worker threads per process by default: this process's cores, shared with the job's other
+ * processes on the same host when they are not bound to cores of their own. */
+LOOM_API int loom_dist_default_threads(void);
+/* The job-wide status: st where it failed here, the worst status of any process otherwise (err
+ * then says another process failed: loom_dist_is_other_failure). Every process must call it. */
+LOOM_API loom_status loom_dist_agree(loom_status st, loom_error *err);
+LOOM_API bool loom_dist_is_other_failure(const loom_error *err);
+LOOM_API void loom_dist_barrier(void);
+/* A work queue shared by the processes: loom_dist_queue_next returns 0, 1, 2, ... across the
+ * whole job, each number to one process, whichever asks first (in a world of one, (*local)++).
+ * open and close are collective. */
+LOOM_API void loom_dist_queue_open(void);
+LOOM_API long loom_dist_queue_next(long *local);
+LOOM_API void loom_dist_queue_close(void);
+
 /* ---- the CPU: what it can do, and its measured peak ------------------------------------------ */
 
 typedef struct {
@@ -442,6 +476,13 @@ typedef struct {
     int checkpoint_steps;        /* also every N steps inside an epoch, 0 = off */
     bool is_resume;          /* continue from checkpoint_path (bit-identical to no interruption) */
     const char *lr_schedule; /* sched's text form (config.txt), NULL = constant; not owned */
+    /* Shards: each batch is split into this many fixed parts (1 = the whole batch at once),
+     * each run forward and backward on its own (batch norm normalises within a shard) and their
+     * gradients summed exactly, so the result does not depend on which process computed which
+     * part. is_data_parallel: the job's processes (loom_dist_size()) share the shards, which
+     * must then be a multiple of their number; every process calls loom_train alike. */
+    int shards;
+    bool is_data_parallel;
 } loom_train_config;
 
 /* Defaults: adam 1e-3, batch 64, 10 epochs, seed 42; momentum and beta2 are the optimizer's

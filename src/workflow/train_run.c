@@ -1,6 +1,7 @@
 /* run.c - a training run as one library call: resolve the model, load and split the data,
  * train, save the model file and write the run directory (config, history, log, metrics);
  * and the evaluation of a saved model on any split. The CLI only fills the configs. */
+#include "../core/core.h"
 #include "../run/rundir.h"
 
 #include <assert.h>
@@ -325,16 +326,73 @@ static loom_status run_open_dir(train_run *r, loom_error *err) {
     return st;
 }
 
+/* The job's processes agree before anything is written: every one prepared the run (st is this
+ * one's status), rank 0's resume decision holds for all, and every process has the same inputs
+ * (settings, model text, data: the receipt's hashes), else none starts. */
+static loom_status job_check(train_run *r, loom_status st, loom_error *err) {
+    if ((st = loom_dist_agree(st, err)))
+        return st;
+    bool flags[2] = {r->is_resume, r->is_restart};
+    dist_bcast(flags, sizeof flags, 0);
+    r->is_resume = flags[0];
+    r->is_restart = flags[1];
+    loom_run_config full = *r->rc;
+    full.data_dir = r->data_dir;
+    char *text = loom_run_config_text(&full);
+    receipt_in mine = receipt_inputs(r->text, text, r->train, r->test);
+    free(text);
+    int n = loom_dist_size();
+    receipt_in *all = malloc(sizeof *all * (size_t)n);
+    if (!text || !all) {
+        free(all);
+        return loom_error_set(err, LOOM_ERR_NOMEM, "out of memory");
+    }
+    dist_allgather(&mine, sizeof mine, all);
+    int S = r->tc.shards;
+    if (loom_dist_rank() == 0 && S % n != 0)
+        st = loom_error_set(err, LOOM_ERR_ARG,
+                            "shards: %d processes share each batch's shards: set shards to a "
+                            "multiple of %d (12 runs on 1, 2, 3, 4, 6 or 12 processes with the "
+                            "same numbers)",
+                            n, n);
+    for (int i = 1; i < n && st == LOOM_OK && loom_dist_rank() == 0; i++)
+        if (all[i].inputs != all[0].inputs || all[i].data != all[0].data)
+            st = loom_error_set(err, LOOM_ERR_ARG,
+                                "process %d's %s differ from process 0's (%08x, not %08x): start "
+                                "every process with the same loom, flags and data",
+                                i, all[i].inputs != all[0].inputs ? "settings" : "data",
+                                all[i].inputs != all[0].inputs ? all[i].inputs : all[i].data,
+                                all[i].inputs != all[0].inputs ? all[0].inputs : all[0].data);
+    free(all);
+    return loom_dist_agree(st, err); /* rank 0 says why; the others that it failed */
+}
+
+/* "2 threads", or "3 processes x 2 threads" in a data-parallel job. */
+static void format_workers(char *buf, size_t n) {
+    int t = loom_get_threads(), p = loom_dist_size();
+    if (p > 1)
+        snprintf(buf, n, "%d processes x %d thread%s", p, t, t == 1 ? "" : "s");
+    else
+        snprintf(buf, n, "%d thread%s", t, t == 1 ? "" : "s");
+}
+
 /* The log's opening lines: what is trained on what, and the warnings about the settings. */
 static void run_log_start(train_run *r) {
     const loom_run_config *rc = r->rc;
     const loom_train_config *tc = &r->tc;
+    char workers[64];
+    format_workers(workers, sizeof workers);
     log_printf(tee, &r->tl, LOOM_LOG_INFO,
                "loom %s: training %s (%zu parameters) on %d examples, validating on %d; "
-               "%s lr %g, batch %d, %d epochs, seed %llu, %d threads",
+               "%s lr %g, batch %d, %d epochs, seed %llu, %s",
                LOOM_VERSION, rc->model, r->m->n_params, r->sp.n_train, r->sp.n_val,
                loom_opt_kind_str(tc->opt.kind), (double)tc->opt.lr, tc->batch, tc->epochs,
-               (unsigned long long)tc->seed, loom_get_threads());
+               (unsigned long long)tc->seed, workers);
+    if (tc->shards > 1)
+        log_printf(tee, &r->tl, LOOM_LOG_INFO,
+                   "each batch in %d shards summed exactly: the same numbers on any number of "
+                   "processes that divides %d",
+                   tc->shards, tc->shards);
     if (rc->subset > r->train->n)
         log_printf(tee, &r->tl, LOOM_LOG_WARN,
                    "warning: subset %d is more than the %d training examples: all of them are used",
@@ -418,16 +476,31 @@ loom_status loom_run_train(const loom_run_config *rc, loom_run_result *res, loom
                    .tc = rc->train,
                    .data_dir = rc->data_dir ? rc->data_dir : loom_default_data_dir(),
                    .tl = {NULL, rc->train.log, rc->train.log_user}};
+    /* a data-parallel job: every process prepares and trains; rank 0 alone writes */
+    bool is_job = loom_dist_size() > 1, is_root = loom_dist_rank() == 0;
     loom_status st = run_prepare(&r, err);
-    if (st == LOOM_OK)
+    if (is_job)
+        st = job_check(&r, st, err);
+    if (st == LOOM_OK && is_root)
         st = run_open_dir(&r, err);
+    if (is_job)
+        st = loom_dist_agree(st, err);
     if (st == LOOM_OK) {
-        run_log_start(&r);
+        r.tc.is_data_parallel = is_job;
+        if (is_root) {
+            run_log_start(&r);
+        } else {
+            r.tc.is_resume = r.is_resume;
+            r.tc.checkpoint_path = NULL;
+            r.tc.log = NULL;
+            r.tc.progress = NULL;
+        }
         st = loom_train(r.m, &r.tc, r.train, r.sp.train, r.sp.n_train, r.train, r.sp.val,
                         r.sp.n_val, NULL, &res->hist, err);
-        st = run_after_training(&r, st, err);
+        if (is_root)
+            st = run_after_training(&r, st, err);
     }
-    if (st == LOOM_OK)
+    if (st == LOOM_OK && is_root)
         st = run_finish(&r, err);
     if (r.tl.f)
         fclose(r.tl.f);

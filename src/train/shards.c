@@ -1,0 +1,95 @@
+/* shards.c - the sum of the shards' gradients, exact and independent of the processes.
+ *
+ * Floating-point addition is not associative: summing the same shard gradients in another order
+ * (another number of processes, another MPI reduction tree) would change the last bits, and then
+ * the whole training. So every value is first written in 64-bit fixed point and the integers are
+ * summed, which is exact in any order. The fixed point is chosen per block of SHARD_BLOCK
+ * elements from the block's largest magnitude over all shards (a maximum, also order-free): with
+ * E its binary exponent (|v| < 2^E) and S shards, a value becomes trunc(v * 2^(62 - k - E)),
+ * k = ceil(log2 S), so that the sum of S of them stays below 2^62. The error of a value is below
+ * 2^(E + k - 62): sixty bits under the block's largest, far finer than the float's own rounding
+ * of any value within 2^-36 of it. The sum goes back to a float with one rounding. */
+#include "shards.h"
+
+#include <math.h>
+
+loom_status shard_sum_init(shard_sum *s, int n_shards, int lo, int hi, size_t n, int n_flags,
+                           loom_error *err) {
+    memset(s, 0, sizeof *s);
+    s->n_shards = n_shards;
+    s->lo = lo;
+    s->hi = hi;
+    s->n = n;
+    s->nb = (n + SHARD_BLOCK - 1) / SHARD_BLOCK;
+    s->n_flags = n_flags;
+    s->v = loom_xalloc(sizeof(float) * (n ? n : 1) * (size_t)(hi - lo));
+    s->ex = malloc(sizeof(int32_t) * (s->nb + (size_t)n_flags + 1));
+    s->acc = loom_xalloc(sizeof(int64_t) * (n ? n : 1));
+    if (!s->v || !s->ex || !s->acc) {
+        shard_sum_free(s);
+        return loom_error_set(err, LOOM_ERR_NOMEM, "shard buffers: out of memory");
+    }
+    return LOOM_OK;
+}
+
+void shard_sum_free(shard_sum *s) {
+    free(s->v);
+    free(s->ex);
+    free(s->acc);
+    memset(s, 0, sizeof *s);
+}
+
+/* The biased exponent field of f (0 for zeros and subnormals, 255 for NaN and Inf). */
+static inline int32_t bexp(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return (int32_t)((u >> 23) & 0xff);
+}
+
+void shard_sum_exponents(shard_sum *s) {
+    for (size_t b = 0; b < s->nb; b++) {
+        size_t lo = b * SHARD_BLOCK, hi = lo + SHARD_BLOCK < s->n ? lo + SHARD_BLOCK : s->n;
+        int32_t e = 0;
+        for (int k = s->lo; k < s->hi; k++) {
+            const float *v = shard_sum_vec(s, k);
+            for (size_t i = lo; i < hi; i++) {
+                int32_t x = bexp(v[i]);
+                e = x > e ? x : e;
+            }
+        }
+        s->ex[b] = e;
+    }
+}
+
+/* ceil(log2(n)), n >= 1 */
+static int ceil_log2(int n) {
+    int k = 0;
+    while ((1 << k) < n)
+        k++;
+    return k;
+}
+
+void shard_sum_reduce(shard_sum *s, bool is_dist, float *out) {
+    int k2 = ceil_log2(s->n_shards);
+    memset(s->acc, 0, sizeof(int64_t) * s->n);
+    for (size_t b = 0; b < s->nb; b++) {
+        size_t lo = b * SHARD_BLOCK, hi = lo + SHARD_BLOCK < s->n ? lo + SHARD_BLOCK : s->n;
+        /* |v| < 2^E with E = biased - 126 (also for zeros and subnormals: E = -126) */
+        double scale = ldexp(1.0, 62 - k2 - (s->ex[b] - 126));
+        for (int k = s->lo; k < s->hi; k++) {
+            const float *v = shard_sum_vec(s, k);
+            int64_t *a = s->acc;
+#pragma omp simd
+            for (size_t i = lo; i < hi; i++)
+                a[i] += (int64_t)((double)v[i] * scale);
+        }
+    }
+    if (is_dist)
+        dist_sum_i64(s->acc, s->n);
+    for (size_t b = 0; b < s->nb; b++) {
+        size_t lo = b * SHARD_BLOCK, hi = lo + SHARD_BLOCK < s->n ? lo + SHARD_BLOCK : s->n;
+        double unscale = ldexp(1.0, -(62 - k2 - (s->ex[b] - 126)));
+        for (size_t i = lo; i < hi; i++)
+            out[i] = (float)((double)s->acc[i] * unscale);
+    }
+}
