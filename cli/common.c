@@ -84,6 +84,8 @@ bool cli_u64(const char *cmd, const char *flag, const char *s, uint64_t *out) {
 }
 
 void cli_log(void *user, loom_log_kind kind, const char *line) {
+    if (loom_dist_job_rank() > 0) /* rank 0 speaks for the job */
+        return;
     (void)user;
     if (kind == LOOM_LOG_PROGRESS) {
         cli_status_line(line);

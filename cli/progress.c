@@ -84,6 +84,8 @@ static void bar_line(const loom_progress *p, const char *timing, char *line, siz
 }
 
 void cli_progress(void *user, const loom_progress *p) {
+    if (loom_dist_job_rank() > 0) /* rank 0 shows the job's progress */
+        return;
     (void)user;
     /* redrawn at most every 0.25 s of an epoch, and at its last step */
     static double shown_at = 0.0;

@@ -48,6 +48,25 @@ void dist_max_i32(int32_t *v, size_t n); /* element-wise maximum, in place */
 void dist_allgather(const void *mine, size_t bytes, void *all); /* all: size * bytes, by rank */
 void dist_bcast(void *buf, size_t bytes, int root);
 void dist_mark_agreed(void); /* the failure being reported is known to every process */
+/* Units of work shared by the job's processes: each takes the next unit of order (n_units
+ * indices, largest first; NULL: 0, 1, ...) from a shared counter as soon as it is free, skips
+ * those is_done already, runs it alone (loom_dist_size() is 1 inside run) into its out_bytes of
+ * outs, and sends the result to rank 0, which records it (record: in the order they finish,
+ * rank 0 only) as soon as it is between units of its own. At the end every process has every
+ * result in outs and is_done. run returning LOOM_ERR_INTERRUPTED stops this process taking
+ * units; the call then returns LOOM_ERR_INTERRUPTED everywhere, after recording what finished.
+ * In a world of one the units run in order, each recorded at once. */
+typedef struct {
+    int n_units;
+    const int *order;
+    size_t out_bytes;
+    void *outs;    /* (n_units, out_bytes) */
+    bool *is_done; /* (n_units) */
+    loom_status (*run)(void *ctx, int unit, void *out, loom_error *err);
+    loom_status (*record)(void *ctx, int unit, const void *out, loom_error *err);
+    void *ctx;
+} dist_share_job;
+loom_status dist_share(const dist_share_job *j, loom_error *err);
 
 /* ---- arena: one block, bump allocation, 64-byte aligned, reset not freed ---- */
 typedef struct {

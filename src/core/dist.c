@@ -171,3 +171,116 @@ void loom_dist_barrier(void) {
     if (loom_dist_size() > 1)
         MPI_Barrier(MPI_COMM_WORLD);
 }
+
+/* ---- shared units of work ---- */
+
+enum { TAG_DONE = 1 << 20 }; /* a worker's last message: how many results it sent */
+
+/* Rank 0: receives one message (blocking when is_wait, else only when one has arrived); a
+ * result is recorded, a worker's end counted. Returns false when nothing was received. */
+static bool receive_one(const dist_share_job *j, bool is_wait, int *n_ended, long *n_expected,
+                        long *n_got, loom_status *st, loom_error *err) {
+    MPI_Status ms;
+    int flag = 1;
+    if (is_wait)
+        MPI_Probe(MPI_ANY_SOURCE, MPI_ANY_TAG, MPI_COMM_WORLD, &ms);
+    else
+        MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, MPI_COMM_WORLD, &flag, &ms);
+    if (!flag)
+        return false;
+    if (ms.MPI_TAG == TAG_DONE) {
+        long sent = 0;
+        MPI_Recv(&sent, 1, MPI_LONG, ms.MPI_SOURCE, TAG_DONE, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+        *n_expected += sent;
+        (*n_ended)++;
+        return true;
+    }
+    int u = ms.MPI_TAG;
+    char *out = (char *)j->outs + (size_t)u * j->out_bytes;
+    MPI_Recv(out, (int)j->out_bytes, MPI_BYTE, ms.MPI_SOURCE, u, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+    j->is_done[u] = true;
+    (*n_got)++;
+    if (*st == LOOM_OK && j->record)
+        *st = j->record(j->ctx, u, out, err);
+    return true;
+}
+
+loom_status dist_share(const dist_share_job *j, loom_error *err) {
+    loom_status st = LOOM_OK;
+    long local = 0;
+    int size = g.size, rank = g.rank;
+    bool is_job = g.is_mpi && size > 1 && !g.is_solo;
+    if (is_job)
+        loom_dist_queue_open();
+    MPI_Request *reqs = is_job ? malloc(sizeof *reqs * (size_t)(j->n_units + 1)) : NULL;
+    int n_reqs = 0;
+    long n_sent = 0, n_expected = 0, n_got = 0;
+    int n_ended = 0;
+    bool is_stopped = false;
+    if (is_job && !reqs)
+        loom_dist_abort(1);
+    for (;;) {
+        long q = is_job ? loom_dist_queue_next(&local) : local++;
+        if (q >= j->n_units || st != LOOM_OK || is_stopped)
+            break;
+        int u = j->order ? j->order[q] : (int)q;
+        if (j->is_done[u])
+            continue;
+        if (is_job)
+            g.is_solo = true;
+        char *out = (char *)j->outs + (size_t)u * j->out_bytes;
+        loom_status su = j->run(j->ctx, u, out, err);
+        g.is_solo = false;
+        if (su == LOOM_ERR_INTERRUPTED) {
+            is_stopped = true;
+            continue;
+        }
+        if (su) {
+            st = su;
+            break;
+        }
+        j->is_done[u] = true;
+        if (!is_job || rank == 0) {
+            if (j->record && (st = j->record(j->ctx, u, out, err)))
+                break;
+        } else {
+            MPI_Isend(out, (int)j->out_bytes, MPI_BYTE, 0, u, MPI_COMM_WORLD, &reqs[n_reqs++]);
+            n_sent++;
+        }
+        /* rank 0 records what the others finished meanwhile */
+        while (is_job && rank == 0 &&
+               receive_one(j, false, &n_ended, &n_expected, &n_got, &st, err))
+            ;
+    }
+    if (is_job && st != LOOM_OK && !is_stopped) {
+        /* this process cannot go on: its message, then the job ends */
+        loom_dist_abort(1);
+    }
+    if (is_job) {
+        if (rank == 0) {
+            while (n_ended < size - 1 || n_got < n_expected)
+                receive_one(j, true, &n_ended, &n_expected, &n_got, &st, err);
+        } else {
+            MPI_Send(&n_sent, 1, MPI_LONG, 0, TAG_DONE, MPI_COMM_WORLD);
+            MPI_Waitall(n_reqs, reqs, MPI_STATUSES_IGNORE);
+        }
+        free(reqs);
+        loom_dist_queue_close();
+        /* every process leaves with every result, and with the same verdict */
+        dist_bcast(j->is_done, sizeof(bool) * (size_t)j->n_units, 0);
+        for (int u = 0; u < j->n_units; u++)
+            if (j->is_done[u])
+                dist_bcast((char *)j->outs + (size_t)u * j->out_bytes, j->out_bytes, 0);
+        int32_t flags[2] = {is_stopped, st != LOOM_OK};
+        dist_max_i32(flags, 2);
+        if (flags[1] && st == LOOM_OK)
+            st = loom_dist_agree(LOOM_ERR_IO, err);
+        else if (flags[0] && st == LOOM_OK) {
+            g.is_agreed = true;
+            st = LOOM_ERR_INTERRUPTED;
+        }
+    } else if (is_stopped && st == LOOM_OK) {
+        st = LOOM_ERR_INTERRUPTED;
+    }
+    return st;
+}
