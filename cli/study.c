@@ -145,6 +145,17 @@ static int run_child(char *const argv[], const char *log_path, volatile int *sto
     if (pid < 0)
         return -1;
     if (pid == 0) {
+        /* a step is a plain loom run of its own, not a member of this process's MPI job */
+        for (char **e = environ; *e;) {
+            if (strncmp(*e, "OMPI_", 5) == 0 || strncmp(*e, "PMIX_", 5) == 0 ||
+                strncmp(*e, "PMI_", 4) == 0) {
+                char name[256];
+                snprintf(name, sizeof name, "%.*s", (int)strcspn(*e, "="), *e);
+                unsetenv(name); /* environ shifts down: look at this slot again */
+            } else {
+                e++;
+            }
+        }
         int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
         if (fd >= 0) {
             dup2(fd, 1);
@@ -307,6 +318,54 @@ static loom_status run_step(const cli_study_config *sc, const char *out, const s
     return LOOM_OK;
 }
 
+/* The steps: in turn, or under mpirun handed out to the processes (the searches first, then
+ * the cross-validations, then the trainings: the largest first), each run by one of them as a
+ * child process of its own; the directories are then where every process can see them (one
+ * host, or a shared filesystem). */
+typedef struct {
+    const cli_study_config *sc;
+    const char *out, *space_path;
+    const step *steps;
+    int n;
+    study_clock *ck;
+} steps_ctx;
+
+static loom_status share_step(void *ctx, int i, void *out, loom_error *err) {
+    (void)out;
+    steps_ctx *c = ctx;
+    return run_step(c->sc, c->out, &c->steps[i], i, c->n, c->space_path, c->ck, err);
+}
+
+static int step_weight(const step *s) {
+    return strcmp(s->argv[0], "tune") == 0 ? 3 : strcmp(s->argv[0], "cv") == 0 ? 2 : 1;
+}
+
+static loom_status run_steps(const cli_study_config *sc, const char *out, const step *steps, int n,
+                             const char *space_path, study_clock *ck, loom_error *err) {
+    if (loom_dist_size() == 1) {
+        loom_status st = LOOM_OK;
+        for (int i = 0; i < n && !st; i++)
+            st = run_step(sc, out, &steps[i], i, n, space_path, ck, err);
+        return st;
+    }
+    int order[MAX_STEPS], k = 0;
+    bool is_done[MAX_STEPS] = {0};
+    char unused[MAX_STEPS];
+    for (int w = 3; w >= 1; w--)
+        for (int i = 0; i < n; i++)
+            if (step_weight(&steps[i]) == w)
+                order[k++] = i;
+    steps_ctx c = {sc, out, space_path, steps, n, ck};
+    dist_share_job j = {.n_units = n,
+                        .order = order,
+                        .out_bytes = 1,
+                        .outs = unused,
+                        .is_done = is_done,
+                        .run = share_step,
+                        .ctx = &c};
+    return dist_share(&j, err);
+}
+
 /* REPORT.md over every step's directory. */
 static loom_status write_report(const cli_study_config *sc, const char *out, const step *steps,
                                 int n, const study_clock *ck, loom_error *err) {
@@ -360,12 +419,15 @@ loom_status cli_study_run(const cli_study_config *sc, loom_error *err) {
     int n = 0;
     if (!st)
         st = parse_study(text, sc->study_file ? sc->study_file : "builtin study", steps, &n, err);
-    if (!st)
+    if (!st && loom_dist_rank() == 0)
         st = prepare_dir(sc, out, space_path, sizeof space_path, err);
+    st = loom_dist_agree(st, err);
+    if (!st && loom_dist_rank() > 0) /* the same path as rank 0's */
+        snprintf(space_path, sizeof space_path, "%s/mlp-space.txt", out);
     study_clock ck = {.t0 = loom_now()};
-    for (int i = 0; i < n && !st; i++)
-        st = run_step(sc, out, &steps[i], i, n, space_path, &ck, err);
     if (!st)
+        st = run_steps(sc, out, steps, n, space_path, &ck, err);
+    if (!st && loom_dist_rank() == 0)
         st = write_report(sc, out, steps, n, &ck, err);
     free(text);
     free(steps);

@@ -252,10 +252,6 @@ loom_status dist_share(const dist_share_job *j, loom_error *err) {
                receive_one(j, false, &n_ended, &n_expected, &n_got, &st, err))
             ;
     }
-    if (is_job && st != LOOM_OK && !is_stopped) {
-        /* this process cannot go on: its message, then the job ends */
-        loom_dist_abort(1);
-    }
     if (is_job) {
         if (rank == 0) {
             while (n_ended < size - 1 || n_got < n_expected)
@@ -271,14 +267,16 @@ loom_status dist_share(const dist_share_job *j, loom_error *err) {
         for (int u = 0; u < j->n_units; u++)
             if (j->is_done[u])
                 dist_bcast((char *)j->outs + (size_t)u * j->out_bytes, j->out_bytes, 0);
+        /* a process that failed stopped taking units: it says why, the others that it did */
         int32_t flags[2] = {is_stopped, st != LOOM_OK};
         dist_max_i32(flags, 2);
-        if (flags[1] && st == LOOM_OK)
-            st = loom_dist_agree(LOOM_ERR_IO, err);
-        else if (flags[0] && st == LOOM_OK) {
+        if (flags[0] || flags[1])
             g.is_agreed = true;
-            st = LOOM_ERR_INTERRUPTED;
-        }
+        if (flags[1] && st == LOOM_OK)
+            st = loom_error_set(err, LOOM_ERR_IO, "%s", other_failed);
+        else if (flags[0] && st == LOOM_OK)
+            st = loom_error_set(err, LOOM_ERR_INTERRUPTED,
+                                "interrupted: the work that finished is recorded");
     } else if (is_stopped && st == LOOM_OK) {
         st = LOOM_ERR_INTERRUPTED;
     }
