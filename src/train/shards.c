@@ -69,7 +69,7 @@ static int ceil_log2(int n) {
     return k;
 }
 
-void shard_sum_reduce(shard_sum *s, bool is_dist, float *out) {
+void shard_sum_quantize(shard_sum *s) {
     int k2 = ceil_log2(s->n_shards);
     memset(s->acc, 0, sizeof(int64_t) * s->n);
     for (size_t b = 0; b < s->nb; b++) {
@@ -84,12 +84,21 @@ void shard_sum_reduce(shard_sum *s, bool is_dist, float *out) {
                 a[i] += (int64_t)((double)v[i] * scale);
         }
     }
-    if (is_dist)
-        dist_sum_i64(s->acc, s->n);
+}
+
+void shard_sum_unquantize(const shard_sum *s, float *out) {
+    int k2 = ceil_log2(s->n_shards);
     for (size_t b = 0; b < s->nb; b++) {
         size_t lo = b * SHARD_BLOCK, hi = lo + SHARD_BLOCK < s->n ? lo + SHARD_BLOCK : s->n;
         double unscale = ldexp(1.0, -(62 - k2 - (s->ex[b] - 126)));
         for (size_t i = lo; i < hi; i++)
             out[i] = (float)((double)s->acc[i] * unscale);
     }
+}
+
+void shard_sum_reduce(shard_sum *s, bool is_dist, float *out) {
+    shard_sum_quantize(s);
+    if (is_dist)
+        dist_sum_i64(s->acc, s->n);
+    shard_sum_unquantize(s, out);
 }

@@ -28,6 +28,10 @@ static inline float *shard_sum_vec(shard_sum *s, int k) {
 }
 /* Each block's largest biased exponent over the local vectors into ex (255: a NaN or Inf). */
 void shard_sum_exponents(shard_sum *s);
+/* The pieces of shard_sum_reduce: the local vectors into acc, in the fixed point of ex; acc
+ * (summed over the processes) back to floats. */
+void shard_sum_quantize(shard_sum *s);
+void shard_sum_unquantize(const shard_sum *s, float *out);
 /* With ex holding every process's maxima (is_dist: dist_max_i32 done): the sum of every shard's
  * vector into out (n floats), through the processes when is_dist. */
 void shard_sum_reduce(shard_sum *s, bool is_dist, float *out);
