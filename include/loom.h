@@ -98,6 +98,8 @@ LOOM_API int loom_dist_default_threads(void);
 LOOM_API loom_status loom_dist_agree(loom_status st, loom_error *err);
 LOOM_API bool loom_dist_is_other_failure(const loom_error *err);
 LOOM_API void loom_dist_barrier(void);
+/* Every process's bytes of mine into all (size x bytes, by rank); collective. */
+LOOM_API void loom_dist_allgather(const void *mine, size_t bytes, void *all);
 /* A work queue shared by the processes: loom_dist_queue_next returns 0, 1, 2, ... across the
  * whole job, each number to one process, whichever asks first (in a world of one, (*local)++).
  * open and close are collective. */

@@ -45,7 +45,6 @@ void gemm_describe(char *buf, size_t n);
 /* ---- collectives of the job's processes (dist.c; no-ops in a world of one) ---- */
 void dist_sum_i64(int64_t *v, size_t n); /* element-wise sum over the processes, in place */
 void dist_max_i32(int32_t *v, size_t n); /* element-wise maximum, in place */
-void dist_allgather(const void *mine, size_t bytes, void *all); /* all: size * bytes, by rank */
 void dist_bcast(void *buf, size_t bytes, int root);
 void dist_mark_agreed(void); /* the failure being reported is known to every process */
 /* Units of work shared by the job's processes: each takes the next unit of order (n_units

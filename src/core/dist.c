@@ -99,7 +99,7 @@ void dist_max_i32(int32_t *v, size_t n) {
     }
 }
 
-void dist_allgather(const void *mine, size_t bytes, void *all) {
+void loom_dist_allgather(const void *mine, size_t bytes, void *all) {
     if (loom_dist_size() == 1) {
         memmove(all, mine, bytes);
         return;

@@ -473,7 +473,8 @@ static bool pass_sharded(trainer *t, int B, double *L, int *nc, int *bad_out, in
     flags[FLAG_NONFINITE] = !is_finite;
     if (t->is_dist) {
         dist_max_i32(sh->ex, sh->nb + N_FLAGS);
-        dist_allgather(t->sc_mine, sizeof(double) * SC_N * (size_t)(sh->hi - sh->lo), t->sc_all);
+        loom_dist_allgather(t->sc_mine, sizeof(double) * SC_N * (size_t)(sh->hi - sh->lo),
+                            t->sc_all);
     } else {
         memcpy(t->sc_all, t->sc_mine, sizeof(double) * SC_N * (size_t)S);
     }

@@ -337,7 +337,7 @@ static loom_status job_check(train_run *r, loom_status st, loom_error *err) {
     r->is_resume = flags[0];
     r->is_restart = flags[1];
     loom_run_config full = *r->rc;
-    full.data_dir = r->data_dir;
+    full.data_dir = ""; /* the data may live elsewhere on each host: its contents are compared */
     char *text = loom_run_config_text(&full);
     receipt_in mine = receipt_inputs(r->text, text, r->train, r->test);
     free(text);
@@ -347,7 +347,7 @@ static loom_status job_check(train_run *r, loom_status st, loom_error *err) {
         free(all);
         return loom_error_set(err, LOOM_ERR_NOMEM, "out of memory");
     }
-    dist_allgather(&mine, sizeof mine, all);
+    loom_dist_allgather(&mine, sizeof mine, all);
     int S = r->tc.shards;
     if (loom_dist_rank() == 0 && S % n != 0)
         st = loom_error_set(err, LOOM_ERR_ARG,
@@ -355,14 +355,17 @@ static loom_status job_check(train_run *r, loom_status st, loom_error *err) {
                             "multiple of %d (12 runs on 1, 2, 3, 4, 6 or 12 processes with the "
                             "same numbers)",
                             n, n);
-    for (int i = 1; i < n && st == LOOM_OK && loom_dist_rank() == 0; i++)
-        if (all[i].inputs != all[0].inputs || all[i].data != all[0].data)
+    /* the inputs' hash covers the data's: name the data when they differ */
+    for (int i = 1; i < n && st == LOOM_OK && loom_dist_rank() == 0; i++) {
+        bool is_data = all[i].data != all[0].data;
+        if (is_data || all[i].inputs != all[0].inputs)
             st = loom_error_set(err, LOOM_ERR_ARG,
                                 "process %d's %s differ from process 0's (%08x, not %08x): start "
                                 "every process with the same loom, flags and data",
-                                i, all[i].inputs != all[0].inputs ? "settings" : "data",
-                                all[i].inputs != all[0].inputs ? all[i].inputs : all[i].data,
-                                all[i].inputs != all[0].inputs ? all[0].inputs : all[0].data);
+                                i, is_data ? "data" : "settings",
+                                is_data ? all[i].data : all[i].inputs,
+                                is_data ? all[0].data : all[0].inputs);
+    }
     free(all);
     return loom_dist_agree(st, err); /* rank 0 says why; the others that it failed */
 }

@@ -93,8 +93,21 @@ check "[ \$(grep -c '^loom: error: shards: 2 processes' '$T/e') -eq 1 ]"
 $MPI -np 1 $LOOM train $ARGS --out "$T/mm" --lr 0.001 : -np 1 $LOOM train $ARGS --out "$T/mm" \
     --lr 0.002 >"$T/o" 2>"$T/e"
 check "[ $? -ne 0 ]"
-check "[ \$(grep -c \"^loom: error: process 1's settings differ from process 0's\" '$T/e') -eq 1 ]"
+check "[ \$(grep -c '^loom: error: process 1 runs other arguments than process 0' '$T/e') -eq 1 ]"
 check "[ ! -e '$T/mm' ]"
+# the same command over other data (one test label changed on process 1's copy)
+mkdir "$T/d2"
+for f in "$DATA"/*; do cp "$f" "$T/d2/"; done
+lab=$(ls "$T/d2" | grep -E '^t10k-labels')
+case $lab in
+*.gz) gunzip "$T/d2/$lab"; lab=${lab%.gz} ;;
+esac
+printf '\003' | dd of="$T/d2/$lab" bs=1 seek=8 conv=notrunc 2>/dev/null
+$MPI -np 1 -x LOOM_DATA="$DATA" $LOOM train $ARGS --out "$T/md" : -np 1 -x LOOM_DATA="$T/d2" \
+    $LOOM train $ARGS --out "$T/md" >"$T/o" 2>"$T/e"
+check "[ $? -ne 0 ]"
+check "[ \$(grep -c \"^loom: error: process 1's data differ from process 0's\" '$T/e') -eq 1 ]"
+check "[ ! -e '$T/md' ]"
 $MPI -np 2 $LOOM eval "$T/p1" >"$T/o" 2>"$T/e"
 check "[ \$(grep -c \"^loom: error: 'loom eval' runs in one process\" '$T/e') -eq 1 ]"
 
