@@ -46,19 +46,26 @@ static inline int32_t bexp(float f) {
     return (int32_t)((u >> 23) & 0xff);
 }
 
-void shard_sum_exponents(shard_sum *s) {
-    for (size_t b = 0; b < s->nb; b++) {
-        size_t lo = b * SHARD_BLOCK, hi = lo + SHARD_BLOCK < s->n ? lo + SHARD_BLOCK : s->n;
+/* Blocks [lo, hi) of shard_sum_exponents (a par_for body). */
+static void exponents_chunk(void *ctx, long lo, long hi, int c) {
+    (void)c;
+    shard_sum *s = ctx;
+    for (size_t b = (size_t)lo; b < (size_t)hi; b++) {
+        size_t i0 = b * SHARD_BLOCK, i1 = i0 + SHARD_BLOCK < s->n ? i0 + SHARD_BLOCK : s->n;
         int32_t e = 0;
         for (int k = s->lo; k < s->hi; k++) {
             const float *v = shard_sum_vec(s, k);
-            for (size_t i = lo; i < hi; i++) {
+            for (size_t i = i0; i < i1; i++) {
                 int32_t x = bexp(v[i]);
                 e = x > e ? x : e;
             }
         }
         s->ex[b] = e;
     }
+}
+
+void shard_sum_exponents(shard_sum *s) {
+    par_for((long)s->nb, par_n_chunks((long)s->nb, 256), exponents_chunk, s);
 }
 
 /* ceil(log2(n)), n >= 1 */
@@ -69,31 +76,49 @@ static int ceil_log2(int n) {
     return k;
 }
 
-void shard_sum_quantize(shard_sum *s) {
-    int k2 = ceil_log2(s->n_shards);
-    memset(s->acc, 0, sizeof(int64_t) * s->n);
-    for (size_t b = 0; b < s->nb; b++) {
-        size_t lo = b * SHARD_BLOCK, hi = lo + SHARD_BLOCK < s->n ? lo + SHARD_BLOCK : s->n;
+/* Blocks [lo, hi) of shard_sum_quantize or shard_sum_unquantize (a par_for body): integer
+ * sums are exact, so how the blocks are split cannot change a bit. */
+typedef struct {
+    shard_sum *s;
+    float *out; /* NULL: quantize */
+    int k2;
+} quant_job;
+
+static void quant_chunk(void *ctx, long lo, long hi, int c) {
+    (void)c;
+    const quant_job *j = ctx;
+    shard_sum *s = j->s;
+    for (size_t b = (size_t)lo; b < (size_t)hi; b++) {
+        size_t i0 = b * SHARD_BLOCK, i1 = i0 + SHARD_BLOCK < s->n ? i0 + SHARD_BLOCK : s->n;
         /* |v| < 2^E with E = biased - 126 (also for zeros and subnormals: E = -126) */
-        double scale = ldexp(1.0, 62 - k2 - (s->ex[b] - 126));
+        int sh = 62 - j->k2 - (s->ex[b] - 126);
+        int64_t *a = s->acc;
+        if (j->out) {
+            double unscale = ldexp(1.0, -sh);
+            for (size_t i = i0; i < i1; i++)
+                j->out[i] = (float)((double)a[i] * unscale);
+            continue;
+        }
+        double scale = ldexp(1.0, sh);
+        for (size_t i = i0; i < i1; i++)
+            a[i] = 0;
         for (int k = s->lo; k < s->hi; k++) {
             const float *v = shard_sum_vec(s, k);
-            int64_t *a = s->acc;
 #pragma omp simd
-            for (size_t i = lo; i < hi; i++)
+            for (size_t i = i0; i < i1; i++)
                 a[i] += (int64_t)((double)v[i] * scale);
         }
     }
 }
 
+void shard_sum_quantize(shard_sum *s) {
+    quant_job j = {s, NULL, ceil_log2(s->n_shards)};
+    par_for((long)s->nb, par_n_chunks((long)s->nb, 256), quant_chunk, &j);
+}
+
 void shard_sum_unquantize(const shard_sum *s, float *out) {
-    int k2 = ceil_log2(s->n_shards);
-    for (size_t b = 0; b < s->nb; b++) {
-        size_t lo = b * SHARD_BLOCK, hi = lo + SHARD_BLOCK < s->n ? lo + SHARD_BLOCK : s->n;
-        double unscale = ldexp(1.0, -(62 - k2 - (s->ex[b] - 126)));
-        for (size_t i = lo; i < hi; i++)
-            out[i] = (float)((double)s->acc[i] * unscale);
-    }
+    quant_job j = {(shard_sum *)s, out, ceil_log2(s->n_shards)};
+    par_for((long)s->nb, par_n_chunks((long)s->nb, 256), quant_chunk, &j);
 }
 
 void shard_sum_reduce(shard_sum *s, bool is_dist, float *out) {
