@@ -136,6 +136,26 @@ $MPI -np 2 $LOOM tune $TUNE --out "$T/ts" --resume >/dev/null 2>&1
 check "[ $? -eq 0 ]"
 check "[ -s '$T/ts/trials.csv' ] && [ \"\$(no_last '$T/t1/trials.csv')\" = \"\$(no_last '$T/ts/trials.csv')\" ]"
 
+# one process killed with SIGKILL: what rank 0 had received is recorded; resumed, the same trials
+TUNE_K="examples/mlp-space.txt --trials 8 --subset 4000 --epochs 2 --no-best --quiet --no-plots"
+$LOOM tune $TUNE_K --out "$T/tkref" >/dev/null 2>&1
+$MPI -np 2 $LOOM tune $TUNE_K --out "$T/tk" >/dev/null 2>&1 &
+mp=$!
+wait_for "[ \$(cat '$T/tk/executions.csv' 2>/dev/null | wc -l) -ge 3 ] || ! kill -0 $mp 2>/dev/null"
+victim=$(pgrep -f "loom tune $TUNE_K --out $T/tk" | tail -n 1)
+[ -n "$victim" ] && kill -KILL "$victim"
+wait "$mp"
+rc=$?
+n_kept=$(($(wc -l <"$T/tk/executions.csv") - 1))
+if [ $rc -eq 0 ]; then
+    bad "tune: the search ended before a process could be killed (nothing tested)"
+else
+    $MPI -np 2 $LOOM tune $TUNE_K --out "$T/tk" --resume >/dev/null 2>&1
+    check "[ $? -eq 0 ] && [ $n_kept -ge 2 ] && [ -f '$T/tk/tune.txt' ]"
+    check "[ -s '$T/tk/trials.csv' ] && [ \"\$(no_last '$T/tkref/trials.csv')\" = \"\$(no_last '$T/tk/trials.csv')\" ]"
+    echo "tune: one of 2 processes killed with $n_kept of 8 executions recorded; resumed: the same trials"
+fi
+
 # ---- study: steps shared; every step's receipt as in one process ----
 printf 'train mlp --subset 1000 --epochs 1\ncv mlp --folds 2 --subset 1000 --epochs 1\n' >"$T/s.txt"
 $LOOM study "$T/s.txt" --out "$T/st1" >/dev/null 2>&1
