@@ -673,6 +673,10 @@ loom_status loom_cv_run(const loom_cv_config *cc, const loom_dataset *train,
                "batch %d, %d epochs",
                LOOM_VERSION, cc->folds, cc->model, r.ds->n, (unsigned long long)cc->train.seed,
                loom_opt_kind_str(r.tc.opt.kind), (double)r.tc.opt.lr, r.tc.batch, r.tc.epochs);
+    if (loom_dist_size() > 1)
+        log_printf(cc->train.log, cc->train.log_user, LOOM_LOG_INFO,
+                   "the folds shared by %d processes x %d threads", loom_dist_size(),
+                   loom_get_threads());
     if (cc->subset > r.ds->n)
         log_printf(cc->train.log, cc->train.log_user, LOOM_LOG_WARN,
                    "warning: subset %d is more than the %d training examples: all of them are used",

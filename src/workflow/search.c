@@ -627,6 +627,9 @@ static void log_start(search *s) {
         slog(s, LOOM_LOG_WARN,
              "warning: subset %d is more than the %d training examples: all of them are used",
              tc->subset, s->ds->n);
+    if (loom_dist_size() > 1)
+        slog(s, LOOM_LOG_INFO, "the executions shared by %d processes x %d threads",
+             loom_dist_size(), loom_get_threads());
     slog(s, LOOM_LOG_INFO, "each trial: its values, and [the best trial's] where they differ");
 }
 
