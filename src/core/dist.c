@@ -210,6 +210,9 @@ loom_status dist_share(const dist_share_job *j, loom_error *err) {
     long local = 0;
     int size = g.size, rank = g.rank;
     bool is_job = g.is_mpi && size > 1 && !g.is_solo;
+    if (is_job && j->n_units >= TAG_DONE)
+        return loom_error_set(err, LOOM_ERR_ARG, "%d units of work: at most %d can be shared",
+                              j->n_units, TAG_DONE - 1);
     if (is_job)
         loom_dist_queue_open();
     MPI_Request *reqs = is_job ? malloc(sizeof *reqs * (size_t)(j->n_units + 1)) : NULL;

@@ -309,9 +309,10 @@ static double point_cost(search *s, int t, int epochs) {
     return cost;
 }
 
-static const double *sort_costs; /* qsort's comparison reads the costs here */
-static int by_cost(const void *a, const void *b) {
-    double ca = sort_costs[*(const int *)a], cb = sort_costs[*(const int *)b];
+/* Units by cost, the largest first (ties: in order); costs is qsort_r's argument. */
+static int by_cost(const void *a, const void *b, void *costs) {
+    const double *c = costs;
+    double ca = c[*(const int *)a], cb = c[*(const int *)b];
     return ca < cb ? 1 : ca > cb ? -1 : *(const int *)a - *(const int *)b;
 }
 
@@ -337,8 +338,7 @@ static loom_status share_round(search *s, const int *trials, int n, int rung, in
         cost[u] = u % E == 0 ? point_cost(s, trials[u / E], epochs) : cost[u - 1];
         order[u] = u;
     }
-    sort_costs = cost;
-    qsort(order, (size_t)n_units, sizeof *order, by_cost);
+    qsort_r(order, (size_t)n_units, sizeof *order, by_cost, cost);
     share_ctx ctx = {s, trials, rung, epochs};
     dist_share_job j = {.n_units = n_units,
                         .order = order,
