@@ -46,6 +46,9 @@ void gemm_describe(char *buf, size_t n);
 void dist_sum_i64(int64_t *v, size_t n); /* element-wise sum over the processes, in place */
 void dist_max_i32(int32_t *v, size_t n); /* element-wise maximum, in place */
 void dist_bcast(void *buf, size_t bytes, int root);
+/* all holds n units of unit bytes; process r has filled units [n r / P, n (r + 1) / P): every
+ * process gets every unit. */
+void dist_allgather_parts(void *all, size_t unit, long n);
 void dist_mark_agreed(void); /* the failure being reported is known to every process */
 /* Units of work shared by the job's processes: each takes the next unit of order (n_units
  * indices, largest first; NULL: 0, 1, ...) from a shared counter as soon as it is free, skips

@@ -107,6 +107,24 @@ void loom_dist_allgather(const void *mine, size_t bytes, void *all) {
     MPI_Allgather(mine, (int)bytes, MPI_BYTE, all, (int)bytes, MPI_BYTE, MPI_COMM_WORLD);
 }
 
+void dist_allgather_parts(void *all, size_t unit, long n) {
+    int P = loom_dist_size();
+    if (P == 1)
+        return;
+    int *counts = malloc(sizeof(int) * (size_t)P), *displs = malloc(sizeof(int) * (size_t)P);
+    if (!counts || !displs || (double)n * unit > 2147483647.0)
+        loom_dist_abort(1); /* the others are in the same call: the job cannot go on */
+    for (int r = 0; r < P; r++) {
+        long lo = n * r / P, hi = n * (r + 1) / P;
+        counts[r] = (int)((size_t)(hi - lo) * unit);
+        displs[r] = (int)((size_t)lo * unit);
+    }
+    MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, all, counts, displs, MPI_BYTE,
+                   MPI_COMM_WORLD);
+    free(counts);
+    free(displs);
+}
+
 void dist_bcast(void *buf, size_t bytes, int root) {
     for (size_t done = 0; loom_dist_size() > 1 && done < bytes;) {
         int part = bytes - done > (1u << 30) ? 1 << 30 : (int)(bytes - done);

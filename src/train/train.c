@@ -545,13 +545,19 @@ static loom_status train_step(trainer *t, int s, float lr, double t0) {
     return checkpoint_step(t, s);
 }
 
-/* h's validation loss and accuracy, of the averaged weights when there is an average. */
+loom_status evaluate_shared(loom_model *m, const loom_dataset *ds, const int *idx, int n,
+                            const loom_norm *nrm, int batch, loom_metrics *mt, loom_error *err);
+
+/* h's validation loss and accuracy, of the averaged weights when there is an average (in a
+ * data-parallel job each process infers a share of the examples). */
 static loom_status validate(trainer *t, loom_epoch *h) {
     loom_metrics mt = {0};
     if (t->is_ema)
         ema_swap(t->m->params, t->ema, t->np);
     loom_status st =
-        loom_evaluate(t->m, t->val, t->idx_val, t->n_val, t->nrm, t->bs, &mt, NULL, NULL, t->err);
+        t->is_dist ? evaluate_shared(t->m, t->val, t->idx_val, t->n_val, t->nrm, t->bs, &mt, t->err)
+                   : loom_evaluate(t->m, t->val, t->idx_val, t->n_val, t->nrm, t->bs, &mt, NULL,
+                                   NULL, t->err);
     if (t->is_ema)
         ema_swap(t->m->params, t->ema, t->np);
     if (st)

@@ -34,6 +34,9 @@ for np in 1 2 3 4; do
     fi
 done
 check "grep -q '3 processes x 1 thread' '$T/n3/train.log'"
+# the history too (the validation is shared out among the processes): all but the seconds
+hist() { cut -d, -f1-6 "$1/history.csv"; }
+check "[ -s '$T/p1/history.csv' ] && [ \"\$(hist '$T/p1')\" = \"\$(hist '$T/n3')\" ] && [ \"\$(hist '$T/p1')\" = \"\$(hist '$T/n4')\" ]"
 check "grep -q 'each batch in 12 shards' '$T/n3/train.log'"
 # rank 0 alone speaks: one closing line, one log
 check "[ \$(grep -c 'test accuracy' '$T/o') -eq 1 ] && [ \$(grep -c '^loom .*: training' '$T/e') -eq 1 ]"
