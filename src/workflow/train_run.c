@@ -343,10 +343,8 @@ static loom_status job_check(train_run *r, loom_status st, loom_error *err) {
     free(text);
     int n = loom_dist_size();
     receipt_in *all = malloc(sizeof *all * (size_t)n);
-    if (!text || !all) {
-        free(all);
-        return loom_error_set(err, LOOM_ERR_NOMEM, "out of memory");
-    }
+    if (!text || !all) /* the others wait in the gather: the job cannot go on */
+        loom_dist_abort(1);
     loom_dist_allgather(&mine, sizeof mine, all);
     int S = r->tc.shards;
     if (loom_dist_rank() == 0 && S % n != 0)
