@@ -130,6 +130,11 @@ LOOM_API void loom_set_skip_bad_images(bool on);
 LOOM_API loom_status loom_dataset_load_dir(loom_dataset **out, const char *dir, const char *which,
                                            loom_error *err);
 LOOM_API void loom_dataset_destroy(loom_dataset *ds); /* frees ds and its arrays; accepts NULL */
+/* A test set that fits its training set: the same image size and no label beyond the training
+ * set's classes (fewer classes present is fine). LOOM_OK when either is NULL; else LOOM_ERR_SHAPE,
+ * naming both sizes or the class counts. Called before any work by every command that trains. */
+LOOM_API loom_status loom_dataset_check_test(const loom_dataset *train, const loom_dataset *test,
+                                             loom_error *err);
 /* The default data directory: $LOOM_DATA, else /usr/share/datasets/fashion-mnist. */
 LOOM_API const char *loom_default_data_dir(void);
 /* Class name for label k ("T-shirt/top" ... for Fashion-MNIST, "0".. otherwise).

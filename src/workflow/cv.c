@@ -559,7 +559,9 @@ loom_status loom_cv_run(const loom_cv_config *cc, const loom_dataset *train,
                       .progress = cc->train.progress,
                       .progress_user = cc->train.progress_user};
     loom_dataset *sub = NULL;
-    loom_status st = cv_prepare(&r, train, &sub, err);
+    loom_status st = loom_dataset_check_test(train, cc->is_test ? test : NULL, err);
+    if (st == LOOM_OK)
+        st = cv_prepare(&r, train, &sub, err);
     if (st)
         goto done;
     if (r.fl.fn) {

@@ -533,6 +533,8 @@ loom_status loom_tune_run(const loom_tune_config *tc, const loom_dataset *train,
     loom_dataset *sub = NULL;
     const char *text = tc->space_text;
     loom_status st = check_config(tc, err);
+    if (st == LOOM_OK)
+        st = loom_dataset_check_test(train, s.test, err);
     if (st)
         return st;
     if (!text) {

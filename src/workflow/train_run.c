@@ -274,6 +274,8 @@ static loom_status run_prepare(train_run *r, loom_error *err) {
         return st;
     if (!rc->is_skip_test && (st = loom_dataset_load_dir(&r->test, r->data_dir, "test", err)))
         return st;
+    if ((st = loom_dataset_check_test(r->train, r->test, err)))
+        return st;
     if ((st = make_split(r->train, rc->subset, rc->val_split, rc->split_mode, r->tc.seed, &r->sp,
                          err)))
         return st;
@@ -498,6 +500,13 @@ loom_status loom_run_eval(const loom_eval_config *ec, loom_metrics *mt, loom_dat
         st =
             loom_error_set(err, LOOM_ERR_SHAPE, "%s expects %dx%dx%d images, the data has %dx%dx%d",
                            ec->model_file, m->in.d[0], m->in.d[1], m->in.d[2], ds->H, ds->W, ds->C);
+        goto done;
+    }
+    if (loom_model_n_outputs(m) < ds->n_classes) { /* before any output directory is made */
+        st = loom_error_set(err, LOOM_ERR_SHAPE,
+                            "%s has %d classes, the data's labels go up to %d: give data of the "
+                            "model's classes",
+                            ec->model_file, loom_model_n_outputs(m), ds->n_classes - 1);
         goto done;
     }
     int batch = ec->batch > 0 ? ec->batch : 256;
