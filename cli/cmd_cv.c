@@ -28,7 +28,9 @@ static void help(void) {
            "  --force               replace an existing run (its files go first)\n"
            "  --data DIR            IDX data directory (default $LOOM_DATA or %s)\n"
            "  --threads N           worker threads (results do not change)\n"
-           "  --quiet               no progress bar\n",
+           "  --quiet               no progress bar\n"
+           "  --check               check the model, settings and data, then stop (nothing is "
+           "written)\n",
            loom_default_data_dir());
     printf("The settings (as 'loom train'; the seed also makes the folds, the standardisation is\n"
            "fitted on each fold's training part):\n");
@@ -37,12 +39,14 @@ static void help(void) {
            "the best fold's model.loom.\n");
 }
 
-enum { O_FOLDS = 256, O_TEST, O_OUT, O_FORCE, O_DATA, O_THREADS, O_QUIET, O_HELP };
+enum { O_FOLDS = 256, O_TEST, O_OUT, O_FORCE, O_DATA, O_THREADS, O_QUIET, O_HELP, O_CHECK };
 
 static const struct option cv_opts[] = {
-    {"folds", 1, 0, O_FOLDS}, {"test", 0, 0, O_TEST}, {"out", 1, 0, O_OUT},
-    {"force", 0, 0, O_FORCE}, {"data", 1, 0, O_DATA}, {"threads", 1, 0, O_THREADS},
-    {"quiet", 0, 0, O_QUIET}, {"help", 0, 0, O_HELP}, {0, 0, 0, 0},
+    {"folds", 1, 0, O_FOLDS}, {"test", 0, 0, O_TEST},
+    {"out", 1, 0, O_OUT},     {"force", 0, 0, O_FORCE},
+    {"data", 1, 0, O_DATA},   {"threads", 1, 0, O_THREADS},
+    {"quiet", 0, 0, O_QUIET}, {"help", 0, 0, O_HELP},
+    {"check", 0, 0, O_CHECK}, {0, 0, 0, 0},
 };
 
 static void print_result(const loom_cv_config *cc, const loom_cv_result *r) {
@@ -110,6 +114,7 @@ int cmd_cv(int argc, char **argv) {
                 return EXIT_USAGE;
             break;
         case O_QUIET: t->progress = NULL; break;
+        case O_CHECK: cc.is_check_only = true; break;
         default:
             if (c >= CLI_SETTING) {
                 if (!cli_setting("cv", c, optarg, &set, NULL, 0))
@@ -127,7 +132,9 @@ int cmd_cv(int argc, char **argv) {
 
     loom_cv_result res;
     loom_status st = loom_cv(&cc, &res, &err);
-    if (st == LOOM_OK)
+    if (st == LOOM_OK && cc.is_check_only)
+        printf("%s: model, settings and data checked\n", cc.model);
+    else if (st == LOOM_OK)
         print_result(&cc, &res);
     loom_cv_result_reset(&res);
     return st ? cli_fail(&err) : 0;

@@ -21,23 +21,21 @@ static void help(void) {
            "  --data DIR            IDX data directory (default $LOOM_DATA or %s)\n"
            "  --quiet               no progress bar\n"
            "  --no-plots            do not draw the run's plots at the end\n"
+           "  --check               check the model, settings and data, then stop (nothing is "
+           "written)\n"
            "  --resume RUN_DIR      continue an interrupted run exactly where it stopped\n"
            "                        (usage: loom train --resume RUN_DIR)\n",
            loom_default_data_dir());
 }
 
-enum { O_THREADS = 256, O_OUT, O_FORCE, O_DATA, O_LOGEVERY, O_QUIET, O_HELP, O_RESUME };
+enum { O_THREADS = 256, O_OUT, O_FORCE, O_DATA, O_LOGEVERY, O_QUIET, O_HELP, O_RESUME, O_CHECK };
 
 static const struct option own_opts[] = {
-    {"threads", 1, 0, O_THREADS},
-    {"out", 1, 0, O_OUT},
-    {"force", 0, 0, O_FORCE},
-    {"data", 1, 0, O_DATA},
-    {"log-every", 1, 0, O_LOGEVERY},
-    {"quiet", 0, 0, O_QUIET},
-    {"help", 0, 0, O_HELP},
-    {"resume", 1, 0, O_RESUME},
-    {0, 0, 0, 0},
+    {"threads", 1, 0, O_THREADS},    {"out", 1, 0, O_OUT},
+    {"force", 0, 0, O_FORCE},        {"data", 1, 0, O_DATA},
+    {"log-every", 1, 0, O_LOGEVERY}, {"quiet", 0, 0, O_QUIET},
+    {"help", 0, 0, O_HELP},          {"resume", 1, 0, O_RESUME},
+    {"check", 0, 0, O_CHECK},        {0, 0, 0, 0},
 };
 
 int cmd_train(int argc, char **argv) {
@@ -102,6 +100,7 @@ int cmd_train(int argc, char **argv) {
             break;
         case O_QUIET: t->progress = NULL; break;
         case O_RESUME: break;
+        case O_CHECK: rc.is_check_only = true; break;
         default:
             if (c >= CLI_SETTING) {
                 if (!cli_setting("train", c, optarg, &set, NULL, 0))
@@ -138,6 +137,12 @@ int cmd_train(int argc, char **argv) {
         loom_run_result_reset(&res);
         free(owner);
         return cli_fail(&err);
+    }
+    if (rc.is_check_only) {
+        printf("%s: model, settings and data checked\n", rc.model);
+        loom_run_result_reset(&res);
+        free(owner);
+        return 0;
     }
     cli_make_plots(res.run_dir);
     if (res.has_test) {

@@ -644,6 +644,7 @@ typedef struct {
     bool is_test;             /* evaluate every fold's model on the test set */
     bool is_standardize;      /* per-pixel standardisation, fitted on each fold's training part */
     bool is_force;            /* overwrite an existing run directory */
+    bool is_check_only;       /* check the settings, model and data, then stop: nothing is made */
     loom_train_config train;  /* train.seed makes the folds; fold k trains with derive(seed, k) */
     const char *command_line; /* recorded in config.txt */
 } loom_cv_config;
@@ -745,6 +746,7 @@ typedef struct {
     bool is_resume;              /* continue the search recorded in out_dir */
     bool is_force;               /* start over in an out_dir that holds a search */
     bool is_skip_best;           /* do not retrain and test the best trial */
+    bool is_check_only;          /* check the space, settings and data, then stop: nothing made */
     bool is_refit_all;           /* retrain the best on the whole training set (training and
                                   * validation examples), for its epochs without early stopping;
                                   * default: execution 1 of the best trial, on the same split */
@@ -1008,6 +1010,7 @@ typedef struct {
     bool is_force;       /* overwrite an existing run directory */
     bool is_skip_test;   /* do not evaluate on the test set at the end */
     bool is_resume;      /* continue the run in out_dir from its checkpoint */
+    bool is_check_only;  /* check the settings, model and data, then stop: nothing is made */
     loom_train_config train;
     const char *command_line; /* recorded in config.txt */
 } loom_run_config;

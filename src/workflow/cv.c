@@ -412,6 +412,8 @@ static loom_status cv_prepare(cv_run *r, const loom_dataset *train, loom_dataset
     if ((st = loom_model_create(&m, r->text, cc->model, r->ds->H, r->ds->W, r->ds->C, err)))
         return st;
     loom_model_destroy(m);
+    if (cc->is_check_only)
+        return LOOM_OK;
     struct stat sb;
     r->is_created = stat(res->run_dir, &sb) != 0;
     if ((st = loom_run_create_dir(res->run_dir, cc->is_force, err)))
@@ -562,7 +564,7 @@ loom_status loom_cv_run(const loom_cv_config *cc, const loom_dataset *train,
     loom_status st = loom_dataset_check_test(train, cc->is_test ? test : NULL, err);
     if (st == LOOM_OK)
         st = cv_prepare(&r, train, &sub, err);
-    if (st)
+    if (st || cc->is_check_only)
         goto done;
     if (r.fl.fn) {
         r.tc.log = fold_line;

@@ -546,7 +546,7 @@ loom_status loom_tune_run(const loom_tune_config *tc, const loom_dataset *train,
     }
     if ((st = loom_space_parse(&s.space, text, s.source, err)) || (st = check_overrides(&s, err)) ||
         (st = init_result(&s, err)) || (st = find_base_epochs(&s, err)) ||
-        (st = prepare_data(&s, train, &sub, err)))
+        (st = prepare_data(&s, train, &sub, err)) || tc->is_check_only)
         goto done;
     choose_dir(&s);
     if (!(settings = settings_text(&s, text))) {

@@ -421,6 +421,8 @@ loom_status loom_run_train(const loom_run_config *rc, loom_run_result *res, loom
                    .data_dir = rc->data_dir ? rc->data_dir : loom_default_data_dir(),
                    .tl = {NULL, rc->train.log, rc->train.log_user}};
     loom_status st = run_prepare(&r, err);
+    if (st == LOOM_OK && rc->is_check_only)
+        goto done;
     if (st == LOOM_OK)
         st = run_open_dir(&r, err);
     if (st == LOOM_OK) {
@@ -440,6 +442,7 @@ loom_status loom_run_train(const loom_run_config *rc, loom_run_result *res, loom
         !run_has(res->run_dir, "checkpoint.loomck") &&
         !run_has(res->run_dir, "checkpoint.loomck.prev"))
         loom_run_discard_dir(res->run_dir, r.is_created);
+done:
     free(r.cfg);
     free(r.text);
     loom_split_reset(&r.sp);

@@ -1,0 +1,82 @@
+#!/bin/sh
+# A careful user's tool, second part (real data group). Inputs checked before any work: a test
+# set that does not fit the training set is refused by train, cv, tune and eval before training
+# (nothing made), and a study checks every step (model, flags, data) before its first one runs.
+. "$(dirname "$0")/lib.inc"
+need_data
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+case $LOOM in /*) ;; *) LOOM="$PWD/$LOOM" ;; esac
+case $DATA in /*) ;; *) DATA="$PWD/$DATA" ;; esac
+
+# expect_error CODE PATTERN command...: exit CODE, exactly one "loom: error: " line on stderr
+# matching PATTERN (grep -E), nothing else on stderr.
+expect_error() {
+    code=$1; pat=$2; shift 2
+    "$@" >"$T/o" 2>"$T/e"; rc=$?
+    if [ "$rc" -eq "$code" ] && [ "$(wc -l <"$T/e")" -eq 1 ] &&
+        grep '^loom: error: ' "$T/e" | grep -Eq -- "$pat"; then
+        ok
+    else
+        bad "expected exit $code and one error line matching '$pat' from: $* (got $rc: $(cat "$T/e"))"
+    fi
+}
+# idx_images FILE N H W, idx_labels FILE N LAST: plain IDX files, zero pixels, labels 0 but the
+# last one (LAST, in octal)
+be32() { printf "\\$(printf %o $(($1 >> 24 & 255)))\\$(printf %o $(($1 >> 16 & 255)))\\$(printf %o $(($1 >> 8 & 255)))\\$(printf %o $(($1 & 255)))"; }
+idx_images() { { printf '\0\0\10\3'; be32 "$2"; be32 "$3"; be32 "$4"; head -c $(($2 * $3 * $4)) /dev/zero; } >"$1"; }
+idx_labels() { { printf '\0\0\10\1'; be32 "$2"; head -c $(($2 - 1)) /dev/zero; printf "\\$3"; } >"$1"; }
+
+# ---- checks before work: a test set that does not fit ----
+for d in small more; do
+    mkdir "$T/$d"
+    for f in train-images-idx3-ubyte train-labels-idx1-ubyte; do
+        ln -s "$DATA/$f.gz" "$T/$d/$f.gz" 2>/dev/null || ln -s "$DATA/$f" "$T/$d/$f"
+    done
+done
+idx_images "$T/small/t10k-images-idx3-ubyte" 100 14 14
+idx_labels "$T/small/t10k-labels-idx1-ubyte" 100 11
+idx_images "$T/more/t10k-images-idx3-ubyte" 100 28 28
+idx_labels "$T/more/t10k-labels-idx1-ubyte" 100 13 # label 11 of a 10-class training set
+Q="--subset 500 --epochs 1 --quiet --no-plots"
+SZ='the test images are 14x14x1, the training images 28x28x1'
+CL='the test labels go up to 11, the training set has 10 classes'
+expect_error 1 "$SZ" $LOOM train mlp $Q --data "$T/small" --out "$T/r1"
+expect_error 1 "$CL" $LOOM train mlp $Q --data "$T/more" --out "$T/r1"
+expect_error 1 "$SZ" $LOOM cv mlp $Q --folds 2 --test --data "$T/small" --out "$T/r2"
+expect_error 1 "$CL" $LOOM cv mlp $Q --folds 2 --test --data "$T/more" --out "$T/r2"
+printf 'flatten\ndense {16|32}\ndense 10\nepochs 1\n' >"$T/space.txt"
+expect_error 1 "$SZ" $LOOM tune "$T/space.txt" --trials 1 --subset 500 --quiet --no-plots --data "$T/small" --out "$T/r3"
+expect_error 1 "$CL" $LOOM tune "$T/space.txt" --trials 1 --subset 500 --quiet --no-plots --data "$T/more" --out "$T/r3"
+check "[ ! -e '$T/r1' ] && [ ! -e '$T/r2' ] && [ ! -e '$T/r3' ]" # nothing made, nothing trained
+# without a test set the same data trains
+$LOOM train mlp $Q --no-test --data "$T/small" --out "$T/ok" >/dev/null 2>&1
+check "[ \$? -eq 0 ] && [ -s '$T/ok/model.loom' ]"
+expect_error 1 'model.loom has 10 classes, the data.s labels go up to 11' $LOOM eval "$T/ok/model.loom" --data "$T/more" --out "$T/ev"
+expect_error 1 'expects 28x28x1 images, the data has 14x14x1' $LOOM eval "$T/ok/model.loom" --data "$T/small" --out "$T/ev"
+check "[ ! -e '$T/ev' ]"
+# --check: the whole command checked, nothing written
+$LOOM train mlp $Q --check --out "$T/c1" >"$T/o" 2>&1
+check "[ \$? -eq 0 ] && grep -q 'checked' '$T/o' && [ ! -e '$T/c1' ]"
+$LOOM cv mlp $Q --folds 2 --check --out "$T/c2" >"$T/o" 2>&1
+check "[ \$? -eq 0 ] && grep -q 'checked' '$T/o' && [ ! -e '$T/c2' ]"
+$LOOM tune "$T/space.txt" --trials 1 --subset 500 --check --out "$T/c3" >"$T/o" 2>&1
+check "[ \$? -eq 0 ] && grep -q 'checked' '$T/o' && [ ! -e '$T/c3' ]"
+expect_error 1 "$SZ" $LOOM train mlp $Q --check --data "$T/small" --out "$T/c1"
+
+# ---- a study checks every step before the first one runs ----
+S="--epochs 1 --subset 500"
+printf 'train mlp %s\ncv mlp --folds 2 %s\ntrain nosuchmodel\n' "$S" "$S" >"$T/s1.txt"
+printf 'train mlp %s\ntune builtin:mlp-space --trials 1 --bogus\n' "$S" >"$T/s2.txt"
+printf 'train mlp %s\n# a comment\ncv mlp --folds 2 --lr -3\n' "$S" >"$T/s3.txt"
+printf 'train mlp %s\ncv mlp --folds 2 --test %s\n' "$S" "$S" >"$T/s4.txt"
+mkdir "$T/tmp"
+expect_error 2 "s1.txt:3: 'train nosuchmodel' cannot run: unknown model 'nosuchmodel'" env TMPDIR="$T/tmp" $LOOM study "$T/s1.txt" --out "$T/st1"
+expect_error 2 "s2.txt:2: 'tune builtin:mlp-space' cannot run: unknown option '--bogus'" $LOOM study "$T/s2.txt" --out "$T/st2"
+expect_error 2 "s3.txt:3: 'cv mlp' cannot run: --lr: expected a number" $LOOM study "$T/s3.txt" --out "$T/st3"
+expect_error 2 "s4.txt:1: 'train mlp' cannot run: $SZ" $LOOM study "$T/s4.txt" --data "$T/small" --out "$T/st4"
+check "[ ! -e '$T/st1' ] && [ ! -e '$T/st2' ] && [ ! -e '$T/st3' ] && [ ! -e '$T/st4' ]"
+check "[ -z \"\$(ls '$T/tmp')\" ]" # its temporary files gone
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
