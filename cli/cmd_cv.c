@@ -54,10 +54,10 @@ static void print_result(const loom_cv_config *cc, const loom_cv_result *r) {
            cc->is_test ? "  test acc  test F1" : "");
     for (int k = 0; k < r->n_folds; k++) {
         const loom_cv_fold *f = &r->folds[k];
-        printf("%4d  %7.4f  %8.4f  %8.4f  %6d  %7.1f", k + 1, f->val_acc, f->val_f1, f->val_loss,
-               f->hist.n_epochs, f->seconds);
+        printf("%4d  %6.2f%%  %7.2f%%  %8.4f  %6d  %7.1f", k + 1, 100 * f->val_acc, 100 * f->val_f1,
+               f->val_loss, f->hist.n_epochs, f->seconds);
         if (cc->is_test)
-            printf("  %8.4f  %7.4f", f->test_acc, f->test_f1);
+            printf("  %7.2f%%  %6.2f%%", 100 * f->test_acc, 100 * f->test_f1);
         printf("%s\n", k == r->best_fold ? "  (best)" : "");
     }
     printf("mean ± std: val acc %.2f ± %.2f%%, macro F1 %.2f ± %.2f%%, loss %.4f ± %.4f",

@@ -197,8 +197,9 @@ int cmd_tune(int argc, char **argv) {
     } else if (st == LOOM_OK) {
         printf("%s", res.summary);
         const loom_tune_trial *b = &res.trials[res.best];
-        printf("\nbest: trial %d, %s %.4f", b->trial + 1, loom_objective_str(tc.objective),
-               b->score);
+        char sc[32];
+        printf("\nbest: trial %d, %s %s", b->trial + 1, loom_objective_str(tc.objective),
+               loom_objective_fmt(tc.objective, b->score, sc, sizeof sc));
         if (res.has_test)
             printf("; retrained: test accuracy %.2f%%, macro F1 %.2f%% -> %s/best",
                    100 * res.test.accuracy, 100 * res.test.macro_f1, res.out_dir);

@@ -726,6 +726,9 @@ typedef enum {
 /* "val_acc", "val_loss" or "val_f1" -> *out; anything else is LOOM_ERR_ARG. */
 LOOM_API loom_status loom_objective_parse(const char *s, loom_objective *out, loom_error *err);
 LOOM_API const char *loom_objective_str(loom_objective o); /* static text; "?" out of range */
+/* A score as people read it, into buf (n bytes): accuracy and F1 in percent with two decimals
+ * ("87.12%"), a loss with four ("0.3521"). Returns buf. */
+LOOM_API const char *loom_objective_fmt(loom_objective o, double score, char *buf, size_t n);
 
 typedef struct {
     const char *space_file; /* the search-space file */

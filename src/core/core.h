@@ -19,6 +19,9 @@ typedef struct {
  * arithmetic stay within int. */
 #define LOOM_MAX_VALUES (1 << 24)
 
+/* The plural ending of a counted noun in text for people: "%d epoch%s", n, PLURAL(n). */
+#define PLURAL(n) ((n) == 1 ? "" : "s")
+
 static inline size_t shape_size(loom_shape s) {
     size_t n = 1;
     for (int i = 0; i < s.rank; i++)

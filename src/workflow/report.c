@@ -67,17 +67,17 @@ static void per_class_table(FILE *md, const char *metrics_json) {
     cJSON *c;
     cJSON_ArrayForEach(c, classes) {
         cJSON *nm = cJSON_GetObjectItem(c, "name");
-        fprintf(md, "| %s | %.4f | %.4f | %.4f | %d |\n",
+        fprintf(md, "| %s | %.2f%% | %.2f%% | %.2f%% | %d |\n",
                 cJSON_IsString(nm) ? nm->valuestring : "?",
-                cJSON_GetNumberValue(cJSON_GetObjectItem(c, "precision")),
-                cJSON_GetNumberValue(cJSON_GetObjectItem(c, "recall")),
-                cJSON_GetNumberValue(cJSON_GetObjectItem(c, "f1")),
+                100 * cJSON_GetNumberValue(cJSON_GetObjectItem(c, "precision")),
+                100 * cJSON_GetNumberValue(cJSON_GetObjectItem(c, "recall")),
+                100 * cJSON_GetNumberValue(cJSON_GetObjectItem(c, "f1")),
                 (int)cJSON_GetNumberValue(cJSON_GetObjectItem(c, "support")));
     }
-    fprintf(md, "| **macro avg** | %.4f | %.4f | %.4f | |\n",
-            cJSON_GetNumberValue(cJSON_GetObjectItem(root, "macro_precision")),
-            cJSON_GetNumberValue(cJSON_GetObjectItem(root, "macro_recall")),
-            cJSON_GetNumberValue(cJSON_GetObjectItem(root, "macro_f1")));
+    fprintf(md, "| **macro avg** | %.2f%% | %.2f%% | %.2f%% | |\n",
+            100 * cJSON_GetNumberValue(cJSON_GetObjectItem(root, "macro_precision")),
+            100 * cJSON_GetNumberValue(cJSON_GetObjectItem(root, "macro_recall")),
+            100 * cJSON_GetNumberValue(cJSON_GetObjectItem(root, "macro_f1")));
     fprintf(md, "\nTest accuracy **%.2f%%** on %d images.\n\n",
             100 * cJSON_GetNumberValue(cJSON_GetObjectItem(root, "accuracy")),
             (int)cJSON_GetNumberValue(cJSON_GetObjectItem(root, "n")));
@@ -178,9 +178,9 @@ static void provenance(FILE *md, const loom_report_config *rc, const run_info *r
                 rc->wall_seconds / 60);
     else if (rc->wall_seconds > 0)
         fprintf(md,
-                "- The study ran in several sessions (`--resume`): %d of its %d steps had "
+                "- The study ran in several sessions (`--resume`): %d of its %d step%s had "
                 "finished or begun before the last session, which took %.0f s (%.1f min).\n",
-                rc->n_earlier, n, rc->wall_seconds, rc->wall_seconds / 60);
+                rc->n_earlier, n, PLURAL(n), rc->wall_seconds, rc->wall_seconds / 60);
     if (train > 0)
         fprintf(md,
                 "- Training and validation time recorded by the runs themselves (epochs, folds, "

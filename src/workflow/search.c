@@ -199,20 +199,24 @@ static void update_best(search *s) {
     free(r);
 }
 
-/* "trial 3/5: score 0.8712, best 0.8801 (trial 1), 34.2 s, elapsed 1m41s | name=v [best] ..." */
+/* "trial 3/5: val_acc 87.12%, best 88.01% (trial 1), 34.2 s, elapsed 1m41s | name=v [best] ..." */
 static void trial_line(search *s, const loom_tune_trial *tr, int n_total, bool is_replayed) {
     const loom_tune_result *res = s->res;
     const loom_tune_trial *b = &res->trials[res->best];
     char line[4096], el[32], round_s[64] = "";
     fmt_time(loom_now() - s->t_start, el, sizeof el);
     if (s->tc->algorithm == LOOM_TUNE_HYPERBAND)
-        snprintf(round_s, sizeof round_s, " round %d (%d epochs)", tr->rung + 1, tr->epochs);
-    size_t used = (size_t)snprintf(line, sizeof line,
-                                   "trial %d/%d%s: %s %.4f, best %.4f (trial %d), %.1f s%s, "
-                                   "elapsed %s |",
-                                   tr->trial + 1, n_total, round_s,
-                                   loom_objective_str(s->tc->objective), tr->score, b->score,
-                                   b->trial + 1, tr->seconds, is_replayed ? " (recorded)" : "", el);
+        snprintf(round_s, sizeof round_s, " round %d (%d epoch%s)", tr->rung + 1, tr->epochs,
+                 PLURAL(tr->epochs));
+    char sc[32], bsc[32];
+    loom_objective_fmt(s->tc->objective, tr->score, sc, sizeof sc);
+    loom_objective_fmt(s->tc->objective, b->score, bsc, sizeof bsc);
+    size_t used =
+        (size_t)snprintf(line, sizeof line,
+                         "trial %d/%d%s: %s %s, best %s (trial %d), %.1f s%s, "
+                         "elapsed %s |",
+                         tr->trial + 1, n_total, round_s, loom_objective_str(s->tc->objective), sc,
+                         bsc, b->trial + 1, tr->seconds, is_replayed ? " (recorded)" : "", el);
     for (int i = 0; i < res->n_hp && used < sizeof line; i++) {
         const char *v = tr->values[i], *bv = b->values[i];
         if (!v && !bv)
@@ -280,7 +284,8 @@ static loom_status hyperband(search *s, loom_error *err) {
         alive[t] = t;
         st = make_point(s, t, err);
     }
-    slog(s, LOOM_LOG_INFO, "successive halving: %d rounds, eta %d, up to %d epochs", R, eta, E);
+    slog(s, LOOM_LOG_INFO, "successive halving: %d round%s, eta %d, up to %d epoch%s", R, PLURAL(R),
+         eta, E, PLURAL(E));
     int n_alive = N;
     for (int r = 0; r < R && st == LOOM_OK; r++) {
         double div = pow(eta, R - 1 - r);
@@ -313,8 +318,9 @@ static loom_status hyperband(search *s, loom_error *err) {
             alive[i] = rk[i]->trial;
         free(rk);
         n_alive = n_keep;
-        slog(s, LOOM_LOG_INFO, "round %d done: %d points go on to %d epochs", r + 1, n_keep,
-             (int)lround(E / pow(eta, R - 2 - r)));
+        int next = (int)lround(E / pow(eta, R - 2 - r));
+        slog(s, LOOM_LOG_INFO, "round %d done: %d point%s go%s on to %d epoch%s", r + 1, n_keep,
+             PLURAL(n_keep), n_keep == 1 ? "es" : "", next, PLURAL(next));
     }
 done:
     free(alive);
@@ -466,17 +472,17 @@ static void log_start(search *s) {
     if (s->n_folds > 0)
         slog(s, LOOM_LOG_INFO,
              "loom %s: %s search over %d hyperparameters of %s on %d examples, %d-fold CV; "
-             "objective %s, %d trials x %d executions, seed %llu",
+             "objective %s, %d trial%s x %d execution%s, seed %llu",
              LOOM_VERSION, algorithm, s->res->n_hp, s->source, s->ds->n, s->n_folds,
-             loom_objective_str(tc->objective), tc->trials, tc->executions,
-             (unsigned long long)tc->train.seed);
+             loom_objective_str(tc->objective), tc->trials, PLURAL(tc->trials), tc->executions,
+             PLURAL(tc->executions), (unsigned long long)tc->train.seed);
     else
         slog(s, LOOM_LOG_INFO,
              "loom %s: %s search over %d hyperparameters of %s on %d examples (%d validation); "
-             "objective %s, %d trials x %d executions, seed %llu",
+             "objective %s, %d trial%s x %d execution%s, seed %llu",
              LOOM_VERSION, algorithm, s->res->n_hp, s->source, s->split.n_train, s->split.n_val,
-             loom_objective_str(tc->objective), tc->trials, tc->executions,
-             (unsigned long long)tc->train.seed);
+             loom_objective_str(tc->objective), tc->trials, PLURAL(tc->trials), tc->executions,
+             PLURAL(tc->executions), (unsigned long long)tc->train.seed);
     if (tc->subset > s->ds->n)
         slog(s, LOOM_LOG_WARN,
              "warning: subset %d is more than the %d training examples: all of them are used",

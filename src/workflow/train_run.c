@@ -333,10 +333,11 @@ static void run_log_start(train_run *r) {
     const loom_train_config *tc = &r->tc;
     log_printf(tee, &r->tl, LOOM_LOG_INFO,
                "loom %s: training %s (%zu parameters) on %d examples, validating on %d; "
-               "%s lr %g, batch %d, %d epochs, seed %llu, %d threads",
+               "%s lr %g, batch %d, %d epoch%s, seed %llu, %d thread%s",
                LOOM_VERSION, rc->model, r->m->n_params, r->sp.n_train, r->sp.n_val,
                loom_opt_kind_str(tc->opt.kind), (double)tc->opt.lr, tc->batch, tc->epochs,
-               (unsigned long long)tc->seed, loom_get_threads());
+               PLURAL(tc->epochs), (unsigned long long)tc->seed, loom_get_threads(),
+               PLURAL(loom_get_threads()));
     if (rc->subset > r->train->n)
         log_printf(tee, &r->tl, LOOM_LOG_WARN,
                    "warning: subset %d is more than the %d training examples: all of them are used",

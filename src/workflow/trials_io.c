@@ -265,7 +265,8 @@ loom_status write_summary(search *s, loom_error *err) {
         fprintf(t.f, "| %d | %d |", k + 1, tr->trial + 1);
         if (is_hb)
             fprintf(t.f, " %d | %d |", tr->rung + 1, tr->epochs);
-        fprintf(t.f, " %.4f |", tr->score);
+        char sc[32];
+        fprintf(t.f, " %s |", loom_objective_fmt(s->tc->objective, tr->score, sc, sizeof sc));
         for (int i = 0; i < res->n_hp; i++)
             fprintf(t.f, " %s |", tr->values[i] ? tr->values[i] : "-");
         fprintf(t.f, " %.1f |\n", tr->seconds);
