@@ -77,6 +77,7 @@ int cmd_cv(int argc, char **argv) {
     loom_cv_config_init(&cc);
     loom_settings set = cv_settings(&cc);
     cli_setting_options(opts, 96, cv_opts, &set, LOOM_SETTING_TRAINING | LOOM_SETTING_DATA);
+    const char *cmdline = cli_command_line(argc + 1, argv - 1); /* before getopt permutes */
     int c, threads = 0;
     optind = 1;
     while ((c = cli_getopt("cv", argc, argv, NULL, opts)) != -1) {
@@ -127,7 +128,7 @@ int cmd_cv(int argc, char **argv) {
     cli_set_threads(threads);
     t->log = cli_log;
     t->stop_flag = &cli_stop_flag;
-    cc.command_line = cli_command_line(argc + 1, argv - 1);
+    cc.command_line = cmdline;
     cli_install_signals();
 
     loom_cv_result res;

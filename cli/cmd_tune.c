@@ -99,6 +99,7 @@ int cmd_tune(int argc, char **argv) {
     loom_train_config_init(&check);
     loom_settings set = tune_settings(&tc, &check);
     cli_setting_options(opts, 96, tune_opts, &set, LOOM_SETTING_TRAINING | LOOM_SETTING_DATA);
+    const char *cmdline = cli_command_line(argc + 1, argv - 1); /* before getopt permutes */
     static char overrides[4096];
     overrides[0] = '\0';
     loom_train_config *t = &tc.train;
@@ -185,7 +186,7 @@ int cmd_tune(int argc, char **argv) {
     cli_set_threads(threads);
     t->log = cli_log;
     t->stop_flag = &cli_stop_flag;
-    tc.command_line = cli_command_line(argc + 1, argv - 1);
+    tc.command_line = cmdline;
     cli_install_signals();
     cli_hint_exists = "--resume continues it, --force starts over";
     cli_hint_interrupted = "continue with --resume";

@@ -410,6 +410,7 @@ static loom_status write_report(const cli_study_config *sc, const char *out, con
         .n_runs = n,
         .out_dir = out,
         .data_dir = sc->data_dir,
+        .title = "loom study report",
         .note = sc->is_quick ? "Quick study (loom study --quick): every step on a stratified "
                                "subset of 10,000 training images for 3 epochs (the search: 3 "
                                "epochs per execution). The figures show that everything works, "

@@ -970,6 +970,7 @@ typedef struct {
     int n_runs;
     const char *out_dir;      /* REPORT.md and img/ go here (created) */
     const char *data_dir;     /* dataset section; NULL = the first run's, else the default */
+    const char *title;        /* the report's title; NULL: "loom report: " and the runs' names */
     const char *note;         /* a line put at the top (e.g. "quick study: ..."), may be NULL */
     const char *command_line; /* how the report was made, may be NULL */
     double wall_seconds;      /* the study's wall time when known, else 0 */

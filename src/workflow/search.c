@@ -129,9 +129,9 @@ static bool should_stop(const search *s) {
 
 static loom_status stopped(search *s, loom_error *err) {
     return loom_error_set(err, LOOM_ERR_INTERRUPTED,
-                          "search stopped: %d executions are recorded in %s/executions.csv; "
+                          "search stopped: %d execution%s %s recorded in %s/executions.csv; "
                           "the search can be resumed",
-                          s->n_done, s->dir);
+                          s->n_done, PLURAL(s->n_done), s->n_done == 1 ? "is" : "are", s->dir);
 }
 
 /* Evaluates point t at round rung with epochs (0 = its own): every execution, recorded or run;

@@ -409,8 +409,9 @@ static loom_status run_finish(train_run *r, loom_error *err) {
         return st;
     res->has_test = true;
     log_printf(tee, &r->tl, LOOM_LOG_INFO,
-               "test: accuracy %.2f%%, macro F1 %.2f%%, loss %.4f (%ld images)",
-               100 * res->test.accuracy, 100 * res->test.macro_f1, res->test.loss, res->test.n);
+               "test: accuracy %.2f%%, macro F1 %.2f%%, loss %.4f (%ld image%s)",
+               100 * res->test.accuracy, 100 * res->test.macro_f1, res->test.loss, res->test.n,
+               PLURAL(res->test.n));
     return LOOM_OK;
 }
 

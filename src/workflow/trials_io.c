@@ -182,8 +182,8 @@ loom_status open_state(search *s, const char *settings, loom_error *err) {
     if (tc->is_resume && !has_search)
         slog(s, LOOM_LOG_INFO, "%s: no search to resume; starting one", s->dir);
     else if (is_resume)
-        slog(s, LOOM_LOG_INFO, "resuming the search in %s: %d executions recorded", s->dir,
-             s->n_done);
+        slog(s, LOOM_LOG_INFO, "resuming the search in %s: %d execution%s recorded", s->dir,
+             s->n_done, PLURAL(s->n_done));
     return LOOM_OK;
 }
 

@@ -2,6 +2,9 @@
 # A careful user's tool, second part (real data group). Inputs checked before any work: a test
 # set that does not fit the training set is refused by train, cv, tune and eval before training
 # (nothing made), and a study checks every step (model, flags, data) before its first one runs.
+# A report on ad-hoc runs (train, cv, tune) reads as one: a title naming them, a provenance row
+# for each (kind, seed, threads, training time, the command as typed). Numbers as people read
+# them: accuracies in percent with two decimals, ± not +-, 1 epoch not 1 epochs.
 . "$(dirname "$0")/lib.inc"
 need_data
 T=$(mktemp -d)
@@ -78,5 +81,44 @@ expect_error 2 "s4.txt:1: 'train mlp' cannot run: $SZ" $LOOM study "$T/s4.txt" -
 check "[ ! -e '$T/st1' ] && [ ! -e '$T/st2' ] && [ ! -e '$T/st3' ] && [ ! -e '$T/st4' ]"
 check "[ -z \"\$(ls '$T/tmp')\" ]" # its temporary files gone
 
+# ---- a report on ad-hoc runs ----
+R="--subset 1000 --epochs 1 --quiet --no-plots"
+$LOOM train mlp $R --out "$T/a_mlp" >/dev/null 2>"$T/train.err"
+check "[ \$? -eq 0 ]"
+$LOOM cv mlp --folds 2 $R --out "$T/a_cv" >"$T/cv.out" 2>"$T/cv.err"
+check "[ \$? -eq 0 ]"
+$LOOM tune "$T/space.txt" --trials 2 $R --out "$T/a_tune" >"$T/tune.out" 2>"$T/tune.err"
+check "[ \$? -eq 0 ]"
+$LOOM report "$T/a_mlp" "$T/a_cv" "$T/a_tune" -o "$T/rep" >/dev/null 2>&1
+check "[ \$? -eq 0 ]"
+M="$T/rep/REPORT.md"
+check "[ \"\$(head -n 1 '$M')\" = '# loom report: a_mlp, a_cv and a_tune' ]"
+check "grep -q '<title>loom report: a_mlp, a_cv and a_tune</title>' '$T/rep/REPORT.html'"
+check "grep -q '^| run | kind | seed | threads | training time | command |' '$M'"
+# every run has its row: kind, seed, threads, a time, and the command as typed (not reordered)
+check "grep -Eq '^\| a_mlp \| training \| 42 \| [0-9]+ \| [0-9.]+ (s|min|h) \| .*loom train mlp --subset' '$M'"
+check "grep -Eq '^\| a_cv \| cross-validation \| 42 \| [0-9]+ \| [0-9.]+ (s|min|h) \| .*loom cv mlp --folds 2 ' '$M'"
+check "grep -Eq '^\| a_tune \| search \| 42 \| [0-9]+ \| [0-9.]+ (s|min|h) \| .*loom tune [^ ]*space.txt --trials 2 ' '$M'"
+check "! grep -q '| ? |' '$M'"
+check "grep -Eq '^- Training and validation time .*: [0-9.]+ (s|min|h)\.\$' '$M'"
+# the cv and tune tables in percent, like the rest of the report
+check "grep -Eq '^\| 1 \| [0-9]+\.[0-9]{2}% \| [0-9]+\.[0-9]{2}% \| [0-9]\.[0-9]{4} \| 1 \| [0-9.]+ \|\$' '$M'"
+check "grep -Eq '^\| [12] \| [0-9]+\.[0-9]{2}% \| (16|32) \| [0-9.]+ \|\$' '$M'"
+check "grep -q '^### a_cv (cross-validation)' '$M'"
+
+# ---- numbers as people read them: one accuracy style, ±, singular counts ----
+L="$T/a_mlp/train.log"
+frac='acc[a-z_]*:? 0\.[0-9]{4}|accuracy 0\.[0-9]'
+for f in "$L" "$T/train.err" "$T/cv.out" "$T/cv.err" "$T/tune.out" "$T/tune.err" "$M"; do
+    check "! grep -Eq '$frac' '$f' && ! grep -q -- '+-' '$f' && ! grep -Eq '(^|[^0-9])1 (epochs|trials|folds|steps|executions|images)' '$f'"
+done
+check "grep -Eq '^Epoch 1/1 - .* - acc: [0-9]+\.[0-9]{2}% - val_loss: [0-9.]+ - val_acc: [0-9]+\.[0-9]{2}% ' '$L'"
+check "grep -Eq '^loom .*, 1 epoch, ' '$L' && grep -Eq '^test: accuracy [0-9]+\.[0-9]{2}%' '$L'"
+check "grep -Eq '^mean ± std over 2 folds: val accuracy [0-9.]+ ± [0-9.]+%' '$T/cv.err'"
+check "grep -Eq '^ +1 +[0-9]+\.[0-9]{2}% +[0-9]+\.[0-9]{2}% ' '$T/cv.out'"
+check "grep -Eq '^best: trial [12], val_acc [0-9]+\.[0-9]{2}%' '$T/tune.out'"
+$LOOM eval "$T/a_mlp/model.loom" >"$T/ev" 2>&1
+check "grep -Eq '^ +accuracy +[0-9]+\.[0-9]{2}% +10000\$' '$T/ev' && grep -Eq '^ +macro avg +[0-9]+\.[0-9]{2}% ' '$T/ev'"
+check "grep -Eq '^[^ ]+ on test: accuracy [0-9]+\.[0-9]{2}%, loss [0-9.]+, 10000 images\$' '$T/ev'"
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
