@@ -197,6 +197,7 @@ static loom_status prepare_dir(const cli_study_config *sc, const char *out, char
     loom_status st = loom_mkdir_p(out, err);
     if (st)
         return st;
+    loom_remove_stale_tmp(out, 0); /* each step cleans its own directory */
     char *src = NULL;
     if (sc->study_file)
         loom_file_read_all(sc->study_file, &src, NULL, err);

@@ -467,7 +467,8 @@ static loom_status cv_fold(cv_run *r, int k, loom_error *err) {
         goto done;
     char tail[96] = "";
     if (cc->is_test) {
-        if ((st = loom_run_write_test(m, r->test, cc->test_subset, r->tc.batch, dir, &tm, err)))
+        if ((st = loom_run_write_test(m, r->test, cc->test_subset, r->tc.batch, dir,
+                                      r->tc.stop_flag, &tm, err)))
             goto done;
         f->test_acc = tm.accuracy;
         f->test_f1 = tm.macro_f1;
@@ -539,8 +540,8 @@ static loom_status cv_finish(cv_run *r, loom_error *err) {
         return st;
     if (cc->is_test) {
         loom_metrics tm = {0};
-        st = loom_run_write_test(r->best, r->test, cc->test_subset, r->tc.batch, res->run_dir, &tm,
-                                 err);
+        st = loom_run_write_test(r->best, r->test, cc->test_subset, r->tc.batch, res->run_dir,
+                                 r->tc.stop_flag, &tm, err);
         loom_metrics_reset(&tm);
         if (st)
             return st;

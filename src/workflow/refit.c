@@ -102,7 +102,8 @@ static loom_status save_best(search *s, loom_model *m, text_out *cfg, int batch,
     if ((st = text_save(cfg, path_join(path, sizeof path, dir, "config.txt"), err)))
         return st;
     if (s->test) {
-        if ((st = loom_run_write_test(m, s->test, s->tc->test_subset, batch, dir, &res->test, err)))
+        if ((st = loom_run_write_test(m, s->test, s->tc->test_subset, batch, dir,
+                                      s->tc->train.stop_flag, &res->test, err)))
             return st;
         res->has_test = true;
     }

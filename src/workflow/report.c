@@ -268,6 +268,8 @@ static void provenance(FILE *md, const loom_report_config *rc, const run_info *r
         }
         if (own)
             loom_config_get(own, "seed", seed, sizeof seed);
+        if (own && !best) /* no retrained best (--no-best): the search's own command */
+            loom_config_get(own, "command", cmd, sizeof cmd);
         free(own);
         free(best);
         double s = run_seconds(r->dir);
@@ -539,6 +541,7 @@ loom_status loom_report(const loom_report_config *rc, loom_error *err) {
     snprintf(img, sizeof img, "%s/img", rc->out_dir);
     if ((st = read_runs(rc, runs, err)) || (st = loom_mkdir_p(img, err)))
         goto done;
+    loom_remove_stale_tmp(rc->out_dir, 1);
     char data_dir[1024];
     if (rc->data_dir)
         snprintf(data_dir, sizeof data_dir, "%s", rc->data_dir);

@@ -155,11 +155,15 @@ loom_status open_state(search *s, const char *settings, loom_error *err) {
     if (is_resume) {
         st = load_state(s, settings, err);
     } else {
-        const char *stale[] = {"trials.csv", "trials.json", "summary.md"};
-        for (int i = 0; i < 3; i++) {
+        /* a new search replaces the old one: its tables, plots and retrained best */
+        const char *stale[] = {"trials.csv", "trials.json", "summary.md", "best/model.txt"};
+        for (int i = 0; i < 4; i++) {
             char sp[2048];
             unlink(path_join(sp, sizeof sp, s->dir, stale[i]));
         }
+        char best[2048];
+        loom_run_discard_dir(path_join(best, sizeof best, s->dir, "best"), true);
+        loom_run_clear_dir(s->dir);
         text_out t;
         if (!text_open(&t))
             return loom_error_set(err, LOOM_ERR_NOMEM, "out of memory");

@@ -4,7 +4,10 @@
 # (nothing made), and a study checks every step (model, flags, data) before its first one runs.
 # A report on ad-hoc runs (train, cv, tune) reads as one: a title naming them, a provenance row
 # for each (kind, seed, threads, training time, the command as typed). Numbers as people read
-# them: accuracies in percent with two decimals, ± not +-, 1 epoch not 1 epochs.
+# them: accuracies in percent with two decimals, ± not +-, 1 epoch not 1 epochs. Ctrl-C during
+# the final test stops it (exit 130), and --resume runs the test alone, to the same numbers; a
+# write killed half-way leaves NAME.tmp.PID, removed by the next command in that directory;
+# tune --force replaces the old search's best/.
 . "$(dirname "$0")/lib.inc"
 need_data
 T=$(mktemp -d)
@@ -120,5 +123,39 @@ check "grep -Eq '^best: trial [12], val_acc [0-9]+\.[0-9]{2}%' '$T/tune.out'"
 $LOOM eval "$T/a_mlp/model.loom" >"$T/ev" 2>&1
 check "grep -Eq '^ +accuracy +[0-9]+\.[0-9]{2}% +10000\$' '$T/ev' && grep -Eq '^ +macro avg +[0-9]+\.[0-9]{2}% ' '$T/ev'"
 check "grep -Eq '^[^ ]+ on test: accuracy [0-9]+\.[0-9]{2}%, loss [0-9.]+, 10000 images\$' '$T/ev'"
+# ---- Ctrl-C during the final test: stops, exit 130; --resume tests the saved model ----
+K="keras-v1 --subset 300 --epochs 1 --quiet --no-plots"
+$LOOM train $K --out "$T/tref" >/dev/null 2>&1
+$LOOM train $K --threads 1 --out "$T/tint" >/dev/null 2>"$T/e" &
+pid=$!
+wait_for "[ -f '$T/tint/receipt.txt' ] || ! kill -0 $pid 2>/dev/null" # the test comes next
+kill -INT $pid 2>/dev/null; wait $pid; rc=$?
+check "[ $rc -eq 130 ] && grep -q '^loom: error: interrupted during the test evaluation' '$T/e'"
+check "[ -s '$T/tint/model.loom' ] && [ ! -e '$T/tint/metrics.json' ] && [ ! -e '$T/tint/predictions.csv' ]"
+check "grep -q 'the test can be resumed' '$T/tint/train.log'"
+$LOOM train --resume "$T/tint" >"$T/o" 2>&1
+check "[ \$? -eq 0 ] && cmp -s '$T/tref/predictions.csv' '$T/tint/predictions.csv' && cmp -s '$T/tref/metrics.json' '$T/tint/metrics.json'"
+check "grep -q 'test accuracy' '$T/o' && grep -q '^test: accuracy' '$T/tint/train.log'"
+expect_error 2 'the run is finished' $LOOM train --resume "$T/tint"
+
+# ---- a write killed half-way: its NAME.tmp.PID goes with the next command there ----
+sh -c 'exit 0' & dead=$!; wait $dead # a process that is gone
+echo half >"$T/a_mlp/model.loom.tmp.$dead"
+mkdir -p "$T/a_cv/fold_1" && echo half >"$T/a_cv/fold_1/history.csv.tmp.$dead"
+echo half >"$T/rep/REPORT.md.tmp.$dead"
+echo live >"$T/a_mlp/history.csv.tmp.$$" # a live process's: kept
+echo mine >"$T/a_mlp/notes.tmp.txt"
+$LOOM train mlp $R --force --out "$T/a_mlp" >/dev/null 2>&1
+check "[ ! -e '$T/a_mlp/model.loom.tmp.$dead' ] && [ -e '$T/a_mlp/history.csv.tmp.$$' ] && [ -e '$T/a_mlp/notes.tmp.txt' ]"
+$LOOM cv mlp --folds 2 $R --force --out "$T/a_cv" >/dev/null 2>&1
+check "[ ! -e '$T/a_cv/fold_1/history.csv.tmp.$dead' ]"
+$LOOM report "$T/a_mlp" -o "$T/rep" >/dev/null 2>&1
+check "[ ! -e '$T/rep/REPORT.md.tmp.$dead' ]"
+
+# ---- tune --force: a new search, the old one's best/ gone ----
+check "[ -d '$T/a_tune/best' ]"
+$LOOM tune "$T/space.txt" --trials 1 $R --no-best --force --out "$T/a_tune" >/dev/null 2>&1
+check "[ \$? -eq 0 ] && [ ! -e '$T/a_tune/best' ] && [ \$(tail -n +2 '$T/a_tune/trials.csv' | wc -l) -eq 1 ]"
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
