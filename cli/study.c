@@ -194,21 +194,40 @@ static loom_status prepare_dir(const cli_study_config *sc, const char *out, char
     snprintf(marker, sizeof marker, "%s/study.txt", out);
     if (file_exists(marker) && !sc->is_resume && !sc->is_force)
         return loom_error_set(err, LOOM_ERR_EXISTS, "%s: a study is already there", out);
-    loom_status st = loom_mkdir_p(out, err);
-    if (st)
-        return st;
-    loom_remove_stale_tmp(out, 0); /* each step cleans its own directory */
     char *src = NULL;
     if (sc->study_file)
         loom_file_read_all(sc->study_file, &src, NULL, err);
     const char *body = src ? src : builtin_study;
+    snprintf(space_path, n_space, "%s/mlp-space.txt", out);
+    char sp[sizeof builtin_mlp_space + 16];
+    space_text(sc, sp, sizeof sp);
+    /* a resumed study is the same study: its steps and --quick as in its first session */
+    char *old = NULL, *old_space = NULL;
+    loom_status st = LOOM_OK;
+    if (sc->is_resume && loom_file_read_all(marker, &old, NULL, NULL) == LOOM_OK &&
+        strcmp(old, body) != 0)
+        st = loom_error_set(err, LOOM_ERR_ARG,
+                            "%s: the study file changed since the study began: restore it, or "
+                            "start over with --force",
+                            marker);
+    else if (sc->is_resume && loom_file_read_all(space_path, &old_space, NULL, NULL) == LOOM_OK &&
+             strcmp(old_space, sp) != 0)
+        st = loom_error_set(err, LOOM_ERR_ARG,
+                            "%s: the study began %s --quick: resume it the same way", out,
+                            sc->is_quick ? "without" : "with");
+    free(old);
+    free(old_space);
+    if (st == LOOM_OK)
+        st = loom_mkdir_p(out, err);
+    if (st) {
+        free(src);
+        return st;
+    }
+    loom_remove_stale_tmp(out, 0); /* each step cleans its own directory */
     st = loom_file_write_atomic(marker, body, strlen(body), err);
     free(src);
     if (st)
         return st;
-    snprintf(space_path, n_space, "%s/mlp-space.txt", out);
-    char sp[sizeof builtin_mlp_space + 16];
-    space_text(sc, sp, sizeof sp);
     return loom_file_write_atomic(space_path, sp, strlen(sp), err);
 }
 

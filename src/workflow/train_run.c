@@ -339,6 +339,10 @@ static loom_status run_prepare(train_run *r, loom_error *err) {
     if ((st = make_split(r->train, rc->subset, rc->val_split, rc->split_mode, r->tc.seed, &r->sp,
                          err)))
         return st;
+    if (r->sp.n_train < 1)
+        return loom_error_set(err, LOOM_ERR_ARG,
+                              "val_split %g of %d examples leaves none to train on: lower it",
+                              rc->val_split, r->sp.n_train + r->sp.n_val);
     return loom_model_build(&r->m, r->text, rc->model, r->train, r->sp.train, r->sp.n_train,
                             rc->is_standardize, r->tc.seed, err);
 }

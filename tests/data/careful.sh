@@ -69,6 +69,9 @@ check "[ \$? -eq 0 ] && grep -q 'checked' '$T/o' && [ ! -e '$T/c2' ]"
 $LOOM tune "$T/space.txt" --trials 1 --subset 500 --check --out "$T/c3" >"$T/o" 2>&1
 check "[ \$? -eq 0 ] && grep -q 'checked' '$T/o' && [ ! -e '$T/c3' ]"
 expect_error 1 "$SZ" $LOOM train mlp $Q --check --data "$T/small" --out "$T/c1"
+# a validation split that leaves nothing to train on is found before the first line of training
+expect_error 2 'val_split 0.99 of 10 examples leaves none to train on' $LOOM train mlp --subset 10 --val-split 0.99 --out "$T/c1"
+check "[ ! -e '$T/c1' ] && [ ! -s '$T/o' ]"
 
 # ---- a study checks every step before the first one runs ----
 S="--epochs 1 --subset 500"
@@ -83,6 +86,16 @@ expect_error 2 "s3.txt:3: 'cv mlp' cannot run: --lr: expected a number" $LOOM st
 expect_error 2 "s4.txt:1: 'train mlp' cannot run: $SZ" $LOOM study "$T/s4.txt" --data "$T/small" --out "$T/st4"
 check "[ ! -e '$T/st1' ] && [ ! -e '$T/st2' ] && [ ! -e '$T/st3' ] && [ ! -e '$T/st4' ]"
 check "[ -z \"\$(ls '$T/tmp')\" ]" # its temporary files gone
+# a resumed study is the same study: another study file, or --quick changed, is refused
+printf 'train mlp %s --no-test\n' "$S" >"$T/s5.txt"
+$LOOM study "$T/s5.txt" --out "$T/st5" >/dev/null 2>&1
+check "[ \$? -eq 0 ] && [ -s '$T/st5/REPORT.md' ]"
+cp "$T/st5/study.txt" "$T/st5.txt"
+printf 'train mlp %s --no-test\ntrain small-conv %s\n' "$S" "$S" >"$T/s5.txt"
+expect_error 2 'study.txt: the study file changed since the study began' $LOOM study "$T/s5.txt" --resume --out "$T/st5"
+cp "$T/st5.txt" "$T/s5.txt"
+expect_error 2 'the study began without --quick: resume it the same way' $LOOM study "$T/s5.txt" --resume --quick --out "$T/st5"
+check "cmp -s '$T/st5.txt' '$T/st5/study.txt' && [ ! -e '$T/st5/small-conv' ]"
 
 # ---- a report on ad-hoc runs ----
 R="--subset 1000 --epochs 1 --quiet --no-plots"
