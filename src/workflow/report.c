@@ -21,6 +21,7 @@ typedef struct {
     run_kind kind;
     char name[128]; /* model name (config.txt model=) or the directory's base name */
     char slug[160]; /* unique file-name prefix for its pictures */
+    bool is_dup;    /* another run has the same directory name */
     char *config;   /* config.txt, may be NULL */
 } run_info;
 
@@ -424,10 +425,37 @@ static loom_status read_runs(const loom_report_config *rc, run_info *runs, loom_
         if (!r->config || !loom_config_get(r->config, "model", r->name, sizeof r->name))
             snprintf(r->name, sizeof r->name, "%s", base);
         snprintf(r->slug, sizeof r->slug, "%s", base);
-        for (char *c = r->slug; *c; c++)
+    }
+    /* two runs of one name (p1/run, p2/run) are named by their paths, so that neither's
+     * pictures replace the other's; still the same (a directory given twice): numbered */
+    for (int i = 0; i < rc->n_runs; i++) {
+        for (int j = 0; j < rc->n_runs; j++)
+            runs[i].is_dup = runs[i].is_dup || (j != i && strcmp(runs[i].slug, runs[j].slug) == 0);
+    }
+    for (int i = 0; i < rc->n_runs; i++) {
+        if (!runs[i].is_dup)
+            continue;
+        const char *d = runs[i].dir;
+        while (d[0] == '.' && d[1] == '/')
+            d += 2;
+        snprintf(runs[i].slug, sizeof runs[i].slug, "%s", d);
+        size_t len = strlen(runs[i].slug);
+        while (len > 1 && runs[i].slug[len - 1] == '/')
+            runs[i].slug[--len] = '\0';
+    }
+    for (int i = rc->n_runs - 1; i >= 0; i--) { /* from the end: earlier slugs still unnumbered */
+        run_info *r = &runs[i];
+        int same = 0;
+        for (int j = 0; j < i; j++)
+            same += strcmp(runs[j].slug, r->slug) == 0;
+        size_t len = strlen(r->slug);
+        if (same > 0 && len + 12 < sizeof r->slug)
+            snprintf(r->slug + len, sizeof r->slug - len, "-%d", same + 1);
+    }
+    for (int i = 0; i < rc->n_runs; i++)
+        for (char *c = runs[i].slug; *c; c++)
             if (*c == '/' || *c == ' ')
                 *c = '_';
-    }
     return LOOM_OK;
 }
 

@@ -121,6 +121,11 @@ check "grep -Eq '^- Training and validation time .*: [0-9.]+ (s|min|h)\.\$' '$M'
 check "grep -Eq '^\| 1 \| [0-9]+\.[0-9]{2}% \| [0-9]+\.[0-9]{2}% \| [0-9]\.[0-9]{4} \| 1 \| [0-9.]+ \|\$' '$M'"
 check "grep -Eq '^\| [12] \| [0-9]+\.[0-9]{2}% \| (16|32) \| [0-9.]+ \|\$' '$M'"
 check "grep -q '^### a_cv (cross-validation)' '$M'"
+# two runs of one name (x/run, y/run): each its own pictures, named by its path
+mkdir "$T/x" "$T/y" && cp -r "$T/a_mlp" "$T/x/run" && cp -r "$T/a_mlp" "$T/y/run"
+(cd "$T" && $LOOM report x/run y/run -o rep2 >/dev/null 2>&1)
+check "[ \$? -eq 0 ] && grep -q '^### x_run\$' '$T/rep2/REPORT.md' && grep -q '^### y_run\$' '$T/rep2/REPORT.md'"
+check "[ -s '$T/rep2/img/x_run_architecture.png' ] && [ -s '$T/rep2/img/y_run_architecture.png' ]"
 
 # ---- numbers as people read them: one accuracy style, ±, singular counts ----
 L="$T/a_mlp/train.log"
