@@ -567,9 +567,10 @@ loom_status loom_report(const loom_report_config *rc, loom_error *err) {
     /* the runs are read before the report's directory is made: a bad one leaves nothing */
     char img[2048];
     snprintf(img, sizeof img, "%s/img", rc->out_dir);
-    if ((st = read_runs(rc, runs, err)) || (st = loom_mkdir_p(img, err)))
+    if ((st = read_runs(rc, runs, err)))
         goto done;
-    loom_remove_stale_tmp(rc->out_dir, 1);
+    /* the data: a directory given is checked here, before anything is made; the runs' own
+     * (it may have moved since) becomes a note in the report when it cannot be read */
     char data_dir[1024];
     if (rc->data_dir)
         snprintf(data_dir, sizeof data_dir, "%s", rc->data_dir);
@@ -577,8 +578,16 @@ loom_status loom_report(const loom_report_config *rc, loom_error *err) {
              !loom_config_get(runs[0].config, "data_dir", data_dir, sizeof data_dir))
         snprintf(data_dir, sizeof data_dir, "%s", loom_default_data_dir());
     loom_error e = {0};
-    if (loom_dataset_load_dir(&test, data_dir, "test", &e) != LOOM_OK)
+    if (loom_dataset_load_dir(&test, data_dir, "test", &e) != LOOM_OK) {
         test = NULL;
+        if (rc->data_dir) {
+            st = loom_error_set(err, e.status, "%s", e.msg);
+            goto done;
+        }
+    }
+    if ((st = loom_mkdir_p(img, err)))
+        goto done;
+    loom_remove_stale_tmp(rc->out_dir, 1);
     md = open_memstream(&md_text, &md_len);
     if (!md) {
         st = loom_error_set(err, LOOM_ERR_NOMEM, "report: out of memory");

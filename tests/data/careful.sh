@@ -121,6 +121,9 @@ check "grep -Eq '^- Training and validation time .*: [0-9.]+ (s|min|h)\.\$' '$M'
 check "grep -Eq '^\| 1 \| [0-9]+\.[0-9]{2}% \| [0-9]+\.[0-9]{2}% \| [0-9]\.[0-9]{4} \| 1 \| [0-9.]+ \|\$' '$M'"
 check "grep -Eq '^\| [12] \| [0-9]+\.[0-9]{2}% \| (16|32) \| [0-9.]+ \|\$' '$M'"
 check "grep -q '^### a_cv (cross-validation)' '$M'"
+# a data directory given to the report that cannot be read: refused before anything is made
+expect_error 1 'nosuchdata/t10k-images-idx3-ubyte.*not found' $LOOM report "$T/a_mlp" -o "$T/rep3" --data "$T/nosuchdata"
+check "[ ! -e '$T/rep3' ]"
 # two runs of one name (x/run, y/run): each its own pictures, named by its path
 mkdir "$T/x" "$T/y" && cp -r "$T/a_mlp" "$T/x/run" && cp -r "$T/a_mlp" "$T/y/run"
 (cd "$T" && $LOOM report x/run y/run -o rep2 >/dev/null 2>&1)
