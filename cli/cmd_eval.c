@@ -56,9 +56,9 @@ int cmd_eval(int argc, char **argv) {
         loom_metrics_reset(&mt);
         return cli_fail(&err);
     }
-    printf("%s on %s: accuracy %.2f%%, loss %.4f, %ld images\n\n", ec.model_file,
-           ec.images ? ec.images : (ec.split ? ec.split : "test"), 100 * mt.accuracy, mt.loss,
-           mt.n);
+    printf("%s on %s: accuracy %.2f%%, loss %.4f, %ld image%s\n\n", ec.model_file,
+           ec.images ? ec.images : (ec.split ? ec.split : "test"), 100 * mt.accuracy, mt.loss, mt.n,
+           PLURAL(mt.n));
     loom_metrics_report(&mt, ds, stdout);
     loom_metrics_reset(&mt);
     loom_dataset_destroy(ds);

@@ -189,9 +189,9 @@ void cli_set_threads(int n) {
                       : (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (n > n_cores && n_cores > 0)
         fprintf(stderr,
-                "loom: warning: --threads %d is more than the %d cores loom may use: as asked, "
+                "loom: warning: --threads %d is more than the %d core%s loom may use: as asked, "
                 "but slower (the results do not change)\n",
-                n, n_cores);
+                n, n_cores, PLURAL(n_cores));
     loom_set_threads(n);
 }
 

@@ -166,6 +166,11 @@ LOOM_API void loom_set_skip_bad_images(bool on);
 LOOM_API loom_status loom_dataset_load_dir(loom_dataset **out, const char *dir, const char *which,
                                            loom_error *err);
 LOOM_API void loom_dataset_destroy(loom_dataset *ds); /* frees ds and its arrays; accepts NULL */
+/* A test set that fits its training set: the same image size and no label beyond the training
+ * set's classes (fewer classes present is fine). LOOM_OK when either is NULL; else LOOM_ERR_SHAPE,
+ * naming both sizes or the class counts. Called before any work by every command that trains. */
+LOOM_API loom_status loom_dataset_check_test(const loom_dataset *train, const loom_dataset *test,
+                                             loom_error *err);
 /* The default data directory: $LOOM_DATA, else /usr/share/datasets/fashion-mnist. */
 LOOM_API const char *loom_default_data_dir(void);
 /* Class name for label k ("T-shirt/top" ... for Fashion-MNIST, "0".. otherwise).
@@ -682,6 +687,7 @@ typedef struct {
     bool is_test;             /* evaluate every fold's model on the test set */
     bool is_standardize;      /* per-pixel standardisation, fitted on each fold's training part */
     bool is_force;            /* overwrite an existing run directory */
+    bool is_check_only;       /* check the settings, model and data, then stop: nothing is made */
     loom_train_config train;  /* train.seed makes the folds; fold k trains with derive(seed, k) */
     const char *command_line; /* recorded in config.txt */
 } loom_cv_config;
@@ -763,6 +769,9 @@ typedef enum {
 /* "val_acc", "val_loss" or "val_f1" -> *out; anything else is LOOM_ERR_ARG. */
 LOOM_API loom_status loom_objective_parse(const char *s, loom_objective *out, loom_error *err);
 LOOM_API const char *loom_objective_str(loom_objective o); /* static text; "?" out of range */
+/* A score as people read it, into buf (n bytes): accuracy and F1 in percent with two decimals
+ * ("87.12%"), a loss with four ("0.3521"). Returns buf. */
+LOOM_API const char *loom_objective_fmt(loom_objective o, double score, char *buf, size_t n);
 
 typedef struct {
     const char *space_file; /* the search-space file */
@@ -783,6 +792,7 @@ typedef struct {
     bool is_resume;              /* continue the search recorded in out_dir */
     bool is_force;               /* start over in an out_dir that holds a search */
     bool is_skip_best;           /* do not retrain and test the best trial */
+    bool is_check_only;          /* check the space, settings and data, then stop: nothing made */
     bool is_refit_all;           /* retrain the best on the whole training set (training and
                                   * validation examples), for its epochs without early stopping;
                                   * default: execution 1 of the best trial, on the same split */
@@ -1003,6 +1013,7 @@ typedef struct {
     int n_runs;
     const char *out_dir;      /* REPORT.md and img/ go here (created) */
     const char *data_dir;     /* dataset section; NULL = the first run's, else the default */
+    const char *title;        /* the report's title; NULL: "loom report: " and the runs' names */
     const char *note;         /* a line put at the top (e.g. "quick study: ..."), may be NULL */
     const char *command_line; /* how the report was made, may be NULL */
     double wall_seconds;      /* the study's wall time when known, else 0 */
@@ -1046,6 +1057,7 @@ typedef struct {
     bool is_force;       /* overwrite an existing run directory */
     bool is_skip_test;   /* do not evaluate on the test set at the end */
     bool is_resume;      /* continue the run in out_dir from its checkpoint */
+    bool is_check_only;  /* check the settings, model and data, then stop: nothing is made */
     loom_train_config train;
     const char *command_line; /* recorded in config.txt */
 } loom_run_config;

@@ -19,6 +19,9 @@ typedef struct {
  * arithmetic stay within int. */
 #define LOOM_MAX_VALUES (1 << 24)
 
+/* The plural ending of a counted noun in text for people: "%d epoch%s", n, PLURAL(n). */
+#define PLURAL(n) ((n) == 1 ? "" : "s")
+
 static inline size_t shape_size(loom_shape s) {
     size_t n = 1;
     for (int i = 0; i < s.rank; i++)
@@ -168,6 +171,11 @@ static inline uint64_t rng_next(loom_rng *rng) {
 void float_text(float v, char *buf, size_t n);
 /* mkdir -p: dir and its missing parents (0755); LOOM_ERR_IO naming dir when it cannot be made. */
 loom_status loom_mkdir_p(const char *dir, loom_error *err);
+/* Removes the leftovers of atomic writes (NAME.tmp.PID, by loom_file_write_atomic and the plots)
+ * in dir and its subdirectories (depth levels) whose process is gone: a process killed during a
+ * write (kill -9) leaves one. Every loom command that writes into an existing directory calls it
+ * first. Returns how many were removed. */
+int loom_remove_stale_tmp(const char *dir, int depth);
 
 /* Image folders (src/data/folder.c): whether dir/which is a directory; the dataset it holds. */
 bool folder_has(const char *dir, const char *which);

@@ -321,17 +321,18 @@ static void report_confusion(const loom_metrics *mt, const loom_dataset *ds, FIL
 void loom_metrics_report(const loom_metrics *mt, const loom_dataset *ds, FILE *f) {
     int w = name_width(mt, ds);
     char buf[16];
-    /* scikit-learn's layout: name right-aligned to w, then 9-wide columns, 2 decimals */
+    /* scikit-learn's layout (name right-aligned to w, then 9-wide columns), in percent with 2
+     * decimals like every accuracy loom prints */
     fprintf(f, "%*s  %9s %9s %9s %9s\n\n", w, "", "precision", "recall", "f1-score", "support");
     for (int k = 0; k < mt->n_classes; k++)
-        fprintf(f, "%*s  %9.2f %9.2f %9.2f %9ld\n", w, class_name(ds, k, buf), mt->precision[k],
-                mt->recall[k], mt->f1[k], mt->support[k]);
+        fprintf(f, "%*s  %8.2f%% %8.2f%% %8.2f%% %9ld\n", w, class_name(ds, k, buf),
+                100 * mt->precision[k], 100 * mt->recall[k], 100 * mt->f1[k], mt->support[k]);
     fputc('\n', f);
-    fprintf(f, "%*s  %9s %9s %9.2f %9ld\n", w, "accuracy", "", "", mt->accuracy, mt->n);
-    fprintf(f, "%*s  %9.2f %9.2f %9.2f %9ld\n", w, "macro avg", mt->macro_p, mt->macro_r,
-            mt->macro_f1, mt->n);
-    fprintf(f, "%*s  %9.2f %9.2f %9.2f %9ld\n", w, "weighted avg", mt->weighted_p, mt->weighted_r,
-            mt->weighted_f1, mt->n);
+    fprintf(f, "%*s  %9s %9s %8.2f%% %9ld\n", w, "accuracy", "", "", 100 * mt->accuracy, mt->n);
+    fprintf(f, "%*s  %8.2f%% %8.2f%% %8.2f%% %9ld\n", w, "macro avg", 100 * mt->macro_p,
+            100 * mt->macro_r, 100 * mt->macro_f1, mt->n);
+    fprintf(f, "%*s  %8.2f%% %8.2f%% %8.2f%% %9ld\n", w, "weighted avg", 100 * mt->weighted_p,
+            100 * mt->weighted_r, 100 * mt->weighted_f1, mt->n);
     fprintf(f, "\nConfusion matrix (rows = true class, columns = predicted), counts:\n");
     report_confusion(mt, ds, f, false);
     fprintf(f, "\nConfusion matrix, each row divided by the class's support:\n");

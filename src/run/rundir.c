@@ -54,6 +54,7 @@ loom_status loom_run_create_dir(const char *dir, bool is_force, loom_error *err)
     if (stat(dir, &st) == 0) {
         if (!S_ISDIR(st.st_mode))
             return loom_error_set(err, LOOM_ERR_IO, "%s: exists and is not a directory", dir);
+        loom_remove_stale_tmp(dir, 2); /* a killed write's leftovers, fold_K/ and best/ too */
         if (is_force)
             return LOOM_OK;
         if (has_file(dir, "model.loom"))

@@ -538,8 +538,8 @@ static loom_status train_step(trainer *t, int s, float lr, double t0) {
     p->seen += B;
     if (cfg->log_every > 0 && (s + 1) % cfg->log_every == 0)
         log_printf(cfg->log, cfg->log_user, LOOM_LOG_INFO,
-                   "Iteration: %d. Loss: %.4f. Accuracy: %.2f", p->epoch * t->steps + s + 1, L / B,
-                   100.0 * nc / B);
+                   "Iteration: %d. Loss: %.4f. Accuracy: %.2f%%", p->epoch * t->steps + s + 1,
+                   L / B, 100.0 * nc / B);
     if (cfg->progress)
         report_progress(t, LOOM_PROGRESS_STEP, s + 1, lr, loom_now() - t0, NAN, NAN);
     return checkpoint_step(t, s);
@@ -597,8 +597,8 @@ static bool monitor(trainer *t, loom_epoch *h) {
     if (cfg->early_stopping > 0 && p->since_best >= cfg->early_stopping) {
         t->hist->is_stopped_early = true;
         log_printf(cfg->log, cfg->log_user, LOOM_LOG_INFO,
-                   "early stopping: no improvement for %d epochs; restoring epoch %d",
-                   p->since_best, p->best_epoch + 1);
+                   "early stopping: no improvement for %d epoch%s; restoring epoch %d",
+                   p->since_best, PLURAL(p->since_best), p->best_epoch + 1);
         return true;
     }
     return false;
@@ -638,10 +638,11 @@ static loom_status end_epoch(trainer *t, float lr, double t0, bool *is_last) {
                         h->val_acc);
     char tail[160] = "";
     if (has_val)
-        snprintf(tail, sizeof tail, " - val_loss: %.4f - val_acc: %.4f", h->val_loss, h->val_acc);
+        snprintf(tail, sizeof tail, " - val_loss: %.4f - val_acc: %.2f%%", h->val_loss,
+                 100 * h->val_acc);
     log_printf(cfg->log, cfg->log_user, LOOM_LOG_EPOCH,
-               "Epoch %d/%d - %.1fs - loss: %.4f - acc: %.4f%s - lr: %.3g", e + 1, cfg->epochs,
-               h->seconds, h->loss, h->acc, tail, (double)lr);
+               "Epoch %d/%d - %.1fs - loss: %.4f - acc: %.2f%%%s - lr: %.3g", e + 1, cfg->epochs,
+               h->seconds, h->loss, 100 * h->acc, tail, (double)lr);
     if (t->steps >= 50 && fabs(h->loss - log((double)K)) < 0.02 && h->acc < 1.5 / K)
         log_printf(cfg->log, cfg->log_user, LOOM_LOG_WARN,
                    "warning: the training loss stayed at ln(%d) = %.2f for epoch %d: the model is "

@@ -1,5 +1,5 @@
 /* cv.c - stratified k-fold cross-validation: each fold trained from scratch with its own seed,
- * per-fold and mean +- std metrics (cv.csv, cv.json, history_mean.csv), the best fold's model
+ * per-fold and mean ± std metrics (cv.csv, cv.json, history_mean.csv), the best fold's model
  * kept; and the pieces the search shares with it: one training on a split, training settings
  * by name, stratified subsets, mean and sample standard deviation, in-memory text files. */
 #include "tune.h"
@@ -421,7 +421,7 @@ static loom_status cv_prepare(cv_run *r, const loom_dataset *train, loom_dataset
     if (!res->folds || !r->config)
         return loom_error_set(err, LOOM_ERR_NOMEM, "cv: out of memory");
     res->n_folds = K;
-    if (loom_dist_rank() > 0) /* rank 0 writes the run directory */
+    if (cc->is_check_only || loom_dist_rank() > 0) /* rank 0 writes the run directory */
         return LOOM_OK;
     struct stat sb;
     r->is_created = stat(res->run_dir, &sb) != 0;
@@ -529,15 +529,18 @@ static loom_status fold_record(void *ctx, int k, const void *out, loom_error *er
         goto done;
     char tail[96] = "";
     if (cc->is_test) {
-        if ((st = loom_run_write_test(m, r->test, cc->test_subset, r->tc.batch, dir, &tm, err)))
+        if ((st = loom_run_write_test(m, r->test, cc->test_subset, r->tc.batch, dir,
+                                      r->tc.stop_flag, &tm, err)))
             goto done;
         f->test_acc = tm.accuracy;
         f->test_f1 = tm.macro_f1;
-        snprintf(tail, sizeof tail, "; test accuracy %.4f, macro F1 %.4f", f->test_acc, f->test_f1);
+        snprintf(tail, sizeof tail, "; test accuracy %.2f%%, macro F1 %.2f%%", 100 * f->test_acc,
+                 100 * f->test_f1);
     }
     log_printf(cc->train.log, cc->train.log_user, LOOM_LOG_INFO,
-               "fold %d/%d: val accuracy %.4f, macro F1 %.4f, loss %.4f (%d epochs, %.1f s)%s",
-               k + 1, K, f->val_acc, f->val_f1, f->val_loss, f->hist.n_epochs, f->seconds, tail);
+               "fold %d/%d: val accuracy %.2f%%, macro F1 %.2f%%, loss %.4f (%d epoch%s, %.1f s)%s",
+               k + 1, K, 100 * f->val_acc, 100 * f->val_f1, f->val_loss, f->hist.n_epochs,
+               PLURAL(f->hist.n_epochs), f->seconds, tail);
     if (res->best_fold < 0 || f->val_acc > res->folds[res->best_fold].val_acc) {
         loom_model_destroy(r->best);
         r->best = m;
@@ -606,7 +609,7 @@ static loom_status write_cv_receipt(cv_run *r, loom_error *err) {
     return st;
 }
 
-/* After the folds: mean +- std, cv.json, history_mean.csv, the final config.txt, the best
+/* After the folds: mean ± std, cv.json, history_mean.csv, the final config.txt, the best
  * fold's model (saved, receipted, tested) and the closing line. */
 static loom_status cv_finish(cv_run *r, loom_error *err) {
     const loom_cv_config *cc = r->cc;
@@ -633,17 +636,18 @@ static loom_status cv_finish(cv_run *r, loom_error *err) {
         return st;
     if (cc->is_test) {
         loom_metrics tm = {0};
-        st = loom_run_write_test(r->best, r->test, cc->test_subset, r->tc.batch, res->run_dir, &tm,
-                                 err);
+        st = loom_run_write_test(r->best, r->test, cc->test_subset, r->tc.batch, res->run_dir,
+                                 r->tc.stop_flag, &tm, err);
         loom_metrics_reset(&tm);
         if (st)
             return st;
     }
     log_printf(cc->train.log, cc->train.log_user, LOOM_LOG_INFO,
-               "mean +- std over %d folds: val accuracy %.4f +- %.4f, macro F1 %.4f +- %.4f, "
-               "loss %.4f +- %.4f; best fold %d saved in %s/model.loom",
-               res->n_folds, res->val_acc_mean, res->val_acc_sd, res->val_f1_mean, res->val_f1_sd,
-               res->val_loss_mean, res->val_loss_sd, res->best_fold + 1, res->run_dir);
+               "mean ± std over %d folds: val accuracy %.2f ± %.2f%%, macro F1 %.2f ± %.2f%%, "
+               "loss %.4f ± %.4f; best fold %d saved in %s/model.loom",
+               res->n_folds, 100 * res->val_acc_mean, 100 * res->val_acc_sd, 100 * res->val_f1_mean,
+               100 * res->val_f1_sd, res->val_loss_mean, res->val_loss_sd, res->best_fold + 1,
+               res->run_dir);
     return LOOM_OK;
 }
 
@@ -657,8 +661,12 @@ loom_status loom_cv_run(const loom_cv_config *cc, const loom_dataset *train,
                       .progress = cc->train.progress,
                       .progress_user = cc->train.progress_user};
     loom_dataset *sub = NULL;
-    loom_status st = loom_dist_agree(cv_prepare(&r, train, &sub, err), err);
-    if (st)
+    loom_status st = loom_dataset_check_test(train, cc->is_test ? test : NULL, err);
+    if (st == LOOM_OK)
+        st = cv_prepare(&r, train, &sub, err);
+    if (!cc->is_check_only) /* a check runs in each process alone */
+        st = loom_dist_agree(st, err);
+    if (st || cc->is_check_only)
         goto done;
     if (r.fl.fn) {
         r.tc.log = fold_line;
@@ -670,13 +678,14 @@ loom_status loom_cv_run(const loom_cv_config *cc, const loom_dataset *train,
     }
     log_printf(cc->train.log, cc->train.log_user, LOOM_LOG_INFO,
                "loom %s: %d-fold cross-validation of %s on %d examples, seed %llu; %s lr %g, "
-               "batch %d, %d epochs",
+               "batch %d, %d epoch%s",
                LOOM_VERSION, cc->folds, cc->model, r.ds->n, (unsigned long long)cc->train.seed,
-               loom_opt_kind_str(r.tc.opt.kind), (double)r.tc.opt.lr, r.tc.batch, r.tc.epochs);
+               loom_opt_kind_str(r.tc.opt.kind), (double)r.tc.opt.lr, r.tc.batch, r.tc.epochs,
+               PLURAL(r.tc.epochs));
     if (loom_dist_size() > 1)
         log_printf(cc->train.log, cc->train.log_user, LOOM_LOG_INFO,
-                   "the folds shared by %d processes x %d threads", loom_dist_size(),
-                   loom_get_threads());
+                   "the folds shared by %d processes x %d thread%s", loom_dist_size(),
+                   loom_get_threads(), PLURAL(loom_get_threads()));
     if (cc->subset > r.ds->n)
         log_printf(cc->train.log, cc->train.log_user, LOOM_LOG_WARN,
                    "warning: subset %d is more than the %d training examples: all of them are used",

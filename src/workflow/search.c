@@ -138,9 +138,9 @@ static bool should_stop(const search *s) {
 
 static loom_status stopped(search *s, loom_error *err) {
     return loom_error_set(err, LOOM_ERR_INTERRUPTED,
-                          "search stopped: %d executions are recorded in %s/executions.csv; "
+                          "search stopped: %d execution%s %s recorded in %s/executions.csv; "
                           "the search can be resumed",
-                          s->n_done, s->dir);
+                          s->n_done, PLURAL(s->n_done), s->n_done == 1 ? "is" : "are", s->dir);
 }
 
 /* Evaluates point t at round rung with epochs (0 = its own): every execution, recorded or run;
@@ -209,20 +209,24 @@ static void update_best(search *s) {
     free(r);
 }
 
-/* "trial 3/5: score 0.8712, best 0.8801 (trial 1), 34.2 s, elapsed 1m41s | name=v [best] ..." */
+/* "trial 3/5: val_acc 87.12%, best 88.01% (trial 1), 34.2 s, elapsed 1m41s | name=v [best] ..." */
 static void trial_line(search *s, const loom_tune_trial *tr, int n_total, bool is_replayed) {
     const loom_tune_result *res = s->res;
     const loom_tune_trial *b = &res->trials[res->best];
     char line[4096], el[32], round_s[64] = "";
     fmt_time(loom_now() - s->t_start, el, sizeof el);
     if (s->tc->algorithm == LOOM_TUNE_HYPERBAND)
-        snprintf(round_s, sizeof round_s, " round %d (%d epochs)", tr->rung + 1, tr->epochs);
-    size_t used = (size_t)snprintf(line, sizeof line,
-                                   "trial %d/%d%s: %s %.4f, best %.4f (trial %d), %.1f s%s, "
-                                   "elapsed %s |",
-                                   tr->trial + 1, n_total, round_s,
-                                   loom_objective_str(s->tc->objective), tr->score, b->score,
-                                   b->trial + 1, tr->seconds, is_replayed ? " (recorded)" : "", el);
+        snprintf(round_s, sizeof round_s, " round %d (%d epoch%s)", tr->rung + 1, tr->epochs,
+                 PLURAL(tr->epochs));
+    char sc[32], bsc[32];
+    loom_objective_fmt(s->tc->objective, tr->score, sc, sizeof sc);
+    loom_objective_fmt(s->tc->objective, b->score, bsc, sizeof bsc);
+    size_t used =
+        (size_t)snprintf(line, sizeof line,
+                         "trial %d/%d%s: %s %s, best %s (trial %d), %.1f s%s, "
+                         "elapsed %s |",
+                         tr->trial + 1, n_total, round_s, loom_objective_str(s->tc->objective), sc,
+                         bsc, b->trial + 1, tr->seconds, is_replayed ? " (recorded)" : "", el);
     for (int i = 0; i < res->n_hp && used < sizeof line; i++) {
         const char *v = tr->values[i], *bv = b->values[i];
         if (!v && !bv)
@@ -423,7 +427,8 @@ static loom_status hyperband(search *s, loom_error *err) {
         alive[t] = t;
         st = make_point(s, t, err);
     }
-    slog(s, LOOM_LOG_INFO, "successive halving: %d rounds, eta %d, up to %d epochs", R, eta, E);
+    slog(s, LOOM_LOG_INFO, "successive halving: %d round%s, eta %d, up to %d epoch%s", R, PLURAL(R),
+         eta, E, PLURAL(E));
     int n_alive = N;
     for (int r = 0; r < R && st == LOOM_OK; r++) {
         double div = pow(eta, R - 1 - r);
@@ -459,8 +464,9 @@ static loom_status hyperband(search *s, loom_error *err) {
             alive[i] = rk[i]->trial;
         free(rk);
         n_alive = n_keep;
-        slog(s, LOOM_LOG_INFO, "round %d done: %d points go on to %d epochs", r + 1, n_keep,
-             (int)lround(E / pow(eta, R - 2 - r)));
+        int next = (int)lround(E / pow(eta, R - 2 - r));
+        slog(s, LOOM_LOG_INFO, "round %d done: %d point%s go%s on to %d epoch%s", r + 1, n_keep,
+             PLURAL(n_keep), n_keep == 1 ? "es" : "", next, PLURAL(next));
     }
 done:
     free(alive);
@@ -612,17 +618,17 @@ static void log_start(search *s) {
     if (s->n_folds > 0)
         slog(s, LOOM_LOG_INFO,
              "loom %s: %s search over %d hyperparameters of %s on %d examples, %d-fold CV; "
-             "objective %s, %d trials x %d executions, seed %llu",
+             "objective %s, %d trial%s x %d execution%s, seed %llu",
              LOOM_VERSION, algorithm, s->res->n_hp, s->source, s->ds->n, s->n_folds,
-             loom_objective_str(tc->objective), tc->trials, tc->executions,
-             (unsigned long long)tc->train.seed);
+             loom_objective_str(tc->objective), tc->trials, PLURAL(tc->trials), tc->executions,
+             PLURAL(tc->executions), (unsigned long long)tc->train.seed);
     else
         slog(s, LOOM_LOG_INFO,
              "loom %s: %s search over %d hyperparameters of %s on %d examples (%d validation); "
-             "objective %s, %d trials x %d executions, seed %llu",
+             "objective %s, %d trial%s x %d execution%s, seed %llu",
              LOOM_VERSION, algorithm, s->res->n_hp, s->source, s->split.n_train, s->split.n_val,
-             loom_objective_str(tc->objective), tc->trials, tc->executions,
-             (unsigned long long)tc->train.seed);
+             loom_objective_str(tc->objective), tc->trials, PLURAL(tc->trials), tc->executions,
+             PLURAL(tc->executions), (unsigned long long)tc->train.seed);
     if (tc->subset > s->ds->n)
         slog(s, LOOM_LOG_WARN,
              "warning: subset %d is more than the %d training examples: all of them are used",
@@ -697,6 +703,8 @@ loom_status loom_tune_run(const loom_tune_config *tc, const loom_dataset *train,
     loom_dataset *sub = NULL;
     const char *text = tc->space_text;
     loom_status st = check_config(tc, err);
+    if (st == LOOM_OK)
+        st = loom_dataset_check_test(train, s.test, err);
     if (st)
         return st;
     if (!text) {
@@ -708,7 +716,7 @@ loom_status loom_tune_run(const loom_tune_config *tc, const loom_dataset *train,
     }
     if ((st = loom_space_parse(&s.space, text, s.source, err)) || (st = check_overrides(&s, err)) ||
         (st = init_result(&s, err)) || (st = find_base_epochs(&s, err)) ||
-        (st = prepare_data(&s, train, &sub, err)))
+        (st = prepare_data(&s, train, &sub, err)) || tc->is_check_only)
         goto done;
     choose_dir(&s);
     if (!(settings = settings_text(&s, text))) {
