@@ -287,3 +287,20 @@ void int8_shape(const layer *l, int *N, int *K) {
     *N = c->N;
     *K = c->K;
 }
+
+void int8_info_of(const layer *l, int8_info *out) {
+    const int8_cfg *c = l->cfg;
+    out->lw = c->lw;
+    out->N = c->N;
+    out->K = c->K;
+    out->sx = l->state[c->K];
+    out->zp = (int)l->state[c->K + 1];
+    out->sw = l->state;
+    out->bias = l->w;
+}
+
+int int8_weight(const layer *l, int n, int k) {
+    const int8_cfg *c = l->cfg;
+    const int8_t *wp = (const int8_t *)(l->bytes + c->colsum_bytes);
+    return wp[((size_t)(n / 4) * c->Kp + k) * 4 + n % 4];
+}

@@ -6,7 +6,8 @@
 # trained briefly, exported with `loom export`,
 # checked by ONNX's own checker (full_check), run in onnxruntime-node on the first 1,000 test
 # images as raw pixels and compared with loom's probabilities: max |difference| <= 1e-5 and the
-# same class for every image. Also a safetensors export's header and a few tensors against the
+# same class for every image; five of them also quantized (loom quantize) and exported as ONNX
+# integer operators (section 4). Also a safetensors export's header and a few tensors against the
 # ONNX file. onnxruntime-node and python3-onnx missing is a failure: .ci/run installs them.
 . "$(dirname "$0")/lib.inc"
 need_data
@@ -97,7 +98,27 @@ train kinds-seq "$T/kinds-seq.txt" && export_check kinds-seq "$T/run-kinds-seq/m
 train kinds-residual "$T/kinds-residual.txt" &&
     export_check kinds-residual "$T/run-kinds-residual/model.loom"
 
-# 4. safetensors: the header, and the first dense layer's weight against the ONNX initializer
+# 4. int8 models (loom quantize) as ONNX integer operators: QuantizeLinear, ConvInteger /
+# MatMulInteger, Cast, Mul, Add, the same int32 sums and float roundings as loom's int8 layers.
+# The zoo's relu models: probabilities within 1e-5 and every class the same, as in fp32. The
+# kinds model (standardize: zero point 128; leaky relu, elu, sigmoid, tanh before quantizers):
+# onnxruntime's transcendental functions differ from glibc's in the last bit, and a value that
+# lands on a rounding boundary of the next quantizer then takes the neighbouring level, so its
+# probabilities move by up to about 1e-3; every class must still agree.
+for name in mlp cnn1 small-conv drop-norm-l2 kinds-image; do
+    [ -f "$T/run-$name/model.loom" ] || { bad "$name: no trained model to quantize"; continue; }
+    if ! $LOOM quantize "$T/run-$name/model.loom" -o "$T/$name-int8.loom" --calibrate 500 \
+        >"$T/out" 2>"$T/err"; then
+        bad "$name: quantize: $(tail -n 1 "$T/err")"; continue
+    fi
+    case $name in kinds-*) TOL=2e-3 ;; *) TOL=1e-5 ;; esac
+    export_check "$name-int8" "$T/$name-int8.loom"
+    grep -q 'ConvInteger\|MatMulInteger' "$T/$name-int8.onnx" && ok ||
+        bad "$name-int8: no integer operator in the ONNX file"
+done
+TOL=1e-5
+
+# 5. safetensors: the header, and the first dense layer's weight against the ONNX initializer
 $LOOM export "$T/run-mlp/model.loom" -o "$T/mlp.safetensors" 2>"$T/err"
 check '[ $? -eq 0 ]'
 if $PY - "$T/mlp.safetensors" "$T/mlp.onnx" <<'PY' 2>"$T/err"; then ok; else bad "safetensors: $(tail -n 1 "$T/err")"; fi
