@@ -44,19 +44,20 @@ static const export_format formats[] = {
 #define N_FORMATS ((int)(sizeof formats / sizeof *formats))
 
 static void help(void) {
-    printf("usage: loom export MODEL_FILE -o OUT [options]\n\n"
-           "Writes a trained model for use elsewhere:\n"
-           "  onnx          an ONNX model (IR 8, opset 13): input \"image\" float (N, 1, 28, 28)\n"
-           "                of raw pixels 0-255, output \"probabilities\" (N, classes)\n"
-           "  safetensors   the weights, named as PyTorch's state_dict of the same layers\n"
-           "  c             OUT/PREFIX.c and OUT/PREFIX.h: standalone C99, libm only, no malloc\n"
-           "A quantized model (loom quantize) is written as int8: onnx as integer operators\n"
-           "(QuantizeLinear, ConvInteger, MatMulInteger), c with int8 weights and int32 sums;\n"
-           "both give loom's own numbers.\n\n"
-           "  -o, --out OUT    the file (or, for c, the directory) to write; replaced atomically\n"
-           "  --format F       onnx | safetensors | c (default: from OUT's extension)\n"
-           "  --prefix NAME    c: the files' and symbols' prefix (default model)\n"
-           "  --int8           refuse a model that is not quantized (make one with loom quantize)\n");
+    printf(
+        "usage: loom export MODEL_FILE -o OUT [options]\n\n"
+        "Writes a trained model for use elsewhere:\n"
+        "  onnx          an ONNX model (IR 8, opset 13): input \"image\" float (N, 1, 28, 28)\n"
+        "                of raw pixels 0-255, output \"probabilities\" (N, classes)\n"
+        "  safetensors   the weights, named as PyTorch's state_dict of the same layers\n"
+        "  c             OUT/PREFIX.c and OUT/PREFIX.h: standalone C99, libm only, no malloc\n"
+        "A quantized model (loom quantize) is written as int8: onnx as integer operators\n"
+        "(QuantizeLinear, ConvInteger, MatMulInteger), c with int8 weights and int32 sums;\n"
+        "both give loom's own numbers.\n\n"
+        "  -o, --out OUT    the file (or, for c, the directory) to write; replaced atomically\n"
+        "  --format F       onnx | safetensors | c (default: from OUT's extension)\n"
+        "  --prefix NAME    c: the files' and symbols' prefix (default model)\n"
+        "  --int8           refuse a model that is not quantized (make one with loom quantize)\n");
 }
 
 static const export_format *format_of_path(const char *path) {
@@ -72,12 +73,9 @@ static const export_format *format_of_path(const char *path) {
 }
 
 int cmd_export(int argc, char **argv) {
-    static const struct option opts[] = {{"out", 1, 0, 'o'},
-                                         {"format", 1, 0, 'f'},
-                                         {"prefix", 1, 0, 'p'},
-                                         {"int8", 0, 0, 'i'},
-                                         {"help", 0, 0, 'h'},
-                                         {0, 0, 0, 0}};
+    static const struct option opts[] = {{"out", 1, 0, 'o'},    {"format", 1, 0, 'f'},
+                                         {"prefix", 1, 0, 'p'}, {"int8", 0, 0, 'i'},
+                                         {"help", 0, 0, 'h'},   {0, 0, 0, 0}};
     const char *out = NULL, *format = NULL, *prefix = NULL;
     int c;
     bool is_int8 = false;

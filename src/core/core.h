@@ -100,9 +100,9 @@ typedef struct {
      * padded images: with m = (b HWo + oh Wo + ow), row(m) = a + b img + oh rs + ow cs. */
     const uint8_t *a;
     size_t lda;
-    const int32_t *koff; /* (N4) byte offsets within a row */
-    int HWo, Wo;         /* conv: output pixels per image, per output row; 0: a matrix */
-    size_t img, rs, cs;  /* conv: bytes per padded image, per output row step, column step */
+    const int32_t *koff;   /* (N4) byte offsets within a row */
+    int HWo, Wo;           /* conv: output pixels per image, per output row; 0: a matrix */
+    size_t img, rs, cs;    /* conv: bytes per padded image, per output row step, column step */
     const int8_t *w;       /* (N4, Kp, 4) packed weights, zero beyond K and the reduction */
     const int32_t *colsum; /* (K) column sums of the int8 weights */
     int32_t zp;            /* the activations' zero point (0 or 128) */

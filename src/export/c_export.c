@@ -16,7 +16,6 @@
 /* The work buffer PREFIX_predict may put on the stack; above it, only PREFIX_predict_ws. */
 #define STACK_LIMIT_BYTES 16384
 
-
 /* One layer as the export sees it. */
 typedef struct {
     xkind kind;
@@ -253,12 +252,12 @@ typedef struct {
     int depth; /* residual blocks nested at most this deep: one stash buffer each */
     bool has_proj;
     const char *prefix;
-    char upper[72];           /* the prefix in capitals, for macros */
-    size_t max_act;           /* floats of the largest activation (input included) */
-    size_t n_rec_ws;          /* floats of the recurrent workspace */
-    size_t n_weights;         /* floats in the weight arrays */
-    size_t n_int8;            /* int8 weights (bytes) */
-    size_t max_q;             /* bytes of the largest quantized input of an int8 layer */
+    char upper[72];   /* the prefix in capitals, for macros */
+    size_t max_act;   /* floats of the largest activation (input included) */
+    size_t n_rec_ws;  /* floats of the recurrent workspace */
+    size_t n_weights; /* floats in the weight arrays */
+    size_t n_int8;    /* int8 weights (bytes) */
+    size_t max_q;     /* bytes of the largest quantized input of an int8 layer */
     bool uses_int8, uses_int8_dense, uses_int8_conv;
     size_t n_work;            /* floats of the work buffer */
     double macs;              /* multiply-adds per image, roughly */
@@ -543,8 +542,8 @@ static void write_int8_call(FILE *f, const plan *p, int i, const char *in, const
     float_lit(q.sx > 0 ? 1.0f / q.sx : 0.0f, inv, sizeof inv);
     fprintf(f, "    %s_quantize(%s, qb, %zuL, %s, %d);\n", P, in, shape_size(l->in), inv, q.zp);
     if (x->kind == X_DENSE) {
-        fprintf(f, "    %s_qdense(qb, %s, %s_q%d, %s_l%d, %dL, %d, %d);\n", P, out, P, i, P, i,
-                q.N, q.K, q.zp);
+        fprintf(f, "    %s_qdense(qb, %s, %s_q%d, %s_l%d, %dL, %d, %d);\n", P, out, P, i, P, i, q.N,
+                q.K, q.zp);
     } else {
         int H = l->in.d[0], W = l->in.d[1], Ho = l->out.d[0], Wo = l->out.d[1];
         fprintf(f,

@@ -216,17 +216,17 @@ const char *const c_helper_text[X_COLUMNS + 1] = {
 
 /* Residual blocks: the block's input kept, and added back to its output. */
 const char c_residual_text[] = "/* y (n) = x (n) */\n"
-                                    "static void @_copy(const float *x, float *y, long n) {\n"
-                                    "    long i;\n"
-                                    "    for (i = 0; i < n; i++)\n"
-                                    "        y[i] = x[i];\n"
-                                    "}\n\n"
-                                    "/* y (n) += x (n) */\n"
-                                    "static void @_add(float *y, const float *x, long n) {\n"
-                                    "    long i;\n"
-                                    "    for (i = 0; i < n; i++)\n"
-                                    "        y[i] += x[i];\n"
-                                    "}\n\n";
+                               "static void @_copy(const float *x, float *y, long n) {\n"
+                               "    long i;\n"
+                               "    for (i = 0; i < n; i++)\n"
+                               "        y[i] = x[i];\n"
+                               "}\n\n"
+                               "/* y (n) += x (n) */\n"
+                               "static void @_add(float *y, const float *x, long n) {\n"
+                               "    long i;\n"
+                               "    for (i = 0; i < n; i++)\n"
+                               "        y[i] += x[i];\n"
+                               "}\n\n";
 
 const char c_softmax_text[] =
     "/* p (K) = softmax of z (K), in double as loom computes it; returns the index of the largest\n"

@@ -342,9 +342,9 @@ static void lower_int8(emit *e, const layer *l) {
     char *wn = val(e, "weight_q"), *acc = val(e, "acc");
     if (is_conv) {
         int C = l->in.d[2], R = q.lw.kh, S = q.lw.kw, dims[4] = {K, C, R, S};
-        uint8_t *W = tensor(e->g, wn, ONNX__TENSOR_PROTO__DATA_TYPE__UINT8, 4, dims,
-                            (size_t)K * C * R * S)
-                         ->raw_data.data;
+        uint8_t *W =
+            tensor(e->g, wn, ONNX__TENSOR_PROTO__DATA_TYPE__UINT8, 4, dims, (size_t)K * C * R * S)
+                ->raw_data.data;
         /* ONNX W[k][c][r][s] = q[(r S + s) C + c][k] */
         for (int k = 0; k < K; k++)
             for (int c = 0; c < C; c++)
@@ -359,9 +359,9 @@ static void lower_int8(emit *e, const layer *l) {
         attr_ints(e->g, n, "pads", 4, q.lw.pad);
     } else {
         int dims[2] = {q.N, K};
-        uint8_t *W = tensor(e->g, wn, ONNX__TENSOR_PROTO__DATA_TYPE__UINT8, 2, dims,
-                            (size_t)q.N * K)
-                         ->raw_data.data;
+        uint8_t *W =
+            tensor(e->g, wn, ONNX__TENSOR_PROTO__DATA_TYPE__UINT8, 2, dims, (size_t)q.N * K)
+                ->raw_data.data;
         for (int n = 0; n < q.N; n++)
             for (int k = 0; k < K; k++)
                 W[(size_t)n * K + k] = (uint8_t)(int8_weight(l, n, k) + 128);
