@@ -27,7 +27,7 @@ MODELS=${MODELS:-$($LOOM models | awk 'NF { print $1 }')}
 # acc MODEL_FILE: the test accuracy in percent, as `loom eval` prints it
 acc() { $LOOM eval "$1" 2>/dev/null | sed -n '1s/.*accuracy \([0-9.]*\)%.*/\1/p'; }
 # size FILE: bytes with thousands separators
-size() { wc -c <"$1" | awk '{ s = sprintf("%d", $1); while (s ~ /[0-9][0-9][0-9][0-9]/) sub(/[0-9][0-9][0-9]$/, ",&", s); print s }'; }
+size() { wc -c <"$1" | awk '{ s = sprintf("%d", $1); t = ""; while (length(s) > 3) { t = "," substr(s, length(s) - 2) t; s = substr(s, 1, length(s) - 3) } print s t }'; }
 
 echo "| model | fp32 test accuracy | int8 test accuracy | difference (points) | fp32 file | int8 file |"
 echo "|---|---|---|---|---|---|"
