@@ -1,6 +1,7 @@
-/* cmd_export.c - `loom export MODEL_FILE -o OUT [--format onnx|safetensors|c]`: writes a model
- * in another system's format. The format comes from --format or else OUT's extension; each
- * format is one library function (src/export/). */
+/* cmd_export.c - `loom export MODEL_FILE -o OUT [--format onnx|safetensors|c] [--int8]`: writes
+ * a model in another system's format. The format comes from --format or else OUT's extension;
+ * each format is one library function (src/export/). A quantized model (loom quantize) is written
+ * with its int8 weights; --int8 insists on one. */
 #include "cli.h"
 
 #include <errno.h>
@@ -43,15 +44,20 @@ static const export_format formats[] = {
 #define N_FORMATS ((int)(sizeof formats / sizeof *formats))
 
 static void help(void) {
-    printf("usage: loom export MODEL_FILE -o OUT [options]\n\n"
-           "Writes a trained model for use elsewhere:\n"
-           "  onnx          an ONNX model (IR 8, opset 13): input \"image\" float (N, 1, 28, 28)\n"
-           "                of raw pixels 0-255, output \"probabilities\" (N, classes)\n"
-           "  safetensors   the weights, named as PyTorch's state_dict of the same layers\n"
-           "  c             OUT/PREFIX.c and OUT/PREFIX.h: standalone C99, libm only, no malloc\n\n"
-           "  -o, --out OUT    the file (or, for c, the directory) to write; replaced atomically\n"
-           "  --format F       onnx | safetensors | c (default: from OUT's extension)\n"
-           "  --prefix NAME    c: the files' and symbols' prefix (default model)\n");
+    printf(
+        "usage: loom export MODEL_FILE -o OUT [options]\n\n"
+        "Writes a trained model for use elsewhere:\n"
+        "  onnx          an ONNX model (IR 8, opset 13): input \"image\" float (N, 1, 28, 28)\n"
+        "                of raw pixels 0-255, output \"probabilities\" (N, classes)\n"
+        "  safetensors   the weights, named as PyTorch's state_dict of the same layers\n"
+        "  c             OUT/PREFIX.c and OUT/PREFIX.h: standalone C99, libm only, no malloc\n"
+        "A quantized model (loom quantize) is written as int8: onnx as integer operators\n"
+        "(QuantizeLinear, ConvInteger, MatMulInteger), c with int8 weights and int32 sums;\n"
+        "both give loom's own numbers.\n\n"
+        "  -o, --out OUT    the file (or, for c, the directory) to write; replaced atomically\n"
+        "  --format F       onnx | safetensors | c (default: from OUT's extension)\n"
+        "  --prefix NAME    c: the files' and symbols' prefix (default model)\n"
+        "  --int8           refuse a model that is not quantized (make one with loom quantize)\n");
 }
 
 static const export_format *format_of_path(const char *path) {
@@ -67,19 +73,19 @@ static const export_format *format_of_path(const char *path) {
 }
 
 int cmd_export(int argc, char **argv) {
-    static const struct option opts[] = {{"out", 1, 0, 'o'},
-                                         {"format", 1, 0, 'f'},
-                                         {"prefix", 1, 0, 'p'},
-                                         {"help", 0, 0, 'h'},
-                                         {0, 0, 0, 0}};
+    static const struct option opts[] = {{"out", 1, 0, 'o'},    {"format", 1, 0, 'f'},
+                                         {"prefix", 1, 0, 'p'}, {"int8", 0, 0, 'i'},
+                                         {"help", 0, 0, 'h'},   {0, 0, 0, 0}};
     const char *out = NULL, *format = NULL, *prefix = NULL;
     int c;
+    bool is_int8 = false;
     optind = 1;
     while ((c = cli_getopt("export", argc, argv, "o:", opts)) != -1) {
         switch (c) {
         case 'o': out = optarg; break;
         case 'f': format = optarg; break;
         case 'p': prefix = optarg; break;
+        case 'i': is_int8 = true; break;
         case 'h': help(); return 0;
         default: return EXIT_USAGE;
         }
@@ -105,7 +111,18 @@ int cmd_export(int argc, char **argv) {
     loom_error err = {0};
     if (prefix && f->write != write_c)
         return cli_usage_error("export", "--prefix is for --format c");
-    if (loom_model_load(&m, NULL, argv[optind], &err) || f->write(m, out, prefix, &err)) {
+    if (loom_model_load(&m, NULL, argv[optind], &err)) {
+        loom_model_destroy(m);
+        return cli_fail(&err);
+    }
+    if (is_int8 && !loom_model_is_quantized(m)) {
+        loom_model_destroy(m);
+        return cli_usage_error("export",
+                               "--int8: %s is not quantized: make an int8 model first with loom "
+                               "quantize %s -o MODEL-int8.loom",
+                               argv[optind], argv[optind]);
+    }
+    if (f->write(m, out, prefix, &err)) {
         loom_model_destroy(m);
         return cli_fail(&err);
     }

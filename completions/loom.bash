@@ -61,7 +61,7 @@ _loom() {
     bench) opts="--batch --repeats --seconds --threads --layers --int8" ;;
     plot) opts="--svg --overlay --column" ;;
     compare) opts="--out --alpha" ;;
-    export) opts="-o --out --format --prefix" ;;
+    export) opts="-o --out --format --prefix --int8" ;;
     quantize) opts="-o --out --calibrate --percentile --seed --data --threads" ;;
     import) opts="-o --out --weights --input" ;;
     predict) opts="--top --json --idx --save-preprocessed --gray --invert --no-invert --no-crop --no-fit

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Regenerates docs/RESULTS.md from a full `loom study` (every zoo model with its defaults on the
 # full Fashion-MNIST training set, 80/20 stratified split, seed 42, evaluated once on the test
-# set; the 5-fold cross-validations; the MLP random search) and copies the study's report to
+# set; the 5-fold cross-validations; the MLP random search; every model's int8 copy, through
+# bench/int8_table.sh) and copies the study's report to
 # docs/study/. Takes a few hours on a 2-core machine; an interrupted study continues where it
 # stopped. Usage: sh docs/results.sh [--table-only]
 #   --table-only  only rewrite docs/RESULTS.md from the study directory as it is
@@ -134,6 +135,15 @@ target() {
     idx=$(echo "$out" | sed -n 's/^loom predict --idx on the test set: //p')
     echo "- ${agree:-not measured (tests/data/install.sh failed)}"
     [ -n "$idx" ] && echo "- \`loom predict --idx\` on the 10,000 test images: $idx"
+
+    echo
+    echo "## int8 post-training quantization"
+    echo
+    echo "Every zoo model of the study quantized by \`loom quantize\` with its defaults (activation"
+    echo "scales: the largest |x| at each int8 layer's input over a stratified 1,000 training images)"
+    echo "and evaluated on the 10,000 test images (\`sh bench/int8_table.sh $OUT\`):"
+    echo
+    LOOM=$LOOM sh bench/int8_table.sh "$OUT"
 } >docs/RESULTS.md.tmp && mv docs/RESULTS.md.tmp docs/RESULTS.md
 
 # the study's report and its pictures, for docs/study/ (once the study has finished)

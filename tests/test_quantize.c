@@ -1,8 +1,11 @@
 /* test_quantize.c - int8 quantization (loom_model_quantize, the int8 layer, qgemm): the same bits
  * on the VNNI and the portable path, on 1 and 2 threads and at any batch size; close to the float
  * model; saved and loaded whole; bad input refused with one line. */
+#include "../src/layers/quantized.h"
 #include "../src/model/model.h"
 #include "check.h"
+
+#include <math.h>
 
 #include <stdio.h>
 #include <string.h>
@@ -183,6 +186,88 @@ static void test_save_load(void) {
     loom_model_destroy(m);
 }
 
+/* Every int8 layer against the formula of docs/FORMATS.md written out plainly: the input
+ * quantized value by value, the int32 sum over the kernel's in-range taps (padding is the zero
+ * point: adds nothing), the epilogue's three roundings, the activation. The convs take both of
+ * the product's ways: C = 1 and S C = 18 through a byte im2col, S C = 24 and 36 straight from
+ * the padded image; strides 1 and 2, 'same' and 'valid', zero points 0 and 128 (after tanh);
+ * on the VNNI and the portable path, 1 and 2 threads. */
+static void test_layers_by_formula(void) {
+    const char *text = "conv 8 3x3 same relu\nconv 12 3x3 s2 same tanh\nconv 6 2x3 relu\n"
+                       "conv 5 3x3 same\nflatten\ndense 9 relu\ndense 10 softmax";
+    loom_model *m = float_model(text), *q = m ? quantized(m, 100.0) : NULL;
+    if (!q) {
+        loom_model_destroy(m);
+        return;
+    }
+    enum { B = 5 };
+    float *x = random_images(B, 7);
+    loom_error err = {0};
+    CHECK(loom_model_prepare(q, B, &err) == LOOM_OK);
+    bool had_vnni = qgemm_has_vnni();
+    for (int pass = 0; pass < 4; pass++) {
+        qgemm_set_vnni(pass < 2);
+        loom_set_threads(pass % 2 ? 1 : 2);
+        loom_model_forward(q, x, B, false, NULL);
+        int n_int8 = 0, n_bad = 0;
+        for (int i = 0; i < q->n_layers; i++) {
+            const layer *l = &q->layers[i];
+            if (!layer_is_int8(l))
+                continue;
+            n_int8++;
+            int8_info f;
+            int8_info_of(l, &f);
+            const float *in = i == 0 ? x : q->acts[i - 1], *out = q->acts[i];
+            size_t n_in = shape_size(l->in), n_out = shape_size(l->out);
+            bool is_conv = f.lw.kind == LOWER_CONV;
+            int Hi = is_conv ? l->in.d[0] : 1, Wi = is_conv ? l->in.d[1] : 1;
+            int C = is_conv ? l->in.d[2] : f.N, R = is_conv ? f.lw.kh : 1;
+            int S = is_conv ? f.lw.kw : 1, Ho = is_conv ? l->out.d[0] : 1;
+            int Wo = is_conv ? l->out.d[1] : 1, st = is_conv ? f.lw.sh : 1;
+            float inv = 1.0f / f.sx, lo = f.zp ? -127.0f : 0.0f, hi = f.zp ? 127.0f : 255.0f;
+            int *u = malloc(sizeof(int) * n_in);
+            float *y = malloc(sizeof(float) * n_out);
+            for (int b = 0; u && y && b < B; b++) {
+                for (size_t j = 0; j < n_in; j++) {
+                    float v = in[(size_t)b * n_in + j] * inv;
+                    v = v < lo ? lo : v > hi ? hi : v;
+                    u[j] = (int)nearbyintf(v); /* u - zp */
+                }
+                for (int oh = 0; oh < Ho; oh++)
+                    for (int ow = 0; ow < Wo; ow++)
+                        for (int k = 0; k < f.K; k++) {
+                            int32_t acc = 0;
+                            for (int r = 0; r < R; r++)
+                                for (int s = 0; s < S; s++) {
+                                    int ih = oh * st - (is_conv ? f.lw.pad[0] : 0) + r;
+                                    int iw = ow * st - (is_conv ? f.lw.pad[1] : 0) + s;
+                                    if (ih < 0 || ih >= Hi || iw < 0 || iw >= Wi)
+                                        continue;
+                                    for (int c = 0; c < C; c++)
+                                        acc += u[((size_t)ih * Wi + iw) * C + c] *
+                                               int8_weight(l, (r * S + s) * C + c, k);
+                                }
+                            float v = (float)acc;
+                            v = v * (f.sx * f.sw[k]);
+                            y[((size_t)oh * Wo + ow) * f.K + k] = v + f.bias[k];
+                        }
+                act_forward(f.lw.is_softmax ? ACT_NONE : f.lw.act, f.lw.alpha, y, n_out);
+                n_bad += memcmp(y, out + (size_t)b * n_out, sizeof(float) * n_out) != 0;
+            }
+            free(u);
+            free(y);
+        }
+        CHECK_MSG(n_int8 == 6 && n_bad == 0, "pass %d: %d int8 layers, %d outputs differ", pass,
+                  n_int8, n_bad);
+    }
+    qgemm_set_vnni(true);
+    loom_set_threads(2);
+    CHECK(qgemm_has_vnni() == had_vnni);
+    free(x);
+    loom_model_destroy(q);
+    loom_model_destroy(m);
+}
+
 /* Bad input: one line each, nothing made. */
 static void test_bad_input(void) {
     loom_model *m = float_model(CONV_MODEL), *q = NULL;
@@ -208,6 +293,7 @@ static void test_bad_input(void) {
 int main(void) {
     RUN(test_conv_same_numbers);
     RUN(test_dense_signed_same_numbers);
+    RUN(test_layers_by_formula);
     RUN(test_percentile);
     RUN(test_save_load);
     RUN(test_bad_input);

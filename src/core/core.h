@@ -126,13 +126,20 @@ void par_for(long n, int nc, par_body body, void *ctx);
 #define QGEMM_MAX_CHUNKS 64
 typedef struct {
     int M, N4, K, Kp; /* rows; reduction in groups of 4; columns, and Kp = K rounded to 16 */
-    const uint8_t *a; /* (M, lda) activations, u8, N4 * 4 used per row */
+    /* The activations, u8. Row m's group n4 (4 bytes) is at row(m) + koff[n4], where row(m) is
+     * a + m lda when HWo is 0 (rows of a matrix), else the implicit im2col of a conv over
+     * padded images: with m = (b HWo + oh Wo + ow), row(m) = a + b img + oh rs + ow cs. */
+    const uint8_t *a;
     size_t lda;
+    const int32_t *koff;   /* (N4) byte offsets within a row */
+    int HWo, Wo;           /* conv: output pixels per image, per output row; 0: a matrix */
+    size_t img, rs, cs;    /* conv: bytes per padded image, per output row step, column step */
     const int8_t *w;       /* (N4, Kp, 4) packed weights, zero beyond K and the reduction */
     const int32_t *colsum; /* (K) column sums of the int8 weights */
     int32_t zp;            /* the activations' zero point (0 or 128) */
     const float *scale;    /* (K) the activation scale times each column's weight scale */
     const float *bias;     /* (K) */
+    bool is_relu;          /* the epilogue ends with y = y > 0 ? y : 0 */
     float *y;              /* (M, ldy) output */
     size_t ldy;
     int32_t *work; /* (QGEMM_MAX_CHUNKS, Kp) for the portable path */
@@ -140,6 +147,10 @@ typedef struct {
 /* The product over the worker threads in fixed row chunks: the same bits on every path, thread
  * count and row count. */
 void qgemm(const qgemm_args *g);
+/* u (n) = x (n) quantized: v = x * inv clamped to 0..255 (zp 0) or -127..127 (zp 128; NaN to
+ * the low end), rounded half to even, plus zp. AVX-512 where qgemm_has_vnni, else C: the same
+ * bytes. */
+void qgemm_quantize(const float *x, uint8_t *u, size_t n, float inv, int zp);
 /* Whether qgemm runs its AVX-512 VNNI kernel (the CPU has it, and the test hook allows it). */
 bool qgemm_has_vnni(void);
 /* Test hook: off makes qgemm run the portable C path, process-wide; on by default. */

@@ -3,7 +3,9 @@
  * as straight-line calls over a work buffer. Layers are read through their model-language lines,
  * shapes and parameter layouts (docs/FORMATS.md, "Generated C"). */
 #define _POSIX_C_SOURCE 200809L
+#include "../layers/quantized.h"
 #include "../model/model.h"
+#include "c_export.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -13,22 +15,6 @@
 
 /* The work buffer PREFIX_predict may put on the stack; above it, only PREFIX_predict_ws. */
 #define STACK_LIMIT_BYTES 16384
-
-typedef enum {
-    X_DENSE = 0,
-    X_CONV,
-    X_MAXPOOL,
-    X_AVGPOOL,
-    X_GAP,
-    X_BN,
-    X_PASS, /* flatten, dropout, rows: the values stay as they are */
-    X_ACT,
-    X_STD,
-    X_REC,
-    X_COLUMNS,
-    X_RES_BEGIN, /* a residual block's input kept in its stash buffer (one per nesting depth) */
-    X_RES_END,   /* the block's output: + the stash (or the projection), then act */
-} xkind;
 
 /* One layer as the export sees it. */
 typedef struct {
@@ -43,6 +29,7 @@ typedef struct {
     bool is_folded;   /* batchnorm folded into the layer before */
     bool has_bn_fold; /* dense/conv: the next layer's batchnorm is folded into the weights */
     bool is_shortcut; /* conv: a residual block's projection, from its stash into pt */
+    bool is_int8;     /* dense, conv: an int8 layer (loom quantize) */
     bool has_proj;    /* X_RES_END: the projection's output pt is added, else the stash */
     int depth;        /* X_RES_BEGIN, X_RES_END, shortcut: the block's nesting depth */
 } xlayer;
@@ -61,7 +48,7 @@ static bool read_act(int argc, char **argv, int *i, xlayer *x) {
 
 /* x from layer l's model-language line, split into words. Errors name the layer and the word. */
 static loom_status read_layer(int index, char *line, xlayer *x, loom_error *err) {
-    char *argv[32];
+    char *wordv[32], **argv = wordv;
     int argc = 0;
     for (char *p = line; *p && argc < 32;) { /* words split in place (no strtok: re-entrant) */
         while (*p == ' ' || *p == '\t')
@@ -73,6 +60,11 @@ static loom_status read_layer(int index, char *line, xlayer *x, loom_error *err)
     }
     memset(x, 0, sizeof *x);
     x->sh = x->sw = 1;
+    if (argc > 1 && strcmp(argv[0], "int8") == 0) { /* the int8 layer's line: its float line */
+        x->is_int8 = true;
+        argv++;
+        argc--;
+    }
     if (argc == 0)
         return loom_error_set(err, LOOM_ERR_ARG, "C export: layer %d has no description", index);
     const char *w = argv[0];
@@ -207,6 +199,35 @@ static loom_status put_array(FILE *f, const char *prefix, const char *name, cons
     return LOOM_OK;
 }
 
+/* An int8 layer's arrays: PREFIX_qI, its weights q (K, N) int8 (each column of loom's (N, K)
+ * as a row, for the inner loop), and PREFIX_lI, the scales sx sw[k] (K, as loom's epilogue
+ * multiplies) then the biases (K). */
+static loom_status put_int8(FILE *f, const char *prefix, int index, const layer *l,
+                            loom_error *err) {
+    int8_info q;
+    int8_info_of(l, &q);
+    fprintf(f, "static const signed char %s_q%d[%zu] = {\n", prefix, index, (size_t)q.N * q.K);
+    for (int k = 0; k < q.K; k++)
+        for (int n = 0; n < q.N; n++) {
+            size_t j = (size_t)k * q.N + n;
+            fprintf(f, "%d%s", int8_weight(l, n, k),
+                    j + 1 == (size_t)q.N * q.K ? "\n" : (j % 16 == 15 ? ",\n" : ", "));
+        }
+    fputs("};\n", f);
+    float *sb = malloc(sizeof(float) * 2 * (size_t)q.K);
+    if (!sb)
+        return loom_error_set(err, LOOM_ERR_NOMEM, "C export: out of memory");
+    for (int k = 0; k < q.K; k++) {
+        sb[k] = q.sx * q.sw[k];
+        sb[q.K + k] = q.bias[k];
+    }
+    char name[32];
+    snprintf(name, sizeof name, "l%d", index);
+    loom_status st = put_array(f, prefix, name, sb, 2 * (size_t)q.K, index, err);
+    free(sb);
+    return st;
+}
+
 /* The batchnorm's inference affine map as loom applies it: y = a x + b per channel, a =
  * gamma / sqrt(var + eps), b = beta - mean a, worked out in double and rounded to float. ab
  * (2C): a then b. */
@@ -220,249 +241,6 @@ static void bn_affine(const layer *l, float eps, float *ab) {
     }
 }
 
-/* The generated helpers, one per layer kind (emitted when the model uses it). */
-static const char *const helper_text[] = {
-    /* X_DENSE */
-    "/* y (K) = x (N) W (N, K) + b (K); w holds W then b. */\n"
-    "static void @_dense(const float *x, float *y, const float *w, long N, long K) {\n"
-    "    const float *b = w + N * K;\n"
-    "    long n, k;\n"
-    "    for (k = 0; k < K; k++)\n"
-    "        y[k] = b[k];\n"
-    "    for (n = 0; n < N; n++) {\n"
-    "        const float xn = x[n], *row = w + n * K;\n"
-    "        for (k = 0; k < K; k++)\n"
-    "            y[k] += xn * row[k];\n"
-    "    }\n"
-    "}\n\n",
-    /* X_CONV */
-    "/* y (Ho, Wo, K) = conv of x (H, W, C) with W (R*S*C, K), rows (r, s, c), + b (K); w holds W\n"
-    " * then b. Zero padding: pt rows above, pl columns left. */\n"
-    "static void @_conv(const float *x, float *y, const float *w, int H, int W, int C, int K,\n"
-    "                   int R, int S, int st, int pt, int pl, int Ho, int Wo) {\n"
-    "    const float *b = w + (long)R * S * C * K;\n"
-    "    int oh, ow, r, s, c, k;\n"
-    "    for (oh = 0; oh < Ho; oh++)\n"
-    "        for (ow = 0; ow < Wo; ow++) {\n"
-    "            float *yo = y + ((long)oh * Wo + ow) * K;\n"
-    "            for (k = 0; k < K; k++)\n"
-    "                yo[k] = b[k];\n"
-    "            for (r = 0; r < R; r++) {\n"
-    "                int ih = oh * st - pt + r;\n"
-    "                if (ih < 0 || ih >= H)\n"
-    "                    continue;\n"
-    "                for (s = 0; s < S; s++) {\n"
-    "                    int iw = ow * st - pl + s;\n"
-    "                    const float *xp, *wp;\n"
-    "                    if (iw < 0 || iw >= W)\n"
-    "                        continue;\n"
-    "                    xp = x + ((long)ih * W + iw) * C;\n"
-    "                    wp = w + ((long)r * S + s) * C * K;\n"
-    "                    for (c = 0; c < C; c++) {\n"
-    "                        const float xv = xp[c], *wr = wp + (long)c * K;\n"
-    "                        for (k = 0; k < K; k++)\n"
-    "                            yo[k] += xv * wr[k];\n"
-    "                    }\n"
-    "                }\n"
-    "            }\n"
-    "        }\n"
-    "}\n\n",
-    /* X_MAXPOOL */
-    "/* y (Ho, Wo, C) = the maximum of each P x Q window of x (H, W, C), strides sh, sw. */\n"
-    "static void @_maxpool(const float *x, float *y, int W, int C, int P, int Q, int sh, int sw,\n"
-    "                      int Ho, int Wo) {\n"
-    "    int oh, ow, p, q, c;\n"
-    "    for (oh = 0; oh < Ho; oh++)\n"
-    "        for (ow = 0; ow < Wo; ow++) {\n"
-    "            float *yo = y + ((long)oh * Wo + ow) * C;\n"
-    "            const float *x0 = x + ((long)oh * sh * W + (long)ow * sw) * C;\n"
-    "            for (c = 0; c < C; c++)\n"
-    "                yo[c] = x0[c];\n"
-    "            for (p = 0; p < P; p++)\n"
-    "                for (q = 0; q < Q; q++) {\n"
-    "                    const float *xp = x0 + ((long)p * W + q) * C;\n"
-    "                    for (c = 0; c < C; c++)\n"
-    "                        yo[c] = xp[c] > yo[c] ? xp[c] : yo[c];\n"
-    "                }\n"
-    "        }\n"
-    "}\n\n",
-    /* X_AVGPOOL */
-    "/* y (Ho, Wo, C) = the mean of each P x Q window of x (H, W, C), strides sh, sw. */\n"
-    "static void @_avgpool(const float *x, float *y, int W, int C, int P, int Q, int sh, int sw,\n"
-    "                      int Ho, int Wo) {\n"
-    "    const float inv = 1.0f / (float)(P * Q);\n"
-    "    int oh, ow, p, q, c;\n"
-    "    for (oh = 0; oh < Ho; oh++)\n"
-    "        for (ow = 0; ow < Wo; ow++) {\n"
-    "            float *yo = y + ((long)oh * Wo + ow) * C;\n"
-    "            for (c = 0; c < C; c++)\n"
-    "                yo[c] = 0.0f;\n"
-    "            for (p = 0; p < P; p++)\n"
-    "                for (q = 0; q < Q; q++) {\n"
-    "                    const float *xp = x + (((long)oh * sh + p) * W + (long)ow * sw + q) * C;\n"
-    "                    for (c = 0; c < C; c++)\n"
-    "                        yo[c] += xp[c];\n"
-    "                }\n"
-    "            for (c = 0; c < C; c++)\n"
-    "                yo[c] *= inv;\n"
-    "        }\n"
-    "}\n\n",
-    /* X_GAP */
-    "/* y (C) = the mean over the HW pixels of x (HW, C). */\n"
-    "static void @_globalavgpool(const float *x, float *y, long HW, int C) {\n"
-    "    const float inv = 1.0f / (float)HW;\n"
-    "    long i;\n"
-    "    int c;\n"
-    "    for (c = 0; c < C; c++)\n"
-    "        y[c] = 0.0f;\n"
-    "    for (i = 0; i < HW; i++)\n"
-    "        for (c = 0; c < C; c++)\n"
-    "            y[c] += x[i * C + c];\n"
-    "    for (c = 0; c < C; c++)\n"
-    "        y[c] *= inv;\n"
-    "}\n\n",
-    /* X_BN */
-    "/* Batch normalisation at inference, in place over x (M, C): x = a x + b per channel; ab\n"
-    " * holds a (C) then b (C). */\n"
-    "static void @_affine(float *x, const float *ab, long M, int C) {\n"
-    "    long i;\n"
-    "    int c;\n"
-    "    for (i = 0; i < M; i++)\n"
-    "        for (c = 0; c < C; c++)\n"
-    "            x[i * C + c] = ab[c] * x[i * C + c] + ab[C + c];\n"
-    "}\n\n",
-    /* X_PASS */
-    "",
-    /* X_ACT */
-    "/* In place over n values: 1 relu, 2 leaky relu (slope alpha), 3 elu (alpha), 4 tanh,\n"
-    " * 5 sigmoid. */\n"
-    "static void @_act(float *y, long n, int kind, float alpha) {\n"
-    "    long i;\n"
-    "    for (i = 0; i < n; i++) {\n"
-    "        float v = y[i];\n"
-    "        switch (kind) {\n"
-    "        case 1: v = v > 0.0f ? v : 0.0f; break;\n"
-    "        case 2: v = v > 0.0f ? v : alpha * v; break;\n"
-    "        case 3: v = v > 0.0f ? v : alpha * expm1f(v); break;\n"
-    "        case 4: v = tanhf(v); break;\n"
-    "        case 5: v = 1.0f / (1.0f + expf(-v)); break;\n"
-    "        default: break;\n"
-    "        }\n"
-    "        y[i] = v;\n"
-    "    }\n"
-    "}\n\n",
-    /* X_STD */
-    "/* Standardisation in place over x (D): (x - mean) / std; ms holds mean (D) then std (D). */\n"
-    "static void @_standardize(float *x, const float *ms, long D) {\n"
-    "    long i;\n"
-    "    for (i = 0; i < D; i++)\n"
-    "        x[i] = (x[i] - ms[i]) / ms[D + i];\n"
-    "}\n\n",
-    /* X_REC */
-    "static float @_sigmoid(float v) { return 1.0f / (1.0f + expf(-v)); }\n\n"
-    "/* One direction of a recurrent layer over x (T, N): cell 0 rnn (act 1 relu, else tanh),\n"
-    " * 1 lstm (gates i f g o), 2 gru (gates r z n); w holds W_ih (N, G*H), W_hh (H, G*H), b_ih\n"
-    " * (G*H), b_hh (G*H). is_rev runs t = T-1 down to 0. Writes h_t to y + t*DH + off for every\n"
-    " * step when is_seq, else the last step's h to y + off. ws: 2*G*H + 2*H floats. */\n"
-    "static void @_recurrent(const float *x, float *y, const float *w, int T, int N, int H,\n"
-    "                        int cell, int act, int is_rev, int is_seq, int DH, int off,\n"
-    "                        float *ws) {\n"
-    "    const int G = cell == 0 ? 1 : cell == 1 ? 4 : 3;\n"
-    "    const long GH = (long)G * H;\n"
-    "    const float *wih = w, *whh = w + N * GH, *bih = whh + H * GH, *bhh = bih + GH;\n"
-    "    float *g = ws, *u = ws + GH, *h = ws + 2 * GH, *c = h + H;\n"
-    "    int s, t, n, j;\n"
-    "    long k;\n"
-    "    for (j = 0; j < H; j++)\n"
-    "        h[j] = c[j] = 0.0f;\n"
-    "    for (s = 0; s < T; s++) {\n"
-    "        const float *xt;\n"
-    "        t = is_rev ? T - 1 - s : s;\n"
-    "        xt = x + (long)t * N;\n"
-    "        /* g = x_t W_ih + b_ih, u = h_prev W_hh + b_hh */\n"
-    "        for (k = 0; k < GH; k++) {\n"
-    "            g[k] = bih[k];\n"
-    "            u[k] = bhh[k];\n"
-    "        }\n"
-    "        for (n = 0; n < N; n++) {\n"
-    "            const float xn = xt[n], *row = wih + n * GH;\n"
-    "            for (k = 0; k < GH; k++)\n"
-    "                g[k] += xn * row[k];\n"
-    "        }\n"
-    "        for (n = 0; n < H; n++) {\n"
-    "            const float hn = h[n], *row = whh + n * GH;\n"
-    "            for (k = 0; k < GH; k++)\n"
-    "                u[k] += hn * row[k];\n"
-    "        }\n"
-    "        for (j = 0; j < H; j++) {\n"
-    "            if (cell == 0) {\n"
-    "                float a = g[j] + u[j];\n"
-    "                h[j] = act == 1 ? (a > 0.0f ? a : 0.0f) : tanhf(a);\n"
-    "            } else if (cell == 1) {\n"
-    "                float gi = @_sigmoid(g[j] + u[j]);\n"
-    "                float gf = @_sigmoid(g[H + j] + u[H + j]);\n"
-    "                float gg = tanhf(g[2 * H + j] + u[2 * H + j]);\n"
-    "                float go = @_sigmoid(g[3 * H + j] + u[3 * H + j]);\n"
-    "                c[j] = gf * c[j] + gi * gg;\n"
-    "                h[j] = go * tanhf(c[j]);\n"
-    "            } else {\n"
-    "                float gr = @_sigmoid(g[j] + u[j]);\n"
-    "                float gz = @_sigmoid(g[H + j] + u[H + j]);\n"
-    "                float gn = tanhf(g[2 * H + j] + gr * u[2 * H + j]);\n"
-    "                h[j] = (1.0f - gz) * gn + gz * h[j];\n"
-    "            }\n"
-    "        }\n"
-    "        if (is_seq)\n"
-    "            for (j = 0; j < H; j++)\n"
-    "                y[(long)t * DH + off + j] = h[j];\n"
-    "    }\n"
-    "    if (!is_seq)\n"
-    "        for (j = 0; j < H; j++)\n"
-    "            y[off + j] = h[j];\n"
-    "}\n\n",
-    /* X_COLUMNS */
-    "/* y (W, H*C) from x (H, W, C): the image read left to right, a column a step. */\n"
-    "static void @_columns(const float *x, float *y, int H, int W, int C) {\n"
-    "    int h, w, c;\n"
-    "    for (h = 0; h < H; h++)\n"
-    "        for (w = 0; w < W; w++)\n"
-    "            for (c = 0; c < C; c++)\n"
-    "                y[((long)w * H + h) * C + c] = x[((long)h * W + w) * C + c];\n"
-    "}\n\n",
-};
-
-/* Residual blocks: the block's input kept, and added back to its output. */
-static const char residual_text[] = "/* y (n) = x (n) */\n"
-                                    "static void @_copy(const float *x, float *y, long n) {\n"
-                                    "    long i;\n"
-                                    "    for (i = 0; i < n; i++)\n"
-                                    "        y[i] = x[i];\n"
-                                    "}\n\n"
-                                    "/* y (n) += x (n) */\n"
-                                    "static void @_add(float *y, const float *x, long n) {\n"
-                                    "    long i;\n"
-                                    "    for (i = 0; i < n; i++)\n"
-                                    "        y[i] += x[i];\n"
-                                    "}\n\n";
-
-static const char softmax_text[] =
-    "/* p (K) = softmax of z (K), in double as loom computes it; returns the index of the largest\n"
-    " * probability (the first of ties). */\n"
-    "static int @_softmax(const float *z, float *p, int K) {\n"
-    "    double zmax = z[0], sum = 0.0;\n"
-    "    int k, best = 0;\n"
-    "    for (k = 1; k < K; k++)\n"
-    "        zmax = z[k] > zmax ? z[k] : zmax;\n"
-    "    for (k = 0; k < K; k++)\n"
-    "        sum += exp((double)z[k] - zmax);\n"
-    "    for (k = 0; k < K; k++) {\n"
-    "        p[k] = (float)(exp((double)z[k] - zmax) / sum);\n"
-    "        if (p[k] > p[best])\n"
-    "            best = k;\n"
-    "    }\n"
-    "    return best;\n"
-    "}\n\n";
-
 /* Everything the writers need to know about the model. */
 /* The layers the export writes: the model's, with each residual block unrolled into X_RES_BEGIN,
  * its inner layers, its projection (a conv with is_shortcut) and X_RES_END. */
@@ -474,10 +252,13 @@ typedef struct {
     int depth; /* residual blocks nested at most this deep: one stash buffer each */
     bool has_proj;
     const char *prefix;
-    char upper[72];           /* the prefix in capitals, for macros */
-    size_t max_act;           /* floats of the largest activation (input included) */
-    size_t n_rec_ws;          /* floats of the recurrent workspace */
-    size_t n_weights;         /* floats in the weight arrays */
+    char upper[72];   /* the prefix in capitals, for macros */
+    size_t max_act;   /* floats of the largest activation (input included) */
+    size_t n_rec_ws;  /* floats of the recurrent workspace */
+    size_t n_weights; /* floats in the weight arrays */
+    size_t n_int8;    /* int8 weights (bytes) */
+    size_t max_q;     /* bytes of the largest quantized input of an int8 layer */
+    bool uses_int8, uses_int8_dense, uses_int8_conv;
     size_t n_work;            /* floats of the work buffer */
     double macs;              /* multiply-adds per image, roughly */
     int n_out;                /* logits */
@@ -572,7 +353,7 @@ static loom_status make_plan(plan *p, const loom_model *m, const char *prefix, l
          * the same map with the scale folded into the weights */
         if (x->kind == X_BN && i > 0 &&
             (p->x[i - 1].kind == X_DENSE || p->x[i - 1].kind == X_CONV) &&
-            p->x[i - 1].act == ACT_NONE) {
+            p->x[i - 1].act == ACT_NONE && !p->x[i - 1].is_int8) {
             x->is_folded = true;
             p->x[i - 1].has_bn_fold = true;
         }
@@ -586,6 +367,17 @@ static loom_status make_plan(plan *p, const loom_model *m, const char *prefix, l
             p->uses[x->kind] = true;
             if (x->act != ACT_NONE)
                 p->uses[X_ACT] = true;
+        } else if (x->is_int8) {
+            int N, K;
+            int8_shape(l, &N, &K);
+            p->uses_int8 = true;
+            p->uses_int8_dense |= x->kind == X_DENSE;
+            p->uses_int8_conv |= x->kind == X_CONV;
+            p->n_int8 += (size_t)N * K;
+            p->n_weights += 2 * (size_t)K; /* the scales and the biases */
+            p->max_q = shape_size(l->in) > p->max_q ? shape_size(l->in) : p->max_q;
+            if (x->act != ACT_NONE)
+                p->uses[X_ACT] = true;
         } else if (!x->is_folded) {
             p->uses[x->kind] = true;
             if ((x->kind == X_DENSE || x->kind == X_CONV) && x->act != ACT_NONE)
@@ -597,6 +389,8 @@ static loom_status make_plan(plan *p, const loom_model *m, const char *prefix, l
     p->n_out = (int)shape_size(last->out);
     /* then a stash per nesting depth of residual blocks and the projection's output */
     p->n_work = 2 * p->max_act + p->n_rec_ws + (size_t)(p->depth + p->has_proj) * p->max_act;
+    /* then the int8 layers' quantized input, bytes in whole floats */
+    p->n_work += (p->max_q + sizeof(float) - 1) / sizeof(float);
     return LOOM_OK;
 }
 
@@ -605,7 +399,7 @@ static loom_status make_plan(plan *p, const loom_model *m, const char *prefix, l
 static void write_header(FILE *f, const plan *p) {
     const loom_model *m = p->m;
     const char *P = p->prefix, *U = p->upper;
-    size_t wb = p->n_weights * sizeof(float), kb = p->n_work * sizeof(float);
+    size_t wb = p->n_weights * sizeof(float) + p->n_int8, kb = p->n_work * sizeof(float);
     fprintf(f,
             "/* %s.h - a loom model as standalone C99 (generated by loom %s; do not edit).\n"
             " * The model, one layer a line:\n",
@@ -689,7 +483,9 @@ static loom_status write_weights(FILE *f, const plan *p, loom_error *err) {
             x->kind == X_MAXPOOL || x->kind == X_AVGPOOL || x->kind == X_GAP ||
             x->kind == X_RES_BEGIN || x->kind == X_RES_END)
             continue;
-        if (x->kind == X_STD) {
+        if (x->is_int8) {
+            st = put_int8(f, p->prefix, i, l, err);
+        } else if (x->kind == X_STD) {
             st = put_array(f, p->prefix, name, l->state, l->n_state, i, err);
         } else if (x->kind == X_BN) {
             float *ab = malloc(sizeof(float) * l->n_params);
@@ -734,6 +530,31 @@ static void put_act(FILE *f, const char *P, const char *buf, size_t n, act_kind 
     fprintf(f, "    %s_act(%s, %zuL, %d, %s);\n", P, buf, n, (int)a, lit);
 }
 
+/* An int8 dense or conv (plan entry i) from buffer in to out: the input quantized into qb, the
+ * int8 product, then the activation. */
+static void write_int8_call(FILE *f, const plan *p, int i, const char *in, const char *out) {
+    const xlayer *x = &p->x[i];
+    const layer *l = &p->ls[i];
+    const char *P = p->prefix;
+    int8_info q;
+    int8_info_of(l, &q);
+    char inv[48];
+    float_lit(q.sx > 0 ? 1.0f / q.sx : 0.0f, inv, sizeof inv);
+    fprintf(f, "    %s_quantize(%s, qb, %zuL, %s, %d);\n", P, in, shape_size(l->in), inv, q.zp);
+    if (x->kind == X_DENSE) {
+        fprintf(f, "    %s_qdense(qb, %s, %s_q%d, %s_l%d, %dL, %d, %d);\n", P, out, P, i, P, i, q.N,
+                q.K, q.zp);
+    } else {
+        int H = l->in.d[0], W = l->in.d[1], Ho = l->out.d[0], Wo = l->out.d[1];
+        fprintf(f,
+                "    %s_qconv(qb, %s, %s_q%d, %s_l%d, %d, %d, %d, %d, %d, %d, %d, %d, %d, %d, %d, "
+                "%d);\n",
+                P, out, P, i, P, i, H, W, l->in.d[2], q.K, q.lw.kh, q.lw.kw, q.lw.sh, q.lw.pad[0],
+                q.lw.pad[1], Ho, Wo, q.zp);
+    }
+    put_act(f, P, out, shape_size(l->out), x->act, x->alpha);
+}
+
 /* PREFIX_predict_ws: the layers in order over two activation buffers t0, t1 (max_act floats
  * each) and the recurrent workspace rw. One case per layer kind, in one switch as the generated
  * function reads (a little over 120 lines: split, the cases would lose their common frame). */
@@ -750,6 +571,9 @@ static void write_predict(FILE *f, const plan *p) {
         fprintf(f, "    float *const s%d = work + %zuL;\n", d, off);
     if (p->has_proj)
         fprintf(f, "    float *const pt = work + %zuL;\n", off);
+    off += p->has_proj ? p->max_act : 0;
+    if (p->uses_int8)
+        fprintf(f, "    unsigned char *const qb = (unsigned char *)(work + %zuL);\n", off);
     fprintf(f, "    long i;\n");
     fprintf(f, "    for (i = 0; i < %zuL; i++)\n        t0[i] = image[i] / 255.0f;\n",
             (size_t)m->in.d[0] * m->in.d[1] * m->in.d[2]);
@@ -777,6 +601,11 @@ static void write_predict(FILE *f, const plan *p) {
         if (x->is_shortcut) {
             in = stash;
             out = "pt";
+        }
+        if (x->is_int8) {
+            write_int8_call(f, p, i, in, out);
+            cur = 1 - cur;
+            continue;
         }
         switch (x->kind) {
         case X_RES_BEGIN:
@@ -866,18 +695,25 @@ static loom_status write_source(FILE *f, const plan *p, loom_error *err) {
             "/* %s.c - a loom model as standalone C99 (generated by loom %s; do not edit).\n"
             " * What it is and how to call it: %s.h. Layouts as loom's: activations row-major,\n"
             " * images (H, W, C); each layer's weights in one array, PREFIX_lI for layer I. */\n"
-            "#include \"%s.h\"\n\n#include <math.h>\n\n",
-            p->prefix, LOOM_VERSION, p->prefix, p->prefix);
+            "#include \"%s.h\"\n\n#include <math.h>\n%s\n",
+            p->prefix, LOOM_VERSION, p->prefix, p->prefix,
+            p->uses_int8 ? "#include <stdint.h>\n" : "");
     loom_status st = write_weights(f, p, err);
     if (st)
         return st;
     fputc('\n', f);
     for (int k = 0; k <= X_COLUMNS; k++)
         if (p->uses[k])
-            put_text(f, p->prefix, helper_text[k]);
+            put_text(f, p->prefix, c_helper_text[k]);
     if (p->uses[X_RES_BEGIN])
-        put_text(f, p->prefix, residual_text);
-    put_text(f, p->prefix, softmax_text);
+        put_text(f, p->prefix, c_residual_text);
+    if (p->uses_int8)
+        put_text(f, p->prefix, c_int8_text);
+    if (p->uses_int8_dense)
+        put_text(f, p->prefix, c_int8_dense_text);
+    if (p->uses_int8_conv)
+        put_text(f, p->prefix, c_int8_conv_text);
+    put_text(f, p->prefix, c_softmax_text);
     write_predict(f, p);
     return LOOM_OK;
 }

@@ -3,6 +3,7 @@
  * "image" (N, C, H, W) float raw pixels 0..255 and gives "probabilities" (N, classes). Layouts:
  * images NCHW in the graph (loom keeps (H, W, C)), sequences (N, T, F), vectors (N, F); the
  * mapping per layer kind is written out in docs/FORMATS.md, "ONNX". */
+#include "../layers/quantized.h"
 #include "../model/model.h"
 
 #include "onnx.pb-c.h"
@@ -194,6 +195,11 @@ static void init_i64(graph *g, const char *tname, int n, const int64_t *v) {
             raw[8 * i + k] = (uint8_t)((uint64_t)v[i] >> (8 * k));
 }
 
+/* A scalar uint8 initializer (a zero point). */
+static void init_u8(graph *g, const char *tname, uint8_t v) {
+    tensor(g, tname, ONNX__TENSOR_PROTO__DATA_TYPE__UINT8, 0, NULL, 1)->raw_data.data[0] = v;
+}
+
 /* ---- lowering, layer by layer ---- */
 
 /* Names of layer i's values: "l<i>_<what>", inside residual blocks "l<i>.<j>..._<what>" (sub
@@ -304,6 +310,77 @@ static void lower_conv(emit *e, const layer *l, const layer_lowering *lw) {
     attr_ints(e->g, n, "pads", 4, lw->pad); /* top, left, bottom, right */
     e->cur = y;
     activation(e, lw->act, lw->alpha);
+}
+
+/* An int8 layer in ONNX's integer operators, bit for bit as loom computes it (docs/FORMATS.md):
+ * the input x * (1 / sx) (Mul), clipped to -127..127 when the zero point is 128 (Clip),
+ * QuantizeLinear with scale 1 (round half to even, saturate to 0..255) and loom's zero point;
+ * ConvInteger or MatMulInteger with the weights as uint8 q + 128 around the zero point 128 (the
+ * uint8 x uint8 form every onnxruntime runs; the int32 sum is the same); then Cast to float,
+ * Mul by sx sw[k] and Add the bias (three roundings, as loom's epilogue), and the activation. */
+static void lower_int8(emit *e, const layer *l) {
+    int8_info q;
+    int8_info_of(l, &q);
+    bool is_conv = q.lw.kind == LOWER_CONV;
+    int K = q.K;
+    char *inv = val(e, "inv_scale");
+    put_f32(init_f32(e->g, inv, 0, NULL), 0, q.sx > 0 ? 1.0f / q.sx : 0.0f);
+    binary(e, "Mul", "scaled", inv);
+    if (q.zp) {
+        char *lo = val(e, "min"), *hi = val(e, "max"), *y = val(e, "clipped");
+        put_f32(init_f32(e->g, lo, 0, NULL), 0, -127.0f);
+        put_f32(init_f32(e->g, hi, 0, NULL), 0, 127.0f);
+        node(e->g, "Clip", y, 3, 1, e->cur, lo, hi, y);
+        e->cur = y;
+    }
+    char *one = val(e, "unit_scale"), *xzp = val(e, "x_zero_point");
+    char *wzp = val(e, "w_zero_point"), *u = val(e, "quantized");
+    put_f32(init_f32(e->g, one, 0, NULL), 0, 1.0f);
+    init_u8(e->g, xzp, (uint8_t)q.zp);
+    init_u8(e->g, wzp, 128);
+    node(e->g, "QuantizeLinear", u, 3, 1, e->cur, one, xzp, u);
+    char *wn = val(e, "weight_q"), *acc = val(e, "acc");
+    if (is_conv) {
+        int C = l->in.d[2], R = q.lw.kh, S = q.lw.kw, dims[4] = {K, C, R, S};
+        uint8_t *W =
+            tensor(e->g, wn, ONNX__TENSOR_PROTO__DATA_TYPE__UINT8, 4, dims, (size_t)K * C * R * S)
+                ->raw_data.data;
+        /* ONNX W[k][c][r][s] = q[(r S + s) C + c][k] */
+        for (int k = 0; k < K; k++)
+            for (int c = 0; c < C; c++)
+                for (int r = 0; r < R; r++)
+                    for (int s = 0; s < S; s++)
+                        W[(((size_t)k * C + c) * R + r) * S + s] =
+                            (uint8_t)(int8_weight(l, (r * S + s) * C + c, k) + 128);
+        Onnx__NodeProto *n = node(e->g, "ConvInteger", acc, 4, 1, u, wn, xzp, wzp, acc);
+        int kernel[2] = {R, S}, strides[2] = {q.lw.sh, q.lw.sw};
+        attr_ints(e->g, n, "kernel_shape", 2, kernel);
+        attr_ints(e->g, n, "strides", 2, strides);
+        attr_ints(e->g, n, "pads", 4, q.lw.pad);
+    } else {
+        int dims[2] = {q.N, K};
+        uint8_t *W =
+            tensor(e->g, wn, ONNX__TENSOR_PROTO__DATA_TYPE__UINT8, 2, dims, (size_t)q.N * K)
+                ->raw_data.data;
+        for (int n = 0; n < q.N; n++)
+            for (int k = 0; k < K; k++)
+                W[(size_t)n * K + k] = (uint8_t)(int8_weight(l, n, k) + 128);
+        node(e->g, "MatMulInteger", acc, 4, 1, u, wn, xzp, wzp, acc);
+    }
+    e->cur = acc;
+    attr_int(e->g, unary(e, "Cast", "acc_float"), "to", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT);
+    int dims[3] = {K, 1, 1};
+    char *sn = val(e, "scale"), *bn = val(e, "bias");
+    uint8_t *sc = init_f32(e->g, sn, is_conv ? 3 : 1, dims);
+    uint8_t *b = init_f32(e->g, bn, is_conv ? 3 : 1, dims);
+    for (int k = 0; k < K; k++) {
+        put_f32(sc, (size_t)k, q.sx * q.sw[k]);
+        put_f32(b, (size_t)k, q.bias[k]);
+    }
+    binary(e, "Mul", "rescaled", sn);
+    binary(e, "Add", is_conv ? "conv" : "dense", bn);
+    if (is_conv || !q.lw.is_softmax) /* the softmax closes the graph */
+        activation(e, q.lw.act, q.lw.alpha);
 }
 
 static void lower_pool(emit *e, const layer_lowering *lw) {
@@ -495,6 +572,10 @@ static char *class_names_json(const loom_model *m) {
  * activation. */
 static bool lower_layer(emit *e, const layer *l) {
     layer_lowering lw;
+    if (layer_is_int8(l)) {
+        lower_int8(e, l);
+        return true;
+    }
     if (!l->ops->lower)
         return false;
     l->ops->lower(l, &lw);

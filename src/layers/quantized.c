@@ -4,7 +4,13 @@
  * u = clamp(round(x / sx), lo, hi) + zp (zp 0: 0..255 for inputs never negative; zp 128: -127..127
  * shifted to 1..255); W (N, K) per output column symmetric: q = round(W / sw[k]) in -127..127;
  * y = f((sum_n u q - zp colsum[k]) * (sx sw[k]) + b[k]), the sum exact in int32 (qgemm.c).
- * Conv: N = R*S*C, the input quantized then im2col'd as bytes, padding = zp (the zero).
+ * Conv: N = R*S*C, the input quantized into a padded image (padding = zp, the quantized zero),
+ * which the product reads directly: each kernel row's S C bytes are contiguous there, so group n4
+ * of an output pixel is 4 bytes at a fixed offset from the pixel's window (an implicit im2col, no
+ * column matrix). When S C is not a multiple of 4 each kernel row is widened to Sg = S C rounded
+ * up to 4 with zero weights (repacked per call from the stored packing, which stays as the file
+ * has it); the up to 3 bytes read past a window then count nothing. Relu is applied in the
+ * product's epilogue.
  * Parameters: b (K). State: sw (K), sx, zp. Bytes: colsum (Kp) int32, then the packed weights
  * (N4, Kp, 4) s8 (qgemm.c), each part padded to 64 bytes; N4 = ceil(N / 4), Kp = K up to 16. */
 #include "quantized.h"
@@ -17,9 +23,12 @@ typedef struct {
     bool is_conv;        /* else dense */
     int N, N4, K, Kp;    /* reduction length and its groups of 4; columns and K up to 16 */
     int H, W, C, Ho, Wo; /* conv: input (H, W, C), output (Ho, Wo, K) */
+    int Hp, Wp;          /* conv: the padded input (Hp, Wp, C), the input at (pad[0], pad[1]) */
+    int Sg;              /* conv: a kernel row's bytes S C rounded up to 4 */
+    int N4i;             /* the product's groups of 4: conv R Sg / 4, dense N4 */
+    bool is_repacked;    /* conv: Sg > S C: the weights widened per kernel row at each call */
     size_t colsum_bytes; /* the colsum part of the bytes, padded to 64 */
-    size_t xq_bytes;     /* per example: the quantized input (conv), or row (dense) */
-    size_t col_bytes;    /* per example: the u8 col matrix (Ho Wo, N4 * 4) (conv) */
+    size_t xq_bytes;     /* per example: the padded quantized input (conv), or row (dense) */
 } int8_cfg;
 
 static size_t round64(size_t n) { return (n + 63) & ~(size_t)63; }
@@ -59,31 +68,31 @@ static loom_status int8_init(layer *l, loom_error *err) {
     c->colsum_bytes = round64(sizeof(int32_t) * (size_t)c->Kp);
     l->n_bytes = c->colsum_bytes + round64((size_t)c->N4 * c->Kp * 4);
     if (c->is_conv) {
-        c->xq_bytes = (size_t)c->H * c->W * c->C;
-        c->col_bytes = (size_t)c->Ho * c->Wo * c->N4 * 4;
+        int hp = (c->Ho - 1) * c->lw.sh + c->lw.kh, wp = (c->Wo - 1) * c->lw.sw + c->lw.kw;
+        c->Hp = c->H + c->lw.pad[0] > hp ? c->H + c->lw.pad[0] : hp;
+        c->Wp = c->W + c->lw.pad[1] > wp ? c->W + c->lw.pad[1] : wp;
+        c->Sg = (c->lw.kw * c->C + 3) / 4 * 4;
+        c->N4i = c->lw.kh * c->Sg / 4;
+        c->is_repacked = c->Sg != c->lw.kw * c->C;
+        c->xq_bytes = (size_t)c->Hp * c->Wp * c->C;
     } else {
+        c->N4i = c->N4;
         c->xq_bytes = (size_t)c->N4 * 4;
-        c->col_bytes = 0;
     }
-    l->scratch_per_example = (c->xq_bytes + c->col_bytes + 3) / 4 + 1;
-    /* the combined scales (Kp), then the portable path's int32 sums (QGEMM_MAX_CHUNKS, Kp) */
-    l->scratch_fixed = (size_t)c->Kp * (QGEMM_MAX_CHUNKS + 1) + 16;
+    /* one more group of 4 bytes, so that the last window's widened reads stay inside */
+    l->scratch_per_example = (c->xq_bytes + 3) / 4 + 1;
+    /* the combined scales (Kp), the portable path's int32 sums (QGEMM_MAX_CHUNKS, Kp), the
+     * offsets (N4i), the widened weights (N4i, Kp, 4) */
+    l->scratch_fixed = (size_t)c->Kp * (QGEMM_MAX_CHUNKS + 1) + (size_t)c->N4i +
+                       (c->is_repacked ? (size_t)c->N4i * c->Kp : 0) + 16;
     l->flops = c->inner.flops;
     return LOOM_OK;
-}
-
-/* One activation to its byte. NaN goes to the lowest level. */
-static inline uint8_t quant(float x, float inv, int zp) {
-    float lo = zp ? -127.0f : 0.0f, hi = zp ? 127.0f : 255.0f;
-    float v = x * inv;
-    v = !(v >= lo) ? lo : v > hi ? hi : v;
-    return (uint8_t)((int)nearbyintf(v) + zp);
 }
 
 typedef struct {
     const int8_cfg *c;
     const float *x;
-    uint8_t *xq, *col;
+    uint8_t *xq;
     float inv;
     int zp;
 } quant_job;
@@ -96,65 +105,49 @@ static void quant_rows(void *ctx, long lo, long hi, int k) {
     for (long b = lo; b < hi; b++) {
         const float *x = j->x + (size_t)b * c->N;
         uint8_t *u = j->xq + (size_t)b * c->N4 * 4;
-        for (int n = 0; n < c->N; n++)
-            u[n] = quant(x[n], j->inv, j->zp);
+        qgemm_quantize(x, u, (size_t)c->N, j->inv, j->zp);
         for (int n = c->N; n < c->N4 * 4; n++)
             u[n] = (uint8_t)j->zp;
     }
 }
 
-/* Short runs of bytes (S C: 3 for a 1-channel 3x3 layer) by plain loops: a library call per run
- * costs more than the copy. NO_LIBCALLS keeps GCC from turning the loops back into calls. */
-#if defined(__GNUC__) && !defined(__clang__)
-#define NO_LIBCALLS __attribute__((optimize("no-tree-loop-distribute-patterns")))
-#else
-#define NO_LIBCALLS
-#endif
-NO_LIBCALLS static inline void set_bytes(uint8_t *dst, uint8_t v, int n) {
-    for (int j = 0; j < n; j++)
-        dst[j] = v;
-}
-NO_LIBCALLS static inline void copy_bytes(uint8_t *restrict dst, const uint8_t *restrict src,
-                                          int n) {
-    for (int j = 0; j < n; j++)
-        dst[j] = src[j];
-}
-
-/* conv: example b quantized, then its col rows (oh, ow), columns (r, s, c) as im2col's */
-NO_LIBCALLS static void quant_images(void *ctx, long lo, long hi, int k) {
+/* conv: example b quantized into its padded image (Hp, Wp, C), the border zp */
+static void quant_images(void *ctx, long lo, long hi, int k) {
     (void)k;
     const quant_job *j = ctx;
     const int8_cfg *c = j->c;
-    int C = c->C, S = c->lw.kw, R = c->lw.kh, stride = c->lw.sh, ld = c->N4 * 4;
+    int C = c->C;
+    int pt = c->lw.pad[0], pl = c->lw.pad[1], Wp = c->Wp;
+    size_t row = (size_t)Wp * C, in_row = (size_t)c->W * C;
     uint8_t z = (uint8_t)j->zp;
     for (long b = lo; b < hi; b++) {
-        const float *x = j->x + (size_t)b * c->xq_bytes;
+        const float *x = j->x + (size_t)b * c->H * in_row;
         uint8_t *xq = j->xq + (size_t)b * c->xq_bytes;
-        for (size_t i = 0; i < c->xq_bytes; i++)
-            xq[i] = quant(x[i], j->inv, j->zp);
-        uint8_t *col = j->col + (size_t)b * c->col_bytes;
-        for (int oh = 0; oh < c->Ho; oh++) {
-            int ih0 = oh * stride - c->lw.pad[0];
-            for (int ow = 0; ow < c->Wo; ow++) {
-                int iw0 = ow * stride - c->lw.pad[1];
-                uint8_t *dst = col + ((size_t)oh * c->Wo + ow) * ld;
-                /* per kernel row, the in-range part is (s_hi - s_lo) C contiguous bytes */
-                int s_lo = iw0 < 0 ? -iw0 : 0, s_hi = c->W - iw0 < S ? c->W - iw0 : S;
-                for (int r = 0; r < R; r++, dst += S * C) {
-                    int ih = ih0 + r;
-                    if (ih < 0 || ih >= c->H || s_lo >= s_hi) {
-                        set_bytes(dst, z, S * C);
-                        continue;
-                    }
-                    set_bytes(dst, z, s_lo * C);
-                    copy_bytes(dst + s_lo * C, xq + ((size_t)ih * c->W + iw0 + s_lo) * C,
-                               (s_hi - s_lo) * C);
-                    set_bytes(dst + s_hi * C, z, (S - s_hi) * C);
-                }
-                set_bytes(dst, z, ld - c->N);
-            }
+        if (pt > 0)
+            memset(xq, z, (size_t)pt * row);
+        for (int h = 0; h < c->H; h++) {
+            uint8_t *dst = xq + (size_t)(h + pt) * row;
+            memset(dst, z, (size_t)pl * C);
+            qgemm_quantize(x + h * in_row, dst + (size_t)pl * C, in_row, j->inv, j->zp);
+            memset(dst + (size_t)pl * C + in_row, z, row - (size_t)pl * C - in_row);
         }
+        if (c->Hp > c->H + pt)
+            memset(xq + (size_t)(c->H + pt) * row, z, (size_t)(c->Hp - c->H - pt) * row);
     }
+}
+
+/* The stored weights (N4, Kp, 4), rows (r, s, c), widened to (N4i, Kp, 4): kernel row r's S C
+ * rows at r Sg, zeros after them. */
+static void widen_weights(const int8_cfg *c, const int8_t *w, int8_t *wi) {
+    int SC = c->lw.kw * c->C, Kp = c->Kp;
+    memset(wi, 0, (size_t)c->N4i * Kp * 4);
+    for (int r = 0; r < c->lw.kh; r++)
+        for (int j = 0; j < SC; j++) {
+            int n = r * SC + j, ni = r * c->Sg + j;
+            for (int k = 0; k < c->K; k++)
+                wi[((size_t)(ni / 4) * Kp + k) * 4 + ni % 4] =
+                    w[((size_t)(n / 4) * Kp + k) * 4 + n % 4];
+        }
 }
 
 static void int8_forward(layer *l, const fwd_ctx *ctx, const float *x, float *y, int B) {
@@ -166,35 +159,56 @@ static void int8_forward(layer *l, const fwd_ctx *ctx, const float *x, float *y,
     for (int k = 0; k < c->K; k++)
         scale[k] = sx * sw[k];
     int32_t *work = (int32_t *)(l->scratch + c->Kp);
-    uint8_t *xq = (uint8_t *)(l->scratch + (size_t)c->Kp * (QGEMM_MAX_CHUNKS + 1) + 16);
+    int32_t *koff = work + (size_t)c->Kp * QGEMM_MAX_CHUNKS;
+    int8_t *wi = (int8_t *)(koff + c->N4i);
+    uint8_t *xq = (uint8_t *)(koff + c->N4i + (c->is_repacked ? (size_t)c->N4i * c->Kp : 0) + 16);
     quant_job j = {.c = c, .x = x, .xq = xq, .inv = sx > 0 ? 1.0f / sx : 0.0f, .zp = zp};
-    size_t per = c->xq_bytes + c->col_bytes;
+    size_t per = c->xq_bytes;
     int nc = par_n_chunks(B, (long)(65536 / (per + 1)) + 1);
+    bool is_relu = c->lw.act == ACT_RELU && !c->lw.is_softmax;
     qgemm_args g = {.N4 = c->N4,
                     .K = c->K,
                     .Kp = c->Kp,
                     .lda = (size_t)c->N4 * 4,
+                    .koff = koff,
                     .w = (const int8_t *)(l->bytes + c->colsum_bytes),
                     .colsum = (const int32_t *)l->bytes,
                     .zp = zp,
                     .scale = scale,
                     .bias = l->w,
+                    .is_relu = is_relu,
                     .y = y,
                     .ldy = (size_t)c->K,
                     .work = work};
+    for (int n4 = 0; n4 < c->N4; n4++)
+        koff[n4] = 4 * n4;
     if (c->is_conv) {
-        j.col = xq;
-        j.xq = xq + (size_t)B * c->col_bytes;
         par_for(B, nc, quant_images, &j);
+        memset(xq + (size_t)B * c->xq_bytes, zp, 4); /* what the last window's widened reads see */
+        /* group n4: kernel row n4 / (Sg / 4), 4 bytes at its offset in the window */
+        int per_r = c->Sg / 4;
+        for (int n4 = 0; n4 < c->N4i; n4++)
+            koff[n4] = (n4 / per_r) * c->Wp * c->C + 4 * (n4 % per_r);
+        if (c->is_repacked) {
+            widen_weights(c, g.w, wi);
+            g.w = wi;
+        }
+        g.N4 = c->N4i;
         g.M = B * c->Ho * c->Wo;
-        g.a = j.col;
+        g.a = xq;
+        g.HWo = c->Ho * c->Wo;
+        g.Wo = c->Wo;
+        g.img = c->xq_bytes;
+        g.rs = (size_t)c->lw.sh * c->Wp * c->C;
+        g.cs = (size_t)c->lw.sw * c->C;
     } else {
         par_for(B, nc, quant_rows, &j);
         g.M = B;
         g.a = xq;
     }
     qgemm(&g);
-    act_forward(c->lw.act, c->lw.alpha, y, (size_t)B * shape_size(l->out));
+    if (!is_relu)
+        act_forward(c->lw.act, c->lw.alpha, y, (size_t)B * shape_size(l->out));
 }
 
 /* Inference only: no gradient flows through an int8 layer. */
@@ -286,4 +300,21 @@ void int8_shape(const layer *l, int *N, int *K) {
     const int8_cfg *c = l->cfg;
     *N = c->N;
     *K = c->K;
+}
+
+void int8_info_of(const layer *l, int8_info *out) {
+    const int8_cfg *c = l->cfg;
+    out->lw = c->lw;
+    out->N = c->N;
+    out->K = c->K;
+    out->sx = l->state[c->K];
+    out->zp = (int)l->state[c->K + 1];
+    out->sw = l->state;
+    out->bias = l->w;
+}
+
+int int8_weight(const layer *l, int n, int k) {
+    const int8_cfg *c = l->cfg;
+    const int8_t *wp = (const int8_t *)(l->bytes + c->colsum_bytes);
+    return wp[((size_t)(n / 4) * c->Kp + k) * 4 + n % 4];
 }

@@ -16,4 +16,18 @@ void int8_fill(layer *l, const float *Wf, const float *bias, float sx, int zp);
 /* The reduction length N and the columns K of an int8 layer. */
 void int8_shape(const layer *l, int *N, int *K);
 
+/* What the doors to other systems (ONNX, generated C) need of an int8 layer: the float layer's
+ * lowering (kind, units, kernel, strides, padding, activation), N and K, the input's scale sx
+ * and zero point zp (0 or 128), the weight scales sw (K) and the bias (K), views into the
+ * layer. The weights through int8_weight. */
+typedef struct {
+    layer_lowering lw;
+    int N, K, zp;
+    float sx;
+    const float *sw, *bias;
+} int8_info;
+void int8_info_of(const layer *l, int8_info *out);
+/* q[n, k] of an int8 layer (n < N, k < K): rows in the float kernel's order. */
+int int8_weight(const layer *l, int n, int k);
+
 #endif

@@ -4,7 +4,8 @@
 # pooling windows, every activation, columns, bidirectional and stacked cells) is trained
 # briefly, exported by loom_export_c (tests/data/cexport_tool.c on libloom.a), compiled alone as
 # C99 with nothing but -lm, and run on the first 1,000 test images by tests/data/cexport_main.c:
-# the same class for every image and probabilities within 1e-5 of loom's. One model's C also
+# the same class for every image and probabilities within 1e-5 of loom's. Five of them also
+# quantized (loom quantize) and exported as int8 C: the same checks. The kinds models' C also
 # runs under AddressSanitizer and UBSan.
 . "$(dirname "$0")/lib.inc"
 need_data
@@ -82,8 +83,31 @@ finish() {
     "$T/tool" compare "$d/ref.txt" "$d/c.txt" $N >"$d/compare.txt"
     echo $? >"$d/compare.rc"
 }
+# An int8 model: the trained model of entry BASE quantized (loom quantize, 500 calibration
+# images), then exported, compiled and compared as the others.
+prepare_int8() {
+    name=$1; base=$2
+    d="$T/$name"
+    mkdir -p "$d/c"
+    [ -f "$T/$base/run/model.loom" ] || { bad "$name: no trained $base"; return 1; }
+    if ! $LOOM quantize "$T/$base/run/model.loom" -o "$d/int8.loom" --calibrate 500 \
+        >"$d/quantize.log" 2>&1; then
+        bad "$name: quantize failed"; cat "$d/quantize.log"; return 1
+    fi
+    "$T/tool" export "$d/int8.loom" "$d/c" model 2>"$d/export.log"
+    check "[ -s '$d/c/model.c' ] && grep -q 'model_quantize(' '$d/c/model.c'" ||
+        { cat "$d/export.log"; return 1; }
+    cp tests/data/cexport_main.c "$d/c/main.c"
+    "$T/tool" ref "$d/int8.loom" "$IMAGES" $N "$d/images.u8" "$d/ref.txt"
+    check '[ $? -eq 0 ]'
+}
 export_one() {
-    prepare "$@" || return
+    if [ "$1" = int8 ]; then
+        shift
+        prepare_int8 "$@" || return
+    else
+        prepare "$@" || return
+    fi
     [ -n "$BG" ] && wait "$BG"
     finish "$1" &
     BG=$!
@@ -98,6 +122,11 @@ export_one kinds-conv "$T/kinds-conv.txt"
 export_one kinds-gated "$T/kinds-gated.txt"
 export_one kinds-rnn "$T/kinds-rnn.txt"
 export_one kinds-residual "$T/kinds-residual.txt"
+# int8: dense; conv with pooling, strides, padding; batchnorm before an int8 conv (zero point
+# 128); a batchnorm after an int8 dense (not folded: the weights are int8); the kinds model
+for m in mlp cnn1 small-conv drop-norm-l2 kinds-conv; do
+    export_one int8 "$m-int8" "$m"
+done
 wait
 
 n_zoo=0
@@ -110,7 +139,7 @@ for name in $NAMES; do
     work=$(sed -n 's/^#define MODEL_WORK_BYTES \([0-9]*\)L$/\1/p' "$d/c/model.h")
     echo "$name: $(cat "$d/compare.txt"); weights $weights B, work $work B," \
         "compiled in $(cat "$d/cc.seconds") s"
-    case $name in mlp-standardize|kinds-*) ;; *) n_zoo=$((n_zoo + 1)) ;; esac
+    case $name in mlp-standardize|kinds-*|*-int8) ;; *) n_zoo=$((n_zoo + 1)) ;; esac
 done
 check "[ $n_zoo -eq $($LOOM models | awk 'NF' | wc -l) ]"
 check "grep -q 'model_standardize(' '$T/mlp-standardize/c/model.c'"
@@ -119,8 +148,11 @@ check "grep -q 'folded into the layer before' '$T/kinds-conv/c/model.c'"
 check "grep -q 'model_affine(' '$T/kinds-rnn/c/model.c'"
 check "grep -q 'model_add(' '$T/kinds-residual/c/model.c'"
 
-# the sanitizers over every helper: the three kinds models on 50 images
-for name in kinds-conv kinds-gated kinds-rnn kinds-residual; do
+check "grep -q 'model_qconv(' '$T/cnn1-int8/c/model.c' && grep -q 'model_qdense(' '$T/mlp-int8/c/model.c'"
+check "! grep -q 'folded into the layer before' '$T/kinds-conv-int8/c/model.c'"
+
+# the sanitizers over every helper: the kinds models on 50 images
+for name in kinds-conv kinds-gated kinds-rnn kinds-residual kinds-conv-int8 drop-norm-l2-int8; do
     d="$T/$name"
     $CC -std=c99 -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined \
         -o "$d/prog-san" "$d/c/model.c" "$d/c/main.c" -lm 2>"$d/cc-san.log"

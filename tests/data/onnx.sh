@@ -6,7 +6,8 @@
 # trained briefly, exported with `loom export`,
 # checked by ONNX's own checker (full_check), run in onnxruntime-node on the first 1,000 test
 # images as raw pixels and compared with loom's probabilities: max |difference| <= 1e-5 and the
-# same class for every image. Also a safetensors export's header and a few tensors against the
+# same class for every image; five of them also quantized (loom quantize) and exported as ONNX
+# integer operators (section 4). Also a safetensors export's header and a few tensors against the
 # ONNX file. onnxruntime-node and python3-onnx missing is a failure: .ci/run installs them.
 . "$(dirname "$0")/lib.inc"
 need_data
@@ -97,7 +98,29 @@ train kinds-seq "$T/kinds-seq.txt" && export_check kinds-seq "$T/run-kinds-seq/m
 train kinds-residual "$T/kinds-residual.txt" &&
     export_check kinds-residual "$T/run-kinds-residual/model.loom"
 
-# 4. safetensors: the header, and the first dense layer's weight against the ONNX initializer
+# 4. int8 models (loom quantize) as ONNX integer operators: QuantizeLinear, ConvInteger /
+# MatMulInteger, Cast, Mul, Add, the same int32 sums and float roundings as loom's int8 layers.
+# Where only relu, pooling, flatten and dropout stand between the quantizers (mlp, cnn1,
+# small-conv), every value is the same: probabilities within 1e-5, every class the same, as in
+# fp32. drop-norm-l2 (batchnorm before its int8 convs: zero point 128) and the kinds model
+# (standardize; leaky relu, elu, sigmoid, tanh, batchnorm before quantizers): onnxruntime's
+# batchnorm and transcendental functions differ from loom's in the last bit of a float now and
+# then, and a value that lands on a rounding boundary of the next quantizer then takes the
+# neighbouring level, moving the probabilities by up to about 1e-3; every class must still agree.
+for q in mlp cnn1 small-conv drop-norm-l2 kinds-image; do
+    [ -f "$T/run-$q/model.loom" ] || { bad "$q: no trained model to quantize"; continue; }
+    if ! $LOOM quantize "$T/run-$q/model.loom" -o "$T/$q-int8.loom" --calibrate 500 \
+        >"$T/out" 2>"$T/err"; then
+        bad "$q: quantize: $(tail -n 1 "$T/err")"; continue
+    fi
+    case $q in drop-norm-l2|kinds-*) TOL=2e-3 ;; *) TOL=1e-5 ;; esac
+    export_check "$q-int8" "$T/$q-int8.loom"
+    grep -q 'ConvInteger\|MatMulInteger' "$T/$q-int8.onnx" && ok ||
+        bad "$q-int8: no integer operator in the ONNX file"
+done
+TOL=1e-5
+
+# 5. safetensors: the header, and the first dense layer's weight against the ONNX initializer
 $LOOM export "$T/run-mlp/model.loom" -o "$T/mlp.safetensors" 2>"$T/err"
 check '[ $? -eq 0 ]'
 if $PY - "$T/mlp.safetensors" "$T/mlp.onnx" <<'PY' 2>"$T/err"; then ok; else bad "safetensors: $(tail -n 1 "$T/err")"; fi
@@ -129,6 +152,10 @@ $LOOM export "$T/run-mlp/model.loom" -o "$T/x.bin" 2>"$T/err"
 check "[ \$? -eq 2 ] && [ \$(wc -l < '$T/err') -eq 1 ] && [ ! -e '$T/x.bin' ]"
 $LOOM export "$T/run-mlp/model.loom" -o "$T/y.onnx" --format tflite 2>"$T/err"
 check "[ \$? -eq 2 ] && grep -q 'onnx' '$T/err'"
+$LOOM export "$T/run-mlp/model.loom" --int8 -o "$T/w.onnx" 2>"$T/err"
+check "[ \$? -eq 2 ] && grep -q 'loom quantize' '$T/err' && [ \$(wc -l < '$T/err') -eq 1 ] && [ ! -e '$T/w.onnx' ]"
+$LOOM export "$T/mlp-int8.loom" --int8 -o "$T/w.onnx" 2>"$T/err"
+check "[ \$? -eq 0 ] && [ -s '$T/w.onnx' ]"
 $LOOM export "$T/nothing.loom" -o "$T/z.onnx" 2>"$T/err"
 check "[ \$? -eq 1 ] && [ \$(wc -l < '$T/err') -eq 1 ] && [ ! -e '$T/z.onnx' ]"
 
