@@ -53,7 +53,7 @@ _loom() {
     local opts=""
     case $cmd in
     train | cv | tune) opts="$(_loom_flags "$cmd") --no-plots" ;;
-    eval) opts="--split --images --labels --data --out --batch --threads" ;;
+    eval) opts="--split --images --labels --data --out --batch --threads --tta" ;;
     study) opts="--quick --resume --force --out --data --threads --print" ;;
     report) opts="-o --out --data" ;;
     summary) opts="--input" ;;

@@ -95,12 +95,46 @@ void loom_metrics_compute(loom_metrics *mt) {
 
 /* ---- evaluation of a model ---- */
 
-loom_status loom_evaluate(loom_model *m, const loom_dataset *ds, const int *idx, int n,
-                          const loom_norm *nrm, int batch, loom_metrics *mt, int *pred, float *prob,
-                          loom_error *err) {
+/* Softmax of logits z (K) into p (K), in double; false when z is not finite. */
+static bool softmax_double(const float *z, int K, double *p) {
+    float zmax = z[0];
+    for (int k = 1; k < K; k++)
+        if (z[k] > zmax)
+            zmax = z[k];
+    double s = 0;
+    for (int k = 0; k < K; k++)
+        s += p[k] = exp((double)z[k] - zmax);
+    if (!isfinite(s) || !isfinite(zmax))
+        return false;
+    for (int k = 0; k < K; k++)
+        p[k] /= s;
+    return true;
+}
+
+/* x (B, H, W, C) mirrored left to right in place. */
+static void flip_batch(float *x, int B, int H, int W, int C) {
+    for (long r = 0; r < (long)B * H; r++) {
+        float *row = x + (size_t)r * W * C;
+        for (int a = 0, b = W - 1; a < b; a++, b--)
+            for (int c = 0; c < C; c++) {
+                float t = row[(size_t)a * C + c];
+                row[(size_t)a * C + c] = row[(size_t)b * C + c];
+                row[(size_t)b * C + c] = t;
+            }
+    }
+}
+
+/* loom_evaluate and, is_tta, loom_evaluate_tta: the same batches, each example scored alone
+ * (the model's inference gives the same logits for any batch size), so the figures do not
+ * depend on batch. The plain pass takes the loss from the logits; the flip pass averages the
+ * two softmaxes (q, in double) and scores -log q_y. */
+static loom_status evaluate_impl(loom_model *m, const loom_dataset *ds, const int *idx, int n,
+                                 const loom_norm *nrm, int batch, bool is_tta, loom_metrics *mt,
+                                 int *pred, float *prob, loom_error *err) {
     float *x = NULL;  /* (batch, H, W, C) */
     int *y = NULL;    /* (batch) labels */
     int *ibuf = NULL; /* (batch) example indices when idx is NULL */
+    double *q = NULL; /* (batch, K) the plain pass's softmax (is_tta) */
     double loss_sum = 0;
     memset(mt, 0, sizeof *mt);
     if (!idx && (n <= 0 || n > ds->n))
@@ -131,7 +165,8 @@ loom_status loom_evaluate(loom_model *m, const loom_dataset *ds, const int *idx,
     x = loom_xalloc(sizeof(float) * per_example * (size_t)batch);
     y = malloc(sizeof(int) * (size_t)batch);
     ibuf = malloc(sizeof(int) * (size_t)batch);
-    if (!x || !y || !ibuf) {
+    q = malloc(sizeof(double) * (size_t)batch * (size_t)K * 2);
+    if (!x || !y || !ibuf || !q) {
         st = loom_error_set(err, LOOM_ERR_NOMEM, "evaluate: cannot allocate a batch of %d", batch);
         goto done;
     }
@@ -143,8 +178,42 @@ loom_status loom_evaluate(loom_model *m, const loom_dataset *ds, const int *idx,
                 ibuf[i] = i0 + i;
         loom_batch_fill(ds, bidx, B, nrm, x, y);
         const float *logits = model_infer(m, x, B); /* (B, K) */
+        if (is_tta) {
+            for (int i = 0; i < B; i++)
+                if (!softmax_double(logits + (size_t)i * K, K, q + (size_t)i * K)) {
+                    st = loom_error_set(
+                        err, LOOM_ERR_NUMERIC,
+                        "evaluate: the model's output for example %d is not finite", bidx[i]);
+                    goto done;
+                }
+            flip_batch(x, B, H, W, C);
+            logits = model_infer(m, x, B);
+        }
         for (int i = 0; i < B; i++) {
             const float *z = logits + (size_t)i * K;
+            if (is_tta) {
+                double *qi = q + (size_t)i * K, *pi = q + (size_t)(batch + i) * K;
+                if (!softmax_double(z, K, pi)) {
+                    st = loom_error_set(err, LOOM_ERR_NUMERIC,
+                                        "evaluate: the model's output for example %d (flipped) "
+                                        "is not finite",
+                                        bidx[i]);
+                    goto done;
+                }
+                int best = 0;
+                for (int k = 0; k < K; k++) {
+                    qi[k] = 0.5 * (qi[k] + pi[k]);
+                    if (qi[k] > qi[best])
+                        best = k;
+                }
+                loss_sum -= log(qi[y[i]] > 1e-300 ? qi[y[i]] : 1e-300);
+                loom_metrics_confusion_add(mt, y[i], best);
+                if (pred)
+                    pred[i0 + i] = best;
+                if (prob)
+                    prob[i0 + i] = (float)qi[best];
+                continue;
+            }
             /* p_k = exp(z_k - max) / s with s = sum_j exp(z_j - max); loss = log s - (z_y - max) */
             int best = 0;
             for (int k = 1; k < K; k++)
@@ -173,9 +242,22 @@ done:
     free(x);
     free(y);
     free(ibuf);
+    free(q);
     if (st)
         loom_metrics_reset(mt);
     return st;
+}
+
+loom_status loom_evaluate(loom_model *m, const loom_dataset *ds, const int *idx, int n,
+                          const loom_norm *nrm, int batch, loom_metrics *mt, int *pred, float *prob,
+                          loom_error *err) {
+    return evaluate_impl(m, ds, idx, n, nrm, batch, false, mt, pred, prob, err);
+}
+
+loom_status loom_evaluate_tta(loom_model *m, const loom_dataset *ds, const int *idx, int n,
+                              const loom_norm *nrm, int batch, loom_metrics *mt, int *pred,
+                              float *prob, loom_error *err) {
+    return evaluate_impl(m, ds, idx, n, nrm, batch, true, mt, pred, prob, err);
 }
 
 /* ---- the text report ---- */

@@ -171,8 +171,12 @@ loom_status loom_model_build(loom_model **out, const char *text, const char *sou
 /* Evaluates m on the examples idx[0..n) of ds (the first n when idx is NULL) into mt and writes
  * DIR/predictions.csv (index in ds, true class, predicted class, its probability),
  * DIR/metrics.json and DIR/confusion.csv. */
-static loom_status eval_write(loom_model *m, const loom_dataset *ds, const int *idx, int n,
-                              int batch, const char *dir, loom_metrics *mt, loom_error *err) {
+/* loom_evaluate (is_tta: loom_evaluate_tta) of ds[idx] into mt and dir's predictions.csv,
+ * metrics.json and confusion.csv (is_tta: predictions_tta.csv, metrics_tta.json,
+ * confusion_tta.csv). */
+static loom_status eval_write_as(loom_model *m, const loom_dataset *ds, const int *idx, int n,
+                                 int batch, bool is_tta, const char *dir, loom_metrics *mt,
+                                 loom_error *err) {
     assert(n >= 1 && n <= ds->n); /* callers pass the count (loom_evaluate reads n <= 0 as all) */
     int *pred = malloc(sizeof(int) * (size_t)(n > 0 ? n : 1));     /* (n) */
     float *prob = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1)); /* (n) */
@@ -183,25 +187,34 @@ static loom_status eval_write(loom_model *m, const loom_dataset *ds, const int *
         st = loom_error_set(err, LOOM_ERR_NOMEM, "out of memory");
         goto done;
     }
-    if ((st = loom_evaluate(m, ds, idx, n, NULL, batch, mt, pred, prob, err)))
+    if ((st = (is_tta ? loom_evaluate_tta : loom_evaluate)(m, ds, idx, n, NULL, batch, mt, pred,
+                                                           prob, err)))
         goto done;
+    const char *tail = is_tta ? "_tta" : "";
     sb_printf(&pb, "index,true,pred,prob\n");
     for (int i = 0; i < n; i++) {
         int k = idx ? idx[i] : i;
         sb_printf(&pb, "%d,%d,%d,%.5f\n", k, ds->y[k], pred[i], (double)prob[i]);
     }
-    if ((st = sb_write(&pb, dir, "predictions.csv", err)))
+    char name[32];
+    snprintf(name, sizeof name, "predictions%s.csv", tail);
+    if ((st = sb_write(&pb, dir, name, err)))
         goto done;
-    snprintf(path, sizeof path, "%s/metrics.json", dir);
+    snprintf(path, sizeof path, "%s/metrics%s.json", dir, tail);
     if ((st = loom_metrics_write_json(mt, ds, path, err)))
         goto done;
-    snprintf(path, sizeof path, "%s/confusion.csv", dir);
+    snprintf(path, sizeof path, "%s/confusion%s.csv", dir, tail);
     st = loom_metrics_write_confusion_csv(mt, ds, path, err);
 done:
     free(pred);
     free(prob);
     free(pb.s);
     return st;
+}
+
+static loom_status eval_write(loom_model *m, const loom_dataset *ds, const int *idx, int n,
+                              int batch, const char *dir, loom_metrics *mt, loom_error *err) {
+    return eval_write_as(m, ds, idx, n, batch, false, dir, mt, err);
 }
 
 loom_status loom_run_write_test(loom_model *m, const loom_dataset *test, int n, int batch,
@@ -447,10 +460,15 @@ loom_status loom_run_train(const loom_run_config *rc, loom_run_result *res, loom
     return st;
 }
 
-loom_status loom_run_eval(const loom_eval_config *ec, loom_metrics *mt, loom_dataset **ds_out,
-                          loom_error *err) {
+loom_status loom_run_eval(const loom_eval_config *ec, loom_metrics *mt, loom_metrics *mt_tta,
+                          loom_dataset **ds_out, loom_error *err) {
     if (ds_out)
         *ds_out = NULL;
+    bool is_tta = ec->tta && strcmp(ec->tta, "none") != 0;
+    if (is_tta && strcmp(ec->tta, "flip") != 0)
+        return loom_error_set(err, LOOM_ERR_ARG, "tta: expected none or flip, got '%s'", ec->tta);
+    if (is_tta && !mt_tta)
+        return loom_error_set(err, LOOM_ERR_ARG, "tta: no place for its metrics");
     loom_model *m = NULL;
     char *config = NULL;
     loom_dataset *ds = NULL;
@@ -505,6 +523,9 @@ loom_status loom_run_eval(const loom_eval_config *ec, loom_metrics *mt, loom_dat
         goto done;
     st = ec->out_dir ? eval_write(m, ds, idx, n, batch, ec->out_dir, mt, err)
                      : loom_evaluate(m, ds, idx, n, NULL, batch, mt, NULL, NULL, err);
+    if (st == LOOM_OK && is_tta)
+        st = ec->out_dir ? eval_write_as(m, ds, idx, n, batch, true, ec->out_dir, mt_tta, err)
+                         : loom_evaluate_tta(m, ds, idx, n, NULL, batch, mt_tta, NULL, NULL, err);
 done:
     if (st == LOOM_OK && ds_out) {
         *ds_out = ds;
