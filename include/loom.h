@@ -387,6 +387,12 @@ LOOM_API double loom_softmax_xent(const float *logits, const int *y, int B, int 
  * smoothing / N, and dlogits = (p - target) / B. smoothing 0 is loom_softmax_xent. */
 LOOM_API double loom_softmax_xent_smooth(const float *logits, const int *y, int B, int N,
                                          float smoothing, float *dlogits, int *n_correct);
+/* The same against soft targets of two labels (mixup, cutmix): the target is lam t(y) +
+ * (1 - lam) t(y2), t the (smoothed) one-hot target above; dlogits = (p - target) / B; a correct
+ * argmax is the label of the larger weight (y when lam >= 0.5). */
+LOOM_API double loom_softmax_xent_mix(const float *logits, const int *y, const int *y2, float lam,
+                                      int B, int N, float smoothing, float *dlogits,
+                                      int *n_correct);
 
 /* One epoch's history row. */
 typedef struct {
@@ -437,6 +443,9 @@ typedef struct {
      * to erase_area_max of the image, aspect ratio erase_aspect to 1/erase_aspect (log-uniform),
      * is filled with uniform [0, 1) noise; erase_p 0 = off */
     float erase_p, erase_area_min, erase_area_max, erase_aspect;
+    /* mixup and cutmix (src/train/mix.c): Beta(alpha, alpha) mixing weights, 0 = off; with both
+     * on, each batch takes one of them; the loss is against the mixed (soft) targets */
+    float mixup_alpha, cutmix_alpha;
     const char *checkpoint_path; /* NULL = no checkpoints; else written atomically there */
     int checkpoint_every;        /* epochs between checkpoints (0 = 1) */
     int checkpoint_steps;        /* also every N steps inside an epoch, 0 = off */

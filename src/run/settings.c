@@ -185,7 +185,8 @@ static const setting table[] = {
      1,
      false},
     {{"augment", "LIST",
-      "none | flip,shift:N,erase[:P[:AMIN-AMAX[:R]]] (flips, shifts, random erasing)",
+      "none | flip,shift:N,erase[:P[:AMIN-AMAX[:R]]],mixup[:A],cutmix[:A] (flips, shifts, "
+      "random erasing, mixup, cutmix)",
       LOOM_SETTING_TRAINING | LOOM_SETTING_SEARCHABLE},
      K_AUGMENT,
      TR(is_augment_flip),
