@@ -193,6 +193,19 @@ LOOM_API loom_status loom_model_create(loom_model **out, const char *text, const
 LOOM_API void loom_model_destroy(loom_model *m); /* frees m and all it owns; accepts NULL */
 /* Initialises parameters (Glorot/He as the frameworks do) and state from seed. */
 LOOM_API void loom_model_init(loom_model *m, uint64_t seed);
+
+/* The arithmetic of training: fp32 (the default), or bf16 products in the 3x3 stride-1 conv
+ * layers with an even number of filters (AVX-512 BF16 vdpbf16ps: x, W and dz rounded to bf16,
+ * sums and weights fp32), residual blocks' layers included, where the bf16 working space fits
+ * the layer's col area (not a one-channel first layer). Inference is always fp32. */
+typedef enum { LOOM_PRECISION_FP32 = 0, LOOM_PRECISION_BF16 } loom_precision;
+LOOM_API const char *loom_precision_str(loom_precision p); /* "fp32" or "bf16" */
+/* "fp32" or "bf16" into *out; LOOM_ERR_ARG otherwise. */
+LOOM_API loom_status loom_precision_parse(const char *s, loom_precision *out, loom_error *err);
+/* Sets the model's training precision; *n_layers (may be NULL) receives the number of layers
+ * that train in bf16. Errors: LOOM_ERR_ARG (bf16 on a CPU without AVX-512 BF16, one line). */
+LOOM_API loom_status loom_model_set_precision(loom_model *m, loom_precision p, int *n_layers,
+                                              loom_error *err);
 /* Sizes the activation arena for batches of up to max_batch examples. Call before forward.
  * Errors: LOOM_ERR_ARG (max_batch < 1), LOOM_ERR_NOMEM. */
 LOOM_API loom_status loom_model_prepare(loom_model *m, int max_batch, loom_error *err);
@@ -451,6 +464,7 @@ typedef struct {
     int checkpoint_steps;        /* also every N steps inside an epoch, 0 = off */
     bool is_resume;          /* continue from checkpoint_path (bit-identical to no interruption) */
     const char *lr_schedule; /* sched's text form (config.txt), NULL = constant; not owned */
+    loom_precision precision; /* the 3x3 stride-1 convolutions' products in training */
 } loom_train_config;
 
 /* Defaults: adam 1e-3, batch 64, 10 epochs, seed 42; momentum and beta2 are the optimizer's
@@ -1113,12 +1127,13 @@ typedef struct {
  * repeat runs as many steps as take about seconds_per_repeat (at least 3); with is_layers, one
  * more repeat is timed layer by layer (r->layers); with is_int8, the model (its random weights) is
  * quantized on the fly, calibrated on the bench's random images, and its inference timed the same
- * way (r->infer_int8_ips). Nothing to free.
+ * way (r->infer_int8_ips); precision: the training steps' (loom_model_set_precision). Nothing to
+ * free.
  * Errors: LOOM_ERR_ARG (batch < 1, repeats outside 1..100, an unknown model), those of the model
  * file and text (LOOM_ERR_IO, LOOM_ERR_FORMAT, LOOM_ERR_SHAPE), LOOM_ERR_NOMEM. */
 LOOM_API loom_status loom_bench(const char *model, int batch, int repeats,
                                 double seconds_per_repeat, bool is_layers, bool is_int8,
-                                loom_bench_result *r, loom_error *err);
+                                loom_precision precision, loom_bench_result *r, loom_error *err);
 
 #ifdef __cplusplus
 }

@@ -603,6 +603,8 @@ loom_status loom_train(loom_model *m, const loom_train_config *cfg, const loom_d
     loom_status st = check_args(m, cfg, train, n_train, err);
     if (st)
         return st;
+    if ((st = loom_model_set_precision(m, cfg->precision, NULL, err)))
+        return st;
     int bs = cfg->batch < n_train ? cfg->batch : n_train;
     if ((st = loom_model_prepare(m, bs, err)))
         return st;
