@@ -14,20 +14,20 @@
 #define BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 #endif
 
-/* The padded row length of col in bf16 values: R*S*C rounded up to even (a zero at the end). */
-static int rsc_pad(const conv_cfg *c) { return (c->R * c->S * c->C + 1) / 2 * 2; }
-
-/* Words of backward's working space for a group of M col rows, before its two fp32 rows. */
-static size_t bwd_words(const conv_cfg *c, long M) {
-    return (size_t)((M + 1) / 2) * (size_t)(rsc_pad(c) + c->K);
+/* Floats of one example's backward working space: the pair image of x (Ho + 2, Wo + 2, C)
+ * words, dz's pixel pairs (Ho, ceil(Wo / 2), K) words, the padded bf16 dz (H + 2, W + 2, K) and
+ * one fp32 row (Wo + 3, C). */
+static size_t bwd_floats(const conv_cfg *c) {
+    size_t Hp = (size_t)c->Ho + 2, Wp = (size_t)c->Wo + 2, C = (size_t)c->C, K = (size_t)c->K;
+    return Hp * Wp * C + (size_t)c->Ho * (((size_t)c->Wo + 1) / 2) * K +
+           ((size_t)c->H + 2) * ((size_t)c->W + 2) * K / 2 + (Wp + 1) * C;
 }
 
-/* 3x3, stride 1, an even K, and one example's col area holds backward's pairs and two fp32
- * rows (true of the usual layers: K up to about 5 C). */
+/* 3x3, stride 1, even C and K, and one example's col area (Ho*Wo, 9C) holds backward's working
+ * space (true of the usual layers; not of a one-channel first layer). */
 static bool fits(const conv_cfg *c) {
-    long HWo = (long)c->Ho * c->Wo;
-    return c->R == 3 && c->S == 3 && c->stride == 1 && c->K % 2 == 0 &&
-           bwd_words(c, HWo) + 2 * (size_t)rsc_pad(c) <= (size_t)HWo * c->R * c->S * c->C;
+    return c->R == 3 && c->S == 3 && c->stride == 1 && c->C % 2 == 0 && c->K % 2 == 0 &&
+           bwd_floats(c) <= (size_t)c->Ho * c->Wo * 9 * (size_t)c->C;
 }
 
 bool conv_set_bf16(layer *l, bool on) {
@@ -78,20 +78,23 @@ BF16_TARGET static void pair_run(uint32_t *dst, const float *a, const float *b, 
     }
 }
 
-/* ---- the product: C (M, N) (+)= A (M, Kp words) B (Kp, N words) ---- */
+/* ---- the product: C (M, N) (+)= A (M, n_out * n_in words) B (n_out * n_in, N words) ----
+ * The summed index runs in two levels, so that A can be read where it lies: the rows of a
+ * padded image (forward, dx: outer = kernel row, inner = (s, c) pairs) or the output rows of
+ * pixel pairs (dW: outer = output row, inner = pairs along it). */
 
 typedef struct {
-    const uint32_t *a; /* word (i, kp) at a[i * a_rs + kp * a_ks] */
-    long a_rs, a_ks;
-    const uint32_t *b; /* word (kp, n) at b[kp * N + n] */
+    const uint32_t *a; /* word (i, o, n) at a[i * a_rs + o * a_os + n * a_ks] */
+    long a_rs, a_os, a_ks;
+    const uint32_t *b; /* word (o, n, col) at b[(o * n_in + n) * N + col] */
     float *c;          /* (M, ldc) */
     long ldc;
-    int N, Kp;
+    int N, n_out, n_in;
     bool is_acc; /* add to C, else overwrite it */
 } bf16_gemm;
 
 /* NW rows by KZ vectors of 16 columns from (m0, n0); the last vector's lanes in mt. Each element
- * of C takes its pairs in kp order: the result depends on the sizes only. */
+ * of C takes its pairs in (o, n) order: the result depends on the sizes only. */
 #define DEF_BF16(NW, KZ)                                                                           \
     BF16_TARGET static void gemm_##NW##_##KZ(const bf16_gemm *g, int m0, int n0, __mmask16 mt) {  \
         __m512 acc[NW][KZ];                                                                        \
@@ -103,18 +106,19 @@ typedef struct {
                                       : _mm512_setzero_ps();                                       \
             }                                                                                      \
         }                                                                                          \
-        const uint32_t *a0 = g->a + (size_t)m0 * g->a_rs, *b0 = g->b + n0;                         \
-        for (int kp = 0; kp < g->Kp; kp++) {                                                       \
-            __m512i bv[KZ];                                                                        \
-            const uint32_t *bk = b0 + (size_t)kp * g->N;                                           \
-            _Pragma("GCC unroll 4") for (int z = 0; z < KZ; z++) bv[z] =                           \
-                z == KZ - 1 ? _mm512_maskz_loadu_epi32(mt, bk + 16 * z)                            \
-                            : _mm512_loadu_si512(bk + 16 * z);                                     \
-            const uint32_t *ak = a0 + (size_t)kp * g->a_ks;                                        \
-            _Pragma("GCC unroll 16") for (int j = 0; j < NW; j++) {                                \
-                __m512i av = _mm512_set1_epi32((int)ak[(size_t)j * g->a_rs]);                      \
-                _Pragma("GCC unroll 4") for (int z = 0; z < KZ; z++) acc[j][z] =                   \
-                    _mm512_dpbf16_ps(acc[j][z], (__m512bh)av, (__m512bh)bv[z]);                    \
+        const uint32_t *bk = g->b + n0;                                                            \
+        for (int o = 0; o < g->n_out; o++) {                                                       \
+            const uint32_t *ak = g->a + (size_t)m0 * g->a_rs + (size_t)o * g->a_os;                \
+            for (int n = 0; n < g->n_in; n++, ak += g->a_ks, bk += g->N) {                         \
+                __m512i bv[KZ];                                                                    \
+                _Pragma("GCC unroll 4") for (int z = 0; z < KZ; z++) bv[z] =                       \
+                    z == KZ - 1 ? _mm512_maskz_loadu_epi32(mt, bk + 16 * z)                        \
+                                : _mm512_loadu_si512(bk + 16 * z);                                 \
+                _Pragma("GCC unroll 16") for (int j = 0; j < NW; j++) {                            \
+                    __m512i av = _mm512_set1_epi32((int)ak[(size_t)j * g->a_rs]);                  \
+                    _Pragma("GCC unroll 4") for (int z = 0; z < KZ; z++) acc[j][z] =               \
+                        _mm512_dpbf16_ps(acc[j][z], (__m512bh)av, (__m512bh)bv[z]);                \
+                }                                                                                  \
             }                                                                                      \
         }                                                                                          \
         _Pragma("GCC unroll 16") for (int j = 0; j < NW; j++) {                                    \
@@ -128,6 +132,10 @@ DEF_BF16(12, 1)
 DEF_BF16(8, 2)
 DEF_BF16(6, 3)
 DEF_BF16(6, 4)
+DEF_BF16(4, 1)
+DEF_BF16(4, 2)
+DEF_BF16(4, 3)
+DEF_BF16(4, 4)
 DEF_BF16(1, 1)
 DEF_BF16(1, 2)
 DEF_BF16(1, 3)
@@ -135,10 +143,11 @@ DEF_BF16(1, 4)
 
 typedef void (*gemm_fn)(const bf16_gemm *, int, int, __mmask16);
 static const gemm_fn gemm_big[4] = {gemm_12_1, gemm_8_2, gemm_6_3, gemm_6_4};
+static const gemm_fn gemm_four[4] = {gemm_4_1, gemm_4_2, gemm_4_3, gemm_4_4};
 static const gemm_fn gemm_one[4] = {gemm_1_1, gemm_1_2, gemm_1_3, gemm_1_4};
 static const int gemm_nw[4] = {12, 8, 6, 6};
 
-/* C's M rows, in column blocks of up to 64 and row blocks of gemm_nw. */
+/* C's M rows, in column blocks of up to 64 and row blocks of gemm_nw, then 4, then 1. */
 static void gemm_bf16(const bf16_gemm *g, int M) {
     for (int n0 = 0; n0 < g->N; n0 += 64) {
         int left = g->N - n0, kz = left >= 64 ? 4 : (left + 15) / 16;
@@ -147,84 +156,40 @@ static void gemm_bf16(const bf16_gemm *g, int M) {
         int nw = gemm_nw[kz - 1], m0 = 0;
         for (; m0 + nw <= M; m0 += nw)
             gemm_big[kz - 1](g, m0, n0, mt);
+        for (; m0 + 4 <= M; m0 += 4)
+            gemm_four[kz - 1](g, m0, n0, mt);
         for (; m0 < M; m0++)
             gemm_one[kz - 1](g, m0, n0, mt);
     }
 }
 
-/* ---- col rows ---- */
+/* ---- padded bf16 images ---- */
 
-/* Row p (output pixel (oh, ow)) of one example's col as fp32 (R*S*C), zeros over the padding. */
-static void col_row(const conv_cfg *c, const float *x, int oh, int ow, float *row) {
-    int C = c->C, S = c->S, SC = S * C;
-    int ih0 = oh - c->pad_top, iw0 = ow - c->pad_left;
-    int s_lo = imax(0, -iw0), s_hi = imin(S, c->W - iw0);
-    for (int r = 0; r < c->R; r++, row += SC) {
-        int ih = ih0 + r;
-        if (ih < 0 || ih >= c->H || s_lo >= s_hi) {
-            memset(row, 0, sizeof(float) * (size_t)SC);
-            continue;
-        }
-        memset(row, 0, sizeof(float) * (size_t)s_lo * C);
-        memcpy(row + s_lo * C, x + ((size_t)ih * c->W + iw0 + s_lo) * C,
-               sizeof(float) * (size_t)(s_hi - s_lo) * C);
-        memset(row + s_hi * C, 0, sizeof(float) * (size_t)(S - s_hi) * C);
+/* dst (Hp, Wp, C) bf16: src (H, W, C) placed at (top, left), zeros around. */
+BF16_TARGET static void pad_bf16(const float *src, int H, int W, int C, int top, int left, int Hp,
+                                 int Wp, uint16_t *dst) {
+    memset(dst, 0, sizeof(uint16_t) * (size_t)Hp * Wp * C);
+    for (int h = 0; h < H; h++)
+        cvt_run(dst + ((size_t)(h + top) * Wp + left) * C, src + (size_t)h * W * C, (long)W * C);
+}
+
+/* dst (Hp, Wp, C) words: pairs (x[h][w][c], x[h][w + 1][c]) of the padded fp32 image of src
+ * (H, W, C) at (top, left), zeros beyond it; rows (Hp*Wp floats of C) are built one at a time
+ * in row (Wp + 1, C) floats. */
+BF16_TARGET static void pair_image(const float *src, int H, int W, int C, int top, int left,
+                                   int Hp, int Wp, float *row, uint32_t *dst) {
+    for (int h = 0; h < Hp; h++) {
+        int ih = h - top;
+        memset(row, 0, sizeof(float) * (size_t)(Wp + 1) * C);
+        if (ih >= 0 && ih < H)
+            memcpy(row + (size_t)left * C, src + (size_t)ih * W * C, sizeof(float) * (size_t)W * C);
+        for (int w = 0; w < Wp; w++)
+            pair_run(dst + ((size_t)h * Wp + w) * C, row + (size_t)w * C, row + (size_t)(w + 1) * C,
+                     C);
     }
 }
 
-/* One example's col in bf16, rows of rsc_pad(c) values (the pad a zero). */
-BF16_TARGET static void im2col_bf16_one(const conv_cfg *c, const float *x, uint16_t *col) {
-    int C = c->C, S = c->S, SC = S * C, RSC = c->R * SC, RSCp = rsc_pad(c);
-    for (int oh = 0; oh < c->Ho; oh++) {
-        int ih0 = oh - c->pad_top;
-        for (int ow = 0; ow < c->Wo; ow++) {
-            int iw0 = ow - c->pad_left;
-            int s_lo = imax(0, -iw0), s_hi = imin(S, c->W - iw0);
-            uint16_t *dst = col + ((size_t)oh * c->Wo + ow) * RSCp;
-            for (int r = 0; r < c->R; r++, dst += SC) {
-                int ih = ih0 + r;
-                if (ih < 0 || ih >= c->H || s_lo >= s_hi) {
-                    memset(dst, 0, sizeof(uint16_t) * (size_t)SC);
-                    continue;
-                }
-                memset(dst, 0, sizeof(uint16_t) * (size_t)s_lo * C);
-                cvt_run(dst + s_lo * C, x + ((size_t)ih * c->W + iw0 + s_lo) * C,
-                        (long)(s_hi - s_lo) * C);
-                memset(dst + s_hi * C, 0, sizeof(uint16_t) * (size_t)(S - s_hi) * C);
-            }
-            if (RSCp > RSC)
-                dst[0] = 0;
-        }
-    }
-}
-
-/* dx (H, W, C) of one example = scatter-add of dcol (Ho*Wo, R*S*C), as conv2d.c's col2im. */
-static void col2im_one(const conv_cfg *c, const float *dcol, float *dx) {
-    int C = c->C, S = c->S, SC = S * C, RSC = c->R * SC;
-    memset(dx, 0, sizeof(float) * (size_t)c->H * c->W * C);
-    for (int oh = 0; oh < c->Ho; oh++) {
-        int ih0 = oh - c->pad_top;
-        for (int ow = 0; ow < c->Wo; ow++) {
-            int iw0 = ow - c->pad_left;
-            int s_lo = imax(0, -iw0), s_hi = imin(S, c->W - iw0);
-            if (s_lo >= s_hi)
-                continue;
-            const float *src = dcol + ((size_t)oh * c->Wo + ow) * RSC + s_lo * C;
-            int n = (s_hi - s_lo) * C;
-            for (int r = 0; r < c->R; r++, src += SC) {
-                int ih = ih0 + r;
-                if (ih < 0 || ih >= c->H)
-                    continue;
-                float *d = dx + ((size_t)ih * c->W + iw0 + s_lo) * C;
-#pragma omp simd
-                for (int j = 0; j < n; j++)
-                    d[j] += src[j];
-            }
-        }
-    }
-}
-
-/* ---- forward and backward over example groups ---- */
+/* ---- forward and backward, one example at a time ---- */
 
 /* The example groups (as conv2d.c's cache path): *per examples each, the count returned. */
 static int groups(const conv_cfg *c, int B, int *per) {
@@ -243,7 +208,7 @@ typedef struct {
     const float *x, *y;
     float *out, *dy, *dx;
     int B, per;
-    const uint32_t *wp; /* forward: W as (RSCp/2, K) words; backward: W^T as (K/2, RSC) words */
+    const uint32_t *wp; /* forward: W as (RSC/2, K) words; backward: flipped W^T (3, 3, K/2, C) */
     float *pw, *pb;     /* backward: (CONV_SETS, RSC, K) dW and (CONV_SETS, K) db partials */
 } bf16_job;
 
@@ -255,112 +220,116 @@ static float *weight_area(const layer *l) {
            CONV_SETS * (RSC * K + K);
 }
 
-BF16_TARGET static void forward_groups(void *ctx, long lo, long hi, int k) {
+/* Forward of examples [lo, hi): y (Ho, Wo, K) row by row, each row's Wo pixels the product's
+ * rows: A the padded bf16 input (Ho + 2, Wo + 2, C) read in place, 3 kernel rows of 3C/2 words. */
+BF16_TARGET static void forward_examples(void *ctx, long lo, long hi, int k) {
     (void)k;
     const bf16_job *j = ctx;
     const conv_cfg *c = j->l->cfg;
-    int RSC = c->R * c->S * c->C, RSCp = rsc_pad(c), K = c->K, HWo = c->Ho * c->Wo;
-    size_t in_sz = (size_t)c->H * c->W * c->C, col_sz = (size_t)HWo * RSC;
-    const float *b = j->l->w + (size_t)RSC * K;
-    for (int g = (int)lo; g < (int)hi; g++) {
-        int b0 = g * j->per, b1 = imin(j->B, b0 + j->per);
-        uint16_t *col = (uint16_t *)(j->l->scratch + (size_t)b0 * col_sz);
-        for (int e = b0; e < b1; e++)
-            im2col_bf16_one(c, j->x + e * in_sz, col + (size_t)(e - b0) * HWo * RSCp);
-        long M = (long)(b1 - b0) * HWo;
-        float *yg = j->out + (size_t)b0 * HWo * K;
-        for (long i = 0; i < M; i++)
-            memcpy(yg + i * K, b, sizeof(float) * K);
-        bf16_gemm gm = {.a = (const uint32_t *)col,
-                        .a_rs = RSCp / 2,
-                        .a_ks = 1,
-                        .b = j->wp,
-                        .c = yg,
-                        .ldc = K,
-                        .N = K,
-                        .Kp = RSCp / 2,
-                        .is_acc = true};
-        gemm_bf16(&gm, (int)M);
-        act_forward(c->act, c->alpha, yg, (size_t)M * K);
+    int C = c->C, K = c->K, Hp = c->Ho + 2, Wp = c->Wo + 2, HWo = c->Ho * c->Wo;
+    size_t in_sz = (size_t)c->H * c->W * C, col_sz = (size_t)HWo * 9 * C;
+    const float *b = j->l->w + (size_t)9 * C * K;
+    for (long e = lo; e < hi; e++) {
+        uint16_t *xb = (uint16_t *)(j->l->scratch + (size_t)e * col_sz);
+        pad_bf16(j->x + e * in_sz, c->H, c->W, C, c->pad_top, c->pad_left, Hp, Wp, xb);
+        float *ye = j->out + (size_t)e * HWo * K;
+        for (int i = 0; i < HWo; i++)
+            memcpy(ye + (size_t)i * K, b, sizeof(float) * K);
+        for (int oh = 0; oh < c->Ho; oh++) {
+            bf16_gemm g = {.a = (const uint32_t *)xb + (size_t)oh * Wp * C / 2,
+                           .a_rs = C / 2,
+                           .a_os = (long)Wp * C / 2,
+                           .a_ks = 1,
+                           .b = j->wp,
+                           .c = ye + (size_t)oh * c->Wo * K,
+                           .ldc = K,
+                           .N = K,
+                           .n_out = 3,
+                           .n_in = 3 * C / 2,
+                           .is_acc = true};
+            gemm_bf16(&g, c->Wo);
+        }
+        act_forward(c->act, c->alpha, ye, (size_t)HWo * K);
     }
 }
 
 void conv_bf16_forward(layer *l, const float *x, float *y, int B) {
     const conv_cfg *c = l->cfg;
-    int RSC = c->R * c->S * c->C, RSCp = rsc_pad(c), K = c->K;
-    uint32_t *wp = (uint32_t *)weight_area(l); /* (RSCp/2, K) words: rows 2i and 2i+1 of W */
-    for (int i = 0; i < RSCp / 2; i++)
-        pair_run(wp + (size_t)i * K, l->w + (size_t)2 * i * K,
-                 2 * i + 1 < RSC ? l->w + (size_t)(2 * i + 1) * K : NULL, K);
-    int per, ng = groups(c, B, &per);
-    bf16_job j = {.l = l, .x = x, .out = y, .B = B, .per = per, .wp = wp};
-    par_for(ng, ng, forward_groups, &j);
+    int RSC = 9 * c->C, K = c->K;
+    uint32_t *wp = (uint32_t *)weight_area(l); /* (RSC/2, K) words: rows 2i and 2i+1 of W */
+    for (int i = 0; i < RSC / 2; i++)
+        pair_run(wp + (size_t)i * K, l->w + (size_t)2 * i * K, l->w + (size_t)(2 * i + 1) * K, K);
+    bf16_job j = {.l = l, .x = x, .out = y, .B = B, .wp = wp};
+    par_for(B, par_n_chunks(B, 1), forward_examples, &j);
 }
 
-/* Reduction set st: groups [g0, g1) in order: dz = dy f'(y) and db; dW += col^T dz from the
- * pairs of col rows and of dz rows; dcol = dz W^T from dz in bf16 (in dy's own memory), col2im. */
+/* Reduction set st: the examples of groups [g0, g1) in order: dz = dy f'(y) and db; dW += from
+ * the pair image of x (pixels (w, w + 1)) and dz's pixel pairs, kernel row by kernel row; dx
+ * from the padded bf16 dz (H + 2, W + 2, K) and the flipped kernel, input row by input row. */
 BF16_TARGET static void backward_set(void *ctx, long g0, long g1, int st) {
     const bf16_job *j = ctx;
     const conv_cfg *c = j->l->cfg;
-    int RSC = c->R * c->S * c->C, RSCp = rsc_pad(c), K = c->K, HWo = c->Ho * c->Wo;
-    size_t in_sz = (size_t)c->H * c->W * c->C, col_sz = (size_t)HWo * RSC;
+    int C = c->C, K = c->K, RSC = 9 * C, HWo = c->Ho * c->Wo;
+    int Hp = c->Ho + 2, Wp = c->Wo + 2, Wo2 = (c->Wo + 1) / 2;
+    size_t in_sz = (size_t)c->H * c->W * C, col_sz = (size_t)HWo * RSC;
     float *pws = j->pw + (size_t)st * RSC * K, *pbs = j->pb + (size_t)st * K;
     memset(pbs, 0, sizeof(float) * K);
     memset(pws, 0, sizeof(float) * RSC * K);
-    for (int g = (int)g0; g < (int)g1; g++) {
-        int b0 = g * j->per, b1 = imin(j->B, b0 + j->per);
-        long M = (long)(b1 - b0) * HWo, Mp = (M + 1) / 2;
-        float *dz = j->dy + (size_t)b0 * HWo * K;
-        const float *yg = j->y + (size_t)b0 * HWo * K;
-        for (long i = 0; i < M; i++) {
-            float *d = dz + i * K;
-            act_backward(c->act, c->alpha, yg + i * K, d, (size_t)K);
+    int e0 = (int)g0 * j->per, e1 = imin(j->B, (int)g1 * j->per);
+    for (int e = e0; e < e1; e++) {
+        float *dz = j->dy + (size_t)e * HWo * K;
+        const float *ye = j->y + (size_t)e * HWo * K;
+        act_backward(c->act, c->alpha, ye, dz, (size_t)HWo * K);
+        for (int i = 0; i < HWo; i++)
 #pragma omp simd
             for (int k = 0; k < K; k++)
-                pbs[k] += d[k];
+                pbs[k] += dz[(size_t)i * K + k];
+        float *area = j->l->scratch + (size_t)e * col_sz;
+        uint32_t *xp = (uint32_t *)area;                  /* (Hp, Wp, C) pixel pairs of x */
+        uint32_t *dzp = xp + (size_t)Hp * Wp * C;         /* (Ho, Wo2, K) pixel pairs of dz */
+        uint16_t *dzb = (uint16_t *)(dzp + (size_t)c->Ho * Wo2 * K); /* (H + 2, W + 2, K) */
+        float *row = (float *)(dzb + (size_t)(c->H + 2) * (c->W + 2) * K); /* (Wp + 1, C) */
+        pair_image(j->x + e * in_sz, c->H, c->W, C, c->pad_top, c->pad_left, Hp, Wp, row, xp);
+        for (int oh = 0; oh < c->Ho; oh++)
+            for (int i = 0; i < Wo2; i++) {
+                const float *d0 = dz + ((size_t)oh * c->Wo + 2 * i) * K;
+                pair_run(dzp + ((size_t)oh * Wo2 + i) * K, d0, 2 * i + 1 < c->Wo ? d0 + K : NULL,
+                         K);
+            }
+        for (int r = 0; r < 3; r++) { /* dW rows (r, s, c): 3C of them per kernel row */
+            bf16_gemm g = {.a = xp + (size_t)r * Wp * C,
+                           .a_rs = 1,
+                           .a_os = (long)Wp * C,
+                           .a_ks = 2L * C,
+                           .b = dzp,
+                           .c = pws + (size_t)r * 3 * C * K,
+                           .ldc = K,
+                           .N = K,
+                           .n_out = c->Ho,
+                           .n_in = Wo2,
+                           .is_acc = true};
+            gemm_bf16(&g, 3 * C);
         }
-        float *area = j->l->scratch + (size_t)b0 * col_sz; /* (b1 - b0) col areas */
-        uint32_t *colp = (uint32_t *)area;                 /* (Mp, RSCp) pairs of col rows */
-        uint32_t *dzp = colp + (size_t)Mp * RSCp;          /* (Mp, K) pairs of dz rows */
-        float *ra = (float *)(dzp + (size_t)Mp * K), *rb = ra + RSCp; /* two col rows */
-        for (long i = 0; i < Mp; i++) {
-            long p = 2 * i;
-            bool has_b = p + 1 < M;
-            pair_run(dzp + i * K, dz + p * K, has_b ? dz + (p + 1) * K : NULL, K);
-            col_row(c, j->x + (size_t)(b0 + p / HWo) * in_sz, (int)(p % HWo / c->Wo),
-                    (int)(p % HWo % c->Wo), ra);
-            if (has_b)
-                col_row(c, j->x + (size_t)(b0 + (p + 1) / HWo) * in_sz,
-                        (int)((p + 1) % HWo / c->Wo), (int)((p + 1) % HWo % c->Wo), rb);
-            pair_run(colp + i * RSCp, ra, has_b ? rb : NULL, RSC);
-            if (RSCp > RSC)
-                colp[i * RSCp + RSC] = 0;
-        }
-        bf16_gemm gw = {.a = colp,
-                        .a_rs = 1,
-                        .a_ks = RSCp,
-                        .b = dzp,
-                        .c = pws,
-                        .ldc = K,
-                        .N = K,
-                        .Kp = (int)Mp,
-                        .is_acc = true};
-        gemm_bf16(&gw, RSC);
         if (!j->dx)
             continue;
-        cvt_run((uint16_t *)dz, dz, M * K); /* dz (M, K) in bf16, over its own first half */
-        bf16_gemm gx = {.a = (const uint32_t *)dz,
-                        .a_rs = K / 2,
-                        .a_ks = 1,
-                        .b = j->wp,
-                        .c = area,
-                        .ldc = RSC,
-                        .N = RSC,
-                        .Kp = K / 2,
-                        .is_acc = false};
-        gemm_bf16(&gx, (int)M);
-        for (int e = b0; e < b1; e++)
-            col2im_one(c, area + (size_t)(e - b0) * col_sz, j->dx + e * in_sz);
+        /* dx[ih][iw] = sum over (r', s') of dz padded by 2 - pad at (ih + r', iw + s') times
+         * W[2 - r'][2 - s'] transposed */
+        pad_bf16(dz, c->Ho, c->Wo, K, 2 - c->pad_top, 2 - c->pad_left, c->H + 2, c->W + 2, dzb);
+        float *dxe = j->dx + e * in_sz;
+        for (int ih = 0; ih < c->H; ih++) {
+            bf16_gemm g = {.a = (const uint32_t *)dzb + (size_t)ih * (c->W + 2) * K / 2,
+                           .a_rs = K / 2,
+                           .a_os = (long)(c->W + 2) * K / 2,
+                           .a_ks = 1,
+                           .b = j->wp,
+                           .c = dxe + (size_t)ih * c->W * C,
+                           .ldc = C,
+                           .N = C,
+                           .n_out = 3,
+                           .n_in = 3 * K / 2,
+                           .is_acc = false};
+            gemm_bf16(&g, c->W);
+        }
     }
 }
 
@@ -385,18 +354,20 @@ static void dw_sum_range(void *ctx, long lo, long hi, int k) {
 BF16_TARGET void conv_bf16_backward(layer *l, const float *x, const float *y, float *dy, float *dx,
                                     int B) {
     const conv_cfg *c = l->cfg;
-    int RSC = c->R * c->S * c->C, K = c->K;
+    int C = c->C, RSC = 9 * C, K = c->K;
     float *pw = l->scratch + l->scratch_per_example * (size_t)l->max_batch +
                 (size_t)CONV_MAX_CHUNKS * K;      /* (CONV_SETS, RSC, K) */
     float *pb = pw + (size_t)CONV_SETS * RSC * K; /* (CONV_SETS, K) */
-    uint32_t *wt = (uint32_t *)weight_area(l);    /* (K/2, RSC) words, then W in bf16 */
+    uint32_t *wt = (uint32_t *)weight_area(l);    /* (3, 3, K/2, C) words, then W in bf16 */
     if (dx) {
         uint16_t *wb = (uint16_t *)(wt + (size_t)RSC * K / 2); /* (RSC, K) */
         cvt_run(wb, l->w, (long)RSC * K);
         const uint32_t *wbw = (const uint32_t *)wb; /* (RSC, K/2) words */
-        for (int i = 0; i < K / 2; i++)
-            for (int r = 0; r < RSC; r++)
-                wt[(size_t)i * RSC + r] = wbw[(size_t)r * (K / 2) + i];
+        for (int rs = 0; rs < 9; rs++)
+            for (int kp = 0; kp < K / 2; kp++)
+                for (int ch = 0; ch < C; ch++)
+                    wt[((size_t)rs * (K / 2) + kp) * C + ch] =
+                        wbw[((size_t)(8 - rs) * C + ch) * (K / 2) + kp];
     }
     int per, ng = groups(c, B, &per), ns = ng < CONV_SETS ? ng : CONV_SETS;
     bf16_job j = {.l = l,
