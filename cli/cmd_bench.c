@@ -66,11 +66,11 @@ static void print_layers(const char *name, const loom_bench_result *r) {
 }
 
 int cmd_bench(int argc, char **argv) {
-    static const struct option opts[] = {
-        {"batch", 1, 0, 'b'},   {"repeats", 1, 0, 'r'}, {"seconds", 1, 0, 's'},
-        {"threads", 1, 0, 't'}, {"layers", 0, 0, 'l'},  {"peak", 0, 0, 'p'},
-        {"int8", 0, 0, 'i'},    {"precision", 1, 0, 'P'}, {"help", 0, 0, 'h'},
-        {0, 0, 0, 0}};
+    static const struct option opts[] = {{"batch", 1, 0, 'b'},   {"repeats", 1, 0, 'r'},
+                                         {"seconds", 1, 0, 's'}, {"threads", 1, 0, 't'},
+                                         {"layers", 0, 0, 'l'},  {"peak", 0, 0, 'p'},
+                                         {"int8", 0, 0, 'i'},    {"precision", 1, 0, 'P'},
+                                         {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
     int batch = 64, repeats = 5, threads = 0, c;
     bool is_layers = false, is_peak_only = false, is_int8 = false;
     double seconds = 1.0;
@@ -105,8 +105,9 @@ int cmd_bench(int argc, char **argv) {
         case 'h':
             printf(
                 "usage: loom bench MODEL...|all [--batch 64] [--repeats 5] [--seconds 1]\n"
-                "       [--threads N] [--layers] [--int8] [--precision fp32|bf16]\nTraining (forward+backward+Adam) and "
-                "inference throughput on random images; median of the repeats.\n"
+                "       [--threads N] [--layers] [--int8] [--precision fp32|bf16]\n"
+                "Training (forward+backward+Adam) and inference throughput on random images;\n"
+                "median of the repeats.\n"
                 "  --layers   then where a training step's time goes, layer by layer\n"
                 "  --peak     only the banner: the CPU, the kernels, the measured peaks\n"
                 "  --int8     also inference of an int8 copy (quantized on the fly, calibrated\n"

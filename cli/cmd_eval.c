@@ -1,5 +1,6 @@
-/* cmd_eval.c - `loom eval MODEL_FILE [--split test|val|train] [--images F --labels F] [--tta flip]`:
- * prints the classification report and confusion matrix, writes metrics.json/confusion.csv. */
+/* cmd_eval.c - `loom eval MODEL_FILE [--split test|val|train] [--images F --labels F]`
+ * [--tta flip]: prints the classification report and confusion matrix (and those of the
+ * flip-averaged evaluation, on their own), writes metrics.json/confusion.csv. */
 #include "cli.h"
 
 #include <getopt.h>
@@ -21,10 +22,9 @@ static void help(void) {
 
 int cmd_eval(int argc, char **argv) {
     static const struct option opts[] = {
-        {"split", 1, 0, 's'},   {"images", 1, 0, 'i'}, {"labels", 1, 0, 'l'},
-        {"data", 1, 0, 'd'},    {"out", 1, 0, 'o'},    {"batch", 1, 0, 'b'},
-        {"threads", 1, 0, 't'}, {"tta", 1, 0, 'a'},    {"help", 0, 0, 'h'},
-        {0, 0, 0, 0}};
+        {"split", 1, 0, 's'}, {"images", 1, 0, 'i'}, {"labels", 1, 0, 'l'},  {"data", 1, 0, 'd'},
+        {"out", 1, 0, 'o'},   {"batch", 1, 0, 'b'},  {"threads", 1, 0, 't'}, {"tta", 1, 0, 'a'},
+        {"help", 0, 0, 'h'},  {0, 0, 0, 0}};
     loom_eval_config ec = {0};
     int threads = 0, c;
     optind = 1;

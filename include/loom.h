@@ -462,8 +462,8 @@ typedef struct {
     const char *checkpoint_path; /* NULL = no checkpoints; else written atomically there */
     int checkpoint_every;        /* epochs between checkpoints (0 = 1) */
     int checkpoint_steps;        /* also every N steps inside an epoch, 0 = off */
-    bool is_resume;          /* continue from checkpoint_path (bit-identical to no interruption) */
-    const char *lr_schedule; /* sched's text form (config.txt), NULL = constant; not owned */
+    bool is_resume;           /* continue from checkpoint_path (bit-identical to no interruption) */
+    const char *lr_schedule;  /* sched's text form (config.txt), NULL = constant; not owned */
     loom_precision precision; /* the 3x3 stride-1 convolutions' products in training */
 } loom_train_config;
 
@@ -569,9 +569,9 @@ LOOM_API loom_status loom_evaluate(loom_model *m, const loom_dataset *ds, const 
  * run, their softmaxes averaged; the prediction, its probability and the loss (-log of the
  * averaged probability of the true class) come from the average. A figure of its own, never
  * mixed into loom_evaluate's. Same errors; the same results for any batch and thread count. */
-LOOM_API loom_status loom_evaluate_tta(loom_model *m, const loom_dataset *ds, const int *idx,
-                                       int n, const loom_norm *nrm, int batch, loom_metrics *mt,
-                                       int *pred, float *prob, loom_error *err);
+LOOM_API loom_status loom_evaluate_tta(loom_model *m, const loom_dataset *ds, const int *idx, int n,
+                                       const loom_norm *nrm, int batch, loom_metrics *mt, int *pred,
+                                       float *prob, loom_error *err);
 /* scikit-learn-style classification report to f; ds (may be NULL) names the classes. */
 LOOM_API void loom_metrics_report(const loom_metrics *mt, const loom_dataset *ds, FILE *f);
 /* Writes metrics.json-style JSON / confusion CSV (via temp file + rename). Errors: LOOM_ERR_IO,
@@ -1096,10 +1096,11 @@ typedef struct {
 /* Evaluates a model file; fills mt (and, with ec->tta "flip", mt_tta with the flip-averaged
  * figures, written as metrics_tta.json, confusion_tta.csv and predictions_tta.csv beside the
  * plain files; mt is the plain evaluation either way): pass them zeroed and reset both
- * (loom_metrics_reset) after the call, also on failure. On success ds_out (may be NULL) receives the dataset used (the caller
- * destroys it, loom_dataset_destroy) so that class names can be printed. Errors: those of
- * loom_model_load, the data and loom_evaluate; LOOM_ERR_ARG (a bad split, images without labels
- * or labels without images), LOOM_ERR_SHAPE (the images do not fit the model), LOOM_ERR_IO. */
+ * (loom_metrics_reset) after the call, also on failure. On success ds_out (may be NULL) receives
+ * the dataset used (the caller destroys it, loom_dataset_destroy) so that class names can be
+ * printed. Errors: those of loom_model_load, the data and loom_evaluate; LOOM_ERR_ARG (a bad split,
+ * images without labels or labels without images), LOOM_ERR_SHAPE (the images do not fit the
+ * model), LOOM_ERR_IO. */
 LOOM_API loom_status loom_run_eval(const loom_eval_config *ec, loom_metrics *mt,
                                    loom_metrics *mt_tta, loom_dataset **ds_out, loom_error *err);
 

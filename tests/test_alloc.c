@@ -170,8 +170,8 @@ static void test_no_allocation_per_step(void) {
         const char *res = models[sizeof models / sizeof models[0] - 1];
         train_allocs(res, ds, idx, 64);
         long few = train_allocs(res, ds, idx, 64), many = train_allocs(res, ds, idx, 640);
-        CHECK_MSG(few > 0 && many == few, "bf16, %d threads: %ld allocations for 2 steps, %ld for 20",
-                  threads, few, many);
+        CHECK_MSG(few > 0 && many == few,
+                  "bf16, %d threads: %ld allocations for 2 steps, %ld for 20", threads, few, many);
         precision = LOOM_PRECISION_FP32;
     }
     loom_set_threads(0);

@@ -41,8 +41,7 @@ static run run_layer(shape s, loom_precision p, uint64_t seed) {
     char text[64];
     snprintf(text, sizeof text, "conv %d 3x3%s, flatten", s.K, s.is_same ? " same" : "");
     loom_error err = {0};
-    CHECK_MSG(loom_model_create(&r.m, text, "test", s.H, s.W, s.C, &err) == LOOM_OK, "%s",
-              err.msg);
+    CHECK_MSG(loom_model_create(&r.m, text, "test", s.H, s.W, s.C, &err) == LOOM_OK, "%s", err.msg);
     if (!r.m)
         return r;
     loom_model_init(r.m, seed);
@@ -94,7 +93,7 @@ static double xat(const run *r, shape s, int b, int ih, int iw, int c) {
 
 /* Worst |got - want| / (scale + tiny) over a tensor; scale: the sum of |terms| of each entry. */
 typedef struct {
-    double worst; /* against the bf16 reference, relative to the entry's sum of |terms| */
+    double worst;    /* against the bf16 reference, relative to the entry's sum of |terms| */
     double num, den; /* ||got - fp32 reference||^2 and ||fp32 reference||^2 */
 } cmp;
 
@@ -163,8 +162,8 @@ static void check_shape(shape s) {
     cmp *all[4] = {&cy, &cw, &cb, &cx};
     for (int t = 0; t < 4; t++) {
         double rel = sqrt(all[t]->num / all[t]->den);
-        CHECK_MSG(all[t]->worst < 2e-6, "%dx%dx%d K %d B %d: %s: %.3g from the bf16 reference",
-                  s.H, s.W, C, K, s.B, what[t], all[t]->worst);
+        CHECK_MSG(all[t]->worst < 2e-6, "%dx%dx%d K %d B %d: %s: %.3g from the bf16 reference", s.H,
+                  s.W, C, K, s.B, what[t], all[t]->worst);
         CHECK_MSG(rel < 1e-2 && (t == 2 || rel > 1e-5),
                   "%dx%dx%d K %d: %s: relative difference from fp32 %.3g", s.H, s.W, C, K, what[t],
                   rel);
@@ -184,10 +183,10 @@ static bool has_bf16(void) {
 static void test_against_references(void) {
     if (!has_bf16())
         return;
-    check_shape((shape){7, 5, 8, 18, 3, true});    /* K 18, 35 pixels (an odd width), 3 examples */
-    check_shape((shape){6, 6, 16, 16, 2, false});  /* valid: 4x4 out */
-    check_shape((shape){9, 8, 2, 4, 5, true});     /* small K: one masked vector */
-    check_shape((shape){5, 5, 16, 66, 2, true});   /* K past 64: a second block of columns */
+    check_shape((shape){7, 5, 8, 18, 3, true});     /* K 18, 35 pixels (an odd width), 3 examples */
+    check_shape((shape){6, 6, 16, 16, 2, false});   /* valid: 4x4 out */
+    check_shape((shape){9, 8, 2, 4, 5, true});      /* small K: one masked vector */
+    check_shape((shape){5, 5, 16, 66, 2, true});    /* K past 64: a second block of columns */
     check_shape((shape){28, 28, 16, 16, 10, true}); /* one example per group, 8 reduction sets */
 }
 
@@ -252,7 +251,8 @@ static void test_finite_differences(void) {
 
 /* A training forward and backward of a residual net in bf16: the same outputs and gradients, bit
  * for bit, on 1 and 2 threads; its two inner 3x3 stride-1 layers (one in a nested block) take
- * bf16; the first (one channel), the strided one, the odd K and the projection do not; training in bf16 differs from fp32, inference does not. */
+ * bf16; the first (one channel), the strided one, the odd K and the projection do not; training in
+ * bf16 differs from fp32, inference does not. */
 static void test_threads_and_blocks(void) {
     if (!has_bf16())
         return;
@@ -301,7 +301,7 @@ static void test_threads_and_blocks(void) {
     if (out[0] && out[1] && out[2]) {
         CHECK(memcmp(out[0], out[1], sizeof(float) * B * 20) == 0);
         CHECK(memcmp(grads[0], grads[1], sizeof(float) * np) == 0);
-        CHECK(memcmp(out[0], out[2], sizeof(float) * B * 10) != 0);   /* training: bf16 */
+        CHECK(memcmp(out[0], out[2], sizeof(float) * B * 10) != 0); /* training: bf16 */
         CHECK(memcmp(grads[0], grads[2], sizeof(float) * np) != 0);
         CHECK(memcmp(out[0] + B * 10, out[2] + B * 10, sizeof(float) * B * 10) == 0); /* fp32 */
     }
@@ -314,8 +314,9 @@ static void test_threads_and_blocks(void) {
 static void test_layers_and_refusal(void) {
     loom_model *m = NULL;
     loom_error err = {0};
-    CHECK(loom_model_create(&m, "conv 4 3x3, conv 5 3x3 same, conv 4 3x3 s2, conv 4 5x5 same, "
-                                "conv 6 1x1, conv 6 3x3 same, flatten",
+    CHECK(loom_model_create(&m,
+                            "conv 4 3x3, conv 5 3x3 same, conv 4 3x3 s2, conv 4 5x5 same, "
+                            "conv 6 1x1, conv 6 3x3 same, flatten",
                             "test", 16, 16, 1, &err) == LOOM_OK);
     if (!m)
         return;

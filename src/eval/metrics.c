@@ -181,9 +181,9 @@ static loom_status evaluate_impl(loom_model *m, const loom_dataset *ds, const in
         if (is_tta) {
             for (int i = 0; i < B; i++)
                 if (!softmax_double(logits + (size_t)i * K, K, q + (size_t)i * K)) {
-                    st = loom_error_set(
-                        err, LOOM_ERR_NUMERIC,
-                        "evaluate: the model's output for example %d is not finite", bidx[i]);
+                    st = loom_error_set(err, LOOM_ERR_NUMERIC,
+                                        "evaluate: the model's output for example %d is not finite",
+                                        bidx[i]);
                     goto done;
                 }
             flip_batch(x, B, H, W, C);

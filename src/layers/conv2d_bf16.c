@@ -96,7 +96,7 @@ typedef struct {
 /* NW rows by KZ vectors of 16 columns from (m0, n0); the last vector's lanes in mt. Each element
  * of C takes its pairs in (o, n) order: the result depends on the sizes only. */
 #define DEF_BF16(NW, KZ)                                                                           \
-    BF16_TARGET static void gemm_##NW##_##KZ(const bf16_gemm *g, int m0, int n0, __mmask16 mt) {  \
+    BF16_TARGET static void gemm_##NW##_##KZ(const bf16_gemm *g, int m0, int n0, __mmask16 mt) {   \
         __m512 acc[NW][KZ];                                                                        \
         float *c0 = g->c + (size_t)m0 * g->ldc + n0;                                               \
         _Pragma("GCC unroll 16") for (int j = 0; j < NW; j++) {                                    \
@@ -176,8 +176,8 @@ BF16_TARGET static void pad_bf16(const float *src, int H, int W, int C, int top,
 /* dst (Hp, Wp, C) words: pairs (x[h][w][c], x[h][w + 1][c]) of the padded fp32 image of src
  * (H, W, C) at (top, left), zeros beyond it; rows (Hp*Wp floats of C) are built one at a time
  * in row (Wp + 1, C) floats. */
-BF16_TARGET static void pair_image(const float *src, int H, int W, int C, int top, int left,
-                                   int Hp, int Wp, float *row, uint32_t *dst) {
+BF16_TARGET static void pair_image(const float *src, int H, int W, int C, int top, int left, int Hp,
+                                   int Wp, float *row, uint32_t *dst) {
     for (int h = 0; h < Hp; h++) {
         int ih = h - top;
         memset(row, 0, sizeof(float) * (size_t)(Wp + 1) * C);
@@ -285,9 +285,9 @@ BF16_TARGET static void backward_set(void *ctx, long g0, long g1, int st) {
             for (int k = 0; k < K; k++)
                 pbs[k] += dz[(size_t)i * K + k];
         float *area = j->l->scratch + (size_t)e * col_sz;
-        uint32_t *xp = (uint32_t *)area;                  /* (Hp, Wp, C) pixel pairs of x */
-        uint32_t *dzp = xp + (size_t)Hp * Wp * C;         /* (Ho, Wo2, K) pixel pairs of dz */
-        uint16_t *dzb = (uint16_t *)(dzp + (size_t)c->Ho * Wo2 * K); /* (H + 2, W + 2, K) */
+        uint32_t *xp = (uint32_t *)area;          /* (Hp, Wp, C) pixel pairs of x */
+        uint32_t *dzp = xp + (size_t)Hp * Wp * C; /* (Ho, Wo2, K) pixel pairs of dz */
+        uint16_t *dzb = (uint16_t *)(dzp + (size_t)c->Ho * Wo2 * K);       /* (H + 2, W + 2, K) */
         float *row = (float *)(dzb + (size_t)(c->H + 2) * (c->W + 2) * K); /* (Wp + 1, C) */
         pair_image(j->x + e * in_sz, c->H, c->W, C, c->pad_top, c->pad_left, Hp, Wp, row, xp);
         for (int oh = 0; oh < c->Ho; oh++)
@@ -395,7 +395,9 @@ bool conv_bf16_applies(const conv_cfg *c) {
     (void)c;
     return false;
 }
-void conv_bf16_forward(layer *l, const float *x, float *y, int B) { (void)l, (void)x, (void)y, (void)B; }
+void conv_bf16_forward(layer *l, const float *x, float *y, int B) {
+    (void)l, (void)x, (void)y, (void)B;
+}
 void conv_bf16_backward(layer *l, const float *x, const float *y, float *dy, float *dx, int B) {
     (void)l, (void)x, (void)y, (void)dy, (void)dx, (void)B;
 }
