@@ -1,11 +1,12 @@
 /* conv2d_bf16.c - training of 3x3 stride-1 conv layers with bf16 products (AVX-512 BF16,
  * vdpbf16ps): x, W and dz rounded to bf16 (round to nearest even), each product exact, the sums
- * in fp32 and the weights fp32 (the optimizer's master copy). Three products, each on the col
- * matrix of conv2d.c's cache path: y = b + col W, dW += col^T dz, dcol = dz W^T (then col2im).
- * x (B, H, W, C) channels-last, W (R*S*C, K) rows (r, s, c), col (Ho*Wo, R*S*C) per example.
- * vdpbf16ps multiplies pairs along the summed index, so each operand is kept as 32-bit words of
- * two bf16 values consecutive in that index (docs/derivations/conv_bf16.md). Inference never
- * comes here: conv2d.c's fp32 kernels serve it. */
+ * in fp32 and the weights fp32 (the optimizer's master copy). Per example, with no im2col: the
+ * forward and dx products read a zero-padded bf16 image (the input, or dz) row by row in place;
+ * dW sums over pairs of horizontally adjacent pixels. x (B, H, W, C) channels-last, W (3*3*C, K)
+ * rows (r, s, c), y and dz (B, Ho, Wo, K). vdpbf16ps multiplies pairs along the summed index, so
+ * each operand is kept as 32-bit words of two bf16 values consecutive in that index
+ * (docs/derivations/conv_bf16.md). Inference never comes here: conv2d.c's fp32 kernels serve it;
+ * the working space is the layer's own col area and fixed scratch (conv2d.h). */
 #include "conv2d.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
