@@ -70,6 +70,11 @@ expect_fail 2 $LOOM train no-such-model
 expect_fail 2 $LOOM train mlp --epochs zero
 expect_fail 2 $LOOM train mlp --lr -1
 expect_fail 2 $LOOM train mlp --optimizer adamax
+expect_fail 2 $LOOM train mlp --precision fp16
+# bf16 where no layer takes it: trains, in fp32, and says so; config.txt keeps the setting
+$LOOM train mlp --subset 1000 --epochs 1 --precision bf16 --no-test --no-plots --quiet \
+    --out "$T/p" >/dev/null 2>"$T/e"
+check "grep -q 'precision bf16: no layer takes it' '$T/e' && grep -q '^precision=bf16$' '$T/p/config.txt'"
 expect_fail 2 $LOOM train mlp --bogus-flag
 expect_fail 2 $LOOM train mlp --epochs
 expect_fail 1 $LOOM train mlp --data "$T/nowhere" --out "$T/r2"
