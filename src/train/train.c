@@ -607,9 +607,10 @@ loom_status loom_train(loom_model *m, const loom_train_config *cfg, const loom_d
     if ((st = loom_model_set_precision(m, cfg->precision, &n_bf16, err)))
         return st;
     if (cfg->precision == LOOM_PRECISION_BF16 && n_bf16 == 0)
-        log_printf(cfg->log, cfg->log_user, LOOM_LOG_WARN,
-                   "warning: precision bf16: no layer takes it (3x3 stride-1 convolutions with even "
-                   "channel and filter counts): the model trains in fp32");
+        log_printf(
+            cfg->log, cfg->log_user, LOOM_LOG_WARN,
+            "warning: precision bf16: no layer takes it (3x3 stride-1 convolutions with even "
+            "channel and filter counts): the model trains in fp32");
     int bs = cfg->batch < n_train ? cfg->batch : n_train;
     if ((st = loom_model_prepare(m, bs, err)))
         return st;
