@@ -18,7 +18,7 @@ else
   BLAS_LIBS   := $(shell pkg-config --libs openblas)
 endif
 
-PKGS     := zlib libcjson plplot libpng libjpeg libcmark-gfm libprotobuf-c
+PKGS     := zlib libcjson plplot libpng libjpeg libcmark-gfm libprotobuf-c ompi-c
 CFLAGS   ?=
 CFLAGS   += -std=c17 -D_GNU_SOURCE $(OPT) -g -fopenmp -fno-math-errno -fPIC -Wall -Wextra -Wshadow \
             -Wstrict-prototypes -Wmissing-prototypes $(WERROR) $(SAN) \

@@ -4,6 +4,7 @@
 #define LOOM_CLI_H
 
 #include "loom.h"
+#include "../src/core/core.h"
 
 int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);

@@ -28,7 +28,9 @@ static void help(void) {
            "  --force               replace an existing run (its files go first)\n"
            "  --data DIR            IDX data directory (default $LOOM_DATA or %s)\n"
            "  --threads N           worker threads (results do not change)\n"
-           "  --quiet               no progress bar\n",
+           "  --quiet               no progress bar\n"
+           "  --check               check the model, settings and data, then stop (nothing is "
+           "written)\n",
            loom_default_data_dir());
     printf("The settings (as 'loom train'; the seed also makes the folds, the standardisation is\n"
            "fitted on each fold's training part):\n");
@@ -37,12 +39,14 @@ static void help(void) {
            "the best fold's model.loom.\n");
 }
 
-enum { O_FOLDS = 256, O_TEST, O_OUT, O_FORCE, O_DATA, O_THREADS, O_QUIET, O_HELP };
+enum { O_FOLDS = 256, O_TEST, O_OUT, O_FORCE, O_DATA, O_THREADS, O_QUIET, O_HELP, O_CHECK };
 
 static const struct option cv_opts[] = {
-    {"folds", 1, 0, O_FOLDS}, {"test", 0, 0, O_TEST}, {"out", 1, 0, O_OUT},
-    {"force", 0, 0, O_FORCE}, {"data", 1, 0, O_DATA}, {"threads", 1, 0, O_THREADS},
-    {"quiet", 0, 0, O_QUIET}, {"help", 0, 0, O_HELP}, {0, 0, 0, 0},
+    {"folds", 1, 0, O_FOLDS}, {"test", 0, 0, O_TEST},
+    {"out", 1, 0, O_OUT},     {"force", 0, 0, O_FORCE},
+    {"data", 1, 0, O_DATA},   {"threads", 1, 0, O_THREADS},
+    {"quiet", 0, 0, O_QUIET}, {"help", 0, 0, O_HELP},
+    {"check", 0, 0, O_CHECK}, {0, 0, 0, 0},
 };
 
 static void print_result(const loom_cv_config *cc, const loom_cv_result *r) {
@@ -50,10 +54,10 @@ static void print_result(const loom_cv_config *cc, const loom_cv_result *r) {
            cc->is_test ? "  test acc  test F1" : "");
     for (int k = 0; k < r->n_folds; k++) {
         const loom_cv_fold *f = &r->folds[k];
-        printf("%4d  %7.4f  %8.4f  %8.4f  %6d  %7.1f", k + 1, f->val_acc, f->val_f1, f->val_loss,
-               f->hist.n_epochs, f->seconds);
+        printf("%4d  %6.2f%%  %7.2f%%  %8.4f  %6d  %7.1f", k + 1, 100 * f->val_acc, 100 * f->val_f1,
+               f->val_loss, f->hist.n_epochs, f->seconds);
         if (cc->is_test)
-            printf("  %8.4f  %7.4f", f->test_acc, f->test_f1);
+            printf("  %7.2f%%  %6.2f%%", 100 * f->test_acc, 100 * f->test_f1);
         printf("%s\n", k == r->best_fold ? "  (best)" : "");
     }
     printf("mean ± std: val acc %.2f ± %.2f%%, macro F1 %.2f ± %.2f%%, loss %.4f ± %.4f",
@@ -73,6 +77,7 @@ int cmd_cv(int argc, char **argv) {
     loom_cv_config_init(&cc);
     loom_settings set = cv_settings(&cc);
     cli_setting_options(opts, 96, cv_opts, &set, LOOM_SETTING_TRAINING | LOOM_SETTING_DATA);
+    const char *cmdline = cli_command_line(argc + 1, argv - 1); /* before getopt permutes */
     int c, threads = 0;
     optind = 1;
     while ((c = cli_getopt("cv", argc, argv, NULL, opts)) != -1) {
@@ -110,6 +115,7 @@ int cmd_cv(int argc, char **argv) {
                 return EXIT_USAGE;
             break;
         case O_QUIET: t->progress = NULL; break;
+        case O_CHECK: cc.is_check_only = true; break;
         default:
             if (c >= CLI_SETTING) {
                 if (!cli_setting("cv", c, optarg, &set, NULL, 0))
@@ -122,12 +128,14 @@ int cmd_cv(int argc, char **argv) {
     cli_set_threads(threads);
     t->log = cli_log;
     t->stop_flag = &cli_stop_flag;
-    cc.command_line = cli_command_line(argc + 1, argv - 1);
+    cc.command_line = cmdline;
     cli_install_signals();
 
     loom_cv_result res;
     loom_status st = loom_cv(&cc, &res, &err);
-    if (st == LOOM_OK)
+    if (st == LOOM_OK && cc.is_check_only)
+        printf("%s: model, settings and data checked\n", cc.model);
+    else if (st == LOOM_OK)
         print_result(&cc, &res);
     loom_cv_result_reset(&res);
     return st ? cli_fail(&err) : 0;

@@ -63,12 +63,12 @@ int cmd_eval(int argc, char **argv) {
         return cli_fail(&err);
     }
     const char *on = ec.images ? ec.images : (ec.split ? ec.split : "test");
-    printf("%s on %s: accuracy %.2f%%, loss %.4f, %ld images\n", ec.model_file, on,
-           100 * mt.accuracy, mt.loss, mt.n);
+    printf("%s on %s: accuracy %.2f%%, loss %.4f, %ld image%s\n", ec.model_file, on,
+           100 * mt.accuracy, mt.loss, mt.n, PLURAL(mt.n));
     if (mt_tta.n > 0)
         printf("%s on %s with tta flip (image and mirror averaged): accuracy %.2f%%, loss %.4f, "
-               "%ld images\n",
-               ec.model_file, on, 100 * mt_tta.accuracy, mt_tta.loss, mt_tta.n);
+               "%ld image%s\n",
+               ec.model_file, on, 100 * mt_tta.accuracy, mt_tta.loss, mt_tta.n, PLURAL(mt_tta.n));
     printf("\n");
     loom_metrics_report(&mt, ds, stdout);
     if (mt_tta.n > 0) {

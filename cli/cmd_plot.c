@@ -18,7 +18,7 @@ static void help(void) {
            "  misclassified    predictions.csv and the test set: the most confident mistakes\n\n"
            "  --svg             also write an .svg beside each .png\n"
            "  --overlay OUT     draw the runs' validation accuracy per epoch into OUT (.png or\n"
-           "                    .svg); a directory of fold runs is drawn as mean +- std\n"
+           "                    .svg); a directory of fold runs is drawn as mean ± std\n"
            "  --column C        with --overlay: val_acc (default), acc, val_loss or loss\n");
 }
 

@@ -21,24 +21,64 @@ static void help(void) {
            "  --data DIR            IDX data directory (default $LOOM_DATA or %s)\n"
            "  --quiet               no progress bar\n"
            "  --no-plots            do not draw the run's plots at the end\n"
+           "  --check               check the model, settings and data, then stop (nothing is "
+           "written)\n"
            "  --resume RUN_DIR      continue an interrupted run exactly where it stopped\n"
            "                        (usage: loom train --resume RUN_DIR)\n",
            loom_default_data_dir());
 }
 
-enum { O_THREADS = 256, O_OUT, O_FORCE, O_DATA, O_LOGEVERY, O_QUIET, O_HELP, O_RESUME };
+enum { O_THREADS = 256, O_OUT, O_FORCE, O_DATA, O_LOGEVERY, O_QUIET, O_HELP, O_RESUME, O_CHECK };
 
 static const struct option own_opts[] = {
-    {"threads", 1, 0, O_THREADS},
-    {"out", 1, 0, O_OUT},
-    {"force", 0, 0, O_FORCE},
-    {"data", 1, 0, O_DATA},
-    {"log-every", 1, 0, O_LOGEVERY},
-    {"quiet", 0, 0, O_QUIET},
-    {"help", 0, 0, O_HELP},
-    {"resume", 1, 0, O_RESUME},
-    {0, 0, 0, 0},
+    {"threads", 1, 0, O_THREADS},    {"out", 1, 0, O_OUT},
+    {"force", 0, 0, O_FORCE},        {"data", 1, 0, O_DATA},
+    {"log-every", 1, 0, O_LOGEVERY}, {"quiet", 0, 0, O_QUIET},
+    {"help", 0, 0, O_HELP},          {"resume", 1, 0, O_RESUME},
+    {"check", 0, 0, O_CHECK},        {0, 0, 0, 0},
 };
+
+/* A resumed run continues bit for bit with its own settings: a flag that would change one (or
+ * the data) is refused, naming the setting and its value in the run. 0 when nothing changes. */
+static int resume_changes(const char *before, loom_settings *set, const char *data_before,
+                          const char *data_after, const char *run) {
+    char *after = loom_settings_text(set);
+    if (!before || !after) {
+        free(after);
+        loom_error err = {0};
+        loom_error_set(&err, LOOM_ERR_NOMEM, "train: out of memory");
+        return cli_fail(&err);
+    }
+    int code = 0;
+    for (const char *a = before, *b = after; *a && *b && !code;) {
+        size_t la = strcspn(a, "\n"), lb = strcspn(b, "\n");
+        if (la != lb || strncmp(a, b, la) != 0) {
+            char flag[64];
+            size_t k = strcspn(a, "=");
+            snprintf(flag, sizeof flag, "--%.*s", (int)(k < 60 ? k : 60), a);
+            for (char *p = flag + 2; *p; p++)
+                if (*p == '_')
+                    *p = '-';
+            code =
+                cli_usage_error("train",
+                                "%s: a resumed run keeps its own settings (%.*s in %s/config.txt): "
+                                "start a new run to change it",
+                                flag, (int)la, a, run);
+        }
+        a += la + (a[la] == '\n');
+        b += lb + (b[lb] == '\n');
+    }
+    free(after);
+    if (!code && data_before && data_after && strcmp(data_before, data_after) != 0) {
+        char ra[4096], rb[4096];
+        if (!realpath(data_before, ra) || !realpath(data_after, rb) || strcmp(ra, rb) != 0)
+            code = cli_usage_error("train",
+                                   "--data: a resumed run keeps its own data (data_dir=%s in "
+                                   "%s/config.txt): start a new run to change it",
+                                   data_before, run);
+    }
+    return code;
+}
 
 int cmd_train(int argc, char **argv) {
     /* pass 1: find the model so that its zoo defaults come before the flags */
@@ -84,6 +124,8 @@ int cmd_train(int argc, char **argv) {
     loom_train_config *t = &rc.train;
     t->progress = cli_progress;
     set = loom_run_settings(&rc);
+    char *before = resume ? loom_settings_text(&set) : NULL; /* the run's own settings */
+    const char *data_before = rc.data_dir;
     int threads = 0, i;
     optind = 1;
     while ((c = cli_getopt("train", argc, argv, NULL, opts)) != -1) {
@@ -102,6 +144,7 @@ int cmd_train(int argc, char **argv) {
             break;
         case O_QUIET: t->progress = NULL; break;
         case O_RESUME: break;
+        case O_CHECK: rc.is_check_only = true; break;
         default:
             if (c >= CLI_SETTING) {
                 if (!cli_setting("train", c, optarg, &set, NULL, 0))
@@ -111,8 +154,16 @@ int cmd_train(int argc, char **argv) {
             return EXIT_USAGE;
         }
     }
-    if (resume && (model || optind < argc))
+    if (resume && (model || optind < argc)) {
+        free(before);
         return cli_usage_error("train", "--resume RUN_DIR takes no model: the run names it");
+    }
+    if (resume) {
+        int bad = resume_changes(before, &set, data_before, rc.data_dir, resume);
+        free(before);
+        if (bad)
+            return bad;
+    }
     cli_set_threads(threads);
     t->log = cli_log;
     t->stop_flag = &cli_stop_flag;
@@ -139,14 +190,20 @@ int cmd_train(int argc, char **argv) {
         free(owner);
         return cli_fail(&err);
     }
+    if (rc.is_check_only) {
+        printf("%s: model, settings and data checked\n", rc.model);
+        loom_run_result_reset(&res);
+        free(owner);
+        return 0;
+    }
     cli_make_plots(res.run_dir);
     if (res.has_test) {
-        printf("%s: test accuracy %.2f%%, macro F1 %.2f%% (%d epochs, %.1f s) -> %s\n", rc.model,
+        printf("%s: test accuracy %.2f%%, macro F1 %.2f%% (%d epoch%s, %.1f s) -> %s\n", rc.model,
                100 * res.test.accuracy, 100 * res.test.macro_f1, res.hist.n_epochs,
-               res.hist.seconds, res.run_dir);
+               PLURAL(res.hist.n_epochs), res.hist.seconds, res.run_dir);
     } else {
-        printf("%s: trained %d epochs in %.1f s -> %s\n", rc.model, res.hist.n_epochs,
-               res.hist.seconds, res.run_dir);
+        printf("%s: trained %d epoch%s in %.1f s -> %s\n", rc.model, res.hist.n_epochs,
+               PLURAL(res.hist.n_epochs), res.hist.seconds, res.run_dir);
     }
     loom_run_result_reset(&res);
     free(owner);

@@ -39,7 +39,9 @@ static void help(void) {
            "  --data DIR               IDX data directory (default $LOOM_DATA or %s)\n"
            "  --threads N              worker threads (results do not change)\n"
            "  --quiet                  no progress bar\n"
-           "  --verbose                print every training epoch\n",
+           "  --verbose                print every training epoch\n"
+           "  --check                  check the space, settings and data, then stop (nothing\n"
+           "                           is written)\n",
            loom_default_data_dir());
     printf("The settings (as 'loom train'; the seed is the search's, --val-split applies without\n"
            "--cv; the training ones set what the space does not search, over its own lines):\n");
@@ -63,7 +65,8 @@ enum {
     O_THREADS,
     O_QUIET,
     O_VERBOSE,
-    O_HELP
+    O_HELP,
+    O_CHECK
 };
 
 static const struct option tune_opts[] = {
@@ -84,6 +87,7 @@ static const struct option tune_opts[] = {
     {"quiet", 0, 0, O_QUIET},
     {"verbose", 0, 0, O_VERBOSE},
     {"help", 0, 0, O_HELP},
+    {"check", 0, 0, O_CHECK},
     {0, 0, 0, 0},
 };
 
@@ -95,6 +99,7 @@ int cmd_tune(int argc, char **argv) {
     loom_train_config_init(&check);
     loom_settings set = tune_settings(&tc, &check);
     cli_setting_options(opts, 96, tune_opts, &set, LOOM_SETTING_TRAINING | LOOM_SETTING_DATA);
+    const char *cmdline = cli_command_line(argc + 1, argv - 1); /* before getopt permutes */
     static char overrides[4096];
     overrides[0] = '\0';
     loom_train_config *t = &tc.train;
@@ -153,6 +158,7 @@ int cmd_tune(int argc, char **argv) {
             break;
         case O_QUIET: t->progress = NULL; break;
         case O_VERBOSE: tc.is_verbose = true; break;
+        case O_CHECK: tc.is_check_only = true; break;
         case O_HELP: help(); return 0;
         default:
             if (c >= CLI_SETTING) {
@@ -180,18 +186,21 @@ int cmd_tune(int argc, char **argv) {
     cli_set_threads(threads);
     t->log = cli_log;
     t->stop_flag = &cli_stop_flag;
-    tc.command_line = cli_command_line(argc + 1, argv - 1);
+    tc.command_line = cmdline;
     cli_install_signals();
     cli_hint_exists = "--resume continues it, --force starts over";
     cli_hint_interrupted = "continue with --resume";
 
     loom_tune_result res;
     loom_status st = loom_tune(&tc, &res, &err);
-    if (st == LOOM_OK) {
+    if (st == LOOM_OK && tc.is_check_only) {
+        printf("%s: space, settings and data checked\n", tc.space_file);
+    } else if (st == LOOM_OK) {
         printf("%s", res.summary);
         const loom_tune_trial *b = &res.trials[res.best];
-        printf("\nbest: trial %d, %s %.4f", b->trial + 1, loom_objective_str(tc.objective),
-               b->score);
+        char sc[32];
+        printf("\nbest: trial %d, %s %s", b->trial + 1, loom_objective_str(tc.objective),
+               loom_objective_fmt(tc.objective, b->score, sc, sizeof sc));
         if (res.has_test)
             printf("; retrained: test accuracy %.2f%%, macro F1 %.2f%% -> %s/best",
                    100 * res.test.accuracy, 100 * res.test.macro_f1, res.out_dir);

@@ -16,6 +16,13 @@ const char *cli_hint_exists = "--force replaces it, --out DIR writes elsewhere";
 const char *cli_hint_interrupted = NULL;
 
 int cli_fail(const loom_error *err) {
+    /* another process of the job failed (its own message says why), or all stopped alike (rank
+     * 0 says where) */
+    if (loom_dist_rank() > 0 &&
+        (loom_dist_is_other_failure(err) || err->status == LOOM_ERR_INTERRUPTED ||
+         err->status == LOOM_ERR_NUMERIC))
+        return err->status == LOOM_ERR_ARG || err->status == LOOM_ERR_EXISTS ? EXIT_USAGE
+                                                                             : EXIT_RUN;
     const char *hint = err->status == LOOM_ERR_EXISTS        ? cli_hint_exists
                        : err->status == LOOM_ERR_INTERRUPTED ? cli_hint_interrupted
                                                              : NULL;
@@ -77,6 +84,8 @@ bool cli_u64(const char *cmd, const char *flag, const char *s, uint64_t *out) {
 }
 
 void cli_log(void *user, loom_log_kind kind, const char *line) {
+    if (loom_dist_job_rank() > 0) /* rank 0 speaks for the job */
+        return;
     (void)user;
     if (kind == LOOM_LOG_PROGRESS) {
         cli_status_line(line);
@@ -180,9 +189,9 @@ void cli_set_threads(int n) {
                       : (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (n > n_cores && n_cores > 0)
         fprintf(stderr,
-                "loom: warning: --threads %d is more than the %d cores loom may use: as asked, "
+                "loom: warning: --threads %d is more than the %d core%s loom may use: as asked, "
                 "but slower (the results do not change)\n",
-                n, n_cores);
+                n, n_cores, PLURAL(n_cores));
     loom_set_threads(n);
 }
 

@@ -1,5 +1,6 @@
 /* main.c - the loom command: dispatches to one cmd_<name>.c per subcommand. */
 #include "cli.h"
+#include "../src/core/core.h"
 
 #include <dirent.h>
 #include <stdbool.h>
@@ -127,8 +128,77 @@ static void set_wait_policy(char **argv) {
     unsetenv("LOOM_REEXEC");
 }
 
+/* The commands that a job of several processes shares (the others run in one process). */
+static bool is_job_command(const char *cmd) {
+    return strcmp(cmd, "train") == 0 || strcmp(cmd, "cv") == 0 || strcmp(cmd, "tune") == 0 ||
+           strcmp(cmd, "study") == 0;
+}
+
+static int run(int argc, char **argv);
+
+/* Every process of a job must run the same loom with the same arguments: a CRC-32 of the
+ * program's file and of argv, compared with rank 0's. False (rank 0 printed why) when they
+ * differ anywhere. */
+static bool is_same_command(int argc, char **argv) {
+    uint32_t mine[2] = {0, 0};
+    char *exe = NULL;
+    size_t len = 0;
+    loom_error e = {0};
+    if (loom_file_read_all("/proc/self/exe", &exe, &len, &e) == LOOM_OK)
+        mine[0] = loom_crc32(0, exe, len);
+    free(exe);
+    for (int i = 1; i < argc; i++)
+        mine[1] = loom_crc32(mine[1], argv[i], strlen(argv[i]) + 1);
+    int n = loom_dist_size();
+    uint32_t *all = calloc((size_t)n * 2, sizeof *all);
+    if (!all)
+        return false; /* every process fails alike, or the job ends */
+    loom_dist_allgather(mine, sizeof mine, all);
+    int differs = -1;
+    for (int i = 1; i < n && differs < 0; i++)
+        if (all[2 * i] != all[0] || all[2 * i + 1] != all[1])
+            differs = i;
+    if (differs > 0 && loom_dist_rank() == 0)
+        fprintf(stderr,
+                "loom: error: process %d runs %s than process 0: start every process with the same "
+                "loom and the same command\n",
+                differs, all[2 * differs] != all[0] ? "another loom binary" : "other arguments");
+    free(all);
+    return differs < 0;
+}
+
 int main(int argc, char **argv) {
     set_wait_policy(argv);
+    loom_error err = {0};
+    if (loom_dist_init(&argc, &argv, &err)) {
+        fprintf(stderr, "loom: error: %s\n", err.msg);
+        return EXIT_RUN;
+    }
+    int code;
+    if (loom_dist_size() > 1 && argc >= 2 && !is_job_command(argv[1]) && argv[1][0] != '-') {
+        /* every process decides alike: rank 0 says it */
+        if (loom_dist_rank() == 0)
+            fprintf(stderr,
+                    "loom: error: 'loom %s' runs in one process: run it without mpirun (train, "
+                    "cv, tune and study share their work over the processes)\n",
+                    argv[1]);
+        code = EXIT_USAGE;
+    } else if (loom_dist_size() > 1 && !is_same_command(argc, argv)) {
+        code = EXIT_USAGE;
+    } else {
+        /* rank 0 speaks for the job: the others keep only their own error messages */
+        if (loom_dist_rank() > 0 && !freopen("/dev/null", "w", stdout))
+            return EXIT_RUN;
+        code = run(argc, argv);
+        /* a process failing alone (its disk, its data) would leave the others waiting */
+        if (code != 0 && !loom_dist_is_agreed())
+            loom_dist_abort(code);
+    }
+    loom_dist_finalize();
+    return code;
+}
+
+static int run(int argc, char **argv) {
     if (argc < 2) {
         usage(stderr);
         return EXIT_USAGE;

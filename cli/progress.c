@@ -2,9 +2,9 @@
  * dropped in a pipe or on TERM=dumb), and the Keras-style training bar drawn on it from the
  * library's progress events (loom_progress), sized to the terminal (its width is read before every
  * redraw: TIOCGWINSZ on stderr, else $COLUMNS, else 80; a line never wraps):
- *   Epoch 1/2    12/25 [=============>................] - ETA: 1s - loss: 1.8667 - acc: 0.3925
+ *   Epoch 1/2    12/25 [=============>................] - ETA: 1s - loss: 1.8667 - acc: 39.25%
  * and at the epoch's end Keras's final line, kept on screen above the epoch's log line:
- *   Epoch 1/2    25/25 [==============================] - 1s 40ms/step - loss: 1.2 - acc: 0.6 */
+ *   Epoch 1/2    25/25 [==============================] - 1s 40ms/step - loss: 1.2 - acc: 60.00% */
 #include "cli.h"
 
 #include <math.h>
@@ -73,7 +73,7 @@ static void bar_line(const loom_progress *p, const char *timing, char *line, siz
     char head[256], tail[256], bar[31];
     snprintf(head, sizeof head, "%sEpoch %d/%d %5d/%d [", p->label ? p->label : "", p->epoch,
              p->n_epochs, p->step, p->n_steps);
-    snprintf(tail, sizeof tail, "] - %s - loss: %.4f - acc: %.4f", timing, p->loss, p->acc);
+    snprintf(tail, sizeof tail, "] - %s - loss: %.4f - acc: %.2f%%", timing, p->loss, 100 * p->acc);
     int width = term_cols() - 1 - (int)(strlen(head) + strlen(tail));
     width = width > 30 ? 30 : width < 10 ? 10 : width;
     int fill = (int)((double)width * p->step / p->n_steps);
@@ -84,6 +84,8 @@ static void bar_line(const loom_progress *p, const char *timing, char *line, siz
 }
 
 void cli_progress(void *user, const loom_progress *p) {
+    if (loom_dist_job_rank() > 0) /* rank 0 shows the job's progress */
+        return;
     (void)user;
     /* redrawn at most every 0.25 s of an epoch, and at its last step */
     static double shown_at = 0.0;

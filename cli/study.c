@@ -145,6 +145,17 @@ static int run_child(char *const argv[], const char *log_path, volatile int *sto
     if (pid < 0)
         return -1;
     if (pid == 0) {
+        /* a step is a plain loom run of its own, not a member of this process's MPI job */
+        for (char **e = environ; *e;) {
+            if (strncmp(*e, "OMPI_", 5) == 0 || strncmp(*e, "PMIX_", 5) == 0 ||
+                strncmp(*e, "PMI_", 4) == 0) {
+                char name[256];
+                snprintf(name, sizeof name, "%.*s", (int)strcspn(*e, "="), *e);
+                unsetenv(name); /* environ shifts down: look at this slot again */
+            } else {
+                e++;
+            }
+        }
         int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
         if (fd >= 0) {
             dup2(fd, 1);
@@ -178,6 +189,14 @@ static void fmt_dur(double s, char *buf, size_t n) {
         snprintf(buf, n, "%.0fs", s);
 }
 
+/* The built-in MLP space's text into buf (quick: 3 epochs). */
+static void space_text(const cli_study_config *sc, char *buf, size_t n) {
+    snprintf(buf, n, "%s", builtin_mlp_space);
+    char *e = sc->is_quick ? strstr(buf, "epochs 40") : NULL;
+    if (e)
+        memcpy(e, "epochs 3 ", 9);
+}
+
 /* The study directory: refuses one that holds a study unless resuming or forced; writes
  * study.txt (the study's text) and mlp-space.txt (the built-in space; quick: 3 epochs). */
 static loom_status prepare_dir(const cli_study_config *sc, const char *out, char *space_path,
@@ -186,25 +205,40 @@ static loom_status prepare_dir(const cli_study_config *sc, const char *out, char
     snprintf(marker, sizeof marker, "%s/study.txt", out);
     if (file_exists(marker) && !sc->is_resume && !sc->is_force)
         return loom_error_set(err, LOOM_ERR_EXISTS, "%s: a study is already there", out);
-    loom_status st = loom_mkdir_p(out, err);
-    if (st)
-        return st;
     char *src = NULL;
     if (sc->study_file)
         loom_file_read_all(sc->study_file, &src, NULL, err);
     const char *body = src ? src : builtin_study;
+    snprintf(space_path, n_space, "%s/mlp-space.txt", out);
+    char sp[sizeof builtin_mlp_space + 16];
+    space_text(sc, sp, sizeof sp);
+    /* a resumed study is the same study: its steps and --quick as in its first session */
+    char *old = NULL, *old_space = NULL;
+    loom_status st = LOOM_OK;
+    if (sc->is_resume && loom_file_read_all(marker, &old, NULL, NULL) == LOOM_OK &&
+        strcmp(old, body) != 0)
+        st = loom_error_set(err, LOOM_ERR_ARG,
+                            "%s: the study file changed since the study began: restore it, or "
+                            "start over with --force",
+                            marker);
+    else if (sc->is_resume && loom_file_read_all(space_path, &old_space, NULL, NULL) == LOOM_OK &&
+             strcmp(old_space, sp) != 0)
+        st = loom_error_set(err, LOOM_ERR_ARG,
+                            "%s: the study began %s --quick: resume it the same way", out,
+                            sc->is_quick ? "without" : "with");
+    free(old);
+    free(old_space);
+    if (st == LOOM_OK)
+        st = loom_mkdir_p(out, err);
+    if (st) {
+        free(src);
+        return st;
+    }
+    loom_remove_stale_tmp(out, 0); /* each step cleans its own directory */
     st = loom_file_write_atomic(marker, body, strlen(body), err);
     free(src);
     if (st)
         return st;
-    snprintf(space_path, n_space, "%s/mlp-space.txt", out);
-    char sp[sizeof builtin_mlp_space + 16];
-    snprintf(sp, sizeof sp, "%s", builtin_mlp_space);
-    if (sc->is_quick) {
-        char *e = strstr(sp, "epochs 40");
-        if (e)
-            memcpy(e, "epochs 3 ", 9);
-    }
     return loom_file_write_atomic(space_path, sp, strlen(sp), err);
 }
 
@@ -248,6 +282,85 @@ static void step_argv(const cli_study_config *sc, const step *s, const char *dir
     argv[a++] = "--threads";
     argv[a++] = (char *)threads;
     argv[a] = NULL;
+}
+
+/* A temporary file's path (in $TMPDIR), made empty; false when none could be made. */
+static bool temp_file(char *path, size_t n, const char *text) {
+    const char *tmp = getenv("TMPDIR");
+    snprintf(path, n, "%s/loom-study-XXXXXX", tmp && *tmp ? tmp : P_tmpdir);
+    int fd = mkstemp(path);
+    if (fd < 0)
+        return false;
+    size_t len = strlen(text);
+    bool is_ok = write(fd, text, len) == (ssize_t)len;
+    close(fd);
+    if (!is_ok)
+        unlink(path);
+    return is_ok;
+}
+
+/* Every step checked before the first one runs: each step's command with --check (its model or
+ * space, settings and data; nothing is written), so that a mistake on the last line costs
+ * seconds, not the hours of the steps before it. An error names the study's line. */
+static loom_status check_steps(const cli_study_config *sc, const char *source, const char *out,
+                               const step *steps, int n, loom_error *err) {
+    char space_path[512], log_path[512], threads[16];
+    char sp[sizeof builtin_mlp_space + 16];
+    space_text(sc, sp, sizeof sp);
+    if (!temp_file(space_path, sizeof space_path, sp))
+        return loom_error_set(err, LOOM_ERR_IO, "study: cannot write a temporary file: %s",
+                              strerror(errno));
+    if (!temp_file(log_path, sizeof log_path, "")) {
+        unlink(space_path);
+        return loom_error_set(err, LOOM_ERR_IO, "study: cannot write a temporary file: %s",
+                              strerror(errno));
+    }
+    snprintf(threads, sizeof threads, "%d", sc->threads);
+    loom_status st = LOOM_OK;
+    for (int i = 0; i < n && !st; i++) {
+        char dir[2300], *argv[MAX_ARGS + 25];
+        bool is_resumed = false;
+        snprintf(dir, sizeof dir, "%s/%s", out, steps[i].slug);
+        char done_path[2400];
+        snprintf(done_path, sizeof done_path, "%s/.done", dir);
+        if (sc->is_resume && file_exists(done_path))
+            continue; /* finished earlier: it will be skipped */
+        step_argv(sc, &steps[i], dir, space_path, threads, argv, &is_resumed);
+        int a = 0;
+        while (argv[a])
+            a++;
+        argv[a++] = "--check";
+        argv[a] = NULL;
+        if (truncate(log_path, 0) != 0) {
+            st = loom_error_set(err, LOOM_ERR_IO, "study: cannot write a temporary file");
+            break;
+        }
+        int rc = run_child(argv, log_path, sc->stop_flag);
+        if (sc->stop_flag && *sc->stop_flag) {
+            st = loom_error_set(err, LOOM_ERR_INTERRUPTED, "study interrupted while checking");
+            break;
+        }
+        if (rc == 0)
+            continue;
+        /* the step's own error line, without its "loom: error: " */
+        char *text = NULL, msg[600] = "";
+        if (loom_file_read_all(log_path, &text, NULL, NULL) == LOOM_OK) {
+            char *e = strstr(text, "loom: error: ");
+            if (e) {
+                e += strlen("loom: error: ");
+                size_t k = strcspn(e, "\n");
+                snprintf(msg, sizeof msg, ": %.*s", (int)(k < 590 ? k : 590), e);
+            }
+        }
+        free(text);
+        if (!msg[0])
+            snprintf(msg, sizeof msg, " (exit %d)", rc);
+        st = loom_error_set(err, LOOM_ERR_ARG, "%s:%d: '%s %s' cannot run%s", source, steps[i].line,
+                            steps[i].argv[0], steps[i].argv[1], msg);
+    }
+    unlink(space_path);
+    unlink(log_path);
+    return st;
 }
 
 /* What the steps loop keeps between steps (for the ETA and the report's provenance). */
@@ -307,6 +420,54 @@ static loom_status run_step(const cli_study_config *sc, const char *out, const s
     return LOOM_OK;
 }
 
+/* The steps: in turn, or under mpirun handed out to the processes (the searches first, then
+ * the cross-validations, then the trainings: the largest first), each run by one of them as a
+ * child process of its own; the directories are then where every process can see them (one
+ * host, or a shared filesystem). */
+typedef struct {
+    const cli_study_config *sc;
+    const char *out, *space_path;
+    const step *steps;
+    int n;
+    study_clock *ck;
+} steps_ctx;
+
+static loom_status share_step(void *ctx, int i, void *out, loom_error *err) {
+    (void)out;
+    steps_ctx *c = ctx;
+    return run_step(c->sc, c->out, &c->steps[i], i, c->n, c->space_path, c->ck, err);
+}
+
+static int step_weight(const step *s) {
+    return strcmp(s->argv[0], "tune") == 0 ? 3 : strcmp(s->argv[0], "cv") == 0 ? 2 : 1;
+}
+
+static loom_status run_steps(const cli_study_config *sc, const char *out, const step *steps, int n,
+                             const char *space_path, study_clock *ck, loom_error *err) {
+    if (loom_dist_size() == 1) {
+        loom_status st = LOOM_OK;
+        for (int i = 0; i < n && !st; i++)
+            st = run_step(sc, out, &steps[i], i, n, space_path, ck, err);
+        return st;
+    }
+    int order[MAX_STEPS], k = 0;
+    bool is_done[MAX_STEPS] = {0};
+    char unused[MAX_STEPS];
+    for (int w = 3; w >= 1; w--)
+        for (int i = 0; i < n; i++)
+            if (step_weight(&steps[i]) == w)
+                order[k++] = i;
+    steps_ctx c = {sc, out, space_path, steps, n, ck};
+    dist_share_job j = {.n_units = n,
+                        .order = order,
+                        .out_bytes = 1,
+                        .outs = unused,
+                        .is_done = is_done,
+                        .run = share_step,
+                        .ctx = &c};
+    return dist_share(&j, err);
+}
+
 /* REPORT.md over every step's directory. */
 static loom_status write_report(const cli_study_config *sc, const char *out, const step *steps,
                                 int n, const study_clock *ck, loom_error *err) {
@@ -328,6 +489,7 @@ static loom_status write_report(const cli_study_config *sc, const char *out, con
         .n_runs = n,
         .out_dir = out,
         .data_dir = sc->data_dir,
+        .title = "loom study report",
         .note = sc->is_quick ? "Quick study (loom study --quick): every step on a stratified "
                                "subset of 10,000 training images for 3 epochs (the search: 3 "
                                "epochs per execution). The figures show that everything works, "
@@ -360,12 +522,18 @@ loom_status cli_study_run(const cli_study_config *sc, loom_error *err) {
     int n = 0;
     if (!st)
         st = parse_study(text, sc->study_file ? sc->study_file : "builtin study", steps, &n, err);
-    if (!st)
+    /* rank 0 checks every step and makes the directory; the others wait for its verdict */
+    if (!st && loom_dist_rank() == 0)
+        st = check_steps(sc, sc->study_file ? sc->study_file : "builtin study", out, steps, n, err);
+    if (!st && loom_dist_rank() == 0)
         st = prepare_dir(sc, out, space_path, sizeof space_path, err);
+    st = loom_dist_agree(st, err);
+    if (!st && loom_dist_rank() > 0) /* the same path as rank 0's */
+        snprintf(space_path, sizeof space_path, "%s/mlp-space.txt", out);
     study_clock ck = {.t0 = loom_now()};
-    for (int i = 0; i < n && !st; i++)
-        st = run_step(sc, out, &steps[i], i, n, space_path, &ck, err);
     if (!st)
+        st = run_steps(sc, out, steps, n, space_path, &ck, err);
+    if (!st && loom_dist_rank() == 0)
         st = write_report(sc, out, steps, n, &ck, err);
     free(text);
     free(steps);

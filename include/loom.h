@@ -71,6 +71,42 @@ LOOM_API void loom_shuffle_int(int *a, int n, loom_rng *rng);
 LOOM_API void loom_set_threads(int n);
 LOOM_API int loom_get_threads(void); /* the current number (all cores until set) */
 
+/* ---- processes: one job over MPI ---------------------------------------------------------- */
+
+/* Joins the job when a launcher (mpirun) started this process; a plain run is a world of one
+ * process and no MPI call is made. Call once, first thing in main; loom_dist_finalize at exit. */
+LOOM_API loom_status loom_dist_init(int *argc, char ***argv, loom_error *err);
+LOOM_API void loom_dist_finalize(void);
+/* Ends every process of the job with exit code code (a failure the others cannot know of). */
+LOOM_API void loom_dist_abort(int code);
+LOOM_API int loom_dist_rank(void); /* 0 .. size - 1; rank 0 writes the outputs */
+LOOM_API int loom_dist_size(void);
+/* Solo: this process works alone (a unit taken from a shared queue): loom_dist_rank and
+ * loom_dist_size then say 0 and 1, and the collectives are no-ops; the job's own numbers stay
+ * in loom_dist_job_rank and loom_dist_job_size. */
+LOOM_API void loom_dist_set_solo(bool on);
+LOOM_API int loom_dist_job_rank(void);
+LOOM_API int loom_dist_job_size(void);
+/* True once a failure known to every process was reported (loom_dist_agree, an agreed stop):
+ * the processes then end on their own, no loom_dist_abort needed. */
+LOOM_API bool loom_dist_is_agreed(void);
+/* Worker threads per process by default: this process's cores, shared with the job's other
+ * processes on the same host when they are not bound to cores of their own. */
+LOOM_API int loom_dist_default_threads(void);
+/* The job-wide status: st where it failed here, the worst status of any process otherwise (err
+ * then says another process failed: loom_dist_is_other_failure). Every process must call it. */
+LOOM_API loom_status loom_dist_agree(loom_status st, loom_error *err);
+LOOM_API bool loom_dist_is_other_failure(const loom_error *err);
+LOOM_API void loom_dist_barrier(void);
+/* Every process's bytes of mine into all (size x bytes, by rank); collective. */
+LOOM_API void loom_dist_allgather(const void *mine, size_t bytes, void *all);
+/* A work queue shared by the processes: loom_dist_queue_next returns 0, 1, 2, ... across the
+ * whole job, each number to one process, whichever asks first (in a world of one, (*local)++).
+ * open and close are collective. */
+LOOM_API void loom_dist_queue_open(void);
+LOOM_API long loom_dist_queue_next(long *local);
+LOOM_API void loom_dist_queue_close(void);
+
 /* ---- the CPU: what it can do, and its measured peak ------------------------------------------ */
 
 typedef struct {
@@ -130,6 +166,11 @@ LOOM_API void loom_set_skip_bad_images(bool on);
 LOOM_API loom_status loom_dataset_load_dir(loom_dataset **out, const char *dir, const char *which,
                                            loom_error *err);
 LOOM_API void loom_dataset_destroy(loom_dataset *ds); /* frees ds and its arrays; accepts NULL */
+/* A test set that fits its training set: the same image size and no label beyond the training
+ * set's classes (fewer classes present is fine). LOOM_OK when either is NULL; else LOOM_ERR_SHAPE,
+ * naming both sizes or the class counts. Called before any work by every command that trains. */
+LOOM_API loom_status loom_dataset_check_test(const loom_dataset *train, const loom_dataset *test,
+                                             loom_error *err);
 /* The default data directory: $LOOM_DATA, else /usr/share/datasets/fashion-mnist. */
 LOOM_API const char *loom_default_data_dir(void);
 /* Class name for label k ("T-shirt/top" ... for Fashion-MNIST, "0".. otherwise).
@@ -462,8 +503,15 @@ typedef struct {
     const char *checkpoint_path; /* NULL = no checkpoints; else written atomically there */
     int checkpoint_every;        /* epochs between checkpoints (0 = 1) */
     int checkpoint_steps;        /* also every N steps inside an epoch, 0 = off */
-    bool is_resume;           /* continue from checkpoint_path (bit-identical to no interruption) */
-    const char *lr_schedule;  /* sched's text form (config.txt), NULL = constant; not owned */
+    bool is_resume;          /* continue from checkpoint_path (bit-identical to no interruption) */
+    const char *lr_schedule; /* sched's text form (config.txt), NULL = constant; not owned */
+    /* Shards: each batch is split into this many fixed parts (1 = the whole batch at once),
+     * each run forward and backward on its own (batch norm normalises within a shard) and their
+     * gradients summed exactly, so the result does not depend on which process computed which
+     * part. is_data_parallel: the job's processes (loom_dist_size()) share the shards, which
+     * must then be a multiple of their number; every process calls loom_train alike. */
+    int shards;
+    bool is_data_parallel;
     loom_precision precision; /* the 3x3 stride-1 convolutions' products in training */
 } loom_train_config;
 
@@ -669,6 +717,7 @@ typedef struct {
     bool is_test;             /* evaluate every fold's model on the test set */
     bool is_standardize;      /* per-pixel standardisation, fitted on each fold's training part */
     bool is_force;            /* overwrite an existing run directory */
+    bool is_check_only;       /* check the settings, model and data, then stop: nothing is made */
     loom_train_config train;  /* train.seed makes the folds; fold k trains with derive(seed, k) */
     const char *command_line; /* recorded in config.txt */
 } loom_cv_config;
@@ -750,6 +799,9 @@ typedef enum {
 /* "val_acc", "val_loss" or "val_f1" -> *out; anything else is LOOM_ERR_ARG. */
 LOOM_API loom_status loom_objective_parse(const char *s, loom_objective *out, loom_error *err);
 LOOM_API const char *loom_objective_str(loom_objective o); /* static text; "?" out of range */
+/* A score as people read it, into buf (n bytes): accuracy and F1 in percent with two decimals
+ * ("87.12%"), a loss with four ("0.3521"). Returns buf. */
+LOOM_API const char *loom_objective_fmt(loom_objective o, double score, char *buf, size_t n);
 
 typedef struct {
     const char *space_file; /* the search-space file */
@@ -770,6 +822,7 @@ typedef struct {
     bool is_resume;              /* continue the search recorded in out_dir */
     bool is_force;               /* start over in an out_dir that holds a search */
     bool is_skip_best;           /* do not retrain and test the best trial */
+    bool is_check_only;          /* check the space, settings and data, then stop: nothing made */
     bool is_refit_all;           /* retrain the best on the whole training set (training and
                                   * validation examples), for its epochs without early stopping;
                                   * default: execution 1 of the best trial, on the same split */
@@ -990,6 +1043,7 @@ typedef struct {
     int n_runs;
     const char *out_dir;      /* REPORT.md and img/ go here (created) */
     const char *data_dir;     /* dataset section; NULL = the first run's, else the default */
+    const char *title;        /* the report's title; NULL: "loom report: " and the runs' names */
     const char *note;         /* a line put at the top (e.g. "quick study: ..."), may be NULL */
     const char *command_line; /* how the report was made, may be NULL */
     double wall_seconds;      /* the study's wall time when known, else 0 */
@@ -1033,6 +1087,7 @@ typedef struct {
     bool is_force;       /* overwrite an existing run directory */
     bool is_skip_test;   /* do not evaluate on the test set at the end */
     bool is_resume;      /* continue the run in out_dir from its checkpoint */
+    bool is_check_only;  /* check the settings, model and data, then stop: nothing is made */
     loom_train_config train;
     const char *command_line; /* recorded in config.txt */
 } loom_run_config;

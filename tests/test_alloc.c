@@ -89,6 +89,7 @@ static loom_model *new_model(const char *text) {
 }
 
 static loom_precision precision; /* train_allocs's (bf16: the residual model again) */
+static int g_shards = 1;         /* the shards of train_allocs' runs */
 
 /* Allocations of one training run of n_train examples (1 epoch, batch 32: n_train / 32 steps),
  * with an evaluation of 64 examples at its end. */
@@ -102,6 +103,7 @@ static long train_allocs(const char *text, const loom_dataset *ds, const int *id
     c.epochs = 1;
     c.batch = 32;
     c.precision = precision;
+    c.shards = g_shards;
     loom_history h = {0};
     long before = atomic_load(&n_alloc);
     loom_status st = loom_train(m, &c, ds, idx, n_train, ds, idx + 640, 64, NULL, &h, &err);
@@ -180,6 +182,31 @@ static void test_no_allocation_per_step(void) {
     free(x);
 }
 
+/* Training in shards (the data-parallel path, here in one process) allocates nothing per step
+ * either: its buffers are made once with the trainer's. */
+static void test_no_allocation_per_sharded_step(void) {
+    loom_dataset *ds = check_dataset(704, 12, 12, 10);
+    int *idx = malloc(sizeof(int) * 704);
+    CHECK(ds && idx);
+    for (int i = 0; ds && idx && i < 704; i++) {
+        idx[i] = i;
+        ds->y[i] = (uint8_t)(i % 10);
+        for (int j = 0; j < 144; j++)
+            ds->x[i * 144 + j] = (uint8_t)((i * 7 + j * 13) % 256);
+    }
+    g_shards = 4;
+    for (size_t k = 0; ds && idx && k < sizeof models / sizeof models[0]; k++) {
+        train_allocs(models[k], ds, idx, 64);
+        long few = train_allocs(models[k], ds, idx, 64),
+             many = train_allocs(models[k], ds, idx, 640);
+        CHECK_MSG(few > 0 && many == few, "%s, 4 shards: %ld allocations for 2 steps, %ld for 20",
+                  models[k], few, many);
+    }
+    g_shards = 1;
+    loom_dataset_destroy(ds);
+    free(idx);
+}
+
 /* The counting sees OpenMP's own allocations: a nested parallel region makes a team, counted
  * in n_alloc as well as n_team. */
 static void test_counting_sees_openmp(void) {
@@ -234,6 +261,7 @@ int main(void) {
 #if COUNTING
     RUN(test_counting_sees_openmp);
     RUN(test_no_allocation_per_step);
+    RUN(test_no_allocation_per_sharded_step);
     RUN(test_par_for_nested_is_plain);
 #else
     printf("test_alloc: skipped (needs glibc's allocator: not under a sanitizer's own)\n");

@@ -652,6 +652,29 @@ static void test_batch_fill(void) {
     loom_dataset_destroy(ds);
 }
 
+/* A test set that does not fit its training set is refused before any work: another image
+ * size or channel count, or labels beyond the training classes; fewer classes present is fine. */
+static void test_check_test(void) {
+    loom_dataset *tr = check_dataset(4, 28, 28, 10);
+    loom_dataset *same = check_dataset(4, 28, 28, 10), *small = check_dataset(4, 14, 14, 10);
+    loom_dataset *more = check_dataset(4, 28, 28, 12), *fewer = check_dataset(4, 28, 28, 3);
+    loom_dataset *rgb = check_dataset(4, 28, 28, 10);
+    loom_error err = {0};
+    CHECK(loom_dataset_check_test(tr, same, &err) == LOOM_OK);
+    CHECK(loom_dataset_check_test(tr, fewer, &err) == LOOM_OK);
+    CHECK(loom_dataset_check_test(tr, NULL, &err) == LOOM_OK);
+    CHECK(loom_dataset_check_test(tr, small, &err) == LOOM_ERR_SHAPE);
+    CHECK_MSG(strstr(err.msg, "14x14x1") && strstr(err.msg, "28x28x1"), "%s", err.msg);
+    CHECK(loom_dataset_check_test(tr, more, &err) == LOOM_ERR_SHAPE);
+    CHECK_MSG(strstr(err.msg, "up to 11") && strstr(err.msg, "10 classes"), "%s", err.msg);
+    rgb->C = 3; /* the shape alone is compared: the pixels are not read */
+    CHECK(loom_dataset_check_test(tr, rgb, &err) == LOOM_ERR_SHAPE);
+    rgb->C = 1;
+    loom_dataset *list[] = {tr, same, small, more, fewer, rgb};
+    for (int i = 0; i < 6; i++)
+        loom_dataset_destroy(list[i]);
+}
+
 /* ---- the real dataset ---- */
 
 static void test_real_dataset(void) {
@@ -714,6 +737,7 @@ int main(void) {
     RUN(test_split_keras);
     RUN(test_kfold);
     RUN(test_batch_fill);
+    RUN(test_check_test);
     RUN(test_real_dataset);
     return check_report();
 }

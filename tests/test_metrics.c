@@ -154,13 +154,14 @@ static void test_report(void) {
     char *r = report_text(&mt, NULL);
     CHECK(r != NULL);
     if (r) {
-        /* scikit-learn's layout: names right-aligned to 12 ("weighted avg"), 9-wide columns */
+        /* scikit-learn's layout: names right-aligned to 12 ("weighted avg"), 9-wide columns;
+         * percent with two decimals, as every accuracy loom prints */
         CHECK(strstr(r, "              precision    recall  f1-score   support\n\n") == r);
-        CHECK(strstr(r, "\n           0       0.50      0.67      0.57         3\n"));
-        CHECK(strstr(r, "\n           2       0.00      0.00      0.00         2\n\n"));
-        CHECK(strstr(r, "\n    accuracy                           0.56         9\n"));
-        CHECK(strstr(r, "\n   macro avg       0.37      0.47      0.41         9\n"));
-        CHECK(strstr(r, "\nweighted avg       0.43      0.56      0.49         9\n"));
+        CHECK(strstr(r, "\n           0     50.00%    66.67%    57.14%         3\n"));
+        CHECK(strstr(r, "\n           2      0.00%     0.00%     0.00%         2\n\n"));
+        CHECK(strstr(r, "\n    accuracy                         55.56%         9\n"));
+        CHECK(strstr(r, "\n   macro avg     36.67%    47.22%    41.27%         9\n"));
+        CHECK(strstr(r, "\nweighted avg     43.33%    55.56%    48.68%         9\n"));
         CHECK(strstr(r, "true \\ pred    0    1    2\n0              2    1    0\n"));
         CHECK(strstr(r, "\n1           0.25 0.75 0.00\n"));
         CHECK(strstr(r, "\n2           0.50 0.50 0.00\n"));
@@ -180,7 +181,7 @@ static void test_report(void) {
     if (r) {
         CHECK(strstr(r, "T-shirt/top"));
         CHECK(strstr(r, "Ankle boot"));
-        CHECK(strstr(r, "     Sneaker       1.00      1.00      1.00       107\n"));
+        CHECK(strstr(r, "     Sneaker    100.00%   100.00%   100.00%       107\n"));
         CHECK(strstr(r, "true \\ pred T-shirt/  Trouser Pullover"));
         CHECK(strstr(r, "\nShirt           1234        0"));
     }

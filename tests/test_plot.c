@@ -402,6 +402,61 @@ static void *plot_thread(void *arg) {
     return NULL;
 }
 
+/* Whether a pixel of img near (x, y) (within 2 pixels) is not the white background. */
+static bool is_inked(const loom_image *img, int x, int y) {
+    for (int dy = -2; dy <= 2; dy++)
+        for (int dx = -2; dx <= 2; dx++) {
+            int xx = x + dx, yy = y + dy;
+            if (xx < 0 || yy < 0 || xx >= img->W || yy >= img->H)
+                continue;
+            const uint8_t *p = img->px + ((size_t)yy * img->W + xx) * img->C;
+            if (p[0] < 200)
+                return true;
+        }
+    return false;
+}
+
+/* A residual block that wraps into the next column keeps its shortcut: a line down the left of
+ * the head's column below the head, and from the top of the next column into the addition. */
+static void test_arch_wrapped_shortcut(void) {
+    char dir[1024];
+    tmp_dir(dir, sizeof dir, "arch-wrap");
+    mkdir(dir, 0755);
+    const char *rows[] = {
+        "input",  "conv 8 3x3 same",   "residual {",  "  conv 8 3x3 same", "  batchnorm",
+        "  relu", "  conv 8 3x3 same", "  batchnorm", "} + input, relu",   "conv 8 3x3 same",
+        "relu",   "flatten",           "dense 32",    "dense 10 softmax"};
+    char text[4096];
+    int len = snprintf(text, sizeof text, "%-44s %-16s %10s\n%s\n", "Layer", "Output shape",
+                       "Params", "----------------------------------------------------------");
+    for (int i = 0; i < 14; i++)
+        len += snprintf(text + len, sizeof text - len, "%-44s %-16s %10s\n", rows[i],
+                        i == 8 ? "" : "(28, 28, 8)", i == 8 ? "" : "80");
+    snprintf(text + len, sizeof text - len, "%s\nTotal params: 1,000\n",
+             "----------------------------------------------------------");
+    write_text(path_in(dir, "summary.txt"), text);
+    char out[1100];
+    snprintf(out, sizeof out, "%s/arch.png", dir);
+    loom_error err = {0};
+    CHECK_MSG(loom_plot_architecture(dir, out, &err) == LOOM_OK, "%s", err.msg);
+    loom_image *img = NULL;
+    CHECK_MSG(loom_image_load(&img, out, &err) == LOOM_OK, "%s", err.msg);
+    if (!img)
+        return;
+    /* the layout (plot_arch.c): 14 boxes in 2 columns of 7, 580 wide, 90 apart, margin 50; the
+     * first box's top 160 pixels down, boxes 44 high, 24 apart; the shortcut runs 14 pixels left
+     * of a top-level column */
+    CHECK(img->W == 2 * 50 + 2 * 580 + 90);
+    int x_col0 = 50 - 14, x_col1 = 50 + 580 + 90 - 14;
+    int y_below_head = 160 + 3 * 68 + 10, y_col_top = 160 - 4;
+    CHECK_MSG(is_inked(img, x_col0, y_below_head), "no shortcut below the head's box");
+    CHECK_MSG(is_inked(img, x_col0, 160 + 7 * 68 - 14), "no shortcut at the column's bottom");
+    CHECK_MSG(is_inked(img, x_col1, y_col_top), "no shortcut at the next column's top");
+    /* and none left of the first column above its head box */
+    CHECK(!is_inked(img, x_col0, 160 + 22));
+    loom_image_destroy(img);
+}
+
 static void test_threads(void) {
     char dir[512], t1[512], t2[512];
     thread_job jobs[2] = {
@@ -426,6 +481,7 @@ int main(void) {
     RUN(test_trials);
     RUN(test_overlay);
     RUN(test_errors);
+    RUN(test_arch_wrapped_shortcut);
     RUN(test_threads);
     return check_report();
 }

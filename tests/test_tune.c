@@ -10,6 +10,7 @@
 #include "../cli/study.h"
 
 #include <math.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -870,22 +871,37 @@ static void test_compare(void) {
 /* cli_study_run: a step that finishes while a stop is requested is still recorded as done
  * (its checkpoint is gone, so --resume would train it again from scratch). The steps run a
  * stand-in executable that ignores SIGINT and exits 0. */
+static volatile int study_stop;
+static void on_usr1(int sig) {
+    (void)sig;
+    study_stop = 1;
+}
+
 static void test_study_stop_after_finished_step(void) {
     char exe[1200], study[1200], out[1200], done1[1300], done2[1300];
     snprintf(exe, sizeof exe, "%s/finish.sh", check_tmpdir());
     snprintf(study, sizeof study, "%s/two.study", check_tmpdir());
     snprintf(out, sizeof out, "%s/study-stop", check_tmpdir());
+    /* the steps are checked first (--check: nothing to do); then the first step asks for the
+     * stop (SIGUSR1 to the study, as if SIGINT arrived while it ran) and finishes all the same */
     const char *script = "#!/bin/sh\ntrap '' INT\n"
-                         "for a; do [ \"$p\" = --out ] && mkdir -p \"$a\"; p=$a; done\nexit 0\n";
+                         "case \" $* \" in *' --check '*) exit 0 ;; esac\n"
+                         "for a; do [ \"$p\" = --out ] && mkdir -p \"$a\"; p=$a; done\n"
+                         "kill -USR1 $PPID\nexit 0\n";
     const char *steps = "train mlp\ntrain cnn1\n";
     loom_error err = {0};
     CHECK(loom_file_write_atomic(exe, script, strlen(script), &err) == LOOM_OK);
     CHECK(chmod(exe, 0755) == 0);
     CHECK(loom_file_write_atomic(study, steps, strlen(steps), &err) == LOOM_OK);
-    volatile int stop = 1; /* as if SIGINT arrived while the first step ran */
+    study_stop = 0;
+    struct sigaction sa = {0}, old;
+    sa.sa_handler = on_usr1;
+    sigemptyset(&sa.sa_mask);
+    CHECK(sigaction(SIGUSR1, &sa, &old) == 0);
     cli_study_config sc = {
-        .study_file = study, .exe = exe, .out_dir = out, .threads = 1, .stop_flag = &stop};
+        .study_file = study, .exe = exe, .out_dir = out, .threads = 1, .stop_flag = &study_stop};
     loom_status st = cli_study_run(&sc, &err);
+    sigaction(SIGUSR1, &old, NULL);
     CHECK_MSG(st == LOOM_ERR_INTERRUPTED, "%d %s", st, err.msg);
     snprintf(done1, sizeof done1, "%s/mlp/.done", out);
     snprintf(done2, sizeof done2, "%s/cnn1/.done", out);

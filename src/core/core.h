@@ -19,6 +19,9 @@ typedef struct {
  * arithmetic stay within int. */
 #define LOOM_MAX_VALUES (1 << 24)
 
+/* The plural ending of a counted noun in text for people: "%d epoch%s", n, PLURAL(n). */
+#define PLURAL(n) ((n) == 1 ? "" : "s")
+
 static inline size_t shape_size(loom_shape s) {
     size_t n = 1;
     for (int i = 0; i < s.rank; i++)
@@ -41,6 +44,34 @@ void gemm_fixed_force_portable(bool on);
 /* The library that runs the matrix products and the kernel it chose ("OpenBLAS 0.3.21,
  * Cooperlake kernels, single-threaded calls"). */
 void gemm_describe(char *buf, size_t n);
+
+/* ---- collectives of the job's processes (dist.c; no-ops in a world of one) ---- */
+void dist_sum_i64(int64_t *v, size_t n); /* element-wise sum over the processes, in place */
+void dist_max_i32(int32_t *v, size_t n); /* element-wise maximum, in place */
+void dist_bcast(void *buf, size_t bytes, int root);
+/* all holds n units of unit bytes; process r has filled units [n r / P, n (r + 1) / P): every
+ * process gets every unit. */
+void dist_allgather_parts(void *all, size_t unit, long n);
+void dist_mark_agreed(void); /* the failure being reported is known to every process */
+/* Units of work shared by the job's processes: each takes the next unit of order (n_units
+ * indices, largest first; NULL: 0, 1, ...) from a shared counter as soon as it is free, skips
+ * those is_done already, runs it alone (loom_dist_size() is 1 inside run) into its out_bytes of
+ * outs, and sends the result to rank 0, which records it (record: in the order they finish,
+ * rank 0 only) as soon as it is between units of its own. At the end every process has every
+ * result in outs and is_done. run returning LOOM_ERR_INTERRUPTED stops this process taking
+ * units; the call then returns LOOM_ERR_INTERRUPTED everywhere, after recording what finished.
+ * In a world of one the units run in order, each recorded at once. */
+typedef struct {
+    int n_units;
+    const int *order;
+    size_t out_bytes;
+    void *outs;    /* (n_units, out_bytes) */
+    bool *is_done; /* (n_units) */
+    loom_status (*run)(void *ctx, int unit, void *out, loom_error *err);
+    loom_status (*record)(void *ctx, int unit, const void *out, loom_error *err);
+    void *ctx;
+} dist_share_job;
+loom_status dist_share(const dist_share_job *j, loom_error *err);
 
 /* ---- arena: one block, bump allocation, 64-byte aligned, reset not freed ---- */
 typedef struct {
@@ -140,6 +171,11 @@ static inline uint64_t rng_next(loom_rng *rng) {
 void float_text(float v, char *buf, size_t n);
 /* mkdir -p: dir and its missing parents (0755); LOOM_ERR_IO naming dir when it cannot be made. */
 loom_status loom_mkdir_p(const char *dir, loom_error *err);
+/* Removes the leftovers of atomic writes (NAME.tmp.PID, by loom_file_write_atomic and the plots)
+ * in dir and its subdirectories (depth levels) whose process is gone: a process killed during a
+ * write (kill -9) leaves one. Every loom command that writes into an existing directory calls it
+ * first. Returns how many were removed. */
+int loom_remove_stale_tmp(const char *dir, int depth);
 
 /* Image folders (src/data/folder.c): whether dir/which is a directory; the dataset it holds. */
 bool folder_has(const char *dir, const char *which);

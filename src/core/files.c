@@ -3,8 +3,10 @@
 #define _POSIX_C_SOURCE 200809L
 #include "core.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <libgen.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -29,6 +31,52 @@ loom_status loom_mkdir_p(const char *dir, loom_error *err) {
         return loom_error_set(err, LOOM_ERR_IO, "%s: cannot create directory: %s", dir,
                               strerror(ENOTDIR));
     return LOOM_OK;
+}
+
+/* The PID of a name ending in ".tmp.DIGITS", or 0. */
+static long tmp_owner(const char *name) {
+    const char *t = strstr(name, ".tmp.");
+    while (t && strstr(t + 1, ".tmp."))
+        t = strstr(t + 1, ".tmp.");
+    if (!t || t == name || !t[5])
+        return 0;
+    long pid = 0;
+    for (const char *c = t + 5; *c; c++) {
+        if (*c < '0' || *c > '9' || pid > 1L << 40)
+            return 0;
+        pid = pid * 10 + (*c - '0');
+    }
+    return pid;
+}
+
+int loom_remove_stale_tmp(const char *dir, int depth) {
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        char p[4096];
+        if (snprintf(p, sizeof p, "%s/%s", dir, e->d_name) >= (int)sizeof p)
+            continue;
+        struct stat st;
+        if (lstat(p, &st) != 0)
+            continue;
+        if (S_ISDIR(st.st_mode)) {
+            if (depth > 0)
+                n += loom_remove_stale_tmp(p, depth - 1);
+            continue;
+        }
+        long pid = tmp_owner(e->d_name);
+        bool is_alive = pid == (long)getpid() || (pid > 0 && pid <= INT32_MAX &&
+                                                  (kill((pid_t)pid, 0) == 0 || errno == EPERM));
+        if (S_ISREG(st.st_mode) && pid > 0 && !is_alive && unlink(p) == 0)
+            n++;
+    }
+    closedir(d);
+    return n;
 }
 
 loom_status loom_file_write_atomic(const char *path, const void *data, size_t len,

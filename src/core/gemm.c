@@ -10,7 +10,7 @@ static int g_threads = 0;
 
 void loom_set_threads(int n) {
     if (n <= 0)
-        n = omp_get_num_procs();
+        n = loom_dist_default_threads();
     g_threads = n;
     omp_set_num_threads(n);
 #ifndef LOOM_BLAS_BLIS

@@ -95,6 +95,176 @@ void loom_metrics_compute(loom_metrics *mt) {
 
 /* ---- evaluation of a model ---- */
 
+/* The checks and setup both evaluations share: n resolved, mt initialised, K and D. */
+static loom_status eval_begin(loom_model *m, const loom_dataset *ds, const int *idx, int *n,
+                              int batch, loom_metrics *mt, int *K, loom_error *err) {
+    memset(mt, 0, sizeof *mt);
+    if (!idx && (*n <= 0 || *n > ds->n))
+        *n = ds->n; /* idx NULL: the first n examples (all when n is out of range) */
+    if (*n < 0)
+        return loom_error_set(err, LOOM_ERR_ARG, "evaluate: negative example count %d", *n);
+    if (batch < 1)
+        return loom_error_set(err, LOOM_ERR_ARG, "evaluate: batch size must be >= 1, got %d",
+                              batch);
+    *K = loom_model_n_outputs(m);
+    if (*K < ds->n_classes)
+        return loom_error_set(err, LOOM_ERR_SHAPE,
+                              "model has %d outputs but the dataset has %d classes", *K,
+                              ds->n_classes);
+    int H, W, C;
+    loom_model_input_shape(m, &H, &W, &C);
+    if (H != ds->H || W != ds->W || C != ds->C)
+        return loom_error_set(err, LOOM_ERR_SHAPE,
+                              "the model expects %dx%dx%d images, the data has %dx%dx%d", H, W, C,
+                              ds->H, ds->W, ds->C);
+    return loom_metrics_init(mt, *K, err);
+}
+
+/* Scores example i (ex: its index in ds, for messages) from its logits z (K) and label y: the
+ * confusion, the loss, its prediction and the probability of it. False: not finite. */
+static bool score_one(loom_metrics *mt, const float *z, int K, int y, int i, int *pred, float *prob,
+                      double *loss_sum) {
+    /* p_k = exp(z_k - max) / s with s = sum_j exp(z_j - max); loss = log s - (z_y - max) */
+    int best = 0;
+    for (int k = 1; k < K; k++)
+        if (z[k] > z[best])
+            best = k;
+    double zmax = z[best], s = 0;
+    for (int k = 0; k < K; k++)
+        s += exp((double)z[k] - zmax);
+    if (!isfinite(s) || !isfinite(zmax))
+        return false;
+    *loss_sum += log(s) - ((double)z[y] - zmax);
+    loom_metrics_confusion_add(mt, y, best);
+    if (pred)
+        pred[i] = best;
+    if (prob)
+        prob[i] = (float)(1.0 / s);
+    return true;
+}
+
+/* Infers examples [lo, hi) of idx (or of ds when idx is NULL) in batches, calling back with each
+ * batch's logits: a loom_evaluate pass, or a share of evaluate_shared's. */
+typedef bool (*logits_fn)(void *user, int i0, int B, const float *logits, const int *y,
+                          const int *bidx);
+static loom_status infer_range(loom_model *m, const loom_dataset *ds, const int *idx, int lo,
+                               int hi, const loom_norm *nrm, int batch, logits_fn fn, void *user,
+                               loom_error *err) {
+    loom_status st = loom_model_prepare(m, batch, err);
+    if (st)
+        return st;
+    size_t per_example = (size_t)ds->H * (size_t)ds->W * (size_t)ds->C;
+    float *x = loom_xalloc(sizeof(float) * per_example * (size_t)batch); /* (batch, H, W, C) */
+    int *y = malloc(sizeof(int) * (size_t)batch);
+    int *ibuf = malloc(sizeof(int) * (size_t)batch); /* example indices when idx is NULL */
+    if (!x || !y || !ibuf) {
+        st = loom_error_set(err, LOOM_ERR_NOMEM, "evaluate: cannot allocate a batch of %d", batch);
+        goto done;
+    }
+    for (int i0 = lo; i0 < hi; i0 += batch) {
+        int B = hi - i0 < batch ? hi - i0 : batch;
+        const int *bidx = idx ? idx + i0 : ibuf;
+        if (!idx)
+            for (int i = 0; i < B; i++)
+                ibuf[i] = i0 + i;
+        loom_batch_fill(ds, bidx, B, nrm, x, y);
+        if (!fn(user, i0, B, model_infer(m, x, B), y, bidx)) {
+            st = LOOM_ERR_NUMERIC;
+            break;
+        }
+    }
+done:
+    free(x);
+    free(y);
+    free(ibuf);
+    return st;
+}
+
+typedef struct {
+    loom_metrics *mt;
+    int K, *pred, bad;
+    float *prob, *all; /* evaluate_shared: every example's logits */
+    double loss_sum;
+} eval_acc;
+
+static bool score_batch(void *user, int i0, int B, const float *logits, const int *y,
+                        const int *bidx) {
+    eval_acc *a = user;
+    for (int i = 0; i < B; i++)
+        if (!score_one(a->mt, logits + (size_t)i * a->K, a->K, y[i], i0 + i, a->pred, a->prob,
+                       &a->loss_sum)) {
+            a->bad = bidx[i];
+            return false;
+        }
+    return true;
+}
+
+static bool keep_logits(void *user, int i0, int B, const float *logits, const int *y,
+                        const int *bidx) {
+    (void)y;
+    (void)bidx;
+    eval_acc *a = user;
+    memcpy(a->all + (size_t)i0 * a->K, logits, sizeof(float) * (size_t)B * a->K);
+    return true;
+}
+
+static loom_status eval_end(eval_acc *a, loom_status st, int n, loom_error *err) {
+    if (st == LOOM_ERR_NUMERIC)
+        st = loom_error_set(err, LOOM_ERR_NUMERIC,
+                            "evaluate: the model's output for example %d is not finite", a->bad);
+    if (st) {
+        loom_metrics_reset(a->mt);
+        return st;
+    }
+    loom_metrics_compute(a->mt);
+    a->mt->loss = n > 0 ? a->loss_sum / n : NAN;
+    return LOOM_OK;
+}
+
+loom_status loom_evaluate(loom_model *m, const loom_dataset *ds, const int *idx, int n,
+                          const loom_norm *nrm, int batch, loom_metrics *mt, int *pred, float *prob,
+                          loom_error *err) {
+    eval_acc a = {.mt = mt, .pred = pred, .prob = prob};
+    loom_status st = eval_begin(m, ds, idx, &n, batch, mt, &a.K, err);
+    if (st)
+        return st;
+    st = infer_range(m, ds, idx, 0, n, nrm, batch, score_batch, &a, err);
+    return eval_end(&a, st, n, err);
+}
+
+/* loom_evaluate shared by the processes of a job: each infers its slice of the examples, every
+ * one then scores all of them in order from the gathered logits. The same numbers as
+ * loom_evaluate (inference does not depend on the batch), in a fraction of the time. */
+loom_status evaluate_shared(loom_model *m, const loom_dataset *ds, const int *idx, int n,
+                            const loom_norm *nrm, int batch, loom_metrics *mt, loom_error *err);
+loom_status evaluate_shared(loom_model *m, const loom_dataset *ds, const int *idx, int n,
+                            const loom_norm *nrm, int batch, loom_metrics *mt, loom_error *err) {
+    eval_acc a = {.mt = mt};
+    loom_status st = eval_begin(m, ds, idx, &n, batch, mt, &a.K, err);
+    if (st)
+        return st;
+    int P = loom_dist_size(), r = loom_dist_rank();
+    int lo = (int)((long)n * r / P), hi = (int)((long)n * (r + 1) / P);
+    a.all = loom_xalloc(sizeof(float) * ((size_t)n * a.K + 1));
+    /* every process takes part in the gather whatever happened here: a failure of memory or
+     * preparation ends the job (the others would wait) */
+    if (!a.all)
+        loom_dist_abort(1);
+    st = infer_range(m, ds, idx, lo, hi, nrm, batch, keep_logits, &a, err);
+    if (st && st != LOOM_ERR_NUMERIC)
+        loom_dist_abort(1);
+    dist_allgather_parts(a.all, sizeof(float) * (size_t)a.K, n);
+    for (int i = 0; i < n && st == LOOM_OK; i++) {
+        int ex = idx ? idx[i] : i;
+        if (!score_one(mt, a.all + (size_t)i * a.K, a.K, ds->y[ex], i, NULL, NULL, &a.loss_sum)) {
+            a.bad = ex;
+            st = LOOM_ERR_NUMERIC;
+        }
+    }
+    free(a.all);
+    return eval_end(&a, st, n, err);
+}
+
 /* Softmax of logits z (K) into p (K), in double; false when z is not finite. */
 static bool softmax_double(const float *z, int K, double *p) {
     float zmax = z[0];
@@ -124,45 +294,24 @@ static void flip_batch(float *x, int B, int H, int W, int C) {
     }
 }
 
-/* loom_evaluate and, is_tta, loom_evaluate_tta: the same batches, each example scored alone
- * (the model's inference gives the same logits for any batch size), so the figures do not
- * depend on batch. The plain pass takes the loss from the logits; the flip pass averages the
- * two softmaxes (q, in double) and scores -log q_y. */
-static loom_status evaluate_impl(loom_model *m, const loom_dataset *ds, const int *idx, int n,
-                                 const loom_norm *nrm, int batch, bool is_tta, loom_metrics *mt,
-                                 int *pred, float *prob, loom_error *err) {
+/* The flip pass: each batch inferred as it is and mirrored, the two softmaxes averaged (q, in
+ * double) and scored by -log q_y; each example scored alone (inference gives the same logits
+ * for any batch size), so the figures do not depend on batch. */
+loom_status loom_evaluate_tta(loom_model *m, const loom_dataset *ds, const int *idx, int n,
+                              const loom_norm *nrm, int batch, loom_metrics *mt, int *pred,
+                              float *prob, loom_error *err) {
+    eval_acc a = {.mt = mt, .pred = pred, .prob = prob};
+    loom_status st = eval_begin(m, ds, idx, &n, batch, mt, &a.K, err);
+    if (st)
+        return st;
+    int K = a.K;
     float *x = NULL;  /* (batch, H, W, C) */
     int *y = NULL;    /* (batch) labels */
     int *ibuf = NULL; /* (batch) example indices when idx is NULL */
-    double *q = NULL; /* (batch, K) the plain pass's softmax (is_tta) */
-    double loss_sum = 0;
-    memset(mt, 0, sizeof *mt);
-    if (!idx && (n <= 0 || n > ds->n))
-        n = ds->n; /* idx NULL: the first n examples (all when n is out of range) */
-    if (n < 0)
-        return loom_error_set(err, LOOM_ERR_ARG, "evaluate: negative example count %d", n);
-    if (batch < 1)
-        return loom_error_set(err, LOOM_ERR_ARG, "evaluate: batch size must be >= 1, got %d",
-                              batch);
-    int K = loom_model_n_outputs(m);
-    if (K < ds->n_classes)
-        return loom_error_set(err, LOOM_ERR_SHAPE,
-                              "model has %d outputs but the dataset has %d classes", K,
-                              ds->n_classes);
-    int H, W, C;
-    loom_model_input_shape(m, &H, &W, &C);
-    if (H != ds->H || W != ds->W || C != ds->C)
-        return loom_error_set(err, LOOM_ERR_SHAPE,
-                              "the model expects %dx%dx%d images, the data has %dx%dx%d", H, W, C,
-                              ds->H, ds->W, ds->C);
-    loom_status st = loom_metrics_init(mt, K, err);
-    if (st)
-        return st;
-    st = loom_model_prepare(m, batch, err);
-    if (st)
+    double *q = NULL; /* (2, batch, K) the two passes' softmaxes */
+    if ((st = loom_model_prepare(m, batch, err)))
         goto done;
-    size_t per_example = (size_t)ds->H * (size_t)ds->W * (size_t)ds->C;
-    x = loom_xalloc(sizeof(float) * per_example * (size_t)batch);
+    x = loom_xalloc(sizeof(float) * (size_t)ds->H * ds->W * ds->C * (size_t)batch);
     y = malloc(sizeof(int) * (size_t)batch);
     ibuf = malloc(sizeof(int) * (size_t)batch);
     q = malloc(sizeof(double) * (size_t)batch * (size_t)K * 2);
@@ -170,7 +319,7 @@ static loom_status evaluate_impl(loom_model *m, const loom_dataset *ds, const in
         st = loom_error_set(err, LOOM_ERR_NOMEM, "evaluate: cannot allocate a batch of %d", batch);
         goto done;
     }
-    for (int i0 = 0; i0 < n; i0 += batch) {
+    for (int i0 = 0; i0 < n && !st; i0 += batch) {
         int B = n - i0 < batch ? n - i0 : batch;
         const int *bidx = idx ? idx + i0 : ibuf;
         if (!idx)
@@ -178,86 +327,42 @@ static loom_status evaluate_impl(loom_model *m, const loom_dataset *ds, const in
                 ibuf[i] = i0 + i;
         loom_batch_fill(ds, bidx, B, nrm, x, y);
         const float *logits = model_infer(m, x, B); /* (B, K) */
-        if (is_tta) {
-            for (int i = 0; i < B; i++)
-                if (!softmax_double(logits + (size_t)i * K, K, q + (size_t)i * K)) {
-                    st = loom_error_set(err, LOOM_ERR_NUMERIC,
-                                        "evaluate: the model's output for example %d is not finite",
-                                        bidx[i]);
-                    goto done;
-                }
-            flip_batch(x, B, H, W, C);
-            logits = model_infer(m, x, B);
-        }
+        for (int i = 0; i < B && !st; i++)
+            if (!softmax_double(logits + (size_t)i * K, K, q + (size_t)i * K)) {
+                a.bad = bidx[i];
+                st = LOOM_ERR_NUMERIC;
+            }
+        if (st)
+            break;
+        flip_batch(x, B, ds->H, ds->W, ds->C);
+        logits = model_infer(m, x, B);
         for (int i = 0; i < B; i++) {
-            const float *z = logits + (size_t)i * K;
-            if (is_tta) {
-                double *qi = q + (size_t)i * K, *pi = q + (size_t)(batch + i) * K;
-                if (!softmax_double(z, K, pi)) {
-                    st = loom_error_set(err, LOOM_ERR_NUMERIC,
-                                        "evaluate: the model's output for example %d (flipped) "
-                                        "is not finite",
-                                        bidx[i]);
-                    goto done;
-                }
-                int best = 0;
-                for (int k = 0; k < K; k++) {
-                    qi[k] = 0.5 * (qi[k] + pi[k]);
-                    if (qi[k] > qi[best])
-                        best = k;
-                }
-                loss_sum -= log(qi[y[i]] > 1e-300 ? qi[y[i]] : 1e-300);
-                loom_metrics_confusion_add(mt, y[i], best);
-                if (pred)
-                    pred[i0 + i] = best;
-                if (prob)
-                    prob[i0 + i] = (float)qi[best];
-                continue;
+            double *qi = q + (size_t)i * K, *pi = q + (size_t)(batch + i) * K;
+            if (!softmax_double(logits + (size_t)i * K, K, pi)) {
+                a.bad = bidx[i];
+                st = LOOM_ERR_NUMERIC;
+                break;
             }
-            /* p_k = exp(z_k - max) / s with s = sum_j exp(z_j - max); loss = log s - (z_y - max) */
             int best = 0;
-            for (int k = 1; k < K; k++)
-                if (z[k] > z[best])
+            for (int k = 0; k < K; k++) {
+                qi[k] = 0.5 * (qi[k] + pi[k]);
+                if (qi[k] > qi[best])
                     best = k;
-            double zmax = z[best], s = 0;
-            for (int k = 0; k < K; k++)
-                s += exp((double)z[k] - zmax);
-            if (!isfinite(s) || !isfinite(zmax)) {
-                st = loom_error_set(err, LOOM_ERR_NUMERIC,
-                                    "evaluate: the model's output for example %d is not finite",
-                                    bidx[i]);
-                goto done;
             }
-            loss_sum += log(s) - ((double)z[y[i]] - zmax);
+            a.loss_sum -= log(qi[y[i]] > 1e-300 ? qi[y[i]] : 1e-300);
             loom_metrics_confusion_add(mt, y[i], best);
             if (pred)
                 pred[i0 + i] = best;
             if (prob)
-                prob[i0 + i] = (float)(1.0 / s);
+                prob[i0 + i] = (float)qi[best];
         }
     }
-    loom_metrics_compute(mt);
-    mt->loss = n > 0 ? loss_sum / n : NAN;
 done:
     free(x);
     free(y);
     free(ibuf);
     free(q);
-    if (st)
-        loom_metrics_reset(mt);
-    return st;
-}
-
-loom_status loom_evaluate(loom_model *m, const loom_dataset *ds, const int *idx, int n,
-                          const loom_norm *nrm, int batch, loom_metrics *mt, int *pred, float *prob,
-                          loom_error *err) {
-    return evaluate_impl(m, ds, idx, n, nrm, batch, false, mt, pred, prob, err);
-}
-
-loom_status loom_evaluate_tta(loom_model *m, const loom_dataset *ds, const int *idx, int n,
-                              const loom_norm *nrm, int batch, loom_metrics *mt, int *pred,
-                              float *prob, loom_error *err) {
-    return evaluate_impl(m, ds, idx, n, nrm, batch, true, mt, pred, prob, err);
+    return eval_end(&a, st, n, err);
 }
 
 /* ---- the text report ---- */
@@ -316,17 +421,18 @@ static void report_confusion(const loom_metrics *mt, const loom_dataset *ds, FIL
 void loom_metrics_report(const loom_metrics *mt, const loom_dataset *ds, FILE *f) {
     int w = name_width(mt, ds);
     char buf[16];
-    /* scikit-learn's layout: name right-aligned to w, then 9-wide columns, 2 decimals */
+    /* scikit-learn's layout (name right-aligned to w, then 9-wide columns), in percent with 2
+     * decimals like every accuracy loom prints */
     fprintf(f, "%*s  %9s %9s %9s %9s\n\n", w, "", "precision", "recall", "f1-score", "support");
     for (int k = 0; k < mt->n_classes; k++)
-        fprintf(f, "%*s  %9.2f %9.2f %9.2f %9ld\n", w, class_name(ds, k, buf), mt->precision[k],
-                mt->recall[k], mt->f1[k], mt->support[k]);
+        fprintf(f, "%*s  %8.2f%% %8.2f%% %8.2f%% %9ld\n", w, class_name(ds, k, buf),
+                100 * mt->precision[k], 100 * mt->recall[k], 100 * mt->f1[k], mt->support[k]);
     fputc('\n', f);
-    fprintf(f, "%*s  %9s %9s %9.2f %9ld\n", w, "accuracy", "", "", mt->accuracy, mt->n);
-    fprintf(f, "%*s  %9.2f %9.2f %9.2f %9ld\n", w, "macro avg", mt->macro_p, mt->macro_r,
-            mt->macro_f1, mt->n);
-    fprintf(f, "%*s  %9.2f %9.2f %9.2f %9ld\n", w, "weighted avg", mt->weighted_p, mt->weighted_r,
-            mt->weighted_f1, mt->n);
+    fprintf(f, "%*s  %9s %9s %8.2f%% %9ld\n", w, "accuracy", "", "", 100 * mt->accuracy, mt->n);
+    fprintf(f, "%*s  %8.2f%% %8.2f%% %8.2f%% %9ld\n", w, "macro avg", 100 * mt->macro_p,
+            100 * mt->macro_r, 100 * mt->macro_f1, mt->n);
+    fprintf(f, "%*s  %8.2f%% %8.2f%% %8.2f%% %9ld\n", w, "weighted avg", 100 * mt->weighted_p,
+            100 * mt->weighted_r, 100 * mt->weighted_f1, mt->n);
     fprintf(f, "\nConfusion matrix (rows = true class, columns = predicted), counts:\n");
     report_confusion(mt, ds, f, false);
     fprintf(f, "\nConfusion matrix, each row divided by the class's support:\n");

@@ -75,6 +75,51 @@ static void arrow_head(double x, double y) {
     plfill(3, hx, hy);
 }
 
+/* The shortcut of the addition box i from its block's head box: down the left of the boxes at
+ * the block's depth into the addition. A block that wraps into later columns has its line run
+ * to the bottom of the head's column, down each column between, and from the top of the
+ * addition's column. */
+static void draw_shortcut(const arch_ctx *c, int i) {
+    int from = c->l[i].skip_from, col0 = from / c->per_col, col1 = i / c->per_col;
+    double hx0, htop, x0, top;
+    box_pos(c, from, &hx0, &htop);
+    box_pos(c, i, &x0, &top);
+    double mid = top - c->box_h / 2, hmid = htop - c->box_h / 2;
+    double dx = x0 - (AR_MARGIN + col1 * (AR_BOX_W + AR_COL_GAP)); /* the depth's indent */
+    double y_top = c->height - AR_TOP + 8;
+    double y_bot = c->height - AR_TOP - c->per_col * (c->box_h + c->gap) + c->gap / 2;
+    plcol0(PC_MUTED);
+    plwidth(1.5);
+    for (int col = col0; col <= col1; col++) {
+        double xs = AR_MARGIN + col * (AR_BOX_W + AR_COL_GAP) + dx - AR_INDENT / 2.0 + 4;
+        double y0 = col == col0 ? hmid : y_top, y1 = col == col1 ? mid : y_bot;
+        if (col == col0) {
+            PLFLT lx[2] = {hx0, xs}, ly[2] = {hmid, hmid};
+            plline(2, lx, ly);
+        }
+        PLFLT vx[2] = {xs, xs}, vy[2] = {y0, y1};
+        plline(2, vx, vy);
+        if (col == col1) {
+            PLFLT lx[2] = {xs, x0 - 8}, ly[2] = {mid, mid};
+            plline(2, lx, ly);
+        }
+    }
+    PLFLT hx[3] = {x0 - 9, x0 - 9, x0}, hy[3] = {mid - 6, mid + 6, mid};
+    plfill(3, hx, hy);
+    plwidth(1.0);
+}
+
+/* Text at (x, y) in the current font, made smaller when its estimated width (about 11.5 pixels
+ * per character at scale 1) would pass max_w. */
+static void text_fit(double x, double y, double just, const char *s, double max_w) {
+    double w = 11.5 * (double)strlen(s), scale = w > max_w && w > 0 ? max_w / w : 1.0;
+    if (scale < 1.0)
+        plot_font(scale < 0.7 ? 0.7 : scale);
+    plot_text(x, y, just, s);
+    if (scale < 1.0)
+        plot_font(1.0);
+}
+
 static void draw_arch(void *vctx) {
     arch_ctx *c = vctx;
     plvpor(0.0, 1.0, 0.0, 1.0);
@@ -97,20 +142,8 @@ static void draw_arch(void *vctx) {
         double x0, top;
         box_pos(c, i, &x0, &top);
         double x1 = x0 + box_w(c, i), bot = top - c->box_h, mid = (top + bot) / 2;
-        int from = c->l[i].skip_from;
-        if (from >= 0 && from / c->per_col == i / c->per_col) {
-            /* the shortcut: from the head box's left edge down to the addition's */
-            double hx0, htop, xs = x0 - AR_INDENT / 2.0 + 4;
-            box_pos(c, from, &hx0, &htop);
-            plcol0(PC_MUTED);
-            plwidth(1.5);
-            PLFLT sx[4] = {hx0, xs, xs, x0 - 8},
-                  sy[4] = {htop - c->box_h / 2, htop - c->box_h / 2, mid, mid};
-            plline(4, sx, sy);
-            PLFLT hx[3] = {x0 - 9, x0 - 9, x0}, hy[3] = {mid - 6, mid + 6, mid};
-            plfill(3, hx, hy);
-            plwidth(1.0);
-        }
+        if (c->l[i].skip_from >= 0)
+            draw_shortcut(c, i);
         plcol0(kind_color(c->l[i].text));
         plot_rect(x0, bot, x1, top);
         plcol0(PC_MUTED);
@@ -118,7 +151,9 @@ static void draw_arch(void *vctx) {
         plline(5, bx, by);
         plcol0(PC_FG);
         plsfont(PL_FCI_SANS, PL_FCI_UPRIGHT, PL_FCI_BOLD);
-        plot_text(x0 + 14, mid, 0.0, c->l[i].text);
+        /* the text ends before the shape column (about 10 pixels per character) */
+        double shape_w = 10.0 * (double)strlen(c->l[i].shape);
+        text_fit(x0 + 14, mid, 0.0, c->l[i].text, box_w(c, i) - 14 - AR_SHAPE_R - shape_w - 16);
         plsfont(PL_FCI_SANS, PL_FCI_UPRIGHT, PL_FCI_MEDIUM);
         plot_text(x1 - AR_SHAPE_R, mid, 1.0, c->l[i].shape);
         plcol0(PC_MUTED);

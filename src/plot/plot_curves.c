@@ -1,6 +1,6 @@
 /* plot_curves.c - line plots of training histories: learning curves (loss and accuracy per
  * epoch, training vs validation, two panels) and overlays of several series or runs, each line
- * optionally with a +-std band. A directory of fold runs (subdirectories holding history.csv)
+ * optionally with a ± std band. A directory of fold runs (subdirectories holding history.csv)
  * is read as the per-epoch mean and standard deviation over its folds. */
 #include "plot.h"
 #include "../run/rundir.h"

@@ -115,8 +115,9 @@ static void draw_trials(void *vctx) {
     plot_page_text(0.5, 1.0 - 36.0 / c->height, 0.0, 0.5, plot_escape(title, buf, sizeof buf));
     plot_font(1.0);
     plcol0(PC_MUTED);
-    snprintf(buf, sizeof buf, "%d trials; the best (red) is trial %s with score %.4g", c->t->n_rows,
-             plot_csv_cell(c->t, c->best, 0), c->score[c->best]);
+    snprintf(buf, sizeof buf, "%d trial%s; the best (red) is trial %s with score %.4g",
+             c->t->n_rows, PLURAL(c->t->n_rows), plot_csv_cell(c->t, c->best, 0),
+             c->score[c->best]);
     plot_page_text(0.5, 1.0 - 66.0 / c->height, 0.0, 0.5, buf);
     for (int k = 0; k < c->n_panels; k++)
         draw_panel(c, k);

@@ -54,6 +54,7 @@ loom_status loom_run_create_dir(const char *dir, bool is_force, loom_error *err)
     if (stat(dir, &st) == 0) {
         if (!S_ISDIR(st.st_mode))
             return loom_error_set(err, LOOM_ERR_IO, "%s: exists and is not a directory", dir);
+        loom_remove_stale_tmp(dir, 2); /* a killed write's leftovers, fold_K/ and best/ too */
         if (is_force)
             return LOOM_OK;
         if (has_file(dir, "model.loom"))
@@ -187,13 +188,27 @@ loom_status loom_run_config_load(loom_run_config *rc, const char *run_dir, char 
     snprintf(path, sizeof path, "%s/config.txt", run_dir);
     *owner = NULL;
     struct stat sb;
-    if (stat(path, &sb) != 0 && errno == ENOENT)
-        return loom_error_set(err, LOOM_ERR_ARG,
-                              "%s: no config.txt: not a run directory, or a run stopped before it "
-                              "was set up (start it again)",
-                              run_dir);
     char *text = NULL;
-    loom_status st = loom_file_read_all(path, &text, NULL, err);
+    size_t len = 0;
+    loom_status st = LOOM_OK;
+    /* in a job of several processes rank 0 reads it and sends it (the others' hosts need not
+     * see the run directory) */
+    bool is_job = loom_dist_size() > 1;
+    if (loom_dist_rank() == 0) {
+        if (stat(path, &sb) != 0 && errno == ENOENT)
+            st = loom_error_set(err, LOOM_ERR_ARG,
+                                "%s: no config.txt: not a run directory, or a run stopped before "
+                                "it was set up (start it again)",
+                                run_dir);
+        else
+            st = loom_file_read_all(path, &text, &len, err);
+    }
+    if (is_job && (st = loom_dist_agree(st, err)) == LOOM_OK) {
+        dist_bcast(&len, sizeof len, 0);
+        if (loom_dist_rank() > 0 && !(text = calloc(len + 1, 1)))
+            return loom_error_set(err, LOOM_ERR_NOMEM, "out of memory"); /* ends the job */
+        dist_bcast(text, len, 0);
+    }
     if (st)
         return st;
     loom_run_config_init(rc);

@@ -50,10 +50,12 @@ void loom_run_clear_dir(const char *dir);
 void loom_run_discard_dir(const char *dir, bool is_created);
 /* Evaluates m on the first n images of test (all when n <= 0), fills mt and writes (dir must
  * exist) dir/predictions.csv (index,true,pred,prob), dir/metrics.json, dir/confusion.csv. Pass mt
- * zeroed; the caller resets it (loom_metrics_reset), also on failure. Errors: those of
- * loom_evaluate, LOOM_ERR_IO, LOOM_ERR_NOMEM. */
+ * zeroed; the caller resets it (loom_metrics_reset), also on failure. stop_flag (may be NULL)
+ * set stops it between chunks of images, nothing written. Errors: those of loom_evaluate,
+ * LOOM_ERR_IO, LOOM_ERR_NOMEM, LOOM_ERR_INTERRUPTED. */
 loom_status loom_run_write_test(loom_model *m, const loom_dataset *test, int n, int batch,
-                                const char *dir, loom_metrics *mt, loom_error *err);
+                                const char *dir, volatile int *stop_flag, loom_metrics *mt,
+                                loom_error *err);
 
 /* Config text helpers: value of key in "key=value" lines (copied into buf), or NULL. */
 const char *loom_config_get(const char *config, const char *key, char *buf, size_t n);

@@ -172,3 +172,18 @@ loom_status ckpt_load(const char *path, ckpt_state *s, char *warning, size_t n_w
     *err = e1;
     return st;
 }
+
+void ckpt_bcast(ckpt_state *s, int root) {
+    size_t np = s->sizes.n_params, ns = s->sizes.n_state;
+    dist_bcast(&s->pos, sizeof s->pos, root);
+    dist_bcast(s->order, sizeof(int) * (size_t)s->sizes.n_train, root);
+    dist_bcast(s->params, sizeof(float) * np, root);
+    dist_bcast(s->state, sizeof(float) * ns, root);
+    dist_bcast(s->opt_m, sizeof(float) * np, root);
+    dist_bcast(s->opt_v, sizeof(float) * np, root);
+    dist_bcast(s->best, sizeof(float) * (np + ns), root);
+    dist_bcast(s->good, sizeof(float) * (np + ns), root);
+    if (s->sizes.ema_bits)
+        dist_bcast(s->ema, sizeof(float) * np, root);
+    dist_bcast(s->hist, sizeof(loom_epoch) * (size_t)s->pos.n_hist, root);
+}

@@ -35,5 +35,7 @@ loom_status ckpt_save(const char *path, const ckpt_state *s, loom_error *err);
 /* Loads path into s (arrays preallocated to sizes); falls back to path.prev with a warning. */
 loom_status ckpt_load(const char *path, ckpt_state *s, char *warning, size_t n_warning,
                       loom_error *err);
+/* Sends root's loaded state to every process of the job (all of them call it). */
+void ckpt_bcast(ckpt_state *s, int root);
 
 #endif

@@ -6,8 +6,12 @@
 
 #include <math.h>
 
-double loom_softmax_xent_smooth(const float *logits, const int *y, int B, int N, float smoothing,
-                                float *dlogits, int *n_correct) {
+/* The gradient of B examples of a batch of denom (>= B) examples: dL/dz divided by denom, so
+ * that the shards of a batch give the gradient of the whole batch's mean loss. */
+double softmax_xent_part(const float *logits, const int *y, int B, int N, float smoothing,
+                         int denom, float *dlogits, int *n_correct);
+double softmax_xent_part(const float *logits, const int *y, int B, int N, float smoothing,
+                         int denom, float *dlogits, int *n_correct) {
     double on = 1.0 - smoothing, off = (double)smoothing / N;
     double total = 0;
     int correct = 0;
@@ -36,13 +40,18 @@ double loom_softmax_xent_smooth(const float *logits, const int *y, int B, int N,
         if (dlogits) {
             float *d = dlogits + (size_t)b * N;
             for (int k = 0; k < N; k++)
-                d[k] = (float)((exp((double)z[k] - lse) - off) / B);
-            d[y[b]] -= (float)(on / B);
+                d[k] = (float)((exp((double)z[k] - lse) - off) / denom);
+            d[y[b]] -= (float)(on / denom);
         }
     }
     if (n_correct)
         *n_correct = correct;
     return total;
+}
+
+double loom_softmax_xent_smooth(const float *logits, const int *y, int B, int N, float smoothing,
+                                float *dlogits, int *n_correct) {
+    return softmax_xent_part(logits, y, B, N, smoothing, B, dlogits, n_correct);
 }
 
 double loom_softmax_xent(const float *logits, const int *y, int B, int N, float *dlogits,
@@ -51,9 +60,12 @@ double loom_softmax_xent(const float *logits, const int *y, int B, int N, float 
 }
 
 /* target q = lam q(y) + (1 - lam) q(y2) with q(.) = on onehot(.) + off, so
- * loss_b = lse - on (lam z[y] + (1 - lam) z[y2]) - off sum_k z[k]. */
-double loom_softmax_xent_mix(const float *logits, const int *y, const int *y2, float lam, int B,
-                             int N, float smoothing, float *dlogits, int *n_correct) {
+ * loss_b = lse - on (lam z[y] + (1 - lam) z[y2]) - off sum_k z[k]; dL/dz divided by denom as
+ * softmax_xent_part's. */
+double softmax_xent_mix_part(const float *logits, const int *y, const int *y2, float lam, int B,
+                             int N, float smoothing, int denom, float *dlogits, int *n_correct);
+double softmax_xent_mix_part(const float *logits, const int *y, const int *y2, float lam, int B,
+                             int N, float smoothing, int denom, float *dlogits, int *n_correct) {
     double on = 1.0 - smoothing, off = (double)smoothing / N, a = lam, b = 1.0 - a;
     double total = 0;
     int correct = 0;
@@ -77,12 +89,17 @@ double loom_softmax_xent_mix(const float *logits, const int *y, const int *y2, f
         if (dlogits) {
             float *d = dlogits + (size_t)i * N;
             for (int k = 0; k < N; k++)
-                d[k] = (float)((exp((double)z[k] - lse) - off) / B);
-            d[y[i]] -= (float)(on * a / B);
-            d[y2[i]] -= (float)(on * b / B);
+                d[k] = (float)((exp((double)z[k] - lse) - off) / denom);
+            d[y[i]] -= (float)(on * a / denom);
+            d[y2[i]] -= (float)(on * b / denom);
         }
     }
     if (n_correct)
         *n_correct = correct;
     return total;
+}
+
+double loom_softmax_xent_mix(const float *logits, const int *y, const int *y2, float lam, int B,
+                             int N, float smoothing, float *dlogits, int *n_correct) {
+    return softmax_xent_mix_part(logits, y, y2, lam, B, N, smoothing, B, dlogits, n_correct);
 }

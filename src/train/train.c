@@ -6,6 +6,7 @@
 #include "../model/model.h"
 #include "checkpoint.h"
 #include "mix.h"
+#include "shards.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -22,6 +23,7 @@ void loom_train_config_init(loom_train_config *c) {
                                .eps = 1e-7f};
     c->sched.kind = LOOM_SCHED_CONSTANT;
     c->seed = 42;
+    c->shards = 1;
 }
 
 void loom_history_reset(loom_history *h) {
@@ -235,12 +237,25 @@ typedef struct {
     float *mix_x;   /* (bs, H, W, C) the batch before mixing, when is_mix */
     int *mix_perm;  /* (bs) the partners, when is_mix */
     int *mix_y;     /* (bs) the partners' labels, when is_mix */
+    float mix_lam;  /* the step's weight of each example's own label, when is_mix */
     bool is_ema;
     float *ema; /* (np) averaged weights, when is_ema */
     loom_optim *opt;
     long *opt_t; /* the optimizer's step count */
     ckpt_state ck;
+    /* shards (cfg->shards > 1): this process's share, the exact sum, the state at the step's
+     * start, each shard's scalars (SC_N doubles: this process's, then every shard's) */
+    bool is_sharded, is_dist;
+    shard_sum sh;
+    float *s0;
+    double *sc_mine, *sc_all;
+    bool is_stop_agreed; /* the job's processes agreed to stop after this step */
 } trainer;
+
+/* A shard's scalars, gathered from every process in shard order. */
+enum { SC_LOSS, SC_CORRECT, SC_BAD_OUT, SC_BAD_GRAD, SC_N };
+/* The flags maximum-reduced after the exponents: a stop was asked, a value is not finite. */
+enum { FLAG_STOP, FLAG_NONFINITE, N_FLAGS };
 
 /* The settings and shapes loom_train needs before it allocates anything. */
 static loom_status check_args(const loom_model *m, const loom_train_config *cfg,
@@ -252,6 +267,17 @@ static loom_status check_args(const loom_model *m, const loom_train_config *cfg,
                               (double)cfg->ema);
     if (n_train < 1)
         return loom_error_set(err, LOOM_ERR_ARG, "no training examples");
+    int S = cfg->shards, N = cfg->is_data_parallel ? loom_dist_size() : 1;
+    int bs = cfg->batch < n_train ? cfg->batch : n_train;
+    if (S < 1 || S > bs)
+        return loom_error_set(err, LOOM_ERR_ARG,
+                              "shards must be from 1 to the batch size (%d), got %d", bs, S);
+    if (S % N != 0)
+        return loom_error_set(
+            err, LOOM_ERR_ARG,
+            "shards: %d processes share each batch's shards: set shards to a multiple of %d "
+            "(12 runs on 1, 2, 3, 4, 6 or 12 processes with the same numbers)",
+            N, N);
     int K = loom_model_n_outputs(m);
     if (train->n_classes > K)
         return loom_error_set(err, LOOM_ERR_SHAPE,
@@ -297,6 +323,20 @@ static loom_status trainer_setup(trainer *t, const int *idx_train) {
     loom_status st = loom_optim_create(&t->opt, &cfg->opt, np, t->err);
     if (st)
         return st;
+    t->is_sharded = cfg->shards > 1;
+    t->is_dist = cfg->is_data_parallel && loom_dist_size() > 1;
+    if (t->is_sharded) {
+        int N = t->is_dist ? loom_dist_size() : 1, r = t->is_dist ? loom_dist_rank() : 0;
+        int per = cfg->shards / N;
+        t->s0 = loom_xalloc(sizeof(float) * (ns ? ns : 1));
+        t->sc_mine = malloc(sizeof(double) * SC_N * (size_t)per);
+        t->sc_all = malloc(sizeof(double) * SC_N * (size_t)cfg->shards);
+        if (!t->s0 || !t->sc_mine || !t->sc_all)
+            return loom_error_set(t->err, LOOM_ERR_NOMEM, "shard buffers: out of memory");
+        if ((st = shard_sum_init(&t->sh, cfg->shards, r * per, (r + 1) * per, np + ns, N_FLAGS,
+                                 t->err)))
+            return st;
+    }
     memcpy(t->order, idx_train, sizeof(int) * (size_t)t->n_train);
     if (t->is_ema)
         memcpy(t->ema, m->params, sizeof(float) * np);
@@ -320,7 +360,8 @@ static loom_status trainer_setup(trainer *t, const int *idx_train) {
     p->best_score = INFINITY;
     p->best_epoch = -1;
     p->lr_plateau = cfg->opt.lr;
-    if (cfg->is_resume && cfg->checkpoint_path) {
+    /* in a data-parallel job only rank 0 loads the checkpoint (and sends it: loom_train) */
+    if (cfg->is_resume && cfg->checkpoint_path && (!t->is_dist || loom_dist_rank() == 0)) {
         char warning[1200];
         if ((st = ckpt_load(cfg->checkpoint_path, &t->ck, warning, sizeof warning, t->err)))
             return st;
@@ -383,7 +424,8 @@ static loom_status step_failed(trainer *t, int s, double L, int bad_out, int bad
 static loom_status checkpoint_step(trainer *t, int s) {
     const loom_train_config *cfg = t->cfg;
     ckpt_pos *p = &t->ck.pos;
-    bool is_stop = cfg->stop_flag && *cfg->stop_flag;
+    /* a data-parallel job stops where its processes agreed to, whoever saw the signal */
+    bool is_stop = t->is_dist ? t->is_stop_agreed : cfg->stop_flag && *cfg->stop_flag;
     bool is_ck_step =
         cfg->checkpoint_steps > 0 && (s + 1) % cfg->checkpoint_steps == 0 && s + 1 < t->steps;
     if (cfg->checkpoint_path && (is_stop || is_ck_step)) {
@@ -402,36 +444,139 @@ static loom_status checkpoint_step(trainer *t, int s) {
     return LOOM_OK;
 }
 
-/* Step s of the current epoch at rate lr: one batch forward, backward and update (and the
- * average); then the iteration line, the progress event (t0: the epoch's start) and any
- * checkpoint. */
+double softmax_xent_part(const float *logits, const int *y, int B, int N, float smoothing,
+                         int denom, float *dlogits, int *n_correct);
+double softmax_xent_mix_part(const float *logits, const int *y, const int *y2, float lam, int B,
+                             int N, float smoothing, int denom, float *dlogits, int *n_correct);
+
+/* Forward and backward of examples [a, b) of the batch x/y of B (dropout drawing from rng): the
+ * loss summed (L), the correct count (nc), the first layer with a non-finite output or
+ * gradient (or -1). The gradients are those of the batch's mean loss. */
+static void pass(trainer *t, int a, int b, int B, loom_rng *rng, double *L, int *nc, int *bad_out,
+                 int *bad_grad) {
+    loom_model *m = t->m;
+    size_t D = (size_t)t->train->H * t->train->W * t->train->C;
+    loom_model_zero_grad(m);
+    const float *logits = loom_model_forward(m, t->x + D * (size_t)a, b - a, true, rng);
+    *L = t->is_mix ? softmax_xent_mix_part(logits, t->y + a, t->mix_y + a, t->mix_lam, b - a, t->K,
+                                           t->cfg->label_smoothing, B, t->dlogits, nc)
+                   : softmax_xent_part(logits, t->y + a, b - a, t->K, t->cfg->label_smoothing, B,
+                                       t->dlogits, nc);
+    *bad_out = isfinite(*L) ? -1 : model_first_nonfinite_output(m, b - a);
+    *bad_grad = -1;
+    if (isfinite(*L)) {
+        loom_model_backward(m, t->dlogits, b - a);
+        *bad_grad = model_first_nonfinite_grad(m);
+    }
+}
+
+/* The sharded forward and backward of a batch of B: this process's shards one after the other,
+ * each from the state at the step's start, with its own dropout stream; then every shard's
+ * gradient and (weighted) state change summed exactly over the job into the model's gradients
+ * and state, and the shards' scalars summed in shard order. Returns false with *L, *bad_out,
+ * *bad_grad of the first failing shard when a value is not finite anywhere. */
+static bool pass_sharded(trainer *t, int B, double *L, int *nc, int *bad_out, int *bad_grad) {
+    loom_model *m = t->m;
+    shard_sum *sh = &t->sh;
+    int S = sh->n_shards;
+    size_t np = t->np, ns = t->ns;
+    uint64_t base = loom_rng_next(&t->ck.pos.rng_drop); /* one draw per step, on every process */
+    memcpy(t->s0, m->state, sizeof(float) * ns);
+    bool is_finite = true;
+    for (int k = sh->lo; k < sh->hi; k++) {
+        int a = (int)((long)B * k / S), b = (int)((long)B * (k + 1) / S);
+        float *v = shard_sum_vec(sh, k);
+        double *sc = t->sc_mine + SC_N * (size_t)(k - sh->lo);
+        double l = 0;
+        int c = 0, bo = -1, bg = -1;
+        memcpy(m->state, t->s0, sizeof(float) * ns);
+        if (b > a) {
+            loom_rng rng;
+            loom_rng_seed(&rng, loom_seed_derive(base, (uint64_t)k));
+            pass(t, a, b, B, &rng, &l, &c, &bo, &bg);
+        }
+        if (b == a) {
+            memset(v, 0, sizeof(float) * (np + ns));
+        } else {
+            memcpy(v, m->grads, sizeof(float) * np);
+            float w = (float)(b - a) / (float)B;
+            for (size_t i = 0; i < ns; i++)
+                v[np + i] = (m->state[i] - t->s0[i]) * w;
+        }
+        is_finite = is_finite && isfinite(l) && bg < 0;
+        sc[SC_LOSS] = l;
+        sc[SC_CORRECT] = c;
+        sc[SC_BAD_OUT] = bo;
+        sc[SC_BAD_GRAD] = bg;
+    }
+    if (is_finite)
+        shard_sum_exponents(sh);
+    else
+        memset(sh->ex, 0, sizeof(int32_t) * sh->nb);
+    int32_t *flags = sh->ex + sh->nb;
+    flags[FLAG_STOP] = t->cfg->stop_flag && *t->cfg->stop_flag;
+    flags[FLAG_NONFINITE] = !is_finite;
+    if (t->is_dist) {
+        dist_max_i32(sh->ex, sh->nb + N_FLAGS);
+        loom_dist_allgather(t->sc_mine, sizeof(double) * SC_N * (size_t)(sh->hi - sh->lo),
+                            t->sc_all);
+    } else {
+        memcpy(t->sc_all, t->sc_mine, sizeof(double) * SC_N * (size_t)S);
+    }
+    t->is_stop_agreed = flags[FLAG_STOP] != 0;
+    if (t->is_dist && (flags[FLAG_STOP] || flags[FLAG_NONFINITE]))
+        dist_mark_agreed();
+    *L = 0;
+    *nc = 0;
+    for (int k = 0; k < S; k++) {
+        const double *sc = t->sc_all + SC_N * (size_t)k;
+        if (flags[FLAG_NONFINITE] && (!isfinite(sc[SC_LOSS]) || sc[SC_BAD_GRAD] >= 0)) {
+            *L = sc[SC_LOSS];
+            *bad_out = (int)sc[SC_BAD_OUT];
+            *bad_grad = (int)sc[SC_BAD_GRAD];
+            return false;
+        }
+        *L += sc[SC_LOSS];
+        *nc += (int)sc[SC_CORRECT];
+    }
+    if (flags[FLAG_NONFINITE]) { /* cannot happen: some shard said so */
+        *L = NAN;
+        *bad_out = *bad_grad = -1;
+        return false;
+    }
+    float *sum = t->sh.v; /* reused as the output: the local vectors are consumed first */
+    shard_sum_reduce(sh, t->is_dist, sum);
+    memcpy(m->grads, sum, sizeof(float) * np);
+    for (size_t i = 0; i < ns; i++)
+        m->state[i] = t->s0[i] + sum[np + i];
+    return true;
+}
+
+/* Step s of the current epoch at rate lr: one batch forward, backward (whole, or in shards) and
+ * update (and the average); then the iteration line, the progress event (t0: the epoch's start)
+ * and any checkpoint. */
 static loom_status train_step(trainer *t, int s, float lr, double t0) {
     const loom_train_config *cfg = t->cfg;
     loom_model *m = t->m;
     ckpt_pos *p = &t->ck.pos;
-    int lo = s * t->bs, B = t->n_train - lo < t->bs ? t->n_train - lo : t->bs, K = t->K;
+    int lo = s * t->bs, B = t->n_train - lo < t->bs ? t->n_train - lo : t->bs;
     loom_batch_fill(t->train, t->order + lo, B, t->nrm, t->x, t->y);
     if (cfg->is_augment_flip || cfg->augment_shift > 0 || cfg->erase_p > 0.0f)
         augment_batch(t->x, B, t->train->H, t->train->W, t->train->C, cfg, &p->rng_aug, t->aug_tmp);
-    float lam = 1.0f; /* mixup/cutmix: the weight of each example's own label */
-    if (t->is_mix)
-        lam = mix_batch(t->x, t->y, B, t->train->H, t->train->W, t->train->C, cfg->mixup_alpha,
-                        cfg->cutmix_alpha, &p->rng_aug, t->mix_perm, t->mix_x, t->mix_y);
-    loom_model_zero_grad(m);
-    const float *logits = loom_model_forward(m, t->x, B, true, &p->rng_drop);
-    int nc = 0;
-    double L = t->is_mix ? loom_softmax_xent_mix(logits, t->y, t->mix_y, lam, B, K,
-                                                 cfg->label_smoothing, t->dlogits, &nc)
-                         : loom_softmax_xent_smooth(logits, t->y, B, K, cfg->label_smoothing,
-                                                    t->dlogits, &nc);
-    int bad_out = isfinite(L) ? -1 : model_first_nonfinite_output(m, B);
-    int bad_grad = -1;
-    if (isfinite(L)) {
-        loom_model_backward(m, t->dlogits, B);
-        bad_grad = model_first_nonfinite_grad(m);
+    if (t->is_mix) /* mixup/cutmix: the weight of each example's own label, for pass() */
+        t->mix_lam =
+            mix_batch(t->x, t->y, B, t->train->H, t->train->W, t->train->C, cfg->mixup_alpha,
+                      cfg->cutmix_alpha, &p->rng_aug, t->mix_perm, t->mix_x, t->mix_y);
+    double L = 0;
+    int nc = 0, bad_out = -1, bad_grad = -1;
+    if (t->is_sharded) {
+        if (!pass_sharded(t, B, &L, &nc, &bad_out, &bad_grad))
+            return step_failed(t, s, L, bad_out, bad_grad);
+    } else {
+        pass(t, 0, B, B, &p->rng_drop, &L, &nc, &bad_out, &bad_grad);
+        if (!isfinite(L) || bad_grad >= 0)
+            return step_failed(t, s, L, bad_out, bad_grad);
     }
-    if (!isfinite(L) || bad_grad >= 0)
-        return step_failed(t, s, L, bad_out, bad_grad);
     if (cfg->opt.l2 > 0.0f)
         p->pen_sum += cfg->opt.l2 * loom_model_l2_apply(m, cfg->opt.l2, true) * B;
     loom_optim_step(t->opt, m, lr);
@@ -442,20 +587,26 @@ static loom_status train_step(trainer *t, int s, float lr, double t0) {
     p->seen += B;
     if (cfg->log_every > 0 && (s + 1) % cfg->log_every == 0)
         log_printf(cfg->log, cfg->log_user, LOOM_LOG_INFO,
-                   "Iteration: %d. Loss: %.4f. Accuracy: %.2f", p->epoch * t->steps + s + 1, L / B,
-                   100.0 * nc / B);
+                   "Iteration: %d. Loss: %.4f. Accuracy: %.2f%%", p->epoch * t->steps + s + 1,
+                   L / B, 100.0 * nc / B);
     if (cfg->progress)
         report_progress(t, LOOM_PROGRESS_STEP, s + 1, lr, loom_now() - t0, NAN, NAN);
     return checkpoint_step(t, s);
 }
 
-/* h's validation loss and accuracy, of the averaged weights when there is an average. */
+loom_status evaluate_shared(loom_model *m, const loom_dataset *ds, const int *idx, int n,
+                            const loom_norm *nrm, int batch, loom_metrics *mt, loom_error *err);
+
+/* h's validation loss and accuracy, of the averaged weights when there is an average (in a
+ * data-parallel job each process infers a share of the examples). */
 static loom_status validate(trainer *t, loom_epoch *h) {
     loom_metrics mt = {0};
     if (t->is_ema)
         ema_swap(t->m->params, t->ema, t->np);
     loom_status st =
-        loom_evaluate(t->m, t->val, t->idx_val, t->n_val, t->nrm, t->bs, &mt, NULL, NULL, t->err);
+        t->is_dist ? evaluate_shared(t->m, t->val, t->idx_val, t->n_val, t->nrm, t->bs, &mt, t->err)
+                   : loom_evaluate(t->m, t->val, t->idx_val, t->n_val, t->nrm, t->bs, &mt, NULL,
+                                   NULL, t->err);
     if (t->is_ema)
         ema_swap(t->m->params, t->ema, t->np);
     if (st)
@@ -495,8 +646,8 @@ static bool monitor(trainer *t, loom_epoch *h) {
     if (cfg->early_stopping > 0 && p->since_best >= cfg->early_stopping) {
         t->hist->is_stopped_early = true;
         log_printf(cfg->log, cfg->log_user, LOOM_LOG_INFO,
-                   "early stopping: no improvement for %d epochs; restoring epoch %d",
-                   p->since_best, p->best_epoch + 1);
+                   "early stopping: no improvement for %d epoch%s; restoring epoch %d",
+                   p->since_best, PLURAL(p->since_best), p->best_epoch + 1);
         return true;
     }
     return false;
@@ -536,10 +687,11 @@ static loom_status end_epoch(trainer *t, float lr, double t0, bool *is_last) {
                         h->val_acc);
     char tail[160] = "";
     if (has_val)
-        snprintf(tail, sizeof tail, " - val_loss: %.4f - val_acc: %.4f", h->val_loss, h->val_acc);
+        snprintf(tail, sizeof tail, " - val_loss: %.4f - val_acc: %.2f%%", h->val_loss,
+                 100 * h->val_acc);
     log_printf(cfg->log, cfg->log_user, LOOM_LOG_EPOCH,
-               "Epoch %d/%d - %.1fs - loss: %.4f - acc: %.4f%s - lr: %.3g", e + 1, cfg->epochs,
-               h->seconds, h->loss, h->acc, tail, (double)lr);
+               "Epoch %d/%d - %.1fs - loss: %.4f - acc: %.2f%%%s - lr: %.3g", e + 1, cfg->epochs,
+               h->seconds, h->loss, 100 * h->acc, tail, (double)lr);
     if (t->steps >= 50 && fabs(h->loss - log((double)K)) < 0.02 && h->acc < 1.5 / K)
         log_printf(cfg->log, cfg->log_user, LOOM_LOG_WARN,
                    "warning: the training loss stayed at ln(%d) = %.2f for epoch %d: the model is "
@@ -601,6 +753,8 @@ loom_status loom_train(loom_model *m, const loom_train_config *cfg, const loom_d
     memset(hist, 0, sizeof *hist);
     double t_start = loom_now();
     loom_status st = check_args(m, cfg, train, n_train, err);
+    if (cfg->is_data_parallel)
+        st = loom_dist_agree(st, err);
     if (st)
         return st;
     int n_bf16 = 0;
@@ -628,6 +782,13 @@ loom_status loom_train(loom_model *m, const loom_train_config *cfg, const loom_d
                  .bs = bs,
                  .steps = (n_train + bs - 1) / bs};
     st = trainer_setup(&t, idx_train);
+    if (cfg->is_data_parallel)
+        st = loom_dist_agree(st, err);
+    if (st == LOOM_OK && t.is_dist && cfg->is_resume) { /* rank 0's checkpoint, to all */
+        ckpt_bcast(&t.ck, 0);
+        *t.opt_t = t.ck.pos.opt_t;
+        hist->n_epochs = t.ck.pos.n_hist;
+    }
     /* what watches the validation loss watches the training loss when there is none: say so */
     bool is_val = val && n_val > 0;
     if (st == LOOM_OK && !is_val &&
@@ -665,5 +826,9 @@ loom_status loom_train(loom_model *m, const loom_train_config *cfg, const loom_d
     free(t.mix_x);
     free(t.mix_perm);
     free(t.mix_y);
+    free(t.s0);
+    free(t.sc_mine);
+    free(t.sc_all);
+    shard_sum_free(&t.sh);
     return st;
 }

@@ -1,8 +1,9 @@
 /* cv.c - stratified k-fold cross-validation: each fold trained from scratch with its own seed,
- * per-fold and mean +- std metrics (cv.csv, cv.json, history_mean.csv), the best fold's model
+ * per-fold and mean ± std metrics (cv.csv, cv.json, history_mean.csv), the best fold's model
  * kept; and the pieces the search shares with it: one training on a split, training settings
  * by name, stratified subsets, mean and sample standard deviation, in-memory text files. */
 #include "tune.h"
+#include "../model/model.h"
 #include "../run/rundir.h"
 
 #include <cjson/cJSON.h>
@@ -372,6 +373,7 @@ typedef struct {
     char *text;       /* the model's text */
     char *config;     /* config.txt */
     loom_model *best; /* the best fold's model so far */
+    size_t n_weights; /* the model's parameters and state */
     bool is_dir_ours; /* run_dir was made (is_created) or reused by this run */
     bool is_created;
 } cv_run;
@@ -411,7 +413,16 @@ static loom_status cv_prepare(cv_run *r, const loom_dataset *train, loom_dataset
     loom_model *m = NULL;
     if ((st = loom_model_create(&m, r->text, cc->model, r->ds->H, r->ds->W, r->ds->C, err)))
         return st;
+    r->n_weights = m->n_params + m->n_state +
+                   (cc->is_standardize ? 2 * (size_t)r->ds->H * r->ds->W * r->ds->C : 0);
     loom_model_destroy(m);
+    res->folds = calloc((size_t)K, sizeof *res->folds);
+    r->config = cv_config_text(cc, -1);
+    if (!res->folds || !r->config)
+        return loom_error_set(err, LOOM_ERR_NOMEM, "cv: out of memory");
+    res->n_folds = K;
+    if (cc->is_check_only || loom_dist_rank() > 0) /* rank 0 writes the run directory */
+        return LOOM_OK;
     struct stat sb;
     r->is_created = stat(res->run_dir, &sb) != 0;
     if ((st = loom_run_create_dir(res->run_dir, cc->is_force, err)))
@@ -419,61 +430,117 @@ static loom_status cv_prepare(cv_run *r, const loom_dataset *train, loom_dataset
     r->is_dir_ours = true;
     if (cc->is_force) /* a new run replaces the old one, files and all */
         loom_run_clear_dir(res->run_dir);
-    res->folds = calloc((size_t)K, sizeof *res->folds);
-    r->config = cv_config_text(cc, -1);
-    if (!res->folds || !r->config)
-        return loom_error_set(err, LOOM_ERR_NOMEM, "cv: out of memory");
-    res->n_folds = K;
     return loom_file_write_atomic(path_join(path, sizeof path, res->run_dir, "config.txt"),
                                   r->config, strlen(r->config), err);
 }
 
-/* Fold k: trained from scratch in run_dir/fold_k, validated (and tested), logged, kept when the
- * best so far; cv.csv rewritten with the folds done. */
-static loom_status cv_fold(cv_run *r, int k, loom_error *err) {
+/* What training fold k leaves, sent whole between the job's processes: the scores, the history
+ * rows (epochs of them at most) and the final weights and state. */
+typedef struct {
+    double val_acc, val_f1, val_loss, seconds;
+    int n_epochs, best_epoch;
+    bool is_stopped_early;
+} fold_head;
+
+static size_t fold_out_bytes(const cv_run *r) {
+    return sizeof(fold_head) + sizeof(loom_epoch) * (size_t)r->tc.epochs +
+           sizeof(float) * r->n_weights;
+}
+
+/* Fold k trained from scratch into out (fold_out_bytes). */
+static loom_status fold_train(void *ctx, int k, void *out, loom_error *err) {
+    cv_run *r = ctx;
+    const loom_cv_config *cc = r->cc;
+    loom_model *m = NULL;
+    loom_split sp = {0};
+    loom_metrics val = {0};
+    loom_history h = {0};
+    snprintf(r->fl.prefix, sizeof r->fl.prefix, "fold %d/%d: ", k + 1, cc->folds);
+    /* the folds depend on the seed only; each fold's training has its own stream */
+    loom_status st = loom_split_kfold(&sp, r->ds, cc->folds, k, cc->train.seed, err);
+    loom_train_config tc = r->tc;
+    tc.seed = loom_seed_derive(cc->train.seed, (uint64_t)k);
+    if (st == LOOM_OK)
+        st = tune_fit(r->text, cc->model, r->ds, &sp, cc->is_standardize, &tc, &h, &val, &m, err);
+    if (st == LOOM_OK) {
+        fold_head *fh = out;
+        *fh = (fold_head){.val_acc = val.accuracy,
+                          .val_f1 = val.macro_f1,
+                          .val_loss = val.loss,
+                          .seconds = h.seconds,
+                          .n_epochs = h.n_epochs,
+                          .best_epoch = h.best_epoch,
+                          .is_stopped_early = h.is_stopped_early};
+        loom_epoch *rows = (loom_epoch *)(fh + 1);
+        memcpy(rows, h.epochs, sizeof(loom_epoch) * (size_t)h.n_epochs);
+        float *w = (float *)(rows + r->tc.epochs);
+        memcpy(w, m->params, sizeof(float) * m->n_params);
+        memcpy(w + m->n_params, m->state, sizeof(float) * m->n_state);
+    }
+    loom_split_reset(&sp);
+    loom_metrics_reset(&val);
+    loom_history_reset(&h);
+    loom_model_destroy(m);
+    return st;
+}
+
+/* Fold k's results (out, from fold_train) recorded: run_dir/fold_k written, tested, logged,
+ * kept when the best so far; cv.csv rewritten with the folds done. */
+static loom_status fold_record(void *ctx, int k, const void *out, loom_error *err) {
+    cv_run *r = ctx;
     const loom_cv_config *cc = r->cc;
     loom_cv_result *res = r->res;
     int K = cc->folds;
     loom_cv_fold *f = &res->folds[k];
+    const fold_head *fh = out;
+    const loom_epoch *rows = (const loom_epoch *)(fh + 1);
+    const float *w = (const float *)(rows + r->tc.epochs);
     loom_model *m = NULL;
-    loom_split sp = {0};
-    loom_metrics val = {0}, tm = {0};
+    loom_metrics tm = {0};
     char path[2048], dir[1200];
     f->test_acc = f->test_f1 = NAN;
-    snprintf(r->fl.prefix, sizeof r->fl.prefix, "fold %d/%d: ", k + 1, K);
     snprintf(dir, sizeof dir, "%s/fold_%d", res->run_dir, k + 1);
     loom_status st = loom_run_create_dir(dir, true, err);
+    if (st == LOOM_OK)
+        /* the weights and state come next (the standardisation's too) */
+        st = loom_model_build(&m, r->text, cc->model, r->ds, NULL, 1, cc->is_standardize, 0, err);
     if (st)
         goto done;
-    /* the folds depend on the seed only; each fold's training has its own stream */
-    if ((st = loom_split_kfold(&sp, r->ds, K, k, cc->train.seed, err)))
+    memcpy(m->params, w, sizeof(float) * m->n_params);
+    memcpy(m->state, w + m->n_params, sizeof(float) * m->n_state);
+    f->hist = (loom_history){.epochs = malloc(sizeof(loom_epoch) * (size_t)(fh->n_epochs + 1)),
+                             .n_epochs = fh->n_epochs,
+                             .best_epoch = fh->best_epoch,
+                             .seconds = fh->seconds,
+                             .is_stopped_early = fh->is_stopped_early};
+    if (!f->hist.epochs) {
+        st = loom_error_set(err, LOOM_ERR_NOMEM, "cv: out of memory");
         goto done;
-    r->tc.seed = loom_seed_derive(cc->train.seed, (uint64_t)k);
-    st = tune_fit(r->text, cc->model, r->ds, &sp, cc->is_standardize, &r->tc, &f->hist, &val, &m,
-                  err);
-    loom_split_reset(&sp);
-    if (st)
-        goto done;
-    f->seconds = f->hist.seconds;
+    }
+    memcpy(f->hist.epochs, rows, sizeof(loom_epoch) * (size_t)fh->n_epochs);
+    f->seconds = fh->seconds;
     f->weights_hash = receipt_weights(m);
-    f->val_acc = val.accuracy;
-    f->val_f1 = val.macro_f1;
-    f->val_loss = val.loss;
+    f->val_acc = fh->val_acc;
+    f->val_f1 = fh->val_f1;
+    f->val_loss = fh->val_loss;
     res->n_params = loom_model_n_params(m) + loom_model_n_state(m);
     if ((st = loom_history_write_csv(&f->hist, path_join(path, sizeof path, dir, "history.csv"),
                                      err)))
         goto done;
     char tail[96] = "";
     if (cc->is_test) {
-        if ((st = loom_run_write_test(m, r->test, cc->test_subset, r->tc.batch, dir, &tm, err)))
+        if ((st = loom_run_write_test(m, r->test, cc->test_subset, r->tc.batch, dir,
+                                      r->tc.stop_flag, &tm, err)))
             goto done;
         f->test_acc = tm.accuracy;
         f->test_f1 = tm.macro_f1;
-        snprintf(tail, sizeof tail, "; test accuracy %.4f, macro F1 %.4f", f->test_acc, f->test_f1);
+        snprintf(tail, sizeof tail, "; test accuracy %.2f%%, macro F1 %.2f%%", 100 * f->test_acc,
+                 100 * f->test_f1);
     }
     log_printf(cc->train.log, cc->train.log_user, LOOM_LOG_INFO,
-               "fold %d/%d: val accuracy %.4f, macro F1 %.4f, loss %.4f (%d epochs, %.1f s)%s",
-               k + 1, K, f->val_acc, f->val_f1, f->val_loss, f->hist.n_epochs, f->seconds, tail);
+               "fold %d/%d: val accuracy %.2f%%, macro F1 %.2f%%, loss %.4f (%d epoch%s, %.1f s)%s",
+               k + 1, K, 100 * f->val_acc, 100 * f->val_f1, f->val_loss, f->hist.n_epochs,
+               PLURAL(f->hist.n_epochs), f->seconds, tail);
     if (res->best_fold < 0 || f->val_acc > res->folds[res->best_fold].val_acc) {
         loom_model_destroy(r->best);
         r->best = m;
@@ -483,10 +550,44 @@ static loom_status cv_fold(cv_run *r, int k, loom_error *err) {
     st = write_cv_csv(res, k + 1, cc->is_test, path_join(path, sizeof path, res->run_dir, "cv.csv"),
                       err);
 done:
-    loom_split_reset(&sp);
-    loom_metrics_reset(&val);
     loom_metrics_reset(&tm);
     loom_model_destroy(m);
+    return st;
+}
+
+/* The folds: in turn in one process, each recorded as it ends; shared by the processes of a
+ * job (largest first is any order: the folds cost alike), then recorded in order by rank 0. */
+static loom_status cv_folds(cv_run *r, loom_error *err) {
+    int K = r->cc->folds;
+    bool is_job = loom_dist_size() > 1;
+    size_t bytes = fold_out_bytes(r);
+    char *outs = malloc(bytes * (size_t)(is_job ? K : 1));
+    bool *is_done = calloc((size_t)K, sizeof *is_done);
+    loom_status st = LOOM_OK;
+    if (!outs || !is_done) {
+        st = loom_error_set(err, LOOM_ERR_NOMEM, "cv: out of memory");
+    } else if (!is_job) {
+        for (int k = 0; k < K && st == LOOM_OK; k++)
+            if ((st = fold_train(r, k, outs, err)) == LOOM_OK)
+                st = fold_record(r, k, outs, err);
+    } else {
+        dist_share_job j = {.n_units = K,
+                            .out_bytes = bytes,
+                            .outs = outs,
+                            .is_done = is_done,
+                            .run = fold_train,
+                            .ctx = r};
+        st = dist_share(&j, err);
+        for (int k = 0; k < K && loom_dist_rank() == 0 && is_done[k]; k++) {
+            loom_status sk = fold_record(r, k, outs + bytes * (size_t)k, err);
+            if (sk) {
+                st = sk;
+                break;
+            }
+        }
+    }
+    free(outs);
+    free(is_done);
     return st;
 }
 
@@ -508,7 +609,7 @@ static loom_status write_cv_receipt(cv_run *r, loom_error *err) {
     return st;
 }
 
-/* After the folds: mean +- std, cv.json, history_mean.csv, the final config.txt, the best
+/* After the folds: mean ± std, cv.json, history_mean.csv, the final config.txt, the best
  * fold's model (saved, receipted, tested) and the closing line. */
 static loom_status cv_finish(cv_run *r, loom_error *err) {
     const loom_cv_config *cc = r->cc;
@@ -535,17 +636,18 @@ static loom_status cv_finish(cv_run *r, loom_error *err) {
         return st;
     if (cc->is_test) {
         loom_metrics tm = {0};
-        st = loom_run_write_test(r->best, r->test, cc->test_subset, r->tc.batch, res->run_dir, &tm,
-                                 err);
+        st = loom_run_write_test(r->best, r->test, cc->test_subset, r->tc.batch, res->run_dir,
+                                 r->tc.stop_flag, &tm, err);
         loom_metrics_reset(&tm);
         if (st)
             return st;
     }
     log_printf(cc->train.log, cc->train.log_user, LOOM_LOG_INFO,
-               "mean +- std over %d folds: val accuracy %.4f +- %.4f, macro F1 %.4f +- %.4f, "
-               "loss %.4f +- %.4f; best fold %d saved in %s/model.loom",
-               res->n_folds, res->val_acc_mean, res->val_acc_sd, res->val_f1_mean, res->val_f1_sd,
-               res->val_loss_mean, res->val_loss_sd, res->best_fold + 1, res->run_dir);
+               "mean ± std over %d folds: val accuracy %.2f ± %.2f%%, macro F1 %.2f ± %.2f%%, "
+               "loss %.4f ± %.4f; best fold %d saved in %s/model.loom",
+               res->n_folds, 100 * res->val_acc_mean, 100 * res->val_acc_sd, 100 * res->val_f1_mean,
+               100 * res->val_f1_sd, res->val_loss_mean, res->val_loss_sd, res->best_fold + 1,
+               res->run_dir);
     return LOOM_OK;
 }
 
@@ -559,8 +661,12 @@ loom_status loom_cv_run(const loom_cv_config *cc, const loom_dataset *train,
                       .progress = cc->train.progress,
                       .progress_user = cc->train.progress_user};
     loom_dataset *sub = NULL;
-    loom_status st = cv_prepare(&r, train, &sub, err);
-    if (st)
+    loom_status st = loom_dataset_check_test(train, cc->is_test ? test : NULL, err);
+    if (st == LOOM_OK)
+        st = cv_prepare(&r, train, &sub, err);
+    if (!cc->is_check_only) /* a check runs in each process alone */
+        st = loom_dist_agree(st, err);
+    if (st || cc->is_check_only)
         goto done;
     if (r.fl.fn) {
         r.tc.log = fold_line;
@@ -572,16 +678,20 @@ loom_status loom_cv_run(const loom_cv_config *cc, const loom_dataset *train,
     }
     log_printf(cc->train.log, cc->train.log_user, LOOM_LOG_INFO,
                "loom %s: %d-fold cross-validation of %s on %d examples, seed %llu; %s lr %g, "
-               "batch %d, %d epochs",
+               "batch %d, %d epoch%s",
                LOOM_VERSION, cc->folds, cc->model, r.ds->n, (unsigned long long)cc->train.seed,
-               loom_opt_kind_str(r.tc.opt.kind), (double)r.tc.opt.lr, r.tc.batch, r.tc.epochs);
+               loom_opt_kind_str(r.tc.opt.kind), (double)r.tc.opt.lr, r.tc.batch, r.tc.epochs,
+               PLURAL(r.tc.epochs));
+    if (loom_dist_size() > 1)
+        log_printf(cc->train.log, cc->train.log_user, LOOM_LOG_INFO,
+                   "the folds shared by %d processes x %d thread%s", loom_dist_size(),
+                   loom_get_threads(), PLURAL(loom_get_threads()));
     if (cc->subset > r.ds->n)
         log_printf(cc->train.log, cc->train.log_user, LOOM_LOG_WARN,
                    "warning: subset %d is more than the %d training examples: all of them are used",
                    cc->subset, r.ds->n);
-    for (int k = 0; k < cc->folds && st == LOOM_OK; k++)
-        st = cv_fold(&r, k, err);
-    if (st == LOOM_OK)
+    st = cv_folds(&r, err);
+    if (st == LOOM_OK && loom_dist_rank() == 0)
         st = cv_finish(&r, err);
 done:;
     /* a failed cross-validation that finished no fold leaves nothing behind (an interrupted one

@@ -13,8 +13,8 @@ static loom_status refit_all_split(search *s, loom_train_config *c, loom_split *
         return st;
     if (c->early_stopping > 0)
         slog(s, LOOM_LOG_WARN,
-             "refit on all examples: early stopping needs validation data; training %d epochs",
-             c->epochs);
+             "refit on all examples: early stopping needs validation data; training %d epoch%s",
+             c->epochs, PLURAL(c->epochs));
     c->early_stopping = 0;
     return LOOM_OK;
 }
@@ -28,8 +28,10 @@ static loom_status write_model_txt(search *s, const loom_train_config *c, const 
     text_out mt;
     if (!text_open(&mt))
         return loom_error_set(err, LOOM_ERR_NOMEM, "out of memory");
-    fprintf(mt.f, "# trial %d of %s: %s %.4f\n", b->trial + 1, s->source,
-            loom_objective_str(tc->objective), b->score);
+    char sc[32];
+    fprintf(mt.f, "# trial %d of %s: %s %s\n", b->trial + 1, s->source,
+            loom_objective_str(tc->objective),
+            loom_objective_fmt(tc->objective, b->score, sc, sizeof sc));
     /* the settings by their names (config.txt's keys) */
     float momentum = loom_opt_config_resolved(&c->opt).momentum;
     fprintf(mt.f, "# trained with: epochs=%d batch=%d optimizer=%s lr=%g lr_schedule=%s", c->epochs,
@@ -100,7 +102,8 @@ static loom_status save_best(search *s, loom_model *m, text_out *cfg, int batch,
     if ((st = text_save(cfg, path_join(path, sizeof path, dir, "config.txt"), err)))
         return st;
     if (s->test) {
-        if ((st = loom_run_write_test(m, s->test, s->tc->test_subset, batch, dir, &res->test, err)))
+        if ((st = loom_run_write_test(m, s->test, s->tc->test_subset, batch, dir,
+                                      s->tc->train.stop_flag, &res->test, err)))
             return st;
         res->has_test = true;
     }
@@ -115,10 +118,10 @@ static void log_best(search *s, int n_train, double val_acc, const char *dir) {
     if (s->tc->is_refit_all)
         snprintf(fit, sizeof fit, "trained on all %d examples", n_train);
     else
-        snprintf(fit, sizeof fit, "validation accuracy %.4f", val_acc);
+        snprintf(fit, sizeof fit, "validation accuracy %.2f%%", 100 * val_acc);
     if (s->test)
-        slog(s, LOOM_LOG_INFO, "best: trial %d, %s; test accuracy %.4f, macro F1 %.4f -> %s",
-             b->trial + 1, fit, res->test.accuracy, res->test.macro_f1, dir);
+        slog(s, LOOM_LOG_INFO, "best: trial %d, %s; test accuracy %.2f%%, macro F1 %.2f%% -> %s",
+             b->trial + 1, fit, 100 * res->test.accuracy, 100 * res->test.macro_f1, dir);
     else
         slog(s, LOOM_LOG_INFO, "best: trial %d, %s -> %s", b->trial + 1, fit, dir);
 }
@@ -149,8 +152,11 @@ loom_status retrain_best(search *s, loom_error *err) {
     if ((st = write_model_txt(s, &c, sched,
                               path_join(model_txt, sizeof model_txt, dir, "model.txt"), err)))
         goto done;
-    slog(s, LOOM_LOG_INFO, "retraining the best, trial %d (%s %.4f), for %d epochs on %d examples",
-         b->trial + 1, loom_objective_str(tc->objective), b->score, c.epochs, fit_split->n_train);
+    char sc[32];
+    slog(s, LOOM_LOG_INFO, "retraining the best, trial %d (%s %s), for %d epoch%s on %d examples",
+         b->trial + 1, loom_objective_str(tc->objective),
+         loom_objective_fmt(tc->objective, b->score, sc, sizeof sc), c.epochs, PLURAL(c.epochs),
+         fit_split->n_train);
     if ((st = tune_fit(pt->model_text, s->source, s->ds, fit_split, tc->is_standardize, &c, &h,
                        &val, &m, err)) ||
         (st = loom_history_write_csv(&h, path_join(path, sizeof path, dir, "history.csv"), err)) ||

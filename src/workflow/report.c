@@ -21,6 +21,7 @@ typedef struct {
     run_kind kind;
     char name[128]; /* model name (config.txt model=) or the directory's base name */
     char slug[160]; /* unique file-name prefix for its pictures */
+    bool is_dup;    /* another run has the same directory name */
     char *config;   /* config.txt, may be NULL */
 } run_info;
 
@@ -67,50 +68,84 @@ static void per_class_table(FILE *md, const char *metrics_json) {
     cJSON *c;
     cJSON_ArrayForEach(c, classes) {
         cJSON *nm = cJSON_GetObjectItem(c, "name");
-        fprintf(md, "| %s | %.4f | %.4f | %.4f | %d |\n",
+        fprintf(md, "| %s | %.2f%% | %.2f%% | %.2f%% | %d |\n",
                 cJSON_IsString(nm) ? nm->valuestring : "?",
-                cJSON_GetNumberValue(cJSON_GetObjectItem(c, "precision")),
-                cJSON_GetNumberValue(cJSON_GetObjectItem(c, "recall")),
-                cJSON_GetNumberValue(cJSON_GetObjectItem(c, "f1")),
+                100 * cJSON_GetNumberValue(cJSON_GetObjectItem(c, "precision")),
+                100 * cJSON_GetNumberValue(cJSON_GetObjectItem(c, "recall")),
+                100 * cJSON_GetNumberValue(cJSON_GetObjectItem(c, "f1")),
                 (int)cJSON_GetNumberValue(cJSON_GetObjectItem(c, "support")));
     }
-    fprintf(md, "| **macro avg** | %.4f | %.4f | %.4f | |\n",
-            cJSON_GetNumberValue(cJSON_GetObjectItem(root, "macro_precision")),
-            cJSON_GetNumberValue(cJSON_GetObjectItem(root, "macro_recall")),
-            cJSON_GetNumberValue(cJSON_GetObjectItem(root, "macro_f1")));
-    fprintf(md, "\nTest accuracy **%.2f%%** on %d images.\n\n",
-            100 * cJSON_GetNumberValue(cJSON_GetObjectItem(root, "accuracy")),
-            (int)cJSON_GetNumberValue(cJSON_GetObjectItem(root, "n")));
+    fprintf(md, "| **macro avg** | %.2f%% | %.2f%% | %.2f%% | |\n",
+            100 * cJSON_GetNumberValue(cJSON_GetObjectItem(root, "macro_precision")),
+            100 * cJSON_GetNumberValue(cJSON_GetObjectItem(root, "macro_recall")),
+            100 * cJSON_GetNumberValue(cJSON_GetObjectItem(root, "macro_f1")));
+    int n_test = (int)cJSON_GetNumberValue(cJSON_GetObjectItem(root, "n"));
+    fprintf(md, "\nTest accuracy **%.2f%%** on %d image%s.\n\n",
+            100 * cJSON_GetNumberValue(cJSON_GetObjectItem(root, "accuracy")), n_test,
+            PLURAL(n_test));
     cJSON_Delete(root);
 }
 
-/* A CSV file as a Markdown table (at most max_rows data rows). */
-static void csv_table(FILE *md, const char *csv, int max_rows) {
-    int row = 0;
-    for (const char *p = csv; p && *p && row <= max_rows; row++) {
-        const char *eol = strchr(p, '\n');
-        size_t len = eol ? (size_t)(eol - p) : strlen(p);
-        if (len == 0)
-            break;
-        fputs("| ", md);
-        int cols = 1;
-        for (size_t i = 0; i < len; i++) {
-            if (p[i] == ',') {
-                fputs(" | ", md);
-                cols++;
-            } else if (p[i] != '\r') {
-                fputc(p[i], md);
-            }
+/* How a CSV column reads in the report: accuracies, F1 and a score other than a loss in percent
+ * with two decimals, losses with four, seconds with one; anything else as written. */
+typedef enum { COL_TEXT, COL_PERCENT, COL_LOSS, COL_SECONDS } col_kind;
+
+static col_kind column_kind(const char *name, bool is_score_loss) {
+    if (strcmp(name, "seconds") == 0)
+        return COL_SECONDS;
+    if (strstr(name, "loss") || (strcmp(name, "score") == 0 && is_score_loss))
+        return COL_LOSS;
+    if (strstr(name, "acc") || strstr(name, "f1") || strcmp(name, "score") == 0)
+        return COL_PERCENT;
+    return COL_TEXT;
+}
+
+static void cell(FILE *md, const char *v, col_kind kind) {
+    char *end;
+    double x = strtod(v, &end);
+    bool is_num = *v && *end == '\0';
+    if (is_num && kind == COL_PERCENT)
+        fprintf(md, "%.2f%%", 100 * x);
+    else if (is_num && kind == COL_LOSS)
+        fprintf(md, "%.4f", x);
+    else if (is_num && kind == COL_SECONDS)
+        fprintf(md, "%.1f", x);
+    else
+        fputs(v, md);
+}
+
+/* A CSV file as a Markdown table (at most max_rows data rows), its numbers as people read them
+ * (column_kind; is_score_loss: a "score" column holds a loss). */
+static void csv_table(FILE *md, const char *path, int max_rows, bool is_score_loss) {
+    plot_csv t = {0};
+    loom_error e = {0};
+    if (plot_csv_load(&t, path, &e) != LOOM_OK) {
+        fprintf(md, "_(%s)_\n\n", e.msg);
+        plot_csv_reset(&t);
+        return;
+    }
+    col_kind kinds[128];
+    int nc = t.n_cols < 128 ? t.n_cols : 128;
+    fputs("|", md);
+    for (int c = 0; c < nc; c++) {
+        kinds[c] = column_kind(t.cells[c], is_score_loss);
+        fprintf(md, " %s |", t.cells[c]);
+    }
+    fputs("\n|", md);
+    for (int c = 0; c < nc; c++)
+        fputs(kinds[c] == COL_TEXT ? "---|" : "---:|", md);
+    fputs("\n", md);
+    for (int r = 0; r < t.n_rows && r < max_rows; r++) {
+        fputs("|", md);
+        for (int c = 0; c < nc; c++) {
+            fputs(" ", md);
+            cell(md, plot_csv_cell(&t, r, c), kinds[c]);
+            fputs(" |", md);
         }
-        fputs(" |\n", md);
-        if (row == 0) {
-            for (int c = 0; c < cols; c++)
-                fputs("|---", md);
-            fputs("|\n", md);
-        }
-        p = eol ? eol + 1 : NULL;
+        fputs("\n", md);
     }
     fputc('\n', md);
+    plot_csv_reset(&t);
 }
 
 static void fenced(FILE *md, const char *text) {
@@ -141,6 +176,35 @@ static double run_seconds(const char *dir) {
         return csv_seconds(dir, "executions.csv", "seconds") +
                csv_seconds(dir, "best/history.csv", "seconds");
     return csv_seconds(dir, "history.csv", "seconds");
+}
+
+/* A duration as people read it: "42.5 s", "12.3 min", "2.1 h". */
+static const char *fmt_duration(double s, char *buf, size_t n) {
+    if (s < 60)
+        snprintf(buf, n, "%.1f s", s);
+    else if (s < 3600)
+        snprintf(buf, n, "%.1f min", s / 60);
+    else
+        snprintf(buf, n, "%.1f h", s / 3600);
+    return buf;
+}
+
+/* The report's title: the one given, else the runs' names ("loom report: a, b and c"). */
+static void report_title(const loom_report_config *rc, const run_info *runs, char *buf, size_t n) {
+    if (rc->title) {
+        snprintf(buf, n, "%s", rc->title);
+        return;
+    }
+    size_t len = (size_t)snprintf(buf, n, "loom report: ");
+    int shown = rc->n_runs <= 6 ? rc->n_runs : 5;
+    for (int i = 0; i < shown && len < n; i++)
+        len += (size_t)snprintf(buf + len, n - len, "%s%s",
+                                i == 0                ? ""
+                                : i == rc->n_runs - 1 ? " and "
+                                                      : ", ",
+                                runs[i].slug);
+    if (shown < rc->n_runs && len < n)
+        snprintf(buf + len, n - len, " and %d more runs", rc->n_runs - shown);
 }
 
 /* ---- sections ---- */
@@ -178,24 +242,43 @@ static void provenance(FILE *md, const loom_report_config *rc, const run_info *r
                 rc->wall_seconds / 60);
     else if (rc->wall_seconds > 0)
         fprintf(md,
-                "- The study ran in several sessions (`--resume`): %d of its %d steps had "
+                "- The study ran in several sessions (`--resume`): %d of its %d step%s had "
                 "finished or begun before the last session, which took %.0f s (%.1f min).\n",
-                rc->n_earlier, n, rc->wall_seconds, rc->wall_seconds / 60);
+                rc->n_earlier, n, PLURAL(n), rc->wall_seconds, rc->wall_seconds / 60);
+    char d[32];
     if (train > 0)
         fprintf(md,
                 "- Training and validation time recorded by the runs themselves (epochs, folds, "
-                "executions; the whole of each run, whatever the session): %.0f s (%.1f h).\n",
-                train, train / 3600);
-    fprintf(md, "- Every run's full configuration is in its `config.txt`; the commands:\n\n");
-    fprintf(md, "| run | seed | threads | command |\n|---|---|---|---|\n");
+                "executions; the whole of each run, whatever the session): %s.\n",
+                fmt_duration(train, d, sizeof d));
+    fprintf(md, "- Every run's full configuration is in its `config.txt` (a search's in `tune.txt` "
+                "and `best/config.txt`); the commands:\n\n");
+    fprintf(md, "| run | kind | seed | threads | training time | command |\n"
+                "|---|---|---:|---:|---:|---|\n");
     for (int i = 0; i < n; i++) {
+        const run_info *r = &runs[i];
         char seed[64] = "?", thr[32] = "?", cmd[1024] = "?";
-        if (runs[i].config) {
-            loom_config_get(runs[i].config, "seed", seed, sizeof seed);
-            loom_config_get(runs[i].config, "threads", thr, sizeof thr);
-            loom_config_get(runs[i].config, "command", cmd, sizeof cmd);
+        /* a search: its seed in tune.txt, the threads and its command in its best's config */
+        char *own = r->kind == RUN_TUNE ? read_opt(r->dir, "tune.txt") : NULL;
+        char *best = r->kind == RUN_TUNE ? read_opt(r->dir, "best/config.txt") : NULL;
+        const char *cfg = r->kind == RUN_TUNE ? best : r->config;
+        if (cfg) {
+            loom_config_get(cfg, "seed", seed, sizeof seed);
+            loom_config_get(cfg, "threads", thr, sizeof thr);
+            loom_config_get(cfg, "command", cmd, sizeof cmd);
         }
-        fprintf(md, "| %s | %s | %s | `%s` |\n", runs[i].slug, seed, thr, cmd);
+        if (own)
+            loom_config_get(own, "seed", seed, sizeof seed);
+        if (own && !best) /* no retrained best (--no-best): the search's own command */
+            loom_config_get(own, "command", cmd, sizeof cmd);
+        free(own);
+        free(best);
+        double s = run_seconds(r->dir);
+        fprintf(md, "| %s | %s | %s | %s | %s | `%s` |\n", r->slug,
+                r->kind == RUN_TUNE ? "search"
+                : r->kind == RUN_CV ? "cross-validation"
+                                    : "training",
+                seed, thr, s > 0 ? fmt_duration(s, d, sizeof d) : "-", cmd);
     }
     fprintf(md, "\n");
 }
@@ -236,7 +319,7 @@ static void train_section(FILE *md, const loom_report_config *rc, const run_info
     char out[2048], src[2048];
     loom_error e = {0};
     loom_status st;
-    fprintf(md, "### %s\n\n", r->slug);
+    fprintf(md, "### %s%s\n\n", r->slug, r->kind == RUN_CV ? " (cross-validation)" : "");
     /* the training's augmentation and arithmetic, when not the plain ones (config.txt) */
     char aug[512], prec[32];
     if (r->config && loom_config_get(r->config, "augment", aug, sizeof aug) &&
@@ -286,11 +369,11 @@ static void train_section(FILE *md, const loom_report_config *rc, const run_info
 }
 
 static void cv_section(FILE *md, const run_info *r) {
-    char *cv = read_opt(r->dir, "cv.csv");
-    if (cv) {
+    if (exists(r->dir, "cv.csv")) {
+        char path[2048];
+        snprintf(path, sizeof path, "%s/cv.csv", r->dir);
         fprintf(md, "Cross-validation, one row per fold:\n\n");
-        csv_table(md, cv, 100);
-        free(cv);
+        csv_table(md, path, 1000, false);
     }
     char *js = read_opt(r->dir, "cv.json");
     if (js) {
@@ -308,15 +391,20 @@ static void cv_section(FILE *md, const run_info *r) {
 }
 
 static void tune_section(FILE *md, const loom_report_config *rc, const run_info *r) {
-    char *trials = read_opt(r->dir, "trials.csv");
-    if (!trials)
+    if (!exists(r->dir, "trials.csv"))
         return;
-    fprintf(md, "Every trial of the search (score = mean over executions of the best epoch):\n\n");
-    csv_table(md, trials, 200);
-    free(trials);
-    char out[2048], src[2048];
+    char out[2048], src[2048], objective[32] = "val_acc";
     loom_error e = {0};
+    char *settings = read_opt(r->dir, "tune.txt");
+    if (settings)
+        loom_config_get(settings, "objective", objective, sizeof objective);
+    free(settings);
     snprintf(src, sizeof src, "%s/trials.csv", r->dir);
+    fprintf(md,
+            "Every trial of the search (score: %s, the mean over executions of the best "
+            "epoch):\n\n",
+            objective);
+    csv_table(md, src, 200, strcmp(objective, "val_loss") == 0);
     img_path(rc, r->slug, "trials", out, sizeof out);
     loom_status st = loom_plot_trials(src, out, &e);
     picture(md, rc, r->slug, "trials", "score against each hyperparameter", st, &e);
@@ -345,10 +433,37 @@ static loom_status read_runs(const loom_report_config *rc, run_info *runs, loom_
         if (!r->config || !loom_config_get(r->config, "model", r->name, sizeof r->name))
             snprintf(r->name, sizeof r->name, "%s", base);
         snprintf(r->slug, sizeof r->slug, "%s", base);
-        for (char *c = r->slug; *c; c++)
+    }
+    /* two runs of one name (p1/run, p2/run) are named by their paths, so that neither's
+     * pictures replace the other's; still the same (a directory given twice): numbered */
+    for (int i = 0; i < rc->n_runs; i++) {
+        for (int j = 0; j < rc->n_runs; j++)
+            runs[i].is_dup = runs[i].is_dup || (j != i && strcmp(runs[i].slug, runs[j].slug) == 0);
+    }
+    for (int i = 0; i < rc->n_runs; i++) {
+        if (!runs[i].is_dup)
+            continue;
+        const char *d = runs[i].dir;
+        while (d[0] == '.' && d[1] == '/')
+            d += 2;
+        snprintf(runs[i].slug, sizeof runs[i].slug, "%s", d);
+        size_t len = strlen(runs[i].slug);
+        while (len > 1 && runs[i].slug[len - 1] == '/')
+            runs[i].slug[--len] = '\0';
+    }
+    for (int i = rc->n_runs - 1; i >= 0; i--) { /* from the end: earlier slugs still unnumbered */
+        run_info *r = &runs[i];
+        int same = 0;
+        for (int j = 0; j < i; j++)
+            same += strcmp(runs[j].slug, r->slug) == 0;
+        size_t len = strlen(r->slug);
+        if (same > 0 && len + 12 < sizeof r->slug)
+            snprintf(r->slug + len, sizeof r->slug - len, "-%d", same + 1);
+    }
+    for (int i = 0; i < rc->n_runs; i++)
+        for (char *c = runs[i].slug; *c; c++)
             if (*c == '/' || *c == ' ')
                 *c = '_';
-    }
     return LOOM_OK;
 }
 
@@ -460,8 +575,10 @@ loom_status loom_report(const loom_report_config *rc, loom_error *err) {
     /* the runs are read before the report's directory is made: a bad one leaves nothing */
     char img[2048];
     snprintf(img, sizeof img, "%s/img", rc->out_dir);
-    if ((st = read_runs(rc, runs, err)) || (st = loom_mkdir_p(img, err)))
+    if ((st = read_runs(rc, runs, err)))
         goto done;
+    /* the data: a directory given is checked here, before anything is made; the runs' own
+     * (it may have moved since) becomes a note in the report when it cannot be read */
     char data_dir[1024];
     if (rc->data_dir)
         snprintf(data_dir, sizeof data_dir, "%s", rc->data_dir);
@@ -469,14 +586,24 @@ loom_status loom_report(const loom_report_config *rc, loom_error *err) {
              !loom_config_get(runs[0].config, "data_dir", data_dir, sizeof data_dir))
         snprintf(data_dir, sizeof data_dir, "%s", loom_default_data_dir());
     loom_error e = {0};
-    if (loom_dataset_load_dir(&test, data_dir, "test", &e) != LOOM_OK)
+    if (loom_dataset_load_dir(&test, data_dir, "test", &e) != LOOM_OK) {
         test = NULL;
+        if (rc->data_dir) {
+            st = loom_error_set(err, e.status, "%s", e.msg);
+            goto done;
+        }
+    }
+    if ((st = loom_mkdir_p(img, err)))
+        goto done;
+    loom_remove_stale_tmp(rc->out_dir, 1);
     md = open_memstream(&md_text, &md_len);
     if (!md) {
         st = loom_error_set(err, LOOM_ERR_NOMEM, "report: out of memory");
         goto done;
     }
-    fprintf(md, "# loom study report\n\n");
+    char title[1024];
+    report_title(rc, runs, title, sizeof title);
+    fprintf(md, "# %s\n\n", title);
     if (rc->note)
         fprintf(md, "> %s\n\n", rc->note);
     fprintf(md, "Runs: ");
@@ -499,8 +626,8 @@ loom_status loom_report(const loom_report_config *rc, loom_error *err) {
     if (st == LOOM_OK)
         log_printf(rc->log, rc->log_user, LOOM_LOG_INFO, "%s", path);
     int n_missing = 0;
-    if (st == LOOM_OK && (st = report_html_write(md_text, md_len, rc->out_dir, "loom study report",
-                                                 &n_missing, err)) == LOOM_OK) {
+    if (st == LOOM_OK &&
+        (st = report_html_write(md_text, md_len, rc->out_dir, title, &n_missing, err)) == LOOM_OK) {
         if (n_missing > 0)
             log_printf(rc->log, rc->log_user, LOOM_LOG_WARN,
                        "REPORT.html: %d pictures could not be read and stay links", n_missing);

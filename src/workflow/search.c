@@ -64,9 +64,10 @@ static const exec_rec *find_exec(const search *s, int t, int rung, int e) {
     return NULL;
 }
 
-/* One execution: trains point t from scratch (on the split, or on each fold) and scores it. */
-static loom_status run_exec(search *s, int t, int rung, int e, int epochs, exec_rec *x,
-                            loom_error *err) {
+/* One execution: trains point t from scratch (on the split, or on each fold) and scores it
+ * into x (not recorded). */
+static loom_status compute_exec(search *s, int t, int rung, int e, int epochs, exec_rec *x,
+                                loom_error *err) {
     const loom_tune_config *tc = s->tc;
     char sched[64];
     loom_train_config c;
@@ -117,7 +118,15 @@ static loom_status run_exec(search *s, int t, int rung, int e, int epochs, exec_
                : tc->objective == LOOM_OBJECTIVE_VAL_F1 ? x->val_f1
                                                         : x->val_acc;
     x->seconds = as_recorded(round(x->seconds * 1000) / 1000);
-    return record_exec(s, x, err);
+    x->is_new = true;
+    return LOOM_OK;
+}
+
+/* compute_exec, then recorded in executions.csv. */
+static loom_status run_exec(search *s, int t, int rung, int e, int epochs, exec_rec *x,
+                            loom_error *err) {
+    loom_status st = compute_exec(s, t, rung, e, epochs, x, err);
+    return st ? st : record_exec(s, x, err);
 }
 
 /* A signal arrived, or (tests) the allowed number of new executions has run. */
@@ -129,9 +138,9 @@ static bool should_stop(const search *s) {
 
 static loom_status stopped(search *s, loom_error *err) {
     return loom_error_set(err, LOOM_ERR_INTERRUPTED,
-                          "search stopped: %d executions are recorded in %s/executions.csv; "
+                          "search stopped: %d execution%s %s recorded in %s/executions.csv; "
                           "the search can be resumed",
-                          s->n_done, s->dir);
+                          s->n_done, PLURAL(s->n_done), s->n_done == 1 ? "is" : "are", s->dir);
 }
 
 /* Evaluates point t at round rung with epochs (0 = its own): every execution, recorded or run;
@@ -148,6 +157,7 @@ static loom_status run_trial(search *s, int t, int rung, int epochs, bool *is_re
         exec_rec x;
         if (rec) {
             x = *rec;
+            *is_replayed = *is_replayed && !rec->is_new;
         } else {
             *is_replayed = false;
             snprintf(s->prefix, sizeof s->prefix, "trial %d exec %d/%d: ", t + 1, e + 1,
@@ -199,20 +209,24 @@ static void update_best(search *s) {
     free(r);
 }
 
-/* "trial 3/5: score 0.8712, best 0.8801 (trial 1), 34.2 s, elapsed 1m41s | name=v [best] ..." */
+/* "trial 3/5: val_acc 87.12%, best 88.01% (trial 1), 34.2 s, elapsed 1m41s | name=v [best] ..." */
 static void trial_line(search *s, const loom_tune_trial *tr, int n_total, bool is_replayed) {
     const loom_tune_result *res = s->res;
     const loom_tune_trial *b = &res->trials[res->best];
     char line[4096], el[32], round_s[64] = "";
     fmt_time(loom_now() - s->t_start, el, sizeof el);
     if (s->tc->algorithm == LOOM_TUNE_HYPERBAND)
-        snprintf(round_s, sizeof round_s, " round %d (%d epochs)", tr->rung + 1, tr->epochs);
-    size_t used = (size_t)snprintf(line, sizeof line,
-                                   "trial %d/%d%s: %s %.4f, best %.4f (trial %d), %.1f s%s, "
-                                   "elapsed %s |",
-                                   tr->trial + 1, n_total, round_s,
-                                   loom_objective_str(s->tc->objective), tr->score, b->score,
-                                   b->trial + 1, tr->seconds, is_replayed ? " (recorded)" : "", el);
+        snprintf(round_s, sizeof round_s, " round %d (%d epoch%s)", tr->rung + 1, tr->epochs,
+                 PLURAL(tr->epochs));
+    char sc[32], bsc[32];
+    loom_objective_fmt(s->tc->objective, tr->score, sc, sizeof sc);
+    loom_objective_fmt(s->tc->objective, b->score, bsc, sizeof bsc);
+    size_t used =
+        (size_t)snprintf(line, sizeof line,
+                         "trial %d/%d%s: %s %s, best %s (trial %d), %.1f s%s, "
+                         "elapsed %s |",
+                         tr->trial + 1, n_total, round_s, loom_objective_str(s->tc->objective), sc,
+                         bsc, b->trial + 1, tr->seconds, is_replayed ? " (recorded)" : "", el);
     for (int i = 0; i < res->n_hp && used < sizeof line; i++) {
         const char *v = tr->values[i], *bv = b->values[i];
         if (!v && !bv)
@@ -243,19 +257,152 @@ static bool budget_spent(search *s) {
 static loom_status after_trial(search *s, int n_total, bool is_replayed, loom_error *err) {
     update_best(s);
     trial_line(s, &s->res->trials[s->res->n_trials - 1], n_total, is_replayed);
-    loom_status st = write_trials(s, err);
+    loom_status st = loom_dist_rank() == 0 ? write_trials(s, err) : LOOM_OK;
     if (st == LOOM_OK && should_stop(s))
         st = stopped(s, err); /* the finished trial is in trials.csv */
     return st;
 }
 
+/* ---- executions shared by the job's processes ----
+ * Under mpirun the executions of a round (every trial of a random search; the points alive in a
+ * round of successive halving) are handed out to the processes, largest first, each trained by
+ * one process alone; rank 0 records each as it arrives. The search then goes on as in one
+ * process, finding every execution recorded: the same trials, tables and pictures. */
+
+typedef struct {
+    search *s;
+    const int *trials; /* the round's points */
+    int rung, epochs;
+} share_ctx;
+
+static loom_status share_run(void *ctx, int u, void *out, loom_error *err) {
+    share_ctx *c = ctx;
+    search *s = c->s;
+    int E = s->tc->executions, t = c->trials[u / E], e = u % E;
+    exec_rec *x = out;
+    memset(x, 0, sizeof *x);
+    if (budget_spent(s)) { /* not run: the budget is spent */
+        x->trial = -1;
+        return LOOM_OK;
+    }
+    snprintf(s->prefix, sizeof s->prefix, "trial %d exec %d/%d: ", t + 1, e + 1, E);
+    return compute_exec(s, t, c->rung, e, c->epochs, x, err);
+}
+
+static loom_status share_record(void *ctx, int u, const void *out, loom_error *err) {
+    (void)u;
+    search *s = ((share_ctx *)ctx)->s;
+    const exec_rec *x = out;
+    if (x->trial < 0)
+        return LOOM_OK;
+    s->n_new++;
+    return record_exec(s, x, err);
+}
+
+/* The cost of training point t for epochs (0: its own), to hand out the largest first. */
+static double point_cost(search *s, int t, int epochs) {
+    char sched[64];
+    loom_train_config c;
+    loom_error e = {0};
+    loom_model *m = NULL;
+    if (trial_config(s, &s->points[t], epochs, &c, sched, sizeof sched, &e) ||
+        loom_model_create(&m, s->points[t].model_text, s->source, s->ds->H, s->ds->W, s->ds->C, &e))
+        return 0;
+    double cost = (double)c.epochs * (loom_model_flops(m) + 1);
+    loom_model_destroy(m);
+    return cost;
+}
+
+/* Units by cost, the largest first (ties: in order); costs is qsort_r's argument. */
+static int by_cost(const void *a, const void *b, void *costs) {
+    const double *c = costs;
+    double ca = c[*(const int *)a], cb = c[*(const int *)b];
+    return ca < cb ? 1 : ca > cb ? -1 : *(const int *)a - *(const int *)b;
+}
+
+/* Trains the executions of trials (n of them) at round rung that are not recorded yet, over the
+ * job's processes. Nothing to do in a world of one: the search trains them in turn. */
+static loom_status share_round(search *s, const int *trials, int n, int rung, int epochs,
+                               loom_error *err) {
+    if (loom_dist_size() <= 1)
+        return LOOM_OK;
+    int E = s->tc->executions, n_units = n * E;
+    exec_rec *outs = calloc((size_t)n_units, sizeof *outs);
+    bool *is_done = calloc((size_t)n_units, sizeof *is_done);
+    bool *was_done = calloc((size_t)n_units, sizeof *was_done);
+    int *order = malloc(sizeof *order * (size_t)n_units);
+    double *cost = malloc(sizeof *cost * (size_t)n_units);
+    loom_status st = LOOM_OK;
+    if (!outs || !is_done || !was_done || !order || !cost) {
+        st = loom_error_set(err, LOOM_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    for (int u = 0; u < n_units; u++) {
+        was_done[u] = is_done[u] = find_exec(s, trials[u / E], rung, u % E) != NULL;
+        cost[u] = u % E == 0 ? point_cost(s, trials[u / E], epochs) : cost[u - 1];
+        order[u] = u;
+    }
+    qsort_r(order, (size_t)n_units, sizeof *order, by_cost, cost);
+    share_ctx ctx = {s, trials, rung, epochs};
+    dist_share_job j = {.n_units = n_units,
+                        .order = order,
+                        .out_bytes = sizeof *outs,
+                        .outs = outs,
+                        .is_done = is_done,
+                        .run = share_run,
+                        .record = share_record,
+                        .ctx = &ctx};
+    st = dist_share(&j, err);
+    /* the other processes learn what rank 0 recorded */
+    for (int u = 0; u < n_units && loom_dist_rank() > 0; u++)
+        if (is_done[u] && !was_done[u] && outs[u].trial >= 0) {
+            if (!grow((void **)&s->done, &s->cap_done, s->n_done + 1, sizeof *s->done)) {
+                loom_dist_abort(1);
+                break;
+            }
+            s->done[s->n_done++] = outs[u];
+        }
+    if (st == LOOM_ERR_INTERRUPTED)
+        st = stopped(s, err);
+done:
+    free(outs);
+    free(is_done);
+    free(was_done);
+    free(order);
+    free(cost);
+    return st;
+}
+
+/* Whether every execution of trial t at round rung is recorded. */
+static bool is_recorded(const search *s, int t, int rung) {
+    for (int e = 0; e < s->tc->executions; e++)
+        if (!find_exec(s, t, rung, e))
+            return false;
+    return true;
+}
+
 static loom_status random_search(search *s, loom_error *err) {
     int N = s->tc->trials;
+    bool is_shared = loom_dist_size() > 1;
+    if (is_shared) { /* every point first, then their executions over the processes */
+        int *all = malloc(sizeof(int) * (size_t)N);
+        loom_status st = all ? LOOM_OK : loom_error_set(err, LOOM_ERR_NOMEM, "out of memory");
+        for (int t = 0; t < N && st == LOOM_OK; t++) {
+            all[t] = t;
+            st = make_point(s, t, err);
+        }
+        if (st == LOOM_OK)
+            st = share_round(s, all, N, 0, 0, err);
+        free(all);
+        if (st)
+            return st;
+    }
     for (int t = 0; t < N; t++) {
         loom_status st = make_point(s, t, err);
         if (st)
             return st;
-        if (budget_spent(s))
+        /* shared: the trials the processes did not reach within the budget */
+        if (is_shared ? !is_recorded(s, t, 0) : budget_spent(s))
             break;
         bool is_replayed;
         if ((st = run_trial(s, t, 0, 0, &is_replayed, err)) ||
@@ -280,7 +427,8 @@ static loom_status hyperband(search *s, loom_error *err) {
         alive[t] = t;
         st = make_point(s, t, err);
     }
-    slog(s, LOOM_LOG_INFO, "successive halving: %d rounds, eta %d, up to %d epochs", R, eta, E);
+    slog(s, LOOM_LOG_INFO, "successive halving: %d round%s, eta %d, up to %d epoch%s", R, PLURAL(R),
+         eta, E, PLURAL(E));
     int n_alive = N;
     for (int r = 0; r < R && st == LOOM_OK; r++) {
         double div = pow(eta, R - 1 - r);
@@ -288,9 +436,12 @@ static loom_status hyperband(search *s, loom_error *err) {
         if (epochs < 1)
             epochs = 1;
         int first = s->res->n_trials;
+        bool is_shared = loom_dist_size() > 1;
+        if (is_shared && (st = share_round(s, alive, n_alive, r, epochs, err)))
+            break;
         for (int i = 0; i < n_alive && st == LOOM_OK; i++) {
             bool is_replayed;
-            if (budget_spent(s))
+            if (is_shared ? !is_recorded(s, alive[i], r) : budget_spent(s))
                 goto done;
             if ((st = run_trial(s, alive[i], r, epochs, &is_replayed, err)) == LOOM_OK)
                 st = after_trial(s, N, is_replayed, err);
@@ -313,8 +464,9 @@ static loom_status hyperband(search *s, loom_error *err) {
             alive[i] = rk[i]->trial;
         free(rk);
         n_alive = n_keep;
-        slog(s, LOOM_LOG_INFO, "round %d done: %d points go on to %d epochs", r + 1, n_keep,
-             (int)lround(E / pow(eta, R - 2 - r)));
+        int next = (int)lround(E / pow(eta, R - 2 - r));
+        slog(s, LOOM_LOG_INFO, "round %d done: %d point%s go%s on to %d epoch%s", r + 1, n_keep,
+             PLURAL(n_keep), n_keep == 1 ? "es" : "", next, PLURAL(next));
     }
 done:
     free(alive);
@@ -466,21 +618,24 @@ static void log_start(search *s) {
     if (s->n_folds > 0)
         slog(s, LOOM_LOG_INFO,
              "loom %s: %s search over %d hyperparameters of %s on %d examples, %d-fold CV; "
-             "objective %s, %d trials x %d executions, seed %llu",
+             "objective %s, %d trial%s x %d execution%s, seed %llu",
              LOOM_VERSION, algorithm, s->res->n_hp, s->source, s->ds->n, s->n_folds,
-             loom_objective_str(tc->objective), tc->trials, tc->executions,
-             (unsigned long long)tc->train.seed);
+             loom_objective_str(tc->objective), tc->trials, PLURAL(tc->trials), tc->executions,
+             PLURAL(tc->executions), (unsigned long long)tc->train.seed);
     else
         slog(s, LOOM_LOG_INFO,
              "loom %s: %s search over %d hyperparameters of %s on %d examples (%d validation); "
-             "objective %s, %d trials x %d executions, seed %llu",
+             "objective %s, %d trial%s x %d execution%s, seed %llu",
              LOOM_VERSION, algorithm, s->res->n_hp, s->source, s->split.n_train, s->split.n_val,
-             loom_objective_str(tc->objective), tc->trials, tc->executions,
-             (unsigned long long)tc->train.seed);
+             loom_objective_str(tc->objective), tc->trials, PLURAL(tc->trials), tc->executions,
+             PLURAL(tc->executions), (unsigned long long)tc->train.seed);
     if (tc->subset > s->ds->n)
         slog(s, LOOM_LOG_WARN,
              "warning: subset %d is more than the %d training examples: all of them are used",
              tc->subset, s->ds->n);
+    if (loom_dist_size() > 1)
+        slog(s, LOOM_LOG_INFO, "the executions shared by %d processes x %d threads",
+             loom_dist_size(), loom_get_threads());
     slog(s, LOOM_LOG_INFO, "each trial: its values, and [the best trial's] where they differ");
 }
 
@@ -493,9 +648,24 @@ static loom_status search_and_refit(search *s, loom_error *err) {
         return st;
     if (s->res->n_trials == 0)
         return loom_error_set(err, LOOM_ERR_ARG, "no trial finished within the budget");
+    if (loom_dist_rank() > 0) /* rank 0 writes the results and retrains the best */
+        return LOOM_OK;
     if ((st = write_summary(s, err)))
         return st;
     return tc->is_skip_best ? LOOM_OK : retrain_best(s, err);
+}
+
+/* Rank 0's recorded executions (a resumed search's), sent to the other processes. */
+static loom_status share_recorded(search *s, loom_error *err) {
+    int n = s->n_done;
+    dist_bcast(&n, sizeof n, 0);
+    if (loom_dist_rank() > 0 && !grow((void **)&s->done, &s->cap_done, n, sizeof *s->done)) {
+        loom_dist_abort(1);
+        return loom_error_set(err, LOOM_ERR_NOMEM, "out of memory");
+    }
+    dist_bcast(s->done, sizeof *s->done * (size_t)n, 0);
+    s->n_done = n;
+    return LOOM_OK;
 }
 
 /* Closes the search's files and frees what it holds (not res). */
@@ -533,6 +703,8 @@ loom_status loom_tune_run(const loom_tune_config *tc, const loom_dataset *train,
     loom_dataset *sub = NULL;
     const char *text = tc->space_text;
     loom_status st = check_config(tc, err);
+    if (st == LOOM_OK)
+        st = loom_dataset_check_test(train, s.test, err);
     if (st)
         return st;
     if (!text) {
@@ -544,14 +716,18 @@ loom_status loom_tune_run(const loom_tune_config *tc, const loom_dataset *train,
     }
     if ((st = loom_space_parse(&s.space, text, s.source, err)) || (st = check_overrides(&s, err)) ||
         (st = init_result(&s, err)) || (st = find_base_epochs(&s, err)) ||
-        (st = prepare_data(&s, train, &sub, err)))
+        (st = prepare_data(&s, train, &sub, err)) || tc->is_check_only)
         goto done;
     choose_dir(&s);
     if (!(settings = settings_text(&s, text))) {
         st = loom_error_set(err, LOOM_ERR_NOMEM, "out of memory");
         goto done;
     }
-    if ((st = open_state(&s, settings, err)))
+    /* rank 0 keeps the search's files; the others learn what is recorded */
+    st = loom_dist_rank() == 0 ? open_state(&s, settings, err) : LOOM_OK;
+    if ((st = loom_dist_agree(st, err)))
+        goto done;
+    if (loom_dist_size() > 1 && (st = share_recorded(&s, err)))
         goto done;
     log_start(&s);
     st = search_and_refit(&s, err);

@@ -62,6 +62,7 @@ typedef struct {
     int trial, rung, exec, epochs; /* 0-based */
     uint64_t seed;
     double val_acc, val_loss, val_f1, score, seconds;
+    bool is_new; /* trained in this session (by any process of the job), not read back */
 } exec_rec;
 
 typedef struct {

@@ -1,6 +1,7 @@
 /* run.c - a training run as one library call: resolve the model, load and split the data,
  * train, save the model file and write the run directory (config, history, log, metrics);
  * and the evaluation of a saved model on any split. The CLI only fills the configs. */
+#include "../core/core.h"
 #include "../run/rundir.h"
 
 #include <assert.h>
@@ -168,15 +169,66 @@ loom_status loom_model_build(loom_model **out, const char *text, const char *sou
     return LOOM_OK;
 }
 
+/* loom_evaluate of ds[idx[0..n)] (the first n when idx is NULL) in chunks of EVAL_CHUNK images,
+ * a stop request (stop_flag set) honoured between them: the same predictions as one call
+ * (inference does not depend on the batch), the counts and losses summed. */
+#define EVAL_CHUNK 1000
+static loom_status evaluate_stoppable(loom_model *m, const loom_dataset *ds, const int *idx, int n,
+                                      int batch, volatile int *stop_flag, loom_metrics *mt,
+                                      int *pred, float *prob, loom_error *err) {
+    if (!stop_flag || n <= EVAL_CHUNK)
+        return loom_evaluate(m, ds, idx, n, NULL, batch, mt, pred, prob, err);
+    int *all = NULL; /* (n) the examples, when idx is NULL */
+    if (!idx) {
+        if (!(all = malloc(sizeof(int) * (size_t)n)))
+            return loom_error_set(err, LOOM_ERR_NOMEM, "out of memory");
+        for (int i = 0; i < n; i++)
+            all[i] = i;
+        idx = all;
+    }
+    loom_metrics part = {0};
+    double loss_sum = 0;
+    loom_status st = LOOM_OK;
+    for (int at = 0; at < n && st == LOOM_OK; at += EVAL_CHUNK) {
+        int len = n - at < EVAL_CHUNK ? n - at : EVAL_CHUNK;
+        if (*stop_flag) {
+            st = loom_error_set(err, LOOM_ERR_INTERRUPTED,
+                                "interrupted during the test evaluation (%d of %d images done)", at,
+                                n);
+            break;
+        }
+        loom_metrics *into = at == 0 ? mt : &part;
+        st = loom_evaluate(m, ds, idx + at, len, NULL, batch, into, pred + at,
+                           prob ? prob + at : NULL, err);
+        if (st)
+            break;
+        loss_sum += into->loss * (double)into->n;
+        if (into != mt) {
+            for (size_t k = 0; k < (size_t)mt->n_classes * (size_t)mt->n_classes; k++)
+                mt->cm[k] += part.cm[k];
+            mt->n += part.n;
+            loom_metrics_reset(&part);
+        }
+    }
+    loom_metrics_reset(&part);
+    if (st == LOOM_OK) {
+        mt->loss = loss_sum / (double)mt->n;
+        loom_metrics_compute(mt);
+    } else {
+        loom_metrics_reset(mt);
+    }
+    free(all);
+    return st;
+}
+
 /* Evaluates m on the examples idx[0..n) of ds (the first n when idx is NULL) into mt and writes
  * DIR/predictions.csv (index in ds, true class, predicted class, its probability),
- * DIR/metrics.json and DIR/confusion.csv. */
-/* loom_evaluate (is_tta: loom_evaluate_tta) of ds[idx] into mt and dir's predictions.csv,
- * metrics.json and confusion.csv (is_tta: predictions_tta.csv, metrics_tta.json,
- * confusion_tta.csv). */
+ * DIR/metrics.json and DIR/confusion.csv; stop_flag (may be NULL) stops it before any file.
+ * is_tta: loom_evaluate_tta's figures instead, into predictions_tta.csv, metrics_tta.json and
+ * confusion_tta.csv (never stopped between chunks: loom eval's). */
 static loom_status eval_write_as(loom_model *m, const loom_dataset *ds, const int *idx, int n,
-                                 int batch, bool is_tta, const char *dir, loom_metrics *mt,
-                                 loom_error *err) {
+                                 int batch, bool is_tta, const char *dir, volatile int *stop_flag,
+                                 loom_metrics *mt, loom_error *err) {
     assert(n >= 1 && n <= ds->n); /* callers pass the count (loom_evaluate reads n <= 0 as all) */
     int *pred = malloc(sizeof(int) * (size_t)(n > 0 ? n : 1));     /* (n) */
     float *prob = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1)); /* (n) */
@@ -187,8 +239,8 @@ static loom_status eval_write_as(loom_model *m, const loom_dataset *ds, const in
         st = loom_error_set(err, LOOM_ERR_NOMEM, "out of memory");
         goto done;
     }
-    if ((st = (is_tta ? loom_evaluate_tta : loom_evaluate)(m, ds, idx, n, NULL, batch, mt, pred,
-                                                           prob, err)))
+    if ((st = is_tta ? loom_evaluate_tta(m, ds, idx, n, NULL, batch, mt, pred, prob, err)
+                     : evaluate_stoppable(m, ds, idx, n, batch, stop_flag, mt, pred, prob, err)))
         goto done;
     const char *tail = is_tta ? "_tta" : "";
     sb_printf(&pb, "index,true,pred,prob\n");
@@ -213,13 +265,16 @@ done:
 }
 
 static loom_status eval_write(loom_model *m, const loom_dataset *ds, const int *idx, int n,
-                              int batch, const char *dir, loom_metrics *mt, loom_error *err) {
-    return eval_write_as(m, ds, idx, n, batch, false, dir, mt, err);
+                              int batch, const char *dir, volatile int *stop_flag, loom_metrics *mt,
+                              loom_error *err) {
+    return eval_write_as(m, ds, idx, n, batch, false, dir, stop_flag, mt, err);
 }
 
 loom_status loom_run_write_test(loom_model *m, const loom_dataset *test, int n, int batch,
-                                const char *dir, loom_metrics *mt, loom_error *err) {
-    return eval_write(m, test, NULL, n > 0 && n < test->n ? n : test->n, batch, dir, mt, err);
+                                const char *dir, volatile int *stop_flag, loom_metrics *mt,
+                                loom_error *err) {
+    return eval_write(m, test, NULL, n > 0 && n < test->n ? n : test->n, batch, dir, stop_flag, mt,
+                      err);
 }
 
 static bool run_has(const char *dir, const char *name) {
@@ -241,10 +296,11 @@ typedef struct {
     loom_model *m;
     loom_split sp;
     tee_log tl;
-    bool is_resume;   /* continue from the checkpoint */
-    bool is_restart;  /* asked to resume, but no checkpoint yet: from step 0 */
-    bool is_dir_ours; /* the run directory was made or taken over here */
-    bool is_created;  /* ... and did not exist before */
+    bool is_resume;    /* continue from the checkpoint */
+    bool is_restart;   /* asked to resume, but no checkpoint yet: from step 0 */
+    bool is_test_only; /* asked to resume a run trained but stopped during its test */
+    bool is_dir_ours;  /* the run directory was made or taken over here */
+    bool is_created;   /* ... and did not exist before */
     char ck_path[2048];
 } train_run;
 
@@ -275,21 +331,31 @@ static loom_status run_prepare(train_run *r, loom_error *err) {
     r->is_resume = rc->is_resume;
     if (r->is_resume && !run_has(res->run_dir, "checkpoint.loomck") &&
         !run_has(res->run_dir, "checkpoint.loomck.prev")) {
-        if (run_has(res->run_dir, "model.loom") && run_has(res->run_dir, "history.csv"))
+        bool is_trained = run_has(res->run_dir, "model.loom") &&
+                          run_has(res->run_dir, "history.csv") &&
+                          run_has(res->run_dir, "receipt.txt");
+        if (is_trained && (rc->is_skip_test || run_has(res->run_dir, "metrics.json")))
             return loom_error_set(err, LOOM_ERR_ARG,
                                   "%s: the run is finished (its model is %s/model.loom): nothing "
                                   "to resume",
                                   res->run_dir, res->run_dir);
         r->is_resume = false;
-        r->is_restart = true;
+        r->is_test_only = is_trained; /* stopped during its test: the test is what is left */
+        r->is_restart = !is_trained;
     }
     if ((st = loom_dataset_load_dir(&r->train, r->data_dir, "train", err)))
         return st;
     if (!rc->is_skip_test && (st = loom_dataset_load_dir(&r->test, r->data_dir, "test", err)))
         return st;
+    if ((st = loom_dataset_check_test(r->train, r->test, err)))
+        return st;
     if ((st = make_split(r->train, rc->subset, rc->val_split, rc->split_mode, r->tc.seed, &r->sp,
                          err)))
         return st;
+    if (r->sp.n_train < 1)
+        return loom_error_set(err, LOOM_ERR_ARG,
+                              "val_split %g of %d examples leaves none to train on: lower it",
+                              rc->val_split, r->sp.n_train + r->sp.n_val);
     return loom_model_build(&r->m, r->text, rc->model, r->train, r->sp.train, r->sp.n_train,
                             rc->is_standardize, r->tc.seed, err);
 }
@@ -338,16 +404,75 @@ static loom_status run_open_dir(train_run *r, loom_error *err) {
     return st;
 }
 
+/* The job's processes agree before anything is written: every one prepared the run (st is this
+ * one's status), rank 0's resume decision holds for all, and every process has the same inputs
+ * (settings, model text, data: the receipt's hashes), else none starts. */
+static loom_status job_check(train_run *r, loom_status st, loom_error *err) {
+    if ((st = loom_dist_agree(st, err)))
+        return st;
+    bool flags[3] = {r->is_resume, r->is_restart, r->is_test_only};
+    dist_bcast(flags, sizeof flags, 0);
+    r->is_resume = flags[0];
+    r->is_restart = flags[1];
+    r->is_test_only = flags[2];
+    loom_run_config full = *r->rc;
+    full.data_dir = ""; /* the data may live elsewhere on each host: its contents are compared */
+    char *text = loom_run_config_text(&full);
+    receipt_in mine = receipt_inputs(r->text, text, r->train, r->test);
+    free(text);
+    int n = loom_dist_size();
+    receipt_in *all = malloc(sizeof *all * (size_t)n);
+    if (!text || !all) /* the others wait in the gather: the job cannot go on */
+        loom_dist_abort(1);
+    loom_dist_allgather(&mine, sizeof mine, all);
+    int S = r->tc.shards;
+    if (loom_dist_rank() == 0 && S % n != 0)
+        st = loom_error_set(err, LOOM_ERR_ARG,
+                            "shards: %d processes share each batch's shards: set shards to a "
+                            "multiple of %d (12 runs on 1, 2, 3, 4, 6 or 12 processes with the "
+                            "same numbers)",
+                            n, n);
+    /* the inputs' hash covers the data's: name the data when they differ */
+    for (int i = 1; i < n && st == LOOM_OK && loom_dist_rank() == 0; i++) {
+        bool is_data = all[i].data != all[0].data;
+        if (is_data || all[i].inputs != all[0].inputs)
+            st = loom_error_set(err, LOOM_ERR_ARG,
+                                "process %d's %s differ from process 0's (%08x, not %08x): start "
+                                "every process with the same loom, flags and data",
+                                i, is_data ? "data" : "settings",
+                                is_data ? all[i].data : all[i].inputs,
+                                is_data ? all[0].data : all[0].inputs);
+    }
+    free(all);
+    return loom_dist_agree(st, err); /* rank 0 says why; the others that it failed */
+}
+
+/* "2 threads", or "3 processes x 2 threads" in a data-parallel job. */
+static void format_workers(char *buf, size_t n) {
+    int t = loom_get_threads(), p = loom_dist_size();
+    if (p > 1)
+        snprintf(buf, n, "%d processes x %d thread%s", p, t, t == 1 ? "" : "s");
+    else
+        snprintf(buf, n, "%d thread%s", t, t == 1 ? "" : "s");
+}
+
 /* The log's opening lines: what is trained on what, and the warnings about the settings. */
 static void run_log_start(train_run *r) {
     const loom_run_config *rc = r->rc;
     const loom_train_config *tc = &r->tc;
+    char workers[64];
+    format_workers(workers, sizeof workers);
     log_printf(tee, &r->tl, LOOM_LOG_INFO,
                "loom %s: training %s (%zu parameters) on %d examples, validating on %d; "
-               "%s lr %g, batch %d, %d epochs, seed %llu, %d threads",
+               "%s lr %g, batch %d, %d epoch%s, seed %llu, %s",
                LOOM_VERSION, rc->model, r->m->n_params, r->sp.n_train, r->sp.n_val,
                loom_opt_kind_str(tc->opt.kind), (double)tc->opt.lr, tc->batch, tc->epochs,
-               (unsigned long long)tc->seed, loom_get_threads());
+               PLURAL(tc->epochs), (unsigned long long)tc->seed, workers);
+    if (tc->shards > 1)
+        log_printf(tee, &r->tl, LOOM_LOG_INFO,
+                   "each batch in %d shards summed exactly: the same numbers on any number of "
+                   "processes that divides %d",
+                   tc->shards, tc->shards);
     if (rc->subset > r->train->n)
         log_printf(tee, &r->tl, LOOM_LOG_WARN,
                    "warning: subset %d is more than the %d training examples: all of them are used",
@@ -389,6 +514,8 @@ static loom_status run_after_training(train_run *r, loom_status st, loom_error *
     return st;
 }
 
+static loom_status run_test(train_run *r, loom_error *err);
+
 /* A finished training: history.csv, model.loom, receipt.txt, the checkpoint gone, the test. */
 static loom_status run_finish(train_run *r, loom_error *err) {
     loom_run_result *res = r->res;
@@ -414,14 +541,50 @@ static loom_status run_finish(train_run *r, loom_error *err) {
     remove(prev);
     if (r->rc->is_skip_test)
         return LOOM_OK;
-    if ((st = loom_run_write_test(r->m, r->test, r->rc->test_subset, r->tc.batch, dir, &res->test,
-                                  err)))
+    return run_test(r, err);
+}
+
+/* The test of a trained model: metrics.json, confusion.csv, predictions.csv and the log line. A
+ * stop request ends it with nothing written; `--resume` then runs the test alone. */
+static loom_status run_test(train_run *r, loom_error *err) {
+    loom_run_result *res = r->res;
+    const char *dir = res->run_dir;
+    loom_status st = loom_run_write_test(r->m, r->test, r->rc->test_subset, r->tc.batch, dir,
+                                         r->tc.stop_flag, &res->test, err);
+    if (st == LOOM_ERR_INTERRUPTED)
+        log_printf(tee, &r->tl, LOOM_LOG_WARN,
+                   "stopped: %s; the model is complete in %s/model.loom; the test can be resumed",
+                   err->msg, dir);
+    if (st)
         return st;
     res->has_test = true;
     log_printf(tee, &r->tl, LOOM_LOG_INFO,
-               "test: accuracy %.2f%%, macro F1 %.2f%%, loss %.4f (%ld images)",
-               100 * res->test.accuracy, 100 * res->test.macro_f1, res->test.loss, res->test.n);
+               "test: accuracy %.2f%%, macro F1 %.2f%%, loss %.4f (%ld image%s)",
+               100 * res->test.accuracy, 100 * res->test.macro_f1, res->test.loss, res->test.n,
+               PLURAL(res->test.n));
     return LOOM_OK;
+}
+
+/* A run trained to its end but stopped during its test: the saved model tested, its history
+ * read for the result, train.log continued. */
+static loom_status run_test_only(train_run *r, loom_error *err) {
+    const char *dir = r->res->run_dir;
+    char path[2048];
+    loom_model *m = NULL;
+    snprintf(path, sizeof path, "%s/model.loom", dir);
+    loom_status st = loom_model_load(&m, NULL, path, err);
+    if (st)
+        return st;
+    loom_model_destroy(r->m);
+    r->m = m;
+    snprintf(path, sizeof path, "%s/history.csv", dir);
+    if ((st = loom_history_read_csv(path, &r->res->hist, err)))
+        return st;
+    snprintf(path, sizeof path, "%s/train.log", dir);
+    if (!(r->tl.f = fopen(path, "a")))
+        return loom_error_set(err, LOOM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    log_printf(tee, &r->tl, LOOM_LOG_INFO, "%s: trained; resuming its test", dir);
+    return run_test(r, err);
 }
 
 loom_status loom_run_train(const loom_run_config *rc, loom_run_result *res, loom_error *err) {
@@ -431,16 +594,39 @@ loom_status loom_run_train(const loom_run_config *rc, loom_run_result *res, loom
                    .tc = rc->train,
                    .data_dir = rc->data_dir ? rc->data_dir : loom_default_data_dir(),
                    .tl = {NULL, rc->train.log, rc->train.log_user}};
+    /* a data-parallel job: every process prepares and trains; rank 0 alone writes */
+    bool is_job = loom_dist_size() > 1, is_root = loom_dist_rank() == 0;
     loom_status st = run_prepare(&r, err);
-    if (st == LOOM_OK)
+    if (st == LOOM_OK && rc->is_check_only)
+        goto done;
+    if (is_job)
+        st = job_check(&r, st, err);
+    if (st == LOOM_OK && r.is_test_only) { /* rank 0 tests; the others wait for its verdict */
+        st = is_root ? run_test_only(&r, err) : LOOM_OK;
+        if (is_job)
+            st = loom_dist_agree(st, err);
+        goto done;
+    }
+    if (st == LOOM_OK && is_root)
         st = run_open_dir(&r, err);
+    if (is_job)
+        st = loom_dist_agree(st, err);
     if (st == LOOM_OK) {
-        run_log_start(&r);
+        r.tc.is_data_parallel = is_job;
+        if (is_root) {
+            run_log_start(&r);
+        } else {
+            r.tc.is_resume = r.is_resume;
+            r.tc.checkpoint_path = NULL;
+            r.tc.log = NULL;
+            r.tc.progress = NULL;
+        }
         st = loom_train(r.m, &r.tc, r.train, r.sp.train, r.sp.n_train, r.train, r.sp.val,
                         r.sp.n_val, NULL, &res->hist, err);
-        st = run_after_training(&r, st, err);
+        if (is_root)
+            st = run_after_training(&r, st, err);
     }
-    if (st == LOOM_OK)
+    if (st == LOOM_OK && is_root)
         st = run_finish(&r, err);
     if (r.tl.f)
         fclose(r.tl.f);
@@ -451,6 +637,9 @@ loom_status loom_run_train(const loom_run_config *rc, loom_run_result *res, loom
         !run_has(res->run_dir, "checkpoint.loomck") &&
         !run_has(res->run_dir, "checkpoint.loomck.prev"))
         loom_run_discard_dir(res->run_dir, r.is_created);
+done:
+    if (r.tl.f && r.is_test_only)
+        fclose(r.tl.f);
     free(r.cfg);
     free(r.text);
     loom_split_reset(&r.sp);
@@ -518,13 +707,22 @@ loom_status loom_run_eval(const loom_eval_config *ec, loom_metrics *mt, loom_met
                            ec->model_file, m->in.d[0], m->in.d[1], m->in.d[2], ds->H, ds->W, ds->C);
         goto done;
     }
+    if (loom_model_n_outputs(m) < ds->n_classes) { /* before any output directory is made */
+        st = loom_error_set(err, LOOM_ERR_SHAPE,
+                            "%s has %d classes, the data's labels go up to %d: give data of the "
+                            "model's classes",
+                            ec->model_file, loom_model_n_outputs(m), ds->n_classes - 1);
+        goto done;
+    }
     int batch = ec->batch > 0 ? ec->batch : 256;
     if (ec->out_dir && (st = loom_mkdir_p(ec->out_dir, err)))
         goto done;
-    st = ec->out_dir ? eval_write(m, ds, idx, n, batch, ec->out_dir, mt, err)
+    if (ec->out_dir)
+        loom_remove_stale_tmp(ec->out_dir, 0);
+    st = ec->out_dir ? eval_write(m, ds, idx, n, batch, ec->out_dir, NULL, mt, err)
                      : loom_evaluate(m, ds, idx, n, NULL, batch, mt, NULL, NULL, err);
     if (st == LOOM_OK && is_tta)
-        st = ec->out_dir ? eval_write_as(m, ds, idx, n, batch, true, ec->out_dir, mt_tta, err)
+        st = ec->out_dir ? eval_write_as(m, ds, idx, n, batch, true, ec->out_dir, NULL, mt_tta, err)
                          : loom_evaluate_tta(m, ds, idx, n, NULL, batch, mt_tta, NULL, NULL, err);
 done:
     if (st == LOOM_OK && ds_out) {

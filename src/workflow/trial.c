@@ -32,6 +32,14 @@ const char *loom_objective_str(loom_objective o) {
     return o >= 0 && (int)o < 3 ? objective_names[o] : "?";
 }
 
+const char *loom_objective_fmt(loom_objective o, double score, char *buf, size_t n) {
+    if (o == LOOM_OBJECTIVE_VAL_LOSS)
+        snprintf(buf, n, "%.4f", score);
+    else
+        snprintf(buf, n, "%.2f%%", 100 * score);
+    return buf;
+}
+
 void slog(search *s, loom_log_kind kind, const char *fmt, ...) {
     char line[4096];
     va_list ap;

@@ -155,11 +155,15 @@ loom_status open_state(search *s, const char *settings, loom_error *err) {
     if (is_resume) {
         st = load_state(s, settings, err);
     } else {
-        const char *stale[] = {"trials.csv", "trials.json", "summary.md"};
-        for (int i = 0; i < 3; i++) {
+        /* a new search replaces the old one: its tables, plots and retrained best */
+        const char *stale[] = {"trials.csv", "trials.json", "summary.md", "best/model.txt"};
+        for (int i = 0; i < 4; i++) {
             char sp[2048];
             unlink(path_join(sp, sizeof sp, s->dir, stale[i]));
         }
+        char best[2048];
+        loom_run_discard_dir(path_join(best, sizeof best, s->dir, "best"), true);
+        loom_run_clear_dir(s->dir);
         text_out t;
         if (!text_open(&t))
             return loom_error_set(err, LOOM_ERR_NOMEM, "out of memory");
@@ -182,8 +186,8 @@ loom_status open_state(search *s, const char *settings, loom_error *err) {
     if (tc->is_resume && !has_search)
         slog(s, LOOM_LOG_INFO, "%s: no search to resume; starting one", s->dir);
     else if (is_resume)
-        slog(s, LOOM_LOG_INFO, "resuming the search in %s: %d executions recorded", s->dir,
-             s->n_done);
+        slog(s, LOOM_LOG_INFO, "resuming the search in %s: %d execution%s recorded", s->dir,
+             s->n_done, PLURAL(s->n_done));
     return LOOM_OK;
 }
 
@@ -265,7 +269,8 @@ loom_status write_summary(search *s, loom_error *err) {
         fprintf(t.f, "| %d | %d |", k + 1, tr->trial + 1);
         if (is_hb)
             fprintf(t.f, " %d | %d |", tr->rung + 1, tr->epochs);
-        fprintf(t.f, " %.4f |", tr->score);
+        char sc[32];
+        fprintf(t.f, " %s |", loom_objective_fmt(s->tc->objective, tr->score, sc, sizeof sc));
         for (int i = 0; i < res->n_hp; i++)
             fprintf(t.f, " %s |", tr->values[i] ? tr->values[i] : "-");
         fprintf(t.f, " %.1f |\n", tr->seconds);

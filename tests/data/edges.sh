@@ -15,6 +15,7 @@ T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 cd "$T" || exit 1 # a run that took a model name for a directory would show up here
 case $LOOM in /*) ;; *) LOOM="$OLDPWD/$LOOM" ;; esac
+case $DATA in /*) ;; *) DATA="$OLDPWD/$DATA" ;; esac
 
 # expect_error CODE PATTERN command...: exit CODE, exactly one "loom: error: " line on stderr
 # matching PATTERN (grep -E), nothing else on stderr.
@@ -93,7 +94,7 @@ $LOOM train $RR --out "$T/ref" >/dev/null 2>&1
 check "[ -n \"\$(crc '$T/ref')\" ]"
 cp "$T/ref/config.txt" "$T/ref.cfg"
 expect_error 2 'the run is finished .*nothing to resume' $LOOM train --resume "$T/ref"
-expect_error 2 'the run is finished' $LOOM train --resume "$T/ref" --epochs 5 --lr 0.5
+expect_error 2 '--epochs: a resumed run keeps its own settings \(epochs=2 in ' $LOOM train --resume "$T/ref" --epochs 5 --lr 0.5
 check "cmp -s '$T/ref.cfg' '$T/ref/config.txt'"
 # stopped before its first checkpoint (only config.txt made): starts again from step 0
 mkdir "$T/early" && cp "$T/ref/config.txt" "$T/early/"
@@ -101,16 +102,21 @@ $LOOM train --resume "$T/early" >/dev/null 2>"$T/e"
 check "[ \$? -eq 0 ] && grep -q 'starting again from step 0' '$T/e'"
 check "[ \"\$(crc '$T/early')\" = \"\$(crc '$T/ref')\" ]"
 expect_error 2 'no config.txt' $LOOM train --resume "$T/nosuchrun"
-# a resume refused by its checkpoint (another batch size) leaves config.txt; then it resumes
+# a resume refused for a changed setting (another batch size, lr, data) leaves config.txt
 $LOOM train $RR --epochs 30 --out "$T/int" >/dev/null 2>&1 &
 pid=$!
 wait_for "[ -f '$T/int/checkpoint.loomck.prev' ] || ! kill -0 $pid 2>/dev/null"
 kill -INT $pid 2>/dev/null; wait $pid
 check "[ -f '$T/int/checkpoint.loomck' ]"
 cp "$T/int/config.txt" "$T/int.cfg"
-$LOOM train --resume "$T/int" --batch 32 >/dev/null 2>"$T/e"
-check "[ \$? -eq 1 ] && grep -q '^loom: error: .*checkpoint belongs to another' '$T/e'"
+expect_error 2 '^loom: error: --batch: a resumed run keeps its own settings \(batch=64 in ' $LOOM train --resume "$T/int" --batch 32
+expect_error 2 '^loom: error: --lr: a resumed run keeps its own settings \(lr=0.001 in ' $LOOM train --resume "$T/int" --lr 0.5
+mkdir "$T/otherdata" && ln -s "$DATA"/* "$T/otherdata/"
+expect_error 2 '^loom: error: --data: a resumed run keeps its own data' $LOOM train --resume "$T/int" --data "$T/otherdata"
 check "cmp -s '$T/int.cfg' '$T/int/config.txt'"
+# the same values as the run's (and --threads) are no change: it resumes
+$LOOM train --resume "$T/int" --lr 0.001 --batch 64 --threads 1 >/dev/null 2>&1
+check "[ \$? -eq 0 ] && [ -s '$T/int/model.loom' ] && [ ! -e '$T/int/checkpoint.loomck' ]"
 
 # ---- 5. no silent clamps: one warning line each ----
 warns() { grep -c '^loom: warning: ' "$1"; }
@@ -126,7 +132,7 @@ check "[ \$? -eq 0 ] && [ \$(warns '$T/e') -eq 1 ] && grep -q '^loom: warning: n
 check "grep -q '^warning: no validation examples' '$T/w3/train.log'"
 $LOOM cv mlp --folds 2 --epochs 1 --quiet --no-plots --subset 100000 --out "$T/w4" >/dev/null 2>"$T/e" &
 pid=$!
-wait_for "grep -q 'warning' '$T/e' || ! kill -0 $pid 2>/dev/null"
+wait_for "grep -q 'all of them are used' '$T/e' || ! kill -0 $pid 2>/dev/null" # the whole line
 kill $pid 2>/dev/null; wait $pid 2>/dev/null
 check "[ \$(warns '$T/e') -eq 1 ] && grep -q 'warning: subset 100000 is more than the 60000' '$T/e'"
 

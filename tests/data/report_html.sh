@@ -46,7 +46,7 @@ else
     timeout 120 "$CHROME" $flags --user-data-dir="$T/c1" --dump-dom "file://$H" >"$T/dom" 2>/dev/null
     n_dom=$(grep -o '<img src="data:image/png' "$T/dom" | wc -l)
     echo "Chromium's DOM holds $n_dom pictures"
-    check "[ '$n_dom' -eq '$n_img' ] && grep -q '<h1>loom study report</h1>' '$T/dom'"
+    check "[ '$n_dom' -eq '$n_img' ] && grep -q '<h1>loom report: a and b</h1>' '$T/dom'"
     rm -f "$OUT/report_html.png"
     timeout 120 "$CHROME" $flags --user-data-dir="$T/c2" --window-size=1200,3000 \
         --screenshot="$OUT/report_html.png" "file://$H" >/dev/null 2>&1

@@ -38,12 +38,12 @@ done
 # tables are filled: the class counts, the results table (a row per step), per-class reports
 check "grep -q '^| 9 | Ankle boot | 6000 | 1000 |' '$R'"
 check "[ \$(grep -c '^| \\(mlp\\|cnn1\\|lstm\\|cv-rnn\\|tune-mlp-space\\) |' '$R') -ge 5 ]"
-check "grep -q '^| Ankle boot | [0-9.]* | [0-9.]* | [0-9.]* | 1000 |' '$R'"
+check "grep -q '^| Ankle boot | [0-9.]*% | [0-9.]*% | [0-9.]*% | 1000 |' '$R'"
 check "grep -q 'Mean validation accuracy' '$R'"
 check "grep -q '^| trial' '$R'"
 # its time: one session, so the wall time; and the runs' own recorded time
 check "grep -q '^- Wall time of the whole study: [0-9]* s' '$R'"
-check "grep -q '^- Training and validation time recorded by the runs themselves.*: [0-9]* s' '$R'"
+check "grep -Eq '^- Training and validation time recorded by the runs themselves.*: [0-9.]+ (s|min|h)\.$' '$R'"
 # a finished study resumes to nothing: every step is skipped
 $LOOM study "$T/study.txt" --out "$T/s" --resume >"$T/out2" 2>"$T/err2"
 check '[ $? -eq 0 ]'
