@@ -17,7 +17,7 @@ IMAGES="$DATA/t10k-images-idx3-ubyte.gz"
 CC=${CC:-cc}
 STRICT="-std=c99 -O2 -Wall -Wextra -Werror -pedantic"
 
-LIBS="$(pkg-config --libs openblas zlib libcjson plplot libpng libjpeg) -lm"
+LIBS="$(pkg-config --libs openblas zlib libcjson plplot libpng libjpeg ompi-c) -lm"
 $CC -O2 -fopenmp -Iinclude -o "$T/tool" tests/data/cexport_tool.c "$BUILD/libloom.a" $LIBS \
     2>"$T/cc-tool.log"
 check '[ $? -eq 0 ]' || cat "$T/cc-tool.log"
