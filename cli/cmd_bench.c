@@ -66,13 +66,16 @@ static void print_layers(const char *name, const loom_bench_result *r) {
 }
 
 int cmd_bench(int argc, char **argv) {
-    static const struct option opts[] = {
-        {"batch", 1, 0, 'b'},   {"repeats", 1, 0, 'r'}, {"seconds", 1, 0, 's'},
-        {"threads", 1, 0, 't'}, {"layers", 0, 0, 'l'},  {"peak", 0, 0, 'p'},
-        {"int8", 0, 0, 'i'},    {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
+    static const struct option opts[] = {{"batch", 1, 0, 'b'},   {"repeats", 1, 0, 'r'},
+                                         {"seconds", 1, 0, 's'}, {"threads", 1, 0, 't'},
+                                         {"layers", 0, 0, 'l'},  {"peak", 0, 0, 'p'},
+                                         {"int8", 0, 0, 'i'},    {"precision", 1, 0, 'P'},
+                                         {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
     int batch = 64, repeats = 5, threads = 0, c;
     bool is_layers = false, is_peak_only = false, is_int8 = false;
     double seconds = 1.0;
+    loom_precision precision = LOOM_PRECISION_FP32;
+    loom_error perr = {0};
     optind = 1;
     while ((c = cli_getopt("bench", argc, argv, NULL, opts)) != -1) {
         switch (c) {
@@ -95,15 +98,22 @@ int cmd_bench(int argc, char **argv) {
         case 'l': is_layers = true; break;
         case 'p': is_peak_only = true; break;
         case 'i': is_int8 = true; break;
+        case 'P':
+            if (loom_precision_parse(optarg, &precision, &perr))
+                return cli_usage_error("bench", "%s", perr.msg);
+            break;
         case 'h':
             printf(
                 "usage: loom bench MODEL...|all [--batch 64] [--repeats 5] [--seconds 1]\n"
-                "       [--threads N] [--layers] [--int8]\nTraining (forward+backward+Adam) and "
-                "inference throughput on random images; median of the repeats.\n"
+                "       [--threads N] [--layers] [--int8] [--precision fp32|bf16]\n"
+                "Training (forward+backward+Adam) and inference throughput on random images;\n"
+                "median of the repeats.\n"
                 "  --layers   then where a training step's time goes, layer by layer\n"
                 "  --peak     only the banner: the CPU, the kernels, the measured peaks\n"
                 "  --int8     also inference of an int8 copy (quantized on the fly, calibrated\n"
                 "             on the random images): its img/s and the speed-up over fp32\n"
+                "  --precision bf16   training steps with bf16 products in the 3x3 stride-1\n"
+                "             convolutions (as loom train --precision bf16)\n"
                 "GFLOP/s are also shown as a share of the fp32 peak measured in the same run;\n"
                 "peak RSS is each model's own (the process's high-water mark, reset per model).\n");
             return 0;
@@ -137,7 +147,7 @@ int cmd_bench(int argc, char **argv) {
         loom_bench_result r;
         loom_error err = {0};
         bool has_rss = reset_peak_rss();
-        if (loom_bench(name, batch, repeats, seconds, is_layers, is_int8, &r, &err)) {
+        if (loom_bench(name, batch, repeats, seconds, is_layers, is_int8, precision, &r, &err)) {
             free(res);
             return cli_fail(&err);
         }

@@ -39,7 +39,9 @@ _loom() {
     --data | --out | -o | --save-preprocessed) COMPREPLY=($(compgen -d -- "$cur")); return ;;
     --resume) [ "$cmd" = train ] && COMPREPLY=($(compgen -d -- "$cur")) && return ;;
     --gray) COMPREPLY=($(compgen -W "luma mean red green blue" -- "$cur")); return ;;
-    --augment) COMPREPLY=($(compgen -W "none flip flip,shift:2 shift:2" -- "$cur")); return ;;
+    --augment) COMPREPLY=($(compgen -W "none flip flip,shift:2 shift:2 mixup cutmix" -- "$cur")); return ;;
+    --precision) COMPREPLY=($(compgen -W "fp32 bf16" -- "$cur")); return ;;
+    --tta) COMPREPLY=($(compgen -W "none flip" -- "$cur")); return ;;
     --weights) COMPREPLY=($(compgen -f -X '!*.safetensors' -- "$cur") $(compgen -d -- "$cur")); return ;;
     --images | --labels | --idx | --overlay) COMPREPLY=($(compgen -f -- "$cur")); return ;;
     --epochs | --batch | --lr | --momentum | --l2 | --weight-decay | --clip-norm | --label-smoothing | --ema | \
@@ -53,12 +55,12 @@ _loom() {
     local opts=""
     case $cmd in
     train | cv | tune) opts="$(_loom_flags "$cmd") --no-plots" ;;
-    eval) opts="--split --images --labels --data --out --batch --threads" ;;
+    eval) opts="--split --images --labels --data --out --batch --threads --tta" ;;
     study) opts="--quick --resume --force --out --data --threads --print" ;;
     report) opts="-o --out --data" ;;
     summary) opts="--input" ;;
     models) opts="-v" ;;
-    bench) opts="--batch --repeats --seconds --threads --layers --int8" ;;
+    bench) opts="--batch --repeats --seconds --threads --layers --int8 --precision" ;;
     plot) opts="--svg --overlay --column" ;;
     compare) opts="--out --alpha" ;;
     export) opts="-o --out --format --prefix --int8" ;;

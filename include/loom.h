@@ -234,6 +234,19 @@ LOOM_API loom_status loom_model_create(loom_model **out, const char *text, const
 LOOM_API void loom_model_destroy(loom_model *m); /* frees m and all it owns; accepts NULL */
 /* Initialises parameters (Glorot/He as the frameworks do) and state from seed. */
 LOOM_API void loom_model_init(loom_model *m, uint64_t seed);
+
+/* The arithmetic of training: fp32 (the default), or bf16 products in the 3x3 stride-1 conv
+ * layers with an even number of filters (AVX-512 BF16 vdpbf16ps: x, W and dz rounded to bf16,
+ * sums and weights fp32), residual blocks' layers included, where the bf16 working space fits
+ * the layer's col area (not a one-channel first layer). Inference is always fp32. */
+typedef enum { LOOM_PRECISION_FP32 = 0, LOOM_PRECISION_BF16 } loom_precision;
+LOOM_API const char *loom_precision_str(loom_precision p); /* "fp32" or "bf16" */
+/* "fp32" or "bf16" into *out; LOOM_ERR_ARG otherwise. */
+LOOM_API loom_status loom_precision_parse(const char *s, loom_precision *out, loom_error *err);
+/* Sets the model's training precision; *n_layers (may be NULL) receives the number of layers
+ * that train in bf16. Errors: LOOM_ERR_ARG (bf16 on a CPU without AVX-512 BF16, one line). */
+LOOM_API loom_status loom_model_set_precision(loom_model *m, loom_precision p, int *n_layers,
+                                              loom_error *err);
 /* Sizes the activation arena for batches of up to max_batch examples. Call before forward.
  * Errors: LOOM_ERR_ARG (max_batch < 1), LOOM_ERR_NOMEM. */
 LOOM_API loom_status loom_model_prepare(loom_model *m, int max_batch, loom_error *err);
@@ -428,6 +441,12 @@ LOOM_API double loom_softmax_xent(const float *logits, const int *y, int B, int 
  * smoothing / N, and dlogits = (p - target) / B. smoothing 0 is loom_softmax_xent. */
 LOOM_API double loom_softmax_xent_smooth(const float *logits, const int *y, int B, int N,
                                          float smoothing, float *dlogits, int *n_correct);
+/* The same against soft targets of two labels (mixup, cutmix): the target is lam t(y) +
+ * (1 - lam) t(y2), t the (smoothed) one-hot target above; dlogits = (p - target) / B; a correct
+ * argmax is the label of the larger weight (y when lam >= 0.5). */
+LOOM_API double loom_softmax_xent_mix(const float *logits, const int *y, const int *y2, float lam,
+                                      int B, int N, float smoothing, float *dlogits,
+                                      int *n_correct);
 
 /* One epoch's history row. */
 typedef struct {
@@ -478,6 +497,9 @@ typedef struct {
      * to erase_area_max of the image, aspect ratio erase_aspect to 1/erase_aspect (log-uniform),
      * is filled with uniform [0, 1) noise; erase_p 0 = off */
     float erase_p, erase_area_min, erase_area_max, erase_aspect;
+    /* mixup and cutmix (src/train/mix.c): Beta(alpha, alpha) mixing weights, 0 = off; with both
+     * on, each batch takes one of them; the loss is against the mixed (soft) targets */
+    float mixup_alpha, cutmix_alpha;
     const char *checkpoint_path; /* NULL = no checkpoints; else written atomically there */
     int checkpoint_every;        /* epochs between checkpoints (0 = 1) */
     int checkpoint_steps;        /* also every N steps inside an epoch, 0 = off */
@@ -490,6 +512,7 @@ typedef struct {
      * must then be a multiple of their number; every process calls loom_train alike. */
     int shards;
     bool is_data_parallel;
+    loom_precision precision; /* the 3x3 stride-1 convolutions' products in training */
 } loom_train_config;
 
 /* Defaults: adam 1e-3, batch 64, 10 epochs, seed 42; momentum and beta2 are the optimizer's
@@ -590,6 +613,13 @@ LOOM_API void loom_metrics_compute(loom_metrics *mt);
 LOOM_API loom_status loom_evaluate(loom_model *m, const loom_dataset *ds, const int *idx, int n,
                                    const loom_norm *nrm, int batch, loom_metrics *mt, int *pred,
                                    float *prob, loom_error *err);
+/* loom_evaluate with test-time augmentation by flips: each image and its horizontal mirror are
+ * run, their softmaxes averaged; the prediction, its probability and the loss (-log of the
+ * averaged probability of the true class) come from the average. A figure of its own, never
+ * mixed into loom_evaluate's. Same errors; the same results for any batch and thread count. */
+LOOM_API loom_status loom_evaluate_tta(loom_model *m, const loom_dataset *ds, const int *idx, int n,
+                                       const loom_norm *nrm, int batch, loom_metrics *mt, int *pred,
+                                       float *prob, loom_error *err);
 /* scikit-learn-style classification report to f; ds (may be NULL) names the classes. */
 LOOM_API void loom_metrics_report(const loom_metrics *mt, const loom_dataset *ds, FILE *f);
 /* Writes metrics.json-style JSON / confusion CSV (via temp file + rename). Errors: LOOM_ERR_IO,
@@ -1116,14 +1146,18 @@ typedef struct {
     const char *out_dir; /* metrics.json, confusion.csv, predictions.csv here (created if need
                           * be); NULL = none */
     int batch;
+    const char *tta; /* test-time augmentation: NULL or "none", or "flip" (loom_evaluate_tta) */
 } loom_eval_config;
-/* Evaluates a model file; fills mt: pass it zeroed and reset it (loom_metrics_reset) after the
- * call, also on failure. On success ds_out (may be NULL) receives the dataset used (the caller
- * destroys it, loom_dataset_destroy) so that class names can be printed. Errors: those of
- * loom_model_load, the data and loom_evaluate; LOOM_ERR_ARG (a bad split, images without labels
- * or labels without images), LOOM_ERR_SHAPE (the images do not fit the model), LOOM_ERR_IO. */
+/* Evaluates a model file; fills mt (and, with ec->tta "flip", mt_tta with the flip-averaged
+ * figures, written as metrics_tta.json, confusion_tta.csv and predictions_tta.csv beside the
+ * plain files; mt is the plain evaluation either way): pass them zeroed and reset both
+ * (loom_metrics_reset) after the call, also on failure. On success ds_out (may be NULL) receives
+ * the dataset used (the caller destroys it, loom_dataset_destroy) so that class names can be
+ * printed. Errors: those of loom_model_load, the data and loom_evaluate; LOOM_ERR_ARG (a bad split,
+ * images without labels or labels without images), LOOM_ERR_SHAPE (the images do not fit the
+ * model), LOOM_ERR_IO. */
 LOOM_API loom_status loom_run_eval(const loom_eval_config *ec, loom_metrics *mt,
-                                   loom_dataset **ds_out, loom_error *err);
+                                   loom_metrics *mt_tta, loom_dataset **ds_out, loom_error *err);
 
 /* ---- benchmark ------------------------------------------------------------------------------ */
 
@@ -1149,12 +1183,13 @@ typedef struct {
  * repeat runs as many steps as take about seconds_per_repeat (at least 3); with is_layers, one
  * more repeat is timed layer by layer (r->layers); with is_int8, the model (its random weights) is
  * quantized on the fly, calibrated on the bench's random images, and its inference timed the same
- * way (r->infer_int8_ips). Nothing to free.
+ * way (r->infer_int8_ips); precision: the training steps' (loom_model_set_precision). Nothing to
+ * free.
  * Errors: LOOM_ERR_ARG (batch < 1, repeats outside 1..100, an unknown model), those of the model
  * file and text (LOOM_ERR_IO, LOOM_ERR_FORMAT, LOOM_ERR_SHAPE), LOOM_ERR_NOMEM. */
 LOOM_API loom_status loom_bench(const char *model, int batch, int repeats,
                                 double seconds_per_repeat, bool is_layers, bool is_int8,
-                                loom_bench_result *r, loom_error *err);
+                                loom_precision precision, loom_bench_result *r, loom_error *err);
 
 #ifdef __cplusplus
 }

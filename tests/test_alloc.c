@@ -88,7 +88,8 @@ static loom_model *new_model(const char *text) {
     return m;
 }
 
-static int g_shards = 1; /* the shards of train_allocs' runs */
+static loom_precision precision; /* train_allocs's (bf16: the residual model again) */
+static int g_shards = 1;         /* the shards of train_allocs' runs */
 
 /* Allocations of one training run of n_train examples (1 epoch, batch 32: n_train / 32 steps),
  * with an evaluation of 64 examples at its end. */
@@ -101,6 +102,7 @@ static long train_allocs(const char *text, const loom_dataset *ds, const int *id
     loom_train_config_init(&c);
     c.epochs = 1;
     c.batch = 32;
+    c.precision = precision;
     c.shards = g_shards;
     loom_history h = {0};
     long before = atomic_load(&n_alloc);
@@ -162,6 +164,17 @@ static void test_no_allocation_per_step(void) {
             CHECK_MSG(a == 0 && b == 0, "%s, %d threads: inference allocated %ld, %ld times",
                       models[k], threads, a, b);
         }
+        loom_cpu cpu;
+        loom_cpu_features(&cpu);
+        if (!cpu.has_bf16)
+            continue;
+        precision = LOOM_PRECISION_BF16; /* the residual model's inner convs in bf16 */
+        const char *res = models[sizeof models / sizeof models[0] - 1];
+        train_allocs(res, ds, idx, 64);
+        long few = train_allocs(res, ds, idx, 64), many = train_allocs(res, ds, idx, 640);
+        CHECK_MSG(few > 0 && many == few,
+                  "bf16, %d threads: %ld allocations for 2 steps, %ld for 20", threads, few, many);
+        precision = LOOM_PRECISION_FP32;
     }
     loom_set_threads(0);
     loom_dataset_destroy(ds);

@@ -332,6 +332,50 @@ static void test_evaluate(void) {
     loom_model_destroy(m);
 }
 
+/* Test-time augmentation by flips, by hand: 1x2 images (a, b) and a dense layer with
+ * z = (2a, b), so the mirror (b, a) gives z' = (2b, a). (3, 1): z = (6, 1), z' = (2, 3): q0 =
+ * (s(5) + s(-1)) / 2 = 0.631 with s the logistic function, still class 0. (1, 4): z = (2, 4)
+ * (class 1, right), z' = (8, 1): q0 = (s(-2) + s(7)) / 2 = 0.559, so the average says 0 (wrong).
+ * The plain figure is unchanged; batch 1 and 2 agree. */
+static void test_evaluate_tta(void) {
+    static uint8_t x[4] = {3, 1, 1, 4};
+    static uint8_t y[2] = {0, 1};
+    loom_dataset ds = {.n = 2, .H = 1, .W = 2, .C = 1, .x = x, .y = y, .n_classes = 2};
+    loom_model *m = NULL;
+    loom_error err = {0};
+    CHECK_MSG(loom_model_create(&m, "flatten\ndense 2", "test", 1, 2, 1, &err) == LOOM_OK, "%s",
+              err.msg);
+    if (!m)
+        return;
+    float *w = loom_model_params(m); /* W (2, 2) then b (2) */
+    memset(w, 0, sizeof(float) * 6);
+    w[0] = 2 * 255.0f; /* z0 = 2 a */
+    w[3] = 255.0f;     /* z1 = b */
+    loom_metrics mt, mp;
+    int pred[2] = {-1, -1};
+    float prob[2] = {0};
+    CHECK(loom_evaluate(m, &ds, NULL, 0, NULL, 2, &mp, NULL, NULL, &err) == LOOM_OK);
+    CHECK_NEAR(mp.accuracy, 1.0, 1e-12);
+    loom_metrics_reset(&mp);
+    double q0a = 0.5 * (1 / (1 + exp(-5.0)) + 1 / (1 + exp(1.0)));
+    double q0b = 0.5 * (1 / (1 + exp(2.0)) + 1 / (1 + exp(-7.0)));
+    for (int batch = 1; batch <= 2; batch++) {
+        loom_status st = loom_evaluate_tta(m, &ds, NULL, 0, NULL, batch, &mt, pred, prob, &err);
+        CHECK_MSG(st == LOOM_OK, "%s", err.msg);
+        CHECK(pred[0] == 0 && pred[1] == 0);
+        CHECK_NEAR(mt.accuracy, 0.5, 1e-12);
+        CHECK_NEAR(prob[0], q0a, 1e-6);
+        CHECK_NEAR(prob[1], q0b, 1e-6);
+        CHECK_NEAR(mt.loss, (-log(q0a) - log(1 - q0b)) / 2, 1e-6);
+        CHECK(mt.cm[0] == 1 && mt.cm[2] == 1);
+        loom_metrics_reset(&mt);
+    }
+    loom_model_params(m)[4] = NAN;
+    CHECK(loom_evaluate_tta(m, &ds, NULL, 0, NULL, 2, &mt, NULL, NULL, &err) == LOOM_ERR_NUMERIC);
+    CHECK(mt.cm == NULL);
+    loom_model_destroy(m);
+}
+
 static void test_evaluate_errors(void) {
     loom_dataset ds = {.n = 4, .H = 1, .W = 1, .C = 3, .x = eval_x, .y = eval_y, .n_classes = 4};
     loom_model *m = identity_model();
@@ -363,6 +407,7 @@ int main(void) {
     RUN(test_json);
     RUN(test_csv);
     RUN(test_evaluate);
+    RUN(test_evaluate_tta);
     RUN(test_evaluate_errors);
     return check_report();
 }

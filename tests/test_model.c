@@ -583,7 +583,8 @@ static void test_bench_layers(void) {
     loom_error err = {0};
     CHECK(loom_file_write_atomic(path, text, strlen(text), &err) == LOOM_OK);
     loom_bench_result r;
-    CHECK_MSG(loom_bench(path, 16, 1, 0.05, true, false, &r, &err) == LOOM_OK, "%s", err.msg);
+    CHECK_MSG(loom_bench(path, 16, 1, 0.05, true, false, LOOM_PRECISION_FP32, &r, &err) == LOOM_OK,
+              "%s", err.msg);
     CHECK(r.train_ips > 0 && r.infer_ips > 0 && r.steps >= 3 && r.batch == 16);
     CHECK(r.n_layers == 4);
     CHECK(strcmp(r.layers[0].name, "conv 4 3x3 relu") == 0 &&
@@ -598,9 +599,10 @@ static void test_bench_layers(void) {
     /* the per-layer step is about one timed step (1000 / (img/s / batch) ms); wide bounds */
     double step_ms = 1000.0 * r.batch / r.train_ips;
     CHECK_MSG(sum > 0.2 * step_ms && sum < 5 * step_ms, "%.3f ms vs %.3f ms", sum, step_ms);
-    CHECK(loom_bench(path, 16, 1, 0.05, false, true, &r, &err) == LOOM_OK && r.n_layers == 0 &&
-          r.infer_int8_ips > 0);
-    CHECK(loom_bench("no-such-model", 16, 1, 0.05, false, false, &r, &err) == LOOM_ERR_ARG);
+    CHECK(loom_bench(path, 16, 1, 0.05, false, true, LOOM_PRECISION_FP32, &r, &err) == LOOM_OK &&
+          r.n_layers == 0 && r.infer_int8_ips > 0);
+    CHECK(loom_bench("no-such-model", 16, 1, 0.05, false, false, LOOM_PRECISION_FP32, &r, &err) ==
+          LOOM_ERR_ARG);
 }
 
 int main(void) {

@@ -265,6 +265,106 @@ loom_status evaluate_shared(loom_model *m, const loom_dataset *ds, const int *id
     return eval_end(&a, st, n, err);
 }
 
+/* Softmax of logits z (K) into p (K), in double; false when z is not finite. */
+static bool softmax_double(const float *z, int K, double *p) {
+    float zmax = z[0];
+    for (int k = 1; k < K; k++)
+        if (z[k] > zmax)
+            zmax = z[k];
+    double s = 0;
+    for (int k = 0; k < K; k++)
+        s += p[k] = exp((double)z[k] - zmax);
+    if (!isfinite(s) || !isfinite(zmax))
+        return false;
+    for (int k = 0; k < K; k++)
+        p[k] /= s;
+    return true;
+}
+
+/* x (B, H, W, C) mirrored left to right in place. */
+static void flip_batch(float *x, int B, int H, int W, int C) {
+    for (long r = 0; r < (long)B * H; r++) {
+        float *row = x + (size_t)r * W * C;
+        for (int a = 0, b = W - 1; a < b; a++, b--)
+            for (int c = 0; c < C; c++) {
+                float t = row[(size_t)a * C + c];
+                row[(size_t)a * C + c] = row[(size_t)b * C + c];
+                row[(size_t)b * C + c] = t;
+            }
+    }
+}
+
+/* The flip pass: each batch inferred as it is and mirrored, the two softmaxes averaged (q, in
+ * double) and scored by -log q_y; each example scored alone (inference gives the same logits
+ * for any batch size), so the figures do not depend on batch. */
+loom_status loom_evaluate_tta(loom_model *m, const loom_dataset *ds, const int *idx, int n,
+                              const loom_norm *nrm, int batch, loom_metrics *mt, int *pred,
+                              float *prob, loom_error *err) {
+    eval_acc a = {.mt = mt, .pred = pred, .prob = prob};
+    loom_status st = eval_begin(m, ds, idx, &n, batch, mt, &a.K, err);
+    if (st)
+        return st;
+    int K = a.K;
+    float *x = NULL;  /* (batch, H, W, C) */
+    int *y = NULL;    /* (batch) labels */
+    int *ibuf = NULL; /* (batch) example indices when idx is NULL */
+    double *q = NULL; /* (2, batch, K) the two passes' softmaxes */
+    if ((st = loom_model_prepare(m, batch, err)))
+        goto done;
+    x = loom_xalloc(sizeof(float) * (size_t)ds->H * ds->W * ds->C * (size_t)batch);
+    y = malloc(sizeof(int) * (size_t)batch);
+    ibuf = malloc(sizeof(int) * (size_t)batch);
+    q = malloc(sizeof(double) * (size_t)batch * (size_t)K * 2);
+    if (!x || !y || !ibuf || !q) {
+        st = loom_error_set(err, LOOM_ERR_NOMEM, "evaluate: cannot allocate a batch of %d", batch);
+        goto done;
+    }
+    for (int i0 = 0; i0 < n && !st; i0 += batch) {
+        int B = n - i0 < batch ? n - i0 : batch;
+        const int *bidx = idx ? idx + i0 : ibuf;
+        if (!idx)
+            for (int i = 0; i < B; i++)
+                ibuf[i] = i0 + i;
+        loom_batch_fill(ds, bidx, B, nrm, x, y);
+        const float *logits = model_infer(m, x, B); /* (B, K) */
+        for (int i = 0; i < B && !st; i++)
+            if (!softmax_double(logits + (size_t)i * K, K, q + (size_t)i * K)) {
+                a.bad = bidx[i];
+                st = LOOM_ERR_NUMERIC;
+            }
+        if (st)
+            break;
+        flip_batch(x, B, ds->H, ds->W, ds->C);
+        logits = model_infer(m, x, B);
+        for (int i = 0; i < B; i++) {
+            double *qi = q + (size_t)i * K, *pi = q + (size_t)(batch + i) * K;
+            if (!softmax_double(logits + (size_t)i * K, K, pi)) {
+                a.bad = bidx[i];
+                st = LOOM_ERR_NUMERIC;
+                break;
+            }
+            int best = 0;
+            for (int k = 0; k < K; k++) {
+                qi[k] = 0.5 * (qi[k] + pi[k]);
+                if (qi[k] > qi[best])
+                    best = k;
+            }
+            a.loss_sum -= log(qi[y[i]] > 1e-300 ? qi[y[i]] : 1e-300);
+            loom_metrics_confusion_add(mt, y[i], best);
+            if (pred)
+                pred[i0 + i] = best;
+            if (prob)
+                prob[i0 + i] = (float)qi[best];
+        }
+    }
+done:
+    free(x);
+    free(y);
+    free(ibuf);
+    free(q);
+    return eval_end(&a, st, n, err);
+}
+
 /* ---- the text report ---- */
 
 /* Width of the first column: the longest class name, at least "weighted avg". */

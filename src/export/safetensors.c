@@ -9,7 +9,7 @@
 
 /* One tensor of the file: float32 values, or (is_i64) a single int64 zero. */
 typedef struct {
-    char name[64];
+    char name[128];
     int rank, dims[4];
     float *v; /* (product of dims) owned; NULL for the int64 */
     bool is_i64;
@@ -29,6 +29,7 @@ typedef struct {
     const char *path;
     loom_error *err;
     loom_status st;
+    char prefix[96]; /* the module path of a residual block's layers ("3.body."), else "" */
 } st_list;
 
 /* Moves one value between PyTorch's tensor and loom's buffer, the way the list goes. */
@@ -105,8 +106,8 @@ static float *read_tensor(st_list *s, st_tensor *t) {
     return t->v;
 }
 
-/* Appends a float tensor "<module>.<what>" of the given dims, values to fill; NULL when out of
- * memory. */
+/* Appends a float tensor "<prefix><module>.<what>" ("<prefix><what>" for module -1) of the given
+ * dims, values to fill; NULL when out of memory. */
 static float *add(st_list *s, int module, const char *what, int rank, const int *dims) {
     if (s->n == s->cap) {
         int cap = s->cap ? 2 * s->cap : 32;
@@ -118,7 +119,10 @@ static float *add(st_list *s, int module, const char *what, int rank, const int 
     }
     st_tensor *t = &s->t[s->n];
     memset(t, 0, sizeof *t);
-    snprintf(t->name, sizeof t->name, "%d.%s", module, what);
+    if (module < 0)
+        snprintf(t->name, sizeof t->name, "%s%s", s->prefix, what);
+    else
+        snprintf(t->name, sizeof t->name, "%s%d.%s", s->prefix, module, what);
     t->rank = rank;
     size_t n = 1;
     for (int i = 0; i < rank; i++)
@@ -259,7 +263,7 @@ static bool add_layer(st_list *s, const layer *l, const layer_lowering *lw, loom
     case LOWER_ACTIVATION:
     case LOWER_ROWS:
     case LOWER_COLUMNS: return true;  /* no parameters */
-    case LOWER_RESIDUAL: return true; /* refused by loom_export_safetensors */
+    case LOWER_RESIDUAL: return true; /* walk_layers goes inside */
     }
     return true;
 }
@@ -325,20 +329,62 @@ static bool assemble(const loom_model *m, const st_list *s, uint8_t **out, size_
     return true;
 }
 
-/* Every layer's tensors into s (export: from the model; import: from the file into the model). */
-static loom_status walk_layers(const loom_model *m, st_list *s, loom_error *err) {
+static loom_status walk_list(const loom_model *m, const layer *ls, int n, bool is_top, st_list *s,
+                             loom_error *err);
+
+/* Block l as module k: its inner layers as "<prefix>k.body.<j>" (a Sequential of its own), its
+ * projection, if any, as "<prefix>k.proj" (a Conv2d); the addition and the activation after it
+ * have no tensors. */
+static loom_status walk_block(const loom_model *m, const layer *l, int k, st_list *s,
+                              loom_error *err) {
+    layer *parts = malloc(sizeof *parts * RESIDUAL_MAX_LAYERS), proj;
+    if (!parts)
+        return loom_error_set(err, LOOM_ERR_NOMEM, "safetensors: out of memory");
+    int n = residual_parts(l, parts, RESIDUAL_MAX_LAYERS, &proj);
+    char keep[sizeof s->prefix];
+    memcpy(keep, s->prefix, sizeof keep);
+    loom_status st = LOOM_OK;
+    if ((size_t)snprintf(s->prefix, sizeof s->prefix, "%s%d.body.", keep, k) >= sizeof s->prefix)
+        st = loom_error_set(err, LOOM_ERR_ARG, "safetensors: residual blocks nested too deep");
+    if (!st)
+        st = walk_list(m, parts, n, false, s, err);
+    if (!st && proj.ops) {
+        layer_lowering plw;
+        proj.ops->lower(&proj, &plw);
+        snprintf(s->prefix, sizeof s->prefix, "%s%d.proj.", keep, k);
+        int none = -1;
+        if (!add_layer(s, &proj, &plw, (loom_shape){0}, &none))
+            st = s->st ? s->st : loom_error_set(err, LOOM_ERR_NOMEM, "safetensors: out of memory");
+    }
+    memcpy(s->prefix, keep, sizeof keep);
+    free(parts);
+    return st;
+}
+
+/* The tensors of layers ls (n) into s (export: from the model; import: from the file into the
+ * model), numbered as one nn.Sequential; is_top: the model's own list (for error names). */
+static loom_status walk_list(const loom_model *m, const layer *ls, int n, bool is_top, st_list *s,
+                             loom_error *err) {
     loom_shape img = {0}; /* the image the current vector was flattened from */
     int module = 0;
-    for (int i = 0; i < m->n_layers; i++) {
-        const layer *l = &m->layers[i];
+    for (int i = 0; i < n; i++) {
+        const layer *l = &ls[i];
         layer_lowering lw;
         if (l->ops->lower)
             l->ops->lower(l, &lw);
-        /* a residual block is no nn.Sequential module: refused by name */
-        if (!l->ops->lower || lw.kind == LOWER_RESIDUAL) {
+        if (!l->ops->lower) {
             char desc[128];
-            model_layer_name(m, i, desc, sizeof desc);
+            if (is_top)
+                model_layer_name(m, i, desc, sizeof desc);
+            else
+                l->ops->describe(l, desc, sizeof desc);
             return loom_error_set(err, LOOM_ERR_ARG, "safetensors: %s has no PyTorch form", desc);
+        }
+        if (lw.kind == LOWER_RESIDUAL) {
+            loom_status st = walk_block(m, l, module++, s, err);
+            if (st)
+                return st;
+            continue;
         }
         /* from a flatten of an image to the dense layer that reads it (per-feature layers in
          * between), vectors are in PyTorch's (c, h, w) order */
@@ -351,6 +397,11 @@ static loom_status walk_layers(const loom_model *m, st_list *s, loom_error *err)
             img = (loom_shape){0};
     }
     return LOOM_OK;
+}
+
+/* Every layer's tensors into s. */
+static loom_status walk_layers(const loom_model *m, st_list *s, loom_error *err) {
+    return walk_list(m, m->layers, m->n_layers, true, s, err);
 }
 
 loom_status loom_export_safetensors(const loom_model *m, const char *path, loom_error *err) {

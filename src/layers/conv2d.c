@@ -5,12 +5,6 @@
  * db += column sums of dz; dx = col2im(dz W^T). The direct AVX-512 kernels: conv2d_direct.c. */
 #include "conv2d.h"
 
-/* Maximum number of row chunks (par_n_chunks never returns more). */
-#define CONV_MAX_CHUNKS 64
-/* The cache path: col floats per example group, and the number of reduction sets. */
-#define CONV_GROUP_FLOATS 131072
-#define CONV_SETS 8
-
 /* ---- shape ---- */
 
 static loom_status conv_init(layer *l, loom_error *err) {
@@ -421,8 +415,11 @@ static void bias_act_rows(void *ctx, long lo, long hi, int k) {
 }
 
 static void conv_forward(layer *l, const fwd_ctx *ctx, const float *x, float *y, int B) {
-    (void)ctx;
     conv_cfg *c = l->cfg;
+    if (ctx && ctx->is_training && conv_bf16_applies(c)) { /* conv2d_bf16.c */
+        conv_bf16_forward(l, x, y, B);
+        return;
+    }
 #ifdef CONV_DIRECT
     if (conv_use_direct(c)) { /* examples in fixed chunks; each pads into its own col area */
         size_t RSC = (size_t)c->R * c->S * c->C, out_sz = (size_t)c->Ho * c->Wo * c->K;
@@ -503,6 +500,10 @@ static void dz_rows(void *ctx, long lo, long hi, int k) {
 /* Overwrites the im2col buffer with dcol: backward is the last use of col from the forward. */
 static void conv_backward(layer *l, const float *x, const float *y, float *dy, float *dx, int B) {
     conv_cfg *c = l->cfg;
+    if (conv_bf16_applies(c)) { /* conv2d_bf16.c: after its training forward */
+        conv_bf16_backward(l, x, y, dy, dx, B);
+        return;
+    }
     int per, ng = conv_groups(c, B, &per);
     if (ng > 1 || conv_use_direct(c)) { /* the direct kernels run in the groups' structure */
         conv_backward_groups(l, x, y, dy, dx, B, ng, per);

@@ -20,7 +20,16 @@ typedef struct {
     int H, W, C, Ho, Wo;   /* input (H, W, C), output (Ho, Wo, K) */
     int pad_top, pad_left; /* zero rows above / columns left of the input */
     bool is_pointwise;     /* 1x1 stride 1: col is x itself, no im2col */
+    bool is_bf16;          /* training in bf16 products where conv2d_bf16.c applies */
 } conv_cfg;
+
+/* Maximum number of row chunks (par_n_chunks never returns more). */
+#define CONV_MAX_CHUNKS 64
+/* The cache path: col floats per example group, and the number of reduction sets. The scratch
+ * (conv_init): per example the col area (Ho*Wo, R*S*C); fixed: db partials (CONV_MAX_CHUNKS, K),
+ * dW partials (CONV_SETS, RSC, K), db partials (CONV_SETS, K), the flipped kernel (RSC*K). */
+#define CONV_GROUP_FLOATS 131072
+#define CONV_SETS 8
 
 static inline int imin(int a, int b) { return a < b ? a : b; }
 static inline int imax(int a, int b) { return a > b ? a : b; }
@@ -55,6 +64,14 @@ static inline void copy_floats(float *restrict dst, const float *restrict src, i
 #else
 #define NO_LIBCALLS
 #endif
+
+/* ---- bf16 training (conv2d_bf16.c) ---- */
+/* Whether c trains in bf16: is_bf16 set, 3x3 stride 1, an even K, the CPU has AVX-512 BF16 and
+ * the working space fits the col area. */
+bool conv_bf16_applies(const conv_cfg *c);
+/* Training forward and backward of conv_bf16_applies's layers, the contract of layer_ops. */
+void conv_bf16_forward(layer *l, const float *x, float *y, int B);
+void conv_bf16_backward(layer *l, const float *x, const float *y, float *dy, float *dx, int B);
 
 /* ---- the direct kernels (conv2d_direct.c), where AVX-512 is there ---- */
 #ifdef __AVX512F__

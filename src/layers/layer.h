@@ -128,6 +128,9 @@ void act_forward(act_kind a, float alpha, float *y, size_t n);
 /* conv: the direct (AVX-512) kernels on or off, process-wide (a test hook: tests compare them
  * with the GEMM path; on by default). */
 void conv_set_direct(bool on);
+/* conv: bf16 products in training (conv2d_bf16.c) on or off for l (a no-op for other kinds);
+ * returns whether l is a conv layer bf16 training applies to (3x3, stride 1, even K). */
+bool conv_set_bf16(layer *l, bool on);
 /* dy *= f'(.) given the activation output y (all supported f have f' expressible in y). */
 void act_backward(act_kind a, float alpha, const float *y, float *dy, size_t n);
 

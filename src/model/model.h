@@ -51,6 +51,10 @@ struct loom_model {
     int n_class_names;
 };
 
+/* loom_model_set_precision as if the CPU were cpu (tests: a CPU without AVX-512 BF16). */
+loom_status model_set_precision_on(loom_model *m, loom_precision p, const loom_cpu *cpu,
+                                   int *n_layers, loom_error *err);
+
 /* Builds layers from parsed text without allocating parameters (used by create and tests). */
 loom_status model_parse(loom_model *m, const char *text, const char *source, loom_error *err);
 /* The parameter and state counts text would give for inputs (H, W, C), with the errors of

@@ -68,7 +68,9 @@ static const loom_zoo_entry zoo[] = {
      "rows\ngru 128 recurrent-dropout 0.25\ndense 10 softmax\n", "adam", 2e-3, 64, 50, 0.0,
      "cosine", 0, "89.7% (GRU+SVM with dropout, benchmark table)", "", NULL},
     /* a small ResNet (He et al. 2016, the CIFAR form): three stages of two blocks, the second and
-     * third opening with a stride-2 block whose shortcut is a 1x1 projection */
+     * third opening with a stride-2 block whose shortcut is a 1x1 projection; trained with bf16
+     * products in its 3x3 stride-1 convolutions (about 1.5x the fp32 speed on one core, the
+     * same accuracy on a short run: docs/BENCHMARKS.md), --precision fp32 for the plain path */
     {"resnet", "small residual network, 3 stages of 2 blocks (16/32/64 filters)",
      "conv 16 3x3 same\nbatchnorm\nrelu\n"
      "repeat 2 {\n"
@@ -80,7 +82,8 @@ static const loom_zoo_entry zoo[] = {
      "residual { conv 64 3x3 same, batchnorm, relu, conv 64 3x3 same, batchnorm } relu\n"
      "globalavgpool\ndense 10 softmax\n",
      "sgd", 0.1, 128, 30, 0.0, "cosine:2", 0, "94.9% (ResNet18 with augmentation, benchmark table)",
-     "flip,shift:2,erase", "nesterov=1 momentum=0.9 weight_decay=5e-4 label_smoothing=0.1"},
+     "flip,shift:2,erase",
+     "nesterov=1 momentum=0.9 weight_decay=5e-4 label_smoothing=0.1 precision=bf16"},
 };
 
 int loom_zoo_count(void) { return (int)(sizeof zoo / sizeof *zoo); }

@@ -18,7 +18,8 @@ typedef enum {
     K_OPTIMIZER /* loom_opt_kind */,
     K_SCHEDULE, /* lr_schedule text, parsed into train.sched */
     K_AUGMENT,  /* augment text, parsed into the train config's augmentation fields */
-    K_SPLIT     /* loom_split_mode */
+    K_SPLIT,    /* loom_split_mode */
+    K_PRECISION /* loom_precision */
 } kind;
 
 /* Where the value lives: a member of the bound loom_train_config (off), or one of the run-level
@@ -140,6 +141,14 @@ static const setting table[] = {
      0,
      0.9999,
      false},
+    {{"precision", "P",
+      "fp32 (default) | bf16: 3x3 stride-1 conv products in training (AVX-512 BF16)",
+      LOOM_SETTING_TRAINING},
+     K_PRECISION,
+     TR(precision),
+     0,
+     0,
+     false},
     {{"shards", "S",
       "split each batch into S parts summed exactly (default 1; mpirun -np N: N divides S)",
       LOOM_SETTING_TRAINING},
@@ -193,7 +202,8 @@ static const setting table[] = {
      1,
      false},
     {{"augment", "LIST",
-      "none | flip,shift:N,erase[:P[:AMIN-AMAX[:R]]] (flips, shifts, random erasing)",
+      "none | flip,shift:N,erase[:P[:AMIN-AMAX[:R]]],mixup[:A],cutmix[:A] (flips, shifts, "
+      "random erasing, mixup, cutmix)",
       LOOM_SETTING_TRAINING | LOOM_SETTING_SEARCHABLE},
      K_AUGMENT,
      TR(is_augment_flip),
@@ -322,6 +332,7 @@ loom_status loom_setting_set(const loom_settings *s, int i, const char *value, l
         else
             return bad(err, name, "expected stratified or keras, got '%s'", value);
         return LOOM_OK;
+    case K_PRECISION: return loom_precision_parse(value, (loom_precision *)p, err);
     }
     return bad(err, name, "cannot be set");
 }
@@ -380,6 +391,7 @@ void loom_setting_format(const loom_settings *s, int i, char *buf, size_t n) {
         snprintf(buf, n, "%s",
                  *(const loom_split_mode *)p == LOOM_SPLIT_KERAS ? "keras" : "stratified");
         break;
+    case K_PRECISION: snprintf(buf, n, "%s", loom_precision_str(*(const loom_precision *)p)); break;
     }
 }
 

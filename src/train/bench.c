@@ -103,7 +103,8 @@ static loom_status bench_int8(loom_model *m, const loom_dataset *ds, const int *
 }
 
 loom_status loom_bench(const char *model, int batch, int repeats, double seconds_per_repeat,
-                       bool is_layers, bool is_int8, loom_bench_result *r, loom_error *err) {
+                       bool is_layers, bool is_int8, loom_precision precision, loom_bench_result *r,
+                       loom_error *err) {
     memset(r, 0, sizeof *r);
     if (batch < 1 || repeats < 1 || repeats > 100)
         return loom_error_set(err, LOOM_ERR_ARG, "bench: batch >= 1 and 1..100 repeats");
@@ -126,6 +127,7 @@ loom_status loom_bench(const char *model, int batch, int repeats, double seconds
         goto done;
     }
     if ((st = loom_model_create(&m, text, model, 28, 28, 1, err)) ||
+        (st = loom_model_set_precision(m, precision, NULL, err)) ||
         (st = loom_model_prepare(m, batch, err)))
         goto done;
     loom_model_init(m, 1);

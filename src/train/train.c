@@ -5,6 +5,7 @@
  * log lines (cfg->log) and progress events (cfg->progress) to show as it likes. */
 #include "../model/model.h"
 #include "checkpoint.h"
+#include "mix.h"
 #include "shards.h"
 
 #include <math.h>
@@ -58,10 +59,28 @@ static bool parse_erase(const char *tok, loom_train_config *cfg) {
     return true;
 }
 
+/* "mixup[:A]" / "cutmix[:A]" (A > 0, default 1 as both papers' CIFAR runs) into *alpha. */
+static bool parse_mix(const char *tok, const char *word, float *alpha) {
+    size_t n = strlen(word);
+    if (strncmp(tok, word, n) != 0)
+        return false;
+    if (tok[n] == '\0') {
+        *alpha = 1.0f;
+        return true;
+    }
+    char *end;
+    float a = tok[n] == ':' ? strtof(tok + n + 1, &end) : 0.0f;
+    if (tok[n] != ':' || end == tok + n + 1 || *end || !(a > 0.0f && a <= 100.0f))
+        return false;
+    *alpha = a;
+    return true;
+}
+
 loom_status loom_augment_parse(const char *s, loom_train_config *cfg, loom_error *err) {
     cfg->is_augment_flip = false;
     cfg->augment_shift = 0;
     cfg->erase_p = 0.0f;
+    cfg->mixup_alpha = cfg->cutmix_alpha = 0.0f;
     if (!s || !*s || strcmp(s, "none") == 0)
         return LOOM_OK;
     char buf[128];
@@ -74,11 +93,12 @@ loom_status loom_augment_parse(const char *s, loom_train_config *cfg, loom_error
             cfg->is_augment_flip = true;
         else if (sscanf(tok, "shift:%d%c", &k, &tail) == 1 && k >= 0 && k <= 8)
             cfg->augment_shift = k;
-        else if (!parse_erase(tok, cfg))
+        else if (!parse_erase(tok, cfg) && !parse_mix(tok, "mixup", &cfg->mixup_alpha) &&
+                 !parse_mix(tok, "cutmix", &cfg->cutmix_alpha))
             return loom_error_set(err, LOOM_ERR_ARG,
                                   "augment: bad item '%s': use none, flip, shift:N (N 0..8), "
                                   "erase[:P[:AMIN-AMAX[:R]]] (P in (0, 1], 0 < AMIN <= AMAX < 1, "
-                                  "R in (0, 1])",
+                                  "R in (0, 1]), mixup[:A], cutmix[:A] (A in (0, 100])",
                                   tok);
     }
     return LOOM_OK;
@@ -104,6 +124,14 @@ void loom_augment_format(const loom_train_config *cfg, char *buf, size_t n) {
         size_t used = strlen(buf);
         snprintf(buf + used, n > used ? n - used : 0, ",erase:%s:%s-%s:%s", v[0], v[1], v[2], v[3]);
     }
+    const float alpha[2] = {cfg->mixup_alpha, cfg->cutmix_alpha};
+    for (int i = 0; i < 2; i++)
+        if (alpha[i] > 0.0f) {
+            char v[24];
+            short_float(alpha[i], v, sizeof v);
+            size_t used = strlen(buf);
+            snprintf(buf + used, n > used ? n - used : 0, ",%s:%s", i ? "cutmix" : "mixup", v);
+        }
 }
 
 /* avg = d * avg + (1 - d) * w over the trainable weights (--ema), after optimizer step t
@@ -205,6 +233,11 @@ typedef struct {
     float *good;    /* (np + ns) weights at epoch start */
     float *best;    /* (np + ns) best validation weights */
     float *aug_tmp; /* (H, W, C) one image (augmentation) */
+    bool is_mix;    /* mixup or cutmix */
+    float *mix_x;   /* (bs, H, W, C) the batch before mixing, when is_mix */
+    int *mix_perm;  /* (bs) the partners, when is_mix */
+    int *mix_y;     /* (bs) the partners' labels, when is_mix */
+    float mix_lam;  /* the step's weight of each example's own label, when is_mix */
     bool is_ema;
     float *ema; /* (np) averaged weights, when is_ema */
     loom_optim *opt;
@@ -275,6 +308,14 @@ static loom_status trainer_setup(trainer *t, const int *idx_train) {
     t->aug_tmp = loom_xalloc(sizeof(float) * D);
     t->is_ema = cfg->ema > 0.0f;
     t->ema = t->is_ema ? loom_xalloc(sizeof(float) * (np ? np : 1)) : NULL;
+    t->is_mix = cfg->mixup_alpha > 0.0f || cfg->cutmix_alpha > 0.0f;
+    if (t->is_mix) {
+        t->mix_x = loom_xalloc(sizeof(float) * D * bs);
+        t->mix_perm = malloc(sizeof(int) * (size_t)bs);
+        t->mix_y = malloc(sizeof(int) * (size_t)bs);
+        if (!t->mix_x || !t->mix_perm || !t->mix_y)
+            return loom_error_set(t->err, LOOM_ERR_NOMEM, "training buffers: out of memory");
+    }
     t->hist->epochs = calloc((size_t)cfg->epochs, sizeof *t->hist->epochs);
     if (!t->x || !t->y || !t->dlogits || !t->order || !t->good || !t->best || !t->aug_tmp ||
         !t->hist->epochs || (t->is_ema && !t->ema))
@@ -405,6 +446,8 @@ static loom_status checkpoint_step(trainer *t, int s) {
 
 double softmax_xent_part(const float *logits, const int *y, int B, int N, float smoothing,
                          int denom, float *dlogits, int *n_correct);
+double softmax_xent_mix_part(const float *logits, const int *y, const int *y2, float lam, int B,
+                             int N, float smoothing, int denom, float *dlogits, int *n_correct);
 
 /* Forward and backward of examples [a, b) of the batch x/y of B (dropout drawing from rng): the
  * loss summed (L), the correct count (nc), the first layer with a non-finite output or
@@ -415,8 +458,10 @@ static void pass(trainer *t, int a, int b, int B, loom_rng *rng, double *L, int 
     size_t D = (size_t)t->train->H * t->train->W * t->train->C;
     loom_model_zero_grad(m);
     const float *logits = loom_model_forward(m, t->x + D * (size_t)a, b - a, true, rng);
-    *L = softmax_xent_part(logits, t->y + a, b - a, t->K, t->cfg->label_smoothing, B, t->dlogits,
-                           nc);
+    *L = t->is_mix ? softmax_xent_mix_part(logits, t->y + a, t->mix_y + a, t->mix_lam, b - a, t->K,
+                                           t->cfg->label_smoothing, B, t->dlogits, nc)
+                   : softmax_xent_part(logits, t->y + a, b - a, t->K, t->cfg->label_smoothing, B,
+                                       t->dlogits, nc);
     *bad_out = isfinite(*L) ? -1 : model_first_nonfinite_output(m, b - a);
     *bad_grad = -1;
     if (isfinite(*L)) {
@@ -518,6 +563,10 @@ static loom_status train_step(trainer *t, int s, float lr, double t0) {
     loom_batch_fill(t->train, t->order + lo, B, t->nrm, t->x, t->y);
     if (cfg->is_augment_flip || cfg->augment_shift > 0 || cfg->erase_p > 0.0f)
         augment_batch(t->x, B, t->train->H, t->train->W, t->train->C, cfg, &p->rng_aug, t->aug_tmp);
+    if (t->is_mix) /* mixup/cutmix: the weight of each example's own label, for pass() */
+        t->mix_lam =
+            mix_batch(t->x, t->y, B, t->train->H, t->train->W, t->train->C, cfg->mixup_alpha,
+                      cfg->cutmix_alpha, &p->rng_aug, t->mix_perm, t->mix_x, t->mix_y);
     double L = 0;
     int nc = 0, bad_out = -1, bad_grad = -1;
     if (t->is_sharded) {
@@ -708,6 +757,14 @@ loom_status loom_train(loom_model *m, const loom_train_config *cfg, const loom_d
         st = loom_dist_agree(st, err);
     if (st)
         return st;
+    int n_bf16 = 0;
+    if ((st = loom_model_set_precision(m, cfg->precision, &n_bf16, err)))
+        return st;
+    if (cfg->precision == LOOM_PRECISION_BF16 && n_bf16 == 0)
+        log_printf(
+            cfg->log, cfg->log_user, LOOM_LOG_WARN,
+            "warning: precision bf16: no layer takes it (3x3 stride-1 convolutions with even "
+            "channel and filter counts): the model trains in fp32");
     int bs = cfg->batch < n_train ? cfg->batch : n_train;
     if ((st = loom_model_prepare(m, bs, err)))
         return st;
@@ -766,6 +823,9 @@ loom_status loom_train(loom_model *m, const loom_train_config *cfg, const loom_d
     free(t.best);
     free(t.aug_tmp);
     free(t.ema);
+    free(t.mix_x);
+    free(t.mix_perm);
+    free(t.mix_y);
     free(t.s0);
     free(t.sc_mine);
     free(t.sc_all);

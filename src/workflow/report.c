@@ -320,6 +320,14 @@ static void train_section(FILE *md, const loom_report_config *rc, const run_info
     loom_error e = {0};
     loom_status st;
     fprintf(md, "### %s%s\n\n", r->slug, r->kind == RUN_CV ? " (cross-validation)" : "");
+    /* the training's augmentation and arithmetic, when not the plain ones (config.txt) */
+    char aug[512], prec[32];
+    if (r->config && loom_config_get(r->config, "augment", aug, sizeof aug) &&
+        strcmp(aug, "shift:0") != 0)
+        fprintf(md, "Augmentation: `%s`.\n\n", aug);
+    if (r->config && loom_config_get(r->config, "precision", prec, sizeof prec) &&
+        strcmp(prec, "fp32") != 0)
+        fprintf(md, "Precision of the 3x3 stride-1 convolutions in training: `%s`.\n\n", prec);
     char *summary = read_opt(r->dir, "summary.txt");
     if (summary) {
         fenced(md, summary);

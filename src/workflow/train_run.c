@@ -223,10 +223,12 @@ static loom_status evaluate_stoppable(loom_model *m, const loom_dataset *ds, con
 
 /* Evaluates m on the examples idx[0..n) of ds (the first n when idx is NULL) into mt and writes
  * DIR/predictions.csv (index in ds, true class, predicted class, its probability),
- * DIR/metrics.json and DIR/confusion.csv; stop_flag (may be NULL) stops it before any file. */
-static loom_status eval_write(loom_model *m, const loom_dataset *ds, const int *idx, int n,
-                              int batch, const char *dir, volatile int *stop_flag, loom_metrics *mt,
-                              loom_error *err) {
+ * DIR/metrics.json and DIR/confusion.csv; stop_flag (may be NULL) stops it before any file.
+ * is_tta: loom_evaluate_tta's figures instead, into predictions_tta.csv, metrics_tta.json and
+ * confusion_tta.csv (never stopped between chunks: loom eval's). */
+static loom_status eval_write_as(loom_model *m, const loom_dataset *ds, const int *idx, int n,
+                                 int batch, bool is_tta, const char *dir, volatile int *stop_flag,
+                                 loom_metrics *mt, loom_error *err) {
     assert(n >= 1 && n <= ds->n); /* callers pass the count (loom_evaluate reads n <= 0 as all) */
     int *pred = malloc(sizeof(int) * (size_t)(n > 0 ? n : 1));     /* (n) */
     float *prob = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1)); /* (n) */
@@ -237,25 +239,35 @@ static loom_status eval_write(loom_model *m, const loom_dataset *ds, const int *
         st = loom_error_set(err, LOOM_ERR_NOMEM, "out of memory");
         goto done;
     }
-    if ((st = evaluate_stoppable(m, ds, idx, n, batch, stop_flag, mt, pred, prob, err)))
+    if ((st = is_tta ? loom_evaluate_tta(m, ds, idx, n, NULL, batch, mt, pred, prob, err)
+                     : evaluate_stoppable(m, ds, idx, n, batch, stop_flag, mt, pred, prob, err)))
         goto done;
+    const char *tail = is_tta ? "_tta" : "";
     sb_printf(&pb, "index,true,pred,prob\n");
     for (int i = 0; i < n; i++) {
         int k = idx ? idx[i] : i;
         sb_printf(&pb, "%d,%d,%d,%.5f\n", k, ds->y[k], pred[i], (double)prob[i]);
     }
-    if ((st = sb_write(&pb, dir, "predictions.csv", err)))
+    char name[32];
+    snprintf(name, sizeof name, "predictions%s.csv", tail);
+    if ((st = sb_write(&pb, dir, name, err)))
         goto done;
-    snprintf(path, sizeof path, "%s/metrics.json", dir);
+    snprintf(path, sizeof path, "%s/metrics%s.json", dir, tail);
     if ((st = loom_metrics_write_json(mt, ds, path, err)))
         goto done;
-    snprintf(path, sizeof path, "%s/confusion.csv", dir);
+    snprintf(path, sizeof path, "%s/confusion%s.csv", dir, tail);
     st = loom_metrics_write_confusion_csv(mt, ds, path, err);
 done:
     free(pred);
     free(prob);
     free(pb.s);
     return st;
+}
+
+static loom_status eval_write(loom_model *m, const loom_dataset *ds, const int *idx, int n,
+                              int batch, const char *dir, volatile int *stop_flag, loom_metrics *mt,
+                              loom_error *err) {
+    return eval_write_as(m, ds, idx, n, batch, false, dir, stop_flag, mt, err);
 }
 
 loom_status loom_run_write_test(loom_model *m, const loom_dataset *test, int n, int batch,
@@ -637,10 +649,15 @@ done:
     return st;
 }
 
-loom_status loom_run_eval(const loom_eval_config *ec, loom_metrics *mt, loom_dataset **ds_out,
-                          loom_error *err) {
+loom_status loom_run_eval(const loom_eval_config *ec, loom_metrics *mt, loom_metrics *mt_tta,
+                          loom_dataset **ds_out, loom_error *err) {
     if (ds_out)
         *ds_out = NULL;
+    bool is_tta = ec->tta && strcmp(ec->tta, "none") != 0;
+    if (is_tta && strcmp(ec->tta, "flip") != 0)
+        return loom_error_set(err, LOOM_ERR_ARG, "tta: expected none or flip, got '%s'", ec->tta);
+    if (is_tta && !mt_tta)
+        return loom_error_set(err, LOOM_ERR_ARG, "tta: no place for its metrics");
     loom_model *m = NULL;
     char *config = NULL;
     loom_dataset *ds = NULL;
@@ -704,6 +721,9 @@ loom_status loom_run_eval(const loom_eval_config *ec, loom_metrics *mt, loom_dat
         loom_remove_stale_tmp(ec->out_dir, 0);
     st = ec->out_dir ? eval_write(m, ds, idx, n, batch, ec->out_dir, NULL, mt, err)
                      : loom_evaluate(m, ds, idx, n, NULL, batch, mt, NULL, NULL, err);
+    if (st == LOOM_OK && is_tta)
+        st = ec->out_dir ? eval_write_as(m, ds, idx, n, batch, true, ec->out_dir, NULL, mt_tta, err)
+                         : loom_evaluate_tta(m, ds, idx, n, NULL, batch, mt_tta, NULL, NULL, err);
 done:
     if (st == LOOM_OK && ds_out) {
         *ds_out = ds;

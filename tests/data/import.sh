@@ -75,6 +75,34 @@ else
     bad "torch_load.py: $(grep -v -i warn "$T/py2.err" | tail -n 3)"
 fi
 
+# loom -> PyTorch with residual blocks: the doors' residual test model (identity and projection
+# shortcuts, nesting, a fused activation inside, dropout) and the zoo's resnet, trained briefly
+# (so the batch statistics are not the initial ones), exported as safetensors and loaded into
+# PyTorch's modules (a Residual module: body.<j>, proj; TensorFlow's same padding), strict
+cp "$(dirname "$0")/models/kinds-residual.txt" "$T/kinds-residual.txt"
+for name in kinds-residual resnet; do
+    model=$name; [ "$name" = kinds-residual ] && model="$T/kinds-residual.txt"
+    if $LOOM train "$model" --subset 300 --epochs 1 --batch 50 --no-plots --quiet --threads 2 \
+        --no-test --out "$T/res-$name" >"$T/out" 2>"$T/err" &&
+        $LOOM export "$T/res-$name/model.loom" -o "$T/$name-loom.safetensors" 2>"$T/err"; then
+        ok
+    else
+        bad "$name: train or export: $(tail -n 1 "$T/err")"
+    fi
+done
+if PYTHONPATH="$ROOT/tests/import" $PY "$ROOT/tests/import/torch_load.py" "$T" "$DATA" \
+    kinds-residual resnet >"$T/py3.out" 2>"$T/py3.err"; then
+    ok
+    for name in kinds-residual resnet; do
+        line=$("$CMP" "$T/res-$name/model.loom" "$IMAGES" $N "$T/$name-loom.bin" $TOL 2>&1)
+        rc=$?
+        echo "$name (loom's export in PyTorch): $line"
+        if [ $rc -eq 0 ]; then ok; else bad "$name (loom's export in PyTorch): $line"; fi
+    done
+else
+    bad "torch_load.py (residual): $(grep -v -i warn "$T/py3.err" | tail -n 3)"
+fi
+
 # 3. refused: an op loom lacks, named in one line; a truncated file; lying safetensors
 $LOOM import "$T/selu.onnx" -o "$T/selu.loom" 2>"$T/err"
 check "[ \$? -eq 1 ] && [ \$(wc -l < '$T/err') -eq 1 ] && grep -q '(Selu): loom has no layer for Selu' '$T/err' && [ ! -e '$T/selu.loom' ]"
@@ -93,9 +121,15 @@ for name in $($LOOM models | awk '{print $1}'); do
         --out "$T/run-$name" >"$T/out" 2>"$T/err" || { bad "$name: train: $(tail -n 1 "$T/err")"; continue; }
     m="$T/run-$name/model.loom"
     if $LOOM summary "$name" 2>/dev/null | grep -q residual; then
-        # blocks leave loom as ONNX (Add nodes) but do not come back: one line each way
+        # blocks leave loom as ONNX (Add nodes) but do not come back from it (one line); they
+        # do come back from safetensors, bit for bit
         $LOOM export "$m" -o "$T/a.onnx" && ! $LOOM import "$T/a.onnx" -o "$T/b.loom" 2>"$T/err"
         check "[ \$(wc -l < '$T/err') -eq 1 ] && grep -q '(Add)' '$T/err'"
+        if $LOOM export "$m" -o "$T/a.safetensors" &&
+            $LOOM import "$name" --weights "$T/a.safetensors" -o "$T/c.loom" &&
+            $LOOM export "$T/c.loom" -o "$T/c.safetensors" 2>"$T/err" &&
+            cmp -s "$T/a.safetensors" "$T/c.safetensors"
+        then ok; else bad "$name: safetensors round trip differs or fails: $(cat "$T/err")"; fi
         continue
     fi
     if $LOOM export "$m" -o "$T/a.onnx" && $LOOM import "$T/a.onnx" -o "$T/b.loom" &&

@@ -10,13 +10,17 @@ trap 'rm -rf "$T"' EXIT
 OUT=${TEST_OUTPUT:-build/test-output}
 mkdir -p "$OUT"
 
-$LOOM train small-conv --subset 1000 --epochs 2 --quiet --out "$T/a" >/dev/null 2>&1
+$LOOM train small-conv --subset 1000 --epochs 2 --quiet --augment flip,mixup --out "$T/a" \
+    >/dev/null 2>&1
 check '[ $? -eq 0 ]'
 $LOOM train mlp --subset 1000 --epochs 2 --quiet --out "$T/b" >/dev/null 2>&1
 check '[ $? -eq 0 ]'
 $LOOM report "$T/a" "$T/b" -o "$T/rep" >"$T/out" 2>&1
 check '[ $? -eq 0 ]'
 H="$T/rep/REPORT.html"
+# the augmentation of a run that has one, as config.txt holds it; none for the plain run
+check "[ \$(grep -c '^Augmentation: ' '$T/rep/REPORT.md') -eq 1 ]"
+check "grep -q '^Augmentation: .flip,shift:0,mixup:1.\\.$' '$T/rep/REPORT.md'"
 check "[ -s '$H' ]"
 n_md=$(grep -c '!\[' "$T/rep/REPORT.md")
 n_img=$(grep -o '<img src="data:image/png;base64,[A-Za-z0-9+/=]*"' "$H" | wc -l)

@@ -1,14 +1,15 @@
 #!/bin/sh
 # Exact resume (real data group): a run killed with SIGKILL or SIGINT at random moments and
 # resumed each time ends with bit-identical weights to an uninterrupted run (with every
-# augmentation on: flips, shifts and random erasing draw from the checkpointed stream); a corrupt
-# newest checkpoint falls back to the previous one with a warning.
+# augmentation on: flips, shifts, random erasing, mixup and cutmix draw from the checkpointed
+# stream); a corrupt newest checkpoint falls back to the previous one with a warning.
 . "$(dirname "$0")/lib.inc"
 need_data
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 weights() { head -c -4 "$1" | tail -c 400000 | cksum | cut -d' ' -f1; } # params, not config/CRC
-ARGS="mlp --subset 20000 --epochs 3 --quiet --no-test --checkpoint-steps 5 --augment flip,shift:2,erase"
+ARGS="mlp --subset 20000 --epochs 3 --quiet --no-test --checkpoint-steps 5"
+ARGS="$ARGS --augment flip,shift:2,erase,mixup:0.4,cutmix"
 
 $LOOM train $ARGS --out "$T/ref" >/dev/null 2>&1 || bad "reference run"
 ref=$(weights "$T/ref/model.loom")
