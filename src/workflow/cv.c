@@ -567,9 +567,14 @@ static loom_status cv_folds(cv_run *r, loom_error *err) {
     if (!outs || !is_done) {
         st = loom_error_set(err, LOOM_ERR_NOMEM, "cv: out of memory");
     } else if (!is_job) {
-        for (int k = 0; k < K && st == LOOM_OK; k++)
-            if ((st = fold_train(r, k, outs, err)) == LOOM_OK)
+        /* each fold's directory is there while it trains, as its log says */
+        for (int k = 0; k < K && st == LOOM_OK; k++) {
+            char dir[1200];
+            snprintf(dir, sizeof dir, "%s/fold_%d", r->res->run_dir, k + 1);
+            if ((st = loom_run_create_dir(dir, true, err)) == LOOM_OK &&
+                (st = fold_train(r, k, outs, err)) == LOOM_OK)
                 st = fold_record(r, k, outs, err);
+        }
     } else {
         dist_share_job j = {.n_units = K,
                             .out_bytes = bytes,
