@@ -709,7 +709,10 @@ static void test_infer_few_images(void) {
  * (M 1 and M 37), the threads (1 and 2) and the path (AVX-512 and plain C); columns not in the
  * product untouched. Shapes with tails in both directions, and one split over threads. */
 static void test_gemm_fixed(void) {
-    const int shapes[][3] = {{37, 70, 33}, {9, 16, 5}, {40, 200, 300}, {1, 3, 1}};
+    /* ... and 2-7 rows left under the 8-row tiles across several 64-column blocks; one column
+     * block split into 8-row chunks over the threads (70 rows, 33 MFLOP) */
+    const int shapes[][3] = {{37, 70, 33}, {9, 16, 5},    {40, 200, 300}, {1, 3, 1},
+                             {6, 130, 40}, {3, 64, 2000}, {70, 48, 5000}, {15, 129, 7}};
     loom_rng rng;
     loom_rng_seed(&rng, 21);
     for (size_t t = 0; t < sizeof shapes / sizeof shapes[0]; t++) {
