@@ -814,11 +814,13 @@ const float *model_infer_ws(const loom_model *m, const float *x, int B, float *w
         return out;
     }
     /* each chunk runs on one thread: inside this region the layers' par_for loops are plain
-     * loops (par_is_serial) */
+     * loops (par_is_serial). Chunks are handed out as threads come free (dynamic): on a shared
+     * machine a thread that loses its core no longer holds half the batch; each chunk's numbers
+     * are its own whichever thread and slot run it. */
 #pragma omp parallel num_threads(team)
     {
         float *w = ws + per * (size_t)omp_get_thread_num();
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 1)
         for (int c = 0; c < nc; c++)
             infer_chunk(m, x, B, c, w, per, out);
     }
