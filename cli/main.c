@@ -110,13 +110,13 @@ static bool is_machine_busy(void) {
  * written): the wait policy cannot matter to them, and the check (20 ms) and a second start
  * (tens of ms more on a busy machine) would be most of their time. `loom predict` of image files
  * only: with --idx it runs batches for as long as the file takes. */
-static bool is_short_command(int argc, char **argv) {
+static bool is_short_command(char **argv) {
     static const char *const names[] = {"predict", "models", "summary", "export", "--version"};
-    if (argc < 2)
+    if (!argv[0] || !argv[1])
         return true;
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (strcmp(argv[1], names[i]) == 0) {
-            for (int a = 2; a < argc && i == 0; a++)
+            for (int a = 2; argv[a] && i == 0; a++)
                 if (strncmp(argv[a], "--idx", 5) == 0)
                     return false;
             return true;
@@ -124,7 +124,7 @@ static bool is_short_command(int argc, char **argv) {
     return false;
 }
 
-static void set_wait_policy(int argc, char **argv) {
+static void set_wait_policy(char **argv) {
     if (getenv("LOOM_REEXEC")) {
         /* child processes (study steps) decide for themselves: libgomp has read the policy */
         unsetenv("LOOM_REEXEC");
@@ -136,7 +136,7 @@ static void set_wait_policy(int argc, char **argv) {
     const char *preload = getenv("LD_PRELOAD");
     if (preload && strstr(preload, "vgpreload"))
         return;
-    if (is_short_command(argc, argv) || getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT") ||
+    if (is_short_command(argv) || getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT") ||
         !is_machine_busy())
         return;
     if (setenv("OMP_WAIT_POLICY", "passive", 1) || setenv("LOOM_REEXEC", "1", 1))
@@ -147,7 +147,7 @@ static void set_wait_policy(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
-    set_wait_policy(argc, argv);
+    set_wait_policy(argv);
     if (argc < 2) {
         usage(stderr);
         return EXIT_USAGE;
