@@ -439,6 +439,14 @@ static void conv_direct_row_range(void *ctx, long lo, long hi, int k) {
  * are split over the threads, so that one image uses both cores; every value is summed as the
  * per-example path sums it. */
 enum { CONV_ROWS_BELOW = 4 };
+
+/* Row chunks for B examples: about 1 MFLOP each (as gemm_fixed's), so that a small layer, whose
+ * work is a few microseconds, does not wake a sleeping thread for it; 1 means no split. */
+static int conv_row_chunks(const conv_cfg *c, int B) {
+    double flops = 2.0 * B * c->Ho * c->Wo * c->K * c->R * c->S * c->C;
+    long rows = (long)B * c->Ho, nc = (long)(flops / 1e6);
+    return (int)(nc < 1 ? 1 : nc > rows ? rows : nc > 64 ? 64 : nc);
+}
 static void conv_direct_rows_batch(layer *l, const float *x, float *y, int B) {
     const conv_cfg *c = l->cfg;
     size_t RSC = (size_t)c->R * c->S * c->C, in_sz = (size_t)c->H * c->W * c->C;
@@ -447,11 +455,9 @@ static void conv_direct_rows_batch(layer *l, const float *x, float *y, int B) {
     if (conv_direct_pad_floats(c) > 0)
         for (int e = 0; e < B; e++)
             conv_direct_input(c, x + e * in_sz, l->scratch + e * col_sz, &ldx);
-    size_t row_work = (size_t)c->Wo * c->K * RSC; /* multiply-adds per output row */
     conv_job j = {.l = l, .x = x, .out = y, .B = B};
     long rows = (long)B * c->Ho;
-    par_for(rows, par_n_chunks(rows, (long)(16384 / (row_work + 1)) + 1), conv_direct_row_range,
-            &j);
+    par_for(rows, conv_row_chunks(c, B), conv_direct_row_range, &j);
 }
 #endif
 
@@ -467,7 +473,8 @@ static void conv_forward(layer *l, const fwd_ctx *ctx, const float *x, float *y,
     (void)ctx;
     conv_cfg *c = l->cfg;
 #ifdef CONV_DIRECT
-    if (conv_use_direct(c) && B < CONV_ROWS_BELOW && !par_is_serial()) {
+    if (conv_use_direct(c) && B < CONV_ROWS_BELOW && !par_is_serial() &&
+        conv_row_chunks(c, B) > 1) {
         conv_direct_rows_batch(l, x, y, B);
         return;
     }
