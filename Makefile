@@ -42,7 +42,7 @@ TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 SONAME   := libloom.so.0
 
 .PHONY: all test test-unit test-data sanitize format format-check clean bench results
-all: $(BUILD)/libloom.a $(BUILD)/$(SONAME) $(BUILD)/loom
+all: $(BUILD)/libloom.a $(BUILD)/$(SONAME) $(BUILD)/loom $(BUILD)/bench/infer_cpu
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -82,6 +82,11 @@ $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TLIB_OBJ) $(BUILD)/cli/study.o $(BUILD)/l
 
 # The ONNX door's comparison program (tests/data/onnx.sh): not a unit test, no test_ prefix.
 $(BUILD)/tests/onnx_compare: tests/onnx/compare.c $(BUILD)/libloom.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libloom.a $(LDLIBS)
+
+# Inference CPU time per image (bench/infer_cpu.c): a figure a busy machine barely moves.
+$(BUILD)/bench/infer_cpu: bench/infer_cpu.c $(BUILD)/libloom.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libloom.a $(LDLIBS)
 

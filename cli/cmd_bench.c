@@ -65,14 +65,42 @@ static void print_layers(const char *name, const loom_bench_result *r) {
            100 * r->other_ms / total, r->other_ms);
 }
 
+/* --infer-only: inference img/s of each model (a model file with its weights, or a zoo name or
+ * text), no training and no peak measurement, one row each. */
+static int bench_infer_only(int n, char **names, int batch, int repeats, double seconds) {
+    bool is_all = strcmp(names[0], "all") == 0;
+    if (is_all)
+        n = loom_zoo_count();
+    printf("| model | batch | threads | infer img/s | infer GFLOP/s | peak RSS MiB |\n"
+           "|---|---|---|---|---|---|\n");
+    for (int i = 0; i < n; i++) {
+        const char *name = is_all ? loom_zoo_get(i)->name : names[i];
+        loom_bench_result r;
+        loom_error err = {0};
+        bool has_rss = reset_peak_rss();
+        if (loom_bench_infer(name, batch, repeats, seconds, &r, &err))
+            return cli_fail(&err);
+        printf("| %s | %d | %d | %.0f | %.1f | %.0f |\n", name, batch, loom_get_threads(),
+               r.infer_ips, r.infer_gflops, has_rss ? peak_rss_mib() : 0.0 / 0.0);
+        fflush(stdout);
+    }
+    return 0;
+}
+
 int cmd_bench(int argc, char **argv) {
-    static const struct option opts[] = {{"batch", 1, 0, 'b'},   {"repeats", 1, 0, 'r'},
-                                         {"seconds", 1, 0, 's'}, {"threads", 1, 0, 't'},
-                                         {"layers", 0, 0, 'l'},  {"peak", 0, 0, 'p'},
-                                         {"int8", 0, 0, 'i'},    {"precision", 1, 0, 'P'},
-                                         {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
+    static const struct option opts[] = {{"batch", 1, 0, 'b'},
+                                         {"repeats", 1, 0, 'r'},
+                                         {"seconds", 1, 0, 's'},
+                                         {"threads", 1, 0, 't'},
+                                         {"layers", 0, 0, 'l'},
+                                         {"peak", 0, 0, 'p'},
+                                         {"int8", 0, 0, 'i'},
+                                         {"precision", 1, 0, 'P'},
+                                         {"infer-only", 0, 0, 'n'},
+                                         {"help", 0, 0, 'h'},
+                                         {0, 0, 0, 0}};
     int batch = 64, repeats = 5, threads = 0, c;
-    bool is_layers = false, is_peak_only = false, is_int8 = false;
+    bool is_layers = false, is_peak_only = false, is_int8 = false, is_infer_only = false;
     double seconds = 1.0;
     loom_precision precision = LOOM_PRECISION_FP32;
     loom_error perr = {0};
@@ -102,18 +130,21 @@ int cmd_bench(int argc, char **argv) {
             if (loom_precision_parse(optarg, &precision, &perr))
                 return cli_usage_error("bench", "%s", perr.msg);
             break;
+        case 'n': is_infer_only = true; break;
         case 'h':
             printf(
                 "usage: loom bench MODEL...|all [--batch 64] [--repeats 5] [--seconds 1]\n"
-                "       [--threads N] [--layers] [--int8] [--precision fp32|bf16]\n"
+                "       [--threads N] [--layers] [--int8] [--precision fp32|bf16] [--infer-only]\n"
                 "Training (forward+backward+Adam) and inference throughput on random images;\n"
-                "median of the repeats.\n"
+                "median of the repeats. MODEL: a zoo name, a model-text file, or (with\n"
+                "--infer-only) a model file, timed with its weights.\n"
                 "  --layers   then where a training step's time goes, layer by layer\n"
                 "  --peak     only the banner: the CPU, the kernels, the measured peaks\n"
                 "  --int8     also inference of an int8 copy (quantized on the fly, calibrated\n"
                 "             on the random images): its img/s and the speed-up over fp32\n"
                 "  --precision bf16   training steps with bf16 products in the 3x3 stride-1\n"
                 "             convolutions (as loom train --precision bf16)\n"
+                "  --infer-only  inference alone, no banner and no peak: one row per model\n"
                 "GFLOP/s are also shown as a share of the fp32 peak measured in the same run;\n"
                 "peak RSS is each model's own (the process's high-water mark, reset per model).\n");
             return 0;
@@ -123,6 +154,8 @@ int cmd_bench(int argc, char **argv) {
     if (optind >= argc && !is_peak_only)
         return cli_usage_error("bench", "no model given (a zoo name, a file, or 'all')");
     cli_set_threads(threads);
+    if (is_infer_only && !is_peak_only)
+        return bench_infer_only(argc - optind, argv + optind, batch, repeats, seconds);
     loom_peak pk;
     loom_cpu_peak(&pk, 0.3);
     print_banner(&pk);

@@ -107,6 +107,24 @@ static bool is_machine_busy(void) {
     return busy_samples >= 3; /* another task running in most samples */
 }
 
+/* Commands whose work is a few milliseconds (one image's prediction, a listing, a file
+ * written): the wait policy cannot matter to them, and the check (20 ms) and a second start
+ * (tens of ms more on a busy machine) would be most of their time. `loom predict` of image files
+ * only: with --idx it runs batches for as long as the file takes. */
+static bool is_short_command(char **argv) {
+    static const char *const names[] = {"predict", "models", "summary", "export", "--version"};
+    if (!argv[0] || !argv[1])
+        return true;
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strcmp(argv[1], names[i]) == 0) {
+            for (int a = 2; argv[a] && i == 0; a++)
+                if (strncmp(argv[a], "--idx", 5) == 0)
+                    return false;
+            return true;
+        }
+    return false;
+}
+
 static void set_wait_policy(char **argv) {
     if (getenv("LOOM_REEXEC")) {
         /* child processes (study steps) decide for themselves: libgomp has read the policy */
@@ -119,7 +137,8 @@ static void set_wait_policy(char **argv) {
     const char *preload = getenv("LD_PRELOAD");
     if (preload && strstr(preload, "vgpreload"))
         return;
-    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT") || !is_machine_busy())
+    if (is_short_command(argv) || getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT") ||
+        !is_machine_busy())
         return;
     if (setenv("OMP_WAIT_POLICY", "passive", 1) || setenv("LOOM_REEXEC", "1", 1))
         return;

@@ -60,7 +60,7 @@ _loom() {
     report) opts="-o --out --data" ;;
     summary) opts="--input" ;;
     models) opts="-v" ;;
-    bench) opts="--batch --repeats --seconds --threads --layers --int8 --precision" ;;
+    bench) opts="--batch --repeats --seconds --threads --layers --int8 --precision --infer-only" ;;
     plot) opts="--svg --overlay --column" ;;
     compare) opts="--out --alpha" ;;
     export) opts="-o --out --format --prefix --int8" ;;
@@ -83,7 +83,7 @@ _loom() {
         case ${COMP_WORDS[i]} in
         --nesterov | --force | --standardize | --no-test | --quiet | --test | --no-best | \
             --verbose | --svg | --json | --invert | --no-invert | --no-crop | --no-fit | -v | \
-            --quick | --print | --int8) ;;
+            --quick | --print | --int8 | --infer-only) ;;
         --resume) [ "$cmd" = train ] && ((i++)) ;;
         -*) ((i++)) ;;
         *) ((n_args++)) ;;

@@ -1190,6 +1190,13 @@ typedef struct {
 LOOM_API loom_status loom_bench(const char *model, int batch, int repeats,
                                 double seconds_per_repeat, bool is_layers, bool is_int8,
                                 loom_precision precision, loom_bench_result *r, loom_error *err);
+/* Times inference alone (as loom_bench's, the same random images and repeats) of model: a model
+ * file with its weights, or a zoo name or model-text file with seed-1 weights. Sets
+ * r->infer_ips, infer_gflops, repeats, steps and batch. Nothing to free. Errors: those of
+ * loom_bench and of loom_model_load. */
+LOOM_API loom_status loom_bench_infer(const char *model, int batch, int repeats,
+                                      double seconds_per_repeat, loom_bench_result *r,
+                                      loom_error *err);
 
 #ifdef __cplusplus
 }

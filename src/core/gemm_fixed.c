@@ -31,28 +31,53 @@ static void fixed_portable(int i0, int i1, int j0, int j1, int K, const float *A
 }
 
 #ifdef HAS_X86
-/* Up to 8 rows (R) by up to 32 columns starting at j (mask m0, m1 for the two 16-lane halves):
- * each accumulator lane is one element of C, its sum taken in k order. */
-__attribute__((target("avx512f"))) static inline void
-fixed_tile(int R, int j, __mmask16 m0, __mmask16 m1, int K, const float *A, int lda, const float *B,
+/* R rows (1..7, a constant where it is inlined) by up to 64 columns starting at j (masks m[0..3]
+ * for the four 16-lane quarters): each accumulator lane is one element of C, its sum taken in k
+ * order. Four vectors per row, so that even one row (one image) keeps four independent chains of
+ * FMAs and two loads of B per FMA pair in flight. */
+__attribute__((target("avx512f"), always_inline)) static inline void
+fixed_rows(const int R, int j, const __mmask16 *m, int K, const float *A, int lda, const float *B,
            int ldb, float *C, int ldc) {
-    __m512 c0[8], c1[8];
-    for (int r = 0; r < R; r++) {
-        c0[r] = _mm512_maskz_loadu_ps(m0, C + (size_t)r * ldc + j);
-        c1[r] = _mm512_maskz_loadu_ps(m1, C + (size_t)r * ldc + j + 16);
-    }
+    __m512 c[7][4];
+    for (int r = 0; r < R; r++)
+        for (int v = 0; v < 4; v++)
+            c[r][v] = _mm512_maskz_loadu_ps(m[v], C + (size_t)r * ldc + j + 16 * v);
     for (int k = 0; k < K; k++) {
         const float *b = B + (size_t)k * ldb + j;
-        __m512 b0 = _mm512_maskz_loadu_ps(m0, b), b1 = _mm512_maskz_loadu_ps(m1, b + 16);
+        __m512 bv[4];
+        for (int v = 0; v < 4; v++)
+            bv[v] = _mm512_maskz_loadu_ps(m[v], b + 16 * v);
         for (int r = 0; r < R; r++) {
             __m512 a = _mm512_set1_ps(A[(size_t)r * lda + k]);
-            c0[r] = _mm512_fmadd_ps(a, b0, c0[r]);
-            c1[r] = _mm512_fmadd_ps(a, b1, c1[r]);
+            for (int v = 0; v < 4; v++)
+                c[r][v] = _mm512_fmadd_ps(a, bv[v], c[r][v]);
         }
     }
-    for (int r = 0; r < R; r++) {
-        _mm512_mask_storeu_ps(C + (size_t)r * ldc + j, m0, c0[r]);
-        _mm512_mask_storeu_ps(C + (size_t)r * ldc + j + 16, m1, c1[r]);
+    for (int r = 0; r < R; r++)
+        for (int v = 0; v < 4; v++)
+            _mm512_mask_storeu_ps(C + (size_t)r * ldc + j + 16 * v, m[v], c[r][v]);
+}
+
+/* The rows left under a full tile, R = 1..7, over columns [j0, j1) in steps of 64. */
+__attribute__((target("avx512f"))) static void fixed_rest(int R, int j0, int j1, int K,
+                                                          const float *A, int lda, const float *B,
+                                                          int ldb, float *C, int ldc) {
+    for (int j = j0; j < j1; j += 64) {
+        int w = j1 - j < 64 ? j1 - j : 64;
+        __mmask16 m[4];
+        for (int v = 0; v < 4; v++) {
+            int n = w - 16 * v;
+            m[v] = (__mmask16)(n >= 16 ? 0xFFFF : n > 0 ? (1u << n) - 1 : 0);
+        }
+        switch (R) {
+        case 1: fixed_rows(1, j, m, K, A, lda, B, ldb, C, ldc); break;
+        case 2: fixed_rows(2, j, m, K, A, lda, B, ldb, C, ldc); break;
+        case 3: fixed_rows(3, j, m, K, A, lda, B, ldb, C, ldc); break;
+        case 4: fixed_rows(4, j, m, K, A, lda, B, ldb, C, ldc); break;
+        case 5: fixed_rows(5, j, m, K, A, lda, B, ldb, C, ldc); break;
+        case 6: fixed_rows(6, j, m, K, A, lda, B, ldb, C, ldc); break;
+        default: fixed_rows(7, j, m, K, A, lda, B, ldb, C, ldc); break;
+        }
     }
 }
 
@@ -108,17 +133,17 @@ __attribute__((target("avx512f"))) static void fixed_tile8(int j, __mmask16 m0, 
 __attribute__((target("avx512f"))) static void fixed_avx512(int i0, int i1, int j0, int j1, int K,
                                                             const float *A, int lda, const float *B,
                                                             int ldb, float *C, int ldc) {
-    for (int j = j0; j < j1; j += 32) {
+    int i8 = i0 + (i1 - i0) / 8 * 8; /* full 8-row tiles up to i8, then the rest */
+    for (int j = j0; j < j1 && i8 > i0; j += 32) {
         int w = j1 - j < 32 ? j1 - j : 32;
         __mmask16 m0 = (__mmask16)(w >= 16 ? 0xFFFF : (1u << w) - 1);
         __mmask16 m1 = (__mmask16)(w >= 32 ? 0xFFFF : w > 16 ? (1u << (w - 16)) - 1 : 0);
-        int i = i0;
-        for (; i + 8 <= i1; i += 8)
+        for (int i = i0; i < i8; i += 8)
             fixed_tile8(j, m0, m1, K, A + (size_t)i * lda, lda, B, ldb, C + (size_t)i * ldc, ldc);
-        if (i < i1)
-            fixed_tile(i1 - i, j, m0, m1, K, A + (size_t)i * lda, lda, B, ldb, C + (size_t)i * ldc,
-                       ldc);
     }
+    if (i8 < i1)
+        fixed_rest(i1 - i8, j0, j1, K, A + (size_t)i8 * lda, lda, B, ldb, C + (size_t)i8 * ldc,
+                   ldc);
 }
 #endif
 
@@ -154,7 +179,8 @@ typedef struct {
     float *C;
 } fixed_job;
 
-/* Chunk c: column blocks of 64 (all rows), or when there is one column block, rows. */
+/* Chunk c: column blocks of 64 (all rows), or when there is one column block, blocks of 8 rows
+ * (whole tiles: a chunk of a row or two would stream B once per row). */
 static void fixed_chunk(void *ctx, long lo, long hi, int c) {
     (void)c;
     const fixed_job *g = ctx;
@@ -162,7 +188,8 @@ static void fixed_chunk(void *ctx, long lo, long hi, int c) {
         int j0 = (int)lo * 64, j1 = (int)hi * 64 < g->N ? (int)hi * 64 : g->N;
         fixed_block(0, g->M, j0, j1, g->K, g->A, g->lda, g->B, g->ldb, g->C, g->ldc);
     } else {
-        fixed_block((int)lo, (int)hi, 0, g->N, g->K, g->A, g->lda, g->B, g->ldb, g->C, g->ldc);
+        int i0 = (int)lo * 8, i1 = (int)hi * 8 < g->M ? (int)hi * 8 : g->M;
+        fixed_block(i0, i1, 0, g->N, g->K, g->A, g->lda, g->B, g->ldb, g->C, g->ldc);
     }
 }
 
@@ -174,7 +201,11 @@ void gemm_fixed(int M, int N, int K, const float *A, int lda, const float *B, in
     /* enough work per chunk (about 1 MFLOP) to pay for a task; the split never changes a sum */
     double work = 2.0 * M * N * K;
     int by_work = (int)(work / 1e6);
-    int units = g.n_col_blocks > 1 ? g.n_col_blocks : M;
+    int units = g.n_col_blocks > 1 ? g.n_col_blocks : (M + 7) / 8;
+    if (par_is_serial()) { /* one thread: the whole product, no chunks to cut its tiles */
+        fixed_block(0, M, 0, N, K, A, lda, B, ldb, C, ldc);
+        return;
+    }
     int nc = by_work < units ? by_work : units;
     if (nc > 16)
         nc = 16;

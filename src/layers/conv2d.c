@@ -404,6 +404,55 @@ static void conv_direct_examples(void *ctx, long lo, long hi, int k) {
         act_forward(c->act, c->alpha, j->out + e * out_sz, out_sz);
     }
 }
+
+/* Output rows [lo, hi) of the batch (B * Ho rows, example-major) by the direct kernel, after
+ * conv_direct_rows_batch padded each example into its col area; then the activation. */
+static void conv_direct_row_range(void *ctx, long lo, long hi, int k) {
+    (void)k;
+    const conv_job *j = ctx;
+    const layer *l = j->l;
+    const conv_cfg *c = l->cfg;
+    int RSC = c->R * c->S * c->C, K = c->K, Ho = c->Ho, ldx = conv_direct_ldx(c);
+    size_t in_sz = (size_t)c->H * c->W * c->C, out_sz = (size_t)Ho * c->Wo * K;
+    size_t col_sz = out_sz / K * RSC;
+    bool is_padded = conv_direct_pad_floats(c) > 0;
+    for (long u = lo; u < hi;) {
+        long e = u / Ho;
+        int oh0 = (int)(u - e * Ho), oh1 = (int)imin(Ho, oh0 + (int)(hi - u));
+        const float *xe = j->x + e * in_sz;
+        const float *xp = is_padded ? l->scratch + e * col_sz : xe; /* padded already */
+        float *ye = j->out + e * out_sz;
+        conv_direct_rows(c, l->w, l->w + (size_t)RSC * K, xp, ldx, ye, oh0, oh1);
+        act_forward(c->act, c->alpha, ye + (size_t)oh0 * c->Wo * K,
+                    (size_t)(oh1 - oh0) * c->Wo * K);
+        u += oh1 - oh0;
+    }
+}
+
+/* A few examples (fewer than CONV_ROWS_BELOW, one image above all): each example's output rows
+ * are split over the threads, so that one image uses both cores; every value is summed as the
+ * per-example path sums it. */
+enum { CONV_ROWS_BELOW = 4 };
+
+/* Row chunks for B examples: about 1 MFLOP each (as gemm_fixed's), so that a small layer, whose
+ * work is a few microseconds, does not wake a sleeping thread for it; 1 means no split. */
+static int conv_row_chunks(const conv_cfg *c, int B) {
+    double flops = 2.0 * B * c->Ho * c->Wo * c->K * c->R * c->S * c->C;
+    long rows = (long)B * c->Ho, nc = (long)(flops / 1e6);
+    return (int)(nc < 1 ? 1 : nc > rows ? rows : nc > 64 ? 64 : nc);
+}
+static void conv_direct_rows_batch(layer *l, const float *x, float *y, int B) {
+    const conv_cfg *c = l->cfg;
+    size_t RSC = (size_t)c->R * c->S * c->C, in_sz = (size_t)c->H * c->W * c->C;
+    size_t col_sz = (size_t)c->Ho * c->Wo * RSC;
+    int ldx;
+    if (conv_direct_pad_floats(c) > 0)
+        for (int e = 0; e < B; e++)
+            conv_direct_input(c, x + e * in_sz, l->scratch + e * col_sz, &ldx);
+    conv_job j = {.l = l, .x = x, .out = y, .B = B};
+    long rows = (long)B * c->Ho;
+    par_for(rows, conv_row_chunks(c, B), conv_direct_row_range, &j);
+}
 #endif
 
 /* Rows [lo, hi) of y (M, K): y += b, then the activation. */
@@ -421,6 +470,11 @@ static void conv_forward(layer *l, const fwd_ctx *ctx, const float *x, float *y,
         return;
     }
 #ifdef CONV_DIRECT
+    if (conv_use_direct(c) && B < CONV_ROWS_BELOW && !par_is_serial() &&
+        conv_row_chunks(c, B) > 1) {
+        conv_direct_rows_batch(l, x, y, B);
+        return;
+    }
     if (conv_use_direct(c)) { /* examples in fixed chunks; each pads into its own col area */
         size_t RSC = (size_t)c->R * c->S * c->C, out_sz = (size_t)c->Ho * c->Wo * c->K;
         conv_job j = {.l = l, .x = x, .out = y};

@@ -82,6 +82,15 @@ size_t conv_direct_pad_floats(const conv_cfg *c);
 /* y (Ho, Wo, K) = bias + conv(x) of one example; pad: scratch of conv_direct_pad_floats(c). */
 void conv_direct_one(const conv_cfg *c, const float *Wt, const float *bias, const float *x,
                      float *pad, float *y);
+/* The input rows the direct kernels read for one example: x itself, or x copied with its zero
+ * border into pad (conv_direct_pad_floats(c)); *ldx: floats between rows. */
+const float *conv_direct_input(const conv_cfg *c, const float *x, float *pad, int *ldx);
+/* The *ldx conv_direct_input sets. */
+int conv_direct_ldx(const conv_cfg *c);
+/* Output rows [oh0, oh1) of y (Ho, Wo, K) = bias + conv(x), from conv_direct_input's rows: each
+ * output value is summed as conv_direct_one sums it, whatever the rows asked. */
+void conv_direct_rows(const conv_cfg *c, const float *Wt, const float *bias, const float *xp,
+                      int ldx, float *y, int oh0, int oh1);
 /* dw (RSC, K) += the weight gradient of one example: x its input, dz (Ho, Wo, K) its output
  * gradient (after the activation); pad: scratch of conv_direct_pad_floats(c). */
 void conv_direct_dw_one(const conv_cfg *c, const float *x, const float *dz, float *pad, float *dw);

@@ -317,11 +317,18 @@ size_t conv_direct_pad_floats(const conv_cfg *c) {
     return (size_t)((c->Ho - 1) * c->stride + c->R) * ((c->Wo - 1) * c->stride + c->S) * c->C;
 }
 
-/* y (Ho, Wo, K) = bias + conv(x) of one example; pad: scratch of conv_direct_pad_floats(c). */
-void conv_direct_one(const conv_cfg *c, const float *Wt, const float *bias, const float *x,
-                     float *pad, float *y) {
-    int ldx, K = c->K, Wo = c->Wo, st = c->stride;
-    const float *xp = direct_input(c, x, pad, &ldx);
+int conv_direct_ldx(const conv_cfg *c) {
+    return direct_in_place(c) ? c->W * c->C : ((c->Wo - 1) * c->stride + c->S) * c->C;
+}
+
+const float *conv_direct_input(const conv_cfg *c, const float *x, float *pad, int *ldx) {
+    return direct_input(c, x, pad, ldx);
+}
+
+/* Output rows [oh0, oh1) of y (Ho, Wo, K) = bias + conv(x): xp the rows conv_direct_input gave. */
+void conv_direct_rows(const conv_cfg *c, const float *Wt, const float *bias, const float *xp,
+                      int ldx, float *y, int oh0, int oh1) {
+    int K = c->K, Wo = c->Wo, st = c->stride;
     for (int kb = 0; kb < K; kb += 64) {
         int kw = imin(64, K - kb), kz = (kw + 15) / 16;
         direct_args a = {
@@ -335,7 +342,7 @@ void conv_direct_one(const conv_cfg *c, const float *Wt, const float *bias, cons
 #else
         const direct_fn *fns = direct_tab[kz - 1];
 #endif
-        for (int oh = 0; oh < c->Ho; oh++) {
+        for (int oh = oh0; oh < oh1; oh++) {
             const float *xr = xp + (size_t)oh * st * ldx;
             float *yr = y + (size_t)oh * Wo * K + kb;
             int ow = 0;
@@ -345,6 +352,14 @@ void conv_direct_one(const conv_cfg *c, const float *Wt, const float *bias, cons
                 fns[rem - 1](&a, xr + (size_t)ow * st * c->C, yr + (size_t)ow * K);
         }
     }
+}
+
+/* y (Ho, Wo, K) = bias + conv(x) of one example; pad: scratch of conv_direct_pad_floats(c). */
+void conv_direct_one(const conv_cfg *c, const float *Wt, const float *bias, const float *x,
+                     float *pad, float *y) {
+    int ldx;
+    const float *xp = direct_input(c, x, pad, &ldx);
+    conv_direct_rows(c, Wt, bias, xp, ldx, y, 0, c->Ho);
 }
 
 /* dw (RSC, K) += the weight gradient of one example: x its input, dz (Ho, Wo, K) its output

@@ -27,10 +27,6 @@ static loom_status dense_init(layer *l, loom_error *err) {
     l->flops = 2.0 * N * K + K;
     /* the forward product's second half of the reduction, when it is split (gemm_par_ws) */
     l->scratch_per_example = gemm_splits_k(K, N) ? (size_t)K : 0;
-    /* keras-v1's 23,232 x 100 (9.3 MB): each thread reading all of it for its own chunk of the
-     * batch was no faster than the reduction split over both (docs/BENCHMARKS.md, "Inference in
-     * chunks") */
-    l->is_whole_batch = gemm_splits_k(K, N);
     return LOOM_OK;
 }
 

@@ -116,9 +116,6 @@ struct layer {
     float *scratch; /* arena view */
     int max_batch;
     double flops; /* forward FLOPs per example */
-    /* inference runs this layer on the whole batch over the threads (its weights are shared
-     * between them, as dense's split reduction): the model then does not infer in chunks */
-    bool is_whole_batch;
 };
 
 const char *act_name(act_kind a);

@@ -437,6 +437,7 @@ typedef struct {
     float *ws;            /* forward: (B, GH) the recurrent products of the step */
     int k_dir;            /* backward: 0 forward direction, 1 reverse */
     bool is_reverse, is_masked;
+    bool is_fixed; /* forward at inference: products by gemm_fixed (the same bits for any batch) */
 } dir_job;
 
 /* Rows [lo, hi) of the batch through every step of one direction's forward pass. */
@@ -464,6 +465,10 @@ static void dir_forward_rows(void *ctx, long lo_, long hi_, int ch) {
                 hm[i] = hprev[i] * k->M[i];
             gemm(false, false, hi - lo, GH, H, 1.0f, hm + (size_t)lo * H, H, p->Whh, GH, 0.0f,
                  ws + (size_t)lo * GH, GH);
+        } else if (jb->is_fixed) {
+            memset(ws + (size_t)lo * GH, 0, sizeof(float) * (size_t)(hi - lo) * GH);
+            gemm_fixed(hi - lo, GH, H, hprev + (size_t)lo * H, H, p->Whh, GH, ws + (size_t)lo * GH,
+                       GH);
         } else {
             gemm(false, false, hi - lo, GH, H, 1.0f, hprev + (size_t)lo * H, H, p->Whh, GH, 0.0f,
                  ws + (size_t)lo * GH, GH);
@@ -482,11 +487,17 @@ static void dir_forward_rows(void *ctx, long lo_, long hi_, int ch) {
 }
 
 static void dir_forward(const rec_cfg *c, dims d, const dir_params *p, dir_cache *k,
-                        const float *xt, float *ws, bool is_reverse, bool is_masked) {
+                        const float *xt, float *ws, bool is_reverse, bool is_masked,
+                        bool is_fixed) {
     int B = d.B, T = d.T, H = d.H, GH = d.GH;
     size_t BH = (size_t)B * H;
     /* G (T*B, GH) = xt (T*B, N) W_ih (N, GH): every step's input projection at once */
-    gemm_par(false, false, T * B, GH, d.N, 1.0f, xt, d.N, p->Wih, GH, 0.0f, k->G, GH);
+    if (is_fixed) {
+        memset(k->G, 0, sizeof(float) * (size_t)T * B * GH);
+        gemm_fixed(T * B, GH, d.N, xt, d.N, p->Wih, GH, k->G, GH);
+    } else {
+        gemm_par(false, false, T * B, GH, d.N, 1.0f, xt, d.N, p->Wih, GH, 0.0f, k->G, GH);
+    }
     int zero = is_reverse ? T : 0; /* the initial-state slot */
     memset(k->Hs + zero * BH, 0, sizeof(float) * BH);
     if (is_masked)
@@ -495,8 +506,14 @@ static void dir_forward(const rec_cfg *c, dims d, const dir_params *p, dir_cache
         memset(k->Cs + zero * BH, 0, sizeof(float) * BH);
     /* Rows of the batch never meet in the recurrence: each fixed chunk of rows runs through
      * every step on its own, one parallel region per direction rather than one per step. */
-    dir_job j = {
-        .c = c, .d = d, .p = p, .k = k, .ws = ws, .is_reverse = is_reverse, .is_masked = is_masked};
+    dir_job j = {.c = c,
+                 .d = d,
+                 .p = p,
+                 .k = k,
+                 .ws = ws,
+                 .is_reverse = is_reverse,
+                 .is_masked = is_masked,
+                 .is_fixed = is_fixed};
     par_for(B, step_chunks(d), dir_forward_rows, &j);
 }
 
@@ -518,7 +535,7 @@ static void rec_forward(layer *l, const fwd_ctx *ctx, const float *x, float *y, 
     for (int k = 0; k < d.D; k++) {
         dir_params p = params_of(l, d, k);
         dir_cache *dk = &s.dir[k];
-        dir_forward(c, d, &p, dk, s.xt, s.ws, k == 1, is_masked);
+        dir_forward(c, d, &p, dk, s.xt, s.ws, k == 1, is_masked, !ctx->is_training);
         /* y (B, T, DH) or (B, DH): this direction's H columns */
         if (c->is_sequences) {
             for (int b = 0; b < B; b++)

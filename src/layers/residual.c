@@ -172,7 +172,6 @@ static loom_status res_init(layer *l, loom_error *err) {
     l->scratch_per_example = 0;
     l->scratch_fixed = 0;
     l->flops = 0;
-    l->is_whole_batch = false;
     size_t n_grad = shape_size(l->in);
     /* the inner layers in order, then (j = n) the projection when the shortcut needs one */
     for (int j = 0; j <= c->n; j++) {
@@ -209,7 +208,6 @@ static loom_status res_init(layer *l, loom_error *err) {
         l->scratch_per_example += shape_size(q->out) + q->scratch_per_example;
         l->scratch_fixed += q->scratch_fixed + 2 * RES_ALIGN;
         l->flops += q->flops;
-        l->is_whole_batch = l->is_whole_batch || q->is_whole_batch;
         if (shape_size(q->out) > n_grad)
             n_grad = shape_size(q->out);
     }

@@ -486,7 +486,7 @@ loom_status loom_model_prepare(loom_model *m, int max_batch, loom_error *err) {
     m->iws = m->ilogits = NULL;
     m->n_iws = 0;
     size_t head = 0;
-    if (model_infers_in_chunks(m) && max_batch > MODEL_CHUNK) {
+    if (max_batch > MODEL_CHUNK) {
         m->n_iws = model_infer_floats(m, max_batch, loom_get_threads());
         head = arena_round(sizeof(float) * (size_t)max_batch * loom_model_n_outputs(m));
         if (arena_round(sizeof(float) * m->n_iws) > bytes)
@@ -771,19 +771,12 @@ const float *model_forward_ws(const loom_model *m, const float *x, int B, float 
     return cur;
 }
 
-bool model_infers_in_chunks(const loom_model *m) {
-    for (int i = 0; i < m->n_layers; i++)
-        if (m->layers[i].is_whole_batch)
-            return false;
-    return true;
-}
-
 /* Chunks of B and the workspace slots (one per thread that runs at once) for them. */
 static int infer_chunks(int B) { return (B + MODEL_CHUNK - 1) / MODEL_CHUNK; }
 
 size_t model_infer_floats(const loom_model *m, int max_batch, int threads) {
     size_t need = 0;
-    if (!model_infers_in_chunks(m) || max_batch <= MODEL_CHUNK) {
+    if (max_batch <= MODEL_CHUNK) {
         model_forward_ws(m, NULL, max_batch, NULL, 0, &need);
         return need;
     }
@@ -803,7 +796,7 @@ static void infer_chunk(const loom_model *m, const float *x, int B, int c, float
 
 const float *model_infer_ws(const loom_model *m, const float *x, int B, float *ws, size_t n_ws,
                             float *out) {
-    if (!model_infers_in_chunks(m) || B <= MODEL_CHUNK)
+    if (B <= MODEL_CHUNK)
         return model_forward_ws(m, x, B, ws, n_ws, NULL);
     size_t per = 0;
     model_forward_ws(m, NULL, MODEL_CHUNK, NULL, 0, &per);
@@ -821,11 +814,13 @@ const float *model_infer_ws(const loom_model *m, const float *x, int B, float *w
         return out;
     }
     /* each chunk runs on one thread: inside this region the layers' par_for loops are plain
-     * loops (par_is_serial) */
+     * loops (par_is_serial). Chunks are handed out as threads come free (dynamic): on a shared
+     * machine a thread that loses its core no longer holds half the batch; each chunk's numbers
+     * are its own whichever thread and slot run it. */
 #pragma omp parallel num_threads(team)
     {
         float *w = ws + per * (size_t)omp_get_thread_num();
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 1)
         for (int c = 0; c < nc; c++)
             infer_chunk(m, x, B, c, w, per, out);
     }

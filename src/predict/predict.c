@@ -377,7 +377,9 @@ loom_status loom_run_predict(const loom_predict_config *pc, FILE *out, loom_erro
                             strerror(errno));
         goto done;
     }
-    if ((st = loom_predictor_create(&p, m, PREDICT_BATCH, err)))
+    /* image files go one at a time: a workspace for one image (for a large CNN, a batch's
+     * would be tens of MB, zeroed page by page: most of a one-image command's time) */
+    if ((st = loom_predictor_create(&p, m, pc->idx_path ? PREDICT_BATCH : 1, err)))
         goto done;
     px = malloc((size_t)H * W);
     probs = malloc(sizeof(float) * PREDICT_BATCH * (size_t)r.K);

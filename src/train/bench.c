@@ -212,3 +212,83 @@ done:
     free(t_inf);
     return st;
 }
+
+/* The model to time for loom_bench_infer: a model file with its weights, else a zoo name or a
+ * model-text file with seed-1 weights (as loom_bench's). */
+static loom_status bench_open(const char *model, loom_model **m, loom_error *err) {
+    if (!loom_zoo_find(model)) {
+        loom_error e2 = {0};
+        loom_status st = loom_model_load(m, NULL, model, &e2);
+        if (st != LOOM_ERR_FORMAT) {
+            if (st && err)
+                *err = e2;
+            return st;
+        }
+    }
+    char *text = NULL;
+    loom_status st = loom_model_resolve(model, &text, NULL, err);
+    if (st == LOOM_OK && (st = loom_model_create(m, text, model, 28, 28, 1, err)) == LOOM_OK)
+        loom_model_init(*m, 1);
+    free(text);
+    return st;
+}
+
+loom_status loom_bench_infer(const char *model, int batch, int repeats, double seconds_per_repeat,
+                             loom_bench_result *r, loom_error *err) {
+    memset(r, 0, sizeof *r);
+    if (batch < 1 || repeats < 1 || repeats > 100)
+        return loom_error_set(err, LOOM_ERR_ARG, "bench: batch >= 1 and 1..100 repeats");
+    loom_model *m = NULL;
+    loom_status st = bench_open(model, &m, err);
+    if (st)
+        return st;
+    size_t D = shape_size(m->in);
+    uint8_t *pix = malloc(D * (size_t)batch * BENCH_BATCHES);
+    uint8_t *lab = calloc((size_t)batch * BENCH_BATCHES, 1);
+    int *idx = malloc(sizeof(int) * (size_t)batch * BENCH_BATCHES);
+    float *x = loom_xalloc(sizeof(float) * D * (size_t)batch);
+    int *y = malloc(sizeof(int) * (size_t)batch);
+    double *t_inf = calloc((size_t)repeats, sizeof(double));
+    if (!pix || !lab || !idx || !x || !y || !t_inf) {
+        st = loom_error_set(err, LOOM_ERR_NOMEM, "bench: out of memory");
+        goto done;
+    }
+    if ((st = loom_model_prepare(m, batch, err)))
+        goto done;
+    loom_rng rng;
+    loom_rng_seed(&rng, 7);
+    for (size_t i = 0; i < D * (size_t)batch * BENCH_BATCHES; i++)
+        pix[i] = (uint8_t)loom_rng_below(&rng, 256);
+    for (int i = 0; i < batch * BENCH_BATCHES; i++)
+        idx[i] = i;
+    loom_dataset ds = {.n = batch * BENCH_BATCHES,
+                       .H = m->in.d[0],
+                       .W = m->in.d[1],
+                       .C = m->in.d[2],
+                       .x = pix,
+                       .y = lab,
+                       .n_classes = loom_model_n_outputs(m)};
+    /* batches per repeat from two calibration batches */
+    double t0 = loom_now();
+    for (int s = 0; s < 2; s++) {
+        loom_batch_fill(&ds, idx + s * batch, batch, NULL, x, y);
+        model_infer(m, x, batch);
+    }
+    int steps = (int)ceil(seconds_per_repeat / fmax((loom_now() - t0) / 2, 1e-7));
+    if (steps < 3)
+        steps = 3;
+    r->infer_ips = bench_infer(m, &ds, idx, batch, repeats, steps, x, y, t_inf);
+    r->infer_gflops = loom_model_flops(m) * r->infer_ips / 1e9;
+    r->repeats = repeats;
+    r->steps = steps;
+    r->batch = batch;
+done:
+    loom_model_destroy(m);
+    free(pix);
+    free(lab);
+    free(idx);
+    free(x);
+    free(y);
+    free(t_inf);
+    return st;
+}
