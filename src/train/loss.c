@@ -6,6 +6,23 @@
 
 #include <math.h>
 
+/* log sum_k exp(z_k) of one row of N logits, computed from its largest, whose index goes to
+ * *arg (the first on ties). */
+static double row_lse(const float *z, int N, int *arg) {
+    int a = 0;
+    float zmax = z[0];
+    for (int k = 1; k < N; k++)
+        if (z[k] > zmax) {
+            zmax = z[k];
+            a = k;
+        }
+    double s = 0;
+    for (int k = 0; k < N; k++)
+        s += exp((double)z[k] - zmax);
+    *arg = a;
+    return zmax + log(s);
+}
+
 /* The gradient of B examples of a batch of denom (>= B) examples: dL/dz divided by denom, so
  * that the shards of a batch give the gradient of the whole batch's mean loss. */
 double softmax_xent_part(const float *logits, const int *y, int B, int N, float smoothing,
@@ -17,17 +34,8 @@ double softmax_xent_part(const float *logits, const int *y, int B, int N, float 
     int correct = 0;
     for (int b = 0; b < B; b++) {
         const float *z = logits + (size_t)b * N;
-        int arg = 0;
-        float zmax = z[0];
-        for (int k = 1; k < N; k++)
-            if (z[k] > zmax) {
-                zmax = z[k];
-                arg = k;
-            }
-        double s = 0;
-        for (int k = 0; k < N; k++)
-            s += exp((double)z[k] - zmax);
-        double lse = zmax + log(s);
+        int arg;
+        double lse = row_lse(z, N, &arg);
         if (smoothing > 0.0f) {
             double zsum = 0;
             for (int k = 0; k < N; k++)
@@ -71,19 +79,10 @@ double softmax_xent_mix_part(const float *logits, const int *y, const int *y2, f
     int correct = 0;
     for (int i = 0; i < B; i++) {
         const float *z = logits + (size_t)i * N;
-        int arg = 0;
-        float zmax = z[0];
-        for (int k = 1; k < N; k++)
-            if (z[k] > zmax) {
-                zmax = z[k];
-                arg = k;
-            }
-        double s = 0, zsum = 0;
-        for (int k = 0; k < N; k++) {
-            s += exp((double)z[k] - zmax);
+        int arg;
+        double lse = row_lse(z, N, &arg), zsum = 0;
+        for (int k = 0; k < N; k++)
             zsum += z[k];
-        }
-        double lse = zmax + log(s);
         total += lse - on * (a * z[y[i]] + b * z[y2[i]]) - off * zsum;
         correct += arg == (a >= 0.5 ? y[i] : y2[i]);
         if (dlogits) {
