@@ -4,11 +4,11 @@
 # each step reduces, and the wall time of a cross-validation and a search on 1 and 2 processes.
 # Rounds alternate the settings model by model; each cell is the median over the rounds.
 # Prints a Markdown section (docs/BENCHMARKS.md keeps one). Usage: sh bench/scale.sh [MODEL...]
-# (ROUNDS=3, SUBSET=6000 training images per run, SHARDS=4)
+# (ROUNDS=3, SUBSET=12000 training images per run, SHARDS=4)
 set -u
 LOOM=${LOOM:-build/loom}
 ROUNDS=${ROUNDS:-3}
-SUBSET=${SUBSET:-6000}
+SUBSET=${SUBSET:-12000}
 SHARDS=${SHARDS:-4}
 models=${*:-mlp cnn1 drop-norm-l2 lstm}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
@@ -18,8 +18,8 @@ cores=$(nproc)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 median() { sort -n | awk '{a[NR]=$1} END{if(NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
-# seconds of training of a finished run (its log's "saved ... (S s of training)")
-secs() { sed -n 's/^saved .*(\([0-9.]*\) s of training)$/\1/p' "$1/train.log"; }
+# seconds of training of a finished run (its epochs' seconds in history.csv, to the millisecond)
+secs() { awk -F, 'NR > 1 {s += $7} END {printf "%.3f\n", s}' "$1/history.csv"; }
 ARGS="--subset $SUBSET --epochs 1 --val-split 0 --no-test --quiet --no-plots --shards $SHARDS"
 settings="plain np1 np2 np4"
 for m in $models; do
@@ -44,11 +44,11 @@ for r in $(seq "$ROUNDS"); do
         t0=$(date +%s.%N)
         if [ $np -eq 1 ]; then $LOOM cv $CV --out "$tmp/cv.$r.$np" >/dev/null 2>&1
         else $MPI -np $np $LOOM cv $CV --out "$tmp/cv.$r.$np" --threads 1 >/dev/null 2>&1; fi
-        echo "$(date +%s.%N) $t0" | awk '{print $1 - $2}' >>"$tmp/cv.$np"
+        echo "$(date +%s.%N) $t0" | awk '{printf "%.2f\n", $1 - $2}' >>"$tmp/cv.$np"
         t0=$(date +%s.%N)
         if [ $np -eq 1 ]; then $LOOM tune $TUNE --out "$tmp/tune.$r.$np" >/dev/null 2>&1
         else $MPI -np $np $LOOM tune $TUNE --out "$tmp/tune.$r.$np" --threads 1 >/dev/null 2>&1; fi
-        echo "$(date +%s.%N) $t0" | awk '{print $1 - $2}' >>"$tmp/tune.$np"
+        echo "$(date +%s.%N) $t0" | awk '{printf "%.2f\n", $1 - $2}' >>"$tmp/tune.$np"
     done
 done
 n_train=$SUBSET
