@@ -351,9 +351,11 @@ static loom_status walk_block(const loom_model *m, const layer *l, int k, st_lis
     if (!st && proj.ops) {
         layer_lowering plw;
         proj.ops->lower(&proj, &plw);
-        snprintf(s->prefix, sizeof s->prefix, "%s%d.proj.", keep, k);
         int none = -1;
-        if (!add_layer(s, &proj, &plw, (loom_shape){0}, &none))
+        if ((size_t)snprintf(s->prefix, sizeof s->prefix, "%s%d.proj.", keep, k) >=
+            sizeof s->prefix)
+            st = loom_error_set(err, LOOM_ERR_ARG, "safetensors: residual blocks nested too deep");
+        else if (!add_layer(s, &proj, &plw, (loom_shape){0}, &none))
             st = s->st ? s->st : loom_error_set(err, LOOM_ERR_NOMEM, "safetensors: out of memory");
     }
     memcpy(s->prefix, keep, sizeof keep);
