@@ -145,7 +145,7 @@ static bool score_one(loom_metrics *mt, const float *z, int K, int y, int i, int
 
 /* Infers examples [lo, hi) of idx (or of ds when idx is NULL) in batches, calling back with each
  * batch's logits: a loom_evaluate pass, or a share of evaluate_shared's. */
-typedef bool (*logits_fn)(void *user, int i0, int B, const float *logits, const int *y,
+typedef bool (*logits_fn)(void *user, int i0, int B, float *x, const float *logits, const int *y,
                           const int *bidx);
 static loom_status infer_range(loom_model *m, const loom_dataset *ds, const int *idx, int lo,
                                int hi, const loom_norm *nrm, int batch, logits_fn fn, void *user,
@@ -168,7 +168,7 @@ static loom_status infer_range(loom_model *m, const loom_dataset *ds, const int 
             for (int i = 0; i < B; i++)
                 ibuf[i] = i0 + i;
         loom_batch_fill(ds, bidx, B, nrm, x, y);
-        if (!fn(user, i0, B, model_infer(m, x, B), y, bidx)) {
+        if (!fn(user, i0, B, x, model_infer(m, x, B), y, bidx)) {
             st = LOOM_ERR_NUMERIC;
             break;
         }
@@ -185,10 +185,14 @@ typedef struct {
     int K, *pred, bad;
     float *prob, *all; /* evaluate_shared: every example's logits */
     double loss_sum;
+    loom_model *m;          /* the flip pass: the model, */
+    const loom_dataset *ds; /* the images' shape */
+    double *q;              /* and (2, B, K) the two passes' softmaxes */
 } eval_acc;
 
-static bool score_batch(void *user, int i0, int B, const float *logits, const int *y,
+static bool score_batch(void *user, int i0, int B, float *x, const float *logits, const int *y,
                         const int *bidx) {
+    (void)x;
     eval_acc *a = user;
     for (int i = 0; i < B; i++)
         if (!score_one(a->mt, logits + (size_t)i * a->K, a->K, y[i], i0 + i, a->pred, a->prob,
@@ -199,8 +203,9 @@ static bool score_batch(void *user, int i0, int B, const float *logits, const in
     return true;
 }
 
-static bool keep_logits(void *user, int i0, int B, const float *logits, const int *y,
+static bool keep_logits(void *user, int i0, int B, float *x, const float *logits, const int *y,
                         const int *bidx) {
+    (void)x;
     (void)y;
     (void)bidx;
     eval_acc *a = user;
@@ -294,74 +299,56 @@ static void flip_batch(float *x, int B, int H, int W, int C) {
     }
 }
 
-/* The flip pass: each batch inferred as it is and mirrored, the two softmaxes averaged (q, in
- * double) and scored by -log q_y; each example scored alone (inference gives the same logits
- * for any batch size), so the figures do not depend on batch. */
+/* A batch of the flip pass: its softmaxes, then the mirrored batch's, averaged (q, in double) and
+ * scored by -log q_y; each example scored alone (inference gives the same logits for any batch
+ * size), so the figures do not depend on batch. */
+static bool score_flipped(void *user, int i0, int B, float *x, const float *logits, const int *y,
+                          const int *bidx) {
+    eval_acc *a = user;
+    int K = a->K;
+    double *q = a->q, *p = a->q + (size_t)B * K;
+    for (int i = 0; i < B; i++)
+        if (!softmax_double(logits + (size_t)i * K, K, q + (size_t)i * K)) {
+            a->bad = bidx[i];
+            return false;
+        }
+    flip_batch(x, B, a->ds->H, a->ds->W, a->ds->C);
+    logits = model_infer(a->m, x, B);
+    for (int i = 0; i < B; i++) {
+        double *qi = q + (size_t)i * K, *pi = p + (size_t)i * K;
+        if (!softmax_double(logits + (size_t)i * K, K, pi)) {
+            a->bad = bidx[i];
+            return false;
+        }
+        int best = 0;
+        for (int k = 0; k < K; k++) {
+            qi[k] = 0.5 * (qi[k] + pi[k]);
+            if (qi[k] > qi[best])
+                best = k;
+        }
+        a->loss_sum -= log(qi[y[i]] > 1e-300 ? qi[y[i]] : 1e-300);
+        loom_metrics_confusion_add(a->mt, y[i], best);
+        if (a->pred)
+            a->pred[i0 + i] = best;
+        if (a->prob)
+            a->prob[i0 + i] = (float)qi[best];
+    }
+    return true;
+}
+
+/* The flip pass: each batch inferred as it is and mirrored, the two softmaxes averaged. */
 loom_status loom_evaluate_tta(loom_model *m, const loom_dataset *ds, const int *idx, int n,
                               const loom_norm *nrm, int batch, loom_metrics *mt, int *pred,
                               float *prob, loom_error *err) {
-    eval_acc a = {.mt = mt, .pred = pred, .prob = prob};
+    eval_acc a = {.mt = mt, .pred = pred, .prob = prob, .m = m, .ds = ds};
     loom_status st = eval_begin(m, ds, idx, &n, batch, mt, &a.K, err);
     if (st)
         return st;
-    int K = a.K;
-    float *x = NULL;  /* (batch, H, W, C) */
-    int *y = NULL;    /* (batch) labels */
-    int *ibuf = NULL; /* (batch) example indices when idx is NULL */
-    double *q = NULL; /* (2, batch, K) the two passes' softmaxes */
-    if ((st = loom_model_prepare(m, batch, err)))
-        goto done;
-    x = loom_xalloc(sizeof(float) * (size_t)ds->H * ds->W * ds->C * (size_t)batch);
-    y = malloc(sizeof(int) * (size_t)batch);
-    ibuf = malloc(sizeof(int) * (size_t)batch);
-    q = malloc(sizeof(double) * (size_t)batch * (size_t)K * 2);
-    if (!x || !y || !ibuf || !q) {
+    if (!(a.q = malloc(sizeof(double) * (size_t)batch * (size_t)a.K * 2)))
         st = loom_error_set(err, LOOM_ERR_NOMEM, "evaluate: cannot allocate a batch of %d", batch);
-        goto done;
-    }
-    for (int i0 = 0; i0 < n && !st; i0 += batch) {
-        int B = n - i0 < batch ? n - i0 : batch;
-        const int *bidx = idx ? idx + i0 : ibuf;
-        if (!idx)
-            for (int i = 0; i < B; i++)
-                ibuf[i] = i0 + i;
-        loom_batch_fill(ds, bidx, B, nrm, x, y);
-        const float *logits = model_infer(m, x, B); /* (B, K) */
-        for (int i = 0; i < B && !st; i++)
-            if (!softmax_double(logits + (size_t)i * K, K, q + (size_t)i * K)) {
-                a.bad = bidx[i];
-                st = LOOM_ERR_NUMERIC;
-            }
-        if (st)
-            break;
-        flip_batch(x, B, ds->H, ds->W, ds->C);
-        logits = model_infer(m, x, B);
-        for (int i = 0; i < B; i++) {
-            double *qi = q + (size_t)i * K, *pi = q + (size_t)(batch + i) * K;
-            if (!softmax_double(logits + (size_t)i * K, K, pi)) {
-                a.bad = bidx[i];
-                st = LOOM_ERR_NUMERIC;
-                break;
-            }
-            int best = 0;
-            for (int k = 0; k < K; k++) {
-                qi[k] = 0.5 * (qi[k] + pi[k]);
-                if (qi[k] > qi[best])
-                    best = k;
-            }
-            a.loss_sum -= log(qi[y[i]] > 1e-300 ? qi[y[i]] : 1e-300);
-            loom_metrics_confusion_add(mt, y[i], best);
-            if (pred)
-                pred[i0 + i] = best;
-            if (prob)
-                prob[i0 + i] = (float)qi[best];
-        }
-    }
-done:
-    free(x);
-    free(y);
-    free(ibuf);
-    free(q);
+    else
+        st = infer_range(m, ds, idx, 0, n, nrm, batch, score_flipped, &a, err);
+    free(a.q);
     return eval_end(&a, st, n, err);
 }
 

@@ -350,6 +350,11 @@ static void dw_sum_range(void *ctx, long lo, long hi, int k) {
     }
 }
 
+void conv_dw_sum(float *dW, const float *pw, size_t nw, int ns) {
+    dw_sum p = {.dW = dW, .pw = pw, .nw = nw, .ns = ns};
+    par_for((long)nw, par_n_chunks((long)nw, 16384), dw_sum_range, &p);
+}
+
 /* Backward of the cache path. The groups are split into min(ng, CONV_SETS) runs of consecutive
  * groups, the reduction sets; each set runs its groups in order (dz, db and dW partials, dcol,
  * col2im), then the sets' partials are added to db and dW in set order. */
@@ -380,8 +385,7 @@ static void conv_backward_groups(layer *l, const float *x, const float *y, float
         conv_direct_flip(c, l->w, wf);
 #endif
     par_for(ng, ns, conv_backward_set, &j);
-    dw_sum p = {.dW = dW, .pw = pw, .nw = (size_t)RSC * K, .ns = ns};
-    par_for((long)p.nw, par_n_chunks((long)p.nw, 16384), dw_sum_range, &p);
+    conv_dw_sum(dW, pw, (size_t)RSC * K, ns);
     for (int st = 0; st < ns; st++)
 #pragma omp simd
         for (int k = 0; k < K; k++)

@@ -70,6 +70,9 @@ static inline void copy_floats(float *restrict dst, const float *restrict src, i
  * the working space fits the col area. */
 bool conv_bf16_applies(const conv_cfg *c);
 /* Training forward and backward of conv_bf16_applies's layers, the contract of layer_ops. */
+/* dW (nw) += ns sets of dW partials (ns of nw each, set after set), in set order over the
+ * threads: the sum of the per-thread weight gradients of a backward pass. */
+void conv_dw_sum(float *dW, const float *pw, size_t nw, int ns);
 void conv_bf16_forward(layer *l, const float *x, float *y, int B);
 void conv_bf16_backward(layer *l, const float *x, const float *y, float *dy, float *dx, int B);
 

@@ -334,24 +334,6 @@ BF16_TARGET static void backward_set(void *ctx, long g0, long g1, int st) {
     }
 }
 
-typedef struct {
-    float *dW;
-    const float *pw;
-    size_t nw;
-    int ns;
-} dw_sum;
-
-static void dw_sum_range(void *ctx, long lo, long hi, int k) {
-    (void)k;
-    const dw_sum *p = ctx;
-    for (int st = 0; st < p->ns; st++) {
-        const float *q = p->pw + (size_t)st * p->nw;
-#pragma omp simd
-        for (long i = lo; i < hi; i++)
-            p->dW[i] += q[i];
-    }
-}
-
 BF16_TARGET void conv_bf16_backward(layer *l, const float *x, const float *y, float *dy, float *dx,
                                     int B) {
     const conv_cfg *c = l->cfg;
@@ -382,8 +364,7 @@ BF16_TARGET void conv_bf16_backward(layer *l, const float *x, const float *y, fl
                   .pw = pw,
                   .pb = pb};
     par_for(ng, ns, backward_set, &j);
-    dw_sum p = {.dW = l->dw, .pw = pw, .nw = (size_t)RSC * K, .ns = ns};
-    par_for((long)p.nw, par_n_chunks((long)p.nw, 16384), dw_sum_range, &p);
+    conv_dw_sum(l->dw, pw, (size_t)RSC * K, ns);
     float *db = l->dw + (size_t)RSC * K;
     for (int st = 0; st < ns; st++)
         for (int k = 0; k < K; k++)
